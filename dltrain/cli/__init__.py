@@ -1,0 +1,51 @@
+"""The dltrain command line. Light: nothing here imports TensorFlow (commands do, when run)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from dltrain import __version__
+from dltrain.cli.evaluate import evaluate
+from dltrain.cli.prepare import prepare
+from dltrain.cli.train import train
+
+app = typer.Typer(
+    name="dltrain",
+    help="From a raw dataset to a trained, evaluated Keras model: "
+    "dltrain prepare && dltrain train && dltrain evaluate",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dltrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and TensorFlow's own log output.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["DLTRAIN_DEBUG"] = "1"
+
+
+app.command()(prepare)
+app.command()(train)
+app.command()(evaluate)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,85 @@
+"""What every command shares: recipe options, override flags, and the error boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from dltrain.errors import DltrainError, ExitCode
+from dltrain.recipe import LoadedRecipe, find_recipe, load_recipe, parse_assignment
+
+RecipeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        "-r",
+        help="Recipe YAML file, or the name of one in recipes/. Default: ./dltrain.yaml.",
+        show_default=False,
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override any recipe value: --set train.batch_size=256 (repeatable; YAML values).",
+        show_default=False,
+    ),
+]
+PrintRecipeOption = Annotated[
+    bool, typer.Option("--print-recipe", help="Print the resolved recipe (YAML) and exit.")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Write one JSON document to stdout.")
+]
+
+
+def load(recipe: str | None, sets: list[str] | None, flags: dict[str, Any] | None = None) -> LoadedRecipe:
+    """Find and load the recipe; named flags apply first, then ``--set`` in order."""
+    overrides = [(key, value) for key, value in (flags or {}).items() if value is not None]
+    overrides += [parse_assignment(text) for text in sets or []]
+    return load_recipe(find_recipe(recipe), overrides)
+
+
+def print_recipe(loaded: LoadedRecipe) -> None:
+    sys.stdout.write(loaded.to_yaml())
+
+
+@contextlib.contextmanager
+def reported_errors(console: Console) -> Iterator[None]:
+    """Turn dltrain's errors into one paragraph and an exit code; tracebacks only with --debug."""
+    debug = bool(os.environ.get("DLTRAIN_DEBUG"))
+    try:
+        yield
+    except DltrainError as exc:
+        if debug:
+            console.print(traceback.format_exc(), markup=False, highlight=False)
+        console.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}", soft_wrap=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: stopped at your request.")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for --debug
+        if debug:
+            raise
+        console.print(
+            f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}. "
+            f"This is a bug in dltrain, not in your input; rerun with --debug for the traceback "
+            f"and report it."
+        )
+        raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def workdir() -> Path:
+    """Where data/ and runs/ live: the working directory, so shell pipelines need no paths."""
+    return Path.cwd()

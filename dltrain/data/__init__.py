@@ -1,0 +1,1 @@
+"""Data: raw sources, splits, the prepared store and its manifest, tf.data input pipelines."""

@@ -1,0 +1,23 @@
+"""Feed-forward networks: flatten, then dense (→ BN) → activation → dropout per hidden layer."""
+
+from __future__ import annotations
+
+from dltrain.backend import keras
+from dltrain.models import InputSpec
+from dltrain.models.layers import classification_head, scaled_input
+from dltrain.recipe.schema import MlpSpec
+
+
+def build_mlp(spec: MlpSpec, inputs: InputSpec) -> keras.Model:
+    """Build a multi-layer perceptron classifier."""
+    raw, x = scaled_input(inputs)
+    if len(inputs.shape) > 1:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(spec.units, start=1):
+        x = keras.layers.Dense(units, use_bias=not spec.batch_norm, name=f"dense{i}")(x)
+        if spec.batch_norm:
+            x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.Activation(spec.activation.value, name=f"act{i}")(x)
+        if spec.dropout:
+            x = keras.layers.Dropout(spec.dropout, name=f"dropout{i}")(x)
+    return keras.Model(raw, classification_head(x, inputs), name="mlp")

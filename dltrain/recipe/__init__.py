@@ -1,0 +1,6 @@
+"""Recipes: typed, validated YAML saying what data, which model, how to train and judge."""
+
+from dltrain.recipe.load import LoadedRecipe, find_recipe, load_recipe, parse_assignment
+from dltrain.recipe.schema import Recipe
+
+__all__ = ["LoadedRecipe", "Recipe", "find_recipe", "load_recipe", "parse_assignment"]

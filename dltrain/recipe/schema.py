@@ -1,0 +1,234 @@
+"""The typed recipe: what data, which model, how to train, how to judge.
+
+Every section forbids unknown keys, so a typo is an error that names the key rather than a
+setting silently ignored. Defaults are the values we would pick for a first run, with the reason
+next to the ones that are not obvious.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+class DataFormat(StrEnum):
+    AUTO = "auto"
+    IDX = "idx"
+    NPZ = "npz"
+
+
+class Scaling(StrEnum):
+    """How pixel values are rescaled; the statistics go into the model as its first layer."""
+
+    NONE = "none"
+    UNIT = "unit"  # [0, 1]
+    SYMMETRIC = "symmetric"  # [-1, 1]
+    STANDARD = "standard"  # mean 0, variance 1, statistics from the training split only
+
+
+class SplitSpec(Section):
+    validation: float = Field(
+        0.1, gt=0, lt=1, description="Share of the training pool held out for validation."
+    )
+    test: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Share held out for test; used only when the source has no test set of its own.",
+    )
+    stratify: bool = Field(True, description="Keep class proportions equal across splits.")
+
+    @model_validator(mode="after")
+    def _leave_something_to_train(self) -> SplitSpec:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                f"validation + test must leave at least 10% to train on. "
+                f"Received: validation={self.validation}, test={self.test}"
+            )
+        return self
+
+
+class DataSpec(Section):
+    source: Path = Field(
+        description="File or folder holding the raw data; relative paths are read from the "
+        "recipe file's folder."
+    )
+    format: DataFormat = DataFormat.AUTO
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    scaling: Scaling = Scaling.UNIT
+    classes: list[str] | None = Field(
+        None, description="Names of the classes, in label order (labels 0, 1, …) for reports."
+    )
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+class Activation(StrEnum):
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    ELU = "elu"
+    SELU = "selu"
+    GELU = "gelu"
+    SWISH = "swish"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+
+
+class MlpSpec(Section):
+    family: Literal["mlp"] = "mlp"
+    units: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [256, 128], min_length=1, description="Width of each hidden layer."
+    )
+    activation: Activation = Activation.RELU
+    dropout: float = Field(0.2, ge=0, lt=1)
+    batch_norm: bool = False
+
+
+class CnnSpec(Section):
+    family: Literal["cnn"] = "cnn"
+    filters: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [32, 64],
+        min_length=1,
+        description="Filters of each conv block; each block is conv → (BN) → act → max-pool.",
+    )
+    kernel_size: int = Field(3, gt=0)
+    padding: Literal["same", "valid"] = Field(
+        "same", description="same keeps the size through a conv, so deep stacks do not vanish."
+    )
+    convs_per_block: int = Field(1, gt=0)
+    pool_size: int = Field(2, gt=0)
+    dense: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [64], description="Widths of the dense layers after flattening."
+    )
+    activation: Activation = Activation.RELU
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
+    block_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout after each pooling layer (0 turns it off)."
+    )
+    batch_norm: bool = False
+
+
+ModelSpec = Annotated[MlpSpec | CnnSpec, Field(discriminator="family")]
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class OptimizerName(StrEnum):
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    NESTEROV = "nesterov"
+    ADAGRAD = "adagrad"
+    RMSPROP = "rmsprop"
+    ADAM = "adam"
+    ADAMW = "adamw"
+    NADAM = "nadam"
+
+
+class OptimizerSpec(Section):
+    name: OptimizerName = OptimizerName.ADAM
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    momentum: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="momentum and nesterov: 0.9 when unset; rmsprop: 0.0 when unset (Keras's).",
+    )
+    weight_decay: float | None = Field(
+        None, ge=0, description="Decoupled weight decay (adamw defaults to 0.004 as in Keras)."
+    )
+    clipnorm: float | None = Field(None, gt=0, description="Clip each gradient to this norm.")
+    clipvalue: float | None = Field(None, gt=0, description="Clip each gradient element.")
+    global_clipnorm: float | None = Field(
+        None, gt=0, description="Clip all gradients together to this norm."
+    )
+
+    @model_validator(mode="after")
+    def _one_clipping_norm(self) -> OptimizerSpec:
+        if self.clipnorm is not None and self.global_clipnorm is not None:
+            raise ValueError(
+                "Set only one of `clipnorm` and `global_clipnorm`. "
+                f"Received: clipnorm={self.clipnorm}, global_clipnorm={self.global_clipnorm}"
+            )
+        return self
+
+
+class ScheduleName(StrEnum):
+    CONSTANT = "constant"
+    EXPONENTIAL = "exponential"
+    STEP = "step"
+    COSINE = "cosine"
+
+
+class ScheduleSpec(Section):
+    """A learning-rate schedule over the whole run; every parameter counts in epochs."""
+
+    name: ScheduleName = ScheduleName.CONSTANT
+    gamma: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="exponential: lr0·gamma^epoch; step: multiply by gamma every step_epochs.",
+    )
+    step_epochs: int = Field(5, gt=0, description="step: epochs between two decays.")
+    min_learning_rate: float = Field(0.0, ge=0, description="cosine: the floor reached at the end.")
+
+
+class EarlyStoppingSpec(Section):
+    enabled: bool = True
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best_weights: bool = True
+
+
+class TrainSpec(Section):
+    epochs: int = Field(10, gt=0, le=100_000)
+    batch_size: int = Field(128, gt=0, le=1_000_000)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    lr_schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    shuffle: bool = True
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+class SplitName(StrEnum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+class EvaluateSpec(Section):
+    split: SplitName = SplitName.TEST
+    batch_size: int = Field(512, gt=0)
+
+
+# --- the recipe -------------------------------------------------------------------------------
+
+
+class Recipe(Section):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Names data/<name>/ and runs/<name>/.",
+    )
+    description: str = ""
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    data: DataSpec
+    model: ModelSpec = Field(default_factory=CnnSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)

@@ -1,0 +1,142 @@
+"""Where commands find each other's outputs, and how files that later commands trust get written.
+
+``data/<recipe>/`` holds a prepared dataset, ``runs/<recipe>/<run id>/`` one training run. Run ids
+sort by creation time, so the latest run is the last one in name order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dltrain.errors import RunError
+
+MODEL_FILE = "model.keras"
+RECIPE_FILE = "recipe.yaml"
+RUN_INFO_FILE = "run.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+
+
+def data_dir(workdir: Path, name: str) -> Path:
+    """The prepared dataset of recipe ``name``."""
+    return workdir / "data" / name
+
+
+def runs_dir(workdir: Path, name: str) -> Path:
+    """The folder holding every run of recipe ``name``."""
+    return workdir / "runs" / name
+
+
+def new_run_dir(workdir: Path, name: str) -> Path:
+    """Create a fresh, uniquely named run folder and return it."""
+    root = runs_dir(workdir, name)
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        path = root / f"{stamp}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def latest_run(workdir: Path, name: str) -> Path:
+    """The newest run of recipe ``name`` that finished with a saved model.
+
+    Raises:
+        RunError: the recipe has no finished run.
+    """
+    root = runs_dir(workdir, name)
+    runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+    finished = [p for p in runs if (p / MODEL_FILE).is_file()]
+    if not finished:
+        found = f" ({len(runs)} run folder(s) there, none with a saved model)" if runs else ""
+        raise RunError(
+            f"No finished run of recipe '{name}' under {root}{found}. evaluate needs a trained "
+            f"model: run `dltrain train` first, or name a run folder with --run PATH."
+        )
+    return finished[-1]
+
+
+def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:
+    """The run the user named with ``--run``, or the latest run of the recipe.
+
+    Raises:
+        RunError: the named folder does not exist or holds no model.
+    """
+    if given is None:
+        return latest_run(workdir, name)
+    path = given if given.is_absolute() else workdir / given
+    if not path.is_dir():
+        raise RunError(
+            f"Run folder {given} does not exist. Expected a folder written by `dltrain train`, "
+            f"such as runs/{name}/<run id>/; list them with `ls {runs_dir(workdir, name)}`."
+        )
+    if not (path / MODEL_FILE).is_file():
+        raise RunError(
+            f"Run folder {given} holds no {MODEL_FILE}: its training did not finish. Train again "
+            f"with `dltrain train`, or pick another run."
+        )
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that a crash leaves either the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write a JSON document atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; rename it into place on success.
+
+    Works for files and folders. The temporary keeps ``path``'s suffix, since some writers
+    (Keras's ``model.save``) insist on it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial-{secrets.token_hex(3)}{path.suffix}")
+    try:
+        yield tmp
+        if path.is_dir() and tmp.is_dir():
+            # Swap folders: the old one moves aside first, so at no moment is a half one in place.
+            old = path.with_name(f".{path.name}.old-{secrets.token_hex(3)}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()

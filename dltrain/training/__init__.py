@@ -1,0 +1,1 @@
+"""Training: optimizers, schedules, callbacks, device placement and the fit loop."""
