@@ -37,12 +37,12 @@ SetOption = Annotated[
 PrintRecipeOption = Annotated[
     bool, typer.Option("--print-recipe", help="Print the resolved recipe (YAML) and exit.")
 ]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Write one JSON document to stdout.")
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Write one JSON document to stdout.")]
 
 
-def load(recipe: str | None, sets: list[str] | None, flags: dict[str, Any] | None = None) -> LoadedRecipe:
+def load(
+    recipe: str | None, sets: list[str] | None, flags: dict[str, Any] | None = None
+) -> LoadedRecipe:
     """Find and load the recipe; named flags apply first, then ``--set`` in order."""
     overrides = [(key, value) for key, value in (flags or {}).items() if value is not None]
     overrides += [parse_assignment(text) for text in sets or []]
@@ -62,7 +62,7 @@ def reported_errors(console: Console) -> Iterator[None]:
     except DltrainError as exc:
         if debug:
             console.print(traceback.format_exc(), markup=False, highlight=False)
-        console.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}", soft_wrap=False)
+        console.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}")
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stopped at your request.")

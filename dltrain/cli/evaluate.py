@@ -19,10 +19,17 @@ def evaluate(
     recipe: RecipeOption = None,
     run: Annotated[
         Path | None,
-        typer.Option("--run", help="Run folder to evaluate. Default: the recipe's latest run.", show_default=False),
+        typer.Option(
+            "--run",
+            help="Run folder to evaluate. Default: the recipe's latest run.",
+            show_default=False,
+        ),
     ] = None,
     split: Annotated[
-        SplitName | None, typer.Option("--split", help="Split to evaluate (default: evaluate.split, test).", show_default=False)
+        SplitName | None,
+        typer.Option(
+            "--split", help="Split to evaluate (default: evaluate.split, test).", show_default=False
+        ),
     ] = None,
     sets: SetOption = None,
     json_: JsonOption = False,
@@ -44,7 +51,10 @@ def evaluate(
 
 def render(document: dict[str, Any], console: Console) -> None:
     """Headline metrics, per-class table and confusion matrix."""
-    title = f"{document['recipe']} · {Path(document['run']).name} · {document['split']} split ({document['num_examples']:,} examples)"
+    title = (
+        f"{document['recipe']} · {Path(document['run']).name} · {document['split']} split "
+        f"({document['num_examples']:,} examples)"
+    )
     headline = Table(title=title, title_justify="left")
     headline.add_column("metric")
     headline.add_column("value", justify="right")
@@ -57,7 +67,11 @@ def render(document: dict[str, Any], console: Console) -> None:
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for row in document["per_class"]:
         per_class.add_row(
-            row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}"
+            row["class"],
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            f"{row['support']:,}",
         )
     console.print(per_class)
 
@@ -67,5 +81,11 @@ def render(document: dict[str, Any], console: Console) -> None:
     for label in confusion["labels"]:
         matrix.add_column(label, justify="right")
     for label, row in zip(confusion["labels"], confusion["counts"], strict=True):
-        matrix.add_row(label, *(f"[bold]{c}[/]" if i == confusion["labels"].index(label) else str(c) for i, c in enumerate(row)))
+        matrix.add_row(
+            label,
+            *(
+                f"[bold]{c}[/]" if i == confusion["labels"].index(label) else str(c)
+                for i, c in enumerate(row)
+            ),
+        )
     console.print(matrix)

@@ -24,7 +24,9 @@ from dltrain.runs import data_dir
 def prepare(
     recipe: RecipeOption = None,
     sets: SetOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even if nothing changed.")
+    ] = False,
     print_recipe_: PrintRecipeOption = False,
     json_: JsonOption = False,
 ) -> None:
@@ -42,7 +44,9 @@ def prepare(
             result = prepare_data(loaded.recipe.data, loaded.recipe.seed, folder, force=force)
         manifest = result.dataset.manifest
         if json_:
-            write_json({"folder": str(folder), "up_to_date": result.up_to_date, "manifest": manifest})
+            write_json(
+                {"folder": str(folder), "up_to_date": result.up_to_date, "manifest": manifest}
+            )
         if result.up_to_date:
             console.print(
                 f"[green]Up to date:[/] {folder} already holds this source prepared with this "
@@ -55,7 +59,10 @@ def prepare(
         classes = manifest["target"]["classes"]
         for split, entry in manifest["splits"].items():
             counts = entry["class_counts"]
-            low, high = min(range(len(counts)), key=counts.__getitem__), max(range(len(counts)), key=counts.__getitem__)
+            low, high = (
+                min(range(len(counts)), key=counts.__getitem__),
+                max(range(len(counts)), key=counts.__getitem__),
+            )
             table.add_row(
                 split,
                 f"{entry['num_examples']:,}",
@@ -66,5 +73,6 @@ def prepare(
         features = manifest["features"]
         console.print(
             f"{len(classes)} classes, examples of shape {tuple(features['shape'])} "
-            f"{features['dtype']}, scaling '{manifest['preprocessing']['scaling']}' (inside the model)."
+            f"{features['dtype']}, scaling '{manifest['preprocessing']['scaling']}' "
+            f"(applied inside the model)."
         )

@@ -23,17 +23,22 @@ from dltrain.recipe.schema import OptimizerName, ScheduleName
 def train(
     recipe: RecipeOption = None,
     optimizer: Annotated[
-        OptimizerName | None, typer.Option("--optimizer", help="train.optimizer.name", show_default=False)
+        OptimizerName | None,
+        typer.Option("--optimizer", help="train.optimizer.name", show_default=False),
     ] = None,
     learning_rate: Annotated[
         float | None,
-        typer.Option("--learning-rate", "--lr", help="train.optimizer.learning_rate", show_default=False),
+        typer.Option(
+            "--learning-rate", "--lr", help="train.optimizer.learning_rate", show_default=False
+        ),
     ] = None,
     lr_schedule: Annotated[
         ScheduleName | None,
         typer.Option("--lr-schedule", help="train.lr_schedule.name", show_default=False),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="train.epochs", show_default=False)] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="train.epochs", show_default=False)
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="train.batch_size", show_default=False)
     ] = None,
@@ -83,7 +88,11 @@ def train(
                 {
                     "run": str(result.run_dir),
                     "epochs_run": result.epochs_run,
-                    "best": {"monitor": result.monitor, "epoch": result.best_epoch, "value": result.best_value},
+                    "best": {
+                        "monitor": result.monitor,
+                        "epoch": result.best_epoch,
+                        "value": result.best_value,
+                    },
                     "final": result.final_logs,
                     "seconds": round(result.seconds, 2),
                 }

@@ -94,9 +94,9 @@ def read_idx_folder(folder: Path) -> SourceArrays:
     if not complete:
         found = ", ".join(sorted(p.name for kinds in pairs.values() for p in kinds.values()))
         raise DataError(
-            f"{folder} has no complete pair of IDX image and label files (found: {found or 'none'}). "
-            f"Expected e.g. train-images-idx3-ubyte.gz with train-labels-idx1-ubyte.gz. Copy the "
-            f"missing file next to the others."
+            f"{folder} has no complete pair of IDX image and label files "
+            f"(found: {found or 'none'}). Expected e.g. train-images-idx3-ubyte.gz with "
+            f"train-labels-idx1-ubyte.gz. Copy the missing file next to the others."
         )
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     files: list[Path] = []
@@ -147,7 +147,11 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path} is {len(raw)} bytes once decompressed but its header announces shape "
             f"{shape}, which needs {expected}. The file is truncated or damaged; copy it again."
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def read_npz(path: Path) -> SourceArrays:

@@ -45,7 +45,9 @@ def fingerprint_files(files: list[Path]) -> dict[str, Any]:
     return {"files": entries, "fingerprint": overall}
 
 
-def write_store(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], manifest: dict[str, Any]) -> None:
+def write_store(
+    folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], manifest: dict[str, Any]
+) -> None:
     """Write the splits as shards and the manifest, atomically replacing ``folder``.
 
     Args:
@@ -68,7 +70,9 @@ def write_store(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], 
                 )
             split_entries[name] = {
                 "num_examples": len(x),
-                "class_counts": np.bincount(y, minlength=manifest["target"]["num_classes"]).tolist(),
+                "class_counts": np.bincount(
+                    y, minlength=manifest["target"]["num_classes"]
+                ).tolist(),
                 "shards": shards,
             }
         write_json_atomic(tmp / MANIFEST_FILE, {**manifest, "splits": split_entries})
@@ -120,9 +124,9 @@ class PreparedDataset:
                 ) from None
             if hashlib.sha256(blob).hexdigest() != shard["sha256"]:
                 raise DataError(
-                    f"Shard {path} changed since `dltrain prepare` wrote it (its checksum no longer "
-                    f"matches {MANIFEST_FILE}). dltrain will not train or evaluate on data it cannot "
-                    f"vouch for; rebuild it with `dltrain prepare --force`."
+                    f"Shard {path} changed since `dltrain prepare` wrote it (its checksum no "
+                    f"longer matches {MANIFEST_FILE}). dltrain will not train or evaluate on data "
+                    f"it cannot vouch for; rebuild it with `dltrain prepare --force`."
                 )
             with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
                 xs.append(arrays["x"])

@@ -46,7 +46,9 @@ def evaluate_run(run_dir: Path, split: str, batch_size: int) -> dict[str, Any]:
             f"Cannot load {run_dir / MODEL_FILE} ({exc}). The file is damaged or was written by "
             f"another Keras version; train the run again."
         ) from None
-    batches = make_dataset(x, y, batch_size, shuffle=False, seed=0).map(lambda features, _: features)
+    batches = make_dataset(x, y, batch_size, shuffle=False, seed=0).map(
+        lambda features, _: features
+    )
     probabilities = model.predict(batches, verbose=0)
     document = {
         "schema_version": SCHEMA_VERSION,

@@ -18,7 +18,10 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     # An empty denominator gives 0 (scikit-learn's zero_division=0), not NaN.
     return np.divide(
-        numerator, denominator, out=np.zeros_like(numerator, dtype=np.float64), where=denominator > 0
+        numerator,
+        denominator,
+        out=np.zeros_like(numerator, dtype=np.float64),
+        where=denominator > 0,
     )
 
 

@@ -26,7 +26,9 @@ def build_cnn(spec: CnnSpec, inputs: InputSpec) -> keras.Model:
                 name=f"block{b}_conv{c}",
             )(x)
             if spec.batch_norm:
-                x = keras.layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
+                x = keras.layers.BatchNormalization(
+                    momentum=spec.batch_norm_momentum, name=f"block{b}_bn{c}"
+                )(x)
                 x = keras.layers.Activation(spec.activation.value, name=f"block{b}_act{c}")(x)
         x = keras.layers.MaxPooling2D(spec.pool_size, name=f"block{b}_pool")(x)
         if spec.block_dropout:

@@ -16,7 +16,7 @@ def build_mlp(spec: MlpSpec, inputs: InputSpec) -> keras.Model:
     for i, units in enumerate(spec.units, start=1):
         x = keras.layers.Dense(units, use_bias=not spec.batch_norm, name=f"dense{i}")(x)
         if spec.batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=spec.batch_norm_momentum, name=f"bn{i}")(x)
         x = keras.layers.Activation(spec.activation.value, name=f"act{i}")(x)
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, name=f"dropout{i}")(x)

@@ -87,7 +87,12 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 as a string; people mean the number
     return key, value
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def load_recipe(
@@ -131,7 +136,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"Cannot read recipe {path}: {exc}. Expected a UTF-8 YAML file.") from None
+        raise RecipeError(
+            f"Cannot read recipe {path}: {exc}. Expected a UTF-8 YAML file."
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -217,7 +224,9 @@ def _explain(exc: ValidationError, path: Path, overridden: set[str]) -> str:
             message = error["msg"].removeprefix("Value error, ")
             sentences.append(f"`{dotted}`: {message}." if dotted else f"{message}.")
         else:
-            sentences.append(f"`{dotted}`{origin}: {error['msg']}. Received: {error.get('input')!r}.")
+            sentences.append(
+                f"`{dotted}`{origin}: {error['msg']}. Received: {error.get('input')!r}."
+            )
     return (
         f"Recipe {path} is not valid: {' '.join(sentences)} "
         f"Fix the recipe (or the flag), then check it with --print-recipe."

@@ -79,10 +79,14 @@ def input_spec(dataset: PreparedDataset) -> InputSpec:
 
 def environment(seed: int) -> dict[str, Any]:
     """Versions, seed and device, so a run says how to reproduce it."""
-    devices = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in GPUS]
+    devices = [
+        tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in GPUS
+    ]
     return {
         "seed": seed,
-        "device": f"GPU ({', '.join(devices)})" if devices else f"CPU ({platform.processor() or platform.machine()})",
+        "device": f"GPU ({', '.join(devices)})"
+        if devices
+        else f"CPU ({platform.processor() or platform.machine()})",
         "versions": {
             "dltrain": __version__,
             "tensorflow": tf.__version__,
@@ -122,7 +126,10 @@ def train(loaded: LoadedRecipe, workdir: Path, console: Console) -> TrainResult:
         "recipe_file": str(loaded.path),
         "status": "running",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": {"folder": str(dataset.folder), "fingerprint": dataset.manifest["source"]["fingerprint"]},
+        "data": {
+            "folder": str(dataset.folder),
+            "fingerprint": dataset.manifest["source"]["fingerprint"],
+        },
         **environment(recipe.seed),
     }
     write_json_atomic(run_dir / RUN_INFO_FILE, info)
@@ -131,7 +138,9 @@ def train(loaded: LoadedRecipe, workdir: Path, console: Console) -> TrainResult:
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
     steps_per_epoch = math.ceil(len(train_x) / spec.batch_size)
-    train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=recipe.seed)
+    train_data = make_dataset(
+        train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=recipe.seed
+    )
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
     model = build_model(recipe.model, input_spec(dataset))
@@ -171,7 +180,11 @@ def train(loaded: LoadedRecipe, workdir: Path, console: Console) -> TrainResult:
     started = time.perf_counter()
     try:
         history = model.fit(
-            train_data, validation_data=val_data, epochs=spec.epochs, callbacks=callbacks, verbose=0,
+            train_data,
+            validation_data=val_data,
+            epochs=spec.epochs,
+            callbacks=callbacks,
+            verbose=0,
             shuffle=False,  # the input pipeline already reshuffles every epoch
         )
     except KeyboardInterrupt:

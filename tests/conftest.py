@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny synthetic datasets in the real on-disk formats, and recipe writers."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) as a gzip-compressed IDX file, as MNIST distributes them."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def synthetic_images(
+    num: int, num_classes: int = 3, size: int = 12, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is written in them (a bright band at a class-specific row), so a model
+    can learn them in one epoch, plus noise so they are not all alike."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(num) % num_classes
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(num, size, size), dtype=np.uint8)
+    band = size // num_classes
+    for i, label in enumerate(labels):
+        images[i, label * band : (label + 1) * band, :] = 230
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture
+def idx_folder(tmp_path: Path) -> Path:
+    """An MNIST-style folder with its own train (240) and test (60) sets of 12×12 images."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    train_x, train_y = synthetic_images(240, seed=1)
+    test_x, test_y = synthetic_images(60, seed=2)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_y)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test_x)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
+    return folder
+
+
+RecipeWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path) -> RecipeWriter:
+    """Write a small, fast recipe (tiny CNN, one epoch) into the test's folder and return it."""
+
+    def write(source: Path, *, path: Path | None = None, **sections: Any) -> Path:
+        recipe: dict[str, Any] = {
+            "name": "tiny",
+            "seed": 7,
+            "data": {"source": str(source), "split": {"validation": 0.2, "test": 0.2}},
+            "model": {"family": "cnn", "filters": [4], "dense": [8], "dropout": 0.0},
+            "train": {"epochs": 1, "batch_size": 32, "optimizer": {"learning_rate": 0.01}},
+        }
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+                recipe[key] = {**recipe[key], **value}
+            else:
+                recipe[key] = value
+        target = path or tmp_path / "dltrain.yaml"
+        target.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        return target
+
+    return write

@@ -1,0 +1,101 @@
+"""Raw readers: IDX folders and .npz archives, and the errors bad files give."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dltrain.data.sources import read_idx, read_source
+from dltrain.errors import DataError
+from dltrain.recipe.schema import DataFormat
+from tests.conftest import REPO, synthetic_images, write_idx
+
+
+def test_idx_round_trip(tmp_path: Path) -> None:
+    images, _ = synthetic_images(5, size=6)
+    write_idx(tmp_path / "a.gz", images)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.gz"), images)
+
+
+def test_bundled_demo_is_one_pool_of_10k_mnist_digits() -> None:
+    source = read_source(REPO / "demo" / "mnist", DataFormat.AUTO)
+    assert source.format == DataFormat.IDX
+    assert not source.has_test  # a lone t10k pair is the pool prepare splits three ways
+    x, y = source.splits["train"]
+    assert x.shape == (10_000, 28, 28) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_folder_with_train_and_t10k_keeps_its_test_set(idx_folder: Path) -> None:
+    source = read_source(idx_folder, DataFormat.AUTO)
+    assert source.has_test
+    assert len(source.splits["train"][0]) == 240 and len(source.splits["test"][0]) == 60
+
+
+def test_corrupt_gzip_is_a_clear_data_error(idx_folder: Path) -> None:
+    target = idx_folder / "train-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:200])  # truncated copy
+    with pytest.raises(DataError) as caught:
+        read_source(idx_folder, DataFormat.AUTO)
+    assert "train-images-idx3-ubyte.gz" in caught.value.message
+    assert "copy it again" in caught.value.message.lower()
+
+
+def test_header_that_does_not_match_the_size(tmp_path: Path) -> None:
+    images, _ = synthetic_images(4, size=6)
+    write_idx(tmp_path / "x.gz", images)
+    raw = gzip.decompress((tmp_path / "x.gz").read_bytes())
+    (tmp_path / "x.gz").write_bytes(gzip.compress(raw[:-7]))
+    with pytest.raises(DataError, match="header announces shape"):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_not_an_idx_file(tmp_path: Path) -> None:
+    (tmp_path / "x.gz").write_bytes(gzip.compress(b"<html>404</html>"))
+    with pytest.raises(DataError, match="IDX header"):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_images_and_labels_that_do_not_match(idx_folder: Path) -> None:
+    write_idx(idx_folder / "train-labels-idx1-ubyte.gz", np.zeros(7, dtype=np.uint8))
+    with pytest.raises(DataError, match="do not belong together"):
+        read_source(idx_folder, DataFormat.AUTO)
+
+
+def test_missing_half_of_a_pair(idx_folder: Path) -> None:
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (idx_folder / name).unlink()
+    with pytest.raises(DataError, match="no complete pair"):
+        read_source(idx_folder, DataFormat.AUTO)
+
+
+def test_missing_source_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_source(tmp_path / "nope", DataFormat.AUTO)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="Cannot tell the format"):
+        read_source(tmp_path, DataFormat.AUTO)
+
+
+def test_npz_in_keras_layout(tmp_path: Path) -> None:
+    x, y = synthetic_images(30)
+    tx, ty = synthetic_images(10)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=tx, y_test=ty)
+    source = read_source(tmp_path / "d.npz", DataFormat.AUTO)
+    assert source.format == DataFormat.NPZ and source.has_test
+    np.testing.assert_array_equal(source.splits["test"][1], ty)
+
+
+def test_npz_with_unexpected_keys_lists_them(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", features=np.zeros((3, 2)), target=np.zeros(3))
+    with pytest.raises(DataError, match="features, target"):
+        read_source(tmp_path / "d.npz", DataFormat.AUTO)
+
+
+def test_npz_float_labels_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 4, 4)), y=np.array([0.5, 1.0, 0.0]))
+    with pytest.raises(DataError, match="expected integers"):
+        read_source(tmp_path / "d.npz", DataFormat.AUTO)

@@ -1,0 +1,47 @@
+"""Model builders: shapes, the in-model scaling, and the reference script's exact network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dltrain.models import InputSpec, build_model
+from dltrain.recipe.schema import CnnSpec, MlpSpec
+
+MNIST = InputSpec(shape=(28, 28, 1), dtype="uint8", num_classes=10, scale=1 / 255)
+
+
+def test_reference_network_has_the_reference_parameter_count() -> None:
+    # Conv32-pool-Conv64-pool-Dense64-Dropout-Dense10 on 28x28 ("valid" padding):
+    # 320 + 18,496 + (5*5*64*64 + 64) + 650 = 121,930 parameters.
+    spec = CnnSpec(filters=[32, 64], padding="valid", dense=[64], dropout=0.5)
+    model = build_model(spec, MNIST)
+    assert model.count_params() == 121_930
+    assert [layer.name for layer in model.layers if "dropout" in layer.name] == ["dropout"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        CnnSpec(filters=[8, 16], batch_norm=True, convs_per_block=2, block_dropout=0.2),
+        CnnSpec(filters=[4], activation="leaky_relu"),
+        MlpSpec(units=[16, 8], batch_norm=True, activation="gelu"),
+        MlpSpec(units=[4], dropout=0.0, activation="tanh"),
+    ],
+    ids=["cnn-bn", "cnn-leaky", "mlp-bn", "mlp-tanh"],
+)
+def test_builders_give_class_probabilities_for_raw_pixels(spec: CnnSpec | MlpSpec) -> None:
+    model = build_model(spec, MNIST)
+    raw = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28, 1), dtype=np.uint8)
+    probabilities = np.asarray(model(raw, training=False))
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_scaling_is_the_models_first_step() -> None:
+    model = build_model(
+        MlpSpec(units=[4]),
+        InputSpec(shape=(2,), dtype="uint8", num_classes=2, scale=0.5, offset=-1),
+    )
+    scaled = model.get_layer("scaling")(np.array([[0, 4]], dtype=np.uint8))
+    np.testing.assert_allclose(np.asarray(scaled), [[-1.0, 1.0]])

@@ -1,0 +1,68 @@
+"""The shell pipeline on the bundled demo data, as a user runs it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+DEMO = str(REPO / "recipes" / "mnist_demo.yaml")
+TF_CHATTER = ("oneDNN", "cuda", "absl::", "cpu_feature_guard", "This TensorFlow binary")
+
+
+def dltrain(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dltrain", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_pipeline_from_the_shell(tmp_path: Path) -> None:
+    prepared = dltrain("prepare", "--recipe", DEMO, cwd=tmp_path)
+    assert prepared.returncode == 0, prepared.stderr
+    trained = dltrain("train", "--recipe", DEMO, "--epochs", "2", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    evaluated = dltrain("evaluate", "--recipe", DEMO, "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    document = json.loads(evaluated.stdout)  # stdout holds the JSON document and nothing else
+    assert document["num_examples"] == 1000
+    assert document["metrics"]["accuracy"] > 0.9  # two epochs on 8k digits
+    for output in (prepared, trained, evaluated):
+        for noise in TF_CHATTER:
+            assert noise not in output.stderr, f"TensorFlow chatter reached the user: {noise}"
+
+
+def test_ctrl_c_stops_training_with_exit_130(tmp_path: Path) -> None:
+    assert dltrain("prepare", "--recipe", DEMO, cwd=tmp_path).returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dltrain", "train", "--recipe", DEMO, "--epochs", "50"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 300
+    for line in process.stderr:
+        if re.match(r"epoch +1/", line) or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "interrupted" in rest and "Traceback" not in rest
+    (run,) = (tmp_path / "runs" / "mnist_demo").iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert not (run / "model.keras").exists()

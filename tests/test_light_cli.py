@@ -1,0 +1,58 @@
+"""`dltrain --help` and recipe checks must never load TensorFlow (DESIGN.md, "Two layers")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+PROBE = """
+import json, sys
+sys.argv = ["dltrain", *json.loads(sys.argv[1])]
+from dltrain.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "tf_keras"})
+print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
+"""
+
+
+def loaded_heavy_modules(*args: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(list(args))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    line = next(x for x in result.stderr.splitlines() if x.startswith("HEAVY="))
+    return list(json.loads(line.removeprefix("HEAVY=")))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["prepare", "--help"],
+        ["train", "--help"],
+        ["evaluate", "--help"],
+        ["train", "--recipe", "mnist_demo", "--print-recipe"],
+        ["train", "--recipe", "does-not-exist.yaml"],
+    ],
+)
+def test_light_paths_do_not_import_tensorflow(args: list[str]) -> None:
+    assert loaded_heavy_modules(*args) == []
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dltrain", "--version"], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("dltrain ")
