@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,11 +98,24 @@ def environment(seed: int) -> dict[str, Any]:
     }
 
 
-def train(loaded: LoadedRecipe, workdir: Path, console: Console) -> TrainResult:
+def train(
+    loaded: LoadedRecipe,
+    workdir: Path,
+    console: Console,
+    *,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
     """Train the recipe's model on its prepared dataset into a new run folder.
 
     The resolved recipe and the environment are written before training starts; the model is
     written atomically at the end, so a run folder with ``model.keras`` is a finished run.
+
+    Args:
+        loaded: the validated recipe.
+        workdir: the folder holding data/ and runs/.
+        console: where the progress display draws.
+        extra_callbacks: run after dltrain's own, so their logs carry ``learning_rate`` and
+            ``epoch_seconds`` (a tuner's pruning callback goes here).
 
     Raises:
         DataError: no usable prepared dataset.
@@ -165,6 +179,7 @@ def train(loaded: LoadedRecipe, workdir: Path, console: Console) -> TrainResult:
             console, epochs=spec.epochs, steps_per_epoch=steps_per_epoch, batch_size=spec.batch_size
         ),
     ]
+    callbacks.extend(extra_callbacks)
     stopper = None
     if spec.early_stopping.enabled:
         es = spec.early_stopping
