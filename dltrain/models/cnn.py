@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dltrain.backend import keras
-from dltrain.models import InputSpec
-from dltrain.models.layers import classification_head, scaled_input
+from dltrain.models.io import ModelIO
 from dltrain.recipe.schema import CnnSpec
 
 
-def build_cnn(spec: CnnSpec, inputs: InputSpec) -> keras.Model:
+def build_cnn(spec: CnnSpec, io: ModelIO) -> keras.Model:
     """Build a CNN classifier.
 
     With ``filters: [32, 64]``, ``padding: valid``, ``dense: [64]`` and ``dropout: 0.5`` this is
     exactly the reference script's network.
     """
-    raw, x = scaled_input(inputs)
+    io.require("cnn", "image")
+    raw, x = io.inputs()
     for b, filters in enumerate(spec.filters, start=1):
         for c in range(1, spec.convs_per_block + 1):
             x = keras.layers.Conv2D(
@@ -38,4 +38,4 @@ def build_cnn(spec: CnnSpec, inputs: InputSpec) -> keras.Model:
         x = keras.layers.Dense(units, activation=spec.activation.value, name=f"dense{i}")(x)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
-    return keras.Model(raw, classification_head(x, inputs), name="cnn")
+    return keras.Model(raw, io.head(x), name="cnn")

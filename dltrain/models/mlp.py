@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dltrain.backend import keras
-from dltrain.models import InputSpec
-from dltrain.models.layers import classification_head, scaled_input
+from dltrain.models.io import ModelIO
 from dltrain.recipe.schema import MlpSpec
 
 
-def build_mlp(spec: MlpSpec, inputs: InputSpec) -> keras.Model:
-    """Build a multi-layer perceptron classifier."""
-    raw, x = scaled_input(inputs)
-    if len(inputs.shape) > 1:
+def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
+    """Build a multi-layer perceptron on any encoded features (flattened when not a vector)."""
+    raw, x = io.inputs()
+    if len(x.shape) > 2:
         x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(spec.units, start=1):
         x = keras.layers.Dense(units, use_bias=not spec.batch_norm, name=f"dense{i}")(x)
@@ -20,4 +19,4 @@ def build_mlp(spec: MlpSpec, inputs: InputSpec) -> keras.Model:
         x = keras.layers.Activation(spec.activation.value, name=f"act{i}")(x)
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, name=f"dropout{i}")(x)
-    return keras.Model(raw, classification_head(x, inputs), name="mlp")
+    return keras.Model(raw, io.head(x), name="mlp")

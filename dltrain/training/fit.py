@@ -20,7 +20,8 @@ from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import data_spec_digest
 from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, TrainingFailed
-from dltrain.models import InputSpec, build_model
+from dltrain.models import build_model
+from dltrain.models.io import ModelIO
 from dltrain.recipe import LoadedRecipe
 from dltrain.runs import (
     HISTORY_FILE,
@@ -33,10 +34,10 @@ from dltrain.runs import (
     write_json_atomic,
     write_text_atomic,
 )
+from dltrain.tasks import Task
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay
+from dltrain.training.losses import default_loss, logged_names, training_metrics
 from dltrain.training.optimizers import make_optimizer, make_schedule
-
-LOGGED_METRICS = ("loss", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,6 @@ def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
             f"says; run `dltrain prepare` with the same recipe and flags first."
         )
     return dataset
-
-
-def input_spec(dataset: PreparedDataset) -> InputSpec:
-    preprocessing = dataset.manifest["preprocessing"]
-    return InputSpec(
-        shape=dataset.input_shape,
-        dtype=dataset.manifest["features"]["dtype"],
-        num_classes=dataset.num_classes,
-        scale=float(preprocessing["scale"]),
-        offset=float(preprocessing["offset"]),
-    )
 
 
 def environment(seed: int) -> dict[str, Any]:
@@ -125,8 +115,9 @@ def train(
     recipe = loaded.recipe
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
+    task = Task(dataset.manifest["task"])
     monitor = spec.early_stopping.monitor
-    known = [*LOGGED_METRICS, *(f"val_{m}" for m in LOGGED_METRICS)]
+    known = logged_names(task)
     if spec.early_stopping.enabled and monitor not in known:
         raise RecipeError(
             f"`train.early_stopping.monitor` is {monitor!r}, which training does not log. "
@@ -157,14 +148,14 @@ def train(
     )
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
-    model = build_model(recipe.model, input_spec(dataset))
+    model = build_model(recipe.model, ModelIO(dataset.manifest))
     schedule = make_schedule(
         spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps_per_epoch
     )
     model.compile(
         optimizer=make_optimizer(spec.optimizer, schedule),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=default_loss(task),
+        metrics=training_metrics(task),
     )
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from dltrain.models import InputSpec, build_model
+from dltrain.errors import RecipeError
+from dltrain.models import build_model
+from dltrain.models.io import ModelIO
 from dltrain.recipe.schema import CnnSpec, MlpSpec
 
-MNIST = InputSpec(shape=(28, 28, 1), dtype="uint8", num_classes=10, scale=1 / 255)
+
+def image_io(
+    shape: tuple[int, ...] = (28, 28, 1), scale: float = 1 / 255, offset: float = 0.0
+) -> ModelIO:
+    manifest: dict[str, Any] = {
+        "task": "multiclass",
+        "features": {"kind": "image", "shape": list(shape), "dtype": "uint8"},
+        "target": {"classes": [str(i) for i in range(10)], "num_classes": 10},
+        "preprocessing": {"scaling": "unit", "scale": scale, "offset": offset},
+    }
+    return ModelIO(manifest)
 
 
 def test_reference_network_has_the_reference_parameter_count() -> None:
     # Conv32-pool-Conv64-pool-Dense64-Dropout-Dense10 on 28x28 ("valid" padding):
     # 320 + 18,496 + (5*5*64*64 + 64) + 650 = 121,930 parameters.
     spec = CnnSpec(filters=[32, 64], padding="valid", dense=[64], dropout=0.5)
-    model = build_model(spec, MNIST)
+    model = build_model(spec, image_io())
     assert model.count_params() == 121_930
     assert [layer.name for layer in model.layers if "dropout" in layer.name] == ["dropout"]
 
@@ -31,7 +45,7 @@ def test_reference_network_has_the_reference_parameter_count() -> None:
     ids=["cnn-bn", "cnn-leaky", "mlp-bn", "mlp-tanh"],
 )
 def test_builders_give_class_probabilities_for_raw_pixels(spec: CnnSpec | MlpSpec) -> None:
-    model = build_model(spec, MNIST)
+    model = build_model(spec, image_io())
     raw = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28, 1), dtype=np.uint8)
     probabilities = np.asarray(model(raw, training=False))
     assert probabilities.shape == (3, 10)
@@ -39,9 +53,13 @@ def test_builders_give_class_probabilities_for_raw_pixels(spec: CnnSpec | MlpSpe
 
 
 def test_scaling_is_the_models_first_step() -> None:
-    model = build_model(
-        MlpSpec(units=[4]),
-        InputSpec(shape=(2,), dtype="uint8", num_classes=2, scale=0.5, offset=-1),
-    )
-    scaled = model.get_layer("scaling")(np.array([[0, 4]], dtype=np.uint8))
-    np.testing.assert_allclose(np.asarray(scaled), [[-1.0, 1.0]])
+    model = build_model(MlpSpec(units=[4]), image_io(shape=(2, 1, 1), scale=0.5, offset=-1))
+    scaled = model.get_layer("scaling")(np.array([[[[0]], [[4]]]], dtype=np.uint8))
+    np.testing.assert_allclose(np.asarray(scaled).ravel(), [-1.0, 1.0])
+
+
+def test_family_that_cannot_read_the_data_is_refused() -> None:
+    io = image_io()
+    object.__setattr__(io, "manifest", {**io.manifest, "features": {"kind": "table"}})
+    with pytest.raises(RecipeError, match="Model family 'cnn' takes images"):
+        build_model(CnnSpec(), io)

@@ -1,0 +1,76 @@
+"""A model's two ends, built from the prepared dataset's manifest.
+
+Builders only make the middle: ``raw, x = io.inputs()`` gives the raw inputs the saved model
+accepts and the encoded tensor to build on; ``io.head(x)`` gives the outputs for the task. So a
+new data kind (tables, text, windows) or a new task never touches a builder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dltrain.backend import keras
+from dltrain.errors import RecipeError
+from dltrain.tasks import Task
+
+# What each feature kind's encoded tensor is, for error messages and family checks.
+ENCODED = {
+    "image": "images (height, width, channels), scaled",
+}
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """The inputs and output head of a model for one prepared dataset."""
+
+    manifest: dict[str, Any]
+
+    @property
+    def task(self) -> Task:
+        return Task(self.manifest["task"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["features"]["kind"])
+
+    def inputs(self) -> tuple[Any, keras.KerasTensor]:
+        """The raw model input(s) and the encoded tensor builders work on.
+
+        The preprocessing fitted by prepare (scaling, vocabularies, …) lives in these layers, so
+        the saved model takes raw data as the source had it.
+        """
+        features = self.manifest["features"]
+        if self.kind == "image":
+            preprocessing = self.manifest["preprocessing"]
+            raw = keras.Input(shape=tuple(features["shape"]), dtype=features["dtype"], name="input")
+            scaled = keras.layers.Rescaling(
+                float(preprocessing["scale"]), float(preprocessing["offset"]), name="scaling"
+            )(raw)
+            return raw, scaled
+        raise RecipeError(f"dltrain cannot build a model for {self.kind!r} features yet.")
+
+    def head(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """The output layer(s) for the task, kept in float32 even under mixed precision."""
+        target = self.manifest["target"]
+        if self.task.is_classification:
+            return keras.layers.Dense(
+                int(target["num_classes"]),
+                activation="softmax",
+                dtype="float32",
+                name="probabilities",
+            )(x)
+        raise RecipeError(f"dltrain cannot build an output head for task {self.task.value!r} yet.")
+
+    def require(self, family: str, *kinds: str) -> None:
+        """Refuse a model family that cannot read this data.
+
+        Raises:
+            RecipeError: the family does not take this feature kind.
+        """
+        if self.kind not in kinds:
+            raise RecipeError(
+                f"Model family {family!r} takes {' or '.join(ENCODED.get(k, k) for k in kinds)}, "
+                f"but the prepared dataset holds {ENCODED.get(self.kind, self.kind)} features. "
+                f"Pick a family that reads them (`model.family`)."
+            )

@@ -1,0 +1,16 @@
+"""What a model predicts. Light: the recipe, the manifest and the CLI all speak these names."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Task(StrEnum):
+    BINARY = "binary"  # two classes; the model outputs a probability per class
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"  # one or more numeric targets, in their original units
+    FORECASTING = "forecasting"  # targets `horizon` steps ahead of a window of `lookback` steps
+
+    @property
+    def is_classification(self) -> bool:
+        return self in (Task.BINARY, Task.MULTICLASS)
