@@ -51,16 +51,30 @@ class ModelIO:
         raise RecipeError(f"dltrain cannot build a model for {self.kind!r} features yet.")
 
     def head(self, x: keras.KerasTensor) -> keras.KerasTensor:
-        """The output layer(s) for the task, kept in float32 even under mixed precision."""
+        """The output layer(s) for the task, kept in float32 even under mixed precision.
+
+        Classification: class probabilities. Regression and forecasting: the network predicts
+        standardised targets and a last layer turns them back into the target's own units with
+        the training split's mean and standard deviation, so predictions, losses and metrics
+        read in those units.
+        """
         target = self.manifest["target"]
         if self.task.is_classification:
             return keras.layers.Dense(
-                int(target["num_classes"]),
-                activation="softmax",
-                dtype="float32",
-                name="probabilities",
+                int(target["num_classes"]), activation="softmax", dtype="float32", name="probabilities"
             )(x)
-        raise RecipeError(f"dltrain cannot build an output head for task {self.task.value!r} yet.")
+        mean = [float(v) for v in target["mean"]]
+        std = [float(v) or 1.0 for v in target["std"]]
+        outputs = len(mean)
+        if len(x.shape) > 2:
+            x = keras.layers.Flatten(name="head_flatten")(x)
+        if self.task == Task.FORECASTING:
+            horizon = int(target["horizon"])
+            x = keras.layers.Dense(horizon * outputs, dtype="float32", name="standardized")(x)
+            x = keras.layers.Reshape((horizon, outputs), name="steps")(x)
+        else:
+            x = keras.layers.Dense(outputs, dtype="float32", name="standardized")(x)
+        return keras.layers.Rescaling(std, mean, dtype="float32", name="target_units")(x)
 
     def require(self, family: str, *kinds: str) -> None:
         """Refuse a model family that cannot read this data.

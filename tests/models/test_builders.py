@@ -63,3 +63,30 @@ def test_family_that_cannot_read_the_data_is_refused() -> None:
     object.__setattr__(io, "manifest", {**io.manifest, "features": {"kind": "table"}})
     with pytest.raises(RecipeError, match="Model family 'cnn' takes images"):
         build_model(CnnSpec(), io)
+
+
+def table_like_io(task: str, target: dict[str, Any]) -> ModelIO:
+    # An image-shaped input stands in for any features: the head does not care what came before.
+    manifest = image_io(shape=(4, 1, 1)).manifest
+    return ModelIO({**manifest, "task": task, "target": target})
+
+
+def test_regression_head_outputs_target_units() -> None:
+    io = table_like_io("regression", {"columns": ["price"], "mean": [200_000.0], "std": [50_000.0]})
+    model = build_model(MlpSpec(units=[3]), io)
+    standardized = model.get_layer("standardized")
+    kernel, bias = standardized.get_weights()
+    standardized.set_weights([np.zeros_like(kernel), np.array([1.5], dtype="float32")])
+    prediction = np.asarray(model(np.zeros((2, 4, 1, 1), dtype=np.uint8)))
+    np.testing.assert_allclose(prediction, [[275_000.0], [275_000.0]])  # mean + 1.5 std
+
+
+def test_forecasting_head_outputs_horizon_by_targets() -> None:
+    target = {"columns": ["a", "b"], "horizon": 3, "mean": [10.0, -5.0], "std": [2.0, 1.0]}
+    model = build_model(MlpSpec(units=[3]), table_like_io("forecasting", target))
+    standardized = model.get_layer("standardized")
+    kernel, bias = standardized.get_weights()
+    standardized.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    prediction = np.asarray(model(np.zeros((1, 4, 1, 1), dtype=np.uint8)))
+    assert prediction.shape == (1, 3, 2)
+    np.testing.assert_allclose(prediction[0], [[10.0, -5.0]] * 3)  # zero standardised = the mean
