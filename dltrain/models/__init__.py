@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 BUILDERS = {
     "mlp": "dltrain.models.mlp:build_mlp",
     "cnn": "dltrain.models.cnn:build_cnn",
+    "rnn": "dltrain.models.rnn:build_rnn",
+    "text": "dltrain.models.text:build_text",
 }
 
 

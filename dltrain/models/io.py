@@ -60,8 +60,9 @@ class ModelIO:
         """
         target = self.manifest["target"]
         if self.task.is_classification:
+            classes = int(target["num_classes"])
             return keras.layers.Dense(
-                int(target["num_classes"]), activation="softmax", dtype="float32", name="probabilities"
+                classes, activation="softmax", dtype="float32", name="probabilities"
             )(x)
         mean = [float(v) for v in target["mean"]]
         std = [float(v) or 1.0 for v in target["std"]]
@@ -75,6 +76,13 @@ class ModelIO:
         else:
             x = keras.layers.Dense(outputs, dtype="float32", name="standardized")(x)
         return keras.layers.Rescaling(std, mean, dtype="float32", name="target_units")(x)
+
+    def image_value_range(self) -> tuple[float, float]:
+        """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""
+        preprocessing = self.manifest["preprocessing"]
+        scale, offset = float(preprocessing["scale"]), float(preprocessing["offset"])
+        low, high = offset, 255.0 * scale + offset
+        return (min(low, high), max(low, high))
 
     def require(self, family: str, *kinds: str) -> None:
         """Refuse a model family that cannot read this data.

@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dltrain.errors import RecipeError, UsageError
-from dltrain.recipe.schema import ModelSpec, Recipe
+from dltrain.recipe.models import ModelSpec
+from dltrain.recipe.schema import Recipe
 
 DEFAULT_RECIPE = "dltrain.yaml"
 RECIPES_FOLDER = "recipes"

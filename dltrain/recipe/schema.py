@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dltrain.recipe.models import CnnSpec, ModelSpec
 
 
 class Section(BaseModel):
@@ -71,81 +73,7 @@ class DataSpec(Section):
     )
 
 
-# --- model ------------------------------------------------------------------------------------
-
-
-class Activation(StrEnum):
-    RELU = "relu"
-    LEAKY_RELU = "leaky_relu"
-    ELU = "elu"
-    SELU = "selu"
-    GELU = "gelu"
-    SWISH = "swish"
-    TANH = "tanh"
-    SIGMOID = "sigmoid"
-
-
-class MlpSpec(Section):
-    family: Literal["mlp"] = "mlp"
-    units: list[Annotated[int, Field(gt=0)]] = Field(
-        default_factory=lambda: [256, 128], min_length=1, description="Width of each hidden layer."
-    )
-    activation: Activation = Activation.RELU
-    dropout: float = Field(0.2, ge=0, lt=1)
-    batch_norm: bool = False
-    batch_norm_momentum: float = Field(
-        0.9,
-        gt=0,
-        lt=1,
-        description="Moving-average momentum of batch norm. 0.9 rather than Keras's 0.99: the "
-        "statistics settle in tens of steps, not hundreds, which short runs need.",
-    )
-
-
-class CnnSpec(Section):
-    family: Literal["cnn"] = "cnn"
-    filters: list[Annotated[int, Field(gt=0)]] = Field(
-        default_factory=lambda: [32, 64],
-        min_length=1,
-        description="Filters of each conv block; each block is conv → (BN) → act → max-pool.",
-    )
-    kernel_size: int = Field(3, gt=0)
-    padding: Literal["same", "valid"] = Field(
-        "same", description="same keeps the size through a conv, so deep stacks do not vanish."
-    )
-    convs_per_block: int = Field(1, gt=0)
-    pool_size: int = Field(2, gt=0)
-    dense: list[Annotated[int, Field(gt=0)]] = Field(
-        default_factory=lambda: [64], description="Widths of the dense layers after flattening."
-    )
-    activation: Activation = Activation.RELU
-    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
-    block_dropout: float = Field(
-        0.0, ge=0, lt=1, description="Dropout after each pooling layer (0 turns it off)."
-    )
-    batch_norm: bool = False
-    batch_norm_momentum: float = Field(
-        0.9,
-        gt=0,
-        lt=1,
-        description="Moving-average momentum of batch norm. 0.9 rather than Keras's 0.99: the "
-        "statistics settle in tens of steps, not hundreds, which short runs need.",
-    )
-
-
-def _model_family(value: Any) -> str | None:
-    # A model section without `family` is a CNN, the default model.
-    if isinstance(value, dict):
-        family = value.get("family", "cnn")
-        return family if isinstance(family, str) else None
-    return getattr(value, "family", None)
-
-
-ModelSpec = Annotated[
-    Annotated[MlpSpec, Tag("mlp")] | Annotated[CnnSpec, Tag("cnn")],
-    Discriminator(_model_family),
-]
-
+# --- model: one class per family, in recipe/models.py ---------------------------------------
 
 # --- training ---------------------------------------------------------------------------------
 

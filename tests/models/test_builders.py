@@ -10,7 +10,7 @@ import pytest
 from dltrain.errors import RecipeError
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
-from dltrain.recipe.schema import CnnSpec, MlpSpec
+from dltrain.recipe.models import CnnSpec, MlpSpec
 
 
 def image_io(

@@ -1,0 +1,58 @@
+"""Text classifiers and regressors: token embeddings, then a convolutional, BiLSTM or
+self-attention encoder, then dense layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dltrain.backend import keras
+from dltrain.models.blocks import dense_stack, regularizer
+from dltrain.models.io import ModelIO
+from dltrain.recipe.models import TextEncoder, TextSpec
+
+
+def build_text(spec: TextSpec, io: ModelIO) -> keras.Model:
+    """Build a text model on the token ids the model's own vectorizer produces."""
+    io.require("text", "text")
+    features = io.manifest["features"]
+    raw, tokens = io.inputs()
+    x = keras.layers.Embedding(
+        int(features["vocabulary_size"]),
+        spec.embedding_dim,
+        mask_zero=spec.encoder == TextEncoder.BILSTM,  # padding must not feed the LSTM's state
+        name="embedding",
+    )(tokens)
+    if spec.encoder == TextEncoder.CONV:
+        x = keras.layers.Conv1D(
+            spec.filters,
+            spec.kernel_size,
+            padding="same",
+            activation=spec.activation.value,
+            kernel_regularizer=regularizer(spec),
+            name="conv",
+        )(x)
+        x = keras.layers.GlobalMaxPooling1D(name="max_pool")(x)
+    elif spec.encoder == TextEncoder.BILSTM:
+        x = keras.layers.Bidirectional(keras.layers.LSTM(spec.units), name="bilstm")(x)
+    else:
+        x = _attention_encoder(x, tokens, spec, int(features["sequence_length"]))
+    x = dense_stack(x, spec.dense, spec)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
+    return keras.Model(raw, io.head(x), name="text")
+
+
+def _attention_encoder(x: Any, tokens: Any, spec: TextSpec, length: int) -> Any:
+    """One transformer encoder block with learned positions; padding is masked out."""
+    positions = keras.ops.arange(length)
+    x = x + keras.layers.Embedding(length, spec.embedding_dim, name="positions")(positions)
+    mask = keras.ops.expand_dims(keras.ops.not_equal(tokens, 0), axis=1)
+    attended = keras.layers.MultiHeadAttention(
+        spec.num_heads, max(1, spec.embedding_dim // spec.num_heads), name="attention"
+    )(x, x, attention_mask=mask)
+    x = keras.layers.LayerNormalization(name="attention_norm")(x + attended)
+    hidden = keras.layers.Dense(spec.ff_dim, activation=spec.activation.value, name="ff1")(x)
+    x = keras.layers.LayerNormalization(name="ff_norm")(
+        x + keras.layers.Dense(spec.embedding_dim, name="ff2")(hidden)
+    )
+    return keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)

@@ -1,0 +1,167 @@
+"""The recipe's `model` section: one class per family, told apart by `family`.
+
+Fields every family shares (activation, dropout, batch norm, L1/L2) live in `ModelBase`; the
+builders in dltrain/models/ read these classes and nothing else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+PositiveInts = list[Annotated[int, Field(gt=0)]]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Activation(StrEnum):
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    ELU = "elu"
+    SELU = "selu"
+    GELU = "gelu"
+    SWISH = "swish"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+
+
+class ModelBase(_Section):
+    activation: Activation = Activation.RELU
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
+    batch_norm: bool = False
+    batch_norm_momentum: float = Field(
+        0.9,
+        gt=0,
+        lt=1,
+        description="Moving-average momentum of batch norm. 0.9 rather than Keras's 0.99: the "
+        "statistics settle in tens of steps, not hundreds, which short runs need.",
+    )
+    l1: float = Field(0.0, ge=0, description="L1 penalty on the weights of conv and dense layers.")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on the weights of conv and dense layers.")
+
+
+class AugmentationSpec(_Section):
+    """Random image transformations, applied in training only (Keras preprocessing layers)."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: float = Field(0.0, ge=0, le=1, description="Fraction of a full turn, either way.")
+    zoom: float = Field(0.0, ge=0, lt=1, description="Fraction of the size, in or out.")
+    translation: float = Field(0.0, ge=0, lt=1, description="Fraction of the size, any direction.")
+    contrast: float = Field(0.0, ge=0, lt=1, description="Contrast factor range, 1 ± contrast.")
+
+
+class MlpSpec(ModelBase):
+    family: Literal["mlp"] = "mlp"
+    units: PositiveInts = Field(
+        default_factory=lambda: [256, 128], min_length=1, description="Width of each hidden layer."
+    )
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout after each hidden layer.")
+
+
+class CnnSpec(ModelBase):
+    family: Literal["cnn"] = "cnn"
+    filters: PositiveInts = Field(
+        default_factory=lambda: [32, 64],
+        min_length=1,
+        description="Filters of each conv block; each block is conv → (BN) → act → max-pool.",
+    )
+    kernel_size: int = Field(3, gt=0)
+    padding: Literal["same", "valid"] = Field(
+        "same", description="same keeps the size through a conv, so deep stacks do not vanish."
+    )
+    convs_per_block: int = Field(1, gt=0)
+    pool_size: int = Field(2, gt=0)
+    residual: bool = Field(False, description="Add a skip connection around each block's convs.")
+    global_pooling: bool = Field(
+        False, description="Global average pooling instead of flattening before the dense layers."
+    )
+    dense: PositiveInts = Field(
+        default_factory=lambda: [64], description="Widths of the dense layers after the blocks."
+    )
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
+    block_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout after each pooling layer (0 turns it off)."
+    )
+    spatial_dropout: bool = Field(
+        False, description="Drop whole feature maps in block dropout (SpatialDropout2D)."
+    )
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+
+    @model_validator(mode="after")
+    def _residual_keeps_the_size(self) -> CnnSpec:
+        if self.residual and self.padding != "same":
+            raise ValueError(
+                "A residual block adds its input to its output, so its convs must keep the size: "
+                f"set `padding: same`. Received: residual=true, padding={self.padding}"
+            )
+        return self
+
+
+class RnnCell(StrEnum):
+    LSTM = "lstm"
+    GRU = "gru"
+    SIMPLE = "simple"
+
+
+class RnnSpec(ModelBase):
+    """Recurrent layers over sequences such as time-series windows."""
+
+    family: Literal["rnn"] = "rnn"
+    cell: RnnCell = RnnCell.LSTM
+    units: PositiveInts = Field(
+        default_factory=lambda: [64], min_length=1, description="Units of each stacked layer."
+    )
+    bidirectional: bool = False
+    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
+    dense: PositiveInts = Field(default_factory=list, description="Dense layers after the RNN.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
+
+
+class TextEncoder(StrEnum):
+    CONV = "conv"  # 1D convolution + global max pooling: fast, strong on short texts
+    BILSTM = "bilstm"
+    ATTENTION = "attention"  # a small transformer encoder block
+
+
+class TextSpec(ModelBase):
+    """Token embeddings and an encoder for text."""
+
+    family: Literal["text"] = "text"
+    encoder: TextEncoder = TextEncoder.CONV
+    embedding_dim: int = Field(64, gt=0)
+    filters: int = Field(128, gt=0, description="conv: filters of the 1D convolution.")
+    kernel_size: int = Field(5, gt=0, description="conv: window of the 1D convolution.")
+    units: int = Field(64, gt=0, description="bilstm: units of each direction.")
+    num_heads: int = Field(2, gt=0, description="attention: attention heads.")
+    ff_dim: int = Field(128, gt=0, description="attention: width of the feed-forward layer.")
+    dense: PositiveInts = Field(default_factory=lambda: [64])
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the output layer.")
+
+
+FAMILY_SPECS: dict[str, type[ModelBase]] = {
+    "mlp": MlpSpec,
+    "cnn": CnnSpec,
+    "rnn": RnnSpec,
+    "text": TextSpec,
+}
+
+
+def _model_family(value: Any) -> str | None:
+    # A model section without `family` is a CNN, the default model.
+    if isinstance(value, dict):
+        family = value.get("family", "cnn")
+        return family if isinstance(family, str) else None
+    return getattr(value, "family", None)
+
+
+ModelSpec = Annotated[
+    Annotated[MlpSpec, Tag("mlp")]
+    | Annotated[CnnSpec, Tag("cnn")]
+    | Annotated[RnnSpec, Tag("rnn")]
+    | Annotated[TextSpec, Tag("text")],
+    Discriminator(_model_family),
+]
