@@ -16,7 +16,11 @@ def fit_with_display(console: Console) -> None:
     model.compile(optimizer="sgd", loss="mse")
     display = ProgressDisplay(console, epochs=2, steps_per_epoch=4, batch_size=8)
     model.fit(
-        np.zeros((32, 2)), np.zeros((32, 1)), batch_size=8, epochs=2, verbose=0,
+        np.zeros((32, 2)),
+        np.zeros((32, 1)),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
         callbacks=[EpochStats(), display],
     )
 
@@ -26,7 +30,9 @@ def test_plain_lines_when_not_a_terminal() -> None:
     fit_with_display(Console(file=out, force_terminal=False, width=200))
     lines = out.getvalue().splitlines()
     assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
-    assert all("loss" in line and "learning_rate 0.01" in line and "samples/s" in line for line in lines)
+    assert all(
+        "loss" in line and "learning_rate 0.01" in line and "samples/s" in line for line in lines
+    )
 
 
 def test_live_bars_on_a_terminal() -> None:
