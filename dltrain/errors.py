@@ -42,6 +42,13 @@ class UsageError(DltrainError):
     kind = "usage error"
 
 
+class TrainingInterrupted(DltrainError):
+    """The user stopped training (Ctrl-C); the message says how to resume."""
+
+    kind = "interrupted"
+    exit_code = ExitCode.INTERRUPTED
+
+
 class TrainingFailed(DltrainError):
     """Training ran but did not produce a usable model (for example the loss diverged)."""
 

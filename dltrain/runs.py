@@ -68,6 +68,42 @@ def latest_run(workdir: Path, name: str) -> Path:
     return finished[-1]
 
 
+def latest_unfinished_run(workdir: Path, name: str) -> Path:
+    """The newest run of recipe ``name`` that stopped before finishing but left a checkpoint.
+
+    Raises:
+        RunError: there is none.
+    """
+    root = runs_dir(workdir, name)
+    runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+    resumable = [
+        p
+        for p in runs
+        if not (p / MODEL_FILE).is_file() and (p / "checkpoints" / "state.json").is_file()
+    ]
+    if not resumable:
+        raise RunError(
+            f"No unfinished run of recipe '{name}' to resume under {root}: every run there either "
+            f"finished or stopped before its first epoch ended. Start one with `dltrain train`."
+        )
+    return resumable[-1]
+
+
+def resolve_path(given: Path, workdir: Path) -> Path:
+    """A run folder given on the command line, read from the working directory.
+
+    Raises:
+        RunError: it does not exist.
+    """
+    path = given if given.is_absolute() else workdir / given
+    if not path.is_dir():
+        raise RunError(
+            f"Run folder {given} does not exist. Expected a folder written by `dltrain train`, "
+            f"such as runs/<recipe>/<run id>/."
+        )
+    return path
+
+
 def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:
     """The run the user named with ``--run``, or the latest run of the recipe.
 

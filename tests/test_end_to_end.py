@@ -63,6 +63,7 @@ def test_ctrl_c_stops_training_with_exit_130(tmp_path: Path) -> None:
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
     assert "interrupted" in rest and "Traceback" not in rest
+    assert "dltrain train --resume --run" in rest
     (run,) = (tmp_path / "runs" / "mnist_demo").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert not (run / "model.keras").exists()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from dltrain.cli.common import (
     JsonOption,
@@ -17,7 +19,10 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+from dltrain.errors import UsageError
+from dltrain.recipe import LoadedRecipe, load_recipe
 from dltrain.recipe.schema import OptimizerName, ScheduleName
+from dltrain.runs import RECIPE_FILE, latest_unfinished_run, resolve_path
 
 
 def train(
@@ -43,6 +48,37 @@ def train(
         int | None, typer.Option("--batch-size", help="train.batch_size", show_default=False)
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="seed", show_default=False)] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="Stop gracefully after this long (90s, 10m, 1h30m), keeping the best weights.",
+            show_default=False,
+        ),
+    ] = None,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Deterministic ops (train.deterministic).")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run from its last completed epoch (the recipe's "
+            "latest unfinished run, or --run PATH). Only --epochs and --time-budget may change.",
+        ),
+    ] = False,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="The run folder to --resume.", show_default=False),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show the model, its size, memory per batch, steps and learning rates; "
+            "train nothing.",
+        ),
+    ] = False,
     sets: SetOption = None,
     print_recipe_: PrintRecipeOption = False,
     json_: JsonOption = False,
@@ -57,21 +93,41 @@ def train(
             "train.epochs": epochs,
             "train.batch_size": batch_size,
             "seed": seed,
+            "train.time_budget": time_budget,
+            "train.deterministic": True if deterministic else None,
         }
-        loaded = load(recipe, sets, flags)
+        resume_dir = None
+        if resume:
+            changed = [k for k, v in flags.items() if v is not None and k not in _RESUMABLE]
+            if changed or sets:
+                raise UsageError(
+                    f"--resume continues a run exactly as it was recipe'd; only --epochs and "
+                    f"--time-budget may change. Received also: "
+                    f"{', '.join(changed + ['--set'] * bool(sets))}. Drop those flags, or "
+                    f"start a new run without --resume."
+                )
+            resume_dir, loaded = _resumable(recipe, run, flags)
+        else:
+            loaded = load(recipe, sets, flags)
         if print_recipe_:
             print_recipe(loaded)
             return
+        if dry_run:
+            _dry_run(loaded, console, json_)
+            return
         r = loaded.recipe
+        what = f"Resuming {resume_dir}" if resume_dir else f"Training [bold]{r.name}[/]"
         console.print(
-            f"Training [bold]{r.name}[/]: {r.model.family} · {r.train.optimizer.name.value} "
+            f"{what}: {r.model.family} · {r.train.optimizer.name.value} "
             f"lr {r.train.optimizer.learning_rate:g} ({r.train.lr_schedule.name.value}) · "
             f"{r.train.epochs} epochs · batch {r.train.batch_size} · seed {r.seed}",
             highlight=False,
         )
         with console.status("Loading TensorFlow and the prepared data …"):
             from dltrain.training.fit import train as train_model
-        result = train_model(loaded, workdir(), console)
+        result = train_model(loaded, workdir(), console, resume_dir=resume_dir)
+        if result.stopped_by == "time_budget":
+            console.print("[yellow]Stopped at the time budget.[/]")
         if result.best_epoch is not None:
             console.print(
                 f"Best {result.monitor} {result.best_value:.4f} at epoch {result.best_epoch} of "
@@ -88,6 +144,7 @@ def train(
                 {
                     "run": str(result.run_dir),
                     "epochs_run": result.epochs_run,
+                    "stopped_by": result.stopped_by,
                     "best": {
                         "monitor": result.monitor,
                         "epoch": result.best_epoch,
@@ -97,3 +154,53 @@ def train(
                     "seconds": round(result.seconds, 2),
                 }
             )
+
+
+_RESUMABLE = ("train.epochs", "train.time_budget")
+
+
+def _resumable(
+    recipe: str | None, run: Path | None, flags: dict[str, Any]
+) -> tuple[Path, LoadedRecipe]:
+    """The run to resume and its own recipe, with --epochs/--time-budget applied."""
+    if run is not None:
+        run_dir = resolve_path(run, workdir())
+    else:
+        run_dir = latest_unfinished_run(workdir(), load(recipe, None).recipe.name)
+    overrides = [(k, flags[k]) for k in _RESUMABLE if flags.get(k) is not None]
+    return run_dir, load_recipe(run_dir / RECIPE_FILE, overrides)
+
+
+def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
+    from rich.table import Table
+
+    from dltrain.training.dryrun import dry_run
+
+    report = dry_run(loaded, workdir())
+    console.print("\n".join(report.summary), markup=False, highlight=False)
+    table = Table(title="Dry run (nothing trained)", title_justify="left", show_header=False)
+    table.add_row(
+        "parameters", f"{report.parameters:,} ({report.trainable_parameters:,} trainable)"
+    )
+    table.add_row(
+        "activations per batch",
+        f"≈ {report.activation_bytes / 2**20:,.1f} MiB at batch {loaded.recipe.train.batch_size}",
+    )
+    table.add_row("steps per epoch", f"{report.steps_per_epoch:,}")
+    table.add_row("device", report.device)
+    rates = "  ".join(f"e{epoch}: {rate:.3g}" for epoch, rate in report.learning_rates)
+    table.add_row("learning rate", rates)
+    console.print(table)
+    if json_:
+        write_json(
+            {
+                "parameters": report.parameters,
+                "trainable_parameters": report.trainable_parameters,
+                "activation_bytes_per_batch": report.activation_bytes,
+                "steps_per_epoch": report.steps_per_epoch,
+                "learning_rates": [
+                    {"epoch": e, "learning_rate": r} for e, r in report.learning_rates
+                ],
+                "device": report.device,
+            }
+        )

@@ -7,11 +7,12 @@ next to the ones that are not obvious.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from dltrain.recipe.models import CnnSpec, ModelSpec
 
@@ -147,7 +148,32 @@ class EarlyStoppingSpec(Section):
     mode: Literal["auto", "min", "max"] = "auto"
     patience: int = Field(5, ge=0)
     min_delta: float = Field(0.0, ge=0)
+    start_epoch: int = Field(
+        0, ge=0, description="Epochs to wait before watching the monitor (warm-up noise)."
+    )
     restore_best_weights: bool = True
+
+
+class Switch(StrEnum):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+def _parse_duration(value: Any) -> Any:
+    """``90``, ``"90s"``, ``"10m"``, ``"1h30m"`` → seconds."""
+    if isinstance(value, str):
+        match = re.fullmatch(
+            r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", value
+        )
+        if not value.strip() or match is None:
+            raise ValueError(f"expected a duration such as 90s, 10m or 1h30m. Received: {value!r}")
+        hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+        return hours * 3600 + minutes * 60 + seconds
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
 
 
 class TrainSpec(Section):
@@ -157,6 +183,20 @@ class TrainSpec(Section):
     lr_schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     shuffle: bool = True
+    time_budget: Duration | None = Field(
+        None,
+        description="Stop gracefully after this long (90s, 10m, 1h30m) and keep the best weights.",
+    )
+    deterministic: bool = Field(
+        False, description="Deterministic TensorFlow ops: identical reruns, somewhat slower."
+    )
+    mixed_precision: Switch = Field(
+        Switch.AUTO, description="auto: on for GPUs of compute capability >= 7.0, off on CPU."
+    )
+    jit_compile: Switch = Field(
+        Switch.AUTO, description="XLA. auto: Keras's choice on GPU, off on CPU (slower there)."
+    )
+    tensorboard: bool = Field(True, description="Write TensorBoard event files into the run.")
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -143,3 +143,25 @@ class DivergenceGuard(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged_at = (self._epoch + 1, batch + 1)
             self.model.stop_training = True
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once ``seconds`` have passed; early stopping then restores the best epoch.
+
+    Checked after every batch (a clock read, nothing more), so the overrun is at most one batch
+    plus the epoch's validation.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.exhausted = False
+        self._started = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if time.perf_counter() - self._started >= self.seconds:
+            self.exhausted = True
+            self.model.stop_training = True

@@ -1,7 +1,8 @@
-"""One training run: prepared data + recipe → a self-describing run folder."""
+"""One training run: prepared data + recipe → a self-describing, resumable run folder."""
 
 from __future__ import annotations
 
+import csv
 import math
 import platform
 import time
@@ -15,11 +16,11 @@ import numpy as np
 from rich.console import Console
 
 from dltrain import __version__
-from dltrain.backend import GPUS, keras, tf
+from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import data_spec_digest
 from dltrain.data.store import PreparedDataset, open_store
-from dltrain.errors import DataError, RecipeError, TrainingFailed
+from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe import LoadedRecipe
@@ -31,13 +32,27 @@ from dltrain.runs import (
     atomic_path,
     data_dir,
     new_run_dir,
+    read_json,
     write_json_atomic,
     write_text_atomic,
 )
 from dltrain.tasks import Task
-from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay
+from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
+from dltrain.training.checkpoints import (
+    BEST_FILE,
+    CHECKPOINTS,
+    EpochCheckpoint,
+    ResumableEarlyStopping,
+    best_weights,
+    load_state,
+)
+from dltrain.training.curves import plot_learning_curves
+from dltrain.training.device import DevicePlan, apply_precision, plan_devices
 from dltrain.training.losses import default_loss, logged_names, training_metrics
 from dltrain.training.optimizers import make_optimizer, make_schedule
+
+CURVES_FILE = "learning_curves.png"
+SUMMARY_FILE = "model_summary.txt"
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class TrainResult:
     best_value: float | None
     final_logs: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    stopped_by: str = "epochs"  # epochs | early_stopping | time_budget
 
 
 def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
@@ -68,16 +84,12 @@ def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
     return dataset
 
 
-def environment(seed: int) -> dict[str, Any]:
+def environment(seed: int, plan: DevicePlan, deterministic: bool) -> dict[str, Any]:
     """Versions, seed and device, so a run says how to reproduce it."""
-    devices = [
-        tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in GPUS
-    ]
     return {
         "seed": seed,
-        "device": f"GPU ({', '.join(devices)})"
-        if devices
-        else f"CPU ({platform.processor() or platform.machine()})",
+        "deterministic": deterministic,
+        "device": plan.description,
         "versions": {
             "dltrain": __version__,
             "tensorflow": tf.__version__,
@@ -88,139 +100,230 @@ def environment(seed: int) -> dict[str, Any]:
     }
 
 
+def check_monitor(monitor: str, task: Task) -> None:
+    """Refuse an early-stopping monitor that training will never log.
+
+    Raises:
+        RecipeError: unknown monitor.
+    """
+    known = logged_names(task)
+    if monitor not in known:
+        raise RecipeError(
+            f"`train.early_stopping.monitor` is {monitor!r}, which training does not log for a "
+            f"{task.value} task. Expected one of {', '.join(known)}."
+        )
+
+
+def unfinished_run(run_dir: Path) -> dict[str, Any]:
+    """The checkpoint state of a run that can be resumed.
+
+    Raises:
+        RunError: the run finished already or never completed an epoch.
+    """
+    if (run_dir / MODEL_FILE).is_file():
+        raise RunError(
+            f"Run {run_dir} finished already (it has {MODEL_FILE}); there is nothing to resume. "
+            f"Start a new run with `dltrain train`, or resume with more epochs only from a run "
+            f"that was interrupted."
+        )
+    state = load_state(run_dir)
+    if state is None:
+        raise RunError(
+            f"Run {run_dir} has no checkpoint: it stopped before finishing its first epoch. "
+            f"Start a new run with `dltrain train`."
+        )
+    return state
+
+
 def train(
     loaded: LoadedRecipe,
     workdir: Path,
     console: Console,
     *,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    resume_dir: Path | None = None,
 ) -> TrainResult:
-    """Train the recipe's model on its prepared dataset into a new run folder.
+    """Train the recipe's model on its prepared dataset into a run folder.
 
-    The resolved recipe and the environment are written before training starts; the model is
-    written atomically at the end, so a run folder with ``model.keras`` is a finished run.
+    A new run writes the resolved recipe and the environment before training starts. Every
+    epoch leaves a checkpoint, so an interrupted run (Ctrl-C, ``kill -9``) continues with
+    ``resume_dir`` from its last completed epoch, optimizer state and schedule position intact.
+    The final model is written atomically, so a run folder with ``model.keras`` is finished.
 
     Args:
-        loaded: the validated recipe.
+        loaded: the validated recipe (for a resume, the run's own recipe.yaml).
         workdir: the folder holding data/ and runs/.
         console: where the progress display draws.
         extra_callbacks: run after dltrain's own, so their logs carry ``learning_rate`` and
             ``epoch_seconds`` (a tuner's pruning callback goes here).
+        resume_dir: an unfinished run to continue instead of starting a new one.
 
     Raises:
         DataError: no usable prepared dataset.
         RecipeError: settings that only show as wrong against the data (e.g. the monitor).
+        RunError: ``resume_dir`` cannot be resumed.
         TrainingFailed: the loss diverged.
+        TrainingInterrupted: Ctrl-C; the run can be resumed.
     """
     recipe = loaded.recipe
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
     task = Task(dataset.manifest["task"])
     monitor = spec.early_stopping.monitor
-    known = logged_names(task)
-    if spec.early_stopping.enabled and monitor not in known:
-        raise RecipeError(
-            f"`train.early_stopping.monitor` is {monitor!r}, which training does not log. "
-            f"Expected one of {', '.join(known)}."
+    if spec.early_stopping.enabled:
+        check_monitor(monitor, task)
+    state = unfinished_run(resume_dir) if resume_dir is not None else None
+    initial_epoch = int(state["epoch"]) if state else 0
+    if initial_epoch >= spec.epochs:
+        raise RunError(
+            f"Run {resume_dir} already completed {initial_epoch} of {spec.epochs} epochs. To train "
+            f"it further, resume with more epochs: --epochs {initial_epoch + 5}."
         )
 
-    run_dir = new_run_dir(workdir, recipe.name)
-    write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
-    info: dict[str, Any] = {
-        "recipe": recipe.name,
-        "recipe_file": str(loaded.path),
-        "status": "running",
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": {
-            "folder": str(dataset.folder),
-            "fingerprint": dataset.manifest["source"]["fingerprint"],
-        },
-        **environment(recipe.seed),
-    }
+    plan = plan_devices(spec)
+    apply_precision(plan)
+    if spec.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(recipe.seed + initial_epoch)  # a resumed run reshuffles anew
+
+    if resume_dir is None:
+        run_dir = new_run_dir(workdir, recipe.name)
+        write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
+        info: dict[str, Any] = {
+            "recipe": recipe.name,
+            "recipe_file": str(loaded.path),
+            "status": "running",
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data": {
+                "folder": str(dataset.folder),
+                "fingerprint": dataset.manifest["source"]["fingerprint"],
+            },
+        }
+    else:
+        run_dir = resume_dir
+        info = read_json(run_dir / RUN_INFO_FILE)
+        info["resumed"] = [*info.get("resumed", []), {"at_epoch": initial_epoch, "when": _now()}]
+        _truncate_history(run_dir / HISTORY_FILE, initial_epoch)
+    info.update(status="running", **environment(recipe.seed, plan, spec.deterministic))
     write_json_atomic(run_dir / RUN_INFO_FILE, info)
 
-    keras.utils.set_random_seed(recipe.seed)
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
-    steps_per_epoch = math.ceil(len(train_x) / spec.batch_size)
-    train_data = make_dataset(
-        train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=recipe.seed
-    )
+    steps_per_epoch = math.ceil(len(train_y) / spec.batch_size)
+    seed = recipe.seed + initial_epoch
+    train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=seed)
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
-    model = build_model(recipe.model, ModelIO(dataset.manifest))
-    schedule = make_schedule(
-        spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps_per_epoch
-    )
-    model.compile(
-        optimizer=make_optimizer(spec.optimizer, schedule),
-        loss=default_loss(task),
-        metrics=training_metrics(task),
-    )
+    with plan.strategy.scope():
+        if state is not None:
+            model = keras.models.load_model(run_dir / CHECKPOINTS / state["checkpoint"])
+        else:
+            model = build_model(recipe.model, ModelIO(dataset.manifest))
+            schedule = make_schedule(
+                spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps_per_epoch
+            )
+            model.compile(
+                optimizer=make_optimizer(spec.optimizer, schedule),
+                loss=default_loss(task),
+                metrics=training_metrics(task),
+            )
+    if plan.jit_compile is not None:
+        model.jit_compile = plan.jit_compile
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))
-    write_text_atomic(run_dir / "model_summary.txt", "\n".join(summary) + "\n")
+    write_text_atomic(run_dir / SUMMARY_FILE, "\n".join(summary) + "\n")
 
     guard = DivergenceGuard()
     callbacks: list[keras.callbacks.Callback] = [
         guard,
         EpochStats(),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE)),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=state is not None),
         ProgressDisplay(
             console, epochs=spec.epochs, steps_per_epoch=steps_per_epoch, batch_size=spec.batch_size
         ),
     ]
-    callbacks.extend(extra_callbacks)
+    if spec.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
     stopper = None
     if spec.early_stopping.enabled:
         es = spec.early_stopping
-        stopper = keras.callbacks.EarlyStopping(
+        resumed_stopper = state.get("early_stopping") if state else None
+        if resumed_stopper:
+            resumed_stopper = {**resumed_stopper, "best_weights": best_weights(run_dir)}
+        stopper = ResumableEarlyStopping(
             monitor=es.monitor,
             mode=es.mode,
             patience=es.patience,
             min_delta=es.min_delta,
+            start_from_epoch=es.start_epoch,
             restore_best_weights=es.restore_best_weights,
+            resume_from=resumed_stopper,
         )
         callbacks.append(stopper)
+    checkpoint_monitor = monitor if spec.early_stopping.enabled else "val_loss"
+    callbacks.append(
+        EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
+    )
+    budget = TimeBudget(spec.time_budget) if spec.time_budget else None
+    if budget is not None:
+        callbacks.append(budget)
+    callbacks.extend(extra_callbacks)
 
     started = time.perf_counter()
     try:
-        history = model.fit(
+        model.fit(
             train_data,
             validation_data=val_data,
             epochs=spec.epochs,
+            initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=0,
             shuffle=False,  # the input pipeline already reshuffles every epoch
         )
     except KeyboardInterrupt:
         write_json_atomic(run_dir / RUN_INFO_FILE, {**info, "status": "interrupted"})
-        raise
+        done = (load_state(run_dir) or {}).get("epoch", 0)
+        raise TrainingInterrupted(
+            f"Training stopped at your request after {done} completed epoch(s) of {spec.epochs}; "
+            f"run {run_dir} keeps its last checkpoint. Continue it with: dltrain train --resume "
+            f"--run {run_dir}"
+        ) from None
     seconds = time.perf_counter() - started
 
     if guard.diverged_at is not None:
         epoch, batch = guard.diverged_at
         write_json_atomic(run_dir / RUN_INFO_FILE, {**info, "status": "diverged"})
+        best = run_dir / CHECKPOINTS / BEST_FILE
+        kept = f" The best epoch so far is kept in {best}." if best.is_file() else ""
         raise TrainingFailed(
-            f"Training diverged at epoch {epoch}, batch {batch}: the loss became NaN or infinite. "
-            f"No model was saved in {run_dir}. Lower the learning rate (now "
-            f"{spec.optimizer.learning_rate}), add gradient clipping (--set "
-            f"train.optimizer.clipnorm=1.0), or check the data for extreme values."
+            f"Training diverged at epoch {epoch}, batch {batch}: the loss became NaN or infinite."
+            f"{kept} Lower the learning rate (now {spec.optimizer.learning_rate}), add gradient "
+            f"clipping (--set train.optimizer.clipnorm=1.0), or check the data for extreme values."
         )
 
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
+    history = _read_history(run_dir / HISTORY_FILE)
+    plot_learning_curves(
+        run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{recipe.name} · {run_dir.name}"
+    )
 
-    epochs_run = len(history.history.get("loss", []))
-    final_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
+    epochs_run = len(history)
+    final_logs = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     best_epoch = best_value = None
-    if stopper is not None and stopper.best is not None:
+    if stopper is not None and stopper.best is not None and math.isfinite(stopper.best):
         best_epoch, best_value = stopper.best_epoch + 1, float(stopper.best)
+    stopped_by = "epochs"
+    if budget is not None and budget.exhausted:
+        stopped_by = "time_budget"
+    elif stopper is not None and stopper.stopped_epoch > 0:
+        stopped_by = "early_stopping"
     info.update(
         status="completed",
-        finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        seconds=round(seconds, 2),
+        finished=_now(),
+        seconds=round(seconds + float(info.get("seconds", 0.0)), 2),
         epochs_run=epochs_run,
+        stopped_by=stopped_by,
         parameters=int(model.count_params()),
         best={"monitor": monitor, "epoch": best_epoch, "value": best_value} if stopper else None,
         final=final_logs,
@@ -234,4 +337,23 @@ def train(
         best_value=best_value,
         final_logs=final_logs,
         seconds=seconds,
+        stopped_by=stopped_by,
     )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    with path.open(newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the first ``epochs`` rows: a crash may have logged an epoch whose
+    checkpoint was never completed, and that epoch is trained again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    write_text_atomic(path, "".join(lines[: epochs + 1]))

@@ -1,0 +1,160 @@
+"""The training loop from the real CLI: checkpoints, resume, time budget, dry run, divergence."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dltrain.cli import app
+from tests.conftest import RecipeWriter
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    write_recipe(idx_folder, train={"epochs": 3, "early_stopping": {"monitor": "val_accuracy"}})
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    return tmp_path
+
+
+def runs(project: Path) -> list[Path]:
+    return sorted((project / "runs" / "tiny").iterdir())
+
+
+def history(run: Path) -> list[dict[str, str]]:
+    with (run / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_finished_run_holds_everything(project: Path) -> None:
+    code, _, err = invoke("train")
+    assert code == 0, err
+    (run,) = runs(project)
+    for name in ("learning_curves.png", "model_summary.txt", "checkpoints/best.keras"):
+        assert (run / name).is_file(), name
+    assert (run / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 3 and (run / "checkpoints" / state["checkpoint"]).is_file()
+    assert len(list((run / "checkpoints").glob("epoch-*.keras"))) == 1  # older ones pruned
+    info = json.loads((run / "run.json").read_text())
+    assert info["stopped_by"] == "epochs" and info["best"]["monitor"] == "val_accuracy"
+    accuracies = [float(row["val_accuracy"]) for row in history(run)]
+    assert info["best"]["value"] == pytest.approx(max(accuracies))
+    assert info["best"]["epoch"] == accuracies.index(max(accuracies)) + 1
+    assert "CPU" in info["device"] and "mixed precision off" in info["device"]
+
+
+def simulate_kill_after_first_epoch(run: Path) -> None:
+    """Make a finished 3-epoch run look like one killed after epoch 1 (as kill -9 leaves it)."""
+    (run / "model.keras").unlink()
+    state_path = run / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    # epoch 1's checkpoint is gone (pruned); epoch 3's stands in, as a resume only needs a
+    # complete model with its optimizer state
+    state.update(epoch=1)
+    state_path.write_text(json.dumps(state))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+
+
+def test_resume_continues_from_the_last_completed_epoch(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    simulate_kill_after_first_epoch(run)
+    code, out, err = invoke("train", "--resume", "--json")
+    assert code == 0, err
+    assert json.loads(out)["run"] == str(run)
+    rows = history(run)
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]  # epochs 2 and 3 replaced, not doubled
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumed"][0]["at_epoch"] == 1
+    assert (run / "model.keras").is_file()
+    assert len(runs(project)) == 1
+
+
+def test_resume_refuses_finished_runs_and_recipe_changes(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    code, _, err = invoke("train", "--resume", "--run", str(run))
+    assert code == 2 and "finished already" in err
+    code, _, err = invoke("train", "--resume", "--lr", "0.1")
+    assert code == 2 and "only --epochs and --time-budget" in err
+    code, _, err = invoke("train", "--resume")
+    assert code == 2 and "No unfinished run" in err
+
+
+def test_resume_with_more_epochs(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    simulate_kill_after_first_epoch(run)
+    assert invoke("train", "--resume", "--epochs", "4")[0] == 0
+    assert len(history(run)) == 4
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["train"]["epochs"] == 3
+
+
+def test_time_budget_stops_gracefully(project: Path) -> None:
+    code, out, err = invoke("train", "--epochs", "50", "--time-budget", "0.5s", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["stopped_by"] == "time_budget" and result["epochs_run"] < 50
+    assert "time budget" in err
+    (run,) = runs(project)
+    assert (run / "model.keras").is_file()
+
+
+def test_bad_time_budget_is_a_recipe_error(project: Path) -> None:
+    code, _, err = invoke("train", "--time-budget", "soon")
+    assert code == 2 and "90s, 10m or 1h30m" in err
+
+
+def test_dry_run_trains_nothing(project: Path) -> None:
+    code, out, err = invoke("train", "--dry-run", "--json", "--lr-schedule", "cosine")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["steps_per_epoch"] == 6  # 180 training images / batch 32
+    assert report["parameters"] > 0 and report["activation_bytes_per_batch"] > 0
+    rates = [point["learning_rate"] for point in report["learning_rates"]]
+    assert rates[0] == pytest.approx(0.01) and rates[-1] < rates[0]
+    assert "Total params" in err
+    assert not (project / "runs").exists()
+
+
+def test_divergence_exits_1_and_says_where(
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # raw 0-255 pixels and a huge step: the logits overflow within a few batches
+    write_recipe(
+        idx_folder,
+        data={"source": str(idx_folder), "scaling": "none"},
+        model={"dense": [64, 64]},
+        train={"epochs": 3, "optimizer": {"name": "sgd", "learning_rate": 10.0}},
+    )
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("prepare")
+    assert code == 0, err
+    code, _, err = invoke("train")
+    assert code == 1, err
+    assert "diverged at epoch 1, batch" in err and "clipnorm" in err
+    (run,) = runs(tmp_path)
+    assert json.loads((run / "run.json").read_text())["status"] == "diverged"
+    assert not (run / "model.keras").exists()
+
+
+def test_unknown_monitor_for_the_task(project: Path) -> None:
+    code, _, err = invoke("train", "--set", "train.early_stopping.monitor=val_rmse")
+    assert code == 2 and "val_accuracy" in err
