@@ -10,6 +10,7 @@ class Task(StrEnum):
     MULTICLASS = "multiclass"
     REGRESSION = "regression"  # one or more numeric targets, in their original units
     FORECASTING = "forecasting"  # targets `horizon` steps ahead of a window of `lookback` steps
+    RECONSTRUCTION = "reconstruction"  # an autoencoder's: its output is the reconstruction error
 
     @property
     def is_classification(self) -> bool:

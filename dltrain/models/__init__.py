@@ -22,6 +22,7 @@ BUILDERS = {
     "cnn": "dltrain.models.cnn:build_cnn",
     "rnn": "dltrain.models.rnn:build_rnn",
     "text": "dltrain.models.text:build_text",
+    "autoencoder": "dltrain.models.autoencoder:build_autoencoder",
 }
 
 

@@ -142,11 +142,30 @@ class TextSpec(ModelBase):
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the output layer.")
 
 
+class AutoencoderSpec(ModelBase):
+    """Learns to reconstruct its input; its output is each example's reconstruction error,
+    an anomaly score (labels are not used)."""
+
+    family: Literal["autoencoder"] = "autoencoder"
+    architecture: Literal["dense", "conv"] = Field(
+        "dense", description="dense: any features; conv: images (Conv2D down, Conv2DTranspose up)."
+    )
+    units: PositiveInts = Field(
+        default_factory=lambda: [128, 64], min_length=1, description="dense: encoder widths."
+    )
+    filters: PositiveInts = Field(
+        default_factory=lambda: [32, 64], min_length=1, description="conv: encoder filters."
+    )
+    latent_dim: int = Field(16, gt=0, description="Width of the bottleneck.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each encoder layer.")
+
+
 FAMILY_SPECS: dict[str, type[ModelBase]] = {
     "mlp": MlpSpec,
     "cnn": CnnSpec,
     "rnn": RnnSpec,
     "text": TextSpec,
+    "autoencoder": AutoencoderSpec,
 }
 
 
@@ -162,6 +181,7 @@ ModelSpec = Annotated[
     Annotated[MlpSpec, Tag("mlp")]
     | Annotated[CnnSpec, Tag("cnn")]
     | Annotated[RnnSpec, Tag("rnn")]
-    | Annotated[TextSpec, Tag("text")],
+    | Annotated[TextSpec, Tag("text")]
+    | Annotated[AutoencoderSpec, Tag("autoencoder")],
     Discriminator(_model_family),
 ]

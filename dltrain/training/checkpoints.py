@@ -101,4 +101,6 @@ def best_weights(run_dir: Path) -> list[Any] | None:
     path = run_dir / CHECKPOINTS / BEST_FILE
     if not path.is_file():
         return None
-    return list(keras.models.load_model(path, compile=False).get_weights())
+    from dltrain.models.saving import load_model
+
+    return list(load_model(path, compile=False).get_weights())

@@ -23,6 +23,7 @@ from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
+from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.runs import (
     HISTORY_FILE,
@@ -168,7 +169,8 @@ def train(
     recipe = loaded.recipe
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
-    task = Task(dataset.manifest["task"])
+    autoencoder = recipe.model.family == "autoencoder"  # learns its input: labels unused
+    task = Task.RECONSTRUCTION if autoencoder else Task(dataset.manifest["task"])
     monitor = spec.early_stopping.monitor
     if spec.early_stopping.enabled:
         check_monitor(monitor, task)
@@ -210,13 +212,15 @@ def train(
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
     steps_per_epoch = math.ceil(len(train_y) / spec.batch_size)
+    if autoencoder:
+        train_y, val_y = (np.zeros(len(y), dtype="float32") for y in (train_y, val_y))
     seed = recipe.seed + initial_epoch
     train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=seed)
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
     with plan.strategy.scope():
         if state is not None:
-            model = keras.models.load_model(run_dir / CHECKPOINTS / state["checkpoint"])
+            model = load_model(run_dir / CHECKPOINTS / state["checkpoint"])
         else:
             model = build_model(recipe.model, ModelIO(dataset.manifest))
             schedule = make_schedule(

@@ -25,5 +25,10 @@ def training_metrics(task: Task) -> list[Any]:
 
 def logged_names(task: Task) -> list[str]:
     """Every name an epoch's logs carry, for checking ``monitor`` before training starts."""
-    names = ["loss", *("accuracy",)] if task.is_classification else ["loss", "mae", "rmse"]
+    if task == Task.RECONSTRUCTION:
+        names = ["loss"]  # the mean reconstruction error
+    elif task.is_classification:
+        names = ["loss", "accuracy"]
+    else:
+        names = ["loss", "mae", "rmse"]
     return [*names, *(f"val_{n}" for n in names)]

@@ -158,3 +158,18 @@ def test_divergence_exits_1_and_says_where(
 def test_unknown_monitor_for_the_task(project: Path) -> None:
     code, _, err = invoke("train", "--set", "train.early_stopping.monitor=val_rmse")
     assert code == 2 and "val_accuracy" in err
+
+
+def test_autoencoder_trains_from_the_shell(project: Path) -> None:
+    code, out, err = invoke(
+        "train",
+        "--json",
+        "--set",
+        "model={family: autoencoder, architecture: conv, filters: [4]}",
+        "--set",
+        "train.early_stopping.monitor=val_loss",  # an autoencoder logs no accuracy
+    )
+    assert code == 0, err
+    rows = history(runs(project)[0])
+    assert set(rows[0]) >= {"loss", "val_loss"} and "accuracy" not in rows[0]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])

@@ -1,0 +1,28 @@
+"""Load any model dltrain saved, with every custom object it may hold registered first."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from dltrain.backend import keras
+
+# Modules defining @register_keras_serializable objects that saved models can reference
+# (custom layers, losses, learning-rate schedules). Importing them registers the objects.
+CUSTOM_OBJECT_MODULES = (
+    "dltrain.models.autoencoder",
+    "dltrain.training.losses",
+    "dltrain.training.schedules",
+)
+
+
+def load_model(path: Path, *, compile: bool = True) -> keras.Model:
+    """``keras.models.load_model`` for models written by dltrain (checkpoints included)."""
+    for name in CUSTOM_OBJECT_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real import error inside the module: let it show
+                raise
+    model: keras.Model = keras.models.load_model(path, compile=compile)
+    return model
