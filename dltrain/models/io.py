@@ -17,6 +17,9 @@ from dltrain.tasks import Task
 # What each feature kind's encoded tensor is, for error messages and family checks.
 ENCODED = {
     "image": "images (height, width, channels), scaled",
+    "table": "table rows (one flat vector: normalised numbers, one-hot categories)",
+    "text": "texts (token ids, sequence_length long)",
+    "sequence": "time-series windows (lookback, features), standardised",
 }
 
 
@@ -48,6 +51,15 @@ class ModelIO:
                 float(preprocessing["scale"]), float(preprocessing["offset"]), name="scaling"
             )(raw)
             return raw, scaled
+        if self.kind in ("table", "text", "sequence"):
+            from dltrain.data import encoders
+
+            build = {
+                "table": encoders.table_inputs,
+                "text": encoders.text_inputs,
+                "sequence": encoders.sequence_inputs,
+            }[self.kind]
+            return build(self.manifest)
         raise RecipeError(f"dltrain cannot build a model for {self.kind!r} features yet.")
 
     def head(self, x: keras.KerasTensor) -> keras.KerasTensor:

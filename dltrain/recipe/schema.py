@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.models import CnnSpec, ModelSpec
 
 
@@ -21,57 +21,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
 
 
-# --- data -------------------------------------------------------------------------------------
+# --- data: DataSpec and its parts live in recipe/data.py -------------------------------------
 
-
-class DataFormat(StrEnum):
-    AUTO = "auto"
-    IDX = "idx"
-    NPZ = "npz"
-
-
-class Scaling(StrEnum):
-    """How pixel values are rescaled; the statistics go into the model as its first layer."""
-
-    NONE = "none"
-    UNIT = "unit"  # [0, 1]
-    SYMMETRIC = "symmetric"  # [-1, 1]
-    STANDARD = "standard"  # mean 0, variance 1, statistics from the training split only
-
-
-class SplitSpec(Section):
-    validation: float = Field(
-        0.1, gt=0, lt=1, description="Share of the training pool held out for validation."
-    )
-    test: float = Field(
-        0.1,
-        gt=0,
-        lt=1,
-        description="Share held out for test; used only when the source has no test set.",
-    )
-    stratify: bool = Field(True, description="Keep class proportions equal across splits.")
-
-    @model_validator(mode="after")
-    def _leave_something_to_train(self) -> SplitSpec:
-        if self.validation + self.test >= 0.9:
-            raise ValueError(
-                f"validation + test must leave at least 10% to train on. "
-                f"Received: validation={self.validation}, test={self.test}"
-            )
-        return self
-
-
-class DataSpec(Section):
-    source: Path = Field(
-        description="File or folder holding the raw data; relative paths are read from the "
-        "recipe file's folder."
-    )
-    format: DataFormat = DataFormat.AUTO
-    split: SplitSpec = Field(default_factory=SplitSpec)
-    scaling: Scaling = Scaling.UNIT
-    classes: list[str] | None = Field(
-        None, description="Names of the classes, in label order (labels 0, 1, …) for reports."
-    )
+__all__ = ["DataFormat", "DataSpec", "Scaling", "SplitSpec"]
 
 
 # --- model: one class per family, in recipe/models.py ---------------------------------------

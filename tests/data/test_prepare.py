@@ -74,7 +74,11 @@ def test_rerun_is_a_no_op_until_something_changes(idx_folder: Path, tmp_path: Pa
 def test_manifest_describes_the_dataset(idx_folder: Path, tmp_path: Path) -> None:
     prepare(spec(idx_folder, classes=["a", "b", "c"]), 1, tmp_path / "out")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["target"] == {"classes": ["a", "b", "c"], "num_classes": 3}
+    assert manifest["target"] == {
+        "classes": ["a", "b", "c"],
+        "num_classes": 3,
+        "class_weights": [1.0, 1.0, 1.0],  # 80 training examples per class: balanced
+    }
     assert manifest["features"] == {"kind": "image", "shape": [12, 12, 1], "dtype": "uint8"}
     assert {f["name"] for f in manifest["source"]["files"]} == {
         p.name for p in idx_folder.iterdir()
@@ -82,7 +86,12 @@ def test_manifest_describes_the_dataset(idx_folder: Path, tmp_path: Path) -> Non
     assert all(
         len(s["sha256"]) == 64 for split in manifest["splits"].values() for s in split["shards"]
     )
-    assert manifest["preprocessing"] == {"scaling": "unit", "scale": 1 / 255, "offset": 0.0}
+    assert manifest["preprocessing"] == {
+        "scaling": "unit",
+        "scale": 1 / 255,
+        "offset": 0.0,
+        "sampling": "none",
+    }
 
 
 def test_changed_shard_is_refused(idx_folder: Path, tmp_path: Path) -> None:

@@ -1,0 +1,112 @@
+"""Keras layers that redo, inside the model, the preprocessing prepare fitted on training data.
+
+Built only from the manifest's stored statistics and only from Keras's own layers and ops (no
+custom layer classes), so a saved model loads with plain ``keras.models.load_model`` and takes
+raw data: a dict of one value per source column for tables, raw strings for text, raw windows
+for series. ``models/io.py`` calls these from ``ModelIO.inputs``.
+
+Tables encode to one flat float32 vector per row: the numeric columns (missing values imputed,
+outliers clipped, optionally log-transformed, then normalised) followed by a one-hot block per
+category column (out-of-vocabulary bucket first; missing values mapped as the recipe said).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from dltrain.backend import keras
+from dltrain.errors import RecipeError
+
+
+def _layer_name(column: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
+
+
+def table_inputs(manifest: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """One raw Input per source column (the target excepted) and the encoded feature vector."""
+    ops = keras.ops
+    features = manifest["features"]
+    preprocessing = manifest["preprocessing"]
+    raw: dict[str, Any] = {}
+    for column in features["columns"]:
+        raw[column["name"]] = keras.Input(
+            shape=(),
+            dtype="float32" if column["dtype"] == "float32" else "string",
+            name=_layer_name(column["name"]),
+        )
+    parts = []
+    numeric = preprocessing.get("numeric", [])
+    if numeric:
+        x = ops.stack([raw[n["column"]] for n in numeric], axis=-1)
+        x = ops.where(ops.isnan(x), _vector(numeric, "fill"), x)
+        x = ops.minimum(ops.maximum(x, _vector(numeric, "low")), _vector(numeric, "high"))
+        logged = np.array([bool(n["log"]) for n in numeric])
+        if logged.any():
+            shifted = ops.log1p(ops.maximum(x - _vector(numeric, "shift"), 0.0))
+            x = ops.where(logged, shifted, x)
+        x = keras.layers.Normalization(
+            mean=[float(n["mean"]) for n in numeric],
+            variance=[float(n["variance"]) for n in numeric],
+            name="numeric_scaling",
+        )(x)
+        parts.append(x)
+    for category in preprocessing.get("categorical", []):
+        name = _layer_name(category["column"])
+        index = keras.layers.StringLookup(
+            vocabulary=category["vocabulary"],
+            num_oov_indices=1,
+            output_mode="int",
+            name=f"{name}_lookup",
+        )(raw[category["column"]])
+        mapping = np.asarray(category["mapping"], dtype="int64")
+        if not np.array_equal(mapping, np.arange(len(mapping))):
+            index = ops.take(mapping, index)
+        parts.append(
+            keras.layers.CategoryEncoding(
+                num_tokens=int(category["num_tokens"]), output_mode="one_hot", name=f"{name}_onehot"
+            )(index)
+        )
+    if not parts:
+        raise RecipeError(
+            "The prepared table has no feature column to learn from; prepare it again with at "
+            "least one numeric or categorical column (`data.columns`)."
+        )
+    encoded = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+    return raw, encoded
+
+
+def _vector(entries: list[dict[str, Any]], key: str) -> np.ndarray:
+    return np.asarray([float(e[key]) for e in entries], dtype="float32")
+
+
+def text_inputs(manifest: dict[str, Any]) -> tuple[Any, Any]:
+    """A raw string Input and its token ids, shape (sequence_length,), 0 for padding."""
+    features = manifest["features"]
+    preprocessing = manifest["preprocessing"]
+    standardize = preprocessing.get("standardize", "lower_and_strip_punctuation")
+    raw = keras.Input(shape=(), dtype="string", name=_layer_name(features.get("column", "text")))
+    tokens = keras.layers.TextVectorization(
+        vocabulary=preprocessing["vocabulary"],
+        standardize=None if standardize == "none" else standardize,
+        output_mode="int",
+        output_sequence_length=int(features["sequence_length"]),
+        name="vectorize",
+    )(raw)
+    return raw, tokens
+
+
+def sequence_inputs(manifest: dict[str, Any]) -> tuple[Any, Any]:
+    """A raw window Input (lookback, num_features) and its standardised values."""
+    features = manifest["features"]
+    preprocessing = manifest["preprocessing"]
+    raw = keras.Input(shape=tuple(features["shape"]), dtype="float32", name="window")
+    scaled = keras.layers.Normalization(
+        axis=-1,
+        mean=[float(m) for m in preprocessing["mean"]],
+        variance=[float(v) for v in preprocessing["variance"]],
+        name="scaling",
+    )(raw)
+    return raw, scaled

@@ -1,0 +1,106 @@
+"""Image class folders: ``[train/]<class>/*.jpg|png|…`` (and ``test/<class>/``), decoded with
+Pillow, resized to one size and one channel count, stored as uint8.
+
+JPEGs are decoded at reduced resolution when the target size allows it (Pillow's ``draft``),
+which makes reading the 960 224×224 flowers at 64×64 several times faster than a full decode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dltrain.data.sources import IMAGE_SUFFIXES, SourceArrays, class_folders
+from dltrain.errors import DataError
+from dltrain.recipe.data import DataFormat, ImageSpec
+
+
+def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArrays:
+    """Decode every image of a class-folder layout into uint8 arrays (N, H, W, C).
+
+    The size is ``spec.size`` or the first image's; the channels ``spec.channels`` or 1 when
+    the first image is greyscale, else 3.
+
+    Raises:
+        DataError: no class folders, an empty class, or an image that cannot be decoded.
+    """
+    spec = spec or ImageSpec()
+    layout = class_folders(root, IMAGE_SUFFIXES, "image")
+    first = layout.splits["train"][layout.classes[0]][0]
+    with _open(first) as image:
+        width, height = image.size
+        grey = image.mode in ("1", "L", "I;16", "I", "F")
+    size = (spec.size[0], spec.size[1]) if spec.size else (height, width)
+    channels = spec.channels or (1 if grey else 3)
+    splits = {}
+    files: list[Path] = []
+    resized = 0
+    for split, per_class in layout.splits.items():
+        paths = [
+            (index, path)
+            for index, name in enumerate(layout.classes)
+            for path in per_class.get(name, [])
+        ]
+        images = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+        labels = np.empty(len(paths), dtype=np.int64)
+        for row, (index, path) in enumerate(paths):
+            images[row], changed = decode(path, size, channels)
+            resized += changed
+            labels[row] = index
+            files.append(path)
+        splits[split] = (images, labels)
+    notes = [f"images decoded as {size[0]}×{size[1]}×{channels} uint8"]
+    if resized:
+        notes.append(f"{resized:,} image(s) resized to {size[1]}×{size[0]}")
+    return SourceArrays(
+        splits=splits,
+        files=files,
+        format=DataFormat.IMAGES,
+        class_names=layout.classes,
+        notes=notes,
+    )
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"Cannot decode the image {path} ({exc}). Expected a readable "
+            f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} file; the copy is truncated or "
+            f"not an image. Replace it or delete it."
+        ) from None
+    return image
+
+
+def decode(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, bool]:
+    """One image as uint8 (height, width, channels), resized with bilinear filtering.
+
+    Returns:
+        The array, and whether it had to be resized.
+
+    Raises:
+        DataError: the file is not a decodable image.
+    """
+    height, width = size
+    image: Image.Image
+    try:
+        image = Image.open(path)
+        image.draft("L" if channels == 1 else "RGB", (width, height))
+        image = image.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"Cannot decode the image {path} ({exc}). Expected a readable "
+            f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} file; the copy is truncated or "
+            f"not an image. Replace it or delete it."
+        ) from None
+    changed = image.size != (width, height)
+    if changed:
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    if channels == 1:
+        array = array[..., np.newaxis]
+    return array, changed

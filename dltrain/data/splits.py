@@ -1,0 +1,171 @@
+"""Assigning examples to train / validation / test: random, stratified, by time, by group or hash.
+
+Every method is seeded (the hash method is stable across seeds on purpose: a row keeps its split
+as the source grows). Shares are of the whole pool, so validation 0.1 and test 0.1 give exactly
+80/10/10 for the random, stratified and time methods; group and hash splits are as close as the
+group sizes allow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from dltrain.data.hashing import unit_interval
+from dltrain.errors import DataError
+from dltrain.recipe.data import SplitMethod, SplitSpec
+
+TRAIN, VALIDATION, TEST = 0, 1, 2
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def resolve_method(spec: SplitSpec, *, classification: bool) -> SplitMethod:
+    """``auto`` → stratified for classes (unless ``stratify: false``), random otherwise."""
+    if spec.method != SplitMethod.AUTO:
+        return spec.method
+    return SplitMethod.STRATIFIED if classification and spec.stratify else SplitMethod.RANDOM
+
+
+def assign_splits(
+    num: int,
+    spec: SplitSpec,
+    seed: int,
+    *,
+    method: SplitMethod,
+    has_test: bool,
+    source: str,
+    labels: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    order: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+) -> np.ndarray:
+    """The split (TRAIN, VALIDATION or TEST) of each of ``num`` pooled examples.
+
+    Args:
+        num: examples in the pool (a source's own test set is not part of it).
+        spec: the recipe's ``data.split``.
+        seed: the recipe's seed.
+        method: a resolved method (not ``auto``).
+        has_test: the source brings its own test set, so the pool gives none.
+        source: named in error messages.
+        labels: class indices, for stratified splits.
+        class_names: names of the classes, for error messages.
+        order: time (or any sortable) values, for time splits.
+        keys: 64-bit hashes of the group/hash column, for group and hash splits.
+
+    Raises:
+        DataError: too few examples, or a class too small to stratify.
+    """
+    splits = np.full(num, TRAIN, dtype=np.int8)
+    for split, rows in enumerate(
+        split_indices(
+            num,
+            spec,
+            seed,
+            method=method,
+            has_test=has_test,
+            source=source,
+            labels=labels,
+            class_names=class_names,
+            order=order,
+            keys=keys,
+        )
+    ):
+        splits[rows] = split
+    return splits
+
+
+def split_indices(
+    num: int,
+    spec: SplitSpec,
+    seed: int,
+    *,
+    method: SplitMethod,
+    has_test: bool,
+    source: str,
+    labels: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    order: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """The rows of the train, validation and test splits (see ``assign_splits``).
+
+    Random and stratified splits come in scikit-learn's shuffled order, as prepare has always
+    stored them; the other methods in row order.
+    """
+    num_test = 0 if has_test else max(1, round(spec.test * num))
+    num_validation = max(1, round(spec.validation * num))
+    if num - num_test - num_validation < 1:
+        raise DataError(
+            f"{source} has {num} usable example(s): too few to hold out {num_validation} for "
+            f"validation{'' if has_test else f' and {num_test} for test'} and still train. "
+            f"Use more data or smaller `data.split` shares."
+        )
+    rows = np.arange(num)
+    if method in (SplitMethod.GROUP, SplitMethod.HASH):
+        if keys is None:
+            raise ValueError("group and hash splits need keys")
+        u = unit_interval(keys, seed if method == SplitMethod.GROUP else 0)
+        test_share = 0.0 if has_test else spec.test
+        return [
+            rows[u >= test_share + spec.validation],
+            rows[(u >= test_share) & (u < test_share + spec.validation)],
+            rows[u < test_share],
+        ]
+    if method == SplitMethod.TIME:
+        if order is None:
+            raise ValueError("time splits need an order")
+        ranked = np.argsort(order, kind="stable")
+        cut = num - num_test - num_validation
+        return [
+            np.sort(ranked[:cut]),
+            np.sort(ranked[cut : num - num_test]),
+            np.sort(ranked[num - num_test :]),
+        ]
+    stratify = labels if method == SplitMethod.STRATIFIED else None
+    if stratify is not None:
+        _check_stratifiable(stratify, class_names, source)
+    pool, test_rows = rows, rows[:0]
+    if num_test:
+        pool, test_rows = _hold_out(rows, num_test, seed, stratify, source)
+    pool_labels = stratify[pool] if stratify is not None else None
+    train_rows, validation_rows = _hold_out(pool, num_validation, seed + 1, pool_labels, source)
+    return [train_rows, validation_rows, test_rows]
+
+
+def _check_stratifiable(labels: np.ndarray, class_names: list[str] | None, source: str) -> None:
+    counts = np.bincount(labels)
+    rare = [
+        class_names[i] if class_names and i < len(class_names) else str(i)
+        for i, c in enumerate(counts)
+        if c == 1
+    ]
+    if rare:
+        raise DataError(
+            f"Cannot stratify the split of {source}: class(es) {', '.join(rare)} have a "
+            f"single example, which cannot be in two splits. Add examples, drop the class, or "
+            f"set `data.split.stratify: false`."
+        )
+
+
+def _hold_out(
+    indices: np.ndarray, count: int, seed: int, labels: np.ndarray | None, source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        kept, held = train_test_split(indices, test_size=count, random_state=seed, stratify=labels)
+    except ValueError as exc:
+        raise DataError(
+            f"Cannot hold out {count} of {len(indices)} examples of {source}: {exc}. "
+            f"Use more data, a different `data.split` share, or `data.split.stratify: false`."
+        ) from None
+    return np.asarray(kept), np.asarray(held)
+
+
+def leaking_counts(feature_hashes: np.ndarray, splits: np.ndarray) -> dict[str, int]:
+    """How many validation and test rows have exactly the features of some training row."""
+    train = np.unique(feature_hashes[splits == TRAIN])
+    return {
+        SPLIT_NAMES[s]: int(np.isin(feature_hashes[splits == s], train).sum())
+        for s in (VALIDATION, TEST)
+        if np.any(splits == s)
+    }

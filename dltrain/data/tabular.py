@@ -1,0 +1,939 @@
+"""Preparing a table (CSV/TSV/Parquet, plus an optional test file) in two streaming passes.
+
+Pass 1 reads every row once to profile the columns, infer their kinds and the task, hash rows
+for duplicates and leakage, and collect the target (and any split key). Then the splits are
+assigned. Pass 2 reads the rows again, drops what cleaning drops, writes each split's shards and
+fits the preprocessing on the training rows only. Memory holds one batch plus a few numbers per
+row (hashes, target, split), so it stays flat as files grow past memory.
+
+What is stored are the source's own values (numbers as float32 with NaN for missing, everything
+else as text): imputation, clipping, scaling and vocabularies are applied by the model's first
+layers (models/io.py), so the saved model takes raw rows.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dltrain.data.hashing import combine, hash_numbers, hash_strings
+from dltrain.data.profile import (
+    ColumnProfile,
+    ColumnScan,
+    Profile,
+    column_profile,
+    infer_type,
+)
+from dltrain.data.splits import (
+    SPLIT_NAMES,
+    TEST,
+    TRAIN,
+    assign_splits,
+    leaking_counts,
+    resolve_method,
+)
+from dltrain.data.store import ShardWriter
+from dltrain.data.tables import ConversionError, TableFile, is_number, open_table
+from dltrain.data.transforms import CategoryFit, NumericFit, class_weights
+from dltrain.errors import DataError, DltrainError, ExitCode
+from dltrain.recipe.data import (
+    ColumnSpec,
+    ColumnType,
+    DataFormat,
+    DataSpec,
+    Duplicates,
+    Missing,
+    SplitMethod,
+)
+from dltrain.tasks import Task
+
+MAX_CLASSES = 1_000
+UNUSED = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
+
+
+class DataQualityError(DltrainError):
+    """The data read fine but failed the recipe's checks (or --strict): exit 1."""
+
+    kind = "data check failed"
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, profile: Profile) -> None:
+        super().__init__(message)
+        self.profile = profile
+
+
+@dataclass
+class TableOutcome:
+    """Everything a prepared table adds to the manifest, plus its profile."""
+
+    fields: dict[str, Any]
+    profile: Profile
+    files: list[Path]
+
+
+@dataclass
+class _Scan:
+    """What pass 1 collected."""
+
+    scans: dict[str, ColumnScan]
+    file_rows: list[int]
+    row_hash: np.ndarray
+    feature_hash: np.ndarray
+    target: np.ndarray  # float64 (numbers, NaN missing) or int64 codes (labels, -1 missing)
+    labels: list[str] | None  # label of each code, for text targets
+    order: np.ndarray | None = None
+    keys: np.ndarray | None = None
+
+
+@dataclass
+class _Plan:
+    """What prepare decided after pass 1."""
+
+    kinds: dict[str, ColumnType]
+    task: Task
+    classes: list[str] | None
+    y: np.ndarray  # per row: int64 class index or float32 targets; rows to drop hold anything
+    keep: np.ndarray
+    splits: np.ndarray  # per row: TRAIN/VALIDATION/TEST, -1 when dropped
+    text_kind: str | None  # the single text column when the features are one text
+    notes: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def open_sources(spec: DataSpec) -> list[TableFile]:
+    """The source table and, when the recipe names one, its own test file.
+
+    Raises:
+        DataError: a file is missing, unreadable or has other columns than the source.
+    """
+    main = open_table(spec.source, spec.format, spec.csv)
+    if spec.test_source is None:
+        return [main]
+    path = spec.test_source.path.expanduser()
+    if not path.is_absolute():
+        path = (spec.source.parent / path).resolve()
+    if not path.is_file():
+        raise DataError(
+            f"The test file {path} named by `data.test_source` does not exist. Relative paths are "
+            f"read from the folder of `data.source` ({spec.source.parent}); fix the path."
+        )
+    if main.csv is not None:
+        csv_spec = spec.csv.model_copy(
+            update={
+                "delimiter": main.csv.delimiter,
+                "column_names": main.columns,
+                "header": main.csv.header,
+                "quoting": main.csv.quoting,
+            }
+        )
+        skip = spec.test_source.skip_rows
+        try:
+            test = open_table(
+                path, DataFormat.CSV, csv_spec, spec.csv.skip_rows if skip is None else skip
+            )
+        except DataError as exc:
+            raise DataError(
+                f"{exc.message} (The test file is read like the source: same delimiter and "
+                f"columns; `data.test_source.skip_rows` skips a junk first line.)"
+            ) from None
+    else:
+        test = open_table(path, DataFormat.PARQUET, spec.csv)
+        if test.columns != main.columns:
+            raise DataError(
+                f"The test file {path} has columns {test.columns}, the source {main.columns}. "
+                f"Expected the same columns in the same order."
+            )
+    return [main, test]
+
+
+def check_columns(spec: DataSpec, columns: list[str], source: Path) -> None:
+    """Every column the recipe names must exist in the table.
+
+    Raises:
+        DataError: naming the unknown column, the closest real one and the columns there are.
+    """
+    named: list[tuple[str, str]] = [(t, "data.target") for t in spec.targets]
+    named += [(c, f"data.columns.{c}") for c in spec.columns]
+    if spec.split.column:
+        named.append((spec.split.column, "data.split.column"))
+    if spec.series is not None:
+        if spec.series.time_column:
+            named.append((spec.series.time_column, "data.series.time_column"))
+        named += [(c, "data.series.features") for c in spec.series.features or []]
+    for name, key in named:
+        if name not in columns:
+            guess = difflib.get_close_matches(name, columns, n=1, cutoff=0.5)
+            hint = f" Did you mean {guess[0]!r}?" if guess else ""
+            raise DataError(
+                f"`{key}` names the column {name!r}, which {source} does not have.{hint} Its "
+                f"columns are: {', '.join(columns)}. Fix the name in the recipe (a file without a "
+                f"header row has columns column_1, column_2, … unless `data.csv.column_names` "
+                f"names them)."
+            )
+    if not spec.targets:
+        raise DataError(
+            f"The recipe does not say which column of {source} to predict. Set `data.target` to "
+            f"one of: {', '.join(columns)} (or run `dltrain init {source} --target COLUMN`)."
+        )
+
+
+def read_types(table: TableFile, spec: DataSpec) -> dict[str, pa.DataType]:
+    """How pass 1 reads each column: numbers where pyarrow (or the recipe) says so, else text."""
+    types: dict[str, pa.DataType] = {}
+    for name in table.columns:
+        pinned = spec.columns.get(name, ColumnSpec()).type
+        if pinned == ColumnType.NUMERIC:
+            types[name] = pa.float64()
+        elif pinned != ColumnType.AUTO:
+            types[name] = pa.string()
+        else:
+            guessed = table.guessed.get(name, pa.string())
+            types[name] = pa.float64() if guessed == pa.float64() else pa.string()
+    return types
+
+
+def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = False) -> TableOutcome:
+    """Profile, clean, split and store a table; fit its preprocessing on the training split.
+
+    Args:
+        spec: the recipe's data section.
+        seed: fixes the splits.
+        folder: the (temporary) dataset folder the shards go to.
+        strict: fail on any profile warning (``--strict``).
+
+    Raises:
+        DataError: unreadable files, unknown columns, a bad target, text among numbers, …
+        DataQualityError: a check of ``data.checks`` (or ``--strict``) failed.
+    """
+    files = open_sources(spec)
+    main = files[0]
+    check_columns(spec, main.columns, spec.source)
+    types = read_types(main, spec)
+    scan = _scan(files, types, spec)
+    plan = _plan(files, types, scan, spec, seed)
+    profile = _profile(scan, plan, spec, main)
+    breaches = profile.breaches(spec.checks, strict=strict)
+    if breaches:
+        raise DataQualityError(
+            f"{spec.source} failed {len(breaches)} data check(s): {'; '.join(breaches)}. Fix the "
+            f"data, relax `data.checks` in the recipe, or run without --strict.",
+            profile,
+        )
+    fields = _write(files, types, scan, plan, spec, seed, folder)
+    profile.dropped_rows = plan.dropped
+    profile.notes = plan.notes
+    return TableOutcome(fields=fields, profile=profile, files=[f.path for f in files])
+
+
+# --- pass 1 -----------------------------------------------------------------------------------
+
+
+def _strip(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
+    columns = {}
+    for name in batch.schema.names:
+        column = batch.column(name)
+        if types[name] == pa.string():
+            column = pc.utf8_trim_whitespace(column)
+        columns[name] = column
+    return columns
+
+
+def stripped_batches(
+    files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec
+) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+    """(file index, stripped columns) for every batch of every file, with conversion errors
+    turned into messages that name the rows."""
+    for index, table in enumerate(files):
+        try:
+            for batch in table.batches(types):
+                yield index, _strip(batch, types)
+        except ConversionError as exc:
+            raise _text_in_numbers(table, exc.column, spec) from None
+
+
+def _text_in_numbers(table: TableFile, column: str, spec: DataSpec) -> DataError:
+    """Find the rows where a numeric column holds text (error path: one more read)."""
+    markers = set(table.csv.missing_values if table.csv else spec.csv.missing_values)
+    types = dict.fromkeys(table.columns, pa.string())
+    found: list[str] = []
+    total = 0
+    row = 0
+    for batch in table.batches(types):
+        values = pc.utf8_trim_whitespace(batch.column(column)).to_pylist()
+        for value in values:
+            if value not in markers and not is_number(value):
+                total += 1
+                if len(found) < 5:
+                    found.append(f"row {row + 1} (line {table.line_of(row)}): {value!r}")
+            row += 1
+    shown = "; ".join(found)
+    return DataError(
+        f"Column {column!r} of {table.path} is numeric but {total:,} value(s) are text: {shown}. "
+        f"Expected numbers or a missing-value marker ({', '.join(map(repr, sorted(markers)[:6]))}"
+        f"…). "
+        f"Fix those rows, add the marker to `data.csv.missing_values`, or declare the column "
+        f"categorical with `data.columns.{column}.type: categorical`."
+    )
+
+
+def _scan(files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec) -> _Scan:
+    main = files[0]
+    markers = list(main.csv.missing_values if main.csv else spec.csv.missing_values)
+    targets = spec.targets
+    scans = {
+        n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in main.columns
+    }
+    row_hashes: list[np.ndarray] = []
+    feature_hashes: list[np.ndarray] = []
+    target_parts: list[np.ndarray] = []
+    order_parts: list[np.ndarray] = []
+    key_parts: list[np.ndarray] = []
+    file_rows = [0] * len(files)
+    label_index: dict[str, int] = {}
+    hashed: list[str] | None = None
+    text_target = types[targets[0]] == pa.string()
+    if text_target and len(targets) > 1:
+        raise DataError(
+            f"Several target columns ({', '.join(targets)}) are predicted together only as numbers "
+            f"(regression), but {targets[0]!r} holds text. Predict one class column at a time."
+        )
+    split_column = spec.split.column
+    for index, columns in stripped_batches(files, types, spec):
+        rows = len(next(iter(columns.values())))
+        file_rows[index] += rows
+        for name, column in columns.items():
+            scans[name].update(column)
+        if hashed is None:  # row numbers and keys would make every row unique: leave them out
+            hashed = [
+                n
+                for n in main.columns
+                if n not in targets
+                and spec.columns.get(n, ColumnSpec()).type
+                not in (ColumnType.IGNORE, ColumnType.IDENTIFIER)
+                and not (scans[n].numeric and scans[n].counting_up and rows > 2)
+            ]
+        h = np.zeros(rows, np.uint64)
+        for name in hashed:
+            h = combine(h, _column_hash(columns[name], scans[name].numeric))
+        feature_hashes.append(h)
+        for name in targets:
+            h = combine(h, _column_hash(columns[name], scans[name].numeric))
+        row_hashes.append(h)
+        if text_target:
+            target_parts.append(_label_codes(columns[targets[0]], label_index, markers, spec))
+        else:
+            values = [columns[t].to_numpy(zero_copy_only=False).astype(np.float64) for t in targets]
+            target_parts.append(values[0] if len(values) == 1 else np.stack(values, axis=1))
+        if split_column is not None and spec.split.method == SplitMethod.TIME:
+            order_parts.append(
+                _time_values(columns[split_column], scans[split_column].numeric, split_column, main)
+            )
+        elif split_column is not None:
+            key_parts.append(_column_hash(columns[split_column], scans[split_column].numeric))
+    total = sum(file_rows)
+    if total == 0:
+        raise DataError(
+            f"{main.path} has a header but no data rows. Expected at least one row of data "
+            f"below the header."
+        )
+    labels = sorted(label_index, key=label_index.__getitem__) if text_target else None
+    return _Scan(
+        scans=scans,
+        file_rows=file_rows,
+        row_hash=np.concatenate(row_hashes),
+        feature_hash=np.concatenate(feature_hashes),
+        target=np.concatenate(target_parts),
+        labels=labels,
+        order=np.concatenate(order_parts) if order_parts else None,
+        keys=np.concatenate(key_parts) if key_parts else None,
+    )
+
+
+def _column_hash(column: pa.Array, numeric: bool) -> np.ndarray:
+    if numeric:
+        return hash_numbers(column.to_numpy(zero_copy_only=False).astype(np.float64))
+    return hash_strings(column)
+
+
+def _label_codes(
+    column: pa.Array, index: dict[str, int], markers: list[str], spec: DataSpec
+) -> np.ndarray:
+    encoded = pc.dictionary_encode(column)
+    lookup = np.empty(len(encoded.dictionary), np.int64)
+    for i, label in enumerate(encoded.dictionary.to_pylist()):
+        if label in markers:
+            lookup[i] = -1
+            continue
+        if label not in index:
+            if len(index) >= MAX_CLASSES:
+                raise DataError(
+                    f"The target {spec.targets[0]!r} holds more than {MAX_CLASSES:,} different "
+                    f"text values; that is not a set of classes. Pick the column to predict "
+                    f"(`data.target`), or declare a numeric target as numeric."
+                )
+            index[label] = len(index)
+        lookup[i] = index[label]
+    return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _time_values(column: pa.Array, numeric: bool, name: str, table: TableFile) -> np.ndarray:
+    if numeric:
+        return column.to_numpy(zero_copy_only=False).astype(np.float64)
+    try:
+        parsed = pc.cast(column, pa.timestamp("s"))
+    except pa.ArrowInvalid:
+        raise DataError(
+            f"`data.split.column` {name!r} of {table.path} is neither numbers nor dates that read "
+            f"as ISO 8601 (such as 2024-01-31 or 2024-01-31T12:00). Convert the column, or split "
+            f"another way (`data.split.method`)."
+        ) from None
+    return parsed.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+def _plan(
+    files: list[TableFile], types: dict[str, pa.DataType], scan: _Scan, spec: DataSpec, seed: int
+) -> _Plan:
+    main = files[0]
+    targets = spec.targets
+    notes: list[str] = list(main.csv.notes if main.csv else [])
+    kinds: dict[str, ColumnType] = {}
+    for name in main.columns:
+        if name in targets:
+            continue
+        column = scan.scans[name]
+        pinned = spec.columns.get(name, ColumnSpec()).type
+        kind = infer_type(column, pinned)
+        if pinned == ColumnType.AUTO and not column.numeric and kind == ColumnType.CATEGORICAL:
+            share = column.numeric_share()
+            if share >= 0.9:
+                raise _text_in_numbers(main, name, spec)
+        if kind == ColumnType.NUMERIC and not column.numeric:
+            raise DataError(
+                f"Column {name!r} is declared numeric but was read as text; this is a bug."
+            )
+        kinds[name] = kind
+    for name in targets:
+        if scan.scans[name].present == 0:
+            raise DataError(
+                f"The target column {name!r} of {main.path} is missing in every row (all "
+                f"{scan.scans[name].rows:,} values are empty or a missing-value marker). Expected "
+                f"values to learn from; check `data.target` and `data.csv.missing_values`."
+            )
+    task, classes, y, label_notes = _target(scan, spec, files)
+    notes += label_notes
+    keep = _present(y, task)
+    dropped = {"missing target": int((~keep).sum())} if (~keep).any() else {}
+    duplicates = _duplicates(scan, keep, files)
+    if spec.clean.duplicates == Duplicates.DROP and duplicates.any():
+        # The source's own test file is the benchmark's, not ours to thin: only counted.
+        duplicates[scan.file_rows[0] :] = False
+        keep &= ~duplicates
+        dropped["duplicate"] = int(duplicates.sum())
+    splits = _assign(scan, spec, seed, task, classes, y, keep, files)
+    features = [n for n, k in kinds.items() if k not in UNUSED]
+    if not features:
+        raise DataError(
+            f"{main.path} has no column left to learn from: every column but the target is an "
+            f"identifier, a date or ignored "
+            f"({', '.join(f'{n}: {k.value}' for n, k in kinds.items())}). "
+            f"Set a column's type in `data.columns` (numeric or categorical) to use it."
+        )
+    text_columns = [n for n in features if kinds[n] == ColumnType.TEXT]
+    text_kind = text_columns[0] if features == text_columns and len(text_columns) == 1 else None
+    if text_columns and text_kind is None:
+        raise DataError(
+            f"Column(s) {', '.join(map(repr, text_columns))} of {main.path} hold free text next to "
+            f"other features; dltrain learns from text alone or from tables without free text. "
+            f"Set `data.columns.<name>.type` to categorical or ignore, or keep only the text "
+            f"column (ignore the others)."
+        )
+    for name, kind in kinds.items():
+        if kind == ColumnType.DATETIME:
+            notes.append(
+                f"{name!r} holds dates: not used as a feature (it is not a forecasting task)"
+            )
+        elif kind == ColumnType.IDENTIFIER:
+            notes.append(f"{name!r} looks like a row identifier: not used as a feature")
+    return _Plan(
+        kinds=kinds,
+        task=task,
+        classes=classes,
+        y=y,
+        keep=keep,
+        splits=splits,
+        text_kind=text_kind,
+        notes=notes,
+        dropped=dropped,
+    )
+
+
+def _target(
+    scan: _Scan, spec: DataSpec, files: list[TableFile]
+) -> tuple[Task, list[str] | None, np.ndarray, list[str]]:
+    targets = spec.targets
+    notes: list[str] = []
+    first = scan.scans[targets[0]]
+    task: Task
+    if scan.labels is not None:  # a text target: classes
+        if spec.task in (Task.REGRESSION, Task.FORECASTING):
+            raise DataError(
+                f"`data.task` is {spec.task.value} but the target {targets[0]!r} holds text "
+                f"(e.g. {scan.labels[0]!r}). Predict a numeric column, or drop `data.task` to "
+                f"classify."
+            )
+        codes = scan.target
+        labels = list(scan.labels)
+        if len(scan.file_rows) > 1:
+            codes, labels, note = _align_test_labels(
+                codes, labels, scan.file_rows[0], files[1].path
+            )
+            if note:
+                notes.append(note)
+        used = sorted({int(c) for c in np.unique(codes) if c >= 0}, key=lambda c: labels[c])
+        classes = [labels[c] for c in used]
+        remap = np.full(len(labels) + 1, -1, np.int64)
+        for new, old in enumerate(used):
+            remap[old] = new
+        y = remap[codes]  # -1 (missing) stays -1 via the last slot
+        task = spec.task or (Task.BINARY if len(classes) == 2 else Task.MULTICLASS)
+        if len(classes) < 2:
+            raise DataError(
+                f"The target {targets[0]!r} has a single class ({classes[0]!r}); there is nothing "
+                f"to tell apart. Check `data.target`."
+            )
+        if task == Task.BINARY and len(classes) != 2:
+            raise DataError(
+                f"`data.task` is binary but the target {targets[0]!r} has {len(classes)} classes "
+                f"({', '.join(classes[:8])}). Use task multiclass, or drop `data.task`."
+            )
+        return task, _named(classes, spec), y, notes
+    values = scan.target
+    if spec.task is not None:
+        task = spec.task
+    elif len(targets) > 1:
+        task = Task.REGRESSION
+    elif first.distinct is not None and first.distinct <= 2:
+        task = Task.BINARY
+    elif first.distinct is not None and first.integral and first.distinct <= 20:
+        task = Task.MULTICLASS
+        notes.append(
+            f"target {targets[0]!r} holds {first.distinct} whole numbers: read as classes "
+            f"(set `data.task: regression` to predict the number)"
+        )
+    else:
+        task = Task.REGRESSION
+    if task.is_classification:
+        if values.ndim > 1:
+            raise DataError("Several target columns can only be predicted as numbers (regression).")
+        present = values[~np.isnan(values)]
+        uniques = np.unique(present)
+        if len(uniques) > MAX_CLASSES:
+            raise DataError(
+                f"`data.task` is {task.value} but the target {targets[0]!r} has "
+                f"{len(uniques):,} different values. Use task regression."
+            )
+        y = np.full(len(values), -1, np.int64)
+        ok = ~np.isnan(values)
+        y[ok] = np.searchsorted(uniques, values[ok])
+        classes = [f"{v:g}" for v in uniques]
+        if task == Task.BINARY and len(classes) != 2:
+            raise DataError(
+                f"`data.task` is binary but the target {targets[0]!r} has {len(classes)} values. "
+                f"Use task multiclass or regression."
+            )
+        return task, _named(classes, spec), y, notes
+    if task == Task.FORECASTING:
+        raise DataError("Forecasting needs the `data.series` section.")
+    return task, None, values.astype(np.float32), notes
+
+
+def _named(classes: list[str], spec: DataSpec) -> list[str]:
+    if spec.classes is None:
+        return classes
+    if len(spec.classes) != len(classes):
+        raise DataError(
+            f"`data.classes` names {len(spec.classes)} classes but the target has {len(classes)} "
+            f"({', '.join(classes[:10])}). Name every class, in the order listed."
+        )
+    return list(spec.classes)
+
+
+def _align_test_labels(
+    codes: np.ndarray, labels: list[str], main_rows: int, test_path: Path
+) -> tuple[np.ndarray, list[str], str | None]:
+    """Map the test file's labels onto the source's, forgiving a trailing dot (Adult's
+    ``>50K.``) and stray spaces; refuse labels the source never has."""
+    train_codes = set(np.unique(codes[:main_rows]).tolist()) - {-1}
+    test_codes = set(np.unique(codes[main_rows:]).tolist()) - {-1}
+    known = {labels[c]: c for c in train_codes}
+    unknown = sorted(test_codes - train_codes)
+    if not unknown:
+        return codes, labels, None
+    lookup = np.arange(len(labels) + 1)
+    lookup[-1] = -1
+    fixed, still = [], []
+    for code in unknown:
+        cleaned = labels[code].rstrip(".").strip()
+        if cleaned in known:
+            lookup[code] = known[cleaned]
+            fixed.append(labels[code])
+        else:
+            still.append(labels[code])
+    if still:
+        raise DataError(
+            f"The test file {test_path} has target value(s) {', '.join(map(repr, still[:5]))} that "
+            f"the source never has (it has {', '.join(map(repr, sorted(known)[:8]))}). Expected "
+            f"the same classes in both files; fix the labels in the test file."
+        )
+    mapped = lookup[np.where(codes < 0, len(labels), codes)]
+    note = (
+        f"test labels {', '.join(map(repr, fixed[:4]))} read as "
+        f"{', '.join(repr(labels[int(lookup[labels.index(f)])]) for f in fixed[:4])} "
+        f"(a trailing '.' removed)"
+    )
+    return mapped, labels, note
+
+
+def _present(y: np.ndarray, task: Task) -> np.ndarray:
+    if task.is_classification:
+        return np.asarray(y >= 0)
+    return ~np.isnan(y) if y.ndim == 1 else ~np.isnan(y).any(axis=1)
+
+
+def _duplicates(scan: _Scan, keep: np.ndarray, files: list[TableFile]) -> np.ndarray:
+    """Rows repeating an earlier row of the same file (files are compared among themselves only;
+    a training row repeated in the test file is leakage, counted separately)."""
+    duplicate = np.zeros(len(keep), bool)
+    start = 0
+    for rows in scan.file_rows:
+        part = np.arange(start, start + rows)
+        candidates = part[keep[part]]
+        _, first = np.unique(scan.row_hash[candidates], return_index=True)
+        repeated = np.ones(len(candidates), bool)
+        repeated[first] = False
+        duplicate[candidates[repeated]] = True
+        start += rows
+    return duplicate
+
+
+def _assign(
+    scan: _Scan,
+    spec: DataSpec,
+    seed: int,
+    task: Task,
+    classes: list[str] | None,
+    y: np.ndarray,
+    keep: np.ndarray,
+    files: list[TableFile],
+) -> np.ndarray:
+    splits = np.full(len(keep), -1, np.int8)
+    main_rows = scan.file_rows[0]
+    pool = np.flatnonzero(keep[:main_rows])
+    has_test = len(files) > 1
+    method = resolve_method(spec.split, classification=task.is_classification)
+    if method == SplitMethod.TIME and scan.order is None:
+        raise DataError(
+            "`data.split.method: time` needs `data.split.column`, the column that orders the rows "
+            "in time."
+        )
+    order = scan.order[pool] if scan.order is not None else None
+    keys = scan.keys[pool] if scan.keys is not None else None
+    splits[pool] = assign_splits(
+        len(pool),
+        spec.split,
+        seed,
+        method=method,
+        has_test=has_test,
+        source=str(spec.source),
+        labels=y[pool] if method == SplitMethod.STRATIFIED and task.is_classification else None,
+        class_names=classes,
+        order=order,
+        keys=keys,
+    )
+    if has_test:
+        test_rows = np.flatnonzero(keep[main_rows:]) + main_rows
+        if len(test_rows) == 0:
+            raise DataError(
+                f"The test file {files[1].path} has no usable rows (every row lacks the target)."
+            )
+        splits[test_rows] = TEST
+    return splits
+
+
+def _profile(scan: _Scan, plan: _Plan, spec: DataSpec, main: TableFile) -> Profile:
+    columns: list[ColumnProfile] = []
+    for name in main.columns:
+        if name in spec.targets:
+            kind = ColumnType.CATEGORICAL if plan.task.is_classification else ColumnType.NUMERIC
+            role = "target"
+        else:
+            kind = plan.kinds[name]
+            role = "ignored" if kind in UNUSED else "feature"
+        columns.append(column_profile(scan.scans[name], kind, role, spec.max_categories))
+    kept = plan.keep
+    class_counts = None
+    if plan.classes is not None:
+        counts = np.bincount(plan.y[kept].astype(np.int64), minlength=len(plan.classes))
+        class_counts = dict(zip(plan.classes, counts.tolist(), strict=True))
+    return Profile(
+        columns=columns,
+        rows=int(sum(scan.file_rows)),
+        duplicate_rows=int(_duplicates(scan, _present(plan.y, plan.task), [main]).sum()),
+        class_counts=class_counts,
+        leaking_rows=leaking_counts(scan.feature_hash[kept], plan.splits[kept]),
+        notes=plan.notes,
+        dropped_rows=plan.dropped,
+    )
+
+
+# --- pass 2 -----------------------------------------------------------------------------------
+
+
+def _strategy(spec: DataSpec, name: str, kind: ColumnType) -> tuple[Missing, Any]:
+    column = spec.columns.get(name, ColumnSpec())
+    strategy = column.missing
+    if strategy == Missing.AUTO:
+        strategy = (
+            spec.clean.numeric_missing
+            if kind == ColumnType.NUMERIC
+            else spec.clean.categorical_missing
+        )
+    allowed = (
+        (Missing.MEAN, Missing.MEDIAN, Missing.MOST_FREQUENT, Missing.CONSTANT, Missing.DROP_ROW)
+        if kind == ColumnType.NUMERIC
+        else (Missing.MOST_FREQUENT, Missing.CONSTANT, Missing.DROP_ROW)
+    )
+    if strategy not in allowed:
+        raise DataError(
+            f"Missing-value strategy {strategy.value!r} does not apply to the {kind.value} column "
+            f"{name!r}. Expected one of {', '.join(a.value for a in allowed)} (ffill, bfill and "
+            f"interpolate are for time series)."
+        )
+    if (
+        kind == ColumnType.NUMERIC
+        and strategy == Missing.CONSTANT
+        and isinstance(column.fill_value, str)
+    ):
+        raise DataError(
+            f"`data.columns.{name}.fill_value` is {column.fill_value!r} but {name!r} is numeric. "
+            f"Give a number."
+        )
+    return strategy, column.fill_value
+
+
+def _write(
+    files: list[TableFile],
+    types: dict[str, pa.DataType],
+    scan: _Scan,
+    plan: _Plan,
+    spec: DataSpec,
+    seed: int,
+    folder: Path,
+) -> dict[str, Any]:
+    main = files[0]
+    targets = spec.targets
+    markers = list(main.csv.missing_values if main.csv else spec.csv.missing_values)
+    stored = [n for n in main.columns if n not in targets]
+    if plan.text_kind is not None:
+        stored = [plan.text_kind]
+    features = [n for n in stored if plan.kinds[n] not in UNUSED]
+    numeric = [n for n in features if plan.kinds[n] == ColumnType.NUMERIC]
+    categorical = [n for n in features if plan.kinds[n] == ColumnType.CATEGORICAL]
+    strategies = {n: _strategy(spec, n, plan.kinds[n]) for n in numeric + categorical}
+    drop_row = [n for n in numeric + categorical if strategies[n][0] == Missing.DROP_ROW]
+    numeric_fits = {n: NumericFit(n, seed + i) for i, n in enumerate(numeric)}
+    category_fits = {n: CategoryFit(n, markers) for n in categorical}
+    texts: list[str] = []
+    writer = ShardWriter(
+        folder, layout="parquet", num_classes=len(plan.classes) if plan.classes else None
+    )
+    y_all = plan.y
+    dropped_missing = 0
+    offset = 0
+    marker_set = pa.array(markers, pa.string())
+    for _, columns in stripped_batches(files, types, spec):
+        rows = len(next(iter(columns.values())))
+        split = plan.splits[offset : offset + rows].copy()
+        y = y_all[offset : offset + rows]
+        offset += rows
+        for name in drop_row:
+            column = columns[name]
+            if plan.kinds[name] == ColumnType.NUMERIC:
+                missing = np.isnan(column.to_numpy(zero_copy_only=False).astype(np.float64))
+            else:
+                missing = pc.is_in(column, value_set=marker_set).to_numpy(zero_copy_only=False)
+            hit = missing & (split >= 0)
+            dropped_missing += int(hit.sum())
+            split[hit] = -1
+        arrays = []
+        for name in stored:
+            column = columns[name]
+            if types[name] == pa.float64():
+                column = pc.cast(column, pa.float32()).fill_null(np.nan)
+            arrays.append(column)
+        table = pa.Table.from_arrays(arrays, names=stored)
+        for s, split_name in enumerate(SPLIT_NAMES):
+            mask = split == s
+            if mask.any():
+                writer.write(
+                    split_name, table.filter(pa.array(mask)), _target_array(y[mask], plan.task)
+                )
+        train = split == TRAIN
+        if not train.any():
+            continue
+        train_mask = pa.array(train)
+        for name, fit in numeric_fits.items():
+            fit.update(columns[name].to_numpy(zero_copy_only=False).astype(np.float64)[train])
+        for name, category in category_fits.items():
+            counts = pc.value_counts(pc.filter(columns[name], train_mask))
+            category.update(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+        if plan.text_kind is not None:
+            texts.extend(pc.filter(columns[plan.text_kind], train_mask).to_pylist())
+    if dropped_missing:
+        plan.dropped["missing feature (drop_row)"] = dropped_missing
+    entries = writer.close()
+    for name in SPLIT_NAMES:
+        if entries.get(name, {}).get("num_examples", 0) == 0:
+            raise DataError(
+                f"After cleaning, the {name} split of {spec.source} is empty. Too many rows were "
+                f"dropped ({', '.join(f'{k}: {v:,}' for k, v in plan.dropped.items()) or 'none'}) "
+                f"or the split shares are too small; relax the cleaning or use more data."
+            )
+    train_y = plan.y[(plan.splits == TRAIN)]
+    fields: dict[str, Any] = {
+        "task": plan.task.value,
+        "splits": entries,
+        "source_splits": ["train", "test"] if len(files) > 1 else ["train"],
+    }
+    fields["target"] = _target_manifest(plan, targets, train_y, entries)
+    preprocessing: dict[str, Any] = {"sampling": spec.sampling.value}
+    numeric_pre: list[dict[str, Any]] = []
+    categorical_pre: list[dict[str, Any]] = []
+    if plan.text_kind is not None:
+        from dltrain.data.text import fit_vocabulary
+
+        vocabulary, length = fit_vocabulary(texts, spec.text)
+        fields["features"] = {
+            "kind": "text",
+            "column": plan.text_kind,
+            "dtype": "string",
+            "vocabulary_size": len(vocabulary) + 2,
+            "sequence_length": length,
+        }
+        preprocessing.update(
+            vocabulary=vocabulary, standardize=spec.text.standardize.value, sequence_length=length
+        )
+    else:
+        columns_meta = [
+            {
+                "name": n,
+                "type": plan.kinds[n].value,
+                "dtype": "float32" if types[n] == pa.float64() else "string",
+                "used": n in features,
+            }
+            for n in stored
+        ]
+        fields["features"] = {
+            "kind": "table",
+            "columns": columns_meta,
+            "num_features": 0,
+        }
+        for name in numeric:
+            column_spec = spec.columns.get(name, ColumnSpec())
+            strategy, constant = strategies[name]
+            numeric_pre.append(
+                numeric_fits[name].finish(
+                    strategy,
+                    constant,
+                    column_spec.outliers or spec.clean.outliers,
+                    spec.clean,
+                    column_spec.scaling or spec.numeric_scaling,
+                )
+            )
+        categorical_pre = [
+            category_fits[n].finish(*strategies[n], spec.max_categories) for n in categorical
+        ]
+        preprocessing.update(numeric=numeric_pre, categorical=categorical_pre)
+        fields["features"]["num_features"] = len(numeric_pre) + sum(
+            c["num_tokens"] for c in categorical_pre
+        )
+    fields["preprocessing"] = preprocessing
+    fields["cleaning"] = _cleaning_report(plan, numeric_pre, categorical_pre, spec, scan)
+    return fields
+
+
+def _target_array(y: np.ndarray, task: Task) -> np.ndarray:
+    return y.astype(np.int64) if task.is_classification else y.astype(np.float32)
+
+
+def _target_manifest(
+    plan: _Plan, targets: list[str], train_y: np.ndarray, entries: dict[str, Any]
+) -> dict[str, Any]:
+    if plan.classes is not None:
+        counts = entries["train"]["class_counts"]
+        return {
+            "column": targets[0],
+            "classes": plan.classes,
+            "num_classes": len(plan.classes),
+            "class_weights": class_weights(counts),
+        }
+    values = train_y.reshape(len(train_y), -1).astype(np.float64)
+    return {
+        "columns": targets,
+        "mean": values.mean(axis=0).tolist(),
+        "std": [float(s) or 1.0 for s in values.std(axis=0)],
+    }
+
+
+def _cleaning_report(
+    plan: _Plan,
+    numeric: list[dict[str, Any]],
+    categorical: list[dict[str, Any]],
+    spec: DataSpec,
+    scan: _Scan,
+) -> dict[str, Any]:
+    """What cleaning did, in numbers, for the manifest and the printed report."""
+    filled = []
+    for entry in numeric:
+        missing = scan.scans[entry["column"]].missing
+        if missing or entry["outliers"] != "none":
+            filled.append(
+                {
+                    "column": entry["column"],
+                    "missing": missing,
+                    "missing_in_train": entry["train_missing"],
+                    "strategy": entry["missing"],
+                    "fill": entry["fill"],
+                    "clip": [entry["low"], entry["high"]] if entry["outliers"] != "none" else None,
+                }
+            )
+    for entry in categorical:
+        missing = scan.scans[entry["column"]].missing
+        if missing:
+            fill = "its own category" if entry["missing"] == "constant" else entry["most_frequent"]
+            filled.append(
+                {
+                    "column": entry["column"],
+                    "missing": missing,
+                    "missing_in_train": entry["train_missing"],
+                    "strategy": entry["missing"],
+                    "fill": fill,
+                    "clip": None,
+                }
+            )
+    return {
+        "dropped_rows": plan.dropped,
+        "duplicates": spec.clean.duplicates.value,
+        "filled": filled,
+        "notes": plan.notes,
+    }

@@ -1,0 +1,290 @@
+"""Time series: a table with a time column → windows of ``lookback`` steps that predict the
+``horizon`` steps after them, split in time order.
+
+The rows are sorted by time; a regular series (daily, hourly, monthly…) with missing steps gets
+them back (Melbourne's temperatures lack two New Year's Eves) and every gap is filled as
+``series.missing`` says. The first rows are training, the next validation, the last test. A
+window belongs to the split its targets fall in, and may look back into the split before it,
+which is what a forecaster deployed at that time would have seen; targets never cross splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from dltrain.data.profile import ColumnScan, Profile, column_profile, infer_type
+from dltrain.data.splits import SPLIT_NAMES
+from dltrain.data.store import ShardWriter
+from dltrain.data.tables import open_table
+from dltrain.data.tabular import check_columns, read_types, stripped_batches
+from dltrain.errors import DataError
+from dltrain.recipe.data import ColumnSpec, ColumnType, DataSpec, Missing, SeriesSpec
+
+_REACH = " (the lookback may reach into the split before, the horizon may not)"
+
+
+@dataclass
+class SeriesOutcome:
+    fields: dict[str, Any]
+    profile: Profile
+    files: list[Path]
+
+
+def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
+    """Read, order, fill, split and window a time series; fit its scaling on training rows.
+
+    Raises:
+        DataError: no time column, unparsable or repeated times, non-numeric targets, or a
+            lookback and horizon longer than a split.
+    """
+    series = spec.series
+    assert series is not None
+    if spec.test_source is not None:
+        raise DataError(
+            "`data.test_source` does not apply to time series: the test split is the last "
+            f"{spec.split.test:.0%} of the series, in time order. Remove it, or put the test "
+            f"period at the end of {spec.source}."
+        )
+    table = open_table(spec.source, spec.format, spec.csv)
+    check_columns(spec, table.columns, spec.source)
+    types = read_types(table, spec)
+    markers = list(table.csv.missing_values if table.csv else spec.csv.missing_values)
+    scans = {
+        n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in table.columns
+    }
+    parts: dict[str, list[Any]] = {n: [] for n in table.columns}
+    for _, columns in stripped_batches([table], types, spec):
+        for name, column in columns.items():
+            scans[name].update(column)
+            parts[name].append(column)
+    rows = scans[table.columns[0]].rows
+    if rows == 0:
+        raise DataError(f"{spec.source} has a header but no data rows.")
+    time_column = _time_column(series, scans, table.columns, spec.source)
+    times = _parse_times(pa.chunked_array(parts[time_column]), time_column, spec.source)
+    kinds = {n: infer_type(scans[n], spec.columns.get(n, ColumnSpec()).type) for n in table.columns}
+    targets = spec.targets
+    for name in targets:
+        if not scans[name].numeric:
+            raise DataError(
+                f"The forecasting target {name!r} of {spec.source} is not numeric (e.g. "
+                f"{scans[name].sample[:1]}). Forecasts predict numbers; pick numeric column(s)."
+            )
+        if scans[name].present == 0:
+            raise DataError(
+                f"The target column {name!r} of {spec.source} is missing in every row. Expected "
+                f"values to learn from; check `data.target` and `data.csv.missing_values`."
+            )
+    features = series.features or [
+        n
+        for n in table.columns
+        if n != time_column and scans[n].numeric and kinds[n] == ColumnType.NUMERIC
+    ]
+    for name in targets:
+        if name not in features:
+            features.append(name)
+    for name in features:
+        if not scans[name].numeric:
+            raise DataError(
+                f"`data.series.features` names {name!r}, which is not numeric. Window features "
+                f"must be numbers; drop it from the list."
+            )
+    frame = pd.DataFrame(
+        {n: pa.chunked_array(parts[n]).to_numpy().astype(np.float64) for n in features},
+        index=pd.DatetimeIndex(times, name=time_column),
+    )
+    frame, notes, filled = _regularise(frame, series, spec.source)
+    ignored = [n for n in table.columns if n != time_column and n not in features]
+    if ignored:
+        notes.append(f"not used as window features: {', '.join(ignored)}")
+    values = frame[features].to_numpy(np.float32)
+    target_values = frame[targets].to_numpy(np.float32)
+    num = len(frame)
+    num_test = max(1, round(spec.split.test * num))
+    num_validation = max(1, round(spec.split.validation * num))
+    bounds = [0, num - num_validation - num_test, num - num_test, num]
+    writer = ShardWriter(folder, layout="npz", num_classes=None)
+    window_counts = {}
+    for i, name in enumerate(SPLIT_NAMES):
+        x, y = _windows(values, target_values, bounds[i], bounds[i + 1], series)
+        if len(x) == 0:
+            steps = bounds[i + 1] - bounds[i]
+            raise DataError(
+                f"The {name} split of {spec.source} has {steps:,} time steps (of {num:,}), too "
+                f"few for one window: lookback {series.lookback} + horizon {series.horizon} "
+                f"steps{_REACH if i else ''}. "
+                f"Shorten `data.series.lookback`/`horizon`, or give validation and test larger "
+                f"shares (`data.split`)."
+            )
+        writer.write(name, x, y)
+        window_counts[name] = len(x)
+    entries = writer.close()
+    train = values[: bounds[1]]
+    train_targets = target_values[: bounds[1]]
+    variance = train.var(axis=0, dtype=np.float64)
+    profile = Profile(
+        columns=[
+            column_profile(
+                scans[n],
+                ColumnType.DATETIME if n == time_column else kinds[n],
+                "target" if n in targets else ("feature" if n in features else "ignored"),
+                spec.max_categories,
+            )
+            for n in table.columns
+        ],
+        rows=rows,
+        notes=notes,
+    )
+    fields: dict[str, Any] = {
+        "task": "forecasting",
+        "features": {
+            "kind": "sequence",
+            "shape": [series.lookback, len(features)],
+            "dtype": "float32",
+            "columns": features,
+            "time_column": time_column,
+            "frequency": notes[0] if notes else None,
+        },
+        "target": {
+            "columns": targets,
+            "horizon": series.horizon,
+            "lookback": series.lookback,
+            "mean": train_targets.mean(axis=0, dtype=np.float64).tolist(),
+            "std": [float(s) or 1.0 for s in train_targets.std(axis=0, dtype=np.float64)],
+        },
+        "preprocessing": {
+            "mean": train.mean(axis=0, dtype=np.float64).tolist(),
+            "variance": [float(v) if v > 1e-24 else 1.0 for v in variance],
+            "sampling": "none",
+        },
+        "splits": entries,
+        "source_splits": ["train"],
+        "series": {
+            "steps": num,
+            "split_steps": {n: bounds[i + 1] - bounds[i] for i, n in enumerate(SPLIT_NAMES)},
+            "windows": window_counts,
+            "start": str(frame.index[0]),
+            "end": str(frame.index[-1]),
+        },
+        "cleaning": {"dropped_rows": {}, "filled": filled, "notes": notes, "duplicates": "n/a"},
+    }
+    return SeriesOutcome(fields=fields, profile=profile, files=[spec.source])
+
+
+def _time_column(
+    series: SeriesSpec, scans: dict[str, ColumnScan], columns: list[str], source: Path
+) -> str:
+    if series.time_column is not None:
+        return series.time_column
+    candidates = [n for n in columns if not scans[n].numeric and scans[n].looks_like_dates()]
+    if len(candidates) == 1:
+        return candidates[0]
+    found = "none looks like dates" if not candidates else "several do: " + ", ".join(candidates)
+    raise DataError(
+        f"Cannot tell which column of {source} holds the time "
+        f"({found}). "
+        f"Set `data.series.time_column` to one of: {', '.join(columns)}."
+    )
+
+
+def _parse_times(column: pa.ChunkedArray, name: str, source: Path) -> pd.DatetimeIndex:
+    values = pd.Series(column.to_pylist(), dtype=object)
+    parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        shown = ", ".join(f"row {i + 1}: {values[i]!r}" for i in bad[:5])
+        raise DataError(
+            f"{len(bad):,} value(s) of the time column {name!r} in {source} are not dates or "
+            f"times ({shown}). Fix or remove those rows, or set `data.series.time_column`."
+        )
+    index = pd.DatetimeIndex(parsed)
+    repeated = index[index.duplicated()]
+    if len(repeated):
+        raise DataError(
+            f"{len(repeated):,} time(s) appear more than once in {name!r} of {source} (first: "
+            f"{repeated[0]}). Expected one row per time step; aggregate the duplicates first."
+        )
+    return index
+
+
+def _regularise(
+    frame: pd.DataFrame, series: SeriesSpec, source: Path
+) -> tuple[pd.DataFrame, list[str], list[dict[str, Any]]]:
+    """Sort by time, put back the missing steps of a regular series, fill the gaps."""
+    frame = frame.sort_index()
+    notes: list[str] = []
+    frequency = pd.infer_freq(frame.index) if len(frame) >= 3 else None
+    if frequency is not None:
+        notes.append(f"regular series, frequency {frequency}")
+    elif len(frame) >= 3:
+        steps = np.diff(frame.index.asi8)
+        values, counts = np.unique(steps, return_counts=True)
+        step = values[np.argmax(counts)]
+        if counts.max() >= 0.9 * len(steps):
+            full = pd.date_range(
+                frame.index[0], frame.index[-1], freq=pd.Timedelta(int(step), "ns")
+            )
+            if series.fill_gaps and frame.index.isin(full).all():
+                missing = len(full) - len(frame)
+                frame = frame.reindex(full)
+                frame.index.name = full.name
+                notes.append(
+                    f"regular series, step {pd.Timedelta(int(step), 'ns')}; {missing:,} missing "
+                    f"step(s) inserted"
+                )
+            else:
+                notes.append(f"mostly regular series, step {pd.Timedelta(int(step), 'ns')}")
+        else:
+            notes.append("irregular time steps: windows count rows, not time")
+    missing = frame.isna().sum()
+    filled = [
+        {
+            "column": n,
+            "missing_in_train": int(c),
+            "strategy": series.missing.value,
+            "fill": series.missing.value,
+            "clip": None,
+        }
+        for n, c in missing.items()
+        if c
+    ]
+    if series.missing == Missing.DROP_ROW:
+        frame = frame.dropna()
+    elif series.missing == Missing.FFILL:
+        frame = frame.ffill().bfill()
+    elif series.missing == Missing.BFILL:
+        frame = frame.bfill().ffill()
+    else:
+        frame = frame.interpolate(method="linear", limit_direction="both")
+    if frame.isna().any().any():
+        empty = [n for n in frame.columns if frame[n].isna().all()]
+        raise DataError(
+            f"Column(s) {', '.join(empty)} of {source} have no values to fill gaps from. Drop "
+            f"them from `data.series.features`."
+        )
+    return frame, notes, filled
+
+
+def _windows(
+    values: np.ndarray, targets: np.ndarray, start: int, end: int, series: SeriesSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows whose targets lie in rows [start, end); inputs may start before ``start``."""
+    lookback, horizon = series.lookback, series.horizon
+    first = max(start, lookback)
+    positions = np.arange(first, end - horizon + 1, series.stride)
+    if len(positions) == 0:
+        return (
+            np.zeros((0, lookback, values.shape[1]), np.float32),
+            np.zeros((0, horizon, targets.shape[1]), np.float32),
+        )
+    x_view = np.lib.stride_tricks.sliding_window_view(values, lookback, axis=0)  # (n-L+1, F, L)
+    y_view = np.lib.stride_tricks.sliding_window_view(targets, horizon, axis=0)  # (n-H+1, k, H)
+    x = np.ascontiguousarray(x_view[positions - lookback].transpose(0, 2, 1))
+    y = np.ascontiguousarray(y_view[positions].transpose(0, 2, 1))
+    return x.astype(np.float32), y.astype(np.float32)

@@ -1,0 +1,214 @@
+"""Statistics fitted on the training split only, and the preprocessing they define.
+
+Each ``*Fit`` accumulates training rows batch by batch; ``finish`` turns it into the JSON the
+manifest stores and ``models/io.py`` builds Keras layers from (imputation, clipping, log,
+Normalization, StringLookup, TextVectorization). Medians and quantiles come from a uniform
+sample of ``RESERVOIR`` training values, exact for smaller training splits; means and variances
+are exact whatever the size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dltrain.recipe.data import CleanSpec, Missing, Outliers, Scaling
+
+RESERVOIR = 100_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass
+class NumericFit:
+    """Exact moments and a reservoir sample of one numeric column's training values."""
+
+    name: str
+    seed: int
+    count: int = 0
+    missing: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    minimum: float = np.inf
+    maximum: float = -np.inf
+    _keys: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _sample: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def update(self, values: np.ndarray) -> None:
+        values = values.astype(np.float64, copy=False)
+        present = values[~np.isnan(values)]
+        self.missing += len(values) - len(present)
+        if not len(present):
+            return
+        self.count += len(present)
+        self.total += float(present.sum())
+        self.total_sq += float(np.square(present).sum())
+        self.minimum = min(self.minimum, float(present.min()))
+        self.maximum = max(self.maximum, float(present.max()))
+        keys = np.concatenate([self._keys, self._rng.random(len(present))])
+        sample = np.concatenate([self._sample, present])
+        if len(keys) > RESERVOIR:
+            keep = np.argpartition(keys, RESERVOIR)[:RESERVOIR]
+            keys, sample = keys[keep], sample[keep]
+        self._keys, self._sample = keys, sample
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def std(self) -> float:
+        if not self.count:
+            return 0.0
+        return float(np.sqrt(max(self.total_sq / self.count - self.mean**2, 0.0)))
+
+    def fill_value(self, strategy: Missing, constant: float | str | None) -> float:
+        if not self.count:
+            return 0.0 if constant is None else float(constant)
+        if strategy == Missing.MEAN:
+            return self.mean
+        if strategy == Missing.CONSTANT:
+            return 0.0 if constant is None else float(constant)
+        if strategy == Missing.MOST_FREQUENT:
+            values, counts = np.unique(self._sample, return_counts=True)
+            return float(values[np.argmax(counts)])
+        return float(np.median(self._sample))  # median, and drop_row's fallback at predict time
+
+    def finish(
+        self,
+        strategy: Missing,
+        constant: float | str | None,
+        outliers: Outliers,
+        clean: CleanSpec,
+        scaling: Scaling,
+    ) -> dict[str, Any]:
+        """The column's preprocessing: ``fill``, clip ``low``/``high``, ``log`` ``shift``, then
+        ``mean``/``variance`` for Normalization, all computed on the training split."""
+        fill = self.fill_value(strategy, constant)
+        low, high = -FLOAT32_MAX, FLOAT32_MAX
+        if outliers == Outliers.ZSCORE and self.count:
+            low = self.mean - clean.zscore_threshold * self.std
+            high = self.mean + clean.zscore_threshold * self.std
+        elif outliers == Outliers.IQR and self.count:
+            q1, q3 = np.percentile(self._sample, [25, 75])
+            low = float(q1 - clean.iqr_multiplier * (q3 - q1))
+            high = float(q3 + clean.iqr_multiplier * (q3 - q1))
+        log = scaling == Scaling.LOG
+        shift = max(self.minimum, low) if log and self.count else 0.0
+
+        def transform(x: np.ndarray) -> np.ndarray:
+            x = np.clip(x, low, high)
+            return np.log1p(np.maximum(x - shift, 0.0)) if log else x
+
+        exact = low == -FLOAT32_MAX and high == FLOAT32_MAX and not log
+        total = self.count + self.missing
+        filled = float(transform(np.array([fill]))[0])
+        if exact:
+            mean_present, sq_present = (
+                self.mean,
+                (self.total_sq / self.count if self.count else 0.0),
+            )
+            lo_present, hi_present = self.minimum, self.maximum
+        else:
+            t = transform(self._sample) if len(self._sample) else np.zeros(1)
+            mean_present, sq_present = float(t.mean()), float(np.square(t).mean())
+            lo_present, hi_present = float(t.min()), float(t.max())
+        if total:
+            mean = (self.count * mean_present + self.missing * filled) / total
+            square = (self.count * sq_present + self.missing * filled**2) / total
+        else:
+            mean, square = 0.0, 1.0
+        variance = max(square - mean**2, 0.0)
+        lo = min(lo_present, filled) if self.missing else lo_present
+        hi = max(hi_present, filled) if self.missing else hi_present
+        if not self.count:
+            lo, hi = filled, filled
+        if scaling in (Scaling.STANDARD, Scaling.LOG):
+            norm_mean, norm_var = mean, variance
+        elif scaling == Scaling.UNIT:
+            norm_mean, norm_var = lo, (hi - lo) ** 2
+        elif scaling == Scaling.SYMMETRIC:
+            norm_mean, norm_var = (lo + hi) / 2, ((hi - lo) / 2) ** 2
+        else:
+            norm_mean, norm_var = 0.0, 1.0
+        if norm_var <= 1e-24:
+            norm_var = 1.0  # a constant column: centre it, do not blow it up
+        return {
+            "column": self.name,
+            "missing": strategy.value,
+            "fill": fill,
+            "outliers": outliers.value,
+            "low": low,
+            "high": high,
+            "scaling": scaling.value,
+            "log": log,
+            "shift": shift,
+            "mean": norm_mean,
+            "variance": norm_var,
+            "train_min": self.minimum if self.count else None,
+            "train_max": self.maximum if self.count else None,
+            "train_missing": self.missing,
+        }
+
+
+@dataclass
+class CategoryFit:
+    """Counts of one category column's training values (bounded)."""
+
+    name: str
+    markers: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
+    cap: int = 200_000
+
+    def update(self, values: list[str], counts: list[int]) -> None:
+        for value, count in zip(values, counts, strict=True):
+            if value in self.counts:
+                self.counts[value] += count
+            elif len(self.counts) < self.cap:
+                self.counts[value] = count
+
+    def finish(
+        self, strategy: Missing, constant: float | str | None, max_categories: int
+    ) -> dict[str, Any]:
+        """Vocabulary (most frequent first) and the index mapping StringLookup's output goes
+        through: 0 is the out-of-vocabulary bucket; missing markers go where ``strategy`` says."""
+        present = [(v, c) for v, c in self.counts.items() if v not in self.markers]
+        present.sort(key=lambda item: (-item[1], item[0]))
+        tokens = [v for v, _ in present[:max_categories]]
+        if strategy == Missing.CONSTANT and constant is not None and str(constant) not in tokens:
+            tokens.append(str(constant))
+        markers = [m for m in self.markers if m not in tokens]
+        vocabulary = tokens + markers
+        mapping = list(range(len(tokens) + 1))  # OOV and the tokens map to themselves
+        if strategy == Missing.CONSTANT:
+            missing_index = (
+                tokens.index(str(constant)) + 1 if constant is not None else len(tokens) + 1
+            )
+            num_tokens = len(tokens) + 1 + (0 if constant is not None else 1)
+        elif strategy == Missing.MOST_FREQUENT and tokens:
+            missing_index, num_tokens = 1, len(tokens) + 1
+        else:  # drop_row: rows were dropped; at predict time a marker is out of vocabulary
+            missing_index, num_tokens = 0, len(tokens) + 1
+        mapping += [missing_index] * len(markers)
+        missing_rows = sum(self.counts.get(m, 0) for m in self.markers)
+        return {
+            "column": self.name,
+            "missing": strategy.value,
+            "vocabulary": vocabulary,
+            "mapping": mapping,
+            "num_tokens": num_tokens,
+            "out_of_vocabulary": len(present) - len(tokens[: len(present)]),
+            "train_missing": missing_rows,
+            "most_frequent": tokens[0] if tokens else None,
+        }
+
+
+def class_weights(counts: list[int]) -> list[float]:
+    """Balanced class weights, n / (k · count_c), as scikit-learn computes them (0 for absent
+    classes, which never occur in training anyway)."""
+    total, k = sum(counts), len(counts)
+    return [round(total / (k * c), 6) if c else 0.0 for c in counts]

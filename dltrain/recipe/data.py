@@ -1,0 +1,322 @@
+"""The recipe's `data` section: where the raw data is, how to read, clean, split and encode it.
+
+Light (no TensorFlow, no pandas): the CLI validates recipes with it. Every setting has a default
+that suits a first run; `dltrain init` writes the ones it inferred so they can be read and pinned.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dltrain.tasks import Task
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+
+class DataFormat(StrEnum):
+    AUTO = "auto"
+    IDX = "idx"  # MNIST-family folders of IDX files
+    NPZ = "npz"  # numpy archives (keras.datasets layout)
+    CSV = "csv"  # any delimited text table (CSV, TSV, …)
+    PARQUET = "parquet"
+    IMAGES = "images"  # class folders of images: [train/]<class>/*.jpg|png
+    TEXT = "text"  # class folders of .txt files
+
+
+class Scaling(StrEnum):
+    """How numbers are rescaled; the statistics come from the training split and live in the
+    model's first layers."""
+
+    NONE = "none"
+    UNIT = "unit"  # [0, 1]
+    SYMMETRIC = "symmetric"  # [-1, 1]
+    STANDARD = "standard"  # mean 0, variance 1
+    LOG = "log"  # log(1 + x - min), then standardised: for long-tailed counts (tables only)
+
+
+class ColumnType(StrEnum):
+    AUTO = "auto"
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    TEXT = "text"
+    DATETIME = "datetime"
+    IDENTIFIER = "identifier"  # profiled, never a feature
+    IGNORE = "ignore"  # not read as a feature
+
+
+class Missing(StrEnum):
+    """What replaces a missing value (or what happens to its row)."""
+
+    AUTO = "auto"  # the column kind's default in `clean`
+    DROP_ROW = "drop_row"
+    MEAN = "mean"
+    MEDIAN = "median"
+    MOST_FREQUENT = "most_frequent"
+    CONSTANT = "constant"  # `fill_value`; for categories, missing becomes a category of its own
+    FFILL = "ffill"  # time series only
+    BFILL = "bfill"
+    INTERPOLATE = "interpolate"
+
+
+class Outliers(StrEnum):
+    NONE = "none"
+    ZSCORE = "zscore"  # clip to mean ± zscore_threshold · std of the training split
+    IQR = "iqr"  # clip to [Q1 − k·IQR, Q3 + k·IQR] of the training split
+
+
+class Duplicates(StrEnum):
+    KEEP = "keep"
+    DROP = "drop"  # keep the first of identical rows
+
+
+class SplitMethod(StrEnum):
+    AUTO = "auto"  # stratified for classes, time order for series, random otherwise
+    RANDOM = "random"
+    STRATIFIED = "stratified"
+    TIME = "time"  # earliest rows train, then validation, then test (by `split.column`)
+    GROUP = "group"  # rows sharing a `split.column` value stay in one split
+    HASH = "hash"  # split by a hash of `split.column`: stable as rows are added
+
+
+class Sampling(StrEnum):
+    NONE = "none"
+    OVERSAMPLE = "oversample"  # repeat minority-class rows of the training split
+    UNDERSAMPLE = "undersample"  # drop majority-class rows of the training split
+
+
+class Standardize(StrEnum):
+    LOWER_AND_STRIP_PUNCTUATION = "lower_and_strip_punctuation"
+    LOWER = "lower"
+    NONE = "none"
+
+
+DEFAULT_MISSING_VALUES = ["", "?", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "-"]
+
+
+class CsvSpec(_Section):
+    """How to read a delimited text file; `auto` settings are sniffed from its first lines."""
+
+    delimiter: str = Field(
+        "auto", description="auto, or one character such as ',', '\\t', ';' or '|'."
+    )
+    header: bool | None = Field(None, description="Whether the first row names the columns.")
+    column_names: list[str] | None = Field(
+        None, description="Column names for a file without a header row."
+    )
+    skip_rows: int = Field(0, ge=0, description="Lines to skip before the first row.")
+    quoting: bool = Field(
+        True, description="false reads '\"' as an ordinary character (unbalanced quotes)."
+    )
+    encoding: str = "utf-8"
+    missing_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MISSING_VALUES),
+        description="Cell values that mean 'missing' (after stripping spaces).",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        value = {"\\t": "\t", "tab": "\t"}.get(value, value)
+        if value != "auto" and len(value) != 1:
+            raise ValueError(
+                f"the delimiter must be 'auto' or a single character such as ',' or '\\t'. "
+                f"Received: {value!r}"
+            )
+        return value
+
+
+class TestSourceSpec(_Section):
+    """The source's own test file, read like `source`; relative paths are read from the folder
+    of `source`."""
+
+    path: Path
+    skip_rows: int | None = Field(
+        None, ge=0, description="Lines to skip in this file (default: csv.skip_rows)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+
+class ColumnSpec(_Section):
+    type: ColumnType = ColumnType.AUTO
+    missing: Missing = Missing.AUTO
+    fill_value: float | str | None = Field(None, description="The value `missing: constant` uses.")
+    scaling: Scaling | None = Field(None, description="Default: data.numeric_scaling.")
+    outliers: Outliers | None = Field(None, description="Default: data.clean.outliers.")
+
+
+class CleanSpec(_Section):
+    numeric_missing: Missing = Field(
+        Missing.MEDIAN, description="Default for numeric columns: median, mean, constant, drop_row."
+    )
+    categorical_missing: Missing = Field(
+        Missing.CONSTANT,
+        description="Default for categories: constant (missing is a category of its own), "
+        "most_frequent or drop_row.",
+    )
+    duplicates: Duplicates = Duplicates.DROP
+    outliers: Outliers = Outliers.NONE
+    zscore_threshold: float = Field(3.0, gt=0)
+    iqr_multiplier: float = Field(1.5, gt=0)
+
+
+class ChecksSpec(_Section):
+    """Data-quality bars. A breached threshold fails prepare (exit 1); with `strict` (or
+    --strict) every profile warning does."""
+
+    strict: bool = False
+    max_missing: float | None = Field(None, ge=0, le=1, description="Largest missing share.")
+    max_duplicates: float | None = Field(None, ge=0, le=1, description="Largest duplicate share.")
+    min_class_share: float | None = Field(
+        None, gt=0, lt=1, description="Smallest share of any class of the target."
+    )
+    allow_leakage: bool = Field(
+        True, description="false fails when identical rows sit in two splits."
+    )
+
+
+class ImageSpec(_Section):
+    size: list[int] | None = Field(
+        None, description="[height, width] every image is resized to (default: the first's)."
+    )
+    channels: int | None = Field(None, description="1 or 3 (default: 3 if any image has colour).")
+
+    @field_validator("size")
+    @classmethod
+    def _two_positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) != 2 or min(value) < 1):
+            raise ValueError(f"size is [height, width], both > 0. Received: {value}")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _one_or_three(cls, value: int | None) -> int | None:
+        if value not in (None, 1, 3):
+            raise ValueError(f"channels must be 1 or 3. Received: {value}")
+        return value
+
+
+class TextSpec(_Section):
+    max_tokens: int = Field(20_000, ge=10, description="Vocabulary size, padding and OOV included.")
+    sequence_length: int | None = Field(
+        None, gt=0, description="Tokens per text (default: 95th percentile of training texts)."
+    )
+    standardize: Standardize = Standardize.LOWER_AND_STRIP_PUNCTUATION
+
+
+class SeriesSpec(_Section):
+    """Forecasting: windows of `lookback` steps predict the `horizon` steps after them."""
+
+    time_column: str | None = Field(None, description="Default: the table's datetime column.")
+    lookback: int = Field(30, gt=0)
+    horizon: int = Field(1, gt=0)
+    features: list[str] | None = Field(
+        None, description="Input columns (default: every numeric column, targets included)."
+    )
+    stride: int = Field(1, gt=0, description="Steps between the starts of two windows.")
+    fill_gaps: bool = Field(
+        True, description="Insert the missing time steps of a regular series, then fill them."
+    )
+    missing: Missing = Field(Missing.INTERPOLATE, description="interpolate, ffill, bfill.")
+
+    @field_validator("missing")
+    @classmethod
+    def _series_strategy(cls, value: Missing) -> Missing:
+        if value not in (Missing.INTERPOLATE, Missing.FFILL, Missing.BFILL, Missing.DROP_ROW):
+            raise ValueError(
+                f"series.missing must be interpolate, ffill, bfill or drop_row. Received: "
+                f"{value.value}"
+            )
+        return value
+
+
+class SplitSpec(_Section):
+    method: SplitMethod = SplitMethod.AUTO
+    validation: float = Field(
+        0.1, gt=0, lt=1, description="Share of the training pool held out for validation."
+    )
+    test: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Share held out for test; used only when the source has no test set.",
+    )
+    stratify: bool = Field(True, description="Keep class proportions equal across splits.")
+    column: str | None = Field(None, description="The time, group or hash key column.")
+
+    @model_validator(mode="after")
+    def _leave_something_to_train(self) -> SplitSpec:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                f"validation + test must leave at least 10% to train on. "
+                f"Received: validation={self.validation}, test={self.test}"
+            )
+        if self.method in (SplitMethod.GROUP, SplitMethod.HASH) and not self.column:
+            raise ValueError(
+                f"split method {self.method.value} needs `split.column`, the key column. "
+                f"Received: column=None"
+            )
+        return self
+
+
+class DataSpec(_Section):
+    source: Path = Field(
+        description="File or folder holding the raw data; relative paths are read from the "
+        "recipe file's folder."
+    )
+    format: DataFormat = DataFormat.AUTO
+    test_source: TestSourceSpec | None = None
+    target: str | list[str] | None = Field(
+        None, description="The column(s) to predict (tables and series)."
+    )
+    task: Task | None = Field(None, description="Inferred from the target when unset.")
+    csv: CsvSpec = Field(default_factory=CsvSpec)
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+    clean: CleanSpec = Field(default_factory=CleanSpec)
+    numeric_scaling: Scaling = Scaling.STANDARD
+    max_categories: int = Field(
+        100,
+        ge=1,
+        description="Most frequent values kept per category column; the rest share "
+        "the out-of-vocabulary bucket.",
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    sampling: Sampling = Sampling.NONE
+    checks: ChecksSpec = Field(default_factory=ChecksSpec)
+    image: ImageSpec = Field(default_factory=ImageSpec)
+    text: TextSpec = Field(default_factory=TextSpec)
+    series: SeriesSpec | None = None
+    scaling: Scaling = Field(Scaling.UNIT, description="Pixel scaling of images.")
+    classes: list[str] | None = Field(
+        None, description="Names of the classes, in label order (labels 0, 1, …) for reports."
+    )
+
+    @property
+    def targets(self) -> list[str]:
+        """The target column(s) as a list (empty for sources whose labels are built in)."""
+        if self.target is None:
+            return []
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataSpec:
+        if self.scaling == Scaling.LOG:
+            raise ValueError(
+                "`scaling` (pixels) takes none, unit, symmetric or standard; log is for table "
+                "columns (`numeric_scaling`). Received: scaling=log"
+            )
+        if self.task == Task.FORECASTING and self.series is None:
+            raise ValueError(
+                "task forecasting needs a `series` section (lookback, horizon, time_column). "
+                "Received: series=None"
+            )
+        return self
