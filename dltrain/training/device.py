@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass
 from typing import Any
 
 from dltrain.backend import GPUS, keras, tf
+from dltrain.errors import UsageError
 from dltrain.recipe.schema import Switch, TrainSpec
 
 MIXED_PRECISION_MIN_CAPABILITY = (7, 0)  # tensor cores: Volta and later
@@ -20,17 +20,19 @@ class DevicePlan:
     mixed_precision: bool
     jit_compile: bool | None  # None: leave Keras's "auto"
     description: str
-    workers: int = 1
-    is_chief: bool = True
 
 
 def plan_devices(spec: TrainSpec) -> DevicePlan:
     """Pick the strategy and precision for this machine and the recipe's switches.
 
-    Several workers (``TF_CONFIG`` set) → MultiWorkerMirroredStrategy; several GPUs →
-    MirroredStrategy; otherwise the default strategy. Mixed precision ``auto`` is on only when
-    every GPU has compute capability ≥ 7.0: on CPU it is slower. XLA ``auto`` is off on CPU,
-    where it measured 2.5× slower for the reference CNN on these machines.
+    Several GPUs → MirroredStrategy; otherwise the default strategy. Several machines
+    (``TF_CONFIG``) are refused until Keras 3 supports MultiWorkerMirroredStrategy in fit.
+    Mixed precision ``auto`` is on only when every GPU has compute capability ≥ 7.0: on CPU it
+    is slower. XLA ``auto`` is off on CPU, where it measured 2.5× slower for the reference CNN
+    on these machines.
+
+    Raises:
+        UsageError: ``TF_CONFIG`` asks for several machines.
     """
     capabilities = [
         tf.config.experimental.get_device_details(gpu).get("compute_capability") for gpu in GPUS
@@ -38,19 +40,14 @@ def plan_devices(spec: TrainSpec) -> DevicePlan:
     names = [
         tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in GPUS
     ]
-    workers, is_chief = 1, True
     if os.environ.get("TF_CONFIG"):
-        strategy: Any = tf.distribute.MultiWorkerMirroredStrategy()
-        config = json.loads(os.environ["TF_CONFIG"])
-        workers = len(config.get("cluster", {}).get("worker", [])) or 1
-        task = config.get("task", {})
-        is_chief = task.get("type") in ("chief", None) or (
-            task.get("type") == "worker"
-            and task.get("index", 0) == 0
-            and "chief" not in config.get("cluster", {})
+        raise UsageError(
+            "TF_CONFIG is set, which asks for training across several machines. dltrain cannot do "
+            "that yet: Keras 3's model.fit fails under TensorFlow's MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585, open). Unset TF_CONFIG to train on this machine, where "
+            "dltrain uses every local GPU (MirroredStrategy)."
         )
-        where = f"{workers} workers (MultiWorkerMirroredStrategy)"
-    elif len(GPUS) > 1:
+    if len(GPUS) > 1:
         strategy = tf.distribute.MirroredStrategy()
         where = f"{len(GPUS)} GPUs (MirroredStrategy)"
     else:
@@ -70,8 +67,6 @@ def plan_devices(spec: TrainSpec) -> DevicePlan:
         jit_compile=jit,
         description=f"{device}; mixed precision {'on' if mixed else 'off'}; XLA "
         f"{'auto' if jit is None else 'on' if jit else 'off'}",
-        workers=workers,
-        is_chief=is_chief,
     )
 
 

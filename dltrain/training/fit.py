@@ -22,6 +22,7 @@ from dltrain.data.prepare import data_spec_digest
 from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
 from dltrain.models import build_model
+from dltrain.models.autoencoder import reconstruction_loss
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
@@ -228,8 +229,8 @@ def train(
             )
             model.compile(
                 optimizer=make_optimizer(spec.optimizer, schedule),
-                loss=default_loss(task),
-                metrics=training_metrics(task),
+                loss=reconstruction_loss if autoencoder else default_loss(task),
+                metrics=[] if autoencoder else training_metrics(task),
             )
     if plan.jit_compile is not None:
         model.jit_compile = plan.jit_compile

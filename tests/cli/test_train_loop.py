@@ -173,3 +173,15 @@ def test_autoencoder_trains_from_the_shell(project: Path) -> None:
     rows = history(runs(project)[0])
     assert set(rows[0]) >= {"loss", "val_loss"} and "accuracy" not in rows[0]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+
+def test_several_machines_are_refused_clearly(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    )
+    code, _, err = invoke("train")
+    assert code == 2 and "keras-team/keras#20585" in err and "Unset TF_CONFIG" in err
+    assert not (project / "runs").exists()
