@@ -9,7 +9,10 @@ import typer
 
 from dltrain import __version__
 from dltrain.cli.evaluate import evaluate
+from dltrain.cli.export import export
+from dltrain.cli.predict import predict
 from dltrain.cli.prepare import prepare
+from dltrain.cli.runs import runs
 from dltrain.cli.train import train
 
 app = typer.Typer(
@@ -45,6 +48,9 @@ def _root(
 app.command()(prepare)
 app.command()(train)
 app.command()(evaluate)
+app.command()(predict)
+app.command()(export)
+app.command()(runs)
 
 
 def main() -> None:

@@ -1,91 +1,282 @@
-"""dltrain evaluate: metrics of a run's model, as tables for people and JSON for machines."""
+"""dltrain evaluate: a run's metrics as tables for people, JSON or Markdown for machines, and
+gates whose exit code CI can trust."""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from dltrain.cli.common import JsonOption, RecipeOption, SetOption, load, reported_errors, workdir
+from dltrain.cli.common import JsonOption, RecipeOption, SetOption, reported_errors, workdir
+from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
+from dltrain.errors import RunError, UsageError
 from dltrain.recipe.schema import SplitName
-from dltrain.runs import resolve_run
+
+MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
+
+
+class ReportFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    MARKDOWN = "markdown"
 
 
 def evaluate(
     recipe: RecipeOption = None,
-    run: Annotated[
-        Path | None,
-        typer.Option(
-            "--run",
-            help="Run folder to evaluate. Default: the recipe's latest run.",
-            show_default=False,
-        ),
-    ] = None,
+    run: RunOption = None,
     split: Annotated[
         SplitName | None,
         typer.Option(
             "--split", help="Split to evaluate (default: evaluate.split, test).", show_default=False
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Labelled raw data (file or folder, like the training source) to evaluate on "
+            "instead of a prepared split; it goes through the model's own preprocessing.",
+            show_default=False,
+        ),
+    ] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require",
+            help='Gate, e.g. "accuracy>=0.9" or "recall\\[cat]>=0.8" (repeatable; adds to '
+            "evaluate.require). Exit 1 when one fails.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="Another run to compare with on the same examples; exit 1 when a key metric "
+            "drops by more than --tolerance.",
+            show_default=False,
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--tolerance",
+            help="Largest allowed drop versus --baseline, in the metric's units (default: "
+            "evaluate.tolerance, 0).",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            "--bootstrap",
+            help="Bootstrap resamples for 95% confidence intervals (e.g. 1000).",
+            show_default=False,
+        ),
+    ] = None,
+    optimize_threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--optimize-threshold",
+            help="Binary classifiers: choose the decision threshold on the validation split and "
+            "store it in the run (predict uses it): f1, accuracy, balanced_accuracy, "
+            "precision@recall=0.9, recall@precision=0.9.",
+            show_default=False,
+        ),
+    ] = None,
+    plots: Annotated[
+        bool | None,
+        typer.Option("--plots/--no-plots", help="Write PNG plots (default: evaluate.plots)."),
+    ] = None,
+    report_format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help="stdout: nothing (table: tables on stderr only), the JSON document, or a "
+            "Markdown report for a pull request.",
+        ),
+    ] = ReportFormat.TABLE,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Evaluate a run's model on a split of its prepared data; saves metrics.json in the run."""
+    """Evaluate a run's model; saves metrics.json, plots and report.md in the run folder."""
     console = make_console()
     with reported_errors(console):
-        loaded = load(recipe, sets, {"evaluate.split": split.value if split else None})
+        if json_ and report_format == ReportFormat.MARKDOWN:
+            raise UsageError("--json and --format markdown both write stdout; choose one.")
+        if data is not None and split is not None:
+            raise UsageError(
+                f"--data {data} and --split {split.value} both say what to evaluate on; give one."
+            )
+        flags = {
+            "evaluate.split": split.value if split else None,
+            "evaluate.bootstrap": bootstrap,
+            "evaluate.tolerance": tolerance,
+            "evaluate.plots": plots,
+        }
+        loaded, run_dir = recipe_and_run(recipe, sets, flags, run)
         spec = loaded.recipe.evaluate
-        run_dir = resolve_run(run, workdir(), loaded.recipe.name)
-        with console.status(f"Evaluating {run_dir} on the {spec.split.value} split …"):
-            from dltrain.evaluation.evaluate import evaluate_run
 
-            document = evaluate_run(run_dir, spec.split.value, spec.batch_size)
+        from dltrain.evaluation.gates import GatesFailed, parse_gate
+        from dltrain.evaluation.threshold import parse_objective
+
+        gates = tuple(parse_gate(text) for text in [*spec.require, *(require or [])])
+        objective = parse_objective(optimize_threshold) if optimize_threshold else None
+        baseline_dir = None
+        if baseline is not None:
+            baseline_dir = baseline if baseline.is_absolute() else workdir() / baseline
+            if not baseline_dir.is_dir():
+                raise RunError(
+                    f"Baseline run folder {baseline} does not exist. Expected a run folder such "
+                    f"as runs/{loaded.recipe.name}/<run id>/ (`dltrain runs` lists them)."
+                )
+        what = f"--data {data}" if data else f"the {spec.split.value} split"
+        with console.status(f"Evaluating {run_dir} on {what} …") as status:
+            from dltrain.evaluation.evaluate import EvaluationRequest
+            from dltrain.evaluation.evaluate import evaluate as evaluate_model
+
+            result = evaluate_model(
+                EvaluationRequest(
+                    run_dir=run_dir,
+                    spec=spec,
+                    seed=loaded.recipe.seed,
+                    data=data if data is None or data.is_absolute() else workdir() / data,
+                    gates=gates,
+                    optimize_threshold=objective,
+                    baseline=baseline_dir,
+                ),
+                status=lambda message: status.update(f"{message} …"),
+            )
+        document = result.document
         render(document, console)
-        if json_:
+        console.print(f"Saved {result.metrics_path}", highlight=False)
+        if json_ or report_format == ReportFormat.JSON:
             write_json(document)
+        elif report_format == ReportFormat.MARKDOWN:
+            from dltrain.evaluation.report import render_markdown
+
+            sys.stdout.write(render_markdown(document))
+            sys.stdout.flush()
+        if not result.passed:
+            failures = result.failures()
+            raise GatesFailed(
+                f"{len(failures)} check(s) failed on {what} of run {run_dir.name}: "
+                f"{'; '.join(failures)}. The metrics are saved in {result.metrics_path}; exit "
+                f"code 1 tells CI not to ship this model."
+            )
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def render(document: dict[str, Any], console: Console) -> None:
-    """Headline metrics, per-class table and confusion matrix."""
+    """Headline metrics (with intervals), task detail, threshold, gates and baseline tables."""
+    where = document.get("split") or f"data {Path(document['data']['path']).name}"
     title = (
-        f"{document['recipe']} · {Path(document['run']).name} · {document['split']} split "
-        f"({document['num_examples']:,} examples)"
+        f"{document['recipe']} · {Path(document['run']).name} · {where} "
+        f"({document['num_examples']:,} examples, {document['task']})"
     )
-    headline = Table(title=title, title_justify="left")
+    headline = Table(title=escape(title), title_justify="left")
     headline.add_column("metric")
     headline.add_column("value", justify="right")
+    intervals = document.get("intervals") or {}
+    if intervals:
+        headline.add_column("95% interval", justify="right")
     for name, value in document["metrics"].items():
-        headline.add_row(name, f"{value:.4f}")
+        row = [name, _value(value)]
+        if intervals:
+            ci = intervals.get(name)
+            row.append(f"{ci['low']:.4f} – {ci['high']:.4f}" if ci else "")
+        headline.add_row(*row)
     console.print(headline)
+    threshold = document.get("threshold")
+    if threshold and threshold.get("source") != "default":
+        kind = "Anomaly" if document["task"] == "reconstruction" else "Decision"
+        where = (
+            "chosen now and stored in threshold.json"
+            if threshold["source"] == "chosen now"
+            else "read from threshold.json"
+        )
+        console.print(
+            f"{kind} threshold {threshold['value']:.4g} ({threshold.get('objective')} on the "
+            f"{threshold.get('chosen_on')} split; {where}).",
+            highlight=False,
+        )
+    if document.get("per_class"):
+        _per_class(document, console)
+    for key, column in (("per_target", "target"), ("per_step", "step")):
+        if document.get(key):
+            rows = document[key]
+            table = Table(title=f"Per {column}", title_justify="left")
+            names = [k for k in rows[0] if k != column]
+            for name in [column, *names]:
+                table.add_column(name, justify="left" if name == column else "right")
+            for row in rows:
+                table.add_row(str(row[column]), *(_value(row[n]) for n in names))
+            console.print(table)
+    if document.get("gates"):
+        gates = Table(title="Gates", title_justify="left")
+        for name in ("gate", "value", "result"):
+            gates.add_column(name, justify="left" if name == "gate" else "right")
+        for gate in document["gates"]:
+            verdict = "[green]pass[/]" if gate["passed"] else "[bold red]FAIL[/]"
+            gates.add_row(escape(gate["gate"]), _value(gate["value"]), verdict)
+        console.print(gates)
+    if document.get("baseline"):
+        base = document["baseline"]
+        table = Table(
+            title=f"Versus baseline {Path(base['run']).name} (tolerance {base['tolerance']:g})",
+            title_justify="left",
+        )
+        for name in ("metric", "this run", "baseline", "change", "result"):
+            table.add_column(name, justify="left" if name == "metric" else "right")
+        for c in base["comparisons"]:
+            change = "n/a" if c["change"] is None else f"{c['change']:+.4f}"
+            verdict = "[green]ok[/]" if c["passed"] else "[bold red]DROP[/]"
+            table.add_row(c["metric"], _value(c["value"]), _value(c["baseline"]), change, verdict)
+        console.print(table)
+    if document.get("plots"):
+        console.print(
+            f"Plots: {', '.join(document['plots'])} (in {document['run']})", highlight=False
+        )
 
+
+def _per_class(document: dict[str, Any], console: Console) -> None:
     per_class = Table(title="Per class", title_justify="left")
-    for column in ("class", "precision", "recall", "f1", "support"):
+    for column in ("class", "precision", "recall", "f1", "roc_auc", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for row in document["per_class"]:
         per_class.add_row(
-            row["class"],
-            f"{row['precision']:.4f}",
-            f"{row['recall']:.4f}",
-            f"{row['f1']:.4f}",
+            escape(row["class"]),
+            _value(row["precision"]),
+            _value(row["recall"]),
+            _value(row["f1"]),
+            _value(row.get("roc_auc")),
             f"{row['support']:,}",
         )
     console.print(per_class)
-
     confusion = document["confusion_matrix"]
+    labels = confusion["labels"]
+    if len(labels) > MAX_TABLE_CLASSES:
+        return
     matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     matrix.add_column("")
-    for label in confusion["labels"]:
-        matrix.add_column(label, justify="right")
-    for label, row in zip(confusion["labels"], confusion["counts"], strict=True):
+    for label in labels:
+        matrix.add_column(escape(label), justify="right")
+    for i, (label, row) in enumerate(zip(labels, confusion["counts"], strict=True)):
         matrix.add_row(
-            label,
-            *(
-                f"[bold]{c}[/]" if i == confusion["labels"].index(label) else str(c)
-                for i, c in enumerate(row)
-            ),
+            escape(label), *(f"[bold]{c}[/]" if j == i else str(c) for j, c in enumerate(row))
         )
     console.print(matrix)

@@ -163,6 +163,46 @@ class SplitName(StrEnum):
 class EvaluateSpec(Section):
     split: SplitName = SplitName.TEST
     batch_size: int = Field(512, gt=0)
+    require: list[str] = Field(
+        default_factory=list,
+        description="Gates such as 'accuracy>=0.9' or 'recall[cat]>=0.8': evaluate exits 1 when "
+        "one fails. --require on the command line adds to these.",
+    )
+    tolerance: float = Field(
+        0.0,
+        ge=0,
+        description="--baseline: the largest drop of a metric (in its units) that still passes.",
+    )
+    bootstrap: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Bootstrap resamples for 95% confidence intervals (0: none; 1000 is typical).",
+    )
+    top_k: int = Field(3, gt=0, description="k of top-k accuracy (reported above k classes).")
+    calibration_bins: int = Field(
+        15, ge=2, le=1000, description="Equal-width bins of the expected calibration error."
+    )
+    anomaly_percentile: float = Field(
+        99.0,
+        gt=0,
+        lt=100,
+        description="Autoencoders: errors above this percentile of the validation split's "
+        "reconstruction errors are anomalies.",
+    )
+    plots: bool = Field(True, description="Write PNG plots into the run folder.")
+
+    @model_validator(mode="after")
+    def _gates_parse(self) -> EvaluateSpec:
+        from dltrain.errors import UsageError
+        from dltrain.evaluation.gates import parse_gate  # light: no TensorFlow
+
+        for text in self.require:
+            try:
+                parse_gate(text)
+            except UsageError as exc:
+                raise ValueError(f"`evaluate.require`: {exc.message}") from None
+        return self
 
 
 # --- the recipe -------------------------------------------------------------------------------

@@ -1,0 +1,196 @@
+"""dltrain runs: the recipe's runs side by side; and how run-reading commands find their run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from dltrain.cli.common import JsonOption, RecipeOption, SetOption, load, reported_errors, workdir
+from dltrain.console import make_console, write_json
+from dltrain.errors import RecipeError, RunError
+from dltrain.recipe import LoadedRecipe
+from dltrain.recipe.load import DEFAULT_RECIPE
+from dltrain.recipe.schema import SplitName
+from dltrain.runs import RECIPE_FILE, resolve_run, runs_dir
+
+RunOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--run",
+        help="Run folder. Default: the recipe's latest finished run.",
+        show_default=False,
+    ),
+]
+
+
+def recipe_and_run(
+    recipe: str | None, sets: list[str] | None, flags: dict[str, Any], run: Path | None
+) -> tuple[LoadedRecipe, Path]:
+    """The recipe and the run a command works on.
+
+    The recipe is ``--recipe``, else ./dltrain.yaml, else (when ``--run`` names a run) the
+    resolved recipe saved in that run, so ``dltrain evaluate --run runs/x/<id>`` works from any
+    folder. The run is ``--run``, else the recipe's latest finished run.
+
+    Raises:
+        RecipeError: no recipe anywhere.
+        RunError: no such run, or one without a model.
+    """
+    if recipe is None and run is not None and not (workdir() / DEFAULT_RECIPE).is_file():
+        run_dir = run if run.is_absolute() else workdir() / run
+        if not run_dir.is_dir():
+            raise RunError(
+                f"Run folder {run} does not exist. Expected a folder written by `dltrain train`, "
+                f"such as runs/<recipe>/<run id>/."
+            )
+        if (run_dir / RECIPE_FILE).is_file():
+            loaded = _run_recipe(run_dir / RECIPE_FILE, sets, flags)
+            return loaded, resolve_run(run_dir, workdir(), loaded.recipe.name)
+    loaded = load(recipe, sets, flags)
+    return loaded, resolve_run(run, workdir(), loaded.recipe.name)
+
+
+def _run_recipe(path: Path, sets: list[str] | None, flags: dict[str, Any]) -> LoadedRecipe:
+    """The recipe a run saved; if it no longer validates (written by another dltrain version),
+    the parts reading a run needs: name, seed, data and evaluate.
+
+    Raises:
+        RecipeError: not even those parts validate.
+    """
+    try:
+        return load(str(path), sets, flags)
+    except RecipeError as original:
+        try:
+            saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            raise original from None
+        if not isinstance(saved, dict):
+            raise
+        kept = {k: v for k, v in saved.items() if k in ("name", "seed", "data", "evaluate")}
+        with tempfile.TemporaryDirectory(prefix="dltrain-run-recipe-") as folder:
+            partial = Path(folder) / RECIPE_FILE
+            partial.write_text(yaml.safe_dump(kept), encoding="utf-8")
+            try:
+                return load(str(partial), sets, flags)
+            except RecipeError:
+                raise original from None
+
+
+def print_wide(console: Console, table: Table) -> None:
+    """Print a table at its natural width, even past a non-terminal's 80 columns: a CI log line
+    may be long, but a run id or path cut to "2026…" is useless."""
+    width = console.width
+    console.width = max(width, 200)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def runs(
+    recipe: RecipeOption = None,
+    split: Annotated[
+        SplitName,
+        typer.Option("--split", help="Whose metrics to show: the test, validation or train split."),
+    ] = SplitName.TEST,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            help="Sort by a metric (best first) or by started, epochs, seconds, parameters, best.",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            help="A metric column to show (repeatable). Default: the task's key metrics.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Show only the first N rows.")
+    ] = None,
+    sets: SetOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """List the recipe's runs with their status, training time and evaluated metrics."""
+    console = make_console()
+    with reported_errors(console):
+        from dltrain.evaluation.compare import default_metrics, list_runs, sort_runs
+
+        loaded = load(recipe, sets)
+        root = runs_dir(workdir(), loaded.recipe.name)
+        rows = sort_runs(list_runs(root, split.value), sort)
+        if limit is not None:
+            rows = rows[:limit]
+        columns = list(metric or default_metrics(rows))
+        if json_:
+            write_json(
+                {
+                    "recipe": loaded.recipe.name,
+                    "folder": str(root),
+                    "split": split.value,
+                    "sort": sort,
+                    "runs": [r.to_json() for r in rows],
+                }
+            )
+        if not rows:
+            console.print(
+                f"No runs of recipe '{loaded.recipe.name}' under {root} yet. Train one with "
+                f"`dltrain train`."
+            )
+            return
+        render(rows, columns, split.value, console, title=f"Runs of {loaded.recipe.name} ({root})")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render(rows: list[Any], columns: list[str], split: str, console: Console, title: str) -> None:
+    """The runs table: training facts, then the chosen metrics of ``split``."""
+    table = Table(title=title, title_justify="left")
+    for name in ("run", "status", "epochs", "time", "params", "best (monitor)"):
+        table.add_column(name, justify="left" if name in ("run", "status") else "right")
+    for name in columns:
+        table.add_column(name, justify="right")
+    table.add_column("gates", justify="center")
+    for row in rows:
+        best = row.best or {}
+        best_text = (
+            f"{best['value']:.4f} ({best.get('monitor')})" if best.get("value") is not None else "-"
+        )
+        gates = {True: "[green]pass[/]", False: "[red]fail[/]", None: "-"}[row.passed]
+        table.add_row(
+            row.run,
+            row.status,
+            _cell(row.epochs),
+            "-" if row.seconds is None else f"{row.seconds:.0f}s",
+            _cell(row.parameters),
+            best_text,
+            *(_cell(row.metrics.get(name)) for name in columns),
+            gates,
+        )
+    print_wide(console, table)
+    unevaluated = [r for r in rows if not r.metrics and r.status == "completed"]
+    if unevaluated:
+        console.print(
+            f"{len(unevaluated)} run(s) have no metrics on the {split} split yet: "
+            f"`dltrain evaluate --run {unevaluated[-1].path}` adds them.",
+            highlight=False,
+        )

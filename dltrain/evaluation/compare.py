@@ -1,0 +1,134 @@
+"""The runs of a recipe side by side, with their key metrics. Light: reads JSON files only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dltrain.errors import UsageError
+from dltrain.evaluation.catalog import KEY_METRICS, Better, better
+from dltrain.runs import METRICS_FILE, MODEL_FILE, RUN_INFO_FILE, read_json
+
+RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
+
+
+@dataclass
+class RunRow:
+    """One run folder: what run.json says about training, and its metrics on a split."""
+
+    path: Path
+    status: str
+    started: str | None = None
+    epochs: int | None = None
+    seconds: float | None = None
+    parameters: int | None = None
+    best: dict[str, Any] | None = None  # {"monitor", "epoch", "value"}
+    task: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evaluated: str | None = None
+    passed: bool | None = None
+
+    @property
+    def run(self) -> str:
+        return self.path.name
+
+    def value(self, key: str) -> Any:
+        """A metric, or one of the training fields (``epochs``, ``seconds``, ``best``, …)."""
+        if key == "best":
+            return None if self.best is None else self.best.get("value")
+        if key in RUN_FIELDS:
+            return getattr(self, key)
+        return self.metrics.get(key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "path": str(self.path),
+            "status": self.status,
+            "started": self.started,
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+            "parameters": self.parameters,
+            "best": self.best,
+            "task": self.task,
+            "evaluated": self.evaluated,
+            "passed": self.passed,
+            "metrics": self.metrics,
+        }
+
+
+def _metrics_name(split: str) -> str:
+    return METRICS_FILE if split == "test" else f"metrics-{split}.json"
+
+
+def read_run(path: Path, split: str) -> RunRow:
+    """Read one run folder; missing or unreadable files leave their fields empty."""
+    try:
+        info: dict[str, Any] = read_json(path / RUN_INFO_FILE)
+    except (OSError, ValueError):
+        info = {}
+    status = str(info.get("status") or "unknown")
+    if status == "completed" and not (path / MODEL_FILE).is_file():
+        status = "no model"
+    row = RunRow(
+        path=path,
+        status=status,
+        started=info.get("started"),
+        epochs=info.get("epochs_run"),
+        seconds=info.get("seconds"),
+        parameters=info.get("parameters"),
+        best=info.get("best"),
+    )
+    try:
+        document: dict[str, Any] = read_json(path / _metrics_name(split))
+    except (OSError, ValueError):
+        return row
+    row.metrics = dict(document.get("metrics") or {})
+    row.task = document.get("task")
+    row.evaluated = document.get("evaluated")
+    row.passed = document.get("passed")
+    return row
+
+
+def list_runs(root: Path, split: str = "test") -> list[RunRow]:
+    """Every run folder under ``runs/<recipe>/``, oldest first (run ids sort by time)."""
+    if not root.is_dir():
+        return []
+    return [read_run(p, split) for p in sorted(root.iterdir()) if p.is_dir()]
+
+
+def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:
+    """Best first for a metric (its better direction), newest first for ``started``.
+
+    Runs without the value go last.
+
+    Raises:
+        UsageError: ``key`` is neither a training field nor a metric any run has.
+    """
+    if key is None:
+        return rows
+    known = set(RUN_FIELDS) | {k for r in rows for k in r.metrics}
+    if key not in known:
+        raise UsageError(
+            f"--sort {key!r} is not a column of these runs. Expected one of: "
+            f"{', '.join(sorted(known))}."
+        )
+    descending = key in ("started", "run", "best") or better(key) == Better.HIGHER
+    if key == "best":
+        # best holds each run's monitored value; its direction is the monitor's
+        monitors = {r.best.get("monitor") for r in rows if r.best}
+        monitor = next(iter(monitors)) if len(monitors) == 1 else None
+        descending = monitor is not None and better(monitor.removeprefix("val_")) == Better.HIGHER
+    present = [r for r in rows if r.value(key) is not None]
+    absent = [r for r in rows if r.value(key) is None]
+    return sorted(present, key=lambda r: r.value(key), reverse=descending) + absent
+
+
+def default_metrics(rows: list[RunRow]) -> list[str]:
+    """The key metrics of the task the evaluated runs share, in catalogue order."""
+    tasks = [r.task for r in rows if r.task]
+    if not tasks:
+        return []
+    names = [n for n in KEY_METRICS.get(tasks[-1], ()) if any(n in r.metrics for r in rows)]
+    return names

@@ -1,0 +1,195 @@
+"""Gates CI can trust: ``--require "accuracy>=0.9"`` and comparisons with a baseline run. Light.
+
+A gate is ``metric OP number`` with OP one of ``>=``, ``<=``, ``>``, ``<``. The metric is any
+headline metric of the task (``dltrain evaluate`` lists them) or a per-class one written
+``recall[cat]`` (precision, recall, f1, roc_auc, pr_auc of the class named ``cat``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dltrain.errors import DltrainError, ExitCode, UsageError
+from dltrain.evaluation.catalog import PER_CLASS, Better, better
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_GATE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*(?:\[(?P<cls>[^\]]+)\])?)\s*"
+    r"(?P<op>>=|<=|>|<)\s*(?P<bound>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+class GatesFailed(DltrainError):
+    """The evaluation ran, and the model did not meet its bar."""
+
+    kind = "gate failed"
+    exit_code = ExitCode.FAILED
+
+
+@dataclass(frozen=True)
+class Gate:
+    text: str
+    metric: str  # "accuracy", or "recall[cat]" for a per-class metric
+    operator: str
+    bound: float
+
+    @property
+    def base(self) -> str:
+        return self.metric.split("[", 1)[0]
+
+    @property
+    def class_name(self) -> str | None:
+        return self.metric[len(self.base) + 1 : -1] if "[" in self.metric else None
+
+    def holds(self, value: float) -> bool:
+        return _OPERATORS[self.operator](value, self.bound)
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse one gate expression such as ``f1_macro>=0.85``.
+
+    Raises:
+        UsageError: the text is not ``metric OP number``.
+    """
+    match = _GATE.match(text)
+    if match is None:
+        raise UsageError(
+            f"Gate {text!r} does not parse. Expected `metric OP number` with OP one of >=, <=, "
+            f'>, <, for example --require "accuracy>=0.9" or --require "recall[cat]>=0.8" '
+            f"(quote it, or the shell reads > as a redirection)."
+        )
+    return Gate(text.strip(), match["metric"], match["op"], float(match["bound"]))
+
+
+def check_gate_names(gates: Sequence[Gate], known: Sequence[str], classes: Sequence[str]) -> None:
+    """Refuse gates on metrics the task does not report, before anything is computed.
+
+    Raises:
+        UsageError: a gate names an unknown metric or class.
+    """
+    for gate in gates:
+        if gate.class_name is None:
+            if gate.metric in known:
+                continue
+            guess = difflib.get_close_matches(gate.metric, list(known), n=1, cutoff=0.6)
+            hint = f" Did you mean `{guess[0]}`?" if guess else ""
+            raise UsageError(
+                f"Gate {gate.text!r} names the metric `{gate.metric}`, which this model's "
+                f"evaluation does not report.{hint} Known metrics: {', '.join(known)}"
+                + (f"; per class: {', '.join(f'{m}[class]' for m in PER_CLASS)}" if classes else "")
+                + "."
+            )
+        if gate.base not in PER_CLASS or not classes:
+            raise UsageError(
+                f"Gate {gate.text!r} asks for a per-class metric, which exists only for "
+                f"classifiers and only as {', '.join(f'{m}[class]' for m in PER_CLASS)}."
+            )
+        if gate.class_name not in classes:
+            raise UsageError(
+                f"Gate {gate.text!r} names the class {gate.class_name!r}, which the model does "
+                f"not have. Its classes: {', '.join(classes)}."
+            )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: Gate
+    value: float | None
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate.text,
+            "metric": self.gate.metric,
+            "operator": self.gate.operator,
+            "bound": self.gate.bound,
+            "value": self.value,
+            "passed": self.passed,
+        }
+
+
+def metric_value(
+    name: str, metrics: dict[str, Any], per_class: Sequence[dict[str, Any]]
+) -> float | None:
+    """The value of a headline metric, or of a per-class one written ``recall[cat]``."""
+    if "[" not in name:
+        value = metrics.get(name)
+        return None if value is None else float(value)
+    base, cls = name.split("[", 1)
+    for row in per_class:
+        if row["class"] == cls[:-1]:
+            value = row.get(base)
+            return None if value is None else float(value)
+    return None
+
+
+def apply_gates(
+    gates: Sequence[Gate], metrics: dict[str, Any], per_class: Sequence[dict[str, Any]] = ()
+) -> list[GateResult]:
+    """Check each gate; an undefined metric (AUC of a split with one class) fails its gate."""
+    results = []
+    for gate in gates:
+        value = metric_value(gate.metric, metrics, per_class)
+        results.append(GateResult(gate, value, value is not None and gate.holds(value)))
+    return results
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    value: float | None
+    baseline: float | None
+    change: float | None  # value - baseline
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "baseline": self.baseline,
+            "change": self.change,
+            "passed": self.passed,
+        }
+
+
+def compare_with_baseline(
+    names: Sequence[str],
+    metrics: dict[str, Any],
+    baseline: dict[str, Any],
+    tolerance: float,
+    per_class: tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]] = ((), ()),
+) -> list[Comparison]:
+    """Compare metrics with a baseline's; a metric fails when it got worse by more than tolerance.
+
+    Args:
+        names: the metrics to compare (those with no better direction are skipped).
+        metrics: this run's headline metrics.
+        baseline: the baseline run's headline metrics on the same examples.
+        tolerance: the largest allowed drop, in the metric's own units (0.01 = one point of
+            accuracy).
+        per_class: (this run's, the baseline's) per-class rows, for names like ``recall[cat]``.
+    """
+    comparisons = []
+    for name in names:
+        direction = better(name)
+        if direction == Better.NEITHER:
+            continue
+        value = metric_value(name, metrics, per_class[0])
+        base = metric_value(name, baseline, per_class[1])
+        if value is None or base is None:
+            comparisons.append(Comparison(name, value, base, None, value is not None))
+            continue
+        change = value - base
+        worse_by = -change if direction == Better.HIGHER else change
+        comparisons.append(Comparison(name, value, base, change, worse_by <= tolerance + 1e-12))
+    return comparisons

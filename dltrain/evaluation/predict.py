@@ -1,0 +1,268 @@
+"""dltrain predict: raw inputs → a run's predictions as CSV or JSON lines, in batches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from dltrain.errors import DataError, UsageError
+from dltrain.evaluation.inputs import InputChunk, open_input
+from dltrain.evaluation.metrics import (
+    anomaly_scores,
+    class_probabilities,
+    positive_scores,
+    predicted_classes,
+)
+from dltrain.evaluation.run_model import RunModel, open_run
+from dltrain.evaluation.threshold import read_threshold
+from dltrain.runs import atomic_path
+
+Progress = Callable[[int, int], None]  # (examples done, examples in all)
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    run_dir: Path
+    input: Path
+    output: Path
+    input_format: str = "auto"
+    batch_size: int = 256
+    threshold: float | None = None  # binary: overrides the run's stored threshold
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    output: Path
+    output_format: str
+    input_format: str
+    num_examples: int
+    task: str
+    threshold: float | None
+    seconds: float  # reading, predicting and writing; loading TensorFlow and the model excluded
+    counts: dict[str, int] = field(default_factory=dict)  # classification: examples per class
+
+
+def output_format(path: Path) -> str:
+    """CSV or JSON lines, from the output file's suffix.
+
+    Raises:
+        UsageError: another suffix.
+    """
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"--output {path} has the suffix {path.suffix or '(none)'!r}; predict writes CSV "
+            f"(.csv) or JSON lines (.jsonl, one JSON object per input). Name the file "
+            f"accordingly."
+        )
+    return fmt
+
+
+def num_examples(features: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Examples in an array, or in a dict of one array per input column (tables)."""
+    if isinstance(features, dict):
+        return len(next(iter(features.values()))) if features else 0
+    return len(features)
+
+
+def predict_batches(
+    model: Any, features: np.ndarray | dict[str, np.ndarray], batch_size: int
+) -> np.ndarray:
+    """The model's outputs for ``features``, computed ``batch_size`` examples at a time."""
+    outputs = []
+    for start in range(0, num_examples(features), batch_size):
+        part = slice(start, start + batch_size)
+        batch = (
+            {k: v[part] for k, v in features.items()}
+            if isinstance(features, dict)
+            else features[part]
+        )
+        outputs.append(np.asarray(model.predict_on_batch(batch)))
+    return np.concatenate(outputs) if outputs else np.empty((0,))
+
+
+class Rows:
+    """Turns a batch of model outputs into output rows for the run's task."""
+
+    def __init__(self, run: RunModel, threshold: float | None, anomaly: float | None) -> None:
+        self.run = run
+        self.task = run.task
+        self.classes = run.classes
+        self.threshold = threshold
+        self.anomaly = anomaly
+        self.counts: Counter[str] = Counter()
+
+    def make(self, chunk: InputChunk, outputs: np.ndarray) -> list[dict[str, Any]]:
+        n = len(chunk.features)
+        rows: list[dict[str, Any]] = [
+            {name: values[i] for name, values in chunk.columns.items()} for i in range(n)
+        ]
+        if self.run.is_classifier:
+            probabilities = class_probabilities(outputs)
+            labels = predicted_classes(probabilities, self.threshold)
+            for i, row in enumerate(rows):
+                name = self.classes[labels[i]]
+                self.counts[name] += 1
+                row["prediction"] = name
+                if len(self.classes) == 2:
+                    row["score"] = float(positive_scores(probabilities)[i])
+                row["probability"] = float(probabilities[i, labels[i]])
+                row["probabilities"] = {
+                    c: float(probabilities[i, j]) for j, c in enumerate(self.classes)
+                }
+        elif self.task == "reconstruction":
+            errors = anomaly_scores(chunk.features, outputs)
+            for i, row in enumerate(rows):
+                row["reconstruction_error"] = float(errors[i])
+                if self.anomaly is not None:
+                    row["anomaly"] = bool(errors[i] > self.anomaly)
+        else:
+            flat = np.asarray(outputs, dtype=np.float64).reshape(n, -1)
+            names = self._value_names(flat.shape[1])
+            for i, row in enumerate(rows):
+                if len(names) == 1:
+                    row["prediction"] = float(flat[i, 0])
+                else:
+                    row.update({f"prediction_{k}": float(flat[i, j]) for j, k in enumerate(names)})
+        return rows
+
+    def _value_names(self, width: int) -> list[str]:
+        targets = self.run.target_names
+        if width == 1:
+            return ["value"]
+        if self.task == "forecasting":
+            horizon = width // max(len(targets), 1)
+            if len(targets) <= 1:
+                return [f"t+{s + 1}" for s in range(horizon)]
+            return [f"{t}_t+{s + 1}" for s in range(horizon) for t in targets]
+        return targets if len(targets) == width else [str(j) for j in range(width)]
+
+
+class Writer:
+    """Writes rows as CSV (probabilities flattened into probability_<class>) or JSON lines."""
+
+    def __init__(self, handle: TextIO, fmt: str) -> None:
+        self.handle = handle
+        self.fmt = fmt
+        self.csv: csv.DictWriter[str] | None = None
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if self.fmt == "jsonl":
+            for row in rows:
+                self.handle.write(json.dumps(_plain(row)) + "\n")
+            return
+        flat = [_flatten(row) for row in rows]
+        if self.csv is None and flat:
+            self.csv = csv.DictWriter(self.handle, fieldnames=list(flat[0]), lineterminator="\n")
+            self.csv.writeheader()
+        if self.csv is not None:
+            self.csv.writerows(flat)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+
+def _flatten(row: dict[str, Any]) -> dict[str, Any]:
+    # CSV has no nesting: {"probabilities": {"cat": p}} becomes a column probability_cat
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if key == "probabilities":
+            flat.update({f"probability_{k}": _cell(v) for k, v in value.items()})
+        else:
+            flat[key] = _cell(value)
+    return flat
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def predict_file(request: PredictRequest, progress: Progress | None = None) -> PredictResult:
+    """Predict every example of ``request.input`` with the run's model and write the output.
+
+    Everything that can be checked (run, input format and readability, output suffix) is
+    checked before the model loads; the output is written under a temporary name and renamed
+    into place at the end, so a failure never leaves a half file or clobbers an old one.
+
+    Raises:
+        RunError: the run has no usable model or manifest.
+        DataError: the input is missing, unreadable or shaped unlike the training data.
+        UsageError: an output suffix that is neither .csv nor .jsonl; a threshold for a model
+            that is not a binary classifier.
+    """
+    fmt = output_format(request.output)
+    run = open_run(request.run_dir)
+    if request.threshold is not None and run.task != "binary":
+        raise UsageError(
+            f"--threshold applies to binary classifiers, but run {run.run_dir.name} is a "
+            f"{run.task} model. Drop --threshold."
+        )
+    if request.output.resolve() == request.input.resolve():
+        raise UsageError(f"--output {request.output} is the input file; choose another name.")
+    reader = open_input(request.input, run.model_input, request.input_format)
+    stored = read_threshold(run.run_dir)
+    threshold = request.threshold
+    anomaly = None
+    if stored is not None:
+        if stored.get("kind") == "anomaly":
+            anomaly = float(stored["threshold"])
+        elif threshold is None and run.task == "binary":
+            threshold = float(stored["threshold"])
+    rows = Rows(run, threshold, anomaly)
+    model = run.load_keras()
+    started = time.perf_counter()
+    done = 0
+    request.output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(request.output) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = Writer(handle, fmt)
+        for chunk in _batches(reader.chunks(request.batch_size)):
+            outputs = np.asarray(model.predict_on_batch(chunk.features))
+            writer.write(rows.make(chunk, outputs))
+            done += len(chunk.features)
+            if progress is not None:
+                progress(done, reader.num_examples)
+    return PredictResult(
+        output=request.output,
+        output_format=fmt,
+        input_format=reader.format,
+        num_examples=done,
+        task=run.task,
+        threshold=threshold,
+        seconds=time.perf_counter() - started,
+        counts=dict(rows.counts),
+    )
+
+
+def _batches(chunks: Iterator[InputChunk]) -> Iterator[InputChunk]:
+    for chunk in chunks:
+        if len(chunk.features) == 0:
+            continue
+        if not np.all(np.isfinite(chunk.features)) and np.issubdtype(
+            chunk.features.dtype, np.floating
+        ):
+            raise DataError(
+                "The input holds NaN or infinite values, which the model cannot score. Fill or "
+                "drop them before predicting."
+            )
+        yield chunk
+
+
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """Read a predict output back (CSV or JSON lines); for tests and scripts."""
+    text = path.read_text(encoding="utf-8")
+    if output_format(path) == "jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(csv.DictReader(io.StringIO(text)))

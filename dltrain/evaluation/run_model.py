@@ -1,0 +1,140 @@
+"""A finished run as evaluate, predict and export see it: its model, task, classes and inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dltrain.errors import RunError
+from dltrain.evaluation.inputs import ModelInput
+from dltrain.runs import MODEL_FILE, RECIPE_FILE, RUN_INFO_FILE, read_json
+
+if TYPE_CHECKING:
+    import keras
+
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """A run folder with a saved model, and the manifest of the data it was trained on."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    manifest: dict[str, Any]
+    data_folder: Path | None  # None when the manifest came from the run folder itself
+
+    @property
+    def task(self) -> str:
+        """What the model answers: the data's task, or ``reconstruction`` for an autoencoder
+        (whose output is each example's reconstruction error, whatever the data's labels)."""
+        if self.info.get("task"):
+            return str(self.info["task"])
+        if self.model_family == "autoencoder":
+            return "reconstruction"
+        return str(self.manifest.get("task", "multiclass"))
+
+    @property
+    def model_family(self) -> str | None:
+        try:
+            recipe = yaml.safe_load((self.run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return None
+        model = recipe.get("model") if isinstance(recipe, dict) else None
+        return str(model.get("family")) if isinstance(model, dict) else None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task in ("binary", "multiclass")
+
+    @property
+    def classes(self) -> list[str]:
+        target = self.manifest.get("target", {})
+        return [str(c) for c in target.get("classes") or []] if self.is_classifier else []
+
+    @property
+    def target_names(self) -> list[str]:
+        target = self.manifest.get("target", {})
+        for key in ("columns", "names", "column"):
+            value = target.get(key)
+            if isinstance(value, str):
+                return [value]
+            if isinstance(value, list) and value:
+                return [str(v) for v in value]
+        return []
+
+    @property
+    def model_input(self) -> ModelInput:
+        return ModelInput.from_manifest(self.manifest)
+
+    @property
+    def recipe_name(self) -> str:
+        return str(self.info.get("recipe") or self.run_dir.parent.name)
+
+    def load_keras(self) -> keras.Model:
+        """The saved Keras model, uncompiled: evaluation and prediction need no optimizer.
+
+        Raises:
+            RunError: the file cannot be loaded.
+        """
+        from dltrain.models.saving import load_model  # registers dltrain's custom layers first
+
+        path = self.run_dir / MODEL_FILE
+        try:
+            model = load_model(path, compile=False)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise RunError(
+                f"Cannot load {path} ({exc}). The file is damaged or was written by another "
+                f"Keras version; train the run again."
+            ) from None
+        return model
+
+
+def open_run(run_dir: Path) -> RunModel:
+    """Read a run folder's run.json and its data's manifest; the model is loaded on demand.
+
+    The manifest (task, classes, input shape) is looked for in the run folder, then in the data
+    folder run.json names, then in data/<recipe>/ next to the runs/ folder (a moved project).
+
+    Raises:
+        RunError: no model, an unreadable run.json, or no manifest anywhere.
+    """
+    if not (run_dir / MODEL_FILE).is_file():
+        raise RunError(
+            f"Run folder {run_dir} holds no {MODEL_FILE}: its training did not finish (or this "
+            f"is not a run folder). Train again with `dltrain train`, or pick another run."
+        )
+    try:
+        info: dict[str, Any] = read_json(run_dir / RUN_INFO_FILE)
+    except (OSError, ValueError) as exc:
+        raise RunError(
+            f"{run_dir / RUN_INFO_FILE} is missing or unreadable ({exc}). Every run folder written "
+            f"by `dltrain train` has one; train the run again."
+        ) from None
+    recorded = info.get("data", {}).get("folder")
+    candidates: list[tuple[Path, Path | None]] = [(run_dir / MANIFEST_FILE, None)]
+    if recorded:
+        candidates.append((Path(recorded) / MANIFEST_FILE, Path(recorded)))
+    recipe = info.get("recipe") or run_dir.parent.name
+    if len(run_dir.parents) >= 3:
+        moved = run_dir.parents[2] / "data" / str(recipe)
+        candidates.append((moved / MANIFEST_FILE, moved))
+    for path, folder in candidates:
+        if path.is_file():
+            try:
+                manifest: dict[str, Any] = read_json(path)
+            except (OSError, ValueError):
+                continue
+            fingerprint = manifest.get("source", {}).get("fingerprint")
+            if folder is not None and fingerprint != info.get("data", {}).get("fingerprint"):
+                continue
+            return RunModel(run_dir, info, manifest, folder)
+    raise RunError(
+        f"Run {run_dir} was trained on the prepared data in {recorded or 'an unknown folder'}, "
+        f"whose manifest.json (class names, input shape) is gone or was rebuilt from another "
+        f"source. Prepare the data again with the run's own recipe "
+        f"(`dltrain prepare --recipe {run_dir / 'recipe.yaml'}`), or restore the folder."
+    )

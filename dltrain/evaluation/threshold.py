@@ -1,0 +1,177 @@
+"""Choosing a binary classifier's decision threshold on the validation split.
+
+Objectives, as users type them:
+
+- ``f1``: the threshold with the highest F1 of the positive class;
+- ``accuracy`` / ``balanced_accuracy``: the highest accuracy / balanced accuracy (Youden's J);
+- ``precision@recall=0.9``: the highest precision among thresholds keeping recall >= 0.9;
+- ``recall@precision=0.95``: the highest recall among thresholds keeping precision >= 0.95.
+
+A threshold t predicts the positive class when P(positive) >= t.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltrain.errors import DltrainError, ExitCode, RunError, UsageError
+from dltrain.runs import read_json, write_json_atomic
+
+THRESHOLD_FILE = "threshold.json"
+THRESHOLD_SCHEMA_VERSION = 1
+_PLAIN = ("f1", "accuracy", "balanced_accuracy")
+_CONSTRAINED = re.compile(
+    r"^(?P<goal>precision|recall)@(?P<given>precision|recall)\s*=\s*(?P<bound>[0-9]*\.?[0-9]+)$"
+)
+EXAMPLES = "f1, accuracy, balanced_accuracy, precision@recall=0.9, recall@precision=0.95"
+
+
+class ThresholdUnreachable(DltrainError):
+    """The objective's constraint holds at no threshold: the model cannot meet it."""
+
+    kind = "threshold not found"
+    exit_code = ExitCode.FAILED
+
+
+@dataclass(frozen=True)
+class ThresholdObjective:
+    """What the threshold should maximise, and under which constraint."""
+
+    text: str
+    goal: str  # f1 | accuracy | balanced_accuracy | precision | recall
+    constraint: tuple[str, float] | None = None  # ("recall", 0.9): keep recall >= 0.9
+
+
+def parse_objective(text: str) -> ThresholdObjective:
+    """Parse ``--optimize-threshold``.
+
+    Raises:
+        UsageError: not one of the forms above.
+    """
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned in _PLAIN:
+        return ThresholdObjective(cleaned, cleaned)
+    match = _CONSTRAINED.match(cleaned)
+    if match and match["goal"] != match["given"]:
+        bound = float(match["bound"])
+        if 0 < bound <= 1:
+            return ThresholdObjective(cleaned, match["goal"], (match["given"], bound))
+    raise UsageError(
+        f"--optimize-threshold got {text!r}, which is not an objective dltrain knows. Expected "
+        f"one of: {EXAMPLES} (bounds between 0 and 1). Example: --optimize-threshold "
+        f"precision@recall=0.9 picks the most precise threshold that still finds 90 % of the "
+        f"positives."
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    value: float
+    objective: str
+    achieved: dict[str, float]  # precision, recall, f1, accuracy, … on the split it was chosen on
+    split: str
+    num_examples: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": THRESHOLD_SCHEMA_VERSION,
+            "kind": "binary_decision",
+            "threshold": self.value,
+            "objective": self.objective,
+            "chosen_on": self.split,
+            "num_examples": self.num_examples,
+            "achieved": self.achieved,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def _candidates(y_true: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Counts at every distinct score used as the threshold, highest threshold first."""
+    thresholds, inverse = np.unique(scores, return_inverse=True)
+    positive = y_true.astype(bool)
+    pos = np.bincount(inverse, weights=positive, minlength=len(thresholds))[::-1]
+    neg = np.bincount(inverse, weights=~positive, minlength=len(thresholds))[::-1]
+    true_pos, false_pos = np.cumsum(pos), np.cumsum(neg)
+    total_pos, total_neg = positive.sum(), (~positive).sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(true_pos + false_pos > 0, true_pos / (true_pos + false_pos), 1.0)
+        recall = true_pos / total_pos if total_pos else np.zeros_like(true_pos)
+        specificity = (total_neg - false_pos) / total_neg if total_neg else np.ones_like(true_pos)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    accuracy = (true_pos + total_neg - false_pos) / len(y_true)
+    return {
+        "threshold": thresholds[::-1],
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": accuracy,
+        "balanced_accuracy": (recall + specificity) / 2,
+    }
+
+
+def choose_threshold(
+    y_true: np.ndarray, scores: np.ndarray, objective: ThresholdObjective, split: str
+) -> ThresholdChoice:
+    """The threshold on ``scores`` = P(positive) that best meets ``objective``.
+
+    Candidates are the distinct scores themselves. Among equally good thresholds the highest
+    wins: it flags the fewest examples for the same score.
+
+    Raises:
+        ThresholdUnreachable: no threshold satisfies the constraint (exit code 1).
+    """
+    table = _candidates(np.asarray(y_true), np.asarray(scores, dtype=np.float64))
+    allowed = np.ones(len(table["threshold"]), dtype=bool)
+    if objective.constraint is not None:
+        name, bound = objective.constraint
+        allowed = table[name] >= bound - 1e-12
+        if not allowed.any():
+            raise ThresholdUnreachable(
+                f"No decision threshold gives {name} >= {bound:g} on the {split} split "
+                f"({len(y_true):,} examples): the best {name} at any threshold is "
+                f"{table[name].max():.4f}. Relax the bound, or improve the model first; no "
+                f"threshold was stored."
+            )
+    goal = np.where(allowed, table[objective.goal], -np.inf)
+    best = int(np.argmax(goal))  # the first maximum is the highest threshold
+    achieved = {
+        key: float(table[key][best])
+        for key in ("precision", "recall", "f1", "accuracy", "balanced_accuracy")
+    }
+    return ThresholdChoice(
+        value=float(table["threshold"][best]),
+        objective=objective.text,
+        achieved=achieved,
+        split=split,
+        num_examples=len(y_true),
+    )
+
+
+def read_threshold(run_dir: Path) -> dict[str, Any] | None:
+    """The decision threshold stored in a run by ``evaluate --optimize-threshold``, if any.
+
+    Raises:
+        RunError: the file exists but is unreadable.
+    """
+    path = run_dir / THRESHOLD_FILE
+    if not path.is_file():
+        return None
+    try:
+        document: dict[str, Any] = read_json(path)
+        float(document["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(
+            f"{path} is unreadable ({exc}). Delete it and choose the threshold again with "
+            f"`dltrain evaluate --optimize-threshold f1`."
+        ) from None
+    return document
+
+
+def write_threshold(run_dir: Path, document: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / THRESHOLD_FILE, document)

@@ -1,0 +1,80 @@
+"""prepare → train → evaluate --require → predict → export on the bundled MNIST sample, as a CI
+pipeline runs it: real subprocesses, exit codes, stdout JSON, files on disk."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+DEMO = str(REPO / "recipes" / "mnist_demo.yaml")
+TEST_IMAGES = REPO / "demo" / "mnist" / "t10k-images-idx3-ubyte.gz"
+
+
+def dltrain(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dltrain", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
+    assert dltrain("prepare", "--recipe", DEMO, cwd=tmp_path).returncode == 0
+    trained = dltrain("train", "--recipe", DEMO, "--epochs", "1", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+
+    passed = dltrain(
+        "evaluate", "--recipe", DEMO, "--require", "accuracy>=0.9", "--require",
+        "f1_macro>=0.85", "--bootstrap", "200", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert passed.returncode == 0, passed.stderr
+    document = json.loads(passed.stdout)
+    assert document["schema_version"] == 2 and document["task"] == "multiclass"
+    assert document["num_examples"] == 1000 and all(g["passed"] for g in document["gates"])
+    low, high = document["intervals"]["accuracy"]["low"], document["intervals"]["accuracy"]["high"]
+    assert low <= document["metrics"]["accuracy"] <= high and high - low < 0.05
+    run = Path(document["run"])
+    assert (run / "plots" / "test" / "confusion_matrix.png").is_file()
+
+    failed = dltrain(
+        "evaluate", "--recipe", DEMO, "--require", "accuracy>=0.9999", "--format", "markdown",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    assert "❌ **failed**" in failed.stdout and "gate failed" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    predicted = dltrain(
+        "predict", "--recipe", DEMO, "--input", str(TEST_IMAGES), "--output", "digits.csv",
+        "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["num_examples"] == 10_000
+    with (tmp_path / "digits.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    labels = REPO / "demo" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    from dltrain.data.sources import read_idx
+
+    truth = read_idx(labels)
+    accuracy = np.mean([r["prediction"] == str(t) for r, t in zip(rows, truth, strict=True)])
+    assert accuracy > 0.9  # 8k of these 10k digits were trained on; all must be scored sanely
+
+    exported = dltrain(
+        "export", "--recipe", DEMO, "--format", "saved_model", "--format", "tflite", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    for entry in json.loads(exported.stdout)["exports"]:
+        assert entry["checked_examples"] == 64 and entry["agreement"] == 1.0
+        assert Path(entry["path"]).exists()
