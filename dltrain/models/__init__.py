@@ -23,6 +23,7 @@ BUILDERS = {
     "rnn": "dltrain.models.rnn:build_rnn",
     "text": "dltrain.models.text:build_text",
     "autoencoder": "dltrain.models.autoencoder:build_autoencoder",
+    "transfer": "dltrain.models.transfer:build_transfer",
 }
 
 

@@ -7,6 +7,7 @@ builders in dltrain/models/ read these classes and nothing else.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -160,12 +161,49 @@ class AutoencoderSpec(ModelBase):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each encoder layer.")
 
 
+class Backbone(StrEnum):
+    MOBILENET_V2 = "mobilenet_v2"
+    MOBILENET_V3_SMALL = "mobilenet_v3_small"
+    EFFICIENTNET_B0 = "efficientnet_b0"
+    DENSENET121 = "densenet121"
+
+
+class TransferSpec(ModelBase):
+    """A keras.applications backbone under a new head: trained frozen, then fine-tuned."""
+
+    family: Literal["transfer"] = "transfer"
+    backbone: Backbone = Backbone.MOBILENET_V2
+    weights: Path | None = Field(
+        None,
+        description="Backbone weights file (no top), e.g. the Keras *_notop.h5; none: random "
+        "initialisation. Relative paths are read from the working directory.",
+    )
+    image_size: int = Field(96, ge=32, le=1024, description="Images are resized to this square.")
+    freeze_epochs: int = Field(
+        3,
+        ge=0,
+        description="Epochs training the head with the backbone frozen; 0: fine-tune at once.",
+    )
+    fine_tune_layers: int | None = Field(
+        None, gt=0, description="Unfreeze only the backbone's top N layers (none: all of them)."
+    )
+    fine_tune_learning_rate: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Fine-tuning rate as a fraction of train.optimizer.learning_rate.",
+    )
+    dense: PositiveInts = Field(default_factory=list, description="Dense layers on the backbone.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
+
+
 FAMILY_SPECS: dict[str, type[ModelBase]] = {
     "mlp": MlpSpec,
     "cnn": CnnSpec,
     "rnn": RnnSpec,
     "text": TextSpec,
     "autoencoder": AutoencoderSpec,
+    "transfer": TransferSpec,
 }
 
 
@@ -182,6 +220,7 @@ ModelSpec = Annotated[
     | Annotated[CnnSpec, Tag("cnn")]
     | Annotated[RnnSpec, Tag("rnn")]
     | Annotated[TextSpec, Tag("text")]
-    | Annotated[AutoencoderSpec, Tag("autoencoder")],
+    | Annotated[AutoencoderSpec, Tag("autoencoder")]
+    | Annotated[TransferSpec, Tag("transfer")],
     Discriminator(_model_family),
 ]

@@ -159,7 +159,8 @@ class TimeBudget(keras.callbacks.Callback):
         self._started = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._started = time.perf_counter()
+        if not self._started:  # a second fit (fine-tuning) spends what is left, not a new budget
+            self._started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if time.perf_counter() - self._started >= self.seconds:

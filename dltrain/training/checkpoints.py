@@ -41,6 +41,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = state["wait"]
             self.best_weights = state.get("best_weights")
 
+    def resume_from(self, state: dict[str, Any]) -> None:
+        """Start the next ``fit`` from this state instead of afresh."""
+        self._resume_from = state
+
     def state(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
 

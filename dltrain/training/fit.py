@@ -25,7 +25,10 @@ from dltrain.models import build_model
 from dltrain.models.autoencoder import reconstruction_loss
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
+from dltrain.models.transfer import unfreeze
 from dltrain.recipe import LoadedRecipe
+from dltrain.recipe.models import TransferSpec
+from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import (
     HISTORY_FILE,
     MODEL_FILE,
@@ -219,19 +222,25 @@ def train(
     train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=seed)
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
+    def compile_model(model: keras.Model, train_spec: TrainSpec) -> Any:
+        schedule = make_schedule(
+            train_spec.lr_schedule,
+            train_spec.optimizer.learning_rate,
+            train_spec.epochs,
+            steps_per_epoch,
+        )
+        model.compile(
+            optimizer=make_optimizer(train_spec.optimizer, schedule),
+            loss=reconstruction_loss if autoencoder else default_loss(task),
+            metrics=[] if autoencoder else training_metrics(task),
+        )
+
     with plan.strategy.scope():
         if state is not None:
             model = load_model(run_dir / CHECKPOINTS / state["checkpoint"])
         else:
             model = build_model(recipe.model, ModelIO(dataset.manifest))
-            schedule = make_schedule(
-                spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps_per_epoch
-            )
-            model.compile(
-                optimizer=make_optimizer(spec.optimizer, schedule),
-                loss=reconstruction_loss if autoencoder else default_loss(task),
-                metrics=[] if autoencoder else training_metrics(task),
-            )
+            compile_model(model, spec)
     if plan.jit_compile is not None:
         model.jit_compile = plan.jit_compile
     summary: list[str] = []
@@ -274,17 +283,44 @@ def train(
         callbacks.append(budget)
     callbacks.extend(extra_callbacks)
 
+    # Transfer learning trains in two phases: the head on a frozen backbone, then everything
+    # at a lower rate. Keras must compile again after unfreezing, or it trains the head only.
+    freeze = recipe.model.freeze_epochs if isinstance(recipe.model, TransferSpec) else 0
+    first_end = freeze if initial_epoch < freeze < spec.epochs else spec.epochs
     started = time.perf_counter()
     try:
         model.fit(
             train_data,
             validation_data=val_data,
-            epochs=spec.epochs,
+            epochs=first_end,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=0,
             shuffle=False,  # the input pipeline already reshuffles every epoch
         )
+        if (
+            first_end < spec.epochs
+            and guard.diverged_at is None
+            and not (budget and budget.exhausted)
+        ):
+            assert isinstance(recipe.model, TransferSpec)
+            unfreeze(model, recipe.model)
+            fine_rate = spec.optimizer.learning_rate * recipe.model.fine_tune_learning_rate
+            fine_spec = spec.model_copy(
+                update={"optimizer": spec.optimizer.model_copy(update={"learning_rate": fine_rate})}
+            )
+            with plan.strategy.scope():
+                compile_model(model, fine_spec)
+            _continue_callbacks(callbacks, stopper)
+            model.fit(
+                train_data,
+                validation_data=val_data,
+                epochs=spec.epochs,
+                initial_epoch=first_end,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=False,  # the input pipeline already reshuffles every epoch
+            )
     except KeyboardInterrupt:
         write_json_atomic(run_dir / RUN_INFO_FILE, {**info, "status": "interrupted"})
         done = (load_state(run_dir) or {}).get("epoch", 0)
@@ -344,6 +380,18 @@ def train(
         seconds=seconds,
         stopped_by=stopped_by,
     )
+
+
+def _continue_callbacks(
+    callbacks: list[keras.callbacks.Callback], stopper: ResumableEarlyStopping | None
+) -> None:
+    """Let callbacks run on through a second ``fit`` as if it were the same one."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.CSVLogger):
+            callback.append = True  # a second fit must not start history.csv afresh
+    if stopper is not None and stopper.best is not None:
+        # patience starts anew for fine-tuning; the best epoch so far still counts
+        stopper.resume_from({**stopper.state(), "wait": 0, "best_weights": stopper.best_weights})
 
 
 def _now() -> str:

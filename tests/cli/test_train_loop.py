@@ -185,3 +185,14 @@ def test_several_machines_are_refused_clearly(
     code, _, err = invoke("train")
     assert code == 2 and "keras-team/keras#20585" in err and "Unset TF_CONFIG" in err
     assert not (project / "runs").exists()
+
+
+@pytest.mark.slow  # a MobileNetV2, even at 32×32, takes a while on 2 cores
+def test_transfer_freezes_then_fine_tunes_at_a_lower_rate(project: Path) -> None:
+    model = "{family: transfer, image_size: 32, freeze_epochs: 1, fine_tune_learning_rate: 0.1}"
+    code, _, err = invoke("train", "--epochs", "2", "--set", f"model={model}")
+    assert code == 0, err
+    rows = history(runs(project)[0])
+    assert [row["epoch"] for row in rows] == ["0", "1"]  # one history across both phases
+    frozen_rate, fine_rate = (float(row["learning_rate"]) for row in rows)
+    assert frozen_rate == pytest.approx(0.01) and fine_rate == pytest.approx(0.001)

@@ -1,0 +1,122 @@
+"""Transfer learning: a keras.applications backbone, frozen at first, then fine-tuned.
+
+The model takes raw images (any size, 1 or 3 channels): it resizes them, makes three channels
+and applies the backbone's own input preprocessing, so nothing changes for predict or export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dltrain.backend import keras
+from dltrain.errors import RecipeError
+from dltrain.models.blocks import dense_stack
+from dltrain.models.io import ModelIO
+from dltrain.recipe.models import Backbone, TransferSpec
+
+BACKBONE_LAYER = "backbone"
+
+
+@dataclass(frozen=True)
+class _Application:
+    constructor: Any
+    # What the backbone expects of 0-255 RGB pixels: x * scale + offset, then a per-channel
+    # normalisation (mean, variance) for the ImageNet "torch" convention.
+    scale: float = 1.0
+    offset: float = 0.0
+    mean: tuple[float, float, float] | None = None
+    variance: tuple[float, float, float] | None = None
+
+
+APPLICATIONS = {
+    Backbone.MOBILENET_V2: _Application(keras.applications.MobileNetV2, 1 / 127.5, -1.0),
+    # These two rescale inside the network and take 0-255 pixels as they are.
+    Backbone.MOBILENET_V3_SMALL: _Application(keras.applications.MobileNetV3Small),
+    Backbone.EFFICIENTNET_B0: _Application(keras.applications.EfficientNetB0),
+    Backbone.DENSENET121: _Application(
+        keras.applications.DenseNet121,
+        1 / 255,
+        0.0,
+        (0.485, 0.456, 0.406),
+        (0.229**2, 0.224**2, 0.225**2),
+    ),
+}
+
+
+def build_transfer(spec: TransferSpec, io: ModelIO) -> keras.Model:
+    """Build backbone + head; the backbone starts frozen when ``freeze_epochs`` > 0.
+
+    Raises:
+        RecipeError: the weights file does not exist or does not fit the backbone.
+    """
+    io.require("transfer", "image")
+    features = io.manifest["features"]
+    raw = keras.Input(shape=tuple(features["shape"]), dtype=features["dtype"], name="input")
+    app = APPLICATIONS[spec.backbone]
+    x = keras.layers.Resizing(spec.image_size, spec.image_size, name="resize")(raw)
+    if features["shape"][-1] == 1:
+        x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
+    if app.scale != 1.0 or app.offset:
+        x = keras.layers.Rescaling(app.scale, app.offset, name="backbone_scaling")(x)
+    if app.mean is not None:
+        x = keras.layers.Normalization(mean=app.mean, variance=app.variance, name="backbone_norm")(
+            x
+        )
+    kwargs: dict[str, Any] = {
+        "input_shape": (spec.image_size, spec.image_size, 3),
+        "include_top": False,
+        "weights": None,
+        "pooling": "avg",
+    }
+    if spec.backbone == Backbone.MOBILENET_V3_SMALL:
+        kwargs["include_preprocessing"] = True
+    backbone = app.constructor(**kwargs)
+    backbone.name = BACKBONE_LAYER
+    if spec.weights is not None:
+        _load_weights(backbone, spec)
+    backbone.trainable = spec.freeze_epochs == 0
+    # training=False keeps the backbone's batch norm in inference mode, also when fine-tuning:
+    # its statistics came from far more data than ours.
+    x = backbone(x, training=False)
+    x = dense_stack(x, spec.dense, spec)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
+    return keras.Model(raw, io.head(x), name="transfer")
+
+
+def unfreeze(model: keras.Model, spec: TransferSpec) -> int:
+    """Make the backbone (or its top ``fine_tune_layers``) trainable; returns how many layers.
+
+    The model must be compiled again afterwards, or Keras keeps training only the head.
+    """
+    backbone = model.get_layer(BACKBONE_LAYER)
+    backbone.trainable = True
+    layers = backbone.layers
+    keep_frozen = len(layers) - spec.fine_tune_layers if spec.fine_tune_layers else 0
+    for layer in layers[:keep_frozen]:
+        layer.trainable = False
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # see build_transfer: BN stays as the backbone learned it
+    return len(layers) - keep_frozen
+
+
+def _load_weights(backbone: keras.Model, spec: TransferSpec) -> None:
+    path = spec.weights
+    assert path is not None
+    if not path.is_file():
+        raise RecipeError(
+            f"`model.weights` is {path}, which does not exist. Expected a weights file for the "
+            f"{spec.backbone.value} backbone without its top (Keras's *_notop.h5, or a "
+            f".weights.h5 saved from the same backbone). Download it once and point to it, or "
+            f"set `model.weights: null` to start from random weights."
+        )
+    try:
+        backbone.load_weights(str(path))
+    except (ValueError, OSError, KeyError) as exc:
+        raise RecipeError(
+            f"`model.weights` {path} does not fit the {spec.backbone.value} backbone at "
+            f"image_size {spec.image_size} ({str(exc)[:200]}). Use the no-top weights of this "
+            f"very backbone."
+        ) from None
