@@ -40,6 +40,7 @@ def loaded_heavy_modules(*args: str) -> list[str]:
     [
         ["--help"],
         ["prepare", "--help"],
+        ["init", "--help"],
         ["train", "--help"],
         ["evaluate", "--help"],
         ["predict", "--help"],

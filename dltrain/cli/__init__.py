@@ -10,6 +10,7 @@ import typer
 from dltrain import __version__
 from dltrain.cli.evaluate import evaluate
 from dltrain.cli.export import export
+from dltrain.cli.init import init
 from dltrain.cli.predict import predict
 from dltrain.cli.prepare import prepare
 from dltrain.cli.runs import runs
@@ -45,6 +46,7 @@ def _root(
         os.environ["DLTRAIN_DEBUG"] = "1"
 
 
+app.command()(init)
 app.command()(prepare)
 app.command()(train)
 app.command()(evaluate)

@@ -91,7 +91,9 @@ def render_profile(console: Console, profile: dict[str, Any]) -> None:
         for name in ("column", "type", "missing", "distinct", "values", "flags"):
             table.add_column(name, justify="right" if name in ("missing", "distinct") else "left")
         for column in columns:
-            role = {"target": " (target)", "ignored": " (unused)"}.get(column["role"], "")
+            role = {"target": " (target)", "ignored": " (unused)", "time": " (time)"}.get(
+                column["role"], ""
+            )
             distinct = column["distinct"]
             table.add_row(
                 escape(column["name"]) + role,
@@ -132,6 +134,13 @@ def render_cleaning(console: Console, manifest: dict[str, Any]) -> None:
         fill_text = f"{fill:.6g}" if isinstance(fill, float) else str(fill)
         missing = entry.get("missing", entry["missing_in_train"])
         line = f"{escape(entry['column'])}: "
+        if entry.get("where") == "prepare":  # series: gaps are filled before windowing
+            console.print(
+                f"{line}{missing:,} missing value(s) filled by {entry['strategy']} (in prepare, "
+                f"before windowing).",
+                highlight=False,
+            )
+            continue
         if missing:
             line += (
                 f"{missing:,} missing ({entry['missing_in_train']:,} in train) → "

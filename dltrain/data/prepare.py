@@ -314,6 +314,7 @@ def _array_profile(
         class_counts=dict(zip(classes, counts.tolist(), strict=True)),
         leaking_rows=leaking_counts(every, order),
         notes=list(source.notes),
+        unit="text" if is_text else "image",
     )
 
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from dltrain.recipe.data import ChecksSpec, ColumnType
 
 DISTINCT_CAP = 10_000  # distinct values tracked per column; beyond, "high cardinality" is enough
+IMBALANCE_RATIO = 0.5  # smallest / largest class count below which the target is imbalanced
 SAMPLE_VALUES = 2_000  # string values kept to tell text from categories and dates
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|no|nr|num|index|idx|key|uuid|guid)$|^(id|no|index)$", re.I)
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -182,12 +183,12 @@ def infer_type(scan: ColumnScan, pinned: ColumnType) -> ColumnType:
         return pinned
     if scan.present == 0:
         return ColumnType.IGNORE
+    if not scan.numeric and scan.looks_like_dates():
+        return ColumnType.DATETIME
     if identifier_like(scan):
         return ColumnType.IDENTIFIER
     if scan.numeric:
         return ColumnType.NUMERIC
-    if scan.looks_like_dates():
-        return ColumnType.DATETIME
     if scan.text_like():
         return ColumnType.TEXT
     return ColumnType.CATEGORICAL
@@ -274,6 +275,7 @@ class Profile:
     class_counts: dict[str, int] | None = None
     leaking_rows: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    unit: str = "row"  # what an example is called in messages: row, image, text, …
 
     def warnings(self) -> list[str]:
         """Every finding a careful user should look at; --strict fails on any of them."""
@@ -286,14 +288,22 @@ class Profile:
                 useful = []
             if useful:
                 found.append(f"column {column.name!r}: {', '.join(useful)}")
+        unit = self.unit
         if self.duplicate_rows:
-            found.append(f"{self.duplicate_rows:,} duplicate row(s)")
+            found.append(f"{self.duplicate_rows:,} duplicate {unit}(s)")
         for split, count in self.leaking_rows.items():
             if count:
-                found.append(f"{count:,} {split} row(s) have the same features as a training row")
-        share = self.smallest_class_share()
-        if share is not None and share < 0.1:
-            found.append(f"imbalanced target: the smallest class is {share:.1%} of the rows")
+                found.append(
+                    f"{count:,} {split} {unit}(s) have the same features as a training {unit}"
+                )
+        if self.class_counts and len(self.class_counts) > 1:
+            smallest, largest = min(self.class_counts.values()), max(self.class_counts.values())
+            if largest and smallest / largest < IMBALANCE_RATIO:
+                total = sum(self.class_counts.values())
+                found.append(
+                    f"imbalanced target: the smallest class is {smallest / total:.1%} of the "
+                    f"{unit}s, the largest {largest / total:.1%} (class weights are stored)"
+                )
         return found
 
     def smallest_class_share(self) -> float | None:

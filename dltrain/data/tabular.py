@@ -29,6 +29,7 @@ from dltrain.data.profile import (
     ColumnScan,
     Profile,
     column_profile,
+    identifier_like,
     infer_type,
 )
 from dltrain.data.splits import (
@@ -317,7 +318,7 @@ def _scan(files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec)
                 if n not in targets
                 and spec.columns.get(n, ColumnSpec()).type
                 not in (ColumnType.IGNORE, ColumnType.IDENTIFIER)
-                and not (scans[n].numeric and scans[n].counting_up and rows > 2)
+                and not identifier_like(scans[n])
             ]
         h = np.zeros(rows, np.uint64)
         for name in hashed:
@@ -400,35 +401,78 @@ def _time_values(column: pa.Array, numeric: bool, name: str, table: TableFile) -
 # --- decisions --------------------------------------------------------------------------------
 
 
-def _plan(
-    files: list[TableFile], types: dict[str, pa.DataType], scan: _Scan, spec: DataSpec, seed: int
-) -> _Plan:
+@dataclass
+class TableInspection:
+    """What a table looks like, without preparing it (``dltrain init`` shows and writes it)."""
+
+    table: TableFile
+    kinds: dict[str, ColumnType]
+    task: Task
+    classes: list[str] | None
+    profile: Profile
+    notes: list[str]
+
+
+def inspect_table(spec: DataSpec) -> TableInspection:
+    """Read a table once: its read options, column kinds, task and profile.
+
+    Raises:
+        DataError: as ``prepare_table`` would.
+    """
+    files = open_sources(spec)
     main = files[0]
-    targets = spec.targets
-    notes: list[str] = list(main.csv.notes if main.csv else [])
+    check_columns(spec, main.columns, spec.source)
+    types = read_types(main, spec)
+    scan = _scan(files, types, spec)
+    kinds = _kinds(main, scan, spec)
+    task, classes, y, notes = _target(scan, spec, files)
+    columns = []
+    for name in main.columns:
+        if name in spec.targets:
+            kind = ColumnType.CATEGORICAL if task.is_classification else ColumnType.NUMERIC
+            columns.append(column_profile(scan.scans[name], kind, "target", spec.max_categories))
+        else:
+            role = "ignored" if kinds[name] in UNUSED else "feature"
+            columns.append(column_profile(scan.scans[name], kinds[name], role, spec.max_categories))
+    class_counts = None
+    if classes is not None:
+        counts = np.bincount(y[y >= 0].astype(np.int64), minlength=len(classes))
+        class_counts = dict(zip(classes, counts.tolist(), strict=True))
+    notes = list(main.csv.notes if main.csv else []) + notes
+    profile = Profile(
+        columns=columns,
+        rows=int(sum(scan.file_rows)),
+        duplicate_rows=int(_duplicates(scan, _present(y, task), [main]).sum()),
+        class_counts=class_counts,
+        notes=notes,
+    )
+    return TableInspection(main, kinds, task, classes, profile, notes)
+
+
+def _kinds(main: TableFile, scan: _Scan, spec: DataSpec) -> dict[str, ColumnType]:
     kinds: dict[str, ColumnType] = {}
     for name in main.columns:
-        if name in targets:
+        if name in spec.targets:
             continue
         column = scan.scans[name]
         pinned = spec.columns.get(name, ColumnSpec()).type
+        if pinned == ColumnType.AUTO and not column.numeric and column.numeric_share() >= 0.9:
+            raise _text_in_numbers(main, name, spec)  # numbers with a few words among them
         kind = infer_type(column, pinned)
-        if pinned == ColumnType.AUTO and not column.numeric and kind == ColumnType.CATEGORICAL:
-            share = column.numeric_share()
-            if share >= 0.9:
-                raise _text_in_numbers(main, name, spec)
         if kind == ColumnType.NUMERIC and not column.numeric:
             raise DataError(
                 f"Column {name!r} is declared numeric but was read as text; this is a bug."
             )
         kinds[name] = kind
-    for name in targets:
-        if scan.scans[name].present == 0:
-            raise DataError(
-                f"The target column {name!r} of {main.path} is missing in every row (all "
-                f"{scan.scans[name].rows:,} values are empty or a missing-value marker). Expected "
-                f"values to learn from; check `data.target` and `data.csv.missing_values`."
-            )
+    return kinds
+
+
+def _plan(
+    files: list[TableFile], types: dict[str, pa.DataType], scan: _Scan, spec: DataSpec, seed: int
+) -> _Plan:
+    main = files[0]
+    notes: list[str] = list(main.csv.notes if main.csv else [])
+    kinds = _kinds(main, scan, spec)
     task, classes, y, label_notes = _target(scan, spec, files)
     notes += label_notes
     keep = _present(y, task)
@@ -484,6 +528,13 @@ def _target(
     notes: list[str] = []
     first = scan.scans[targets[0]]
     task: Task
+    for name in targets:
+        if scan.scans[name].present == 0:
+            raise DataError(
+                f"The target column {name!r} of {files[0].path} is missing in every row (all "
+                f"{scan.scans[name].rows:,} values are empty or a missing-value marker). Expected "
+                f"values to learn from; check `data.target` and `data.csv.missing_values`."
+            )
     if scan.labels is not None:  # a text target: classes
         if spec.task in (Task.REGRESSION, Task.FORECASTING):
             raise DataError(

@@ -133,7 +133,11 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
             column_profile(
                 scans[n],
                 ColumnType.DATETIME if n == time_column else kinds[n],
-                "target" if n in targets else ("feature" if n in features else "ignored"),
+                "target"
+                if n in targets
+                else "time"
+                if n == time_column
+                else ("feature" if n in features else "ignored"),
                 spec.max_categories,
             )
             for n in table.columns
@@ -223,33 +227,33 @@ def _regularise(
     if frequency is not None:
         notes.append(f"regular series, frequency {frequency}")
     elif len(frame) >= 3:
-        steps = np.diff(frame.index.asi8)
+        steps = np.diff(frame.index.values)  # timedelta64, whatever the index's unit
         values, counts = np.unique(steps, return_counts=True)
-        step = values[np.argmax(counts)]
+        step = pd.Timedelta(values[np.argmax(counts)])
         if counts.max() >= 0.9 * len(steps):
-            full = pd.date_range(
-                frame.index[0], frame.index[-1], freq=pd.Timedelta(int(step), "ns")
-            )
-            if series.fill_gaps and frame.index.isin(full).all():
-                missing = len(full) - len(frame)
+            full = pd.date_range(frame.index[0], frame.index[-1], freq=step)
+            missing_steps = len(full) - len(frame)
+            if series.fill_gaps and frame.index.isin(full).all() and missing_steps <= len(frame):
                 frame = frame.reindex(full)
                 frame.index.name = full.name
                 notes.append(
-                    f"regular series, step {pd.Timedelta(int(step), 'ns')}; {missing:,} missing "
-                    f"step(s) inserted"
+                    f"regular series, one row every {step}; {missing_steps:,} missing step(s) "
+                    f"put back"
                 )
             else:
-                notes.append(f"mostly regular series, step {pd.Timedelta(int(step), 'ns')}")
+                notes.append(f"mostly regular series, one row every {step}")
         else:
             notes.append("irregular time steps: windows count rows, not time")
     missing = frame.isna().sum()
     filled = [
         {
             "column": n,
+            "missing": int(c),
             "missing_in_train": int(c),
             "strategy": series.missing.value,
-            "fill": series.missing.value,
+            "fill": "",
             "clip": None,
+            "where": "prepare",
         }
         for n, c in missing.items()
         if c

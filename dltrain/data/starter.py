@@ -1,0 +1,255 @@
+"""A starter recipe for a dataset: what ``dltrain init`` infers, with the reasons it prints.
+
+Reads the source once (tables: the profiling pass of prepare, nothing written) and proposes the
+read options, the column kinds, the task, a model family that fits the data, and training and
+evaluation defaults. Everything it decided goes into the recipe explicitly, so the user can read
+and pin it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dltrain.data.sources import detect_format, resolve_source
+from dltrain.errors import DataError
+from dltrain.recipe.data import ColumnType, DataFormat, DataSpec
+from dltrain.tasks import Task
+
+LONG_TAIL_RATIO = 20.0  # max / mean above which a non-negative column gets a log scaling
+IMBALANCED_SHARE = 0.2  # smallest class share below which class weights are proposed
+MAX_IMAGE_SIDE = 128  # larger images are resized: CPU training at 224×224 is slow
+
+
+@dataclass
+class Starter:
+    recipe: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+    profile: dict[str, Any] | None = None
+
+
+def starter_recipe(
+    source: Path,
+    target: str | None,
+    *,
+    recipe_dir: Path,
+    task: Task | None = None,
+    name: str | None = None,
+) -> Starter:
+    """Inspect ``source`` and propose a recipe for it.
+
+    Args:
+        source: the data (absolute, or relative to the working directory).
+        target: the column to predict (tables); ignored for folders whose labels are built in.
+        recipe_dir: where the recipe will be written; ``data.source`` is written relative to it.
+        task: force the task (e.g. ``regression`` for a table with a date column).
+        name: the recipe's name (default: from the source's name).
+
+    Raises:
+        DataError: the source cannot be read, or a table without ``target``.
+    """
+    path = resolve_source(source).resolve()
+    fmt = detect_format(path)
+    relative = os.path.relpath(path, recipe_dir.resolve())
+    data: dict[str, Any] = {"source": relative, "format": fmt.value}
+    stem = path.stem if path.is_file() else path.name
+    recipe: dict[str, Any] = {
+        "name": name or _slug(stem),
+        "description": f"Starter recipe for {path.name}, written by dltrain init.",
+        "seed": 42,
+        "data": data,
+    }
+    reasons = [f"{path.name}: {fmt.value} data ({_format_reason(fmt)})"]
+    starter = Starter(recipe=recipe, reasons=reasons)
+    if fmt in (DataFormat.CSV, DataFormat.PARQUET):
+        _table(starter, path, target, task)
+    elif fmt == DataFormat.IMAGES:
+        _images(starter, path)
+    elif fmt == DataFormat.TEXT:
+        recipe["model"] = {"family": "text", "encoder": "conv"}
+        reasons.append("class folders of .txt files: a text classifier (conv encoder)")
+    else:
+        recipe["model"] = {"family": "cnn", "filters": [32, 64], "batch_norm": True, "dense": [128]}
+        reasons.append("image arrays: a small CNN with batch norm")
+    recipe.setdefault(
+        "train",
+        {
+            "epochs": 20,
+            "batch_size": 128,
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            "early_stopping": {"monitor": "val_loss", "patience": 5},
+        },
+    )
+    recipe["evaluate"] = {"split": "test"}
+    return starter
+
+
+def _slug(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "_" for c in text).strip("._-")
+    return cleaned or "dataset"
+
+
+def _format_reason(fmt: DataFormat) -> str:
+    return {
+        DataFormat.CSV: "delimited text",
+        DataFormat.PARQUET: "Parquet file",
+        DataFormat.IMAGES: "class folders of images",
+        DataFormat.TEXT: "class folders of text files",
+        DataFormat.IDX: "MNIST-style IDX files",
+        DataFormat.NPZ: "numpy arrays",
+    }.get(fmt, fmt.value)
+
+
+def _table(starter: Starter, path: Path, target: str | None, task: Task | None) -> None:
+    from dltrain.data.tables import open_table
+    from dltrain.data.tabular import inspect_table
+    from dltrain.recipe.data import CsvSpec
+
+    data, reasons = starter.recipe["data"], starter.reasons
+    if target is None:
+        names = open_table(path, DataFormat.AUTO, CsvSpec()).columns
+        raise DataError(
+            f"dltrain init needs the column to predict for the table {path}: pass --target "
+            f"COLUMN, one of: {', '.join(names)}."
+        )
+    probe = task if task != Task.FORECASTING else None
+    inspection = inspect_table(DataSpec(source=path, target=target, task=probe))
+    csv = inspection.table.csv
+    if csv is not None:
+        options: dict[str, Any] = {}
+        if csv.delimiter != ",":
+            options["delimiter"] = csv.delimiter
+        if not csv.header:
+            options["header"] = False
+        if not csv.quoting:
+            options["quoting"] = False
+        if options:
+            data["csv"] = options
+        reasons.extend(f"read: {note}" for note in csv.notes)
+    data["target"] = target
+    kinds = inspection.kinds
+    dates = [n for n, k in kinds.items() if k == ColumnType.DATETIME]
+    numeric_target = not inspection.task.is_classification
+    forecasting = task == Task.FORECASTING or (task is None and numeric_target and len(dates) == 1)
+    profile = {c.name: c for c in inspection.profile.columns}
+    columns: dict[str, Any] = {}
+    for column, kind in kinds.items():
+        entry: dict[str, Any] = {"type": kind.value}
+        info = profile[column]
+        if (
+            kind == ColumnType.NUMERIC
+            and info.minimum is not None
+            and info.minimum >= 0
+            and info.mean
+            and info.maximum is not None
+            and info.maximum / info.mean > LONG_TAIL_RATIO
+            and not forecasting
+        ):
+            entry["scaling"] = "log"
+            reasons.append(
+                f"{column}: long-tailed (max {info.maximum:,.4g} vs mean {info.mean:,.4g}), "
+                f"so log scaling"
+            )
+        columns[column] = entry
+    data["columns"] = columns
+    starter.profile = inspection.profile.to_json()
+    if forecasting:
+        if not dates:
+            raise DataError(
+                f"--task forecasting needs a column of dates or times in {path}; none was found. "
+                f"Set `data.series.time_column` by hand, or pick another task."
+            )
+        data["task"] = Task.FORECASTING.value
+        data["series"] = {"time_column": dates[0], "lookback": 30, "horizon": 1}
+        data.pop("columns")
+        reasons.append(
+            f"task forecasting: {dates[0]!r} holds dates and the target {target!r} is numeric; "
+            f"windows of 30 steps predict the next one (--task regression to regress instead)"
+        )
+        starter.recipe["model"] = {"family": "rnn", "cell": "lstm", "units": [32]}
+        starter.recipe["train"] = {
+            "epochs": 30,
+            "batch_size": 64,
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            "early_stopping": {"monitor": "val_loss", "patience": 5},
+        }
+        reasons.append("model: an LSTM over the windows")
+        return
+    data["task"] = inspection.task.value
+    reasons.append(_task_reason(inspection.task, target, inspection.classes))
+    reasons.extend(inspection.notes[len(csv.notes) if csv else 0 :])
+    text = [n for n, k in kinds.items() if k == ColumnType.TEXT]
+    unused = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
+    used = [n for n, k in kinds.items() if k not in unused]
+    if text and used == text:
+        starter.recipe["model"] = {"family": "text", "encoder": "conv"}
+        reasons.append(f"{text[0]!r} is free text: a text model (conv encoder)")
+    else:
+        starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
+        reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
+    train: dict[str, Any] = {
+        "epochs": 30,
+        "batch_size": 256 if inspection.profile.rows > 50_000 else 128,
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+        "early_stopping": {"monitor": "val_loss", "patience": 5},
+    }
+    share = inspection.profile.smallest_class_share()
+    if share is not None and share < IMBALANCED_SHARE and _trains_with_class_weights():
+        train["class_weight"] = "balanced"
+        reasons.append(f"smallest class is {share:.1%} of the rows: balanced class weights")
+    starter.recipe["train"] = train
+
+
+def _trains_with_class_weights() -> bool:
+    from dltrain.recipe.schema import TrainSpec
+
+    return "class_weight" in TrainSpec.model_fields
+
+
+def _task_reason(task: Task, target: str, classes: list[str] | None) -> str:
+    if classes is not None:
+        shown = ", ".join(classes[:6]) + ("…" if len(classes) > 6 else "")
+        return f"task {task.value}: the target {target!r} has {len(classes)} classes ({shown})"
+    return f"task {task.value}: the target {target!r} holds many different numbers"
+
+
+def _images(starter: Starter, path: Path) -> None:
+    from PIL import Image
+
+    from dltrain.data.sources import IMAGE_SUFFIXES, class_folders
+
+    layout = class_folders(path, IMAGE_SUFFIXES, "image")
+    first = layout.splits["train"][layout.classes[0]][0]
+    with Image.open(first) as image:
+        width, height = image.size
+        grey = image.mode in ("1", "L", "I;16", "I", "F")
+    side = min(max(height, width), MAX_IMAGE_SIDE)
+    starter.recipe["data"]["image"] = {"size": [side, side], "channels": 1 if grey else 3}
+    count = sum(len(v) for v in layout.splits["train"].values())
+    has_test = "test" in layout.splits
+    starter.reasons.append(
+        f"{len(layout.classes)} classes ({', '.join(layout.classes[:6])}"
+        f"{'…' if len(layout.classes) > 6 else ''}), {count:,} training images"
+        f"{' and a test/ folder kept as the test split' if has_test else ''}"
+    )
+    starter.reasons.append(
+        f"images are {width}×{height}: resized to {side}×{side}, {'greyscale' if grey else 'RGB'}"
+    )
+    starter.recipe["model"] = {
+        "family": "cnn",
+        "filters": [32, 64, 128],
+        "batch_norm": True,
+        "global_pooling": True,
+        "dense": [128],
+        "dropout": 0.3,
+        "augmentation": {"flip": "horizontal", "rotation": 0.05, "zoom": 0.1},
+    }
+    starter.reasons.append("model: a CNN with batch norm, global pooling and light augmentation")
+    starter.recipe["train"] = {
+        "epochs": 30,
+        "batch_size": 32,
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+        "early_stopping": {"monitor": "val_loss", "patience": 6},
+    }

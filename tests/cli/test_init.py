@@ -1,0 +1,109 @@
+"""dltrain init: a starter recipe from a dataset, what it inferred, and no overwriting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from dltrain.cli import app
+from dltrain.recipe.schema import TrainSpec
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder with a small sales table: ids, a long-tailed number, a category."""
+    rng = np.random.default_rng(0)
+    num = 300
+    spend = np.round(rng.lognormal(3, 1.5, num), 2)
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(1, num + 1),
+            "visits": rng.integers(1, 30, num),
+            "spend": spend,
+            "channel": rng.choice(["web", "shop", "phone"], num, p=[0.6, 0.3, 0.1]),
+            "churned": np.where(rng.random(num) < 0.15, "yes", "no"),
+        }
+    )
+    frame.to_csv(tmp_path / "sales.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_init_writes_a_recipe_that_says_what_it_inferred(shop: Path) -> None:
+    result = runner.invoke(app, ["init", "sales.csv", "--target", "churned", "--json"])
+    assert result.exit_code == 0, result.stderr
+    written = (shop / "dltrain.yaml").read_text()
+    recipe = yaml.safe_load(written)
+    data = recipe["data"]
+    assert data["source"] == "sales.csv" and data["target"] == "churned"
+    assert data["task"] == "binary"
+    assert data["columns"]["customer_id"] == {"type": "identifier"}
+    assert data["columns"]["channel"] == {"type": "categorical"}
+    assert data["columns"]["spend"] == {"type": "numeric", "scaling": "log"}
+    assert recipe["model"]["family"] == "mlp"
+    if "class_weight" in TrainSpec.model_fields:
+        assert recipe["train"]["class_weight"] == "balanced"  # about 15% churn
+        assert "balanced class weights" in written
+    assert "# Starter recipe written by `dltrain init`" in written
+    assert "long-tailed" in written
+    assert "task binary" in result.stderr and "Wrote" in result.stderr
+    assert json.loads(result.stdout)["content"] == recipe
+
+
+def test_init_refuses_to_overwrite_without_force(shop: Path) -> None:
+    (shop / "dltrain.yaml").write_text("name: mine\n")
+    result = runner.invoke(app, ["init", "sales.csv", "--target", "churned"])
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert (shop / "dltrain.yaml").read_text() == "name: mine\n"
+    assert runner.invoke(app, ["init", "sales.csv", "-t", "churned", "--force"]).exit_code == 0
+    assert yaml.safe_load((shop / "dltrain.yaml").read_text())["name"] == "sales"
+
+
+def test_init_needs_a_target_for_a_table(shop: Path) -> None:
+    result = runner.invoke(app, ["init", "sales.csv"])
+    assert result.exit_code == 2
+    assert "--target" in result.stderr and "churned" in result.stderr
+    assert not (shop / "dltrain.yaml").exists()
+    result = runner.invoke(app, ["init", "sales.csv", "--target", "chruned"])
+    assert result.exit_code == 2 and "Did you mean 'churned'?" in result.stderr
+
+
+def test_init_a_series_and_an_image_folder(shop: Path) -> None:
+    days = pd.date_range("2020-01-01", periods=200, freq="D")
+    series = pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "load": np.sin(np.arange(200))})
+    series.to_csv(shop / "load.csv", index=False)
+    assert runner.invoke(app, ["init", "load.csv", "-t", "load", "-o", "load.yaml"]).exit_code == 0
+    recipe = yaml.safe_load((shop / "load.yaml").read_text())
+    assert recipe["data"]["task"] == "forecasting"
+    assert recipe["data"]["series"]["time_column"] == "day"
+    assert recipe["model"]["family"] == "rnn"
+
+    for label in ("cat", "dog"):
+        (shop / "pets" / label).mkdir(parents=True)
+        Image.new("L", (300, 200)).save(shop / "pets" / label / "a.png")
+    result = runner.invoke(app, ["init", "pets", "-o", "pets.yaml"])
+    assert result.exit_code == 0, result.stderr
+    recipe = yaml.safe_load((shop / "pets.yaml").read_text())
+    assert recipe["data"]["format"] == "images" and recipe["model"]["family"] == "cnn"
+    assert recipe["data"]["image"] == {"size": [128, 128], "channels": 1}
+
+
+@pytest.mark.slow
+def test_from_nothing_to_a_trained_model(shop: Path) -> None:
+    """dltrain init data.csv --target y && dltrain prepare && dltrain train && dltrain evaluate"""
+    assert runner.invoke(app, ["init", "sales.csv", "--target", "churned"]).exit_code == 0
+    assert runner.invoke(app, ["prepare"]).exit_code == 0
+    trained = runner.invoke(app, ["train", "--epochs", "1"])
+    assert trained.exit_code == 0, trained.stderr
+    evaluated = runner.invoke(app, ["evaluate", "--json"])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["num_examples"] == 30
