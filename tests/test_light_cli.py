@@ -46,6 +46,7 @@ def loaded_heavy_modules(*args: str) -> list[str]:
         ["predict", "--help"],
         ["export", "--help"],
         ["runs", "--help"],
+        ["find-lr", "--help"],
         ["train", "--recipe", "mnist_demo", "--print-recipe"],
         ["train", "--recipe", "does-not-exist.yaml"],
     ],

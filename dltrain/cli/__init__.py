@@ -10,6 +10,7 @@ import typer
 from dltrain import __version__
 from dltrain.cli.evaluate import evaluate
 from dltrain.cli.export import export
+from dltrain.cli.find_lr import find_lr
 from dltrain.cli.init import init
 from dltrain.cli.predict import predict
 from dltrain.cli.prepare import prepare
@@ -53,6 +54,7 @@ app.command()(evaluate)
 app.command()(predict)
 app.command()(export)
 app.command()(runs)
+app.command("find-lr")(find_lr)
 
 
 def main() -> None:

@@ -40,6 +40,16 @@ class OptimizerName(StrEnum):
     ADAM = "adam"
     ADAMW = "adamw"
     NADAM = "nadam"
+    ADAMAX = "adamax"
+
+
+# Optimizers whose Keras class has a `momentum` argument (sgd's defaults to 0, plain SGD).
+MOMENTUM_OPTIMIZERS = (
+    OptimizerName.SGD,
+    OptimizerName.MOMENTUM,
+    OptimizerName.NESTEROV,
+    OptimizerName.RMSPROP,
+)
 
 
 class OptimizerSpec(Section):
@@ -49,7 +59,8 @@ class OptimizerSpec(Section):
         None,
         ge=0,
         lt=1,
-        description="momentum and nesterov: 0.9 when unset; rmsprop: 0.0 when unset (Keras's).",
+        description="momentum and nesterov: 0.9 when unset; sgd and rmsprop: 0.0 when unset "
+        "(Keras's).",
     )
     weight_decay: float | None = Field(
         None, ge=0, description="Decoupled weight decay (adamw defaults to 0.004 as in Keras)."
@@ -58,6 +69,13 @@ class OptimizerSpec(Section):
     clipvalue: float | None = Field(None, gt=0, description="Clip each gradient element.")
     global_clipnorm: float | None = Field(
         None, gt=0, description="Clip all gradients together to this norm."
+    )
+    gradient_accumulation_steps: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Average the gradients of this many batches before each update, so the "
+        "effective batch is batch_size × this at the memory cost of one batch (1 or unset: off).",
     )
 
     @model_validator(mode="after")
@@ -72,12 +90,50 @@ class OptimizerSpec(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _momentum_where_it_exists(self) -> OptimizerSpec:
+        # Silently dropping a momentum the optimizer has no use for would hide a mistake.
+        if self.momentum is not None and self.name not in MOMENTUM_OPTIMIZERS:
+            raise ValueError(
+                f"`momentum` applies to sgd, momentum, nesterov and rmsprop; {self.name.value} has "
+                f"no momentum setting (adam-like optimizers keep their own moving averages). "
+                f"Remove it or pick one of those optimizers. Received: name={self.name.value}, "
+                f"momentum={self.momentum}"
+            )
+        return self
+
 
 class ScheduleName(StrEnum):
     CONSTANT = "constant"
     EXPONENTIAL = "exponential"
     STEP = "step"
     COSINE = "cosine"
+    COSINE_RESTARTS = "cosine_restarts"
+    POLYNOMIAL = "polynomial"
+    INVERSE_TIME = "inverse_time"
+
+
+class PlateauSpec(Section):
+    """Lower the learning rate when a logged metric stops improving, on top of any schedule."""
+
+    enabled: bool = False
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    factor: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Multiply the rate by this at each plateau. 0.5 rather than Keras's 0.1: "
+        "several gentle steps fit inside early stopping's patience.",
+    )
+    patience: int = Field(
+        2, ge=0, description="Epochs without improvement before lowering (below early stopping's)."
+    )
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
+    cooldown: int = Field(0, ge=0, description="Epochs to wait after a reduction before counting.")
+    min_learning_rate: float = Field(
+        0.0, ge=0, description="Reductions never take the rate below this (the schedule may)."
+    )
 
 
 class ScheduleSpec(Section):
@@ -88,10 +144,159 @@ class ScheduleSpec(Section):
         0.5,
         gt=0,
         le=1,
-        description="exponential: lr0·gamma^epoch; step: multiply by gamma every step_epochs.",
+        description="exponential: lr0·gamma^epoch; step: multiply by gamma every step_epochs "
+        "(or at each of `boundaries`).",
     )
     step_epochs: int = Field(5, gt=0, description="step: epochs between two decays.")
-    min_learning_rate: float = Field(0.0, ge=0, description="cosine: the floor reached at the end.")
+    boundaries: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="step: the epochs at which the rate is multiplied by gamma, instead of every "
+        "step_epochs (e.g. [30, 60, 80]).",
+    )
+    min_learning_rate: float = Field(
+        0.0,
+        ge=0,
+        description="cosine, cosine_restarts, polynomial: the floor the decay reaches.",
+    )
+    restart_epochs: float = Field(
+        5, gt=0, description="cosine_restarts: epochs of the first cycle (SGDR's T_0)."
+    )
+    restart_period_mult: float = Field(
+        2.0, ge=1, description="cosine_restarts: each cycle is this many times longer than the last"
+    )
+    restart_peak_mult: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="cosine_restarts: each cycle's height above the floor is this × the last's.",
+    )
+    power: float = Field(
+        1.0, gt=0, description="polynomial: the decay's exponent (1 is a straight line)."
+    )
+    decay_rate: float = Field(
+        0.5, gt=0, description="inverse_time: lr0 / (1 + decay_rate · epoch)."
+    )
+    warmup_epochs: float = Field(
+        0.0,
+        ge=0,
+        description="Ramp the rate linearly up to lr0 over this many epochs (fractions allowed), "
+        "then run the schedule; works with every schedule.",
+    )
+    warmup_start_factor: float = Field(
+        0.0, ge=0, lt=1, description="The ramp starts at this × lr0 (0: from nearly zero)."
+    )
+    reduce_on_plateau: PlateauSpec = Field(default_factory=PlateauSpec)
+
+    @model_validator(mode="after")
+    def _one_step_rule(self) -> ScheduleSpec:
+        if self.boundaries is None:
+            return self
+        pairs = zip(self.boundaries, self.boundaries[1:], strict=False)
+        if any(later <= earlier for earlier, later in pairs):
+            raise ValueError(
+                f"`boundaries` must be increasing epochs, for example [30, 60, 80]. "
+                f"Received: boundaries={self.boundaries}"
+            )
+        if self.step_epochs != type(self).model_fields["step_epochs"].default:
+            raise ValueError(
+                f"Set either `step_epochs` (decay at regular intervals) or `boundaries` (decay at "
+                f"the listed epochs), not both. Received: step_epochs={self.step_epochs}, "
+                f"boundaries={self.boundaries}"
+            )
+        return self
+
+
+class LossName(StrEnum):
+    AUTO = "auto"  # cross-entropy for classes, mean squared error for numbers
+    MSE = "mse"
+    MAE = "mae"
+    HUBER = "huber"
+    BINARY_CROSSENTROPY = "binary_crossentropy"
+    CATEGORICAL_CROSSENTROPY = "categorical_crossentropy"
+    SPARSE_CATEGORICAL_CROSSENTROPY = "sparse_categorical_crossentropy"
+    FOCAL = "focal"
+
+
+CROSSENTROPY_LOSSES = (
+    LossName.BINARY_CROSSENTROPY,
+    LossName.CATEGORICAL_CROSSENTROPY,
+    LossName.SPARSE_CATEGORICAL_CROSSENTROPY,
+)
+
+
+FocalAlpha = Annotated[float, Field(gt=0, lt=1)] | list[Annotated[float, Field(ge=0)]] | None
+
+
+class LossSpec(Section):
+    """The training loss. Labels stay integer class indices whichever cross-entropy is named."""
+
+    name: LossName = LossName.AUTO
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="cross-entropy and focal: train on targets (1 − ε)·one-hot + ε/classes.",
+    )
+    gamma: float = Field(
+        2.0, ge=0, description="focal: −α(1 − p)^gamma·log p; 0 is plain cross-entropy."
+    )
+    alpha: FocalAlpha = Field(
+        None,
+        description="focal: class balance. A number: binary, the positive class's weight (the "
+        "negative gets 1 − alpha); multiclass, one weight for all. A list: one weight per class. "
+        "Unset: 1 for every class.",
+    )
+    delta: float = Field(
+        1.0, gt=0, description="huber: errors below delta are squared, above it linear."
+    )
+
+    @model_validator(mode="after")
+    def _settings_of_this_loss(self) -> LossSpec:
+        # A setting the chosen loss ignores is almost always a mistake (a forgotten `name`).
+        uses = {
+            "label_smoothing": (LossName.AUTO, LossName.FOCAL, *CROSSENTROPY_LOSSES),
+            "gamma": (LossName.FOCAL,),
+            "alpha": (LossName.FOCAL,),
+            "delta": (LossName.HUBER,),
+        }
+        for key, losses in uses.items():
+            # Only a value other than the default counts: a resolved recipe (run folders keep
+            # one) spells out every default and must load again.
+            default = type(self).model_fields[key].default
+            if getattr(self, key) != default and self.name not in losses:
+                names = ", ".join(loss.value for loss in losses)
+                raise ValueError(
+                    f"`{key}` applies to the {names} loss(es), not {self.name.value}. Remove it "
+                    f"or change `name`. Received: name={self.name.value}, "
+                    f"{key}={getattr(self, key)}"
+                )
+        return self
+
+
+def _class_weight_setting(value: Any) -> Any:
+    """``balanced``, ``None`` or a mapping {class index or name: weight}, keys as strings."""
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, dict):
+        weights: dict[str, float] = {}
+        for key, weight in value.items():
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+                raise ValueError(
+                    f"`class_weight` weights must be positive numbers. Received: {key}: {weight!r}"
+                )
+            weights[str(key)] = float(weight)
+        return weights
+    raise ValueError(
+        "`class_weight` must be balanced (weights n / (classes × count) from the prepared "
+        "training split), a mapping {class index or name: weight} (unlisted classes weigh 1), "
+        f"or null. Received: {value!r}"
+    )
+
+
+ClassWeight = Annotated[
+    Literal["balanced"] | dict[str, float] | None, BeforeValidator(_class_weight_setting)
+]
 
 
 class EarlyStoppingSpec(Section):
@@ -149,6 +354,11 @@ class TrainSpec(Section):
         Switch.AUTO, description="XLA. auto: Keras's choice on GPU, off on CPU (slower there)."
     )
     tensorboard: bool = Field(True, description="Write TensorBoard event files into the run.")
+    loss: LossSpec = Field(default_factory=LossSpec)
+    class_weight: ClassWeight = Field(
+        None,
+        description="Weigh each class's examples in the loss: balanced, {class: weight}, or null.",
+    )
 
 
 # --- evaluation -------------------------------------------------------------------------------

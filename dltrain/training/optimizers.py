@@ -1,63 +1,56 @@
-"""Recipe optimizer and schedule sections → Keras objects."""
+"""The recipe's optimizer section → a Keras optimizer."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dltrain.backend import keras
-from dltrain.recipe.schema import OptimizerName, OptimizerSpec, ScheduleName, ScheduleSpec
+from dltrain.recipe.schema import OptimizerName, OptimizerSpec
+from dltrain.training.schedules import LearningRate, make_schedule
 
-_DEFAULT_MOMENTUM = 0.9
+__all__ = ["make_optimizer", "make_schedule"]  # make_schedule stays importable from here
+
+_DEFAULT_MOMENTUM = 0.9  # momentum and nesterov: the value nearly every paper and default uses
+
+_ADAPTIVE = {
+    OptimizerName.ADAGRAD: keras.optimizers.Adagrad,
+    OptimizerName.ADAM: keras.optimizers.Adam,
+    OptimizerName.ADAMW: keras.optimizers.AdamW,
+    OptimizerName.NADAM: keras.optimizers.Nadam,
+    OptimizerName.ADAMAX: keras.optimizers.Adamax,
+}
 
 
-def make_schedule(
-    spec: ScheduleSpec, learning_rate: float, epochs: int, steps_per_epoch: int
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The learning rate, or a schedule over optimizer steps, from a schedule counted in epochs.
+def make_optimizer(spec: OptimizerSpec, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+    """A Keras optimizer for the recipe's ``train.optimizer`` section.
 
-    Example: ``step`` with ``step_epochs=5, gamma=0.5`` halves the rate every 5 epochs.
+    Clipping, decoupled weight decay and gradient accumulation are Keras's own, which every
+    optimizer takes; they apply in that order to the averaged gradient of an accumulation.
+
+    Args:
+        spec: the recipe's ``train.optimizer``.
+        learning_rate: a rate or a schedule (``make_schedule``); ``spec.learning_rate`` is not
+            read here, so a schedule built from it is not applied twice.
+
+    Returns:
+        The optimizer, not yet built (``model.compile`` builds it).
     """
-    if spec.name == ScheduleName.CONSTANT:
-        return learning_rate
-    schedules = keras.optimizers.schedules
-    if spec.name == ScheduleName.EXPONENTIAL:  # lr0 · gamma^(epoch), smoothly within an epoch
-        return schedules.ExponentialDecay(learning_rate, steps_per_epoch, spec.gamma)
-    if spec.name == ScheduleName.STEP:
-        return schedules.ExponentialDecay(
-            learning_rate, spec.step_epochs * steps_per_epoch, spec.gamma, staircase=True
-        )
-    # cosine: lr_min + ½(lr0 − lr_min)(1 + cos(π t / T)) over the whole run (Keras's alpha form)
-    return schedules.CosineDecay(
-        learning_rate,
-        decay_steps=max(1, epochs * steps_per_epoch),
-        alpha=min(1.0, spec.min_learning_rate / learning_rate),
-    )
-
-
-def make_optimizer(
-    spec: OptimizerSpec, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
-) -> keras.optimizers.Optimizer:
-    """A Keras optimizer for the recipe's ``train.optimizer`` section."""
     common: dict[str, Any] = {"learning_rate": learning_rate}
     for key in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay"):
         value = getattr(spec, key)
         if value is not None:
             common[key] = value
+    if spec.gradient_accumulation_steps is not None and spec.gradient_accumulation_steps > 1:
+        common["gradient_accumulation_steps"] = spec.gradient_accumulation_steps
     name = spec.name
-    momentum = _DEFAULT_MOMENTUM if spec.momentum is None else spec.momentum
     if name == OptimizerName.SGD:
-        return keras.optimizers.SGD(**common)
+        return keras.optimizers.SGD(momentum=spec.momentum or 0.0, **common)
+    momentum = _DEFAULT_MOMENTUM if spec.momentum is None else spec.momentum
     if name == OptimizerName.MOMENTUM:
         return keras.optimizers.SGD(momentum=momentum, **common)
     if name == OptimizerName.NESTEROV:
         return keras.optimizers.SGD(momentum=momentum, nesterov=True, **common)
     if name == OptimizerName.RMSPROP:
         return keras.optimizers.RMSprop(momentum=spec.momentum or 0.0, **common)
-    classes = {
-        OptimizerName.ADAGRAD: keras.optimizers.Adagrad,
-        OptimizerName.ADAM: keras.optimizers.Adam,
-        OptimizerName.ADAMW: keras.optimizers.AdamW,
-        OptimizerName.NADAM: keras.optimizers.Nadam,
-    }
-    optimizer: keras.optimizers.Optimizer = classes[name](**common)
+    optimizer: keras.optimizers.Optimizer = _ADAPTIVE[name](**common)
     return optimizer

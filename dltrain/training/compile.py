@@ -1,0 +1,146 @@
+"""Everything ``model.compile`` and ``model.fit`` need from the recipe's train section.
+
+``compile_parts`` is the one seam between the optimisation settings and the training loop: the
+optimizer (with its schedule), the loss, the metrics, the callbacks those settings need (reduce
+on plateau) and the class weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dltrain.backend import keras
+from dltrain.errors import RecipeError
+from dltrain.recipe.schema import TrainSpec
+from dltrain.tasks import Task
+from dltrain.training.losses import logged_names, make_loss, training_metrics
+from dltrain.training.optimizers import make_optimizer
+from dltrain.training.schedules import ReduceOnPlateau, find_plateau, make_schedule
+
+
+@dataclass(frozen=True)
+class CompileParts:
+    """What to pass to ``model.compile`` (optimizer, loss, metrics) and ``model.fit``."""
+
+    optimizer: keras.optimizers.Optimizer
+    loss: keras.losses.Loss
+    metrics: list[Any]
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+    class_weight: dict[int, float] | None = None
+
+
+def compile_parts(
+    spec: TrainSpec, task: Task, manifest: dict[str, Any], steps_per_epoch: int
+) -> CompileParts:
+    """Build the optimizer, loss, metrics, callbacks and class weights of a training run.
+
+    Example::
+
+        parts = compile_parts(recipe.train, task, dataset.manifest, steps_per_epoch)
+        model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
+        model.fit(..., callbacks=[*mine, *parts.callbacks], class_weight=parts.class_weight)
+
+    Args:
+        spec: the recipe's ``train`` section.
+        task: what the prepared dataset's model predicts.
+        manifest: the prepared dataset's manifest (classes and their counts).
+        steps_per_epoch: optimizer steps (batches) per epoch, to count schedules in epochs.
+
+    Returns:
+        The parts; ``callbacks`` must run after the logger that records ``learning_rate`` for
+        the log to show each epoch's rate before a reduction takes effect.
+
+    Raises:
+        RecipeError: a loss, class weighting or plateau monitor that does not fit the data.
+    """
+    num_classes = _num_classes(task, manifest)
+    schedule = make_schedule(
+        spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps_per_epoch
+    )
+    callbacks: list[keras.callbacks.Callback] = []
+    plateau = find_plateau(schedule)
+    if plateau is not None:
+        plateau_spec = spec.lr_schedule.reduce_on_plateau
+        known = logged_names(task)
+        if plateau_spec.monitor not in known:
+            raise RecipeError(
+                f"`train.lr_schedule.reduce_on_plateau.monitor` is {plateau_spec.monitor!r}, "
+                f"which training does not log. Expected one of {', '.join(known)}."
+            )
+        callbacks.append(ReduceOnPlateau(plateau_spec))
+    return CompileParts(
+        optimizer=make_optimizer(spec.optimizer, schedule),
+        loss=make_loss(spec.loss, task, num_classes),
+        metrics=training_metrics(task),
+        callbacks=callbacks,
+        class_weight=class_weights(spec.class_weight, task, manifest),
+    )
+
+
+def class_weights(
+    setting: str | dict[str, float] | None, task: Task, manifest: dict[str, Any]
+) -> dict[int, float] | None:
+    """The ``class_weight`` dict for ``model.fit``: one weight per class index, or None.
+
+    ``balanced`` takes the weights the prepared dataset records (``target.class_weights``) and
+    otherwise computes scikit-learn's ``n / (classes · count_c)`` from the training split's class
+    counts, so the average weight per example stays 1. A mapping names classes by index or by
+    name; classes it leaves out weigh 1.
+
+    Args:
+        setting: the recipe's ``train.class_weight``.
+        task: what the prepared dataset's model predicts.
+        manifest: the prepared dataset's manifest.
+
+    Raises:
+        RecipeError: weights asked for on a regression dataset, or a class that does not exist.
+    """
+    if setting is None:
+        return None
+    if not task.is_classification:
+        raise RecipeError(
+            f"`train.class_weight` is {setting!r}, but the prepared dataset's task is "
+            f"{task.value}: there are no classes to weigh. Remove train.class_weight (to weigh "
+            f"examples of a numeric target, resample the data instead)."
+        )
+    num_classes = int(manifest["target"]["num_classes"])
+    if setting == "balanced":
+        recorded = manifest["target"].get("class_weights")
+        if recorded:
+            return _recorded_weights(recorded, num_classes)
+        counts = manifest["splits"]["train"]["class_counts"]
+        total = sum(counts)
+        # A class absent from training never occurs as a label, so its weight is never used;
+        # Keras still wants one for every index.
+        return {
+            c: total / (num_classes * count) if count else 1.0 for c, count in enumerate(counts)
+        }
+    if not isinstance(setting, dict):
+        raise RecipeError(f"`train.class_weight` must be balanced or a mapping. Got {setting!r}.")
+    names = [str(c) for c in manifest["target"].get("classes") or range(num_classes)]
+    weights = dict.fromkeys(range(num_classes), 1.0)
+    for key, weight in setting.items():
+        if key in names:
+            index = names.index(key)
+        elif key.isdigit() and int(key) < num_classes:
+            index = int(key)
+        else:
+            raise RecipeError(
+                f"`train.class_weight` names class {key!r}, which the prepared dataset does not "
+                f"have. Expected class indices 0–{num_classes - 1} or names: {', '.join(names)}."
+            )
+        weights[index] = float(weight)
+    return weights
+
+
+def _recorded_weights(recorded: Any, num_classes: int) -> dict[int, float]:
+    if isinstance(recorded, dict):
+        return {int(k): float(v) for k, v in recorded.items()}
+    return {i: float(w) for i, w in enumerate(recorded[:num_classes])}
+
+
+def _num_classes(task: Task, manifest: dict[str, Any]) -> int | None:
+    if not task.is_classification:
+        return None
+    return int(manifest["target"]["num_classes"])

@@ -1,0 +1,330 @@
+"""Learning-rate schedules counted in epochs, with warmup and reduce-on-plateau that compose.
+
+Every schedule in the recipe becomes a Keras ``LearningRateSchedule`` over optimizer steps
+(batches): epochs × steps per epoch. Two wrappers make Keras's pieces compose:
+
+- ``LinearWarmup`` ramps the rate up to the inner schedule's first value, then runs the inner
+  schedule shifted by the warmup steps, so every schedule can be warmed up.
+- ``PlateauScaled`` multiplies the inner schedule by a factor that ``ReduceOnPlateau`` lowers
+  when a metric stalls. Keras's ``ReduceLROnPlateau`` assigns a float to the optimizer's rate,
+  which fails when the optimizer holds a schedule; lowering a factor works with any schedule.
+
+Both wrappers are registered Keras objects, so a compiled model saves and loads with them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from dltrain.backend import keras
+from dltrain.errors import RecipeError
+from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec
+
+LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
+_schedules = keras.optimizers.schedules
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class ConstantSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The same rate at every step, as a schedule a wrapper can hold.
+
+    Example: ``ConstantSchedule(0.01)(500)`` is 0.01.
+    """
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = float(learning_rate)
+
+    def __call__(self, step: Any) -> Any:
+        return keras.ops.cast(keras.ops.full((), self.learning_rate), "float32")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate}
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """A linear ramp over ``warmup_steps``, then ``schedule`` started afresh.
+
+    The ramp goes from ``start_factor`` × the inner schedule's first rate to that rate; step
+    ``s`` of the ramp has ``start + (1 − start)·(s + 1)/warmup_steps``, so even a ramp from zero
+    makes progress on its first step. After the ramp, step ``s`` runs the inner schedule's step
+    ``s − warmup_steps``.
+
+    Example: ``LinearWarmup(CosineDecay(0.1, 900), warmup_steps=100)`` climbs to 0.1 over 100
+    steps, then decays along the full cosine over the remaining 900.
+
+    Args:
+        schedule: the schedule to warm up.
+        warmup_steps: length of the ramp in optimizer steps (> 0).
+        start_factor: the ramp's first rate as a fraction of the target, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        schedule: keras.optimizers.schedules.LearningRateSchedule,
+        warmup_steps: int,
+        start_factor: float = 0.0,
+    ) -> None:
+        if warmup_steps <= 0:
+            raise ValueError(f"Argument `warmup_steps` must be > 0. Received: {warmup_steps}")
+        if not 0 <= start_factor < 1:
+            raise ValueError(f"Argument `start_factor` must be in [0, 1). Received: {start_factor}")
+        self.schedule = schedule
+        self.warmup_steps = int(warmup_steps)
+        self.start_factor = float(start_factor)
+
+    def __call__(self, step: Any) -> Any:
+        ops = keras.ops
+        after = self.schedule(ops.maximum(step - self.warmup_steps, 0))
+        target = ops.cast(self.schedule(0), after.dtype)
+        fraction = ops.minimum(1.0, (ops.cast(step, after.dtype) + 1.0) / self.warmup_steps)
+        ramp = target * (self.start_factor + (1.0 - self.start_factor) * fraction)
+        return ops.where(step < self.warmup_steps, ramp, after)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "schedule": _schedules.serialize(self.schedule),
+            "warmup_steps": self.warmup_steps,
+            "start_factor": self.start_factor,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LinearWarmup:
+        config = dict(config)
+        config["schedule"] = _schedules.deserialize(config["schedule"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class PlateauScaled(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule(step) × factor``, where ``factor`` is lowered by ``ReduceOnPlateau``.
+
+    Reductions never take the rate below ``min_learning_rate``; the inner schedule itself may
+    (a cosine decaying to zero still reaches zero).
+
+    Example: a cosine schedule whose factor a stalled ``val_loss`` halved runs at half the
+    cosine from then on.
+
+    Args:
+        schedule: the schedule to scale.
+        factor: the starting factor (1.0 for a fresh run; a saved model keeps its own).
+        min_learning_rate: the floor of reductions.
+    """
+
+    def __init__(
+        self,
+        schedule: keras.optimizers.schedules.LearningRateSchedule,
+        factor: float = 1.0,
+        min_learning_rate: float = 0.0,
+    ) -> None:
+        self.schedule = schedule
+        self.min_learning_rate = float(min_learning_rate)
+        # A variable, not a float: the compiled train step reads it on every step, so a
+        # reduction takes effect without retracing. Only the first replica's copy is updated,
+        # as Keras does for the optimizer's own learning-rate variable.
+        self.factor = keras.Variable(
+            float(factor),
+            trainable=False,
+            dtype="float32",
+            name="plateau_factor",
+            aggregation="only_first_replica",
+        )
+
+    def __call__(self, step: Any) -> Any:
+        ops = keras.ops
+        inner = self.schedule(step)
+        scaled = inner * ops.cast(self.factor, inner.dtype)
+        return ops.maximum(scaled, ops.minimum(inner, self.min_learning_rate))
+
+    def reduce(self, by: float) -> None:
+        """Multiply the factor by ``by`` (a reduction when ``by`` < 1)."""
+        self.factor.assign(float(keras.ops.convert_to_numpy(self.factor)) * by)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "schedule": _schedules.serialize(self.schedule),
+            "factor": float(keras.ops.convert_to_numpy(self.factor)),
+            "min_learning_rate": self.min_learning_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PlateauScaled:
+        config = dict(config)
+        config["schedule"] = _schedules.deserialize(config["schedule"])
+        return cls(**config)
+
+
+class ReduceOnPlateau(keras.callbacks.Callback):
+    """Lowers the optimizer's ``PlateauScaled`` factor when ``monitor`` stops improving.
+
+    Keras's ``ReduceLROnPlateau`` semantics (monitor, mode, factor, patience, min_delta,
+    cooldown, min_lr), but it scales the schedule instead of replacing it. The schedule is
+    looked up on the model's optimizer when training begins, so a model reloaded from a
+    checkpoint (whose factor was saved with it) is the one reduced.
+
+    Args:
+        spec: the recipe's ``train.lr_schedule.reduce_on_plateau`` section.
+    """
+
+    def __init__(self, spec: PlateauSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.higher_is_better = _higher_is_better(spec.monitor, spec.mode)
+        self.schedule: PlateauScaled | None = None
+        self.best: float | None = None
+        self.wait = 0
+        self.cooldown_counter = 0
+        self.reductions: list[tuple[int, float]] = []  # (1-based epoch, rate after it)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+        optimizer = self.model.optimizer
+        # A mixed-precision LossScaleOptimizer holds the real optimizer as inner_optimizer.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        self.schedule = find_plateau(getattr(optimizer, "_learning_rate", None))
+        if self.schedule is None:
+            raise ValueError(
+                "ReduceOnPlateau needs an optimizer whose learning rate is a PlateauScaled "
+                "schedule (make_schedule builds one when reduce_on_plateau is enabled)."
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = (logs or {}).get(self.spec.monitor)
+        if self.schedule is None or value is None or not math.isfinite(float(value)):
+            return
+        current = float(value)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best, self.wait = current, 0
+            return
+        if self.cooldown_counter > 0:
+            return
+        self.wait += 1
+        if self.wait < self.spec.patience or not self._above_floor():
+            return
+        self.schedule.reduce(self.spec.factor)
+        self.cooldown_counter, self.wait = self.spec.cooldown, 0
+        self.reductions.append((epoch + 1, self._current_rate()))
+
+    def _improved(self, current: float) -> bool:
+        if self.best is None:
+            return True
+        if self.higher_is_better:
+            return current > self.best + self.spec.min_delta
+        return current < self.best - self.spec.min_delta
+
+    def _current_rate(self) -> float:
+        # The optimizer's own reading: its schedule at its step counter.
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _above_floor(self) -> bool:
+        # Keras's rule: once the rate is down at min_learning_rate, stop reducing. With no floor
+        # a schedule that touched zero (a cosine cycle's end) still gets its factor lowered, as
+        # the next restart would otherwise come back at full height.
+        floor = self.spec.min_learning_rate
+        return floor == 0 or bool(np.float32(self._current_rate()) > np.float32(floor))
+
+
+def _higher_is_better(monitor: str, mode: str) -> bool:
+    if mode != "auto":
+        return mode == "max"
+    name = monitor.removeprefix("val_")
+    return any(word in name for word in ("accuracy", "auc", "precision", "recall", "f1"))
+
+
+def make_schedule(
+    spec: ScheduleSpec, learning_rate: float, epochs: int, steps_per_epoch: int
+) -> LearningRate:
+    """The learning rate, or a schedule over optimizer steps, from a schedule counted in epochs.
+
+    A plain float comes back only for a constant rate with neither warmup nor reduce-on-plateau,
+    so the optimizer keeps a plain rate variable that anything may assign.
+
+    Example: ``step`` with ``step_epochs=5, gamma=0.5`` halves the rate every 5 epochs;
+    ``warmup_epochs=1`` first ramps up to it over one epoch.
+
+    Args:
+        spec: the recipe's ``train.lr_schedule``.
+        learning_rate: lr0, the rate the schedule starts from (after warmup).
+        epochs: the run's length; cosine and polynomial decay over it.
+        steps_per_epoch: optimizer steps (batches) in one epoch.
+
+    Raises:
+        RecipeError: the warmup is as long as the whole run.
+    """
+    total_steps = max(1, epochs * steps_per_epoch)
+    warmup_steps = round(spec.warmup_epochs * steps_per_epoch)
+    if spec.warmup_epochs > 0:
+        warmup_steps = max(1, warmup_steps)
+    if warmup_steps >= total_steps:
+        raise RecipeError(
+            f"`train.lr_schedule.warmup_epochs` is {spec.warmup_epochs}, but the whole run is "
+            f"{epochs} epoch(s): the rate would never leave its warmup. Expected warmup_epochs "
+            f"below train.epochs (a warmup of 5–10% of the run is usual)."
+        )
+    plateau = spec.reduce_on_plateau.enabled
+    schedule = _base_schedule(
+        spec, learning_rate, max(1, total_steps - warmup_steps), steps_per_epoch
+    )
+    if schedule is None:
+        if not warmup_steps and not plateau:
+            return learning_rate
+        schedule = ConstantSchedule(learning_rate)
+    if warmup_steps:
+        schedule = LinearWarmup(schedule, warmup_steps, spec.warmup_start_factor)
+    if plateau:
+        schedule = PlateauScaled(
+            schedule, min_learning_rate=spec.reduce_on_plateau.min_learning_rate
+        )
+    return schedule
+
+
+def _base_schedule(
+    spec: ScheduleSpec, learning_rate: float, decay_steps: int, steps_per_epoch: int
+) -> keras.optimizers.schedules.LearningRateSchedule | None:
+    """The named schedule over ``decay_steps`` (the run after warmup); None for constant."""
+    floor = min(1.0, spec.min_learning_rate / learning_rate)
+    name = spec.name
+    if name == ScheduleName.CONSTANT:
+        return None
+    if name == ScheduleName.EXPONENTIAL:  # lr0 · gamma^(epoch), smoothly within an epoch
+        return _schedules.ExponentialDecay(learning_rate, steps_per_epoch, spec.gamma)
+    if name == ScheduleName.STEP:
+        if spec.boundaries is None:
+            return _schedules.ExponentialDecay(
+                learning_rate, spec.step_epochs * steps_per_epoch, spec.gamma, staircase=True
+            )
+        # Keras switches value after a boundary step; the first step of epoch b is b × steps.
+        boundaries = [round(epoch * steps_per_epoch) - 1 for epoch in spec.boundaries]
+        values = [learning_rate * spec.gamma**i for i in range(len(boundaries) + 1)]
+        return _schedules.PiecewiseConstantDecay(boundaries, values)
+    if name == ScheduleName.COSINE:
+        # lr_min + ½(lr0 − lr_min)(1 + cos(π t / T)) over the run (Keras's alpha form)
+        return _schedules.CosineDecay(learning_rate, decay_steps=decay_steps, alpha=floor)
+    if name == ScheduleName.COSINE_RESTARTS:  # SGDR: cosine cycles, each restart at the peak
+        return _schedules.CosineDecayRestarts(
+            learning_rate,
+            first_decay_steps=max(1, round(spec.restart_epochs * steps_per_epoch)),
+            t_mul=spec.restart_period_mult,
+            m_mul=spec.restart_peak_mult,
+            alpha=floor,
+        )
+    if name == ScheduleName.POLYNOMIAL:
+        return _schedules.PolynomialDecay(
+            learning_rate,
+            decay_steps=decay_steps,
+            end_learning_rate=min(spec.min_learning_rate, learning_rate),
+            power=spec.power,
+        )
+    # inverse time: lr0 / (1 + decay_rate · epoch), smoothly within an epoch
+    return _schedules.InverseTimeDecay(learning_rate, steps_per_epoch, spec.decay_rate)
+
+
+def find_plateau(learning_rate: Any) -> PlateauScaled | None:
+    """The reduce-on-plateau wrapper a schedule made by ``make_schedule`` holds, if any."""
+    return learning_rate if isinstance(learning_rate, PlateauScaled) else None
