@@ -11,6 +11,7 @@ class Task(StrEnum):
     REGRESSION = "regression"  # one or more numeric targets, in their original units
     FORECASTING = "forecasting"  # targets `horizon` steps ahead of a window of `lookback` steps
     RECONSTRUCTION = "reconstruction"  # an autoencoder's: its output is the reconstruction error
+    GENERATION = "generation"  # a GAN's: it learns to make new examples like the data
 
     @property
     def is_classification(self) -> bool:

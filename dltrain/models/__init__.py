@@ -24,6 +24,7 @@ BUILDERS = {
     "text": "dltrain.models.text:build_text",
     "autoencoder": "dltrain.models.autoencoder:build_autoencoder",
     "transfer": "dltrain.models.transfer:build_transfer",
+    "gan": "dltrain.models.gan:build_gan",
 }
 
 

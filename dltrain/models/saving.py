@@ -11,6 +11,7 @@ from dltrain.backend import keras
 # (custom layers, losses, learning-rate schedules). Importing them registers the objects.
 CUSTOM_OBJECT_MODULES = (
     "dltrain.models.autoencoder",
+    "dltrain.models.gan",
     "dltrain.training.losses",
     "dltrain.training.schedules",
 )

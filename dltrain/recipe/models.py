@@ -197,6 +197,27 @@ class TransferSpec(ModelBase):
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
 
 
+class GanSpec(ModelBase):
+    """A DCGAN: a generator turns noise into images, a discriminator tells them from real ones.
+    Labels are not used; a grid of samples is saved as PNG after every epoch."""
+
+    family: Literal["gan"] = "gan"
+    latent_dim: int = Field(64, gt=0, description="Size of the generator's noise vector.")
+    filters: PositiveInts = Field(
+        default_factory=lambda: [128, 64],
+        min_length=1,
+        description="Generator: filters of each upsampling block (the discriminator mirrors it).",
+    )
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout in the discriminator.")
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=0.5, description="Real images are labelled 1 − this (one-sided smoothing)."
+    )
+    discriminator_learning_rate: float | None = Field(
+        None, gt=0, description="Defaults to train.optimizer.learning_rate."
+    )
+    samples: int = Field(8, ge=1, le=32, description="The sample grid is samples × samples.")
+
+
 FAMILY_SPECS: dict[str, type[ModelBase]] = {
     "mlp": MlpSpec,
     "cnn": CnnSpec,
@@ -204,6 +225,7 @@ FAMILY_SPECS: dict[str, type[ModelBase]] = {
     "text": TextSpec,
     "autoencoder": AutoencoderSpec,
     "transfer": TransferSpec,
+    "gan": GanSpec,
 }
 
 
@@ -221,6 +243,7 @@ ModelSpec = Annotated[
     | Annotated[RnnSpec, Tag("rnn")]
     | Annotated[TextSpec, Tag("text")]
     | Annotated[AutoencoderSpec, Tag("autoencoder")]
-    | Annotated[TransferSpec, Tag("transfer")],
+    | Annotated[TransferSpec, Tag("transfer")]
+    | Annotated[GanSpec, Tag("gan")],
     Discriminator(_model_family),
 ]

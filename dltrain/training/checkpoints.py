@@ -21,6 +21,19 @@ STATE_FILE = "state.json"
 BEST_FILE = "best.keras"
 
 
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """``min`` or ``max`` for a monitored quantity; ``auto`` decides by its name.
+
+    Keras's own ``auto`` gives up on names it does not know (a GAN's ``val_g_loss``, say).
+    """
+    if mode != "auto":
+        return mode
+    return "max" if any(word in monitor for word in _HIGHER_IS_BETTER) else "min"
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """Keras's EarlyStopping whose counters and best weights carry over a resume.
 
@@ -59,7 +72,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.folder = run_dir / CHECKPOINTS
         self.folder.mkdir(exist_ok=True)
         self.monitor = monitor
-        self.maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
+        self.maximize = monitor_mode(monitor, mode) == "max"
         self.stopper = stopper
         previous = load_state(run_dir)
         self.best: float | None = previous.get("best_value") if previous else None

@@ -27,7 +27,7 @@ from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.models.transfer import unfreeze
 from dltrain.recipe import LoadedRecipe
-from dltrain.recipe.models import TransferSpec
+from dltrain.recipe.models import GanSpec, TransferSpec
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import (
     HISTORY_FILE,
@@ -50,6 +50,7 @@ from dltrain.training.checkpoints import (
     ResumableEarlyStopping,
     best_weights,
     load_state,
+    monitor_mode,
 )
 from dltrain.training.curves import plot_learning_curves
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
@@ -174,7 +175,14 @@ def train(
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
     autoencoder = recipe.model.family == "autoencoder"  # learns its input: labels unused
-    task = Task.RECONSTRUCTION if autoencoder else Task(dataset.manifest["task"])
+    gan = isinstance(recipe.model, GanSpec)  # learns to make images: labels unused
+    task = (
+        Task.RECONSTRUCTION
+        if autoencoder
+        else Task.GENERATION
+        if gan
+        else Task(dataset.manifest["task"])
+    )
     monitor = spec.early_stopping.monitor
     if spec.early_stopping.enabled:
         check_monitor(monitor, task)
@@ -216,7 +224,7 @@ def train(
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
     steps_per_epoch = math.ceil(len(train_y) / spec.batch_size)
-    if autoencoder:
+    if autoencoder or gan:
         train_y, val_y = (np.zeros(len(y), dtype="float32") for y in (train_y, val_y))
     seed = recipe.seed + initial_epoch
     train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=seed)
@@ -229,8 +237,14 @@ def train(
             train_spec.epochs,
             steps_per_epoch,
         )
+        optimizer = make_optimizer(train_spec.optimizer, schedule)
+        if isinstance(recipe.model, GanSpec):
+            rate = recipe.model.discriminator_learning_rate or train_spec.optimizer.learning_rate
+            d_spec = train_spec.optimizer.model_copy(update={"learning_rate": rate})
+            model.compile(optimizer=optimizer, d_optimizer=make_optimizer(d_spec, rate))
+            return
         model.compile(
-            optimizer=make_optimizer(train_spec.optimizer, schedule),
+            optimizer=optimizer,
             loss=reconstruction_loss if autoencoder else default_loss(task),
             metrics=[] if autoencoder else training_metrics(task),
         )
@@ -266,7 +280,7 @@ def train(
             resumed_stopper = {**resumed_stopper, "best_weights": best_weights(run_dir)}
         stopper = ResumableEarlyStopping(
             monitor=es.monitor,
-            mode=es.mode,
+            mode=monitor_mode(es.monitor, es.mode),
             patience=es.patience,
             min_delta=es.min_delta,
             start_from_epoch=es.start_epoch,
@@ -278,6 +292,17 @@ def train(
     callbacks.append(
         EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
     )
+    if isinstance(recipe.model, GanSpec):
+        from dltrain.models.gan import SampleGrid
+
+        callbacks.append(
+            SampleGrid(
+                run_dir / "samples",
+                dataset.manifest,
+                recipe.model.samples,
+                recipe.model.latent_dim,
+            )
+        )
     budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if budget is not None:
         callbacks.append(budget)

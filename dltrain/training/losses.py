@@ -39,6 +39,8 @@ def logged_names(task: Task) -> list[str]:
     """Every name an epoch's logs carry, for checking ``monitor`` before training starts."""
     if task == Task.RECONSTRUCTION:
         names = ["loss"]  # the mean reconstruction error
+    elif task == Task.GENERATION:
+        names = ["loss", "d_loss", "g_loss"]  # loss = d_loss + g_loss
     elif task.is_classification:
         names = ["loss", "accuracy"]
     else:

@@ -196,3 +196,24 @@ def test_transfer_freezes_then_fine_tunes_at_a_lower_rate(project: Path) -> None
     assert [row["epoch"] for row in rows] == ["0", "1"]  # one history across both phases
     frozen_rate, fine_rate = (float(row["learning_rate"]) for row in rows)
     assert frozen_rate == pytest.approx(0.01) and fine_rate == pytest.approx(0.001)
+
+
+def test_gan_trains_from_the_shell_and_saves_sample_grids(project: Path) -> None:
+    code, _, err = invoke(
+        "train",
+        "--epochs",
+        "2",
+        "--set",
+        "model={family: gan, latent_dim: 8, filters: [8, 4], samples: 4}",
+        "--set",
+        "train.early_stopping.monitor=val_g_loss",
+    )
+    assert code == 0, err
+    (run,) = runs(project)
+    rows = history(run)
+    assert {"d_loss", "g_loss", "val_d_loss", "val_g_loss"} <= set(rows[0])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch-0001.png",
+        "epoch-0002.png",
+    ]
+    assert (run / "model.keras").is_file()
