@@ -52,10 +52,11 @@ from dltrain.training.checkpoints import (
     load_state,
     monitor_mode,
 )
+from dltrain.training.compile import compile_parts
 from dltrain.training.curves import plot_learning_curves
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
-from dltrain.training.losses import default_loss, logged_names, training_metrics
-from dltrain.training.optimizers import make_optimizer, make_schedule
+from dltrain.training.losses import logged_names
+from dltrain.training.optimizers import make_optimizer
 
 CURVES_FILE = "learning_curves.png"
 SUMMARY_FILE = "model_summary.txt"
@@ -231,30 +232,25 @@ def train(
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
     def compile_model(model: keras.Model, train_spec: TrainSpec) -> Any:
-        schedule = make_schedule(
-            train_spec.lr_schedule,
-            train_spec.optimizer.learning_rate,
-            train_spec.epochs,
-            steps_per_epoch,
-        )
-        optimizer = make_optimizer(train_spec.optimizer, schedule)
+        parts = compile_parts(train_spec, task, dataset.manifest, steps_per_epoch)
         if isinstance(recipe.model, GanSpec):
             rate = recipe.model.discriminator_learning_rate or train_spec.optimizer.learning_rate
             d_spec = train_spec.optimizer.model_copy(update={"learning_rate": rate})
-            model.compile(optimizer=optimizer, d_optimizer=make_optimizer(d_spec, rate))
-            return
-        model.compile(
-            optimizer=optimizer,
-            loss=reconstruction_loss if autoencoder else default_loss(task),
-            metrics=[] if autoencoder else training_metrics(task),
-        )
+            model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
+            return parts
+        if autoencoder:
+            model.compile(optimizer=parts.optimizer, loss=reconstruction_loss)
+        else:
+            model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
+        return parts
 
     with plan.strategy.scope():
+        parts = compile_parts(spec, task, dataset.manifest, steps_per_epoch)
         if state is not None:
             model = load_model(run_dir / CHECKPOINTS / state["checkpoint"])
         else:
             model = build_model(recipe.model, ModelIO(dataset.manifest))
-            compile_model(model, spec)
+            parts = compile_model(model, spec)
     if plan.jit_compile is not None:
         model.jit_compile = plan.jit_compile
     summary: list[str] = []
@@ -269,6 +265,7 @@ def train(
         ProgressDisplay(
             console, epochs=spec.epochs, steps_per_epoch=steps_per_epoch, batch_size=spec.batch_size
         ),
+        *parts.callbacks,
     ]
     if spec.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
@@ -320,6 +317,7 @@ def train(
             epochs=first_end,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
+            class_weight=parts.class_weight,
             verbose=0,
             shuffle=False,  # the input pipeline already reshuffles every epoch
         )
@@ -343,6 +341,7 @@ def train(
                 epochs=spec.epochs,
                 initial_epoch=first_end,
                 callbacks=callbacks,
+                class_weight=parts.class_weight,
                 verbose=0,
                 shuffle=False,  # the input pipeline already reshuffles every epoch
             )
