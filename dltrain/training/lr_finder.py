@@ -11,9 +11,10 @@ backwards), and two rates are read off it:
   fastai's original rule. It is the fastest rate that stays clear of the blow-up.
 - **steepest descent**: where the loss falls fastest against log(rate), reported as the cautious
   alternative. The sweep also trains while it climbs, so the loss first falls fastest while the
-  model is still fresh, which puts this point low. On the bundled MNIST demo (Adam, batch 64) it
-  was 9e-5 while minimum ÷ 10 was 2e-3; three-epoch runs at 1e-4, 4e-4, 2e-3 and 1e-2 reached
-  0.950, 0.979, 0.992 and 0.989 validation accuracy (benchmarks/RESULTS.md).
+  model is still fresh, which puts this point low, and it moves more from run to run. On the
+  bundled MNIST demo (Adam, batch 64) it was 1e-4 to 1.5e-4 while minimum ÷ 10 was 0.0017 both
+  times; three-epoch runs at 1.5e-4, 0.0017, 0.002 (the recipe's) and 0.017 reached 0.965,
+  0.986, 0.988 and 0.990 validation accuracy (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
