@@ -42,6 +42,8 @@ def loaded_heavy_modules(*args: str) -> list[str]:
         ["prepare", "--help"],
         ["init", "--help"],
         ["train", "--help"],
+        ["tune", "--help"],
+        ["tune", "--recipe", "mnist_demo", "--print-recipe"],
         ["evaluate", "--help"],
         ["predict", "--help"],
         ["export", "--help"],

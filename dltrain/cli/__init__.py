@@ -16,6 +16,7 @@ from dltrain.cli.predict import predict
 from dltrain.cli.prepare import prepare
 from dltrain.cli.runs import runs
 from dltrain.cli.train import train
+from dltrain.cli.tune import tune
 
 app = typer.Typer(
     name="dltrain",
@@ -55,6 +56,7 @@ app.command()(predict)
 app.command()(export)
 app.command()(runs)
 app.command("find-lr")(find_lr)
+app.command()(tune)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.models import CnnSpec, ModelSpec
+from dltrain.recipe.tune import TuneSpec
 
 
 class Section(BaseModel):
@@ -430,3 +431,6 @@ class Recipe(Section):
     model: ModelSpec = Field(default_factory=CnnSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    tune: TuneSpec | None = Field(
+        None, description="What `dltrain tune` searches; see dltrain/recipe/tune.py."
+    )

@@ -1,0 +1,284 @@
+"""Tuning benchmark: does Hyperband pruning halve the wall time of a search without losing the best?
+
+Two `dltrain tune` searches over the same space, with the same sampler (TPE), seed and number of
+trials, on the same documented subset of Fashion-MNIST: one with `--pruner none`, one with
+`--pruner hyperband`. The goals (issue 6): the pruned search takes at most 0.5x the unpruned one's
+wall time, and its best validation accuracy is within 0.5 percentage points. Also reported:
+trials per hour on this machine.
+
+How it measures:
+  1. Writes the subset as an .npz (arrays x_train/y_train/x_test/y_test) into benchmarks/work/tune/:
+     a stratified random --train-size images of the 60k training set (seed 0) and 2,000 of the
+     test set. dltrain splits the training images 80/20 into train and validation.
+  2. `dltrain prepare` once (untimed); both searches reuse the prepared data.
+  3. Times each `dltrain tune` process from start to exit (the searches run one after the other;
+     --order says which first), reading its --json document for the best value and trial states.
+
+    .venv/bin/python benchmarks/tune_fashion_mnist.py                       # 10 trials, 9 epochs
+    .venv/bin/python benchmarks/tune_fashion_mnist.py --trials 3 --epochs 2 --train-size 2000
+    .venv/bin/python benchmarks/tune_fashion_mnist.py --write-results       # update RESULTS.md
+
+Run it on a quiet machine: anything else using the CPUs shows up in the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+WORK = BENCH_DIR / "work" / "tune"  # git-ignored
+RESULTS = BENCH_DIR / "RESULTS.md"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
+RECIPE_NAME = "tune_bench_fashion"
+SECTION_TITLE = "## Fashion-MNIST: tune with and without Hyperband pruning"
+GOAL_TIME_RATIO = 0.5
+GOAL_ACCURACY_GAP = 0.005  # 0.5 percentage points
+CHILD_ENV = {**os.environ, "NO_COLOR": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+SPACE: dict[str, Any] = {
+    "train.optimizer.learning_rate": {"log_uniform": [1.0e-4, 3.0e-2]},
+    "train.batch_size": {"choice": [64, 128, 256]},
+    "model.dropout": {"uniform": [0.0, 0.6]},
+    "model.filters": {"choice": [[16, 32], [32, 64]]},
+}
+
+
+class BenchmarkError(Exception):
+    """A step failed; the message says which and why."""
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip) as a NumPy array: big-endian header, then unsigned bytes."""
+    raw = gzip.decompress(path.read_bytes())
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def write_subset(data: Path, train_size: int, out: Path) -> dict[str, Any]:
+    """A stratified random subset of Fashion-MNIST as an .npz dltrain reads."""
+    x_train = read_idx(data / "train-images-idx3-ubyte.gz")
+    y_train = read_idx(data / "train-labels-idx1-ubyte.gz")
+    x_test = read_idx(data / "t10k-images-idx3-ubyte.gz")
+    y_test = read_idx(data / "t10k-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(0)
+    per_class = train_size // 10
+    picked = np.concatenate(
+        [rng.choice(np.flatnonzero(y_train == c), per_class, replace=False) for c in range(10)]
+    )
+    rng.shuffle(picked)
+    test_picked = rng.choice(len(y_test), 2000, replace=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out,
+        x_train=x_train[picked],
+        y_train=y_train[picked],
+        x_test=x_test[test_picked],
+        y_test=y_test[test_picked],
+    )
+    return {"train_images": int(len(picked)), "test_images": 2000, "per_class": per_class}
+
+
+def write_recipe(source: Path, epochs: int, trials: int) -> Path:
+    recipe = {
+        "name": RECIPE_NAME,
+        "description": "Benchmark: TPE search with and without Hyperband pruning.",
+        "seed": 42,
+        "data": {"source": str(source), "split": {"validation": 0.2}, "scaling": "unit"},
+        "model": {"family": "cnn", "filters": [32, 64], "dense": [64], "dropout": 0.3},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 128,
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            # Off, so that only the pruner decides when a trial stops early.
+            "early_stopping": {"enabled": False},
+        },
+        "tune": {
+            "objective": "val_accuracy",
+            "num_trials": trials,
+            "sampler": "tpe",
+            "space": SPACE,
+        },
+    }
+    path = WORK / f"{RECIPE_NAME}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def dltrain(*args: str, what: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "dltrain", *args]
+    done = subprocess.run(command, cwd=WORK, env=CHILD_ENV, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-30:])
+        raise BenchmarkError(
+            f"{what} failed with exit code {done.returncode}.\ncommand: {shlex.join(command)}\n"
+            f"--- stderr (last 30 lines) ---\n{tail}"
+        )
+    return done
+
+
+def run_search(recipe: Path, pruner: str) -> dict[str, Any]:
+    """One timed `dltrain tune` process; its JSON document plus the wall time."""
+    study = f"bench-{pruner}"
+    started = time.perf_counter()
+    done = dltrain(
+        "tune",
+        "--recipe",
+        str(recipe),
+        "--pruner",
+        pruner,
+        "--study-name",
+        study,
+        "--json",
+        what=f"dltrain tune --pruner {pruner}",
+    )
+    seconds = time.perf_counter() - started
+    document = json.loads(done.stdout)
+    states = document["counts"]
+    epochs = [t["epochs_run"] or 0 for t in document["trials"]]
+    return {
+        "pruner": pruner,
+        "seconds": seconds,
+        "best": document["best"]["value"] if document["best"] else None,
+        "best_trial": document["best"]["trial"] if document["best"] else None,
+        "best_params": document["best"]["params"] if document["best"] else None,
+        "states": states,
+        "epochs_trained": int(sum(epochs)),
+        "trials": len(document["trials"]),
+    }
+
+
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def render(
+    args: argparse.Namespace,
+    subset: dict[str, Any],
+    runs: dict[str, dict[str, Any]],
+    loads: tuple[str, str],
+) -> str:
+    none, band = runs["none"], runs["hyperband"]
+    ratio = band["seconds"] / none["seconds"]
+    gap = (none["best"] or 0.0) - (band["best"] or 0.0)
+    time_met = "met" if ratio <= GOAL_TIME_RATIO else "NOT met"
+    acc_met = "met" if gap <= GOAL_ACCURACY_GAP else "NOT met"
+    command = (
+        "python benchmarks/tune_fashion_mnist.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in (
+                ("trials", args.trials),
+                ("epochs", args.epochs),
+                ("train_size", args.train_size),
+                ("order", args.order),
+            )
+        )
+        + " --write-results"
+    )
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `.venv/bin/{command}` "
+        f"(from the repository root).",
+        "",
+        f"- **Machine:** {os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}; load average (1 min) {loads[0]} before, "
+        f"{loads[1]} after. Other work shared the machine; wall times are as measured.",
+        f"- **Data:** a stratified random {subset['train_images']:,} of Fashion-MNIST's 60,000 "
+        f"training images ({subset['per_class']} per class, NumPy seed 0), split 80/20 into "
+        f"train and validation by dltrain (seed 42); the objective is the best epoch's "
+        f"val_accuracy.",
+        f"- **Search:** TPE (seed 42), {args.trials} trials, up to {args.epochs} epochs each, "
+        f"early stopping off; one trial at a time. Space: learning rate log-uniform "
+        f"[1e-4, 3e-2], batch size {{64, 128, 256}}, dropout [0, 0.6], filters {{[16, 32], "
+        f"[32, 64]}}. Hyperband: min 1 epoch, max {args.epochs}, reduction factor 3.",
+        "",
+        "| search | wall s | trials/hour | epochs trained | complete / pruned / failed "
+        "| best val_accuracy (trial) |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for key, label in (("none", "no pruning"), ("hyperband", "Hyperband pruning")):
+        r = runs[key]
+        s = r["states"]
+        lines.append(
+            f"| {label} | {r['seconds']:.0f} | {r['trials'] * 3600 / r['seconds']:.1f} | "
+            f"{r['epochs_trained']} | {s.get('complete', 0)} / {s.get('pruned', 0)} / "
+            f"{s.get('fail', 0)} | {r['best']:.4f} ({r['best_trial']}) |"
+        )
+    lines += [
+        "",
+        f"**Pruned / unpruned wall time = {ratio:.3f}** (goal <= {GOAL_TIME_RATIO}: {time_met}); "
+        f"**best val_accuracy gap = {gap * 100:+.2f} points** (unpruned minus pruned; goal <= "
+        f"{GOAL_ACCURACY_GAP * 100:.1f}: {acc_met}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(section: str) -> None:
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else "# Benchmark results\n"
+    if SECTION_TITLE in text:
+        head, _, rest = text.partition(SECTION_TITLE)
+        following = rest.find("\n## ")
+        text = head + section + (rest[following + 1 :] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--train-size", type=int, default=12000)
+    parser.add_argument("--order", choices=["none-first", "hyperband-first"], default="none-first")
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args()
+    try:
+        if WORK.exists():
+            shutil.rmtree(WORK)  # fresh studies and runs: a resumed study would not be a measure
+        WORK.mkdir(parents=True)
+        subset = write_subset(args.data, args.train_size, WORK / "fashion_subset.npz")
+        recipe = write_recipe(WORK / "fashion_subset.npz", args.epochs, args.trials)
+        dltrain("prepare", "--recipe", str(recipe), what="dltrain prepare")
+        order = ["none", "hyperband"] if args.order == "none-first" else ["hyperband", "none"]
+        before = load_average()
+        runs = {}
+        for pruner in order:
+            print(f"searching with --pruner {pruner} …", file=sys.stderr, flush=True)
+            runs[pruner] = run_search(recipe, pruner)
+            print(json.dumps(runs[pruner]), file=sys.stderr, flush=True)
+        section = render(args, subset, runs, (before, load_average()))
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    print(section)
+    (WORK / "last.json").write_text(json.dumps(runs, indent=2), encoding="utf-8")
+    if args.write_results:
+        write_results(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""The Optuna study behind `dltrain tune`: storage, sampler, pruner, identity and recovery.
+
+A study lives in a SQL database that Optuna's own tools read (``optuna trials --storage URL``):
+an SQLite file in ``runs/<recipe>/tune/`` by default, or any SQLAlchemy URL (PostgreSQL, MySQL)
+shared by tuners on many machines. Each worker process is identified in its trials' user
+attributes, and records heartbeats while a trial runs, so a trial whose worker died is found,
+marked failed and queued again with the same parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import socket
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
+from optuna.trial import FrozenTrial, TrialState
+
+from dltrain.errors import DltrainError, RecipeError, RunError, UsageError
+from dltrain.recipe.schema import Recipe
+from dltrain.recipe.tune import Direction, PrunerName, SamplerName, TuneSpec
+from dltrain.runs import runs_dir
+from dltrain.tuning.space import SearchSpace
+
+STUDY_ATTR = "dltrain"  # the study's user attribute recording what it was started from
+HEARTBEAT_SECONDS = 10
+# A trial whose worker has not beaten for this long is taken for dead (a remote machine lost).
+# Dead workers on this machine are found at once by their process id instead.
+GRACE_SECONDS = 60
+# Recipe fields that may differ between workers and sessions of one study: where the data sits
+# on each machine, and how long or how hard this session searches.
+_FREE_FIELDS = ("data.source",)
+_FREE_TUNE_FIELDS = (
+    "num_trials",
+    "timeout",
+    "trial_timeout",
+    "max_consecutive_failures",
+    "study_name",
+    "sampler",
+    "pruner",
+    "min_epochs",
+    "reduction_factor",
+)
+
+
+def silence_optuna() -> None:
+    """Keep Optuna's log lines and warnings off the user's terminal; dltrain reports trials.
+
+    Process-wide filters rather than ``warnings.catch_warnings``, which is not thread-safe and
+    the tuner's worker threads call Optuna.
+    """
+    optuna.logging.disable_default_handler()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    warnings.filterwarnings("ignore", module=r"optuna(\..*)?$")
+
+
+silence_optuna()
+
+
+def tune_root(workdir: Path, name: str) -> Path:
+    """``runs/<recipe>/tune/``: the default study database and one folder per study."""
+    return runs_dir(workdir, name) / "tune"
+
+
+def default_storage(workdir: Path, name: str) -> str:
+    """The embedded SQLite database of recipe ``name``'s studies."""
+    return f"sqlite:///{(tune_root(workdir, name) / 'study.db').resolve()}"
+
+
+def display_url(url: str) -> str:
+    """The storage URL with any password hidden, for messages and reports."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads; say it as given, it holds no parsed secret
+        return url
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """Connect to a study database, creating Optuna's tables on first use.
+
+    Args:
+        url: an SQLAlchemy URL: ``sqlite:///path``, ``postgresql://user@host/db``, …
+        heartbeat: record worker heartbeats and set up the schema (the tuner); trial processes
+            leave it off.
+
+    Raises:
+        UsageError: not a database URL.
+        RunError: the database cannot be reached or its driver is not installed.
+    """
+    shown = display_url(url)
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Several trial processes write to one file; wait for the lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": 120}
+    else:
+        engine_kwargs["pool_pre_ping"] = True  # survive a server restart between trials
+    if url.startswith(("postgresql://", "postgres://")):
+        # The driver dltrain installs (psycopg 3), whichever one this SQLAlchemy defaults to.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    for attempt in range(5):
+        try:
+            return _connect(url, engine_kwargs, heartbeat)
+        except Exception as exc:
+            # Tuners started at the same moment on a fresh database race to create Optuna's
+            # tables; the loser's CREATE fails, and a moment later the tables are there.
+            if attempt < 4 and ("duplicate key" in str(exc) or "already exists" in str(exc)):
+                time.sleep(random.uniform(0.2, 1.0))
+                continue
+            raise _storage_error(exc, shown) from None
+    raise AssertionError("unreachable")
+
+
+def _connect(
+    url: str, engine_kwargs: dict[str, Any], heartbeat: bool
+) -> optuna.storages.RDBStorage:
+    with quiet_optuna():  # heartbeats are "experimental" in Optuna, and say so each time
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_SECONDS if heartbeat else None,
+            grace_period=GRACE_SECONDS if heartbeat else None,
+            heartbeat_stale_trial_callback=_StaleRequeue() if heartbeat else None,
+            # A trial process joins a database its tuner already set up: skip the schema
+            # checks, which cost a second per trial.
+            skip_compatibility_check=not heartbeat,
+            skip_table_creation=not heartbeat,
+        )
+
+
+def _storage_error(exc: Exception, shown: str) -> DltrainError:
+    """The user's version of a failure to open the study database."""
+    if isinstance(exc, ImportError):  # Optuna wraps the driver's ModuleNotFoundError
+        driver = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
+        return RunError(
+            f"Cannot open study storage {shown}: its database driver `{driver}` is not "
+            f"installed. dltrain installs psycopg for postgresql:// URLs; for another database "
+            f"install its SQLAlchemy driver (pip install pymysql for mysql+pymysql://)."
+        )
+    if type(exc).__name__ == "ArgumentError":
+        return UsageError(
+            f"--storage {shown} is not a database URL. Expected an SQLAlchemy URL such as "
+            f"sqlite:///runs/study.db or postgresql://user:password@host:5432/dbname."
+        )
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return RunError(
+        f"Cannot open study storage {shown}: {detail}. Check that the database server is "
+        f"running and reachable, that the database exists and that the user may write to it."
+    )
+
+
+def make_sampler(spec: TuneSpec, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler the recipe names, seeded."""
+    name = spec.sampler
+    if name is SamplerName.RANDOM:
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name is SamplerName.GRID:
+        return _GridSampler(space.grid(), seed=seed)
+    if name is SamplerName.CMAES:
+        return optuna.samplers.CmaEsSampler(
+            seed=seed,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_independent_sampling=False,  # choices are drawn at random; CMA-ES needs numbers
+        )
+    if name is SamplerName.QMC:
+        return optuna.samplers.QMCSampler(
+            seed=seed,
+            scramble=True,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_independent_sampling=False,
+            warn_asynchronous_seeding=False,
+        )
+    conditional = any(p.when for p in space.params.values())
+    # Optuna's default of 10 random start-up trials spends half of a 20-trial budget blind; a
+    # third of the budget (at least 3) leaves TPE most of it to model.
+    budget = spec.num_trials or 30
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=min(10, max(3, budget // 3)),
+        multivariate=True,  # models parameters jointly: learning rate and batch size interact
+        group=conditional,  # needed for multivariate TPE over conditional parameters
+        constant_liar=True,  # parallel workers avoid proposing what is already running
+        warn_independent_sampling=False,
+    )
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, without stopping an ``optimize`` loop dltrain does not use.
+
+    dltrain's own loop stops when the study holds as many trials as the grid has points.
+    """
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Any,
+    ) -> None:
+        return None
+
+
+def pruner_config(spec: TuneSpec, max_epochs: int) -> dict[str, Any]:
+    """What a trial process needs to build the same pruner (see ``make_pruner``)."""
+    return {
+        "name": spec.pruner.value,
+        "min_epochs": spec.min_epochs,
+        "max_epochs": max(max_epochs, spec.min_epochs),
+        "reduction_factor": spec.reduction_factor,
+    }
+
+
+def make_pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner a ``pruner_config`` describes; steps are 1-based epochs."""
+    name = PrunerName(config["name"])
+    low, high, factor = config["min_epochs"], config["max_epochs"], config["reduction_factor"]
+    if name is PrunerName.HYPERBAND:
+        return optuna.pruners.HyperbandPruner(
+            min_resource=low, max_resource=high, reduction_factor=factor
+        )
+    if name is PrunerName.SUCCESSIVE_HALVING:
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=low, reduction_factor=factor)
+    if name is PrunerName.MEDIAN:
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=low)
+    return optuna.pruners.NopPruner()
+
+
+def study_identity(recipe: Recipe, spec: TuneSpec) -> dict[str, Any]:
+    """What makes two sessions the same study: the recipe as trained, the objective, the space.
+
+    Where the data sits and how long a session runs may differ between sessions and machines.
+    """
+    document = recipe.model_dump(mode="json")
+    for dotted in _FREE_FIELDS:
+        section, key = dotted.split(".")
+        document[section].pop(key, None)
+    tune = document.pop("tune") or {}
+    for key in _FREE_TUNE_FIELDS:
+        tune.pop(key, None)
+    tune["direction"] = spec.resolved_direction.value
+    return {"recipe": document, "tune": tune}
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[str] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+@dataclass(frozen=True)
+class OpenedStudy:
+    study: optuna.Study
+    storage: optuna.storages.RDBStorage
+    created: bool  # this process created it (rather than joining or resuming it)
+
+
+def open_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    spec: TuneSpec,
+    identity: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> OpenedStudy:
+    """Create the study, or join it if it exists and was started from the same recipe.
+
+    Args:
+        storage: the study database.
+        name: the study's name.
+        spec: the tune section (for the direction).
+        identity: ``study_identity`` of this session's recipe.
+        sampler: the sampler (a process joining a study should then reseed it, see
+            ``joining_seed``).
+        pruner: the pruner.
+
+    Raises:
+        RecipeError: a study of that name was started from another recipe, objective or space.
+    """
+    direction: Literal["minimize", "maximize"] = (
+        "maximize" if spec.resolved_direction is Direction.MAXIMIZE else "minimize"
+    )
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
+        )
+        study.set_user_attr(STUDY_ATTR, identity)
+        return OpenedStudy(study, storage, created=True)
+    except DuplicatedStudyError:
+        pass
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    shown = display_url(storage.url)
+    hint = (
+        f"Give this search its own name (--study-name {name}-2), or delete the old study with "
+        f"`optuna delete-study --storage {shown} --study-name {name}`."
+    )
+    if study.direction.name.lower() != direction:
+        raise RecipeError(
+            f"Study '{name}' in {shown} {study.direction.name.lower()}s its objective, but the "
+            f"recipe asks to {direction} {spec.objective}. {hint}"
+        )
+    recorded = _wait_for_identity(study)
+    if recorded is None:
+        if study.trials:
+            raise RecipeError(
+                f"Study '{name}' in {shown} was not created by dltrain tune (it has no record of "
+                f"its recipe), so its trials cannot be resumed from this recipe. {hint}"
+            )
+        study.set_user_attr(STUDY_ATTR, identity)
+    elif recorded != identity:
+        changed = _differences(recorded, identity)
+        listed = ", ".join(f"`{c}`" for c in changed[:8]) + (" …" if len(changed) > 8 else "")
+        raise RecipeError(
+            f"Study '{name}' in {shown} was started from a different recipe: {listed} changed "
+            f"since. Its trials would not be comparable with new ones. Change the recipe back to "
+            f"resume it, or {hint[0].lower()}{hint[1:]}"
+        )
+    return OpenedStudy(study, storage, created=False)
+
+
+def _wait_for_identity(study: optuna.Study) -> Any:
+    # A worker that starts at the same moment as the study's creator may look before the creator
+    # has recorded the recipe; give it a few seconds.
+    for _ in range(20):
+        recorded = study.user_attrs.get(STUDY_ATTR)
+        if recorded is not None or study.trials:
+            return recorded
+        time.sleep(0.25)
+        study = optuna.load_study(study_name=study.study_name, storage=study._storage)
+    return None
+
+
+def joining_seed(seed: int, study: optuna.Study) -> int:
+    """A sampler seed for a worker joining or resuming a study: differs per process and session."""
+    text = f"{seed}:{len(study.trials)}:{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+# --- workers and their trials -----------------------------------------------------------------
+
+
+def _boot_id() -> str | None:
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return None
+
+
+def _process_start(pid: int) -> str | None:
+    # Field 22 of /proc/<pid>/stat: start time in ticks since boot; tells a reused pid apart.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    return None
+
+
+def this_worker() -> dict[str, Any]:
+    """How this process names itself in the trials it runs."""
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "boot": _boot_id(),
+        "started": _process_start(pid),
+    }
+
+
+def worker_is_dead(worker: Any) -> bool:
+    """Whether a worker recorded on this machine is certainly gone (others: unknown → False)."""
+    if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
+        return False
+    if worker.get("boot") and _boot_id() and worker["boot"] != _boot_id():
+        return True  # the machine rebooted since
+    pid = worker.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    started = _process_start(pid)
+    return bool(worker.get("started") and started and started != worker["started"])
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a new trial with the parameters of one that was cut short."""
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+class _StaleRequeue:
+    """Optuna's stale-trial callback: queue the trial again (called once, by whoever failed it)."""
+
+    def __init__(self) -> None:
+        self.recovered: list[int] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        requeue(study, trial)
+        self.recovered.append(trial.number)
+
+
+def recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail and queue again the running trials whose worker is gone; return their numbers.
+
+    Workers on this machine are checked by process id, so rerunning a killed ``dltrain tune``
+    resumes at once; workers elsewhere are taken for dead when their heartbeat is older than
+    ``GRACE_SECONDS``. Of several tuners finding the same trial, only the one whose update
+    succeeds queues it again.
+    """
+    recovered: list[int] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not worker_is_dead(trial.user_attrs.get("worker")):
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            continue  # another tuner got there first
+        requeue(study, trial)
+        recovered.append(trial.number)
+    callback = getattr(study._storage, "heartbeat_stale_trial_callback", None)
+    optuna.storages.fail_stale_trials(study)
+    if isinstance(callback, _StaleRequeue):
+        recovered += callback.recovered
+        callback.recovered.clear()
+    return recovered
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Whether a trial uses up one of ``num_trials``: all do but those cut short and requeued."""
+    if trial.state is TrialState.FAIL:
+        return "fail_reason" in trial.user_attrs and not trial.user_attrs.get("interrupted")
+    return True
+
+
+def budget_used(study: optuna.Study) -> int:
+    return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence every warning for a block (main thread only; see ``silence_optuna``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

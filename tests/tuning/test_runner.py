@@ -1,0 +1,183 @@
+"""The tuner with real studies, real subprocesses and a TensorFlow-free trial (fake_trial.py).
+
+Each trial runs in its own process exactly as with real training; only the training inside it is
+simulated, so these tests take seconds. tests/cli/test_tune.py runs real training end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import dltrain.tuning.runner as runner
+from dltrain.cli import app
+from tests.conftest import RecipeWriter
+from tests.tuning.fake_trial import COMMAND as FAKE_TRIAL
+from tests.tuning.fake_trial import LAUNCHER
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path, idx_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "TRIAL_COMMAND", FAKE_TRIAL)
+    return tmp_path
+
+
+def write_tuned(write_recipe: RecipeWriter, source: Path, **tune: Any) -> Path:
+    return write_recipe(source, train={"epochs": 3}, tune={"pruner": "none", **tune})
+
+
+def test_failed_trials_are_recorded_with_their_reason_and_the_study_goes_on(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(
+        write_recipe,
+        idx_folder,
+        sampler="grid",
+        space={"train.batch_size": [13, 17, 19, 32]},  # crash, OOM-kill, diverge, fine
+    )
+    code, out, err = invoke("tune", "--json", "--jobs", "2")
+    assert code == 0, err
+    document = json.loads(out)
+    trials = {t["params"]["train.batch_size"]: t for t in document["trials"]}
+    assert sorted(trials) == [13, 17, 19, 32]  # the grid, each point once
+    assert trials[13]["state"] == "fail"
+    assert "RuntimeError: simulated crash" in trials[13]["reason"]
+    assert trials[17]["state"] == "fail" and "SIGKILL" in trials[17]["reason"]
+    assert "out of memory" in trials[17]["reason"]
+    assert trials[19]["state"] == "fail" and "diverged" in trials[19]["reason"]
+    assert trials[32]["state"] == "complete" and trials[32]["epochs_run"] == 3
+    assert document["best"]["trial"] == trials[32]["number"]
+    assert document["counts"] == {"fail": 3, "complete": 1}
+    log = project / "runs/tiny/tune/tiny/trials" / f"{trials[13]['number']:05d}" / "train.log"
+    assert "Traceback" in log.read_text()  # the crash's details are kept for the user
+    assert "failed" in err and "simulated crash" in err
+
+
+def test_a_study_where_every_trial_fails_exits_1(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(write_recipe, idx_folder, sampler="grid", space={"train.batch_size": [13]})
+    code, out, err = invoke("tune")
+    assert code == 1, err
+    assert "No trial of study 'tiny' completed (1 fail)" in err
+    assert "Traceback" not in err
+
+
+def test_an_objective_training_does_not_log_stops_the_study_with_exit_2(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(
+        write_recipe,
+        idx_folder,
+        objective="val_f1",
+        num_trials=5,
+        space={"train.batch_size": [32, 64]},
+    )
+    code, _, err = invoke("tune")
+    assert code == 2, err
+    assert "`tune.objective` is 'val_f1', which training does not log" in err
+    assert "val_accuracy" in err  # it lists what is logged
+    study = optuna.load_study(
+        study_name="tiny", storage=f"sqlite:///{project}/runs/tiny/tune/study.db"
+    )
+    assert len(study.trials) == 1  # stopped after the first, instead of failing five
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def test_best_yaml_is_the_recipe_with_the_winning_values_and_train_accepts_it(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    space = {
+        "train.optimizer.learning_rate": {"log_uniform": [1.0e-3, 1.0e-1]},
+        "model.filters": [[4], [8, 16]],
+        "model.dropout": {"uniform": [0.0, 0.4], "step": 0.1},
+    }
+    write_tuned(write_recipe, idx_folder, sampler="random", num_trials=2, space=space)
+    code, out, err = invoke("tune", "--json")
+    assert code == 0, err
+    best = json.loads(out)["best"]
+    best_yaml = Path(best["recipe"])
+    assert best_yaml == project / "runs/tiny/tune/tiny/best.yaml"
+
+    code, printed, err = invoke("train", "--recipe", str(best_yaml), "--print-recipe")
+    assert code == 0, err
+    resolved = flatten(yaml.safe_load(printed))
+    base = flatten(yaml.safe_load((project / "runs/tiny/tune/tiny/recipe.yaml").read_text()))
+    for path, value in best["params"].items():
+        assert resolved[path] == value  # lists stay lists, stepped floats stay round
+    changed = {k for k in base if resolved.get(k) != base[k]}
+    assert changed <= set(space)  # nothing else moved
+    assert isinstance(resolved["model.filters"], list)
+
+
+def tuner(project: Path, *args: str, epoch_seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, "tune", *args],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FAKE_EPOCH_SECONDS": str(epoch_seconds), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_killing_the_tuner_loses_no_finished_trial_and_a_rerun_resumes(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    space = {"train.optimizer.learning_rate": {"log_uniform": [1.0e-3, 1.0e-1]}}
+    write_tuned(write_recipe, idx_folder, sampler="random", num_trials=3, space=space)
+    process = tuner(project, epoch_seconds=0.4)
+    assert process.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in process.stderr:  # one line per finished trial when not on a terminal
+        if "trial   0  complete" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)  # trial 1 is now training
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    storage = f"sqlite:///{project}/runs/tiny/tune/study.db"
+    before = optuna.load_study(study_name="tiny", storage=storage).trials
+    finished = {t.number: t.value for t in before if t.state.is_finished()}
+    assert sorted(finished) == [0]
+    (cut,) = [t for t in before if t.state.name == "RUNNING"]
+
+    code, out, err = invoke("tune", "--json")  # the rerun, in this process
+    assert code == 0, err
+    document = json.loads(out)
+    assert f"Trial(s) {cut.number} were cut short" in err
+    trials = {t["number"]: t for t in document["trials"]}
+    for number, value in finished.items():
+        assert trials[number]["value"] == value  # finished trials are kept as they were
+    assert trials[cut.number]["state"] == "fail"
+    (retry,) = [t for t in trials.values() if t["retry_of"] == cut.number]
+    assert retry["state"] == "complete" and retry["params"] == trials[cut.number]["params"]
+    assert document["counts"] == {"complete": 3, "fail": 1}  # 3 trials; the cut one is redone
+    assert document["session"]["recovered"] == [cut.number]
+    # The orphaned trial process was told to stop when its tuner died, so it never finished.
+    assert not (project / f"runs/tiny/tune/tiny/trials/{cut.number:05d}/result.json").exists()
