@@ -177,7 +177,10 @@ def _value(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        # scores read best with 4 decimals; errors in a target's units (house prices) do not
+        if abs(value) >= 100_000:
+            return f"{value:,.0f}"
+        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
@@ -198,7 +201,7 @@ def render(document: dict[str, Any], console: Console) -> None:
         row = [name, _value(value)]
         if intervals:
             ci = intervals.get(name)
-            row.append(f"{ci['low']:.4f} – {ci['high']:.4f}" if ci else "")
+            row.append(f"{_value(ci['low'])} – {_value(ci['high'])}" if ci else "")
         headline.add_row(*row)
     console.print(headline)
     threshold = document.get("threshold")

@@ -28,7 +28,7 @@ from dltrain.evaluation.gates import (
     check_gate_names,
     compare_with_baseline,
 )
-from dltrain.evaluation.inputs import conform_examples
+from dltrain.evaluation.inputs import TableInput, conform_examples, open_input
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
@@ -200,12 +200,17 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
         split = request.spec.split.value
         dataset = _prepared(run)
         x, y = dataset.load_split(split)
-        source = {"kind": "split", "folder": str(dataset.folder), "split": split}
+        source: dict[str, Any] = {"kind": "split", "folder": str(dataset.folder), "split": split}
         return Examples(x, y, split, source)
+    path = request.data
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.split(".")[0]).strip("_") or "input"
+    if run.model_input.kind in ("table", "text"):
+        x, y = _labelled_table(run, path)
+        source = {"kind": "file", "path": str(path), "files": [str(path)]}
+        return Examples(x, y, f"data-{slug}", source)
     from dltrain.data.sources import read_source
     from dltrain.recipe.schema import DataFormat
 
-    path = request.data
     source_arrays = read_source(path, DataFormat.AUTO)
     xs = [x for x, _ in source_arrays.splits.values()]
     ys = [y for _, y in source_arrays.splits.values()]
@@ -218,20 +223,69 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
             f"{', '.join(run.classes)}). The data's schema differs from the run's; give "
             f"data labelled like the training source."
         )
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.split(".")[0]).strip("_") or "input"
     files = [str(p) for p in source_arrays.files]
     return Examples(x, y, f"data-{slug}", {"kind": "file", "path": str(path), "files": files})
 
 
-def _last_observed(x: np.ndarray, run: RunModel, width: int) -> np.ndarray | None:
-    """The last value of each target in each input window, when the inputs hold the targets."""
-    features = run.manifest.get("features", {})
-    indices = features.get("target_indices") or run.manifest.get("target", {}).get(
-        "feature_indices"
-    )
-    if x.ndim == 3 and indices is not None:
-        return np.asarray(x[:, -1, list(indices)], np.float64)
-    if x.ndim == 3 and x.shape[-1] == width:
+def _labelled_table(run: RunModel, path: Path) -> tuple[Any, np.ndarray]:
+    """A table's feature columns as the model takes them, and its target column as labels.
+
+    Class labels are matched to the run's class names (a trailing '.', as in adult.test, is
+    forgiven); numeric targets are read in their own units.
+
+    Raises:
+        DataError: the target column is absent, or holds labels or values the run cannot score.
+    """
+    model_input = run.model_input
+    reader = open_input(path, model_input, "table")
+    assert isinstance(reader, TableInput)
+    targets = [t for t in model_input.targets if t in reader.extra]
+    if not targets or len(targets) != len(model_input.targets):
+        raise DataError(
+            f"{path} has no target column {', '.join(model_input.targets) or '(unknown)'}, so "
+            f"there is nothing to evaluate against. Give labelled data, or use `dltrain "
+            f"predict` for unlabelled rows."
+        )
+    if run.is_classifier:
+        index = {name: i for i, name in enumerate(run.classes)}
+        raw = [str(v).strip() for v in reader.extra[targets[0]]]
+        labels = [index.get(v, index.get(v.rstrip("."), -1)) for v in raw]
+        unknown = sorted({v for v, i in zip(raw, labels, strict=True) if i < 0})
+        if unknown:
+            raise DataError(
+                f"{path} has target values the run does not know as classes: "
+                f"{', '.join(map(repr, unknown[:8]))}. Its classes: {', '.join(run.classes)}. "
+                f"The data's schema differs from the run's; relabel the rows."
+            )
+        return reader.features, np.asarray(labels, dtype=np.int64)
+    try:
+        values = np.stack([np.asarray(reader.extra[t], dtype=np.float64) for t in targets], 1)
+    except ValueError as exc:
+        raise DataError(
+            f"{path}: the target column(s) {', '.join(targets)} hold values that are not "
+            f"numbers ({exc}). Expected the target in its own units."
+        ) from None
+    if not np.isfinite(values).all():
+        raise DataError(
+            f"{path}: {int((~np.isfinite(values)).any(axis=1).sum())} row(s) have no target "
+            f"value. Drop them; a row without a target cannot be scored."
+        )
+    return reader.features, values[:, 0] if values.shape[1] == 1 else values
+
+
+def _last_observed(x: Any, run: RunModel, width: int) -> np.ndarray | None:
+    """The last value of each target in each input window, when the windows hold the targets.
+
+    The manifest names the window's feature columns and the targets; a univariate series is
+    its own target.
+    """
+    if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
+        return None
+    features = [str(c) for c in run.manifest.get("features", {}).get("columns") or []]
+    targets = run.target_names
+    if x.ndim == 3 and targets and all(t in features for t in targets):
+        return np.asarray(x[:, -1, [features.index(t) for t in targets]], np.float64)
+    if x.ndim == 3 and x.shape[-1] == width and not features:
         return np.asarray(x[:, -1, :], np.float64)
     if x.ndim == 2 and width == 1:
         return np.asarray(x[:, -1], np.float64)
@@ -278,7 +332,11 @@ def score(
         if y.ndim == 3:
             width = y.shape[2]
         scorer = ForecastingScorer(
-            y, outputs.reshape(y.shape), _last_observed(examples.x, run, width), run.target_names
+            y,
+            outputs.reshape(y.shape),
+            _last_observed(examples.x, run, width),
+            run.target_names,
+            width=width,
         )
     elif run.task == "regression":
         y = np.asarray(examples.y)

@@ -9,6 +9,7 @@ match the Keras model's. An export that does not match is never written.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -86,76 +87,131 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def sample_inputs(run: RunModel, model: keras.Model, size: int = SAMPLE_SIZE) -> np.ndarray:
+Inputs = np.ndarray | dict[str, np.ndarray]  # one array, or one per input column (tables)
+
+
+def _first(x: Inputs, size: int) -> Inputs:
+    return {k: v[:size] for k, v in x.items()} if isinstance(x, dict) else x[:size]
+
+
+def _count(x: Inputs) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def sample_inputs(run: RunModel, model: keras.Model, size: int = SAMPLE_SIZE) -> Inputs:
     """Raw inputs to check an export with: the run's validation split, else seeded noise."""
     if run.data_folder is not None:
         try:
             from dltrain.data.store import open_store
 
             x, _ = open_store(run.data_folder).load_split("validation")
-            if isinstance(x, np.ndarray) and len(x):
-                return x[:size]
+            if _count(x):
+                return _first(x, size)
         except DltrainError:
             pass  # the data is gone: synthetic inputs still check the graph
-    spec = model.inputs[0]
-    shape = (size, *spec.shape[1:])
     rng = np.random.default_rng(0)
-    dtype = np.dtype(spec.dtype)
-    if np.issubdtype(dtype, np.integer):
-        return rng.integers(0, 256, size=shape).astype(dtype)
-    return rng.normal(size=shape).astype(dtype)
+    made: dict[str, np.ndarray] = {}
+    for spec in model.inputs:
+        shape = (size, *spec.shape[1:])
+        dtype = str(spec.dtype)
+        if dtype == "string":
+            made[spec.name] = np.full(shape, "", dtype=object)
+        elif np.issubdtype(np.dtype(dtype), np.integer):
+            made[spec.name] = rng.integers(0, 256, size=shape).astype(dtype)
+        else:
+            made[spec.name] = rng.normal(size=shape).astype(dtype)
+    return made if len(made) > 1 or isinstance(model.input, dict) else next(iter(made.values()))
 
 
-def _input_signature(model: keras.Model) -> list[Any]:
-    if len(model.inputs) != 1:
-        raise ExportError(
-            f"The model takes {len(model.inputs)} inputs; dltrain exports single-input models "
-            f"(images, windows, arrays) today. Use --format saved_model, which keeps any inputs."
-        )
-    spec = model.inputs[0]
-    return [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype, name="input")]
+def _tensors(x: Inputs) -> Any:
+    if isinstance(x, dict):
+        return {k: tf.constant(v) for k, v in x.items()}
+    return tf.constant(x)
 
 
 def _saved_model(model: keras.Model, path: Path) -> None:
     model.export(str(path), format="tf_saved_model", verbose=False)
 
 
-def run_saved_model(path: Path, x: np.ndarray) -> np.ndarray:
+def run_saved_model(path: Path, x: Inputs) -> np.ndarray:
     """Outputs of a SavedModel loaded with plain ``tf.saved_model.load`` (no Keras)."""
     loaded = tf.saved_model.load(str(path))
-    return np.asarray(loaded.serve(tf.constant(x)))
+    return np.asarray(loaded.serve(_tensors(x)))
 
 
 def _tflite(model: keras.Model, path: Path) -> None:
+    """Convert with TFLite's built-in kernels; a model that needs more (the string lookups of
+    a table's categories) gets TensorFlow's own kernels too ("select TF ops"), which the
+    LiteRT runtime runs with its Flex delegate."""
     with tempfile.TemporaryDirectory(prefix="dltrain-tflite-") as scratch:
-        _saved_model(model, Path(scratch) / "saved_model")
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "saved_model"))
-        try:
-            with _silenced_stderr():
-                flatbuffer = converter.convert()
-        except Exception as exc:  # the converter raises ConverterError and friends
+        folder = str(Path(scratch) / "saved_model")
+        _saved_model(model, Path(folder))
+        failure = None
+        for ops in (
+            [tf.lite.OpsSet.TFLITE_BUILTINS],
+            [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
+        ):
+            converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+            converter.target_spec.supported_ops = ops
+            try:
+                with _silenced_stderr():
+                    flatbuffer = converter.convert()
+                break
+            except Exception as exc:  # the converter raises ConverterError and friends
+                failure = exc
+        else:
+            text = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
             raise ExportError(
-                f"TensorFlow Lite cannot convert this model ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}). It uses an operation TFLite's "
-                f"built-in kernels lack; export a SavedModel (--format saved_model) instead."
+                f"TensorFlow Lite cannot convert this model ({type(failure).__name__}: {text}). "
+                f"It uses an operation TFLite lacks; export a SavedModel (--format saved_model)."
             ) from None
     path.write_bytes(flatbuffer)
 
 
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    """Outputs of a .tflite model run by the LiteRT interpreter (TensorFlow's as a fallback)."""
+def run_tflite(path: Path, x: Inputs) -> np.ndarray:
+    """Outputs of a .tflite model through its serving signature, in the LiteRT interpreter
+    (TensorFlow's own when the model needs select TF ops, whose kernels it links)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - ai-edge-litert is a dependency; TF's still works
+    except ImportError:  # pragma: no cover - ai-edge-litert is a dependency
         Interpreter = tf.lite.Interpreter  # noqa: N806
-    with _silenced_stderr():  # the runtime announces its CPU delegate on fd 2
-        interpreter = Interpreter(model_path=str(path))
-        entry = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(entry["index"], list(x.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(entry["index"], x.astype(entry["dtype"]))
-        interpreter.invoke()
-        return np.asarray(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    with _silenced_stderr():  # the runtimes announce their CPU delegate on fd 2
+        try:
+            return _run_signature(Interpreter(model_path=str(path)), x)
+        except (RuntimeError, ValueError):
+            pass
+        try:
+            return _run_signature(tf.lite.Interpreter(model_path=str(path)), x)
+        except (RuntimeError, ValueError) as exc:
+            needs = re.findall(r"Flex\w+", str(exc))
+            raise ExportError(
+                f"The TFLite model needs TensorFlow's own kernels ({', '.join(needs) or exc}: "
+                f"text standardisation and the like), which no TFLite runtime here links, so "
+                f"dltrain cannot check it and did not write it. Export a SavedModel "
+                f"(--format saved_model), or standardise text before the model."
+            ) from None
+
+
+def _run_signature(interpreter: Any, x: Inputs) -> np.ndarray:
+    runner = interpreter.get_signature_runner()
+    names = list(runner.get_input_details())
+    if isinstance(x, dict):
+        # tf.function parameters cannot hold '-': 'marital-status' is served as 'marital_status'
+        by_name = {re.sub(r"[^A-Za-z0-9_]", "_", k): v for k, v in x.items()}
+        feeds = {n: x[n] if n in x else by_name[re.sub(r"[^A-Za-z0-9_]", "_", n)] for n in names}
+    else:
+        feeds = {names[0]: x}
+    outputs = runner(**{k: _tflite_value(v) for k, v in feeds.items()})
+    return np.asarray(next(iter(outputs.values())))
+
+
+def _tflite_value(value: np.ndarray) -> np.ndarray:
+    # TFLite takes strings as bytes
+    if value.dtype == object:
+        return np.asarray([str(v).encode() for v in value.ravel()], dtype=object).reshape(
+            value.shape
+        )
+    return value
 
 
 def _onnx(model: keras.Model, path: Path) -> None:
@@ -166,13 +222,28 @@ def _onnx(model: keras.Model, path: Path) -> None:
             "ONNX export needs tf2onnx, which is not installed. Install it with "
             "`pip install 'dltrain[onnx]'` (tf2onnx, onnx, onnxruntime), then export again."
         ) from None
+    if len(model.inputs) != 1:
+        raise ExportError(
+            f"The model takes {len(model.inputs)} named inputs (a table's columns); dltrain's "
+            f"ONNX export covers single-input models (images, windows). Export a SavedModel or "
+            f"TFLite model instead."
+        )
+    spec = model.inputs[0]
+    signature = [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype, name="input")]
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    with _silenced_stderr():
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=_input_signature(model))
+    try:
+        with _silenced_stderr():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature)
+    except Exception as exc:  # tf2onnx raises plain Exceptions for unsupported ops
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ExportError(
+            f"tf2onnx cannot convert this model ({type(exc).__name__}: {text}). Export a "
+            f"SavedModel or TFLite model instead."
+        ) from None
     path.write_bytes(proto.SerializeToString())
 
 
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+def run_onnx(path: Path, x: Inputs) -> np.ndarray:
     """Outputs of an .onnx model run by ONNX Runtime."""
     try:
         import onnxruntime
@@ -181,8 +252,8 @@ def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
             "Checking an ONNX export needs onnxruntime: `pip install 'dltrain[onnx]'`."
         ) from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x})[0])
+    array = next(iter(x.values())) if isinstance(x, dict) else x
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: array})[0])
 
 
 WRITERS: dict[ExportFormat, Callable[[keras.Model, Path], None]] = {
@@ -190,7 +261,7 @@ WRITERS: dict[ExportFormat, Callable[[keras.Model, Path], None]] = {
     ExportFormat.TFLITE: _tflite,
     ExportFormat.ONNX: _onnx,
 }
-RUNNERS: dict[ExportFormat, Callable[[Path, np.ndarray], np.ndarray]] = {
+RUNNERS: dict[ExportFormat, Callable[[Path, Inputs], np.ndarray]] = {
     ExportFormat.SAVED_MODEL: run_saved_model,
     ExportFormat.TFLITE: run_tflite,
     ExportFormat.ONNX: run_onnx,
@@ -245,9 +316,12 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
             f"{fmt.value} export is a {'folder' if fmt == ExportFormat.SAVED_MODEL else 'file'}. "
             f"Pick another path."
         )
+    logging.getLogger("absl").setLevel(logging.ERROR)  # renamed-parameter notices, not news
     model = run.load_keras()
     x = sample_inputs(run, model)
     expected = np.asarray(model.predict_on_batch(x))
+    if fmt == ExportFormat.ONNX and len(model.inputs) != 1:
+        _onnx(model, target)  # refuses with the reason, before anything is written
     with atomic_path(target) as tmp:
         WRITERS[fmt](model, tmp)
         actual = RUNNERS[fmt](tmp, x)
@@ -256,7 +330,7 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
         format=fmt,
         path=target,
         bytes=_size(target),
-        checked_examples=len(x),
+        checked_examples=_count(x),
         max_abs_diff=diff,
         agreement=agreement,
         seconds=time.perf_counter() - started,
@@ -273,7 +347,6 @@ def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: Exp
         existing: dict[str, Any] = read_json(path) if path.is_file() else {}
     except (OSError, ValueError):
         existing = {}
-    spec = model.inputs[0]
     threshold = read_threshold(run.run_dir)
     document = {
         "run": str(run.run_dir),
@@ -281,7 +354,10 @@ def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: Exp
         "task": run.task,
         "classes": run.classes,
         "targets": run.target_names,
-        "input": {"shape": [None, *spec.shape[1:]], "dtype": str(spec.dtype)},
+        "inputs": [
+            {"name": spec.name, "shape": [None, *spec.shape[1:]], "dtype": str(spec.dtype)}
+            for spec in model.inputs
+        ],
         "outputs": "class probabilities" if run.is_classifier else "values in the target's units",
         "threshold": threshold,
         "exports": {**existing.get("exports", {}), result.format.value: result.to_json()},

@@ -1,14 +1,19 @@
-"""Raw inputs for predict, read in batches by a registry of readers keyed by format.
+"""Raw inputs for predict (and evaluate --data), read by a registry of readers keyed by format.
 
 Each reader turns a file or folder into batches of examples shaped as the model takes them,
-plus pass-through columns (ids, file names) that predict copies into its output. Today's models
-take images, so the readers are: ``npz`` (an array of examples, with optional 1-D id arrays),
-``idx`` (an MNIST-style images file) and ``images`` (a folder of PNG/JPEG/… files, or one file).
-A new data kind plugs in with ``register_reader``: a class with ``matches(path)`` and
-``chunks(batch_size)``.
+plus pass-through columns (ids, file names) that predict copies into its output:
 
-The model carries its own preprocessing (scaling, vocabularies), so readers hand it raw values
-exactly as the training source had them.
+- ``npz``: an array of examples (``x``), with optional 1-D id arrays;
+- ``idx``: an MNIST-style images file (or a folder with one);
+- ``images``: a folder of PNG/JPEG/… files, or one file;
+- ``table``: a CSV/TSV or Parquet file with the source's columns (tables, and texts in a column),
+  read with the run's own ``data.csv`` settings; columns the model does not take pass through;
+- ``lines``: a text file holding one text per line (text models).
+
+A new data kind plugs in with ``register_reader``: a class with ``matches(path, model)`` and
+``chunks(batch_size)``. The model carries its own preprocessing (scaling, imputation,
+vocabularies with an out-of-vocabulary bucket), so readers hand it raw values exactly as the
+training source had them.
 """
 
 from __future__ import annotations
@@ -32,24 +37,70 @@ _IDX_FILE = re.compile(r"[-_.]idx(?P<dims>\d)[-_.]", re.IGNORECASE)  # train-ima
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What one example looks like to the model: feature kind, shape and dtype."""
+    """What one example looks like to the model.
+
+    Attributes:
+        kind: image, table, text or sequence (the manifest's ``features.kind``).
+        shape: one example's array shape (images, sequences); () for tables and texts.
+        dtype: the array's dtype.
+        columns: tables: (name, dtype) of every raw input column, in order.
+        text_column: texts: the column holding the text.
+        targets: the source's target column(s), passed through when an input holds them.
+        csv: the run's ``data.csv`` settings, so a table is read as the source was.
+        passthrough: tables: input columns the model ignores (identifiers), copied to the
+            output as well.
+    """
 
     kind: str
-    shape: tuple[int, ...]
-    dtype: str
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+    columns: tuple[tuple[str, str], ...] = ()
+    text_column: str | None = None
+    targets: tuple[str, ...] = ()
+    csv: dict[str, Any] | None = None
+    passthrough: tuple[str, ...] = ()
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> ModelInput:
+    def from_manifest(
+        cls, manifest: dict[str, Any], csv: dict[str, Any] | None = None
+    ) -> ModelInput:
         features = manifest["features"]
-        return cls(str(features["kind"]), tuple(features["shape"]), str(features["dtype"]))
+        target = manifest.get("target", {})
+        targets = target.get("columns") or ([target["column"]] if target.get("column") else [])
+        kind = str(features["kind"])
+        columns: tuple[tuple[str, str], ...] = ()
+        passthrough: tuple[str, ...] = ()
+        if kind == "table":
+            columns = tuple((str(c["name"]), str(c["dtype"])) for c in features["columns"])
+            passthrough = tuple(
+                str(c["name"]) for c in features["columns"] if not c.get("used", True)
+            )
+        return cls(
+            kind=kind,
+            shape=tuple(features.get("shape") or ()),
+            dtype=str(features.get("dtype", "float32")),
+            columns=columns,
+            text_column=features.get("column") if kind == "text" else None,
+            targets=tuple(str(t) for t in targets),
+            csv=csv,
+            passthrough=passthrough,
+        )
+
+
+Features = np.ndarray | dict[str, np.ndarray]
 
 
 @dataclass
 class InputChunk:
     """A batch of examples plus the columns that pass through to the output."""
 
-    features: np.ndarray
+    features: Features
     columns: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        if isinstance(self.features, dict):
+            return len(next(iter(self.features.values()))) if self.features else 0
+        return len(self.features)
 
 
 def conform_examples(x: np.ndarray, model: ModelInput, where: str) -> np.ndarray:
@@ -96,7 +147,8 @@ class InputReader:
         self.columns: list[str] = []
 
     @classmethod
-    def matches(cls, path: Path) -> bool:
+    def matches(cls, path: Path, model: ModelInput) -> bool:
+        """Whether this reader takes ``path`` for ``model`` (auto-detection)."""
         raise NotImplementedError
 
     def chunks(self, batch_size: int) -> Iterator[InputChunk]:
@@ -133,7 +185,7 @@ class NpzInput(ArrayInput):
     description = ".npz archive with an array x"
 
     @classmethod
-    def matches(cls, path: Path) -> bool:
+    def matches(cls, path: Path, model: ModelInput) -> bool:
         return path.is_file() and path.suffix == ".npz"
 
     def __init__(self, path: Path, model: ModelInput) -> None:
@@ -168,7 +220,7 @@ class IdxInput(ArrayInput):
     description = "IDX images file (or a folder with one)"
 
     @classmethod
-    def matches(cls, path: Path) -> bool:
+    def matches(cls, path: Path, model: ModelInput) -> bool:
         if path.is_file():
             return bool(_IDX_FILE.search(path.name))
         return path.is_dir() and any(_IDX_FILE.search(p.name) for p in path.iterdir())
@@ -216,7 +268,7 @@ class ImageFilesInput(InputReader):
     description = "folder of image files, or one image file"
 
     @classmethod
-    def matches(cls, path: Path) -> bool:
+    def matches(cls, path: Path, model: ModelInput) -> bool:
         if path.is_file():
             return path.suffix.lower() in IMAGE_SUFFIXES
         return path.is_dir() and any(
@@ -278,6 +330,130 @@ class ImageFilesInput(InputReader):
             yield InputChunk(features, {"file": names})
 
 
+class TableInput(InputReader):
+    """A CSV/TSV or Parquet table with the source's columns, read with the run's ``data.csv``
+    settings (delimiter, header or column names, missing-value markers).
+
+    Every column the model takes must be there; the rest (ids, the target) pass through. Text
+    is stripped of surrounding spaces as prepare did; empty numbers and missing-value markers
+    become NaN, which the model imputes as training did; unseen categories go to the model's
+    out-of-vocabulary bucket.
+    """
+
+    format = "table"
+    description = "CSV/TSV or Parquet table with the source's columns"
+
+    @classmethod
+    def matches(cls, path: Path, model: ModelInput) -> bool:
+        from dltrain.data.tables import TABLE_SUFFIXES
+
+        if not path.is_file() or model.kind not in ("table", "text"):
+            return False
+        suffix = path.suffix.lower()
+        if model.kind == "text" and suffix == ".txt":
+            return False  # one text per line: the lines reader
+        return suffix in (TABLE_SUFFIXES - {""}) | {".parquet", ".pq"}
+
+    def __init__(self, path: Path, model: ModelInput) -> None:
+        super().__init__(path, model)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if model.kind == "table":
+            needed = dict(model.columns)
+        elif model.kind == "text" and model.text_column:
+            needed = {model.text_column: "string"}
+        else:
+            raise DataError(
+                f"{path} is a table, but the model takes {model.kind} inputs of shape "
+                f"{model.shape}. Give the inputs in the form the model was trained on."
+            )
+        table = self._open(path, model)
+        missing = [name for name in needed if name not in table.columns]
+        if missing:
+            raise DataError(
+                f"{path} lacks the column(s) {', '.join(missing)} that the model takes (it has: "
+                f"{', '.join(table.columns)}). The data's schema differs from the run's; give "
+                f"a table with the training source's columns."
+            )
+        types = {name: pa.string() for name in table.columns}
+        for name, dtype in needed.items():
+            types[name] = pa.float64() if dtype == "float32" else pa.string()
+        batches = list(table.batches(types))
+        arrays: dict[str, Any] = {}
+        for name in table.columns:
+            parts = [batch.column(name) for batch in batches]
+            column = pa.concat_arrays(parts) if parts else pa.array([], types[name])
+            if types[name] == pa.string():
+                column = pc.utf8_trim_whitespace(column).fill_null("")
+                arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+            else:
+                column = pc.cast(column, pa.float32()).fill_null(np.nan)
+                arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), np.float32)
+        self.features: Features = {name: arrays[name] for name in needed}
+        if model.kind == "text":
+            self.features = arrays[next(iter(needed))]
+        self.extra = {"row": np.arange(sum(batch.num_rows for batch in batches))}
+        self.extra.update(
+            {n: v for n, v in arrays.items() if n not in needed or n in model.passthrough}
+        )
+        self.num_examples = len(self.extra["row"])
+        self.columns = list(self.extra)
+
+    @staticmethod
+    def _open(path: Path, model: ModelInput) -> Any:
+        from dltrain.data.tables import open_table
+        from dltrain.recipe.data import CsvSpec, DataFormat
+
+        spec = CsvSpec.model_validate(model.csv or {})
+        try:
+            return open_table(path, DataFormat.AUTO, spec)
+        except DataError:
+            if not (spec.column_names and model.targets):
+                raise
+            # a headerless file like the source, but without the target column(s)
+            names = [n for n in spec.column_names if n not in model.targets]
+            return open_table(
+                path, DataFormat.AUTO, spec.model_copy(update={"column_names": names})
+            )
+
+    def chunks(self, batch_size: int) -> Iterator[InputChunk]:
+        for start in range(0, self.num_examples, batch_size):
+            part = slice(start, start + batch_size)
+            features = self.features
+            batch = (
+                {k: v[part] for k, v in features.items()}
+                if isinstance(features, dict)
+                else features[part]
+            )
+            yield InputChunk(batch, {k: v[part].tolist() for k, v in self.extra.items()})
+
+
+class TextLinesInput(ArrayInput):
+    """A UTF-8 text file with one text per line (blank lines skipped), for text models."""
+
+    format = "lines"
+    description = "text file with one text per line"
+
+    @classmethod
+    def matches(cls, path: Path, model: ModelInput) -> bool:
+        return path.is_file() and model.kind == "text" and path.suffix.lower() in (".txt", "")
+
+    def __init__(self, path: Path, model: ModelInput) -> None:
+        InputReader.__init__(self, path, model)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(
+                f"Cannot read {path} as UTF-8 text ({exc}). Expected one text per line."
+            ) from None
+        kept = [(i + 1, line.strip()) for i, line in enumerate(lines) if line.strip()]
+        self.features = np.asarray([text for _, text in kept], dtype=object)
+        self.num_examples = len(kept)
+        self.extra = {"line": np.asarray([number for number, _ in kept])}
+        self.columns = ["line"]
+
+
 READERS: dict[str, type[InputReader]] = {}
 
 
@@ -287,7 +463,7 @@ def register_reader(reader: type[InputReader]) -> type[InputReader]:
     return reader
 
 
-for _reader in (NpzInput, IdxInput, ImageFilesInput):
+for _reader in (NpzInput, IdxInput, ImageFilesInput, TableInput, TextLinesInput):
     register_reader(_reader)
 
 
@@ -303,7 +479,7 @@ def open_input(path: Path, model: ModelInput, fmt: str = "auto") -> InputReader:
             f"{'; '.join(f'{r.format}: {r.description}' for r in READERS.values())}."
         )
     if fmt == "auto":
-        reader = next((r for r in READERS.values() if r.matches(path)), None)
+        reader = next((r for r in READERS.values() if r.matches(path, model)), None)
         if reader is None:
             listing = (
                 ", ".join(sorted(p.name for p in path.iterdir())[:8])

@@ -386,6 +386,7 @@ class ForecastingScorer:
         last_observed: the last value of each target in each input window, shape (n,) or
             (n, targets); None when the inputs do not hold the target (no ratio then).
         names: one name per target.
+        width: targets per step (default: y_true's third axis, else 1).
     """
 
     def __init__(
@@ -394,11 +395,13 @@ class ForecastingScorer:
         y_pred: np.ndarray,
         last_observed: np.ndarray | None = None,
         names: list[str] | None = None,
+        width: int | None = None,
     ) -> None:
         self.num_examples = len(y_true)
         true = np.asarray(y_true, dtype=np.float64)
         steps = true.reshape(self.num_examples, -1).shape[1]
-        width = 1 if true.ndim <= 2 else int(np.prod(true.shape[2:]))
+        if width is None:
+            width = 1 if true.ndim <= 2 else int(np.prod(true.shape[2:]))
         self.horizon = steps // width
         self.width = width
         shape = (self.num_examples * self.horizon, width)

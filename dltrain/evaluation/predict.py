@@ -103,7 +103,7 @@ class Rows:
         self.counts: Counter[str] = Counter()
 
     def make(self, chunk: InputChunk, outputs: np.ndarray) -> list[dict[str, Any]]:
-        n = len(chunk.features)
+        n = len(chunk)
         rows: list[dict[str, Any]] = [
             {name: values[i] for name, values in chunk.columns.items()} for i in range(n)
         ]
@@ -231,7 +231,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
         for chunk in _batches(reader.chunks(request.batch_size)):
             outputs = np.asarray(model.predict_on_batch(chunk.features))
             writer.write(rows.make(chunk, outputs))
-            done += len(chunk.features)
+            done += len(chunk)
             if progress is not None:
                 progress(done, reader.num_examples)
     return PredictResult(
@@ -248,10 +248,14 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
 
 def _batches(chunks: Iterator[InputChunk]) -> Iterator[InputChunk]:
     for chunk in chunks:
-        if len(chunk.features) == 0:
+        if len(chunk) == 0:
             continue
-        if not np.all(np.isfinite(chunk.features)) and np.issubdtype(
-            chunk.features.dtype, np.floating
+        features = chunk.features
+        # tables may hold NaN (the model imputes it); arrays of pixels or windows may not
+        if (
+            isinstance(features, np.ndarray)
+            and np.issubdtype(features.dtype, np.floating)
+            and not np.all(np.isfinite(features))
         ):
             raise DataError(
                 "The input holds NaN or infinite values, which the model cannot score. Fill or "

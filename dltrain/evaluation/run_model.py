@@ -39,12 +39,20 @@ class RunModel:
 
     @property
     def model_family(self) -> str | None:
+        model = self._recipe().get("model")
+        return str(model.get("family")) if isinstance(model, dict) else None
+
+    def _recipe(self) -> dict[str, Any]:
+        """The resolved recipe the run saved (read as plain YAML: old runs need not validate)."""
         try:
             recipe = yaml.safe_load((self.run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
-            return None
-        model = recipe.get("model") if isinstance(recipe, dict) else None
-        return str(model.get("family")) if isinstance(model, dict) else None
+            return {}
+        return recipe if isinstance(recipe, dict) else {}
+
+    def _recipe_data(self) -> dict[str, Any]:
+        data = self._recipe().get("data")
+        return data if isinstance(data, dict) else {}
 
     @property
     def is_classifier(self) -> bool:
@@ -68,7 +76,7 @@ class RunModel:
 
     @property
     def model_input(self) -> ModelInput:
-        return ModelInput.from_manifest(self.manifest)
+        return ModelInput.from_manifest(self.manifest, csv=self._recipe_data().get("csv"))
 
     @property
     def recipe_name(self) -> str:

@@ -53,8 +53,9 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 @functools.cache
 def template() -> Path:
-    """A project with two good 3-class runs and one untrained-looking one (``tiny``), and a
-    binary run (``bin``), each trained one epoch on 12×12 synthetic images."""
+    """A project with a good 3-class run and an untrained-looking one (``tiny``) and a
+    binary run (``bin``) on 12×12 synthetic images, and a regression run on a small table of
+    house prices (``house``)."""
     root = Path(tempfile.mkdtemp(prefix="dltrain-eval-template-"))
     raw = root / "raw"
     raw.mkdir()
@@ -70,19 +71,45 @@ def template() -> Path:
     binary = recipe("bin", "binary.npz")
     binary["data"]["classes"] = ["ham", "spam"]  # type: ignore[index]
     (root / "bin.yaml").write_text(yaml.safe_dump(binary))
+    write_houses(root / "houses.csv", 300, seed=4)
+    houses = recipe("house", "houses.csv")
+    houses["data"] = {
+        "source": "houses.csv",
+        "target": "price",
+        "columns": {"house_id": {"type": "identifier"}},
+        "split": {"validation": 0.2, "test": 0.2},
+    }
+    houses["model"] = {"family": "mlp", "units": [16], "dropout": 0.0}
+    (root / "house.yaml").write_text(yaml.safe_dump(houses))
     with working_directory(root):
         for args in (
             ["prepare"],
             ["train"],
-            ["train"],
             # a near-untrained model: the weak candidate of the baseline tests
             ["train", "--lr", "1e-7", "--optimizer", "sgd"],
             ["prepare", "--recipe", "bin.yaml"],
-            ["train", "--recipe", "bin.yaml", "--epochs", "2"],
+            ["train", "--recipe", "bin.yaml"],
+            ["prepare", "--recipe", "house.yaml"],
+            ["train", "--recipe", "house.yaml", "--epochs", "3", "--lr", "0.05"],
         ):
             code, _, err = invoke(*args)
             assert code == 0, f"{args}: {err}"
     return root
+
+
+def write_houses(path: Path, rows: int, seed: int) -> None:
+    """A small table: an id, two numbers (one with gaps), a category, and a price in dollars."""
+    rng = np.random.default_rng(seed)
+    rooms = rng.integers(1, 8, rows).astype(float)
+    area = rng.uniform(30, 200, rows).round(1)
+    district = rng.choice(["north", "south", "east"], rows)
+    price = 20_000 * rooms + 1_000 * area + np.where(district == "north", 50_000, 0)
+    price += rng.normal(0, 5_000, rows)
+    lines = ["house_id,rooms,area,district,price"]
+    for i in range(rows):
+        room = "" if i % 17 == 0 else f"{rooms[i]:g}"
+        lines.append(f"h{i:04d},{room},{area[i]},{district[i]},{price[i]:.0f}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def copy_project(destination: Path) -> Path:

@@ -145,3 +145,28 @@ def test_bad_input_exits_2_and_keeps_the_old_output(
         assert needle in err, err
     assert (project / "old.csv").read_text() == "earlier predictions\n"
     assert not list(project.glob(".old.partial-*"))
+
+
+def test_table_rows_with_ids_gaps_and_unseen_categories(project: Path) -> None:
+    from tests.cli.eval_projects import write_houses
+
+    write_houses(project / "new.csv", 12, seed=9)
+    text = (project / "new.csv").read_text().replace(",east,", ",atlantis,", 1)
+    (project / "new.csv").write_text(text.replace("price", "asking_price", 1))
+    code, _, err = invoke("predict", "-r", "house.yaml", "-i", "new.csv", "-o", "prices.csv")
+    assert code == 0, err
+    rows = read_csv(project / "prices.csv")
+    assert [r["house_id"] for r in rows] == [f"h{i:04d}" for i in range(12)]
+    assert rows[0]["asking_price"]  # a column the model does not know passes through
+    # the model's own answer on the same raw columns, fed by hand
+    lines = [line.split(",") for line in (project / "new.csv").read_text().splitlines()[1:]]
+    raw = {
+        "house_id": np.array([r[0] for r in lines], dtype=object),
+        "rooms": np.array([float(r[1]) if r[1] else np.nan for r in lines], np.float32),
+        "area": np.array([float(r[2]) for r in lines], np.float32),
+        "district": np.array([r[3] for r in lines], dtype=object),
+    }
+    model = keras.models.load_model(runs_of(project, "house")[-1] / "model.keras")
+    expected = np.asarray(model.predict_on_batch(raw)).ravel()
+    assert np.isnan(raw["rooms"][0]) and "atlantis" in raw["district"]
+    np.testing.assert_allclose([float(r["prediction"]) for r in rows], expected, rtol=1e-5)
