@@ -201,6 +201,32 @@ def train(
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(recipe.seed + initial_epoch)  # a resumed run reshuffles anew
 
+    # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
+    # happens before the run folder exists, so a refusal leaves nothing behind.
+    steps_per_epoch = math.ceil(dataset.num_examples("train") / spec.batch_size)
+
+    def compile_model(model: keras.Model, train_spec: TrainSpec, parts: Any = None) -> Any:
+        parts = parts or compile_parts(train_spec, task, dataset.manifest, steps_per_epoch)
+        if isinstance(recipe.model, GanSpec):
+            rate = recipe.model.discriminator_learning_rate or train_spec.optimizer.learning_rate
+            d_spec = train_spec.optimizer.model_copy(update={"learning_rate": rate})
+            model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
+            return parts
+        if autoencoder:
+            model.compile(optimizer=parts.optimizer, loss=reconstruction_loss)
+        else:
+            model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
+        return parts
+
+    with plan.strategy.scope():
+        parts = compile_parts(spec, task, dataset.manifest, steps_per_epoch)
+        if state is not None:
+            assert resume_dir is not None
+            model = load_model(resume_dir / CHECKPOINTS / state["checkpoint"])
+        else:
+            model = build_model(recipe.model, ModelIO(dataset.manifest))
+            compile_model(model, spec, parts)
+
     if resume_dir is None:
         run_dir = new_run_dir(workdir, recipe.name)
         write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
@@ -224,33 +250,12 @@ def train(
 
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
-    steps_per_epoch = math.ceil(len(train_y) / spec.batch_size)
     if autoencoder or gan:
         train_y, val_y = (np.zeros(len(y), dtype="float32") for y in (train_y, val_y))
     seed = recipe.seed + initial_epoch
     train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=seed)
     val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
 
-    def compile_model(model: keras.Model, train_spec: TrainSpec) -> Any:
-        parts = compile_parts(train_spec, task, dataset.manifest, steps_per_epoch)
-        if isinstance(recipe.model, GanSpec):
-            rate = recipe.model.discriminator_learning_rate or train_spec.optimizer.learning_rate
-            d_spec = train_spec.optimizer.model_copy(update={"learning_rate": rate})
-            model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
-            return parts
-        if autoencoder:
-            model.compile(optimizer=parts.optimizer, loss=reconstruction_loss)
-        else:
-            model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
-        return parts
-
-    with plan.strategy.scope():
-        parts = compile_parts(spec, task, dataset.manifest, steps_per_epoch)
-        if state is not None:
-            model = load_model(run_dir / CHECKPOINTS / state["checkpoint"])
-        else:
-            model = build_model(recipe.model, ModelIO(dataset.manifest))
-            parts = compile_model(model, spec)
     if plan.jit_compile is not None:
         model.jit_compile = plan.jit_compile
     summary: list[str] = []

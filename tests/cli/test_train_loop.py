@@ -217,3 +217,9 @@ def test_gan_trains_from_the_shell_and_saves_sample_grids(project: Path) -> None
         "epoch-0002.png",
     ]
     assert (run / "model.keras").is_file()
+
+
+def test_a_refused_setting_leaves_no_run_folder(project: Path) -> None:
+    code, _, err = invoke("train", "--set", "train.loss.name=mse")  # a numeric loss for classes
+    assert code == 2 and "train.loss.name" in err
+    assert not (project / "runs").exists()
