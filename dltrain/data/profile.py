@@ -48,17 +48,18 @@ class ColumnScan:
     numeric_like: int = 0  # sampled string values that read as numbers
     first_batch_unique: bool = False
 
-    def update(self, column: pa.Array | pa.ChunkedArray) -> None:
-        """Add one batch of this column."""
+    def update(self, column: pa.Array | pa.ChunkedArray, values: np.ndarray | None = None) -> None:
+        """Add one batch of this column (``values``: numbers already as float64, NaN missing)."""
         first = self.rows == 0
         self.rows += len(column)
         if self.numeric:
-            self._update_numbers(column, first)
+            if values is None:
+                values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            self._update_numbers(column, values, first)
         else:
             self._update_strings(column, first)
 
-    def _update_numbers(self, column: Any, first: bool) -> None:
-        values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    def _update_numbers(self, column: Any, values: np.ndarray, first: bool) -> None:
         present = values[~np.isnan(values)]
         self.missing += len(values) - len(present)
         if len(present):
@@ -74,11 +75,15 @@ class ColumnScan:
             self.counting_up = steps_ok and joins
             if len(values):
                 self.last = float(values[-1])
-        if first:
-            self.first_batch_unique = len(np.unique(present)) == len(present) > 0
-        if self.counts is not None and len(present):
-            uniques, counts = np.unique(present, return_counts=True)
-            self._merge(uniques.tolist(), counts.tolist())
+        if first or self.counts is not None:
+            distinct = int(pc.count_distinct(column).as_py() or 0)  # nulls not counted
+            if first:
+                self.first_batch_unique = distinct == len(present) > 0
+            if distinct > DISTINCT_CAP:
+                self.counts = None  # high cardinality: counting every value is not worth it
+            elif self.counts is not None and len(present):
+                table = pc.value_counts(pc.drop_null(column))
+                self._merge(table.field("values").to_pylist(), table.field("counts").to_pylist())
 
     def _update_strings(self, column: Any, first: bool) -> None:
         is_missing = pc.is_in(column, value_set=pa.array(self.markers, pa.string()))
@@ -92,9 +97,10 @@ class ColumnScan:
                 self.first_batch_unique = pc.count_distinct(present).as_py() == len(present) > 0
         if self.counts is not None:
             table = pc.value_counts(column)
-            values = table.field("values").to_pylist()
-            counts = table.field("counts").to_pylist()
-            self._merge(values, counts)
+            if len(table) > DISTINCT_CAP:
+                self.counts = None
+                return
+            self._merge(table.field("values").to_pylist(), table.field("counts").to_pylist())
 
     def _merge(self, values: list[Any], counts: list[int]) -> None:
         assert self.counts is not None

@@ -130,7 +130,10 @@ class ShardWriter:
             if y.ndim == 2:
                 for i in range(y.shape[1]):
                     table = table.append_column(f"{TARGET_COLUMN}{i}", pa.array(y[:, i]))
-            pq.write_table(table, path, compression="zstd")
+            # Dictionary pages pay for category columns only; for float columns Parquet tries
+            # them, gives up, and costs 2x the write time.
+            strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+            pq.write_table(table, path, compression="zstd", use_dictionary=strings)
         buffer.shards.append(
             {"file": path.name, "num_examples": len(y), "sha256": sha256_file(path)}
         )

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
 
 from dltrain.data.hashing import combine, hash_numbers, hash_strings
 from dltrain.data.profile import (
@@ -37,6 +38,7 @@ from dltrain.data.splits import (
     TEST,
     TRAIN,
     assign_splits,
+    first_occurrences,
     leaking_counts,
     resolve_method,
 )
@@ -56,6 +58,8 @@ from dltrain.recipe.data import (
 from dltrain.tasks import Task
 
 MAX_CLASSES = 1_000
+SPILL_BUDGET = 64 << 20  # bytes of parsed rows kept in memory between the two passes
+SPILL_FILE = ".pass1.arrow"
 UNUSED = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
 
 
@@ -106,6 +110,63 @@ class _Plan:
     text_kind: str | None  # the single text column when the features are one text
     notes: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    duplicate_rows: int = 0
+
+
+class _Spill:
+    """Pass 1's parsed batches, replayed in pass 2 instead of parsing the text again.
+
+    Held in memory up to ``budget`` bytes; beyond that every batch goes to an uncompressed Arrow
+    file (written at ~1 GB/s, read back a batch at a time), so memory stays flat for any size.
+    """
+
+    def __init__(self, path: Path, budget: int = SPILL_BUDGET) -> None:
+        self.path = path
+        self.budget = budget
+        self.held: list[tuple[int, pa.RecordBatch]] = []
+        self.files: list[int] = []  # file index of each spilled batch
+        self.bytes = 0
+        self._sink: Any = None
+        self._writer: Any = None
+
+    def add(self, index: int, columns: dict[str, pa.Array]) -> None:
+        batch = pa.RecordBatch.from_pydict(columns)
+        if self._writer is None and self.bytes + batch.nbytes <= self.budget:
+            self.held.append((index, batch))
+            self.bytes += batch.nbytes
+            return
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, batch.schema)
+            for held_index, held in self.held:
+                self._write(held_index, held)
+            self.held = []
+        self._write(index, batch)
+
+    def _write(self, index: int, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.files.append(index)
+
+    def replay(self) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+        if self._writer is None:
+            for index, batch in self.held:
+                yield index, dict(zip(batch.schema.names, batch.columns, strict=True))
+            return
+        self._writer.close()
+        self._sink.close()
+        self._writer = None
+        with pa.OSFile(str(self.path), "rb") as source:
+            reader = pa.ipc.open_file(source)
+            for i, index in enumerate(self.files):
+                batch = reader.get_batch(i)
+                yield index, dict(zip(batch.schema.names, batch.columns, strict=True))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+        self.held = []
+        self.path.unlink(missing_ok=True)
 
 
 def open_sources(spec: DataSpec) -> list[TableFile]:
@@ -217,17 +278,22 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
     main = files[0]
     check_columns(spec, main.columns, spec.source)
     types = read_types(main, spec)
-    scan = _scan(files, types, spec)
-    plan = _plan(files, types, scan, spec, seed)
-    profile = _profile(scan, plan, spec, main)
-    breaches = profile.breaches(spec.checks, strict=strict)
-    if breaches:
-        raise DataQualityError(
-            f"{spec.source} failed {len(breaches)} data check(s): {'; '.join(breaches)}. Fix the "
-            f"data, relax `data.checks` in the recipe, or run without --strict.",
-            profile,
-        )
-    fields = _write(files, types, scan, plan, spec, seed, folder)
+    spill = _Spill(folder / SPILL_FILE)
+    try:
+        scan = _scan(files, types, spec, spill)
+        plan = _plan(files, types, scan, spec, seed)
+        profile = _profile(scan, plan, spec, main)
+        scan.row_hash = scan.feature_hash = np.zeros(0, np.uint64)  # done with: free for pass 2
+        breaches = profile.breaches(spec.checks, strict=strict)
+        if breaches:
+            raise DataQualityError(
+                f"{spec.source} failed {len(breaches)} data check(s): {'; '.join(breaches)}. "
+                f"Fix the data, relax `data.checks` in the recipe, or run without --strict.",
+                profile,
+            )
+        fields = _write(files, types, scan, plan, spec, seed, folder, spill)
+    finally:
+        spill.close()
     profile.dropped_rows = plan.dropped
     profile.notes = plan.notes
     return TableOutcome(fields=fields, profile=profile, files=[f.path for f in files])
@@ -284,7 +350,12 @@ def _text_in_numbers(table: TableFile, column: str, spec: DataSpec) -> DataError
     )
 
 
-def _scan(files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec) -> _Scan:
+def _scan(
+    files: list[TableFile],
+    types: dict[str, pa.DataType],
+    spec: DataSpec,
+    spill: _Spill | None = None,
+) -> _Scan:
     main = files[0]
     markers = list(main.csv.missing_values if main.csv else spec.csv.missing_values)
     targets = spec.targets
@@ -309,8 +380,15 @@ def _scan(files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec)
     for index, columns in stripped_batches(files, types, spec):
         rows = len(next(iter(columns.values())))
         file_rows[index] += rows
+        if spill is not None:
+            spill.add(index, columns)
+        numbers = {
+            name: column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            for name, column in columns.items()
+            if scans[name].numeric
+        }
         for name, column in columns.items():
-            scans[name].update(column)
+            scans[name].update(column, numbers.get(name))
         if hashed is None:  # row numbers and keys would make every row unique: leave them out
             hashed = [
                 n
@@ -322,22 +400,22 @@ def _scan(files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec)
             ]
         h = np.zeros(rows, np.uint64)
         for name in hashed:
-            h = combine(h, _column_hash(columns[name], scans[name].numeric))
+            h = combine(h, _column_hash(columns[name], numbers.get(name)))
         feature_hashes.append(h)
         for name in targets:
-            h = combine(h, _column_hash(columns[name], scans[name].numeric))
+            h = combine(h, _column_hash(columns[name], numbers.get(name)))
         row_hashes.append(h)
         if text_target:
             target_parts.append(_label_codes(columns[targets[0]], label_index, markers, spec))
         else:
-            values = [columns[t].to_numpy(zero_copy_only=False).astype(np.float64) for t in targets]
+            values = [numbers[t] for t in targets]
             target_parts.append(values[0] if len(values) == 1 else np.stack(values, axis=1))
         if split_column is not None and spec.split.method == SplitMethod.TIME:
             order_parts.append(
                 _time_values(columns[split_column], scans[split_column].numeric, split_column, main)
             )
         elif split_column is not None:
-            key_parts.append(_column_hash(columns[split_column], scans[split_column].numeric))
+            key_parts.append(_column_hash(columns[split_column], numbers.get(split_column)))
     total = sum(file_rows)
     if total == 0:
         raise DataError(
@@ -357,17 +435,15 @@ def _scan(files: list[TableFile], types: dict[str, pa.DataType], spec: DataSpec)
     )
 
 
-def _column_hash(column: pa.Array, numeric: bool) -> np.ndarray:
-    if numeric:
-        return hash_numbers(column.to_numpy(zero_copy_only=False).astype(np.float64))
-    return hash_strings(column)
+def _column_hash(column: pa.Array, numbers: np.ndarray | None) -> np.ndarray:
+    return hash_numbers(numbers) if numbers is not None else hash_strings(column)
 
 
 def _label_codes(
     column: pa.Array, index: dict[str, int], markers: list[str], spec: DataSpec
 ) -> np.ndarray:
     encoded = pc.dictionary_encode(column)
-    lookup = np.empty(len(encoded.dictionary), np.int64)
+    lookup = np.empty(len(encoded.dictionary), np.int32)  # 4 bytes a row: memory stays low
     for i, label in enumerate(encoded.dictionary.to_pylist()):
         if label in markers:
             lookup[i] = -1
@@ -478,6 +554,7 @@ def _plan(
     keep = _present(y, task)
     dropped = {"missing target": int((~keep).sum())} if (~keep).any() else {}
     duplicates = _duplicates(scan, keep, files)
+    duplicate_rows = int(duplicates.sum())
     if spec.clean.duplicates == Duplicates.DROP and duplicates.any():
         # The source's own test file is the benchmark's, not ours to thin: only counted.
         duplicates[scan.file_rows[0] :] = False
@@ -518,6 +595,7 @@ def _plan(
         text_kind=text_kind,
         notes=notes,
         dropped=dropped,
+        duplicate_rows=duplicate_rows,
     )
 
 
@@ -552,7 +630,7 @@ def _target(
                 notes.append(note)
         used = sorted({int(c) for c in np.unique(codes) if c >= 0}, key=lambda c: labels[c])
         classes = [labels[c] for c in used]
-        remap = np.full(len(labels) + 1, -1, np.int64)
+        remap = np.full(len(labels) + 1, -1, np.int32)
         for new, old in enumerate(used):
             remap[old] = new
         y = remap[codes]  # -1 (missing) stays -1 via the last slot
@@ -593,7 +671,7 @@ def _target(
                 f"`data.task` is {task.value} but the target {targets[0]!r} has "
                 f"{len(uniques):,} different values. Use task regression."
             )
-        y = np.full(len(values), -1, np.int64)
+        y = np.full(len(values), -1, np.int32)
         ok = ~np.isnan(values)
         y[ok] = np.searchsorted(uniques, values[ok])
         classes = [f"{v:g}" for v in uniques]
@@ -669,10 +747,7 @@ def _duplicates(scan: _Scan, keep: np.ndarray, files: list[TableFile]) -> np.nda
     for rows in scan.file_rows:
         part = np.arange(start, start + rows)
         candidates = part[keep[part]]
-        _, first = np.unique(scan.row_hash[candidates], return_index=True)
-        repeated = np.ones(len(candidates), bool)
-        repeated[first] = False
-        duplicate[candidates[repeated]] = True
+        duplicate[candidates[~first_occurrences(scan.row_hash[candidates])]] = True
         start += rows
     return duplicate
 
@@ -739,7 +814,7 @@ def _profile(scan: _Scan, plan: _Plan, spec: DataSpec, main: TableFile) -> Profi
     return Profile(
         columns=columns,
         rows=int(sum(scan.file_rows)),
-        duplicate_rows=int(_duplicates(scan, _present(plan.y, plan.task), [main]).sum()),
+        duplicate_rows=plan.duplicate_rows,
         class_counts=class_counts,
         leaking_rows=leaking_counts(scan.feature_hash[kept], plan.splits[kept]),
         notes=plan.notes,
@@ -790,6 +865,7 @@ def _write(
     spec: DataSpec,
     seed: int,
     folder: Path,
+    spill: _Spill,
 ) -> dict[str, Any]:
     main = files[0]
     targets = spec.targets
@@ -812,7 +888,7 @@ def _write(
     dropped_missing = 0
     offset = 0
     marker_set = pa.array(markers, pa.string())
-    for _, columns in stripped_batches(files, types, spec):
+    for _, columns in spill.replay():
         rows = len(next(iter(columns.values())))
         split = plan.splits[offset : offset + rows].copy()
         y = y_all[offset : offset + rows]

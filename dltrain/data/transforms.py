@@ -49,7 +49,11 @@ class NumericFit:
         self.total_sq += float(np.square(present).sum())
         self.minimum = min(self.minimum, float(present.min()))
         self.maximum = max(self.maximum, float(present.max()))
-        keys = np.concatenate([self._keys, self._rng.random(len(present))])
+        new_keys = self._rng.random(len(present))
+        if len(self._keys) >= RESERVOIR:  # only values that beat the current sample can enter
+            entering = new_keys < self._keys.max()
+            new_keys, present = new_keys[entering], present[entering]
+        keys = np.concatenate([self._keys, new_keys])
         sample = np.concatenate([self._sample, present])
         if len(keys) > RESERVOIR:
             keep = np.argpartition(keys, RESERVOIR)[:RESERVOIR]

@@ -1,0 +1,93 @@
+"""Time series: gaps put back and filled, windows in time order, targets never cross splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dltrain.data.prepare import prepare
+from dltrain.errors import DataError
+from dltrain.recipe.data import DataSpec
+
+
+def write_series(
+    path: Path, days: int = 100, drop: tuple[int, ...] = (), shuffle: bool = False
+) -> pd.DataFrame:
+    dates = pd.date_range("2021-01-01", periods=days, freq="D")
+    frame = pd.DataFrame(
+        {
+            "when": dates.strftime("%Y-%m-%d"),
+            "temp": np.arange(days, dtype=float),  # the value is the day number: easy to check
+            "wind": np.arange(days, dtype=float) * 10,
+        }
+    ).drop(index=list(drop))
+    if shuffle:
+        frame = frame.sample(frac=1.0, random_state=0)
+    frame.to_csv(path, index=False, lineterminator="\r\n")
+    return frame
+
+
+def spec(path: Path, **series: object) -> DataSpec:
+    return DataSpec.model_validate(
+        {
+            "source": path,
+            "target": "temp",
+            "series": {"lookback": 5, "horizon": 2, **series},
+            "split": {"validation": 0.2, "test": 0.2},
+        }
+    )
+
+
+def test_windows_in_time_order_with_gaps_filled(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv", drop=(30, 31), shuffle=True)
+    dataset = prepare(spec(tmp_path / "s.csv"), 1, tmp_path / "out").dataset
+    manifest = dataset.manifest
+    assert manifest["task"] == "forecasting"
+    assert manifest["features"]["shape"] == [5, 2] and manifest["features"]["columns"] == [
+        "temp",
+        "wind",
+    ]
+    assert manifest["target"] == {
+        "columns": ["temp"],
+        "horizon": 2,
+        "lookback": 5,
+        "mean": [pytest.approx(29.5)],
+        "std": [pytest.approx(np.arange(60).std())],
+    }
+    assert "2 missing step(s) put back" in manifest["features"]["frequency"]
+    x, y = dataset.load_split("train")
+    assert x.shape == (54, 5, 2) and y.shape == (54, 2, 1)
+    # interpolated days 30 and 31 read 30 and 31; every window is 5 consecutive days
+    np.testing.assert_allclose(x[25, :, 0], [25, 26, 27, 28, 29])
+    np.testing.assert_allclose(x[26, :, 0], [26, 27, 28, 29, 30])
+    np.testing.assert_allclose(y[:, :, 0], x[:, -1:, 0] + [[1, 2]])
+    validation_x, validation_y = dataset.load_split("validation")
+    test_x, test_y = dataset.load_split("test")
+    assert validation_y.min() == 60 and validation_y.max() == 79  # targets inside the split
+    assert validation_x.min() == 55  # the lookback reaches back into training days
+    assert test_y.min() == 80 and test_y.max() == 99
+    assert len(validation_x) == 19 and len(test_x) == 19
+    variance = manifest["preprocessing"]["variance"]
+    assert variance[0] == pytest.approx(np.arange(60).var())  # scaling from training rows only
+
+
+def test_lookback_longer_than_the_series(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv", days=30)
+    with pytest.raises(DataError, match="lookback 40 \\+ horizon 2"):
+        prepare(spec(tmp_path / "s.csv", lookback=40), 1, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_repeated_times_and_unparsable_times(tmp_path: Path) -> None:
+    frame = write_series(tmp_path / "s.csv", days=20)
+    pd.concat([frame, frame.iloc[[3]]]).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(DataError, match="appear more than once"):
+        prepare(spec(tmp_path / "r.csv", lookback=2), 1, tmp_path / "out")
+    frame.assign(when=frame["when"].where(frame.index != 4, "someday")).to_csv(
+        tmp_path / "u.csv", index=False
+    )
+    with pytest.raises(DataError, match="row 5: 'someday'"):
+        prepare(spec(tmp_path / "u.csv", lookback=2, time_column="when"), 1, tmp_path / "out")
