@@ -95,7 +95,9 @@ def list_runs(root: Path, split: str = "test") -> list[RunRow]:
     """Every run folder under ``runs/<recipe>/``, oldest first (run ids sort by time)."""
     if not root.is_dir():
         return []
-    return [read_run(p, split) for p in sorted(root.iterdir()) if p.is_dir()]
+    # runs/<recipe>/ also holds other folders (tune/, lr-finder/): a run has run.json
+    folders = [p for p in sorted(root.iterdir()) if (p / RUN_INFO_FILE).is_file()]
+    return [read_run(p, split) for p in folders]
 
 
 def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:

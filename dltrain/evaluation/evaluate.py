@@ -41,7 +41,7 @@ from dltrain.evaluation.metrics import (
     class_probabilities,
     positive_scores,
 )
-from dltrain.evaluation.predict import predict_batches
+from dltrain.evaluation.predict import predict_batches, validation_anomaly_threshold
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import (
@@ -369,22 +369,14 @@ def _threshold_for(
     if run.task == "binary":
         return (stored if stored and stored.get("kind") != "anomaly" else None), False
     if run.task == "reconstruction":
-        if stored and stored.get("kind") == "anomaly":
+        percentile = spec.anomaly_percentile
+        if stored and stored.get("kind") == "anomaly" and stored.get("percentile") == percentile:
             return stored, False
         if run.data_folder is None:
             return None, False  # the threshold comes from the evaluated data itself
+        status(f"Setting the anomaly threshold at percentile {percentile:g} of validation errors")
         x, _ = _prepared(run).load_split("validation")
-        errors = anomaly_scores(x, predict_batches(model, x, spec.batch_size))
-        document = {
-            "schema_version": 1,
-            "kind": "anomaly",
-            "threshold": anomaly_threshold(errors, spec.anomaly_percentile),
-            "percentile": spec.anomaly_percentile,
-            "chosen_on": "validation",
-            "num_examples": len(errors),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        return document, True
+        return validation_anomaly_threshold(model, x, spec.batch_size, percentile), True
     return None, False
 
 

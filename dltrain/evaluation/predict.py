@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,6 +19,7 @@ from dltrain.errors import DataError, UsageError
 from dltrain.evaluation.inputs import InputChunk, open_input
 from dltrain.evaluation.metrics import (
     anomaly_scores,
+    anomaly_threshold,
     class_probabilities,
     positive_scores,
     predicted_classes,
@@ -89,6 +91,23 @@ def predict_batches(
         )
         outputs.append(np.asarray(model.predict_on_batch(batch)))
     return np.concatenate(outputs) if outputs else np.empty((0,))
+
+
+def validation_anomaly_threshold(
+    model: Any, x: Any, batch_size: int, percentile: float
+) -> dict[str, Any]:
+    """The anomaly threshold document: ``percentile`` of the reconstruction errors of ``x``
+    (the validation split), as stored in a run's threshold.json."""
+    errors = anomaly_scores(x, predict_batches(model, x, batch_size))
+    return {
+        "schema_version": 1,
+        "kind": "anomaly",
+        "threshold": anomaly_threshold(errors, percentile),
+        "percentile": percentile,
+        "chosen_on": "validation",
+        "num_examples": len(errors),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 class Rows:
@@ -221,8 +240,17 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
             anomaly = float(stored["threshold"])
         elif threshold is None and run.task == "binary":
             threshold = float(stored["threshold"])
-    rows = Rows(run, threshold, anomaly)
     model = run.load_keras()
+    if run.task == "reconstruction" and anomaly is None and run.data_folder is not None:
+        # not evaluated yet: the same threshold evaluate would choose (and store)
+        from dltrain.data.store import open_store
+
+        x, _ = open_store(run.data_folder).load_split("validation")
+        percentile = float(run.evaluate_settings().get("anomaly_percentile", 99.0))
+        anomaly = float(
+            validation_anomaly_threshold(model, x, request.batch_size, percentile)["threshold"]
+        )
+    rows = Rows(run, threshold, anomaly)
     started = time.perf_counter()
     done = 0
     request.output.parent.mkdir(parents=True, exist_ok=True)

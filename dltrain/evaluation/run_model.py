@@ -50,6 +50,11 @@ class RunModel:
             return {}
         return recipe if isinstance(recipe, dict) else {}
 
+    def evaluate_settings(self) -> dict[str, Any]:
+        """The ``evaluate`` section of the recipe the run saved (plain YAML)."""
+        section = self._recipe().get("evaluate")
+        return section if isinstance(section, dict) else {}
+
     def _recipe_data(self) -> dict[str, Any]:
         data = self._recipe().get("data")
         return data if isinstance(data, dict) else {}

@@ -54,8 +54,8 @@ def invoke(*args: str) -> tuple[int, str, str]:
 @functools.cache
 def template() -> Path:
     """A project with a good 3-class run and an untrained-looking one (``tiny``) and a
-    binary run (``bin``) on 12×12 synthetic images, and a regression run on a small table of
-    house prices (``house``)."""
+    binary run (``bin``) and an autoencoder (``ae``) on 12×12 synthetic images, and a
+    regression run on a small table of house prices (``house``)."""
     root = Path(tempfile.mkdtemp(prefix="dltrain-eval-template-"))
     raw = root / "raw"
     raw.mkdir()
@@ -81,6 +81,9 @@ def template() -> Path:
     }
     houses["model"] = {"family": "mlp", "units": [16], "dropout": 0.0}
     (root / "house.yaml").write_text(yaml.safe_dump(houses))
+    autoencoder = recipe("ae", "raw")
+    autoencoder["model"] = {"family": "autoencoder", "units": [16], "latent_dim": 4}
+    (root / "ae.yaml").write_text(yaml.safe_dump(autoencoder))
     with working_directory(root):
         for args in (
             ["prepare"],
@@ -91,6 +94,8 @@ def template() -> Path:
             ["train", "--recipe", "bin.yaml"],
             ["prepare", "--recipe", "house.yaml"],
             ["train", "--recipe", "house.yaml", "--epochs", "3", "--lr", "0.05"],
+            ["prepare", "--recipe", "ae.yaml"],
+            ["train", "--recipe", "ae.yaml", "--epochs", "2"],
         ):
             code, _, err = invoke(*args)
             assert code == 0, f"{args}: {err}"

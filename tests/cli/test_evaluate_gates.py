@@ -207,3 +207,23 @@ def test_evaluate_a_labelled_table(project: Path) -> None:
     (project / "unlabelled.csv").write_text("house_id,rooms,area,district\nh1,3,50,north\n")
     code, _, err = evaluate_json("--recipe", "house.yaml", "--data", "unlabelled.csv")
     assert code == 2 and "no target column price" in err
+
+
+def test_autoencoder_errors_threshold_and_anomalies(project: Path) -> None:
+    code, document, err = evaluate_json("--recipe", "ae.yaml", "--require", "anomaly_rate<=0.5")
+    assert code == 0, err
+    assert document["task"] == "reconstruction"
+    metrics = document["metrics"]
+    assert 0 < metrics["reconstruction_error_median"] <= metrics["reconstruction_error_max"]
+    run = runs_of(project, "ae")[-1]
+    stored = json.loads((run / "threshold.json").read_text())
+    assert stored["kind"] == "anomaly" and stored["percentile"] == 99.0
+    assert metrics["anomaly_threshold"] == stored["threshold"]
+    code, _, err = invoke("predict", "-r", "ae.yaml", "-i", "raw/t10k-images-idx3-ubyte.gz",
+                          "-o", "scores.jsonl")  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(x) for x in (project / "scores.jsonl").read_text().splitlines()]
+    assert len(lines) == 60
+    assert all(x["anomaly"] == (x["reconstruction_error"] > stored["threshold"]) for x in lines)
+    code, _, err = evaluate_json("--recipe", "ae.yaml", "--require", "accuracy>=0.5")
+    assert code == 2 and "reconstruction_error_mean" in err  # the task's own metrics are listed
