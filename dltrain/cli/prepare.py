@@ -55,7 +55,7 @@ def prepare(
                     loaded.recipe.data, loaded.recipe.seed, folder, force=force, strict=strict
                 )
             except DataQualityError as exc:
-                render_profile(console, exc.profile.to_json())
+                render_profile(console, exc.profile)
                 if json_:
                     write_json({"folder": str(folder), "failed": exc.message})
                 raise

@@ -85,10 +85,11 @@ def prepare(
         ):
             profile = _read_profile(folder)
             if strict and profile.get("warnings"):
-                raise DataError(
+                raise DataQualityError(
                     f"The prepared dataset {folder} is up to date, but its profile has warnings "
                     f"that --strict refuses: {'; '.join(profile['warnings'])}. Fix the data or "
-                    f"run without --strict."
+                    f"run without --strict.",
+                    profile,
                 )
             return PrepareResult(dataset=existing, up_to_date=True, profile=profile)
 
@@ -232,7 +233,7 @@ def prepare_arrays(
         raise DataQualityError(
             f"{spec.source} failed {len(breaches)} data check(s): {'; '.join(breaches)}. Fix the "
             f"data, relax `data.checks` in the recipe, or run without --strict.",
-            profile,
+            profile.to_json(),
         )
     writer = ShardWriter(folder, layout="parquet" if is_text else "npz", num_classes=len(classes))
     import pyarrow as pa

@@ -69,9 +69,9 @@ class DataQualityError(DltrainError):
     kind = "data check failed"
     exit_code = ExitCode.FAILED
 
-    def __init__(self, message: str, profile: Profile) -> None:
+    def __init__(self, message: str, profile: dict[str, Any]) -> None:
         super().__init__(message)
-        self.profile = profile
+        self.profile = profile  # profile.json's content, for the report
 
 
 @dataclass
@@ -289,7 +289,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
             raise DataQualityError(
                 f"{spec.source} failed {len(breaches)} data check(s): {'; '.join(breaches)}. "
                 f"Fix the data, relax `data.checks` in the recipe, or run without --strict.",
-                profile,
+                profile.to_json(),
             )
         fields = _write(files, types, scan, plan, spec, seed, folder, spill)
     finally:

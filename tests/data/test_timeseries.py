@@ -91,3 +91,20 @@ def test_repeated_times_and_unparsable_times(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="row 5: 'someday'"):
         prepare(spec(tmp_path / "u.csv", lookback=2, time_column="when"), 1, tmp_path / "out")
+
+
+def test_several_targets_and_fixed_features(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv", days=60)
+    spec_ = DataSpec.model_validate(
+        {
+            "source": tmp_path / "s.csv",
+            "target": ["temp", "wind"],
+            "series": {"lookback": 4, "horizon": 3, "features": ["temp"], "stride": 2},
+        }
+    )
+    dataset = prepare(spec_, 1, tmp_path / "out").dataset
+    x, y = dataset.load_split("train")
+    assert dataset.manifest["features"]["columns"] == ["temp", "wind"]  # targets are inputs too
+    assert x.shape[1:] == (4, 2) and y.shape[1:] == (3, 2)
+    np.testing.assert_allclose(y[:, :, 1], y[:, :, 0] * 10)
+    np.testing.assert_allclose(np.diff(x[:, 0, 0]), 2)  # a window every second day
