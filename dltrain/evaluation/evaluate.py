@@ -199,7 +199,7 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
     if request.data is None:
         split = request.spec.split.value
         dataset = _prepared(run)
-        x, y = dataset.load_split(split)
+        x, y = dataset.load_split(split, resample=False)  # the train split as stored, unbalanced
         source: dict[str, Any] = {"kind": "split", "folder": str(dataset.folder), "split": split}
         return Examples(x, y, split, source)
     path = request.data
@@ -209,13 +209,27 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
         source = {"kind": "file", "path": str(path), "files": [str(path)]}
         return Examples(x, y, f"data-{slug}", source)
     from dltrain.data.sources import read_source
-    from dltrain.recipe.schema import DataFormat
+    from dltrain.recipe.data import DataFormat, ImageSpec
 
-    source_arrays = read_source(path, DataFormat.AUTO)
+    shape = run.model_input.shape
+    image = None
+    if run.model_input.kind == "image" and len(shape) == 3 and shape[-1] in (1, 3):
+        image = ImageSpec(size=[shape[0], shape[1]], channels=shape[-1])  # class folders
+    source_arrays = read_source(path, DataFormat.AUTO, image)
     xs = [x for x, _ in source_arrays.splits.values()]
     ys = [y for _, y in source_arrays.splits.values()]
     x = conform_examples(np.concatenate(xs), run.model_input, str(path))
     y = np.concatenate(ys)
+    if source_arrays.class_names is not None and run.is_classifier:
+        # class folders are numbered in their own order: match them to the run's by name
+        unknown = [c for c in source_arrays.class_names if c not in run.classes]
+        if unknown:
+            raise DataError(
+                f"{path} has class folder(s) {', '.join(unknown)} that run {run.run_dir.name} "
+                f"does not know. Its classes: {', '.join(run.classes)}. The data's schema "
+                f"differs from the run's; rename or drop those folders."
+            )
+        y = np.asarray([run.classes.index(c) for c in source_arrays.class_names])[y]
     if run.is_classifier and len(y) and (y.min() < 0 or y.max() >= len(run.classes)):
         raise DataError(
             f"{path} has labels from {int(y.min())} to {int(y.max())}, but run "

@@ -259,9 +259,9 @@ class IdxInput(ArrayInput):
 class ImageFilesInput(InputReader):
     """Image files (PNG, JPEG, BMP, GIF, WebP, TIFF) in a folder and its subfolders, or one file.
 
-    Each is decoded, turned upright by its EXIF orientation, converted to the model's channels
-    (grey, RGB or RGBA) and resized to its input size; the relative path passes through as
-    ``file``. Files are decoded batch by batch, so folders larger than memory work.
+    Each is decoded as prepare decodes training images (converted to the model's channels,
+    resized bilinearly to its input size); the relative path passes through as ``file``. Files
+    are decoded batch by batch, so folders larger than memory work.
     """
 
     format = "images"
@@ -304,13 +304,18 @@ class ImageFilesInput(InputReader):
         self.columns = ["file"]
 
     def _load(self, file: Path) -> np.ndarray:
-        from PIL import Image, ImageOps, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError
 
         height, width, channels = self.model.shape
-        mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+        if channels in (1, 3):
+            # exactly prepare's decoding (draft mode, bilinear resize): the same pixels as the
+            # images the model was trained on
+            from dltrain.data.images import decode
+
+            return decode(file, (height, width), channels)[0]
         try:
             with Image.open(file) as opened:
-                image = ImageOps.exif_transpose(opened).convert(mode)
+                image = opened.convert("RGBA")
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                 pixels = np.asarray(image, dtype=np.uint8)

@@ -49,7 +49,7 @@ def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
 
     failed = dltrain(
         "evaluate", "--recipe", DEMO, "--require", "accuracy>=0.9999", "--format", "markdown",
-        cwd=tmp_path,
+        "--no-plots", cwd=tmp_path,
     )  # fmt: skip
     assert failed.returncode == 1, failed.stderr
     assert "❌ **failed**" in failed.stdout and "gate failed" in failed.stderr

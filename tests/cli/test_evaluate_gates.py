@@ -171,6 +171,32 @@ def test_evaluate_new_raw_data(project: Path) -> None:
     assert code == 2 and "knows 3 classes" in err
 
 
+def test_evaluate_class_folders_of_images(project: Path) -> None:
+    from PIL import Image
+
+    from tests.conftest import synthetic_images
+
+    x, y = synthetic_images(45, seed=5)
+    keep = y > 0  # only classes "1" and "2": the folders number them 0 and 1 among themselves
+    x, y = x[keep], y[keep]
+    np.savez(project / "same.npz", x=x, y=y.astype(np.int64))
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
+        folder = project / "folders" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    code, from_folders, err = evaluate_json("--data", "folders")
+    assert code == 0, err
+    _, from_arrays, _ = evaluate_json("--data", "same.npz")
+    assert from_folders["num_examples"] == 30
+    # matched to the run's classes by name, so the same confusion matrix as integer labels
+    assert from_folders["confusion_matrix"] == from_arrays["confusion_matrix"]
+    assert [row["support"] for row in from_folders["per_class"]] == [0, 15, 15]
+    (project / "folders" / "zebra").mkdir()
+    Image.fromarray(x[0]).save(project / "folders" / "zebra" / "z.png")
+    code, _, err = evaluate_json("--data", "folders")
+    assert code == 2 and "zebra" in err
+
+
 def test_evaluate_a_run_from_anywhere(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = runs_of(project)[0]
     elsewhere = project.parent / "elsewhere"
@@ -227,3 +253,12 @@ def test_autoencoder_errors_threshold_and_anomalies(project: Path) -> None:
     assert all(x["anomaly"] == (x["reconstruction_error"] > stored["threshold"]) for x in lines)
     code, _, err = evaluate_json("--recipe", "ae.yaml", "--require", "accuracy>=0.5")
     assert code == 2 and "reconstruction_error_mean" in err  # the task's own metrics are listed
+
+
+def test_a_threshold_asked_of_a_regression_model(project: Path) -> None:
+    code, _, err = evaluate_json("--recipe", "house.yaml", "--optimize-threshold", "f1")
+    assert code == 2 and "regression model" in err and "no classes" in err
+    code, _, err = invoke("predict", "-r", "house.yaml", "-i", "houses.csv", "-o", "p.csv",
+                          "--threshold", "0.5")  # fmt: skip
+    assert code == 2 and "binary classifiers" in err
+    assert not (project / "p.csv").exists()
