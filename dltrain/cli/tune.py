@@ -294,6 +294,17 @@ class TrialBoard:
                     "value": None,
                     "retry_of": event.retry_of,
                 }
+                if self.live is None:  # CI logs: say what is running, not only what finished
+                    again = (
+                        f" (again, for trial {event.retry_of})"
+                        if event.retry_of is not None
+                        else ""
+                    )
+                    params = self._params(event.params)
+                    self.console.print(
+                        escape(f"trial {event.number:>3}  started{again}  {params}"),
+                        highlight=False,
+                    )
             elif isinstance(event, TrialProgress):
                 row = self.rows.setdefault(
                     event.number, {"params": {}, "started": time.monotonic()}
@@ -305,8 +316,11 @@ class TrialBoard:
                 if self.live is None:
                     self.console.print(self._line(record), highlight=False)
 
+    def _params(self, params: dict[str, Any]) -> str:
+        return "  ".join(f"{self.names.get(k, k)}={_fmt(v)}" for k, v in params.items())
+
     def _line(self, r: TrialRecord) -> str:
-        params = "  ".join(f"{self.names.get(k, k)}={_fmt(v)}" for k, v in r.params.items())
+        params = self._params(r.params)
         value = f"{self.plan.spec.objective} {r.value:.4f}" if r.value is not None else ""
         where = ""
         if r.state == "pruned" and r.pruned_at_epoch:
