@@ -26,6 +26,15 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def data_dir(workdir: Path, name: str) -> Path:
     """The prepared dataset of recipe ``name``."""
     return workdir / "data" / name
@@ -131,6 +140,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; others may need to read results
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

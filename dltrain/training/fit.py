@@ -19,7 +19,7 @@ from dltrain import __version__
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import data_spec_digest
-from dltrain.data.store import PreparedDataset, open_store
+from dltrain.data.store import MANIFEST_FILE, PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
 from dltrain.models import build_model
 from dltrain.models.autoencoder import reconstruction_loss
@@ -230,6 +230,8 @@ def train(
     if resume_dir is None:
         run_dir = new_run_dir(workdir, recipe.name)
         write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
+        # the manifest too, so the run describes its inputs and classes without data/
+        write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest)
         info: dict[str, Any] = {
             "recipe": recipe.name,
             "recipe_file": str(loaded.path),

@@ -223,3 +223,11 @@ def test_a_refused_setting_leaves_no_run_folder(project: Path) -> None:
     code, _, err = invoke("train", "--set", "train.loss.name=mse")  # a numeric loss for classes
     assert code == 2 and "train.loss.name" in err
     assert not (project / "runs").exists()
+
+
+def test_run_keeps_its_manifest_and_readable_files(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest == json.loads((project / "data" / "tiny" / "manifest.json").read_text())
+    assert (run / "run.json").stat().st_mode & 0o044  # group/others may read results
