@@ -324,7 +324,7 @@ def open_study(
             )
         study.set_user_attr(STUDY_ATTR, identity)
     elif recorded != identity:
-        changed = _differences(recorded, identity)
+        changed = [c.removeprefix("recipe.") for c in _differences(recorded, identity)]
         listed = ", ".join(f"`{c}`" for c in changed[:8]) + (" …" if len(changed) > 8 else "")
         raise RecipeError(
             f"Study '{name}' in {shown} was started from a different recipe: {listed} changed "

@@ -99,6 +99,12 @@ def test_an_objective_training_does_not_log_stops_the_study_with_exit_2(
     )
     assert len(study.trials) == 1  # stopped after the first, instead of failing five
 
+    # Resuming that study from a changed recipe would mix incomparable trials: refused.
+    code, _, err = invoke("tune", "--set", "train.epochs=5")
+    assert code == 2
+    assert "was started from a different recipe: `train.epochs` changed" in err
+    assert len(study.trials) == 1
+
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
