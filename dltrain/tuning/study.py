@@ -433,7 +433,9 @@ def recover_stale_trials(study: optuna.Study) -> list[int]:
             continue  # another tuner got there first
         requeue(study, trial)
         recovered.append(trial.number)
-    callback = getattr(study._storage, "heartbeat_stale_trial_callback", None)
+    storage = study._storage  # Optuna's heartbeat API lives on the storage
+    getter = getattr(storage, "get_heartbeat_stale_trial_callback", None)
+    callback = getter() if getter is not None else None
     optuna.storages.fail_stale_trials(study)
     if isinstance(callback, _StaleRequeue):
         recovered += callback.recovered
