@@ -128,13 +128,16 @@ def open_run(run_dir: Path) -> RunModel:
             f"by `dltrain train` has one; train the run again."
         ) from None
     recorded = info.get("data", {}).get("folder")
-    candidates: list[tuple[Path, Path | None]] = [(run_dir / MANIFEST_FILE, None)]
+    # The prepared data the run was trained on (with its splits) comes first; the run's own copy
+    # of the manifest still describes the model's inputs when that data is gone.
+    candidates: list[tuple[Path, Path | None]] = []
     if recorded:
         candidates.append((Path(recorded) / MANIFEST_FILE, Path(recorded)))
     recipe = info.get("recipe") or run_dir.parent.name
     if len(run_dir.parents) >= 3:
         moved = run_dir.parents[2] / "data" / str(recipe)
         candidates.append((moved / MANIFEST_FILE, moved))
+    candidates.append((run_dir / MANIFEST_FILE, None))
     for path, folder in candidates:
         if path.is_file():
             try:
