@@ -321,7 +321,8 @@ def main() -> int:
         for pruner in order:
             print(f"searching with --pruner {pruner} …", file=sys.stderr, flush=True)
             runs[pruner] = run_search(recipe, pruner)
-            print(json.dumps(runs[pruner]), file=sys.stderr, flush=True)
+            shown = {k: v for k, v in runs[pruner].items() if k != "per_trial"}
+            print(json.dumps(shown), file=sys.stderr, flush=True)
         section = render(args, subset, runs, (before, load_average()))
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
