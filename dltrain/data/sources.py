@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import zipfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -319,7 +320,7 @@ def read_npz(path: Path) -> SourceArrays:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"{path} is not a readable .npz archive ({exc}). Expected a file written by "
             f"numpy.savez; copy it again or save it without pickled objects."

@@ -99,3 +99,12 @@ def test_npz_float_labels_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=np.zeros((3, 4, 4)), y=np.array([0.5, 1.0, 0.0]))
     with pytest.raises(DataError, match="expected integers"):
         read_source(tmp_path / "d.npz", DataFormat.AUTO)
+
+
+def test_corrupt_npz_is_a_data_error(tmp_path: Path) -> None:
+    x, y = synthetic_images(10)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    blob = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(blob[: len(blob) // 2])  # truncated copy
+    with pytest.raises(DataError, match="not a readable .npz"):
+        read_source(tmp_path / "d.npz", DataFormat.AUTO)
