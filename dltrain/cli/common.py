@@ -83,3 +83,8 @@ def reported_errors(console: Console) -> Iterator[None]:
 def workdir() -> Path:
     """Where data/ and runs/ live: the working directory, so shell pipelines need no paths."""
     return Path.cwd()
+
+
+def from_workdir(path: Path) -> Path:
+    """A path typed on the command line, read from the working directory as a shell user expects."""
+    return path if path.is_absolute() else workdir() / path

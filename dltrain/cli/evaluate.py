@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dltrain.cli.common import JsonOption, RecipeOption, SetOption, reported_errors, workdir
+from dltrain.cli.common import (
+    JsonOption,
+    RecipeOption,
+    SetOption,
+    from_workdir,
+    reported_errors,
+)
 from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
 from dltrain.errors import RunError, UsageError
@@ -131,7 +137,7 @@ def evaluate(
         objective = parse_objective(optimize_threshold) if optimize_threshold else None
         baseline_dir = None
         if baseline is not None:
-            baseline_dir = baseline if baseline.is_absolute() else workdir() / baseline
+            baseline_dir = from_workdir(baseline)
             if not baseline_dir.is_dir():
                 raise RunError(
                     f"Baseline run folder {baseline} does not exist. Expected a run folder such "
@@ -147,7 +153,7 @@ def evaluate(
                     run_dir=run_dir,
                     spec=spec,
                     seed=loaded.recipe.seed,
-                    data=data if data is None or data.is_absolute() else workdir() / data,
+                    data=None if data is None else from_workdir(data),
                     gates=gates,
                     optimize_threshold=objective,
                     baseline=baseline_dir,

@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dltrain.cli.common import JsonOption, RecipeOption, SetOption, reported_errors, workdir
+from dltrain.cli.common import (
+    JsonOption,
+    RecipeOption,
+    SetOption,
+    from_workdir,
+    reported_errors,
+)
 from dltrain.cli.runs import RunOption, print_wide, recipe_and_run
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
@@ -56,7 +62,7 @@ def export(
                 f"one at a time, or drop --output to use <run>/export/."
             )
         _, run_dir = recipe_and_run(recipe, sets, {}, run)
-        target = None if output is None else output if output.is_absolute() else workdir() / output
+        target = None if output is None else from_workdir(output)
         results = []
         for fmt in chosen:
             with console.status(f"Exporting {run_dir.name} as {fmt.value} and checking it …"):

@@ -9,7 +9,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from dltrain.cli.common import JsonOption, reported_errors, workdir
+from dltrain.cli.common import JsonOption, from_workdir, reported_errors
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
 from dltrain.recipe import load_recipe
@@ -40,7 +40,7 @@ def init(
     """Inspect a dataset and write a starter recipe: dltrain init data.csv --target y."""
     console = make_console()
     with reported_errors(console):
-        output = output if output.is_absolute() else workdir() / output
+        output = from_workdir(output)
         if output.exists() and not force:
             raise UsageError(
                 f"{output} already exists; dltrain init does not overwrite a recipe. Pass "
@@ -49,7 +49,7 @@ def init(
         with console.status(f"Inspecting {path} …"):
             from dltrain.data.starter import starter_recipe
 
-            source = path if path.is_absolute() else workdir() / path
+            source = from_workdir(path)
             starter = starter_recipe(source, target, recipe_dir=output.parent, task=task, name=name)
         header = ["# Starter recipe written by `dltrain init`. What it inferred, and why:"]
         header += [f"#   - {reason}" for reason in starter.reasons]

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dltrain.cli.common import JsonOption, RecipeOption, SetOption, reported_errors, workdir
+from dltrain.cli.common import (
+    JsonOption,
+    RecipeOption,
+    SetOption,
+    from_workdir,
+    reported_errors,
+)
 from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
 
@@ -60,8 +66,8 @@ def predict(
     console = make_console()
     with reported_errors(console):
         _, run_dir = recipe_and_run(recipe, sets, {}, run)
-        source = input_ if input_.is_absolute() else workdir() / input_
-        target = output if output.is_absolute() else workdir() / output
+        source = from_workdir(input_)
+        target = from_workdir(output)
         with console.status("Loading TensorFlow and the model …"):
             from dltrain.evaluation.predict import PredictRequest, output_format, predict_file
 

@@ -11,7 +11,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from dltrain.cli.common import JsonOption, RecipeOption, SetOption, load, reported_errors, workdir
+from dltrain.cli.common import (
+    JsonOption,
+    RecipeOption,
+    SetOption,
+    from_workdir,
+    load,
+    reported_errors,
+    workdir,
+)
 from dltrain.console import make_console, write_json
 from dltrain.errors import RecipeError, RunError
 from dltrain.recipe import LoadedRecipe
@@ -43,7 +51,7 @@ def recipe_and_run(
         RunError: no such run, or one without a model.
     """
     if recipe is None and run is not None and not (workdir() / DEFAULT_RECIPE).is_file():
-        run_dir = run if run.is_absolute() else workdir() / run
+        run_dir = from_workdir(run)
         if not run_dir.is_dir():
             raise RunError(
                 f"Run folder {run} does not exist. Expected a folder written by `dltrain train`, "
