@@ -15,6 +15,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+def invoke(*args: str) -> tuple[int, str, str]:
+    """Run the real dltrain CLI in-process: (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from dltrain.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write ``array`` (uint8) as a gzip-compressed IDX file, as MNIST distributes them."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(

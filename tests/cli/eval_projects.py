@@ -16,12 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from typer.testing import CliRunner
 
-from dltrain.cli import app
-from tests.conftest import synthetic_images, write_idx
-
-runner = CliRunner()
+from tests.conftest import invoke, synthetic_images, write_idx
 
 
 @contextlib.contextmanager
@@ -44,11 +40,6 @@ def recipe(name: str, source: str, **extra: object) -> dict[str, object]:
     }
     document.update(extra)
     return document
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @functools.cache

@@ -7,17 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from dltrain.cli import app
-from tests.conftest import RecipeWriter
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+from tests.conftest import RecipeWriter, invoke
 
 
 @pytest.fixture

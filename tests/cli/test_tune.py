@@ -10,21 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from dltrain.cli import app
-from tests.conftest import RecipeWriter
+from tests.conftest import RecipeWriter, invoke
 
 SPACE = {
     "train.optimizer.learning_rate": {"log_uniform": [3.0e-3, 3.0e-2]},
     "model.dropout": {"uniform": [0.0, 0.3]},
     "model.filters": [[4], [8]],
 }
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

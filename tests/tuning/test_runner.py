@@ -18,18 +18,11 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 import dltrain.tuning.runner as runner
-from dltrain.cli import app
-from tests.conftest import RecipeWriter
+from tests.conftest import RecipeWriter, invoke
 from tests.tuning.fake_trial import COMMAND as FAKE_TRIAL
 from tests.tuning.fake_trial import LAUNCHER
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
