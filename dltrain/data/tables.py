@@ -82,12 +82,7 @@ class TableFile:
         try:
             reader = pacsv.open_csv(
                 self.path,
-                read_options=pacsv.ReadOptions(
-                    skip_rows=options.skip_rows,
-                    column_names=options.column_names,
-                    encoding=options.encoding,
-                    block_size=BLOCK_BYTES,
-                ),
+                read_options=_read_options(options, BLOCK_BYTES),
                 parse_options=_parse_options(options),
                 convert_options=pacsv.ConvertOptions(
                     column_types=types,
@@ -233,6 +228,16 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
             return pc.cast(pc.cast(array, pa.timestamp("s")), pa.string()).fill_null("")
         return pc.cast(array, pa.string()).fill_null("")
     return pc.cast(array, target)
+
+
+def _read_options(options: CsvOptions, block_size: int) -> pacsv.ReadOptions:
+    """Where the rows start, what the columns are called, the encoding, and the block size."""
+    return pacsv.ReadOptions(
+        skip_rows=options.skip_rows,
+        column_names=options.column_names,
+        encoding=options.encoding,
+        block_size=block_size,
+    )
 
 
 def _parse_options(options: CsvOptions) -> pacsv.ParseOptions:
@@ -393,12 +398,7 @@ def _guess_types(table: TableFile) -> dict[str, pa.DataType]:
     try:
         reader = pacsv.open_csv(
             table.path,
-            read_options=pacsv.ReadOptions(
-                skip_rows=options.skip_rows,
-                column_names=options.column_names,
-                encoding=options.encoding,
-                block_size=1 << 20,
-            ),
+            read_options=_read_options(options, 1 << 20),
             parse_options=_parse_options(options),
             convert_options=pacsv.ConvertOptions(
                 null_values=options.missing_values, strings_can_be_null=True
