@@ -24,7 +24,14 @@ from dltrain.data.store import ShardWriter
 from dltrain.data.tables import open_table
 from dltrain.data.tabular import check_columns, read_types, stripped_batches
 from dltrain.errors import DataError
-from dltrain.recipe.data import ColumnSpec, ColumnType, DataSpec, Missing, SeriesSpec
+from dltrain.recipe.data import (
+    CalendarFeature,
+    ColumnSpec,
+    ColumnType,
+    DataSpec,
+    Missing,
+    SeriesSpec,
+)
 
 _REACH = " (the lookback may reach into the split before, the horizon may not)"
 
@@ -103,6 +110,18 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
     ignored = [n for n in table.columns if n != time_column and n not in features]
     if ignored:
         notes.append(f"not used as window features: {', '.join(ignored)}")
+    if series.calendar:
+        calendar = calendar_features(frame.index, series.calendar)
+        clashes = [n for n in calendar if n in frame.columns or n in table.columns]
+        if clashes:
+            raise DataError(
+                f"`data.series.calendar` adds the column(s) {', '.join(clashes)}, but "
+                f"{spec.source} already has a column of that name. Rename the source column, or "
+                f"drop the cycle from `data.series.calendar`."
+            )
+        frame = frame.assign(**calendar)
+        features = features + list(calendar)
+        notes.append(f"calendar features: {', '.join(calendar)}")
     values = frame[features].to_numpy(np.float32)
     target_values = frame[targets].to_numpy(np.float32)
     num = len(frame)
@@ -179,6 +198,52 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
         "cleaning": {"dropped_rows": {}, "filled": filled, "notes": notes, "duplicates": "n/a"},
     }
     return SeriesOutcome(fields=fields, profile=profile, files=[spec.source])
+
+
+# Seconds in one turn of each cycle; a year is 365.25 days so that leap years do not drift.
+_PERIODS = {
+    CalendarFeature.DAY_OF_YEAR: 365.25 * 86400.0,
+    CalendarFeature.DAY_OF_WEEK: 7 * 86400.0,
+    CalendarFeature.TIME_OF_DAY: 86400.0,
+}
+
+
+def calendar_features(
+    times: pd.DatetimeIndex, cycles: list[CalendarFeature]
+) -> dict[str, np.ndarray]:
+    """The sine and cosine of each time's position in each calendar cycle.
+
+    Sine and cosine rather than the raw day number: 31 December and 1 January are neighbours.
+
+    Args:
+        times: the series' time steps.
+        cycles: which cycles to encode.
+
+    Returns:
+        ``{"<cycle>_sin": values, "<cycle>_cos": values}`` in the order asked, float64 arrays.
+
+    Example:
+        ``calendar_features(index, [CalendarFeature.DAY_OF_YEAR])["day_of_year_cos"]`` is 1 on
+        1 January and about -1 in early July.
+    """
+    seconds = {
+        # Seconds since the cycle began: 1 January 00:00, Monday 00:00, midnight.
+        CalendarFeature.DAY_OF_YEAR: (times.day_of_year.to_numpy() - 1) * 86400.0
+        + _seconds_of_day(times),
+        CalendarFeature.DAY_OF_WEEK: times.day_of_week.to_numpy() * 86400.0
+        + _seconds_of_day(times),
+        CalendarFeature.TIME_OF_DAY: _seconds_of_day(times),
+    }
+    columns: dict[str, np.ndarray] = {}
+    for cycle in cycles:
+        angle = 2.0 * np.pi * seconds[cycle] / _PERIODS[cycle]
+        columns[f"{cycle.value}_sin"] = np.sin(angle)
+        columns[f"{cycle.value}_cos"] = np.cos(angle)
+    return columns
+
+
+def _seconds_of_day(times: pd.DatetimeIndex) -> np.ndarray:
+    return (times.hour * 3600 + times.minute * 60 + times.second).to_numpy(np.float64)
 
 
 def _time_column(

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from dltrain.backend import keras
+from dltrain.errors import RecipeError
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
-from dltrain.recipe.models import MlpSpec
+from dltrain.recipe.models import MlpSpec, NumericEmbeddingSpec
 
 
 def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
-    """Build a multi-layer perceptron on any encoded features (flattened when not a vector)."""
+    """Build a multi-layer perceptron on any encoded features (flattened when not a vector).
+
+    Raises:
+        RecipeError: `numeric_embedding` is set but the data is not a table with numbers.
+    """
     raw, x = io.inputs()
+    if spec.numeric_embedding is not None:
+        x = _embed_numbers(x, io, spec.numeric_embedding)
     if len(x.shape) > 2:
         x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(spec.units, start=1):
@@ -18,3 +28,38 @@ def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, name=f"hidden{i}_dropout")(x)
     return keras.Model(raw, io.head(x), name="mlp")
+
+
+def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec) -> Any:
+    """Replace the table's numeric block (it comes first) by its periodic embeddings."""
+    numeric = io.manifest.get("preprocessing", {}).get("numeric", []) if io.kind == "table" else []
+    if not numeric:
+        raise RecipeError(
+            "`model.numeric_embedding` embeds the numeric columns of a table, but the prepared "
+            f"dataset holds {io.kind} features with no numeric column. Remove "
+            "`model.numeric_embedding`, or prepare a table with numeric columns."
+        )
+    ops = keras.ops
+    count = len(numeric)
+    numbers, rest = x[:, :count], x[:, count:]
+    # One row of frequencies per column (EinsumDense's kernel is (columns, frequencies)), so each
+    # column learns its own periods; Keras's own layers keep the saved model loadable as is.
+    phase = keras.layers.EinsumDense(
+        "bn,nk->bnk",
+        output_shape=(count, spec.frequencies),
+        kernel_initializer=keras.initializers.RandomNormal(stddev=spec.scale),
+        name="numeric_frequencies",
+    )(numbers)
+    phase = 2.0 * math.pi * phase
+    periodic = ops.concatenate([ops.sin(phase), ops.cos(phase)], axis=-1)
+    embedded = keras.layers.EinsumDense(
+        "bnk,nkd->bnd",
+        output_shape=(count, spec.dim),
+        bias_axes="nd",
+        activation="relu",
+        name="numeric_embedding",
+    )(periodic)
+    embedded = keras.layers.Flatten(name="numeric_embedding_flatten")(embedded)
+    if rest.shape[-1] == 0:
+        return embedded
+    return keras.layers.Concatenate(name="embedded_features")([embedded, rest])

@@ -213,6 +213,14 @@ class TextSpec(_Section):
     standardize: Standardize = Standardize.LOWER_AND_STRIP_PUNCTUATION
 
 
+class CalendarFeature(StrEnum):
+    """A cycle of the calendar, added to every window step as its sine and cosine."""
+
+    DAY_OF_YEAR = "day_of_year"  # the seasons: period 365.25 days
+    DAY_OF_WEEK = "day_of_week"  # period 7 days
+    TIME_OF_DAY = "time_of_day"  # period 24 hours
+
+
 class SeriesSpec(_Section):
     """Forecasting: windows of `lookback` steps predict the `horizon` steps after them."""
 
@@ -227,6 +235,22 @@ class SeriesSpec(_Section):
         True, description="Insert the missing time steps of a regular series, then fill them."
     )
     missing: Missing = Field(Missing.INTERPOLATE, description="interpolate, ffill, bfill.")
+    calendar: list[CalendarFeature] = Field(
+        default_factory=list,
+        description="Calendar cycles added as input features (<name>_sin, <name>_cos per step), "
+        "computed from the time column: day_of_year, day_of_week, time_of_day.",
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar_once(cls, value: list[CalendarFeature]) -> list[CalendarFeature]:
+        repeated = sorted({c.value for c in value if value.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"series.calendar names {', '.join(repeated)} more than once; list each cycle "
+                f"once. Received: {[c.value for c in value]}"
+            )
+        return value
 
     @field_validator("missing")
     @classmethod

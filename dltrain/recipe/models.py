@@ -55,12 +55,34 @@ class AugmentationSpec(_Section):
     contrast: float = Field(0.0, ge=0, lt=1, description="Contrast factor range, 1 ± contrast.")
 
 
+class NumericEmbeddingSpec(_Section):
+    """Periodic embeddings of a table's numbers (Gorishniy et al. 2022, "PLR").
+
+    Each numeric column x becomes relu(W [sin(2 pi c x), cos(2 pi c x)] + b), with its own
+    trainable frequencies c and its own W, before the hidden layers: an MLP then fits sharp,
+    non-monotone effects of one column (latitude and longitude, capital gains) that a plain
+    dense layer on the standardised number approximates poorly.
+    """
+
+    frequencies: int = Field(16, gt=0, description="Trainable frequencies per numeric column.")
+    dim: int = Field(16, gt=0, description="Width of each column's embedding.")
+    scale: float = Field(
+        0.1,
+        gt=0,
+        description="Standard deviation of the initial frequencies (inputs are standardised); "
+        "larger values let the first epochs fit finer detail.",
+    )
+
+
 class MlpSpec(ModelBase):
     family: Literal["mlp"] = "mlp"
     units: PositiveInts = Field(
         default_factory=lambda: [256, 128], min_length=1, description="Width of each hidden layer."
     )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout after each hidden layer.")
+    numeric_embedding: NumericEmbeddingSpec | None = Field(
+        None, description="Tables: embed each numeric column periodically (null: raw numbers)."
+    )
 
 
 class CnnSpec(ModelBase):

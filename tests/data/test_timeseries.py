@@ -108,3 +108,41 @@ def test_several_targets_and_fixed_features(tmp_path: Path) -> None:
     assert x.shape[1:] == (4, 2) and y.shape[1:] == (3, 2)
     np.testing.assert_allclose(y[:, :, 1], y[:, :, 0] * 10)
     np.testing.assert_allclose(np.diff(x[:, 0, 0]), 2)  # a window every second day
+
+
+def test_calendar_features_follow_each_window_step(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv", days=400, drop=(200,))  # from 2021-01-01, a gap put back
+    dataset = prepare(
+        spec(tmp_path / "s.csv", calendar=["day_of_year", "day_of_week"]), 1, tmp_path / "out"
+    ).dataset
+    columns = dataset.manifest["features"]["columns"]
+    assert columns == [
+        "temp",
+        "wind",
+        "day_of_year_sin",
+        "day_of_year_cos",
+        "day_of_week_sin",
+        "day_of_week_cos",
+    ]
+    assert dataset.manifest["features"]["shape"] == [5, 6]
+    x, _ = dataset.load_split("train")
+    day = x[:, :, 0].astype(int)  # temp is the day number since 2021-01-01
+    dates = pd.Timestamp("2021-01-01") + pd.to_timedelta(day.ravel(), unit="D")
+    year_angle = 2 * np.pi * (dates.day_of_year.to_numpy() - 1) / 365.25
+    np.testing.assert_allclose(x[:, :, 2].ravel(), np.sin(year_angle), atol=1e-6)
+    np.testing.assert_allclose(x[:, :, 3].ravel(), np.cos(year_angle), atol=1e-6)
+    week_angle = 2 * np.pi * dates.day_of_week.to_numpy() / 7
+    np.testing.assert_allclose(x[:, :, 4].ravel(), np.sin(week_angle), atol=1e-6)
+    assert x[0, 0, 3] == pytest.approx(1.0)  # 1 January: the start of the yearly cycle
+
+
+def test_calendar_refuses_repeats_and_clashing_columns(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="names day_of_year more than once"):
+        spec(tmp_path / "s.csv", calendar=["day_of_year", "day_of_year"])
+    with pytest.raises(ValueError, match="calendar"):
+        spec(tmp_path / "s.csv", calendar=["month_of_year"])
+    frame = write_series(tmp_path / "s.csv", days=60)
+    frame.assign(time_of_day_cos=1.0).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(DataError, match="already has a column of that name"):
+        prepare(spec(tmp_path / "c.csv", calendar=["time_of_day"]), 1, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
