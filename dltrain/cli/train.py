@@ -134,15 +134,28 @@ def train(
                 f"{result.epochs_run}; the saved model holds that epoch's weights.",
                 highlight=False,
             )
-        console.print(
-            f"[green]Saved[/] {result.run_dir} in {result.seconds:.0f}s. "
-            f"Next: dltrain evaluate{' --recipe ' + recipe if recipe else ''}",
-            highlight=False,
-        )
+        if result.chief:
+            console.print(
+                f"[green]Saved[/] {result.run_dir} in {result.seconds:.0f}s. "
+                f"Next: dltrain evaluate{' --recipe ' + recipe if recipe else ''}",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"[green]Done[/] in {result.seconds:.0f}s, one of {result.num_workers} workers; "
+                f"the chief saved the run. Weights sha256 {result.weights_sha256}.",
+                highlight=False,
+            )
         if json_:
+            workers = {
+                "num_workers": result.num_workers,
+                "chief": result.chief,
+                "weights_sha256": result.weights_sha256,
+            }
             write_json(
                 {
-                    "run": str(result.run_dir),
+                    "run": str(result.run_dir) if result.chief else None,  # others' is scratch
+                    "workers": workers if result.num_workers > 1 else None,  # TF_CONFIG
                     "epochs_run": result.epochs_run,
                     "stopped_by": result.stopped_by,
                     "best": {

@@ -6,9 +6,10 @@ import csv
 import math
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ from dltrain.training.compile import compile_parts
 from dltrain.training.curves import plot_learning_curves
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
 from dltrain.training.losses import logged_names
+from dltrain.training.multiworker import check_supported, private_copy, scratch_root, weights_digest
+from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.optimizers import make_optimizer
 
 CURVES_FILE = "learning_curves.png"
@@ -72,6 +75,31 @@ class TrainResult:
     final_logs: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     stopped_by: str = "epochs"  # epochs | early_stopping | time_budget
+    num_workers: int = 1  # machines training together (TF_CONFIG)
+    chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
+    weights_sha256: str | None = None  # across workers: the same on each when in sync
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """What a run writes besides recipe.yaml, run.json, history.csv and the final model.
+
+    ``dltrain train`` writes everything (``RunOutputs()``). A tuning trial writes
+    ``TRIAL_OUTPUTS``: only what the tuner and a later ``evaluate --run`` read, since the
+    winning configuration is trained again, with everything, from best.yaml.
+    """
+
+    checkpoints: bool = True  # each epoch's checkpoint, best.keras, state.json: resumable
+    tensorboard: bool = True  # False: none, whatever train.tensorboard says
+    learning_curves: bool = True
+    model_summary: bool = True
+
+
+FULL_OUTPUTS = RunOutputs()
+# A trial pruned after one short epoch would spend more on these than on training.
+TRIAL_OUTPUTS = RunOutputs(
+    checkpoints=False, tensorboard=False, learning_curves=False, model_summary=False
+)
 
 
 def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
@@ -97,6 +125,14 @@ def environment(seed: int, plan: DevicePlan, deterministic: bool) -> dict[str, A
         "seed": seed,
         "deterministic": deterministic,
         "device": plan.description,
+        # None on one machine, so a resumed run does not keep a cluster it no longer has
+        "distribution": {
+            "strategy": "MultiWorkerMirroredStrategy",
+            "num_workers": plan.cluster.num_workers,
+            "task": {"type": plan.cluster.task_type, "index": plan.cluster.task_index},
+        }
+        if plan.cluster
+        else None,
         "versions": {
             "dltrain": __version__,
             "tensorflow": tf.__version__,
@@ -149,6 +185,8 @@ def train(
     *,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_dir: Path | None = None,
+    outputs: RunOutputs = FULL_OUTPUTS,
+    run_info: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train the recipe's model on its prepared dataset into a run folder.
 
@@ -164,6 +202,9 @@ def train(
         extra_callbacks: run after dltrain's own, so their logs carry ``learning_rate`` and
             ``epoch_seconds`` (a tuner's pruning callback goes here).
         resume_dir: an unfinished run to continue instead of starting a new one.
+        outputs: what to write besides the run's essentials (a tuning trial writes less).
+        run_info: entries added to a new run's run.json before training starts (a trial's
+            ``tune``: which study and trial it is).
 
     Raises:
         DataError: no usable prepared dataset.
@@ -195,7 +236,10 @@ def train(
             f"it further, resume with more epochs: --epochs {initial_epoch + 5}."
         )
 
+    check_supported(recipe)
     plan = plan_devices(spec)
+    if resume_dir is not None and not plan.is_chief:
+        resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere
     apply_precision(plan)
     if spec.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -228,7 +272,7 @@ def train(
             compile_model(model, spec, parts)
 
     if resume_dir is None:
-        run_dir = new_run_dir(workdir, recipe.name)
+        run_dir = new_run_dir(workdir if plan.is_chief else scratch_root(), recipe.name)
         write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
         # the manifest too, so the run describes its inputs and classes without data/
         write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest)
@@ -237,6 +281,7 @@ def train(
             "recipe_file": str(loaded.path),
             "status": "running",
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            **(run_info or {}),
             "data": {
                 "folder": str(dataset.folder),
                 "fingerprint": dataset.manifest["source"]["fingerprint"],
@@ -260,9 +305,10 @@ def train(
 
     if plan.jit_compile is not None:
         model.jit_compile = plan.jit_compile
-    summary: list[str] = []
-    model.summary(print_fn=lambda line, **_: summary.append(line))
-    write_text_atomic(run_dir / SUMMARY_FILE, "\n".join(summary) + "\n")
+    if outputs.model_summary:
+        summary: list[str] = []
+        model.summary(print_fn=lambda line, **_: summary.append(line))
+        write_text_atomic(run_dir / SUMMARY_FILE, "\n".join(summary) + "\n")
 
     guard = DivergenceGuard()
     callbacks: list[keras.callbacks.Callback] = [
@@ -274,7 +320,7 @@ def train(
         ),
         *parts.callbacks,
     ]
-    if spec.tensorboard:
+    if spec.tensorboard and outputs.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
     stopper = None
     if spec.early_stopping.enabled:
@@ -292,10 +338,11 @@ def train(
             resume_from=resumed_stopper,
         )
         callbacks.append(stopper)
-    checkpoint_monitor = monitor if spec.early_stopping.enabled else "val_loss"
-    callbacks.append(
-        EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
-    )
+    if outputs.checkpoints:
+        checkpoint_monitor = monitor if spec.early_stopping.enabled else "val_loss"
+        callbacks.append(
+            EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
+        )
     if isinstance(recipe.model, GanSpec):
         from dltrain.models.gan import SampleGrid
 
@@ -316,9 +363,11 @@ def train(
     # at a lower rate. Keras must compile again after unfreezing, or it trains the head only.
     freeze = recipe.model.freeze_epochs if isinstance(recipe.model, TransferSpec) else 0
     first_end = freeze if initial_epoch < freeze < spec.epochs else spec.epochs
+    # Keras 3's fit fails across machines (keras-team/keras#20585); our loop takes its place.
+    run_fit = model.fit if plan.cluster is None else partial(fit_multiworker, model, plan.strategy)
     started = time.perf_counter()
     try:
-        model.fit(
+        run_fit(
             train_data,
             validation_data=val_data,
             epochs=first_end,
@@ -342,7 +391,7 @@ def train(
             with plan.strategy.scope():
                 compile_model(model, fine_spec)
             _continue_callbacks(callbacks, stopper)
-            model.fit(
+            run_fit(
                 train_data,
                 validation_data=val_data,
                 epochs=spec.epochs,
@@ -376,9 +425,10 @@ def train(
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
     history = _read_history(run_dir / HISTORY_FILE)
-    plot_learning_curves(
-        run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{recipe.name} · {run_dir.name}"
-    )
+    if outputs.learning_curves:
+        plot_learning_curves(
+            run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{recipe.name} · {run_dir.name}"
+        )
 
     epochs_run = len(history)
     final_logs = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
@@ -390,6 +440,9 @@ def train(
         stopped_by = "time_budget"
     elif stopper is not None and stopper.stopped_epoch > 0:
         stopped_by = "early_stopping"
+    digest = weights_digest(model) if plan.cluster is not None else None
+    if digest is not None:
+        info["distribution"]["weights_sha256"] = digest
     info.update(
         status="completed",
         finished=_now(),
@@ -410,6 +463,9 @@ def train(
         final_logs=final_logs,
         seconds=seconds,
         stopped_by=stopped_by,
+        num_workers=plan.cluster.num_workers if plan.cluster else 1,
+        chief=plan.is_chief,
+        weights_sha256=digest,
     )
 
 

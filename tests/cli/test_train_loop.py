@@ -166,15 +166,47 @@ def test_autoencoder_trains_from_the_shell(project: Path) -> None:
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
 
 
-def test_several_machines_are_refused_clearly(
-    project: Path, monkeypatch: pytest.MonkeyPatch
+_TWO_WORKERS = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "expected"),
+    [
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}', "is not valid JSON"),
+        (json.dumps({"cluster": _TWO_WORKERS}), 'a "task" mapping'),
+        (
+            json.dumps({"cluster": _TWO_WORKERS, "task": {"type": "worker", "index": 2}}),
+            "not a member of its cluster",
+        ),
+        (
+            json.dumps(
+                {"cluster": {**_TWO_WORKERS, "ps": ["127.0.0.1:3"]}, "task": {"type": "worker"}}
+            ),
+            "has 'ps' jobs",
+        ),
+    ],
+)
+def test_a_malformed_tf_config_is_refused_clearly(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tf_config: str, expected: str
 ) -> None:
-    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    monkeypatch.setenv(
-        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
-    )
+    monkeypatch.setenv("TF_CONFIG", tf_config)
     code, _, err = invoke("train")
-    assert code == 2 and "keras-team/keras#20585" in err and "Unset TF_CONFIG" in err
+    assert code == 2 and expected in " ".join(err.split()) and "Traceback" not in err
+    assert not (project / "runs").exists()
+
+
+def test_a_gan_is_refused_across_machines(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": _TWO_WORKERS, "task": {"type": "worker", "index": 1}})
+    )
+    code, _, err = invoke(
+        "train",
+        "--set",
+        "model={family: gan, latent_dim: 8, filters: [8]}",
+        "--set",
+        "train.early_stopping.monitor=val_g_loss",
+    )
+    assert code == 2 and "gan family trains on one machine only" in " ".join(err.split())
     assert not (project / "runs").exists()
 
 

@@ -1,0 +1,244 @@
+"""Training across several machines (``TF_CONFIG``) with a loop of our own instead of ``fit``.
+
+Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585):
+it reduces each replica's metric *results*, which the strategy cannot do across workers. The
+model's own ``train_step`` and ``test_step`` are fine there: Keras scales the loss by the number
+of replicas and its optimizer all-reduces the gradients. So this loop runs those steps under
+``strategy.run`` and reads the metrics in cross-replica context, where their variables (sum
+aggregated, synchronised on read) are all-reduced over every worker. Every worker therefore
+sees the same logs and drives the same callbacks to the same decisions, which keeps the
+workers' collective operations in step.
+
+Batches keep their meaning: ``batch_size`` is the global batch, each of ``n`` workers computes
+``1/n`` of it, so a recipe trains the same model on one machine or many, only faster.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dltrain.backend import keras, tf
+from dltrain.errors import TrainingFailed, UsageError
+from dltrain.recipe.schema import Recipe
+from dltrain.training.device import cluster_from_env
+
+# A worker that died or cannot be reached surfaces as one of these in the others.
+_LOST_WORKER = (
+    tf.errors.UnavailableError,
+    tf.errors.CancelledError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+)
+
+
+def check_supported(recipe: Recipe) -> None:
+    """Refuse what cannot train across the ``TF_CONFIG`` workers, before anything starts.
+
+    Raises:
+        UsageError: ``TF_CONFIG`` is malformed, or the recipe is a GAN (its two optimizers'
+            steps do not scale their losses by the number of replicas, so the workers' summed
+            gradients would multiply its learning rates).
+    """
+    cluster = cluster_from_env()
+    if cluster is not None and recipe.model.family == "gan":
+        raise UsageError(
+            f"TF_CONFIG asks for {cluster.num_workers} workers, but the gan family trains on one "
+            f"machine only: its adversarial steps are not written for gradients summed across "
+            f"machines. Unset TF_CONFIG to train it here (every local GPU is still used)."
+        )
+
+
+def scratch_root() -> Path:
+    """A private folder for a worker that is not the chief, removed when the process exits.
+
+    Every worker runs the same callbacks (checkpoints read variables collectively), but only
+    the chief's files are the run: TensorFlow's multi-worker guide has the others write to a
+    temporary place.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="dltrain-worker-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def private_copy(run_dir: Path) -> Path:
+    """A copy of the chief's run folder for another worker to resume from and write into.
+
+    The run folder must be visible to every worker (a shared file system, or copied there
+    under the same path); the copy keeps this worker's writes out of the chief's folder.
+    """
+    copy = scratch_root() / run_dir.name
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("tensorboard", "plots"))
+    return copy
+
+
+def distribute(dataset: tf.data.Dataset, strategy: Any) -> Any:
+    """Split every global batch of ``dataset`` across the strategy's workers.
+
+    Each worker builds the same pipeline (same seed, so the same order) and keeps its share of
+    each batch (auto-shard policy ``DATA``): the prepared splits are in memory, and there are no
+    per-worker files for ``FILE`` sharding to split.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def with_class_weights(dataset: tf.data.Dataset, class_weight: dict[int, float]) -> Any:
+    """Add each example's class weight as a third element, as ``fit(class_weight=…)`` does."""
+    table = tf.constant([class_weight.get(c, 1.0) for c in range(max(class_weight) + 1)])
+
+    def add(x: Any, y: tf.Tensor) -> tuple[Any, tf.Tensor, tf.Tensor]:
+        labels = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        return x, y, tf.gather(table, labels)
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """SHA-256 of the model's weights in order: equal on every worker after a synchronous run."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def fit(
+    model: keras.Model,
+    strategy: Any,
+    x: tf.data.Dataset,
+    *,
+    validation_data: tf.data.Dataset | None = None,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    class_weight: dict[int, float] | None = None,
+    **_: Any,
+) -> keras.callbacks.History:
+    """``model.fit`` for ``MultiWorkerMirroredStrategy``: same arguments, callbacks and logs.
+
+    Callbacks see what ``fit`` shows them: ``on_train_begin``, per epoch ``on_epoch_begin``,
+    ``on_train_batch_begin/end`` with the running logs, the validation pass as
+    ``on_test_*``, and ``on_epoch_end`` with the ``val_`` logs. ``model.stop_training`` set on
+    any worker (a time budget, say) stops every worker after the same batch.
+
+    Args:
+        model: compiled under ``strategy.scope()``.
+        strategy: a ``tf.distribute.MultiWorkerMirroredStrategy``.
+        x: batches of (features, labels), the global batch size.
+        validation_data: batches evaluated at the end of every epoch.
+        epochs: the epoch to stop at (exclusive, counted from 0, as in ``fit``).
+        initial_epoch: the epoch to start from (a resume).
+        callbacks: Keras callbacks, run in order.
+        class_weight: one weight per class index, applied to the loss as in ``fit``.
+
+    Returns:
+        The run's History, as ``fit`` returns it.
+
+    Raises:
+        TrainingFailed: another worker was lost.
+    """
+    if class_weight:
+        x = with_class_weights(x, class_weight)
+    steps = int(x.cardinality())
+    validation_steps = int(validation_data.cardinality()) if validation_data is not None else 0
+    with strategy.scope():
+        # variables (metrics, loss trackers, optimizer slots) must exist before the steps are
+        # traced: creating them inside strategy.run on one worker only would deadlock the rest
+        model._symbolic_build(data_batch=x.element_spec)  # noqa: SLF001 (what fit does too)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    train_batches = distribute(x, strategy)
+    val_batches = distribute(validation_data, strategy) if validation_data is not None else None
+    train_function = _step_function(model, strategy, model.train_step)
+    test_function = _step_function(model, strategy, model.test_step)
+
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_history=True, model=model, epochs=epochs, steps=steps, verbose=0
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    training_logs: dict[str, Any] = {}
+    try:
+        for epoch in range(initial_epoch, epochs):
+            model.reset_metrics()
+            callback_list.on_epoch_begin(epoch)
+            iterator = iter(train_batches)
+            wish = False  # this worker's wish to stop, voted on in the next step
+            logs: dict[str, Any] = {}
+            for step in range(steps):
+                callback_list.on_train_batch_begin(step)
+                logs, anyone_stops = train_function(iterator, tf.constant(wish))
+                logs = _to_floats(logs)
+                callback_list.on_train_batch_end(step, logs)
+                if bool(anyone_stops):
+                    model.stop_training = True
+                    break
+                wish = bool(model.stop_training)
+            epoch_logs = dict(logs)
+            if val_batches is not None:
+                model.reset_metrics()
+                callback_list.on_test_begin()
+                val_iterator = iter(val_batches)
+                val_logs: dict[str, Any] = {}
+                for step in range(validation_steps):
+                    callback_list.on_test_batch_begin(step)
+                    val_logs, _ = test_function(val_iterator, tf.constant(False))
+                    val_logs = _to_floats(val_logs)
+                    callback_list.on_test_batch_end(step, val_logs)
+                callback_list.on_test_end(val_logs)
+                epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            training_logs = epoch_logs
+            # a wish made at an epoch's last batch or in on_epoch_end must be everyone's
+            if _anyone(strategy, bool(model.stop_training)):
+                model.stop_training = True
+                break
+    except _LOST_WORKER as error:
+        raise TrainingFailed(
+            f"Training lost contact with another worker of the TF_CONFIG cluster "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+            f"Every worker must run for the whole job. The chief's run folder keeps its last "
+            f"completed epoch: start all workers again with `dltrain train --resume` (the "
+            f"others need the chief's run folder, on a shared file system or copied)."
+        ) from None
+    callback_list.on_train_end(training_logs)
+    return next(c for c in callback_list.callbacks if isinstance(c, keras.callbacks.History))
+
+
+def _step_function(model: keras.Model, strategy: Any, step: Any) -> Any:
+    """One distributed step: the model's own step on every replica, then the global logs.
+
+    The logs are the model's metrics read in cross-replica context (their variables are
+    all-reduced); values a step returns that are no metric's (a GAN's summed ``loss``) are
+    averaged over the replicas. ``wish`` is this worker's wish to stop, summed with the others'.
+    """
+
+    @tf.function
+    def run(iterator: Any, wish: tf.Tensor) -> tuple[dict[str, Any], tf.Tensor]:
+        outputs = strategy.run(step, args=(next(iterator),))
+        logs = dict(model.get_metrics_result())
+        for name, value in outputs.items():
+            if name not in logs:
+                logs[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+        votes = strategy.run(lambda: tf.cast(wish, tf.float32))
+        return logs, strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0
+
+    return run
+
+
+def _anyone(strategy: Any, flag: bool) -> bool:
+    """Whether ``flag`` is true on any worker (every worker must call this together)."""
+    votes = strategy.run(lambda: tf.constant(float(flag)))
+    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0)
+
+
+def _to_floats(logs: dict[str, Any]) -> dict[str, float]:
+    return {name: float(value) for name, value in logs.items()}
