@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,9 +76,10 @@ def prepare(
     source = resolve_source(spec.source)
     fmt = detect_format(source) if spec.format == DataFormat.AUTO else spec.format
     files = source_files(source, spec, fmt)
-    fingerprint = fingerprint_files(files)
     digest = data_spec_digest(spec, seed)
+    fingerprint: dict[str, Any] | _InBackground
     if not force and (folder / MANIFEST_FILE).is_file():
+        fingerprint = fingerprint_files(files)  # needed now: it decides whether to rebuild
         existing = _existing(folder)
         if (
             existing is not None
@@ -92,7 +95,10 @@ def prepare(
                     profile,
                 )
             return PrepareResult(dataset=existing, up_to_date=True, profile=profile)
-
+    else:
+        # Only the manifest needs it: hash the files on another thread (hashlib releases the
+        # GIL) while the build reads them, rather than reading every byte once more up front.
+        fingerprint = _InBackground(fingerprint_files, files)
     resolved = spec.model_copy(update={"source": source})
     created = [p for p in (folder.parent, folder.parent.parent) if not p.exists()]
     try:
@@ -112,10 +118,10 @@ def _build(
     fmt: DataFormat,
     *,
     strict: bool,
-    identity: tuple[dict[str, Any], str],
+    identity: tuple[dict[str, Any] | _InBackground, str],
 ) -> dict[str, Any]:
     """Prepare into a temporary folder that replaces ``folder`` when complete; the profile."""
-    fingerprint, digest = identity
+    pending, digest = identity
     source = spec.source
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
@@ -130,6 +136,7 @@ def _build(
         else:
             outcome = prepare_arrays(spec, seed, tmp, fmt, strict=strict)
         fields, profile = outcome.fields, outcome.profile
+        fingerprint = pending.result() if isinstance(pending, _InBackground) else pending
         manifest: dict[str, Any] = {
             "manifest_version": MANIFEST_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -144,6 +151,35 @@ def _build(
         write_json_atomic(tmp / PROFILE_FILE, profile_json)
         write_json_atomic(tmp / MANIFEST_FILE, manifest)
     return profile_json
+
+
+class _InBackground:
+    """``function(*args)`` computed on a daemon thread (an interrupted prepare does not wait
+    for it); ``result()`` waits and returns it, or raises what it raised."""
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = function(*args)
+            except BaseException as exc:  # handed to the caller of result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="dltrain-fingerprint", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        """The function's return value.
+
+        Raises:
+            BaseException: whatever the function raised.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _existing(folder: Path) -> PreparedDataset | None:

@@ -76,14 +76,14 @@ class ColumnScan:
             if len(values):
                 self.last = float(values[-1])
         if first or self.counts is not None:
-            distinct = int(pc.count_distinct(column).as_py() or 0)  # nulls not counted
+            # numpy's sort-based unique is ~5x faster on floats than pyarrow's hash kernels
+            uniques, counts = np.unique(present, return_counts=True)
             if first:
-                self.first_batch_unique = distinct == len(present) > 0
-            if distinct > DISTINCT_CAP:
+                self.first_batch_unique = len(uniques) == len(present) > 0
+            if len(uniques) > DISTINCT_CAP:
                 self.counts = None  # high cardinality: counting every value is not worth it
             elif self.counts is not None and len(present):
-                table = pc.value_counts(pc.drop_null(column))
-                self._merge(table.field("values").to_pylist(), table.field("counts").to_pylist())
+                self._merge(uniques.tolist(), counts.tolist())
 
     def _update_strings(self, column: Any, first: bool) -> None:
         is_missing = pc.is_in(column, value_set=pa.array(self.markers, pa.string()))

@@ -94,14 +94,7 @@ def split_indices(
     Random and stratified splits come in scikit-learn's shuffled order, as prepare has always
     stored them; the other methods in row order.
     """
-    num_test = 0 if has_test else max(1, round(spec.test * num))
-    num_validation = max(1, round(spec.validation * num))
-    if num - num_test - num_validation < 1:
-        raise DataError(
-            f"{source} has {num} usable example(s): too few to hold out {num_validation} for "
-            f"validation{'' if has_test else f' and {num_test} for test'} and still train. "
-            f"Use more data or smaller `data.split` shares."
-        )
+    num_test, num_validation = _split_sizes(num, spec, has_test=has_test, source=source)
     rows = np.arange(num)
     if method in (SplitMethod.GROUP, SplitMethod.HASH):
         if keys is None:
@@ -134,8 +127,28 @@ def split_indices(
     return [train_rows, validation_rows, test_rows]
 
 
+def _split_sizes(num: int, spec: SplitSpec, *, has_test: bool, source: str) -> tuple[int, int]:
+    """How many of ``num`` pooled examples go to test and to validation.
+
+    Raises:
+        DataError: too few examples to leave any for training.
+    """
+    num_test = 0 if has_test else max(1, round(spec.test * num))
+    num_validation = max(1, round(spec.validation * num))
+    if num - num_test - num_validation < 1:
+        raise DataError(
+            f"{source} has {num} usable example(s): too few to hold out {num_validation} for "
+            f"validation{'' if has_test else f' and {num_test} for test'} and still train. "
+            f"Use more data or smaller `data.split` shares."
+        )
+    return num_test, num_validation
+
+
 def _check_stratifiable(labels: np.ndarray, class_names: list[str] | None, source: str) -> None:
-    counts = np.bincount(labels)
+    _check_class_sizes(np.bincount(labels), class_names, source)
+
+
+def _check_class_sizes(counts: np.ndarray, class_names: list[str] | None, source: str) -> None:
     rare = [
         class_names[i] if class_names and i < len(class_names) else str(i)
         for i, c in enumerate(counts)
@@ -149,6 +162,7 @@ def _check_stratifiable(labels: np.ndarray, class_names: list[str] | None, sourc
         )
 
 
+CHUNK_ROWS = 1 << 20  # rows per step of assign_in_chunks
 SKLEARN_LIMIT = 200_000  # above this many rows, our own (equally exact) split is 20x faster
 FEW_CLASSES = 32
 
@@ -246,3 +260,92 @@ def _fast_hold_out(
     rank[order] = np.arange(len(indices)) - np.repeat(starts, sizes)
     held = rank < take[inverse]
     return indices[~held], indices[held]
+
+
+def _largest_remainders(sizes: np.ndarray, count: int) -> np.ndarray:
+    """``count`` split over classes in proportion to ``sizes``, exactly (largest remainders)."""
+    total = int(sizes.sum())
+    quota = sizes * count / total if total else np.zeros(len(sizes))
+    take = np.floor(quota).astype(np.int64)
+    remainder = np.where(sizes > 0, quota - take, -1.0)  # an absent class never gets one
+    short = count - int(take.sum())
+    if short:
+        take[np.argsort(-remainder, kind="stable")[:short]] += 1
+    return take
+
+
+def assign_in_chunks(
+    pool: np.ndarray,
+    out: np.ndarray,
+    spec: SplitSpec,
+    seed: int,
+    *,
+    has_test: bool,
+    source: str,
+    labels: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+) -> None:
+    """Random or stratified splits of a large pool, written into ``out`` a chunk at a time.
+
+    The same exact shares per class as ``split_indices`` (largest remainders), but where it
+    indexes the whole pool (8 bytes a row, several times over), this keeps memory at one
+    chunk: each chunk's rows of a class get their share of what the class has left to give
+    from a multivariate hypergeometric draw, in random order. That is the distribution of a
+    uniformly random choice of the class's test and validation rows, drawn sequentially.
+
+    Args:
+        pool: per row, whether it takes part (rows outside keep their ``out`` value).
+        out: per row (int8), receives TRAIN, VALIDATION or TEST for the pooled rows.
+        spec: the recipe's ``data.split``.
+        seed: the recipe's seed.
+        has_test: the source brings its own test set, so the pool gives none.
+        source: named in error messages.
+        labels: per row class indices (stratified splits); None for a random split.
+        class_names: names of the classes, for error messages.
+
+    Raises:
+        DataError: too few examples, or a class too small to stratify.
+    """
+    chunk = CHUNK_ROWS
+    sizes = np.zeros(1, np.int64)
+    for start in range(0, len(pool), chunk):
+        inside = pool[start : start + chunk]
+        if labels is None:
+            sizes[0] += int(inside.sum())
+        else:
+            part = np.bincount(labels[start : start + chunk][inside])
+            if len(part) > len(sizes):
+                sizes = np.concatenate([sizes, np.zeros(len(part) - len(sizes), np.int64)])
+            sizes[: len(part)] += part
+    num_classes = len(sizes)
+    num = int(sizes.sum())
+    num_test, num_validation = _split_sizes(num, spec, has_test=has_test, source=source)
+    if labels is not None:
+        _check_class_sizes(sizes, class_names, source)
+    test = _largest_remainders(sizes, num_test) if num_test else np.zeros(num_classes, np.int64)
+    validation = _largest_remainders(sizes - test, num_validation)
+    left = np.stack([sizes - test - validation, validation, test], axis=1)
+    codes = np.array([TRAIN, VALIDATION, TEST], np.int8)
+    rng = np.random.default_rng(seed)
+    for start in range(0, len(pool), chunk):
+        rows = np.flatnonzero(pool[start : start + chunk])
+        if not len(rows):
+            continue
+        part = (
+            labels[start : start + chunk][rows].astype(np.int64)
+            if labels is not None
+            else np.zeros(len(rows), np.int64)
+        )
+        order = np.argsort(part, kind="stable")  # the rows of each class, together
+        counts = np.bincount(part, minlength=num_classes)
+        assigned = np.empty(len(rows), np.int8)
+        position = 0
+        for c in np.flatnonzero(counts).tolist():
+            members = int(counts[c])
+            draw = rng.multivariate_hypergeometric(left[c], members)
+            left[c] -= draw
+            values = np.repeat(codes, draw)
+            rng.shuffle(values)
+            assigned[order[position : position + members]] = values
+            position += members
+        out[start + rows] = assigned

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -144,6 +147,68 @@ class TableFile:
             f"`data.csv` (delimiter {self.csv.delimiter if self.csv else '?'!r}, quoting, "
             f"encoding) against the file."
         )
+
+
+_DONE = object()
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer.
+
+    pyarrow parses, converts and trims with the GIL released, so on a second core the next
+    batches are parsed while this thread profiles and hashes the current one (pyarrow's own
+    read-ahead stops a block or two ahead). ``depth`` bounds the memory held in the queue.
+    Exceptions in the producer are raised here; abandoning the iterator stops the producer.
+
+    Args:
+        items: an iterator; it runs entirely on the background thread (also its ``finally``).
+        depth: items produced ahead at most.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    break
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_Raised(exc))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # runs the generator's finally (closing the CSV reader) on this thread
+        put(_DONE)
+
+    thread = threading.Thread(target=produce, name="dltrain-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
 
 
 def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:

@@ -14,6 +14,7 @@ layers (models/io.py), so the saved model takes raw rows.
 from __future__ import annotations
 
 import difflib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc  # noqa: F401  (pa.ipc)
 
-from dltrain.data.hashing import combine, hash_numbers, hash_strings
+from dltrain.data.hashing import HashBuckets, combine, hash_numbers, hash_strings, mix
 from dltrain.data.profile import (
     ColumnProfile,
     ColumnScan,
@@ -34,16 +35,18 @@ from dltrain.data.profile import (
     infer_type,
 )
 from dltrain.data.splits import (
+    SKLEARN_LIMIT,
     SPLIT_NAMES,
     TEST,
     TRAIN,
+    assign_in_chunks,
     assign_splits,
     first_occurrences,
     leaking_counts,
     resolve_method,
 )
 from dltrain.data.store import ShardWriter
-from dltrain.data.tables import ConversionError, TableFile, is_number, open_table
+from dltrain.data.tables import ConversionError, TableFile, is_number, open_table, prefetched
 from dltrain.data.transforms import CategoryFit, NumericFit, class_weights
 from dltrain.errors import DataError, DltrainError, ExitCode
 from dltrain.recipe.data import (
@@ -58,6 +61,7 @@ from dltrain.recipe.data import (
 from dltrain.tasks import Task
 
 MAX_CLASSES = 1_000
+CHUNK_ROWS = 1 << 20  # rows per step where a per-row array is worked through in chunks
 SPILL_BUDGET = 64 << 20  # bytes of parsed rows kept in memory between the two passes
 SPILL_FILE = ".pass1.arrow"
 UNUSED = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
@@ -89,9 +93,8 @@ class _Scan:
 
     scans: dict[str, ColumnScan]
     file_rows: list[int]
-    row_hash: np.ndarray
-    feature_hash: np.ndarray
-    target: np.ndarray  # float64 (numbers, NaN missing) or int64 codes (labels, -1 missing)
+    hashes: HashBuckets  # "row" (features and target) and "features" hashes, on disk
+    target: np.ndarray  # float64 (numbers, NaN missing) or int16 codes (labels, -1 missing)
     labels: list[str] | None  # label of each code, for text targets
     order: np.ndarray | None = None
     keys: np.ndarray | None = None
@@ -279,11 +282,12 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
     check_columns(spec, main.columns, spec.source)
     types = read_types(main, spec)
     spill = _Spill(folder / SPILL_FILE)
+    hashes = _hash_buckets(files, folder)
     try:
-        scan = _scan(files, types, spec, spill)
+        scan = _scan(files, types, spec, hashes, spill)
         plan = _plan(files, types, scan, spec, seed)
         profile = _profile(scan, plan, spec, main)
-        scan.row_hash = scan.feature_hash = np.zeros(0, np.uint64)  # done with: free for pass 2
+        hashes.close()  # done with: free the disk for pass 2
         breaches = profile.breaches(spec.checks, strict=strict)
         if breaches:
             raise DataQualityError(
@@ -294,6 +298,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
         fields = _write(files, types, scan, plan, spec, seed, folder, spill)
     finally:
         spill.close()
+        hashes.close()
     profile.dropped_rows = plan.dropped
     profile.notes = plan.notes
     return TableOutcome(fields=fields, profile=profile, files=[f.path for f in files])
@@ -302,14 +307,45 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
 # --- pass 1 -----------------------------------------------------------------------------------
 
 
+def _hash_buckets(files: list[TableFile], folder: Path) -> HashBuckets:
+    size = sum(table.path.stat().st_size for table in files)
+    return HashBuckets(folder, ("row", "features"), size)
+
+
 def _strip(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
     columns = {}
     for name in batch.schema.names:
         column = batch.column(name)
-        if types[name] == pa.string():
+        if types[name] == pa.string() and _needs_trim(column):
             column = pc.utf8_trim_whitespace(column)
         columns[name] = column
     return columns
+
+
+# ASCII whitespace, plus every byte >= 0x80: a value may start or end with a Unicode space
+_MAY_BE_SPACE = np.zeros(256, bool)
+_MAY_BE_SPACE[[9, 10, 11, 12, 13, 32]] = True
+_MAY_BE_SPACE[0x80:] = True
+
+
+def _needs_trim(column: pa.Array) -> bool:
+    """Whether any value starts or ends with whitespace: looks at two bytes per value, where
+    trimming every value (a copy of the column) costs ~5x the whole check."""
+    if not isinstance(column, pa.StringArray) or len(column) == 0:
+        return True
+    _, offsets_buffer, data_buffer = column.buffers()
+    if data_buffer is None:
+        return False
+    offsets = np.frombuffer(offsets_buffer, np.int32)
+    offsets = offsets[column.offset : column.offset + len(column) + 1]
+    data = np.frombuffer(data_buffer, np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    nonempty = ends > starts
+    if not nonempty.any():
+        return False
+    first = data[starts[nonempty]]
+    last = data[ends[nonempty] - 1]
+    return bool(_MAY_BE_SPACE[first].any() or _MAY_BE_SPACE[last].any())
 
 
 def stripped_batches(
@@ -354,6 +390,7 @@ def _scan(
     files: list[TableFile],
     types: dict[str, pa.DataType],
     spec: DataSpec,
+    hashes: HashBuckets,
     spill: _Spill | None = None,
 ) -> _Scan:
     main = files[0]
@@ -362,8 +399,6 @@ def _scan(
     scans = {
         n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in main.columns
     }
-    row_hashes: list[np.ndarray] = []
-    feature_hashes: list[np.ndarray] = []
     target_parts: list[np.ndarray] = []
     order_parts: list[np.ndarray] = []
     key_parts: list[np.ndarray] = []
@@ -377,8 +412,9 @@ def _scan(
             f"(regression), but {targets[0]!r} holds text. Predict one class column at a time."
         )
     split_column = spec.split.column
-    for index, columns in stripped_batches(files, types, spec):
+    for index, columns in prefetched(stripped_batches(files, types, spec)):
         rows = len(next(iter(columns.values())))
+        first_row = sum(file_rows)
         file_rows[index] += rows
         if spill is not None:
             spill.add(index, columns)
@@ -400,11 +436,11 @@ def _scan(
             ]
         h = np.zeros(rows, np.uint64)
         for name in hashed:
-            h = combine(h, _column_hash(columns[name], numbers.get(name)))
-        feature_hashes.append(h)
+            combine(h, _column_hash(columns[name], numbers.get(name)))
+        hashes.add("features", mix(h), first_row)
         for name in targets:
-            h = combine(h, _column_hash(columns[name], numbers.get(name)))
-        row_hashes.append(h)
+            combine(h, _column_hash(columns[name], numbers.get(name)))
+        hashes.add("row", mix(h), first_row)
         if text_target:
             target_parts.append(_label_codes(columns[targets[0]], label_index, markers, spec))
         else:
@@ -426,8 +462,7 @@ def _scan(
     return _Scan(
         scans=scans,
         file_rows=file_rows,
-        row_hash=np.concatenate(row_hashes),
-        feature_hash=np.concatenate(feature_hashes),
+        hashes=hashes,
         target=np.concatenate(target_parts),
         labels=labels,
         order=np.concatenate(order_parts) if order_parts else None,
@@ -443,7 +478,7 @@ def _label_codes(
     column: pa.Array, index: dict[str, int], markers: list[str], spec: DataSpec
 ) -> np.ndarray:
     encoded = pc.dictionary_encode(column)
-    lookup = np.empty(len(encoded.dictionary), np.int32)  # 4 bytes a row: memory stays low
+    lookup = np.empty(len(encoded.dictionary), np.int16)  # MAX_CLASSES fit: 2 bytes a row
     for i, label in enumerate(encoded.dictionary.to_pylist()):
         if label in markers:
             lookup[i] = -1
@@ -499,9 +534,15 @@ def inspect_table(spec: DataSpec) -> TableInspection:
     main = files[0]
     check_columns(spec, main.columns, spec.source)
     types = read_types(main, spec)
-    scan = _scan(files, types, spec)
-    kinds = _kinds(main, scan, spec)
-    task, classes, y, notes = _target(scan, spec, files)
+    with tempfile.TemporaryDirectory(prefix="dltrain-inspect-") as scratch:
+        hashes = _hash_buckets(files, Path(scratch))
+        try:
+            scan = _scan(files, types, spec, hashes)
+            kinds = _kinds(main, scan, spec)
+            task, classes, y, notes = _target(scan, spec, files)
+            duplicates = _duplicates(scan, _present(y, task))
+        finally:
+            hashes.close()
     columns = []
     for name in main.columns:
         if name in spec.targets:
@@ -518,7 +559,7 @@ def inspect_table(spec: DataSpec) -> TableInspection:
     profile = Profile(
         columns=columns,
         rows=int(sum(scan.file_rows)),
-        duplicate_rows=int(_duplicates(scan, _present(y, task), [main]).sum()),
+        duplicate_rows=len(duplicates),
         class_counts=class_counts,
         notes=notes,
     )
@@ -553,13 +594,13 @@ def _plan(
     notes += label_notes
     keep = _present(y, task)
     dropped = {"missing target": int((~keep).sum())} if (~keep).any() else {}
-    duplicates = _duplicates(scan, keep, files)
-    duplicate_rows = int(duplicates.sum())
-    if spec.clean.duplicates == Duplicates.DROP and duplicates.any():
+    duplicates = _duplicates(scan, keep)
+    duplicate_rows = len(duplicates)
+    if spec.clean.duplicates == Duplicates.DROP and duplicate_rows:
         # The source's own test file is the benchmark's, not ours to thin: only counted.
-        duplicates[scan.file_rows[0] :] = False
-        keep &= ~duplicates
-        dropped["duplicate"] = int(duplicates.sum())
+        duplicates = duplicates[duplicates < scan.file_rows[0]]
+        keep[duplicates] = False
+        dropped["duplicate"] = len(duplicates)
     splits = _assign(scan, spec, seed, task, classes, y, keep, files)
     features = [n for n, k in kinds.items() if k not in UNUSED]
     if not features:
@@ -630,7 +671,7 @@ def _target(
                 notes.append(note)
         used = sorted({int(c) for c in np.unique(codes) if c >= 0}, key=lambda c: labels[c])
         classes = [labels[c] for c in used]
-        remap = np.full(len(labels) + 1, -1, np.int32)
+        remap = np.full(len(labels) + 1, -1, np.int16)
         for new, old in enumerate(used):
             remap[old] = new
         y = remap[codes]  # -1 (missing) stays -1 via the last slot
@@ -671,7 +712,7 @@ def _target(
                 f"`data.task` is {task.value} but the target {targets[0]!r} has "
                 f"{len(uniques):,} different values. Use task regression."
             )
-        y = np.full(len(values), -1, np.int32)
+        y = np.full(len(values), -1, np.int16)  # MAX_CLASSES fit: 2 bytes a row
         ok = ~np.isnan(values)
         y[ok] = np.searchsorted(uniques, values[ok])
         classes = [f"{v:g}" for v in uniques]
@@ -708,7 +749,7 @@ def _align_test_labels(
     unknown = sorted(test_codes - train_codes)
     if not unknown:
         return codes, labels, None
-    lookup = np.arange(len(labels) + 1)
+    lookup = np.arange(len(labels) + 1, dtype=np.int16)
     lookup[-1] = -1
     fixed, still = [], []
     for code in unknown:
@@ -739,17 +780,21 @@ def _present(y: np.ndarray, task: Task) -> np.ndarray:
     return ~np.isnan(y) if y.ndim == 1 else ~np.isnan(y).any(axis=1)
 
 
-def _duplicates(scan: _Scan, keep: np.ndarray, files: list[TableFile]) -> np.ndarray:
-    """Rows repeating an earlier row of the same file (files are compared among themselves only;
-    a training row repeated in the test file is leakage, counted separately)."""
-    duplicate = np.zeros(len(keep), bool)
-    start = 0
-    for rows in scan.file_rows:
-        part = np.arange(start, start + rows)
-        candidates = part[keep[part]]
-        duplicate[candidates[~first_occurrences(scan.row_hash[candidates])]] = True
-        start += rows
-    return duplicate
+def _duplicates(scan: _Scan, keep: np.ndarray) -> np.ndarray:
+    """The rows (sorted indices) repeating an earlier kept row of the same file, found bucket by
+    bucket (files are compared among themselves only; a training row repeated in the test file
+    is leakage, counted separately)."""
+    ends = np.cumsum(scan.file_rows)
+    found: list[np.ndarray] = []
+    for records in scan.hashes.buckets("row"):
+        rows = records["row"].astype(np.int64)
+        candidates = keep[rows]
+        rows, hashes = rows[candidates], records["hash"][candidates]
+        file_of = np.searchsorted(ends, rows, side="right")
+        for index in range(len(ends)):
+            mine = file_of == index
+            found.append(rows[mine][~first_occurrences(hashes[mine])])
+    return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
 def _assign(
@@ -764,7 +809,6 @@ def _assign(
 ) -> np.ndarray:
     splits = np.full(len(keep), -1, np.int8)
     main_rows = scan.file_rows[0]
-    pool = np.flatnonzero(keep[:main_rows])
     has_test = len(files) > 1
     method = resolve_method(spec.split, classification=task.is_classification)
     if method == SplitMethod.TIME and scan.order is None:
@@ -772,20 +816,21 @@ def _assign(
             "`data.split.method: time` needs `data.split.column`, the column that orders the rows "
             "in time."
         )
-    order = scan.order[pool] if scan.order is not None else None
-    keys = scan.keys[pool] if scan.keys is not None else None
-    splits[pool] = assign_splits(
-        len(pool),
-        spec.split,
-        seed,
-        method=method,
-        has_test=has_test,
-        source=str(spec.source),
-        labels=y[pool] if method == SplitMethod.STRATIFIED and task.is_classification else None,
-        class_names=classes,
-        order=order,
-        keys=keys,
-    )
+    stratified = method == SplitMethod.STRATIFIED and task.is_classification
+    if method in (SplitMethod.RANDOM, SplitMethod.STRATIFIED) and main_rows > SKLEARN_LIMIT:
+        # Large sources: no index of the pool (8 bytes a row), a chunk at a time instead.
+        assign_in_chunks(
+            keep[:main_rows],
+            splits[:main_rows],
+            spec.split,
+            seed,
+            has_test=has_test,
+            source=str(spec.source),
+            labels=y[:main_rows] if stratified else None,
+            class_names=classes,
+        )
+    else:
+        _assign_pool(scan, spec, seed, method, y if stratified else None, classes, keep, splits)
     if has_test:
         test_rows = np.flatnonzero(keep[main_rows:]) + main_rows
         if len(test_rows) == 0:
@@ -794,6 +839,55 @@ def _assign(
             )
         splits[test_rows] = TEST
     return splits
+
+
+def _assign_pool(
+    scan: _Scan,
+    spec: DataSpec,
+    seed: int,
+    method: SplitMethod,
+    labels: np.ndarray | None,
+    classes: list[str] | None,
+    keep: np.ndarray,
+    splits: np.ndarray,
+) -> None:
+    """Splits through an index of the pooled rows: small sources (scikit-learn's draws, as
+    prepare has always made them), and time, group and hash splits."""
+    pool = np.flatnonzero(keep[: scan.file_rows[0]])
+    order = scan.order[pool] if scan.order is not None else None
+    keys = scan.keys[pool] if scan.keys is not None else None
+    splits[pool] = assign_splits(
+        len(pool),
+        spec.split,
+        seed,
+        method=method,
+        has_test=len(scan.file_rows) > 1,
+        source=str(spec.source),
+        labels=labels[pool] if labels is not None else None,
+        class_names=classes,
+        order=order,
+        keys=keys,
+    )
+
+
+def class_counts_of(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """How many rows of each class ``mask`` selects, a chunk at a time (no per-row copies)."""
+    counts = np.zeros(num_classes, np.int64)
+    for start in range(0, len(y), CHUNK_ROWS):
+        part = y[start : start + CHUNK_ROWS][mask[start : start + CHUNK_ROWS]]
+        counts += np.bincount(part, minlength=num_classes)[:num_classes]
+    return counts
+
+
+def _leaking_rows(hashes: HashBuckets, splits: np.ndarray) -> dict[str, int]:
+    """Validation and test rows with a training row's features, bucket by bucket."""
+    total: dict[str, int] = {}
+    for records in hashes.buckets("features"):
+        row_splits = splits[records["row"].astype(np.int64)]
+        used = row_splits >= 0
+        for name, count in leaking_counts(records["hash"][used], row_splits[used]).items():
+            total[name] = total.get(name, 0) + count
+    return total
 
 
 def _profile(scan: _Scan, plan: _Plan, spec: DataSpec, main: TableFile) -> Profile:
@@ -806,17 +900,16 @@ def _profile(scan: _Scan, plan: _Plan, spec: DataSpec, main: TableFile) -> Profi
             kind = plan.kinds[name]
             role = "ignored" if kind in UNUSED else "feature"
         columns.append(column_profile(scan.scans[name], kind, role, spec.max_categories))
-    kept = plan.keep
     class_counts = None
     if plan.classes is not None:
-        counts = np.bincount(plan.y[kept].astype(np.int64), minlength=len(plan.classes))
+        counts = class_counts_of(plan.y, plan.keep, len(plan.classes))
         class_counts = dict(zip(plan.classes, counts.tolist(), strict=True))
     return Profile(
         columns=columns,
         rows=int(sum(scan.file_rows)),
         duplicate_rows=plan.duplicate_rows,
         class_counts=class_counts,
-        leaking_rows=leaking_counts(scan.feature_hash[kept], plan.splits[kept]),
+        leaking_rows=_leaking_rows(scan.hashes, plan.splits),
         notes=plan.notes,
         dropped_rows=plan.dropped,
     )
@@ -882,53 +975,61 @@ def _write(
     category_fits = {n: CategoryFit(n, markers) for n in categorical}
     texts: list[str] = []
     writer = ShardWriter(
-        folder, layout="parquet", num_classes=len(plan.classes) if plan.classes else None
+        folder,
+        layout="parquet",
+        num_classes=len(plan.classes) if plan.classes else None,
+        background=True,
     )
-    y_all = plan.y
-    dropped_missing = 0
-    offset = 0
-    marker_set = pa.array(markers, pa.string())
-    for _, columns in spill.replay():
-        rows = len(next(iter(columns.values())))
-        split = plan.splits[offset : offset + rows].copy()
-        y = y_all[offset : offset + rows]
-        offset += rows
-        for name in drop_row:
-            column = columns[name]
-            if plan.kinds[name] == ColumnType.NUMERIC:
-                missing = np.isnan(column.to_numpy(zero_copy_only=False).astype(np.float64))
-            else:
-                missing = pc.is_in(column, value_set=marker_set).to_numpy(zero_copy_only=False)
-            hit = missing & (split >= 0)
-            dropped_missing += int(hit.sum())
-            split[hit] = -1
-        arrays = []
-        for name in stored:
-            column = columns[name]
-            if types[name] == pa.float64():
-                column = pc.cast(column, pa.float32()).fill_null(np.nan)
-            arrays.append(column)
-        table = pa.Table.from_arrays(arrays, names=stored)
-        for s, split_name in enumerate(SPLIT_NAMES):
-            mask = split == s
-            if mask.any():
-                writer.write(
-                    split_name, table.filter(pa.array(mask)), _target_array(y[mask], plan.task)
-                )
-        train = split == TRAIN
-        if not train.any():
-            continue
-        train_mask = pa.array(train)
-        for name, fit in numeric_fits.items():
-            fit.update(columns[name].to_numpy(zero_copy_only=False).astype(np.float64)[train])
-        for name, category in category_fits.items():
-            counts = pc.value_counts(pc.filter(columns[name], train_mask))
-            category.update(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
-        if plan.text_kind is not None:
-            texts.extend(pc.filter(columns[plan.text_kind], train_mask).to_pylist())
-    if dropped_missing:
-        plan.dropped["missing feature (drop_row)"] = dropped_missing
-    entries = writer.close()
+    try:  # the background writer must finish before the build folder can go
+        y_all = plan.y
+        dropped_missing = 0
+        offset = 0
+        marker_set = pa.array(markers, pa.string())
+        for _, columns in spill.replay():
+            rows = len(next(iter(columns.values())))
+            split = plan.splits[offset : offset + rows].copy()
+            y = y_all[offset : offset + rows]
+            offset += rows
+            for name in drop_row:
+                column = columns[name]
+                if plan.kinds[name] == ColumnType.NUMERIC:
+                    missing = np.isnan(column.to_numpy(zero_copy_only=False).astype(np.float64))
+                else:
+                    missing = pc.is_in(column, value_set=marker_set).to_numpy(zero_copy_only=False)
+                hit = missing & (split >= 0)
+                dropped_missing += int(hit.sum())
+                split[hit] = -1
+            arrays = []
+            for name in stored:
+                column = columns[name]
+                if types[name] == pa.float64():
+                    column = pc.cast(column, pa.float32()).fill_null(np.nan)
+                arrays.append(column)
+            table = pa.Table.from_arrays(arrays, names=stored)
+            for s, split_name in enumerate(SPLIT_NAMES):
+                mask = split == s
+                if mask.any():
+                    writer.write(
+                        split_name, table.filter(pa.array(mask)), _target_array(y[mask], plan.task)
+                    )
+            train = split == TRAIN
+            if not train.any():
+                continue
+            train_mask = pa.array(train)
+            for name, fit in numeric_fits.items():
+                fit.update(columns[name].to_numpy(zero_copy_only=False).astype(np.float64)[train])
+            for name, category in category_fits.items():
+                counts = pc.value_counts(pc.filter(columns[name], train_mask))
+                values = counts.field("values").to_pylist()
+                category.update(values, counts.field("counts").to_pylist())
+            if plan.text_kind is not None:
+                texts.extend(pc.filter(columns[plan.text_kind], train_mask).to_pylist())
+        if dropped_missing:
+            plan.dropped["missing feature (drop_row)"] = dropped_missing
+        entries = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     for name in SPLIT_NAMES:
         if entries.get(name, {}).get("num_examples", 0) == 0:
             raise DataError(

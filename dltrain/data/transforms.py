@@ -37,6 +37,7 @@ class NumericFit:
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
+        self._threshold = 1.0  # keys at or above it cannot enter the sample (1.0: all can)
 
     def update(self, values: np.ndarray) -> None:
         values = values.astype(np.float64, copy=False)
@@ -50,15 +51,21 @@ class NumericFit:
         self.minimum = min(self.minimum, float(present.min()))
         self.maximum = max(self.maximum, float(present.max()))
         new_keys = self._rng.random(len(present))
-        if len(self._keys) >= RESERVOIR:  # only values that beat the current sample can enter
-            entering = new_keys < self._keys.max()
+        if self._threshold < 1.0:  # only values that beat the last trimmed sample can enter
+            entering = new_keys < self._threshold
             new_keys, present = new_keys[entering], present[entering]
-        keys = np.concatenate([self._keys, new_keys])
-        sample = np.concatenate([self._sample, present])
-        if len(keys) > RESERVOIR:
-            keep = np.argpartition(keys, RESERVOIR)[:RESERVOIR]
-            keys, sample = keys[keep], sample[keep]
-        self._keys, self._sample = keys, sample
+        self._keys = np.concatenate([self._keys, new_keys])
+        self._sample = np.concatenate([self._sample, present])
+        # Trimming to the RESERVOIR smallest keys only when twice as many wait costs a
+        # partition every few batches, not every batch; the kept set is the same either way.
+        if len(self._keys) > 2 * RESERVOIR:
+            self._trim()
+
+    def _trim(self) -> None:
+        if len(self._keys) > RESERVOIR:
+            keep = np.argpartition(self._keys, RESERVOIR)[:RESERVOIR]
+            self._keys, self._sample = self._keys[keep], self._sample[keep]
+            self._threshold = float(self._keys.max())
 
     @property
     def mean(self) -> float:
@@ -71,6 +78,7 @@ class NumericFit:
         return float(np.sqrt(max(self.total_sq / self.count - self.mean**2, 0.0)))
 
     def fill_value(self, strategy: Missing, constant: float | str | None) -> float:
+        self._trim()
         if not self.count:
             return 0.0 if constant is None else float(constant)
         if strategy == Missing.MEAN:
@@ -92,6 +100,7 @@ class NumericFit:
     ) -> dict[str, Any]:
         """The column's preprocessing: ``fill``, clip ``low``/``high``, ``log`` ``shift``, then
         ``mean``/``variance`` for Normalization, all computed on the training split."""
+        self._trim()
         fill = self.fill_value(strategy, constant)
         low, high = -FLOAT32_MAX, FLOAT32_MAX
         if outliers == Outliers.ZSCORE and self.count:
