@@ -59,32 +59,65 @@ def new_run_dir(workdir: Path, name: str) -> Path:
             continue
 
 
-def latest_run(workdir: Path, name: str) -> Path:
+def is_tune_trial(run_dir: Path) -> bool:
+    """Whether a run folder is a ``dltrain tune`` trial (its run.json has a ``tune`` entry)."""
+    try:
+        info = read_json(run_dir / RUN_INFO_FILE)
+    except (OSError, ValueError):
+        return False  # no readable run.json: not known to be a trial
+    return isinstance(info, dict) and "tune" in info
+
+
+def _run_folders(root: Path, include_trials: bool) -> tuple[list[Path], int]:
+    """The run folders under ``root`` in creation order, and how many tune trials were left out."""
+    runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+    if include_trials:
+        return runs, 0
+    kept = [p for p in runs if not is_tune_trial(p)]
+    return kept, len(runs) - len(kept)
+
+
+def _trials_note(skipped: int) -> str:
+    if not skipped:
+        return ""
+    return (
+        f" {skipped} tune trial run(s) there were left out: a trial is not your latest run; "
+        f"name one with --run PATH."
+    )
+
+
+def latest_run(workdir: Path, name: str, *, include_trials: bool = False) -> Path:
     """The newest run of recipe ``name`` that finished with a saved model.
+
+    Tune trials (``dltrain tune`` trains many into the same folder) are skipped unless
+    ``include_trials``: "the latest run" means the user's latest ``dltrain train``.
 
     Raises:
         RunError: the recipe has no finished run.
     """
     root = runs_dir(workdir, name)
-    runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+    runs, skipped = _run_folders(root, include_trials)
     finished = [p for p in runs if (p / MODEL_FILE).is_file()]
     if not finished:
         found = f" ({len(runs)} run folder(s) there, none with a saved model)" if runs else ""
         raise RunError(
-            f"No finished run of recipe '{name}' under {root}{found}. evaluate needs a trained "
-            f"model: run `dltrain train` first, or name a run folder with --run PATH."
+            f"No finished run of recipe '{name}' under {root}{found}.{_trials_note(skipped)} "
+            f"evaluate needs a trained model: run `dltrain train` first, or name a run folder "
+            f"with --run PATH."
         )
     return finished[-1]
 
 
-def latest_unfinished_run(workdir: Path, name: str) -> Path:
+def latest_unfinished_run(workdir: Path, name: str, *, include_trials: bool = False) -> Path:
     """The newest run of recipe ``name`` that stopped before finishing but left a checkpoint.
+
+    Tune trials are skipped unless ``include_trials`` (a cut-short trial is run again by tune).
 
     Raises:
         RunError: there is none.
     """
     root = runs_dir(workdir, name)
-    runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+    runs, _ = _run_folders(root, include_trials)
     resumable = [
         p
         for p in runs

@@ -19,7 +19,9 @@ tests' stand-in) can reuse the protocol without it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import json
 import math
 import os
@@ -134,13 +136,21 @@ def die_with_parent(parent_pid: int) -> None:
         sys.exit(3)
 
 
+@functools.cache
+def trial_storage(url: str) -> Any:
+    """The study database, opened once per process: in standby, before the trial is known."""
+    from dltrain.tuning.study import open_storage
+
+    return open_storage(url, heartbeat=False)
+
+
 def attach(spec: dict[str, Any]) -> Any:
     """The Optuna trial this process runs, through the shared storage."""
     import optuna
 
-    from dltrain.tuning.study import make_pruner, open_storage
+    from dltrain.tuning.study import make_pruner
 
-    storage = open_storage(os.environ[STORAGE_ENV], heartbeat=False)
+    storage = trial_storage(os.environ[STORAGE_ENV])
     study = optuna.load_study(
         study_name=spec["study"],
         storage=storage,
@@ -154,19 +164,29 @@ def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str,
     """Train the trial's recipe exactly as ``dltrain train`` would, reporting every epoch."""
     from dltrain.console import make_console
     from dltrain.recipe import load_recipe
-    from dltrain.runs import RUN_INFO_FILE, read_json
-    from dltrain.training.fit import train
+    from dltrain.training.fit import TRIAL_OUTPUTS, train
     from dltrain.tuning.callback import PruningCallback
 
     workdir = Path(spec["workdir"])
     overrides = [(path, value) for path, value in spec["overrides"]]
     loaded = load_recipe(Path(spec["recipe"]), overrides, cwd=workdir)
-    result = train(loaded, workdir, make_console(), extra_callbacks=[PruningCallback(reporter)])
-    info_path = result.run_dir / RUN_INFO_FILE
-    info = read_json(info_path)
-    info["tune"] = {"study": spec["study"], "trial": spec["trial_number"], "params": spec["params"]}
-    write_json_atomic(info_path, info)
+    result = train(
+        loaded,
+        workdir,
+        make_console(),
+        extra_callbacks=[PruningCallback(reporter)],
+        # No checkpoints, TensorBoard, plot or summary: best.yaml retrains the winner with them.
+        outputs=TRIAL_OUTPUTS,
+        # Written before training starts, so even a trial cut short is known as one: commands
+        # looking for the user's latest run skip it (dltrain.runs.is_tune_trial).
+        run_info={"tune": trial_marker(spec)},
+    )
     return {"run_dir": str(result.run_dir), "epochs_run": result.epochs_run}
+
+
+def trial_marker(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``tune`` entry of a trial's run.json: its study, trial number and parameters."""
+    return {"study": spec["study"], "trial": spec["trial_number"], "params": spec["params"]}
 
 
 def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
@@ -238,11 +258,23 @@ def serve(train_fn: TrainFunction, warm_up: Callable[[], None] | None = None) ->
 
 
 def warm_up_keras() -> None:
-    """Import what a trial needs (TensorFlow first), before the trial is known."""
+    """Import what a trial needs (TensorFlow first) and open the study, before the trial is known.
+
+    Opening the database (SQLAlchemy's dialect, the first connection) takes most of a second;
+    in standby it costs the trial nothing. A storage that fails to open here fails again in
+    ``attach``, where the trial records why.
+    """
     import optuna  # noqa: F401
 
+    import dltrain.console  # noqa: F401
     import dltrain.training.fit  # noqa: F401
     import dltrain.tuning.callback  # noqa: F401
+    import dltrain.tuning.study  # noqa: F401
+
+    url = os.environ.get(STORAGE_ENV)
+    if url:
+        with contextlib.suppress(Exception):
+            trial_storage(url)
 
 
 def _failed(kind: str, reason: str) -> dict[str, Any]:
