@@ -286,6 +286,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
     try:
         scan = _scan(files, types, spec, hashes, spill)
         plan = _plan(files, types, scan, spec, seed)
+        scan.target = scan.target[:0]  # plan.y holds the targets now: free the raw ones
         profile = _profile(scan, plan, spec, main)
         hashes.close()  # done with: free the disk for pass 2
         breaches = profile.breaches(spec.checks, strict=strict)
@@ -412,12 +413,10 @@ def _scan(
             f"(regression), but {targets[0]!r} holds text. Predict one class column at a time."
         )
     split_column = spec.split.column
-    for index, columns in prefetched(stripped_batches(files, types, spec)):
+    for index, columns in prefetched(_spilled(stripped_batches(files, types, spec), spill)):
         rows = len(next(iter(columns.values())))
         first_row = sum(file_rows)
         file_rows[index] += rows
-        if spill is not None:
-            spill.add(index, columns)
         numbers = {
             name: column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
             for name, column in columns.items()
@@ -468,6 +467,16 @@ def _scan(
         order=np.concatenate(order_parts) if order_parts else None,
         keys=np.concatenate(key_parts) if key_parts else None,
     )
+
+
+def _spilled(
+    batches: Iterator[tuple[int, dict[str, pa.Array]]], spill: _Spill | None
+) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+    """``batches``, each also kept for pass 2 (on the prefetch thread, beside the parsing)."""
+    for index, columns in batches:
+        if spill is not None:
+            spill.add(index, columns)
+        yield index, columns
 
 
 def _column_hash(column: pa.Array, numbers: np.ndarray | None) -> np.ndarray:
@@ -1017,7 +1026,8 @@ def _write(
                 continue
             train_mask = pa.array(train)
             for name, fit in numeric_fits.items():
-                fit.update(columns[name].to_numpy(zero_copy_only=False).astype(np.float64)[train])
+                numbers = columns[name].to_numpy(zero_copy_only=False)
+                fit.update(numbers.astype(np.float64, copy=False)[train])
             for name, category in category_fits.items():
                 counts = pc.value_counts(pc.filter(columns[name], train_mask))
                 values = counts.field("values").to_pylist()
@@ -1037,13 +1047,12 @@ def _write(
                 f"dropped ({', '.join(f'{k}: {v:,}' for k, v in plan.dropped.items()) or 'none'}) "
                 f"or the split shares are too small; relax the cleaning or use more data."
             )
-    train_y = plan.y[(plan.splits == TRAIN)]
     fields: dict[str, Any] = {
         "task": plan.task.value,
         "splits": entries,
         "source_splits": ["train", "test"] if len(files) > 1 else ["train"],
     }
-    fields["target"] = _target_manifest(plan, targets, train_y, entries)
+    fields["target"] = _target_manifest(plan, targets, entries)
     preprocessing: dict[str, Any] = {"sampling": spec.sampling.value}
     numeric_pre: list[dict[str, Any]] = []
     categorical_pre: list[dict[str, Any]] = []
@@ -1104,9 +1113,7 @@ def _target_array(y: np.ndarray, task: Task) -> np.ndarray:
     return y.astype(np.int64) if task.is_classification else y.astype(np.float32)
 
 
-def _target_manifest(
-    plan: _Plan, targets: list[str], train_y: np.ndarray, entries: dict[str, Any]
-) -> dict[str, Any]:
+def _target_manifest(plan: _Plan, targets: list[str], entries: dict[str, Any]) -> dict[str, Any]:
     if plan.classes is not None:
         counts = entries["train"]["class_counts"]
         return {
@@ -1115,6 +1122,7 @@ def _target_manifest(
             "num_classes": len(plan.classes),
             "class_weights": class_weights(counts),
         }
+    train_y = plan.y[plan.splits == TRAIN]  # regression only: classes need just the counts
     values = train_y.reshape(len(train_y), -1).astype(np.float64)
     return {
         "columns": targets,
