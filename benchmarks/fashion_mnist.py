@@ -233,15 +233,15 @@ def machine() -> dict[str, str]:
     }
 
 
-def shown_command() -> str:
-    """The command as typed from the repository root."""
+def shown_command(script: str = __file__) -> str:
+    """The command as typed from the repository root (``script``: the benchmark's file)."""
     python = Path(sys.executable)
     try:
         python_text = str(python.relative_to(REPO))
     except ValueError:
         python_text = str(python)
-    script = Path(__file__).resolve().relative_to(REPO)
-    return shlex.join([python_text, str(script), *sys.argv[1:]])
+    shown = Path(script).resolve().relative_to(REPO)
+    return shlex.join([python_text, str(shown), *sys.argv[1:]])
 
 
 def seconds_text(values: list[float]) -> str:
@@ -324,12 +324,12 @@ def report(
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or add it), keeping the others."""
+def write_results(section: str, title: str = SECTION_TITLE) -> None:
+    """Replace the section called ``title`` in RESULTS.md (or add it), keeping the others."""
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else RESULTS_HEADER
     lines = text.splitlines()
-    if SECTION_TITLE in lines:
-        start = lines.index(SECTION_TITLE)
+    if title in lines:
+        start = lines.index(title)
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )

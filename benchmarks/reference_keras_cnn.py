@@ -111,9 +111,10 @@ class EpochTimer(keras.callbacks.Callback):
 class TestAccuracy(keras.callbacks.Callback):
     """Test-set accuracy after every epoch. Listed after EpochTimer, so not part of epoch time."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, stop_at: float | None = None) -> None:
         super().__init__()
         self.x, self.y = x, y
+        self.stop_at = stop_at
         self.accuracies: list[float] = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -121,6 +122,8 @@ class TestAccuracy(keras.callbacks.Callback):
             self.x, self.y, batch_size=BATCH_SIZE, verbose=0, return_dict=True
         )
         self.accuracies.append(float(result["accuracy"]))
+        if self.stop_at is not None and self.accuracies[-1] >= self.stop_at:
+            self.model.stop_training = True  # the time-to-accuracy benchmark has its answer
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -139,6 +142,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also record the test accuracy after every epoch (e.g. to find when it reaches 0.91)",
     )
+    parser.add_argument(
+        "--stop-at-accuracy",
+        type=float,
+        default=None,
+        help="with --eval-every-epoch: stop once the test accuracy reaches this",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="write the result here")
     return parser.parse_args(argv)
 
@@ -155,7 +164,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = build_model()
     timer = EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
-    test_accuracy = TestAccuracy(x_test, y_test) if args.eval_every_epoch else None
+    test_accuracy = (
+        TestAccuracy(x_test, y_test, args.stop_at_accuracy) if args.eval_every_epoch else None
+    )
     if test_accuracy is not None:
         callbacks.append(test_accuracy)
 
