@@ -46,7 +46,14 @@ from dltrain.data.splits import (
     resolve_method,
 )
 from dltrain.data.store import ShardWriter
-from dltrain.data.tables import ConversionError, TableFile, is_number, open_table, prefetched
+from dltrain.data.tables import (
+    ConversionError,
+    TableFile,
+    is_number,
+    open_table,
+    prefetched,
+    use_jemalloc,
+)
 from dltrain.data.transforms import CategoryFit, NumericFit, class_weights
 from dltrain.errors import DataError, DltrainError, ExitCode
 from dltrain.recipe.data import (
@@ -277,6 +284,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
         DataError: unreadable files, unknown columns, a bad target, text among numbers, …
         DataQualityError: a check of ``data.checks`` (or ``--strict``) failed.
     """
+    use_jemalloc()
     files = open_sources(spec)
     main = files[0]
     check_columns(spec, main.columns, spec.source)
@@ -678,12 +686,18 @@ def _target(
             )
             if note:
                 notes.append(note)
-        used = sorted({int(c) for c in np.unique(codes) if c >= 0}, key=lambda c: labels[c])
+        seen = np.zeros(len(labels) + 1, bool)  # the last slot catches -1 (missing)
+        for start in range(0, len(codes), CHUNK_ROWS):
+            seen[codes[start : start + CHUNK_ROWS]] = True
+        used = sorted(np.flatnonzero(seen[:-1]).tolist(), key=lambda c: labels[c])
         classes = [labels[c] for c in used]
         remap = np.full(len(labels) + 1, -1, np.int16)
         for new, old in enumerate(used):
             remap[old] = new
-        y = remap[codes]  # -1 (missing) stays -1 via the last slot
+        y = codes  # remapped in place a chunk at a time: no second array of every row's class
+        for start in range(0, len(y), CHUNK_ROWS):
+            part = y[start : start + CHUNK_ROWS]
+            part[:] = remap[part]  # -1 (missing) stays -1 via the last slot
         task = spec.task or (Task.BINARY if len(classes) == 2 else Task.MULTICLASS)
         if len(classes) < 2:
             raise DataError(
@@ -994,7 +1008,7 @@ def _write(
         dropped_missing = 0
         offset = 0
         marker_set = pa.array(markers, pa.string())
-        for _, columns in spill.replay():
+        for columns, table in prefetched(_stored_tables(spill, stored, types), depth=1):
             rows = len(next(iter(columns.values())))
             split = plan.splits[offset : offset + rows].copy()
             y = y_all[offset : offset + rows]
@@ -1008,13 +1022,6 @@ def _write(
                 hit = missing & (split >= 0)
                 dropped_missing += int(hit.sum())
                 split[hit] = -1
-            arrays = []
-            for name in stored:
-                column = columns[name]
-                if types[name] == pa.float64():
-                    column = pc.cast(column, pa.float32()).fill_null(np.nan)
-                arrays.append(column)
-            table = pa.Table.from_arrays(arrays, names=stored)
             for s, split_name in enumerate(SPLIT_NAMES):
                 mask = split == s
                 if mask.any():
@@ -1107,6 +1114,21 @@ def _write(
     fields["preprocessing"] = preprocessing
     fields["cleaning"] = _cleaning_report(plan, numeric_pre, categorical_pre, spec, scan)
     return fields
+
+
+def _stored_tables(
+    spill: _Spill, stored: list[str], types: dict[str, pa.DataType]
+) -> Iterator[tuple[dict[str, pa.Array], pa.Table]]:
+    """Pass 1's batches again, each with the table the shards store (numbers as float32, NaN
+    where missing); made on the prefetch thread while the previous batch is fitted."""
+    for _, columns in spill.replay():
+        arrays = []
+        for name in stored:
+            column = columns[name]
+            if types[name] == pa.float64():
+                column = pc.cast(column, pa.float32()).fill_null(np.nan)
+            arrays.append(column)
+        yield columns, pa.Table.from_arrays(arrays, names=stored)
 
 
 def _target_array(y: np.ndarray, task: Task) -> np.ndarray:
