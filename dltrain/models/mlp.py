@@ -31,7 +31,7 @@ def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
 
 
 def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec) -> Any:
-    """Replace the table's numeric block (it comes first) by its periodic embeddings."""
+    """Add periodic embeddings of the table's numeric block (it comes first) to the features."""
     numeric = io.manifest.get("preprocessing", {}).get("numeric", []) if io.kind == "table" else []
     if not numeric:
         raise RecipeError(
@@ -60,6 +60,7 @@ def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec) -> Any:
         name="numeric_embedding",
     )(periodic)
     embedded = keras.layers.Flatten(name="numeric_embedding_flatten")(embedded)
-    if rest.shape[-1] == 0:
-        return embedded
-    return keras.layers.Concatenate(name="embedded_features")([embedded, rest])
+    # The standardised numbers stay beside their embeddings: sums and differences of columns
+    # (with log scaling, ratios such as rooms per household) remain one linear step away.
+    parts = [numbers, embedded] + ([rest] if rest.shape[-1] else [])
+    return keras.layers.Concatenate(name="embedded_features")(parts)

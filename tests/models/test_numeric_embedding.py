@@ -53,8 +53,9 @@ def test_each_numeric_column_gets_its_own_frequencies_and_embedding(
     kernel, bias = model.get_layer("numeric_embedding").get_weights()
     assert kernel.shape == (2, 10, 3) and bias.shape == (2, 3)
     (category,) = table_io.manifest["preprocessing"]["categorical"]
-    # 2 columns x 3 numbers each, then the category's one-hot block as before
-    assert model.get_layer("embedded_features").output.shape[-1] == 2 * 3 + category["num_tokens"]
+    # the 2 standardised numbers, 2 columns x 3 embedding values, the category's one-hot block
+    width = 2 + 2 * 3 + category["num_tokens"]
+    assert model.get_layer("embedded_features").output.shape[-1] == width
     prediction = np.asarray(model.predict(rows(6), verbose=0))
     assert prediction.shape == (6, 1) and np.isfinite(prediction).all()
 
