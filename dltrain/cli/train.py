@@ -124,7 +124,16 @@ def train(
             highlight=False,
         )
         with console.status("Loading TensorFlow and the prepared data …"):
+            from dltrain.training.device import cluster_from_env
             from dltrain.training.fit import train as train_model
+        cluster = cluster_from_env()
+        if cluster is not None:
+            console.print(
+                f"TF_CONFIG: this is {cluster.task_type} {cluster.task_index} of "
+                f"{cluster.num_workers} workers{' (the chief)' if cluster.is_chief else ''}; "
+                f"training starts once every worker has joined.",
+                highlight=False,
+            )
         result = train_model(loaded, workdir(), console, resume_dir=resume_dir)
         if result.stopped_by == "time_budget":
             console.print("[yellow]Stopped at the time budget.[/]")

@@ -236,7 +236,7 @@ def train(
             f"it further, resume with more epochs: --epochs {initial_epoch + 5}."
         )
 
-    check_supported(recipe)
+    check_supported(recipe, trial="tune" in (run_info or {}))
     plan = plan_devices(spec)
     if resume_dir is not None and not plan.is_chief:
         resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere

@@ -39,15 +39,26 @@ _LOST_WORKER = (
 )
 
 
-def check_supported(recipe: Recipe) -> None:
+def check_supported(recipe: Recipe, *, trial: bool = False) -> None:
     """Refuse what cannot train across the ``TF_CONFIG`` workers, before anything starts.
 
+    Args:
+        recipe: the recipe to train.
+        trial: whether this is a ``dltrain tune`` trial, which runs on its own machine.
+
     Raises:
-        UsageError: ``TF_CONFIG`` is malformed, or the recipe is a GAN (its two optimizers'
-            steps do not scale their losses by the number of replicas, so the workers' summed
-            gradients would multiply its learning rates).
+        UsageError: ``TF_CONFIG`` is malformed, the run is a tuning trial (it would wait
+            forever for workers that never start it), or the recipe is a GAN (its two
+            optimizers' steps do not scale their losses by the number of replicas, so the
+            workers' summed gradients would multiply its learning rates).
     """
     cluster = cluster_from_env()
+    if cluster is not None and trial:
+        raise UsageError(
+            f"TF_CONFIG asks for {cluster.num_workers} workers, but `dltrain tune` runs each "
+            f"trial on one machine (tuners on several machines share a study through "
+            f"--storage instead). Unset TF_CONFIG for dltrain tune."
+        )
     if cluster is not None and recipe.model.family == "gan":
         raise UsageError(
             f"TF_CONFIG asks for {cluster.num_workers} workers, but the gan family trains on one "
@@ -203,9 +214,9 @@ def fit(
                 break
     except _LOST_WORKER as error:
         raise TrainingFailed(
-            f"Training lost contact with another worker of the TF_CONFIG cluster "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-            f"Every worker must run for the whole job. The chief's run folder keeps its last "
+            f"Training lost contact with another worker of the TF_CONFIG cluster (TensorFlow "
+            f"reported {type(error).__name__}; its log above names the worker). Every worker "
+            f"must run for the whole job. The chief's run folder keeps its last "
             f"completed epoch: start all workers again with `dltrain train --resume` (the "
             f"others need the chief's run folder, on a shared file system or copied)."
         ) from None

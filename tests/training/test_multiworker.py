@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -49,6 +50,17 @@ def test_a_cluster_this_process_cannot_join_says_why(text: str, expected: str) -
     with pytest.raises(UsageError, match="TF_CONFIG") as raised:
         read_cluster(text)
     assert expected in raised.value.message
+
+
+def test_a_tuning_trial_is_refused_across_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dltrain.training.multiworker import check_supported
+
+    recipe: Any = SimpleNamespace(model=SimpleNamespace(family="cnn"))
+    check_supported(recipe, trial=True)  # no TF_CONFIG: nothing to refuse
+    monkeypatch.setenv("TF_CONFIG", tf_config({"worker": ["h1:1", "h2:1"]}, "worker", 1))
+    check_supported(recipe)
+    with pytest.raises(UsageError, match="Unset TF_CONFIG for dltrain tune"):
+        check_supported(recipe, trial=True)
 
 
 def free_port() -> int:
