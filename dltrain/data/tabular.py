@@ -1,10 +1,15 @@
 """Preparing a table (CSV/TSV/Parquet, plus an optional test file) in two streaming passes.
 
-Pass 1 reads every row once to profile the columns, infer their kinds and the task, hash rows
-for duplicates and leakage, and collect the target (and any split key). Then the splits are
-assigned. Pass 2 reads the rows again, drops what cleaning drops, writes each split's shards and
-fits the preprocessing on the training rows only. Memory holds one batch plus a few numbers per
-row (hashes, target, split), so it stays flat as files grow past memory.
+Pass 1 parses every row once (on a prefetch thread, which also spills the parsed batches for
+pass 2) to profile the columns, infer their kinds and the task, hash rows for duplicates and
+leakage, and collect the target (and any split key). Then the splits are assigned. Pass 2 replays
+the spilled batches, drops what cleaning drops, writes each split's shards (on a writer thread)
+and fits the preprocessing on the training rows only.
+
+Memory holds a few batches plus 5-10 bytes per row (the target's class or value, the split, a
+keep flag): row hashes go to bucket files (``HashBuckets``) that duplicate and leakage checks
+read one bucket at a time, and random and stratified splits of large sources are drawn a chunk
+at a time (``assign_in_chunks``). Time, group and hash splits also keep their per-row keys.
 
 What is stored are the source's own values (numbers as float32 with NaN for missing, everything
 else as text): imputation, clipping, scaling and vocabularies are applied by the model's first
