@@ -1,0 +1,138 @@
+"""Multi-worker training on a real table: does our loop match ``fit``, and what does it cost?
+
+Three contenders train the same recipe (``recipes/adult_income.yaml``, a few epochs) from the
+shell, alternated round by round on this machine:
+
+- ``fit``: no ``TF_CONFIG``, Keras's ``model.fit`` (the default strategy);
+- ``loop, 1 worker``: ``TF_CONFIG`` naming one worker: MultiWorkerMirroredStrategy and
+  dltrain's own loop in one process, to price the loop and the strategy against ``fit``;
+- ``2 workers``: two processes on localhost ports, each computing half of every batch.
+
+On a 2-core machine two workers share the cores, so this measures correctness and overhead,
+not a speed-up: that needs machines of their own. Reported per contender: the median epoch time
+(epochs after the first, which traces the step), validation loss and accuracy after the last
+epoch, and whether the two workers ended with the same weights.
+
+Run: .venv/bin/python benchmarks/multiworker.py [--epochs 3] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "benchmarks" / "work" / "multiworker"
+DLTRAIN = [sys.executable, "-m", "dltrain"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tf_config(hosts: list[str], index: int) -> str:
+    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+
+
+def setup(epochs: int) -> None:
+    """A copy of the adult_income recipe with absolute paths, prepared once."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    recipe = yaml.safe_load((REPO / "recipes" / "adult_income.yaml").read_text())
+    source = (REPO / "recipes" / recipe["data"]["source"]).resolve()
+    recipe["data"]["source"] = str(source)
+    recipe["train"]["epochs"] = epochs
+    recipe["train"]["tensorboard"] = False
+    (WORK / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    subprocess.run([*DLTRAIN, "prepare"], cwd=WORK, check=True, capture_output=True)
+
+
+def train(num_workers: int) -> dict[str, Any]:
+    """Train once with 0 (plain fit), 1 or 2 workers; the chief's results."""
+    hosts = [f"127.0.0.1:{free_port()}" for _ in range(max(num_workers, 1))]
+    envs = (
+        [{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}]
+        if num_workers == 0
+        else [{**os.environ, "TF_CONFIG": tf_config(hosts, i)} for i in range(num_workers)]
+    )
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            [*DLTRAIN, "train", "--json"],
+            cwd=WORK,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for env in envs
+    ]
+    try:
+        outputs = [worker.communicate(timeout=1800) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    wall = time.perf_counter() - started
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        if worker.returncode != 0:
+            raise SystemExit(f"dltrain train failed ({worker.returncode}):\n{err}")
+    docs = [json.loads(out) for out, _ in outputs]
+    run = Path(docs[0]["run"])
+    with (run / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    digests = {(doc.get("workers") or {}).get("weights_sha256") for doc in docs}
+    return {
+        "wall_seconds": wall,
+        "epoch_seconds": statistics.median(float(r["epoch_seconds"]) for r in rows[1:] or rows),
+        "val_loss": float(rows[-1]["val_loss"]),
+        "val_accuracy": float(rows[-1]["val_accuracy"]),
+        "same_weights": len(digests) == 1 if num_workers > 1 else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    setup(args.epochs)
+    names = {0: "fit", 1: "loop, 1 worker", 2: "2 workers"}
+    results: dict[int, list[dict[str, Any]]] = {n: [] for n in names}
+    loads = []
+    for round_ in range(args.rounds):
+        for n in names:
+            loads.append(os.getloadavg()[0])
+            results[n].append(train(n))
+            print(f"round {round_ + 1} {names[n]}: {results[n][-1]}", file=sys.stderr)
+    fit_epoch = statistics.median(r["epoch_seconds"] for r in results[0])
+    print(
+        f"adult_income, {args.epochs} epochs, batch 256, {args.rounds} rounds alternated; "
+        f"load average (1 min) at each start {min(loads):.1f}–{max(loads):.1f}\n"
+    )
+    print("| contender | epoch s (median) | × fit | val loss | val accuracy | same weights |")
+    print("|---|---|---|---|---|---|")
+    for n, name in names.items():
+        rows = results[n]
+        epoch = statistics.median(r["epoch_seconds"] for r in rows)
+        losses = ", ".join(f"{r['val_loss']:.4f}" for r in rows)
+        accuracies = ", ".join(f"{r['val_accuracy']:.4f}" for r in rows)
+        same = "—" if n < 2 else ", ".join(str(r["same_weights"]).lower() for r in rows)
+        print(
+            f"| {name} | {epoch:.2f} | {epoch / fit_epoch:.2f} | {losses} | {accuracies} | {same} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
