@@ -292,3 +292,36 @@ def test_background_shard_errors_surface_at_close(tmp_path: Path) -> None:
     writer.write("train", pa.table({"x": [1.0]}), np.array([1.0], np.float32))
     with pytest.raises(OSError):
         writer.close()
+
+
+@pytest.mark.slow
+def test_shell_prepare_of_a_table_above_every_in_memory_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300k rows: past the pool size where splits stream (no limit shrunk there), and with a
+    # bucket per MB so the 9 MB source spreads its hashes over 16 buckets; `dltrain prepare`
+    # from the shell, twice.
+    from tests.conftest import invoke
+
+    monkeypatch.setattr(hashing, "BUCKET_BYTES", 1 << 20)
+    source = tmp_path / "big.csv"
+    frame = write_table(source, 300_000, seed=5)
+    assert len(frame) > splits.SKLEARN_LIMIT
+    (tmp_path / "dltrain.yaml").write_text(
+        f"name: big\ndata:\n  source: {source}\n  target: label\n  clean: {{duplicates: drop}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke("prepare", "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    kept = frame[frame["label"] != ""]
+    assert document["profile"]["duplicate_rows"] == expected_duplicates(frame)
+    pool = len(kept) - expected_duplicates(frame)
+    sizes = {k: v["num_examples"] for k, v in document["manifest"]["splits"].items()}
+    assert sizes == {
+        "train": pool - 2 * round(0.1 * pool),
+        "validation": round(0.1 * pool),
+        "test": round(0.1 * pool),
+    }
+    again = json.loads(invoke("prepare", "--json")[1])
+    assert again["up_to_date"] is True  # the fingerprint hashed beside the build matches
