@@ -18,8 +18,9 @@ from dltrain.recipe.models import MlpSpec, NumericEmbeddingSpec
 from tests.models.test_builders import image_io
 
 
-@pytest.fixture
-def table_io(tmp_path: Path) -> ModelIO:
+@pytest.fixture(scope="module")
+def table_io(tmp_path_factory: pytest.TempPathFactory) -> ModelIO:
+    tmp_path = tmp_path_factory.mktemp("table")
     rng = np.random.default_rng(0)
     num = 120
     pd.DataFrame(
@@ -34,10 +35,10 @@ def table_io(tmp_path: Path) -> ModelIO:
     return ModelIO(prepare(DataSpec.model_validate(spec), 1, tmp_path / "data").dataset.manifest)
 
 
-def rows(num: int, lat: float | None = None) -> dict[str, np.ndarray]:
+def rows(num: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
     return {
-        "lat": np.full(num, lat, np.float32) if lat else rng.uniform(32, 42, num).astype("float32"),
+        "lat": rng.uniform(32, 42, num).astype("float32"),
         "rooms": rng.integers(1, 9, num).astype("float32"),
         "coast": rng.choice(["near", "inland"], num).astype(object),
     }
