@@ -22,6 +22,8 @@ How it measures:
     .venv/bin/python benchmarks/tune_fashion_mnist.py                       # 16 trials, 9 epochs
     .venv/bin/python benchmarks/tune_fashion_mnist.py --trials 3 --epochs 2 --train-size 2000
     .venv/bin/python benchmarks/tune_fashion_mnist.py --write-results       # update RESULTS.md
+    # one trial's training with full run outputs vs a trial's outputs (alternated pairs):
+    .venv/bin/python benchmarks/tune_fashion_mnist.py --trial-overhead 4 --epochs 3
 
 Run it on a quiet machine: anything else using the CPUs shows up in the timings.
 """
@@ -36,6 +38,7 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -101,7 +104,7 @@ def write_subset(data: Path, train_size: int, out: Path) -> dict[str, Any]:
     return {"train_images": int(len(picked)), "test_images": 2000, "per_class": per_class}
 
 
-def write_recipe(source: Path, epochs: int, trials: int, sampler: str) -> Path:
+def write_recipe(source: Path, epochs: int, trials: int, sampler: str, folder: Path = WORK) -> Path:
     recipe = {
         "name": RECIPE_NAME,
         "description": "Benchmark: TPE search with and without Hyperband pruning.",
@@ -122,14 +125,14 @@ def write_recipe(source: Path, epochs: int, trials: int, sampler: str) -> Path:
             "space": SPACE,
         },
     }
-    path = WORK / f"{RECIPE_NAME}.yaml"
+    path = folder / f"{RECIPE_NAME}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     return path
 
 
-def dltrain(*args: str, what: str) -> subprocess.CompletedProcess[str]:
+def dltrain(*args: str, what: str, cwd: Path = WORK) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "dltrain", *args]
-    done = subprocess.run(command, cwd=WORK, env=CHILD_ENV, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, env=CHILD_ENV, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-30:])
         raise BenchmarkError(
@@ -201,6 +204,30 @@ def replay(none: dict[str, Any], band: dict[str, Any]) -> float | None:
         total += overhead + sum(full["epoch_seconds"][: cut["epochs_run"] or 0])
     unpruned = sum(t["seconds"] for t in none["per_trial"])
     return total / unpruned if unpruned else None
+
+
+def overheads(search: dict[str, Any]) -> dict[str, float] | None:
+    """Median per-trial costs that pruning cannot remove, from the tuner's view of each trial.
+
+    ``outside``: a trial's seconds (asked to told, as the study records them) minus its epochs'
+    seconds: the hand-over to a warm process, loading data, building and saving the model,
+    recording the result. ``tracing``: the first epoch minus the median later epoch, i.e. graph
+    tracing and warm-up inside the first epoch (trials with at least 3 epochs).
+    """
+    outside = [
+        t["seconds"] - sum(t["epoch_seconds"]) for t in search["per_trial"] if t["epoch_seconds"]
+    ]
+    tracing = [
+        t["epoch_seconds"][0] - statistics.median(t["epoch_seconds"][1:])
+        for t in search["per_trial"]
+        if len(t["epoch_seconds"]) >= 3
+    ]
+    if not outside:
+        return None
+    return {
+        "outside": statistics.median(outside),
+        "tracing": statistics.median(tracing) if tracing else float("nan"),
+    }
 
 
 def load_average() -> str:
@@ -277,6 +304,16 @@ def render(
             f"the other. Epochs trained, pruned / unpruned: "
             f"{band['epochs_trained'] / none['epochs_trained']:.3f}.",
         ]
+    fixed = {key: overheads(runs[key]) for key in ("none", "hyperband")}
+    if fixed["none"] is not None and fixed["hyperband"] is not None:
+        lines += [
+            "",
+            f"Per-trial fixed cost (medians): outside the epochs "
+            f"{fixed['none']['outside']:.2f} s unpruned / {fixed['hyperband']['outside']:.2f} s "
+            f"pruned (hand-over, data, model build and save, recording); first-epoch excess "
+            f"over later epochs (graph tracing, with the next trial's process starting beside it) "
+            f"{fixed['none']['tracing']:.2f} s.",
+        ]
     lines += [
         "",
         f"**Pruned / unpruned wall time = {ratio:.3f}** (goal <= {GOAL_TIME_RATIO}: {time_met}); "
@@ -298,6 +335,84 @@ def write_results(section: str) -> None:
     RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
+# One `dltrain train` in a fresh process, as a trial runs it: full outputs or a trial's.
+TRAIN_ONCE = """
+import csv, json, sys, time
+from pathlib import Path
+from dltrain.console import make_console
+from dltrain.recipe import load_recipe
+from dltrain.training import fit
+recipe, kind = Path(sys.argv[1]), sys.argv[2]
+loaded = load_recipe(recipe, [])
+outputs = fit.TRIAL_OUTPUTS if kind == "trial" else fit.FULL_OUTPUTS
+cpu, wall = time.process_time(), time.perf_counter()
+result = fit.train(loaded, recipe.parent, make_console(), outputs=outputs)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+with (result.run_dir / "history.csv").open(newline="") as handle:
+    epochs = [float(row["epoch_seconds"]) for row in csv.DictReader(handle)]
+print(json.dumps({"wall": wall, "cpu": cpu, "epochs": epochs}))
+"""
+
+
+def measure_trial_overhead(args: argparse.Namespace) -> str:
+    """A trial's training with full run outputs vs a trial's outputs, in alternated pairs.
+
+    Each measurement is ``train()`` in a fresh process (TensorFlow imported before the clock
+    starts, as in a warm trial process), so the difference is what the trial outputs save:
+    per-epoch checkpoints, TensorBoard, the learning-curve plot and the model summary.
+    """
+    work = BENCH_DIR / "work" / "tune-overhead"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    write_subset(args.data, args.train_size, work / "fashion_subset.npz")
+    recipe = write_recipe(work / "fashion_subset.npz", args.epochs, 1, "random", folder=work)
+    dltrain("prepare", "--recipe", str(recipe), what="dltrain prepare", cwd=work)
+    samples: dict[str, list[dict[str, Any]]] = {"full": [], "trial": []}
+    loads = [load_average()]
+    for pair in range(args.trial_overhead):
+        kinds = ["full", "trial"] if pair % 2 == 0 else ["trial", "full"]
+        for kind in kinds:
+            done = subprocess.run(
+                [sys.executable, "-c", TRAIN_ONCE, str(recipe), kind],
+                cwd=work,
+                env=CHILD_ENV,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise BenchmarkError(f"training ({kind} outputs) failed:\n{done.stderr[-2000:]}")
+            samples[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(kind, samples[kind][-1], file=sys.stderr, flush=True)
+        loads.append(load_average())
+
+    def median(kind: str, value: Any) -> float:
+        return statistics.median(value(s) for s in samples[kind])
+
+    def outside(s: dict[str, Any]) -> float:
+        return float(s["wall"] - sum(s["epochs"]))
+
+    rows = [
+        ("train() wall s", lambda s: s["wall"]),
+        ("outside the epochs, wall s", outside),
+        ("CPU s (both cores)", lambda s: s["cpu"]),
+    ]
+    lines = [
+        f"Trial outputs vs full run outputs: `.venv/bin/python benchmarks/tune_fashion_mnist.py "
+        f"--trial-overhead {args.trial_overhead} --epochs {args.epochs} --train-size "
+        f"{args.train_size}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {args.trial_overhead} "
+        f"alternated pairs, each `train()` in a fresh process; 1-minute load average "
+        f"{', '.join(loads)}):",
+        "",
+        "| medians | full outputs | trial outputs | saved |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, value in rows:
+        full, trial = median("full", value), median("trial", value)
+        lines.append(f"| {label} | {full:.2f} | {trial:.2f} | {full - trial:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -307,7 +422,21 @@ def main() -> int:
     parser.add_argument("--train-size", type=int, default=12000)
     parser.add_argument("--order", choices=["none-first", "hyperband-first"], default="none-first")
     parser.add_argument("--write-results", action="store_true")
+    parser.add_argument(
+        "--trial-overhead",
+        type=int,
+        metavar="PAIRS",
+        help="instead of the searches: time one trial's training with full run outputs vs a "
+        "trial's, PAIRS alternated pairs (prints a table)",
+    )
     args = parser.parse_args()
+    if args.trial_overhead:
+        try:
+            print(measure_trial_overhead(args))
+        except BenchmarkError as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         if WORK.exists():
             shutil.rmtree(WORK)  # fresh studies and runs: a resumed study would not be a measure

@@ -99,7 +99,8 @@ def latest_run(workdir: Path, name: str, *, include_trials: bool = False) -> Pat
     runs, skipped = _run_folders(root, include_trials)
     finished = [p for p in runs if (p / MODEL_FILE).is_file()]
     if not finished:
-        found = f" ({len(runs)} run folder(s) there, none with a saved model)" if runs else ""
+        started = [p for p in runs if (p / RUN_INFO_FILE).is_file()]  # not tune/, lr-finder/
+        found = f" ({len(started)} run(s) there, none with a saved model)" if started else ""
         raise RunError(
             f"No finished run of recipe '{name}' under {root}{found}.{_trials_note(skipped)} "
             f"evaluate needs a trained model: run `dltrain train` first, or name a run folder "
