@@ -127,6 +127,9 @@ def runs(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Show only the first N rows.")
     ] = None,
+    trials: Annotated[
+        bool, typer.Option("--trials", help="Also list `dltrain tune` trials (hidden by default).")
+    ] = False,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -137,7 +140,8 @@ def runs(
 
         loaded = load(recipe, sets)
         root = runs_dir(workdir(), loaded.recipe.name)
-        rows = sort_runs(list_runs(root, split.value), sort)
+        listed, hidden = list_runs(root, split.value, include_trials=trials)
+        rows = sort_runs(listed, sort)
         if limit is not None:
             rows = rows[:limit]
         columns = list(metric or default_metrics(rows))
@@ -149,15 +153,19 @@ def runs(
                     "split": split.value,
                     "sort": sort,
                     "runs": [r.to_json() for r in rows],
+                    "hidden_trials": hidden,
                 }
             )
+        trials_note = f"{hidden} tune trial(s) not shown; --trials lists them." if hidden else ""
         if not rows:
             console.print(
                 f"No runs of recipe '{loaded.recipe.name}' under {root} yet. Train one with "
-                f"`dltrain train`."
+                f"`dltrain train`. {trials_note}".rstrip()
             )
             return
         render(rows, columns, split.value, console, title=f"Runs of {loaded.recipe.name} ({root})")
+        if trials_note:
+            console.print(trials_note)
 
 
 def _cell(value: Any) -> str:

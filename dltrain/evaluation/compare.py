@@ -8,7 +8,7 @@ from typing import Any
 
 from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import KEY_METRICS, Better, better
-from dltrain.runs import METRICS_FILE, MODEL_FILE, RUN_INFO_FILE, read_json
+from dltrain.runs import METRICS_FILE, MODEL_FILE, RUN_INFO_FILE, is_tune_trial, read_json
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
 
@@ -91,13 +91,21 @@ def read_run(path: Path, split: str) -> RunRow:
     return row
 
 
-def list_runs(root: Path, split: str = "test") -> list[RunRow]:
-    """Every run folder under ``runs/<recipe>/``, oldest first (run ids sort by time)."""
+def list_runs(
+    root: Path, split: str = "test", *, include_trials: bool = False
+) -> tuple[list[RunRow], int]:
+    """The run folders under ``runs/<recipe>/``, oldest first (run ids sort by time).
+
+    Returns:
+        ``(rows, hidden)``: the runs, and how many ``dltrain tune`` trials were left out
+        (all are listed with ``include_trials``).
+    """
     if not root.is_dir():
-        return []
+        return [], 0
     # runs/<recipe>/ also holds other folders (tune/, lr-finder/): a run has run.json
     folders = [p for p in sorted(root.iterdir()) if (p / RUN_INFO_FILE).is_file()]
-    return [read_run(p, split) for p in folders]
+    kept = folders if include_trials else [p for p in folders if not is_tune_trial(p)]
+    return [read_run(p, split) for p in kept], len(folders) - len(kept)
 
 
 def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:

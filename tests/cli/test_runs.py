@@ -54,3 +54,18 @@ def test_runs_of_a_recipe_without_runs(project: Path) -> None:
 
 def test_runs_stays_light() -> None:
     assert loaded_heavy_modules("runs", "--recipe", "mnist_demo") == []
+
+
+def test_runs_hides_tune_trials_unless_asked(project: Path) -> None:
+    good, weak = runs_of(project)
+    info = json.loads((weak / "run.json").read_text())
+    (weak / "run.json").write_text(json.dumps({**info, "tune": {"trial": 3}}))  # as tune marks it
+    code, out, err = invoke("runs", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [r["run"] for r in listed["runs"]] == [good.name]
+    assert listed["hidden_trials"] == 1 and "--trials" in err
+    code, out, _ = invoke("runs", "--json", "--trials")
+    listed = json.loads(out)
+    assert [r["run"] for r in listed["runs"]] == [good.name, weak.name]
+    assert listed["hidden_trials"] == 0
