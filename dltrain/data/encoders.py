@@ -8,6 +8,8 @@ for series. ``models/io.py`` calls these from ``ModelIO.inputs``.
 Tables encode to one flat float32 vector per row: the numeric columns (missing values imputed,
 outliers clipped, optionally log-transformed, then normalised) followed by a one-hot block per
 category column (out-of-vocabulary bucket first; missing values mapped as the recipe said).
+Derived numeric columns (``data.derived``) are computed from the raw numeric inputs with Keras's
+arithmetic ops, then treated like any numeric column.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def table_inputs(manifest: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     parts = []
     numeric = preprocessing.get("numeric", [])
     if numeric:
-        x = ops.stack([raw[n["column"]] for n in numeric], axis=-1)
+        x = ops.stack([_numeric_input(n, raw) for n in numeric], axis=-1)
         x = ops.where(ops.isnan(x), _vector(numeric, "fill"), x)
         x = ops.minimum(ops.maximum(x, _vector(numeric, "low")), _vector(numeric, "high"))
         logged = np.array([bool(n["log"]) for n in numeric])
@@ -76,6 +78,22 @@ def table_inputs(manifest: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         )
     encoded = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     return raw, encoded
+
+
+def _numeric_input(entry: dict[str, Any], raw: dict[str, Any]) -> Any:
+    """A numeric column's raw values: a source input, or a derived column computed from them.
+
+    Derived values that are not finite (a division by zero) become NaN, so the column's fill value
+    replaces them, as prepare did when it fitted the column's statistics.
+    """
+    expression = entry.get("expression")
+    if expression is None:
+        return raw[entry["column"]]
+    from dltrain.recipe.expressions import evaluate_expression, parse_expression
+
+    ops = keras.ops
+    values = evaluate_expression(parse_expression(expression), raw)
+    return ops.where(ops.isfinite(values), values, float("nan"))
 
 
 def _vector(entries: list[dict[str, Any]], key: str) -> np.ndarray:

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc  # noqa: F401  (pa.ipc)
 
+from dltrain.data.derived import check_derived, derive_numpy
 from dltrain.data.hashing import HashBuckets, combine, hash_numbers, hash_strings, mix
 from dltrain.data.profile import (
     ColumnProfile,
@@ -237,7 +238,8 @@ def check_columns(spec: DataSpec, columns: list[str], source: Path) -> None:
         DataError: naming the unknown column, the closest real one and the columns there are.
     """
     named: list[tuple[str, str]] = [(t, "data.target") for t in spec.targets]
-    named += [(c, f"data.columns.{c}") for c in spec.columns]
+    # `data.columns` may also set how a derived column is cleaned and scaled.
+    named += [(c, f"data.columns.{c}") for c in spec.columns if c not in spec.derived]
     if spec.split.column:
         named.append((spec.split.column, "data.split.column"))
     if spec.series is not None:
@@ -978,6 +980,25 @@ def _strategy(spec: DataSpec, name: str, kind: ColumnType) -> tuple[Missing, Any
     return strategy, column.fill_value
 
 
+def _derived_strategy(spec: DataSpec, name: str) -> tuple[Missing, Any]:
+    """A derived column's missing-value fill: a row cannot be dropped after it was stored.
+
+    Raises:
+        DataError: `drop_row` was asked for a derived column.
+    """
+    strategy, constant = _strategy(spec, name, ColumnType.NUMERIC)
+    if strategy == Missing.DROP_ROW and name not in spec.columns:
+        return Missing.MEDIAN, constant  # the recipe-wide default drops rows: fill instead
+    if strategy == Missing.DROP_ROW:
+        raise DataError(
+            f"`data.columns.{name}.missing` is drop_row, but {name!r} is derived: its value is "
+            f"missing when an input is missing or a division is by zero, and it is filled, not "
+            f"dropped. Use median, mean, most_frequent or constant, or set drop_row on the "
+            f"source columns it reads."
+        )
+    return strategy, constant
+
+
 def _write(
     files: list[TableFile],
     types: dict[str, pa.DataType],
@@ -999,7 +1020,13 @@ def _write(
     categorical = [n for n in features if plan.kinds[n] == ColumnType.CATEGORICAL]
     strategies = {n: _strategy(spec, n, plan.kinds[n]) for n in numeric + categorical}
     drop_row = [n for n in numeric + categorical if strategies[n][0] == Missing.DROP_ROW]
-    numeric_fits = {n: NumericFit(n, seed + i) for i, n in enumerate(numeric)}
+    if spec.derived and plan.text_kind is not None:
+        raise DataError(
+            f"`data.derived` computes numeric columns of a table, but {spec.source} is read as "
+            f"texts (column {plan.text_kind!r}). Remove `data.derived`."
+        )
+    check_derived(spec.derived, main.columns, numeric, targets)
+    numeric_fits = {n: NumericFit(n, seed + i) for i, n in enumerate(numeric + list(spec.derived))}
     category_fits = {n: CategoryFit(n, markers) for n in categorical}
     texts: list[str] = []
     writer = ShardWriter(
@@ -1037,9 +1064,13 @@ def _write(
             if not train.any():
                 continue
             train_mask = pa.array(train)
-            for name, fit in numeric_fits.items():
+            train_numbers: dict[str, np.ndarray] = {}
+            for name in numeric:
                 numbers = columns[name].to_numpy(zero_copy_only=False)
-                fit.update(numbers.astype(np.float64, copy=False)[train])
+                train_numbers[name] = numbers.astype(np.float64, copy=False)[train]
+                numeric_fits[name].update(train_numbers[name])
+            for name, expression in spec.derived.items():
+                numeric_fits[name].update(derive_numpy(expression, train_numbers))
             for name, category in category_fits.items():
                 counts = pc.value_counts(pc.filter(columns[name], train_mask))
                 values = counts.field("values").to_pylist()
@@ -1097,9 +1128,11 @@ def _write(
             "columns": columns_meta,
             "num_features": 0,
         }
-        for name in numeric:
+        for name in numeric + list(spec.derived):
             column_spec = spec.columns.get(name, ColumnSpec())
-            strategy, constant = strategies[name]
+            strategy, constant = (
+                strategies[name] if name in strategies else _derived_strategy(spec, name)
+            )
             numeric_pre.append(
                 numeric_fits[name].finish(
                     strategy,
@@ -1109,6 +1142,9 @@ def _write(
                     column_spec.scaling or spec.numeric_scaling,
                 )
             )
+            if name in spec.derived:
+                # The model recomputes the column from its raw inputs with this expression.
+                numeric_pre[-1]["expression"] = spec.derived[name]
         categorical_pre = [
             category_fits[n].finish(*strategies[n], spec.max_categories) for n in categorical
         ]
@@ -1168,7 +1204,9 @@ def _cleaning_report(
     """What cleaning did, in numbers, for the manifest and the printed report."""
     filled = []
     for entry in numeric:
-        missing = scan.scans[entry["column"]].missing
+        column = entry["column"]
+        # A derived column has no scan: its missing values are counted on the training split.
+        missing = scan.scans[column].missing if column in scan.scans else entry["train_missing"]
         if missing or entry["outliers"] != "none":
             filled.append(
                 {

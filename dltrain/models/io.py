@@ -62,32 +62,34 @@ class ModelIO:
             return build(self.manifest)
         raise RecipeError(f"dltrain cannot build a model for {self.kind!r} features yet.")
 
-    def head(self, x: keras.KerasTensor) -> keras.KerasTensor:
+    def head(self, x: keras.KerasTensor, prefix: str = "") -> keras.KerasTensor:
         """The output layer(s) for the task, kept in float32 even under mixed precision.
 
         Classification: class probabilities. Regression and forecasting: the network predicts
         standardised targets and a last layer turns them back into the target's own units with
         the training split's mean and standard deviation, so predictions, losses and metrics
-        read in those units.
+        read in those units. ``prefix`` names the layers of one of several heads (ensembles).
         """
         target = self.manifest["target"]
         if self.task.is_classification:
             classes = int(target["num_classes"])
             return keras.layers.Dense(
-                classes, activation="softmax", dtype="float32", name="probabilities"
+                classes, activation="softmax", dtype="float32", name=f"{prefix}probabilities"
             )(x)
         mean = [float(v) for v in target["mean"]]
         std = [float(v) or 1.0 for v in target["std"]]
         outputs = len(mean)
         if len(x.shape) > 2:
-            x = keras.layers.Flatten(name="head_flatten")(x)
+            x = keras.layers.Flatten(name=f"{prefix}head_flatten")(x)
         if self.task == Task.FORECASTING:
             horizon = int(target["horizon"])
-            x = keras.layers.Dense(horizon * outputs, dtype="float32", name="standardized")(x)
-            x = keras.layers.Reshape((horizon, outputs), name="steps")(x)
+            x = keras.layers.Dense(
+                horizon * outputs, dtype="float32", name=f"{prefix}standardized"
+            )(x)
+            x = keras.layers.Reshape((horizon, outputs), name=f"{prefix}steps")(x)
         else:
-            x = keras.layers.Dense(outputs, dtype="float32", name="standardized")(x)
-        return keras.layers.Rescaling(std, mean, dtype="float32", name="target_units")(x)
+            x = keras.layers.Dense(outputs, dtype="float32", name=f"{prefix}standardized")(x)
+        return keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
 
     def image_value_range(self) -> tuple[float, float]:
         """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""

@@ -1,4 +1,9 @@
-"""Feed-forward networks: dense (→ BN) → activation → dropout per hidden layer."""
+"""Feed-forward networks: dense (→ BN) → activation → dropout per hidden layer.
+
+With ``ensemble: K`` the network is built K times side by side on the same preprocessed inputs
+(each tower with its own numeric embedding, hidden layers and output) and the K outputs are
+averaged inside the model: one model.keras that takes the same raw inputs.
+"""
 
 from __future__ import annotations
 
@@ -18,19 +23,29 @@ def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
     Raises:
         RecipeError: `numeric_embedding` is set but the data is not a table with numbers.
     """
-    raw, x = io.inputs()
+    raw, encoded = io.inputs()
+    if spec.ensemble == 1:
+        return keras.Model(raw, _tower(encoded, io, spec, prefix=""), name="mlp")
+    # Towers start from different random weights, so their errors differ and partly cancel in
+    # the mean; the loss is the mean's, so they are trained together as one model.
+    outputs = [_tower(encoded, io, spec, prefix=f"tower{k}_") for k in range(1, spec.ensemble + 1)]
+    return keras.Model(raw, keras.layers.Average(name="ensemble_mean")(outputs), name="mlp")
+
+
+def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str) -> Any:
+    """One network from the encoded features to the task's output; ``prefix`` names its layers."""
     if spec.numeric_embedding is not None:
-        x = _embed_numbers(x, io, spec.numeric_embedding)
+        x = _embed_numbers(x, io, spec.numeric_embedding, prefix)
     if len(x.shape) > 2:
-        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Flatten(name=f"{prefix}flatten")(x)
     for i, units in enumerate(spec.units, start=1):
-        x = dense_stack(x, [units], spec, prefix=f"hidden{i}_")
+        x = dense_stack(x, [units], spec, prefix=f"{prefix}hidden{i}_")
         if spec.dropout:
-            x = keras.layers.Dropout(spec.dropout, name=f"hidden{i}_dropout")(x)
-    return keras.Model(raw, io.head(x), name="mlp")
+            x = keras.layers.Dropout(spec.dropout, name=f"{prefix}hidden{i}_dropout")(x)
+    return io.head(x, prefix)
 
 
-def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec) -> Any:
+def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec, prefix: str = "") -> Any:
     """Add periodic embeddings of the table's numeric block (it comes first) to the features."""
     numeric = io.manifest.get("preprocessing", {}).get("numeric", []) if io.kind == "table" else []
     if not numeric:
@@ -48,7 +63,7 @@ def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec) -> Any:
         "bn,nk->bnk",
         output_shape=(count, spec.frequencies),
         kernel_initializer=keras.initializers.RandomNormal(stddev=spec.scale),
-        name="numeric_frequencies",
+        name=f"{prefix}numeric_frequencies",
     )(numbers)
     phase = 2.0 * math.pi * phase
     periodic = ops.concatenate([ops.sin(phase), ops.cos(phase)], axis=-1)
@@ -57,10 +72,10 @@ def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec) -> Any:
         output_shape=(count, spec.dim),
         bias_axes="nd",
         activation="relu",
-        name="numeric_embedding",
+        name=f"{prefix}numeric_embedding",
     )(periodic)
-    embedded = keras.layers.Flatten(name="numeric_embedding_flatten")(embedded)
+    embedded = keras.layers.Flatten(name=f"{prefix}numeric_embedding_flatten")(embedded)
     # The standardised numbers stay beside their embeddings: sums and differences of columns
     # (with log scaling, ratios such as rooms per household) remain one linear step away.
     parts = [numbers, embedded] + ([rest] if rest.shape[-1] else [])
-    return keras.layers.Concatenate(name="embedded_features")(parts)
+    return keras.layers.Concatenate(name=f"{prefix}embedded_features")(parts)

@@ -305,6 +305,12 @@ class DataSpec(_Section):
     task: Task | None = Field(None, description="Inferred from the target when unset.")
     csv: CsvSpec = Field(default_factory=CsvSpec)
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tables: new numeric columns computed from numeric source columns, e.g. "
+        "{rooms_per_household: total_rooms / households}; column names, numbers, + - * / and "
+        "parentheses. Computed inside the model too, so it still takes raw rows.",
+    )
     clean: CleanSpec = Field(default_factory=CleanSpec)
     numeric_scaling: Scaling = Scaling.STANDARD
     max_categories: int = Field(
@@ -331,8 +337,27 @@ class DataSpec(_Section):
             return []
         return [self.target] if isinstance(self.target, str) else list(self.target)
 
+    @field_validator("derived")
+    @classmethod
+    def _derived_expressions(cls, value: dict[str, str]) -> dict[str, str]:
+        from dltrain.recipe.expressions import ExpressionError, parse_expression
+
+        for name, text in value.items():
+            if not name.strip():
+                raise ValueError(f"a derived column needs a name. Received: {value}")
+            try:
+                parse_expression(str(text))
+            except ExpressionError as error:
+                raise ValueError(f"derived column {name!r}: {error}") from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:
+        if self.derived and self.series is not None:
+            raise ValueError(
+                "`derived` columns are for tables; a series recipe (`series`) reads its columns "
+                "as they are. Remove `derived`, or `series` to train on rows."
+            )
         if self.scaling == Scaling.LOG:
             raise ValueError(
                 "`scaling` (pixels) takes none, unit, symmetric or standard; log is for table "

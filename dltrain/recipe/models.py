@@ -83,6 +83,13 @@ class MlpSpec(ModelBase):
     numeric_embedding: NumericEmbeddingSpec | None = Field(
         None, description="Tables: embed each numeric column periodically (null: raw numbers)."
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Towers (numeric embedding, hidden layers, output) built side by side on the "
+        "same preprocessed inputs and averaged inside one model; 1: a single network.",
+    )
 
 
 class CnnSpec(ModelBase):
