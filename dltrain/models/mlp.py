@@ -2,7 +2,9 @@
 
 With ``ensemble: K`` the network is built K times side by side on the same preprocessed inputs
 (each tower with its own numeric embedding, hidden layers and output) and the K outputs are
-averaged inside the model: one model.keras that takes the same raw inputs.
+averaged inside the model: one model.keras that takes the same raw inputs. For regression of one
+value each tower is trained on its own loss, as K separately trained networks would be (a deep
+ensemble); other tasks train the mean.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dltrain.errors import RecipeError
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import MlpSpec, NumericEmbeddingSpec
+from dltrain.tasks import Task
 
 
 def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
@@ -27,9 +30,37 @@ def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
     if spec.ensemble == 1:
         return keras.Model(raw, _tower(encoded, io, spec, prefix=""), name="mlp")
     # Towers start from different random weights, so their errors differ and partly cancel in
-    # the mean; the loss is the mean's, so they are trained together as one model.
+    # the mean.
     outputs = [_tower(encoded, io, spec, prefix=f"tower{k}_") for k in range(1, spec.ensemble + 1)]
+    if io.task == Task.REGRESSION and outputs[0].shape[-1] == 1:
+        return keras.Model(raw, EnsembleMean(name="ensemble_mean")(outputs), name="mlp")
     return keras.Model(raw, keras.layers.Average(name="ensemble_mean")(outputs), name="mlp")
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class EnsembleMean(keras.layers.Layer):
+    """The mean of K one-value predictions; in training, the K predictions one per row.
+
+    In training the output is (K, batch): a regression loss of the (batch,) targets against it
+    broadcasts to every tower, and its mean over the last axis, then over the K rows, is the mean
+    of the K towers' own losses (the same holds for the logged mae and rmse). So each tower
+    learns from its own error, not from the mean's, and the towers do not co-adapt: trained
+    through their mean, they fit like one wide network and overfit alike. Everywhere else
+    (validation, evaluate, predict) the output is the (batch, 1) mean.
+
+    Example:
+        >>> EnsembleMean()([keras.ops.ones((2, 1)), keras.ops.zeros((2, 1))]).shape
+        (2, 1)
+    """
+
+    def call(self, inputs: list[Any], training: bool | None = None) -> Any:
+        stacked = keras.ops.concatenate(inputs, axis=-1)
+        if training:
+            return keras.ops.transpose(stacked)
+        return keras.ops.mean(stacked, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape: list[tuple[int | None, ...]]) -> tuple[Any, ...]:
+        return (*input_shape[0][:-1], 1)
 
 
 def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str) -> Any:
