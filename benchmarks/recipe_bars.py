@@ -138,6 +138,11 @@ def describe_model(recipe: dict[str, Any]) -> str:
                 f", periodic numeric embeddings ({embedding['frequencies']} frequencies, "
                 f"dim {embedding['dim']}, scale {embedding['scale']})"
             )
+        if model.get("ensemble", 1) > 1:
+            text += f", an ensemble of {model['ensemble']} towers averaged in the model"
+        derived = recipe["data"].get("derived")
+        if derived:
+            text += "; derived columns " + ", ".join(f"{k} = {v}" for k, v in derived.items())
     elif family == "text":
         text = (
             f"text {model['encoder']} encoder, embedding {model['embedding_dim']}, "
@@ -215,9 +220,37 @@ def bound_text(bar: Bar) -> str:
     return f"{bar.bound:,.0f}" if abs(bar.bound) >= 100 else f"{bar.bound:g}"
 
 
-def report(outcomes: list[Outcome], info: dict[str, str], loads: tuple[float, float]) -> str:
-    """The Markdown section: one row per recipe, then the details behind each."""
-    met = sum(o.bar.met(o.value) for o in outcomes)
+def previous_lines(names: list[str]) -> dict[str, tuple[str, str]]:
+    """The table row and detail line of each named recipe in RESULTS.md's current section."""
+    text = fm.RESULTS.read_text(encoding="utf-8") if fm.RESULTS.is_file() else ""
+    lines = text.split(SECTION_TITLE, 1)[1].split("\n## ", 1)[0].splitlines() if text else []
+    found = {}
+    for name in names:
+        row = next((line for line in lines if line.startswith(f"| `{name}` |")), None)
+        detail = next((line for line in lines if line.startswith(f"- `{name}`:")), None)
+        if row and detail:
+            found[name] = (row, detail)
+    when = next((line.split(" UTC")[0] for line in lines if line.startswith("Measured ")), "")
+    if when:  # the kept rows say when they were measured
+        found = {n: (row, f"{detail} ({when} UTC.)") for n, (row, detail) in found.items()}
+    return found
+
+
+def report(
+    outcomes: list[Outcome],
+    info: dict[str, str],
+    loads: tuple[float, float],
+    kept: dict[str, tuple[str, str]] | None = None,
+) -> str:
+    """The Markdown section: one row per recipe, then the details behind each.
+
+    ``kept`` holds the previous row and detail line of recipes this run did not rerun (--only),
+    so the section still covers every recipe; the text says which rows are older.
+    """
+    kept = kept or {}
+    met = sum(o.bar.met(o.value) for o in outcomes) + sum(
+        "| **no** |" not in row for row, _ in kept.values()
+    )
     lines = [
         SECTION_TITLE,
         "",
@@ -233,20 +266,34 @@ def report(outcomes: list[Outcome], info: dict[str, str], loads: tuple[float, fl
         fm.shown_command(__file__),
         "```",
         "",
+        *(
+            [
+                f"This run covered {', '.join(f'`{o.bar.recipe}`' for o in outcomes)} "
+                f"(`--only`); the rows of {', '.join(f'`{n}`' for n in kept)} are kept from the "
+                f"previous run (their detail lines say when).",
+                "",
+            ]
+            if kept
+            else []
+        ),
         "| recipe | bar (test) | reached | met | validation | train / val / test examples "
         "| epochs | train time |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    rows: dict[str, str] = {name: row for name, (row, _) in kept.items()}
+    details: dict[str, str] = {name: detail for name, (_, detail) in kept.items()}
     for o in outcomes:
         bar = o.bar
         sizes = " / ".join(f"{o.splits.get(n, 0):,}" for n in ("train", "validation", "test"))
-        lines.append(
+        rows[bar.recipe] = (
             f"| `{bar.recipe}` | {bar.metric} {bar.op} {bound_text(bar)} | "
             f"{value_text(bar, o.value)} | {'yes' if bar.met(o.value) else '**no**'} | "
             f"{value_text(bar, o.validation_value)} | {sizes} | "
             f"{o.epochs} | {o.train_seconds:.0f} s (process {o.train_process_seconds:.0f} s) |"
         )
-    lines += ["", f"{met} of {len(outcomes)} bars met.", ""]
+    order = [b.recipe for b in BARS if b.recipe in rows]
+    lines += [rows[name] for name in order]
+    lines += ["", f"{met} of {len(order)} bars met.", ""]
     for o in outcomes:
         extra = {
             "rmse": ("mae", "r2"),
@@ -256,11 +303,12 @@ def report(outcomes: list[Outcome], info: dict[str, str], loads: tuple[float, fl
         }[o.bar.metric]
         shown = ", ".join(f"{k} {o.metrics[k]:,.4g}" for k in extra if o.metrics.get(k) is not None)
         positive = f" (positive class: {o.positive_class})" if o.positive_class else ""
-        lines.append(
+        details[o.bar.recipe] = (
             f"- `{o.bar.recipe}`: {o.bar.data}. Bar: {o.bar.meaning}{positive}. Model: {o.model}. "
             f"Also: {shown}. prepare {o.prepare_seconds:.0f} s; evaluate's gate exit code "
             f"{o.evaluate_exit}."
         )
+    lines += [details[name] for name in order]
     return "\n".join(lines) + "\n"
 
 
@@ -304,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     except fm.BenchmarkError as exc:
         print(f"\nbenchmark failed: {exc}", file=sys.stderr)
         return 1
-    section = report(outcomes, info, (load_before, os.getloadavg()[0]))
+    skipped = [b.recipe for b in BARS if args.only and b.recipe not in args.only]
+    kept = previous_lines(skipped) if args.write_results else {}
+    section = report(outcomes, info, (load_before, os.getloadavg()[0]), kept)
     print(section)
     if args.write_results:
         fm.write_results(section, SECTION_TITLE)
