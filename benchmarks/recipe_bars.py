@@ -231,8 +231,11 @@ def previous_lines(names: list[str]) -> dict[str, tuple[str, str]]:
         if row and detail:
             found[name] = (row, detail)
     when = next((line.split(" UTC")[0] for line in lines if line.startswith("Measured ")), "")
-    if when:  # the kept rows say when they were measured
-        found = {n: (row, f"{detail} ({when} UTC.)") for n, (row, detail) in found.items()}
+    if when:  # the kept rows say when they were measured (rows kept before already do)
+        found = {
+            n: (row, detail if detail.endswith(" UTC.)") else f"{detail} ({when} UTC.)")
+            for n, (row, detail) in found.items()
+        }
     return found
 
 
