@@ -63,16 +63,20 @@ def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArray
     )
 
 
+def _undecodable(path: Path, exc: Exception) -> DataError:
+    return DataError(
+        f"Cannot decode the image {path} ({exc}). Expected a readable "
+        f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} file; the copy is truncated or "
+        f"not an image. Replace it or delete it."
+    )
+
+
 def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"Cannot decode the image {path} ({exc}). Expected a readable "
-            f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} file; the copy is truncated or "
-            f"not an image. Replace it or delete it."
-        ) from None
+        raise _undecodable(path, exc) from None
     return image
 
 
@@ -92,11 +96,7 @@ def decode(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray
         image.draft("L" if channels == 1 else "RGB", (width, height))
         image = image.convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"Cannot decode the image {path} ({exc}). Expected a readable "
-            f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} file; the copy is truncated or "
-            f"not an image. Replace it or delete it."
-        ) from None
+        raise _undecodable(path, exc) from None
     changed = image.size != (width, height)
     if changed:
         image = image.resize((width, height), Image.Resampling.BILINEAR)

@@ -311,20 +311,33 @@ def read_idx(path: Path) -> np.ndarray:
     )
 
 
+def load_npz(path: Path, fix: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, without pickled objects.
+
+    Args:
+        path: the archive.
+        fix: how to fix an unreadable archive, for the error's last sentence.
+
+    Raises:
+        DataError: the archive is truncated, corrupt or not an .npz at all.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{path} is not a readable .npz archive ({exc}). Expected a file written by "
+            f"numpy.savez; {fix}."
+        ) from None
+
+
 def read_npz(path: Path) -> SourceArrays:
     """Read ``x_train``/``y_train`` (and ``x_test``/``y_test``), or ``x``/``y``, from an .npz.
 
     Raises:
         DataError: unreadable archive or unexpected keys.
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"{path} is not a readable .npz archive ({exc}). Expected a file written by "
-            f"numpy.savez; copy it again or save it without pickled objects."
-        ) from None
+    arrays = load_npz(path, "copy it again or save it without pickled objects")
     for x_key, y_key in _NPZ_KEYS:
         if x_key in arrays and y_key in arrays:
             splits = {"train": (arrays[x_key], arrays[y_key])}

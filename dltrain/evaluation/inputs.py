@@ -19,8 +19,6 @@ training source had them.
 from __future__ import annotations
 
 import re
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,14 +188,9 @@ class NpzInput(ArrayInput):
 
     def __init__(self, path: Path, model: ModelInput) -> None:
         super().__init__(path, model)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(
-                f"{path} is not a readable .npz archive ({exc}). Expected a file written by "
-                f"numpy.savez with the examples in an array named x."
-            ) from None
+        from dltrain.data.sources import load_npz
+
+        arrays = load_npz(path, "save it again with the examples in an array named x")
         key = next((k for k in _FEATURE_KEYS if k in arrays), None)
         if key is None:
             candidates = [k for k, v in arrays.items() if v.ndim >= 2]
