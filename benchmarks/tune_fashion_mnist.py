@@ -344,9 +344,8 @@ from dltrain.recipe import load_recipe
 from dltrain.training import fit
 recipe, kind = Path(sys.argv[1]), sys.argv[2]
 loaded = load_recipe(recipe, [])
-outputs = fit.TRIAL_OUTPUTS if kind == "trial" else fit.FULL_OUTPUTS
 cpu, wall = time.process_time(), time.perf_counter()
-result = fit.train(loaded, recipe.parent, make_console(), outputs=outputs)
+result = fit.train(loaded, recipe.parent, make_console(), trial=kind == "trial")
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 with (result.run_dir / "history.csv").open(newline="") as handle:
     epochs = [float(row["epoch_seconds"]) for row in csv.DictReader(handle)]

@@ -80,28 +80,6 @@ class TrainResult:
     weights_sha256: str | None = None  # across workers: the same on each when in sync
 
 
-@dataclass(frozen=True)
-class RunOutputs:
-    """What a run writes besides recipe.yaml, run.json, history.csv and the final model.
-
-    ``dltrain train`` writes everything (``RunOutputs()``). A tuning trial writes
-    ``TRIAL_OUTPUTS``: only what the tuner and a later ``evaluate --run`` read, since the
-    winning configuration is trained again, with everything, from best.yaml.
-    """
-
-    checkpoints: bool = True  # each epoch's checkpoint, best.keras, state.json: resumable
-    tensorboard: bool = True  # False: none, whatever train.tensorboard says
-    learning_curves: bool = True
-    model_summary: bool = True
-
-
-FULL_OUTPUTS = RunOutputs()
-# A trial pruned after one short epoch would spend more on these than on training.
-TRIAL_OUTPUTS = RunOutputs(
-    checkpoints=False, tensorboard=False, learning_curves=False, model_summary=False
-)
-
-
 def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
     """The recipe's prepared dataset, refusing one prepared from a different data section.
 
@@ -185,7 +163,7 @@ def train(
     *,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_dir: Path | None = None,
-    outputs: RunOutputs = FULL_OUTPUTS,
+    trial: bool = False,
     run_info: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train the recipe's model on its prepared dataset into a run folder.
@@ -202,7 +180,11 @@ def train(
         extra_callbacks: run after dltrain's own, so their logs carry ``learning_rate`` and
             ``epoch_seconds`` (a tuner's pruning callback goes here).
         resume_dir: an unfinished run to continue instead of starting a new one.
-        outputs: what to write besides the run's essentials (a tuning trial writes less).
+        trial: a ``dltrain tune`` trial. It writes only what the tuner and a later
+            ``evaluate --run`` read (recipe.yaml, run.json, history.csv, the model): no
+            per-epoch checkpoints, TensorBoard, learning curves or model summary, which would
+            cost a trial pruned after one short epoch more than its training (the winner is
+            trained again, with everything, from best.yaml). It runs on one machine only.
         run_info: entries added to a new run's run.json before training starts (a trial's
             ``tune``: which study and trial it is).
 
@@ -236,7 +218,7 @@ def train(
             f"it further, resume with more epochs: --epochs {initial_epoch + 5}."
         )
 
-    check_supported(recipe, trial="tune" in (run_info or {}))
+    check_supported(recipe, trial=trial)
     plan = plan_devices(spec)
     if resume_dir is not None and not plan.is_chief:
         resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere
@@ -305,7 +287,7 @@ def train(
 
     if plan.jit_compile is not None:
         model.jit_compile = plan.jit_compile
-    if outputs.model_summary:
+    if not trial:
         summary: list[str] = []
         model.summary(print_fn=lambda line, **_: summary.append(line))
         write_text_atomic(run_dir / SUMMARY_FILE, "\n".join(summary) + "\n")
@@ -320,7 +302,7 @@ def train(
         ),
         *parts.callbacks,
     ]
-    if spec.tensorboard and outputs.tensorboard:
+    if spec.tensorboard and not trial:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
     stopper = None
     if spec.early_stopping.enabled:
@@ -338,7 +320,7 @@ def train(
             resume_from=resumed_stopper,
         )
         callbacks.append(stopper)
-    if outputs.checkpoints:
+    if not trial:
         checkpoint_monitor = monitor if spec.early_stopping.enabled else "val_loss"
         callbacks.append(
             EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
@@ -425,7 +407,7 @@ def train(
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
     history = _read_history(run_dir / HISTORY_FILE)
-    if outputs.learning_curves:
+    if not trial:
         plot_learning_curves(
             run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{recipe.name} · {run_dir.name}"
         )

@@ -164,7 +164,7 @@ def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str,
     """Train the trial's recipe exactly as ``dltrain train`` would, reporting every epoch."""
     from dltrain.console import make_console
     from dltrain.recipe import load_recipe
-    from dltrain.training.fit import TRIAL_OUTPUTS, train
+    from dltrain.training.fit import train
     from dltrain.tuning.callback import PruningCallback
 
     workdir = Path(spec["workdir"])
@@ -175,8 +175,7 @@ def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str,
         workdir,
         make_console(),
         extra_callbacks=[PruningCallback(reporter)],
-        # No checkpoints, TensorBoard, plot or summary: best.yaml retrains the winner with them.
-        outputs=TRIAL_OUTPUTS,
+        trial=True,  # only what tuning reads: best.yaml retrains the winner with everything
         # Written before training starts, so even a trial cut short is known as one: commands
         # looking for the user's latest run skip it (dltrain.runs.is_tune_trial).
         run_info={"tune": trial_marker(spec)},
