@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results import write_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / "work" / "evaluation"  # git-ignored
-RESULTS = BENCH_DIR / "RESULTS.md"
 RECIPE = REPO / "recipes" / "fashion_mnist_cnn.yaml"
 SECTION_TITLE = "## Evaluate, predict, export on Fashion-MNIST (time and bootstrap agreement)"
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
@@ -258,17 +258,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    if SECTION_TITLE in text:
-        start = text.index(SECTION_TITLE)
-        end = text.find("\n## ", start + len(SECTION_TITLE))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (untimed)")
@@ -279,7 +268,7 @@ def main() -> None:
     section = markdown(result)
     print(section)
     if args.write_results:
-        write_results(section)
+        write_section(section, SECTION_TITLE)
 
 
 if __name__ == "__main__":

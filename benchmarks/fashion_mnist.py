@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from results import RESULTS, write_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / "work"  # git-ignored: recipe, prepared data, runs, per-run JSON
-RESULTS = BENCH_DIR / "RESULTS.md"
 REFERENCE_SCRIPT = BENCH_DIR / "reference_keras_cnn.py"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
 
@@ -50,10 +50,6 @@ RECIPE_NAME = "bench_fashion_seed_cnn"
 SEED = 42
 GOAL_RATIO = 1.03
 SECTION_TITLE = "## Fashion-MNIST: dltrain vs the reference Keras script (per-epoch time)"
-RESULTS_HEADER = (
-    "# Benchmark results\n\n"
-    "Measured with the scripts in `benchmarks/`; each section says how to reproduce it.\n"
-)
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
 
 
@@ -324,24 +320,6 @@ def report(
     return "\n".join(lines)
 
 
-def write_results(section: str, title: str = SECTION_TITLE) -> None:
-    """Replace the section called ``title`` in RESULTS.md (or add it), keeping the others."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else RESULTS_HEADER
-    lines = text.splitlines()
-    if title in lines:
-        start = lines.index(title)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        kept_after = lines[end:]
-        new = [*lines[:start], *section.rstrip("\n").splitlines()]
-        if kept_after:
-            new += ["", *kept_after]
-    else:
-        new = [*lines, "", *section.rstrip("\n").splitlines()]
-    RESULTS.write_text("\n".join(new).rstrip("\n") + "\n", encoding="utf-8")
-
-
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -409,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(summaries["reference"], summaries["dltrain"], args, info)
     print(section)
     if args.write_results:
-        write_results(section)
+        write_section(section, SECTION_TITLE)
         print(f"Wrote the section into {RESULTS}", file=sys.stderr)
     return 0
 

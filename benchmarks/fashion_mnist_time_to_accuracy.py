@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fashion_mnist as fm  # noqa: E402  (the per-epoch benchmark: shared helpers)
+from results import write_section  # noqa: E402
 
 DEFAULT_RECIPE = fm.REPO / "recipes" / "fashion_mnist_fast.yaml"
 TARGET = 0.91
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(runs, args, info)
     print(section)
     if args.write_results:
-        fm.write_results(section, SECTION_TITLE)
+        write_section(section, SECTION_TITLE)
         print(f"Wrote the section into {fm.RESULTS}", file=sys.stderr)
     return 0
 

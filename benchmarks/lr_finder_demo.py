@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from results import RESULTS, write_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / "work" / "lr_finder"
-RESULTS = BENCH_DIR / "RESULTS.md"
 RECIPE = REPO / "recipes" / "mnist_demo.yaml"
 SECTION_TITLE = "## LR finder on the MNIST demo: does the suggested rate train well?"
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
@@ -104,25 +104,6 @@ def report(
     return "\n".join([*lines, ""])
 
 
-def write_results(section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or add it), keeping the others."""
-    lines = RESULTS.read_text(encoding="utf-8").splitlines()
-    if SECTION_TITLE in lines:
-        start = lines.index(SECTION_TITLE)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        after = lines[end:]
-        lines = [
-            *lines[:start],
-            *section.rstrip("\n").splitlines(),
-            *([""] + after if after else []),
-        ]
-    else:
-        lines = [*lines, "", *section.rstrip("\n").splitlines()]
-    RESULTS.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per training (default 3)")
@@ -149,7 +130,7 @@ def main() -> int:
     section = report(found, finder_seconds, rows, args.epochs)
     print(section)
     if args.write_results:
-        write_results(section)
+        write_section(section, SECTION_TITLE)
         print(f"Wrote the section into {RESULTS}", file=sys.stderr)
     return 0
 

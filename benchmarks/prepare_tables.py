@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from results import write_section
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "prepare_tables"
-RESULTS = HERE / "RESULTS.md"
 CHUNK = 500_000
 
 
@@ -269,14 +269,7 @@ def append_results(results: list[dict[str, object]], args: argparse.Namespace) -
                 f"split from its Parquet shards took {pipeline['load_seconds']:.1f} s.",
             ]
     section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text()
-    start = text.find(HEADING)
-    if start < 0:
-        RESULTS.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = text.find("\n## ", start + len(HEADING))
-    rest = text[end + 1 :] if end >= 0 else ""
-    RESULTS.write_text(text[:start] + section + ("\n" + rest if rest else ""))
+    write_section(section, HEADING)
 
 
 if __name__ == "__main__":

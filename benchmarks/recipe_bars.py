@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fashion_mnist as fm  # noqa: E402  (shared helpers: machine(), write_results(), …)
+import fashion_mnist as fm  # noqa: E402  (shared helpers: machine(), run_checked(), …)
+from results import write_section  # noqa: E402
 
 WORK = fm.WORK / "recipe_bars"
 SECTION_TITLE = "## Recipe quality bars"
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(outcomes, info, (load_before, os.getloadavg()[0]), kept)
     print(section)
     if args.write_results:
-        fm.write_results(section, SECTION_TITLE)
+        write_section(section, SECTION_TITLE)
         print(f"Wrote the section into {fm.RESULTS}", file=sys.stderr)
     return 0 if all(o.bar.met(o.value) for o in outcomes) else 1
 

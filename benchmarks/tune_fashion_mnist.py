@@ -48,11 +48,11 @@ from typing import Any
 
 import numpy as np
 import yaml
+from results import write_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / "work" / "tune"  # git-ignored
-RESULTS = BENCH_DIR / "RESULTS.md"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
 RECIPE_NAME = "tune_bench_fashion"
 SECTION_TITLE = "## Fashion-MNIST: tune with and without Hyperband pruning"
@@ -324,17 +324,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else "# Benchmark results\n"
-    if SECTION_TITLE in text:
-        head, _, rest = text.partition(SECTION_TITLE)
-        following = rest.find("\n## ")
-        text = head + section + (rest[following + 1 :] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 # One `dltrain train` in a fresh process, as a trial runs it: full outputs or a trial's.
 TRAIN_ONCE = """
 import csv, json, sys, time
@@ -458,7 +447,7 @@ def main() -> int:
     print(section)
     (WORK / "last.json").write_text(json.dumps(runs, indent=2), encoding="utf-8")
     if args.write_results:
-        write_results(section)
+        write_section(section, SECTION_TITLE)
     return 0
 
 
