@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,17 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
+
+
+def run_dltrain(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m dltrain ARGS`` in its own process, as a user's shell would."""
+    return subprocess.run(
+        [sys.executable, "-m", "dltrain", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

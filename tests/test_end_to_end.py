@@ -14,20 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
 DEMO = str(REPO / "recipes" / "mnist_demo.yaml")
 TF_CHATTER = ("oneDNN", "cuda", "absl::", "cpu_feature_guard", "This TensorFlow binary")
-
-
-def dltrain(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dltrain", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_demo_pipeline_from_the_shell(tmp_path: Path) -> None:

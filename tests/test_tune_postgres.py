@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RecipeWriter
+from tests.conftest import RecipeWriter, run_dltrain
 from tests.tuning.fake_trial import LAUNCHER
 
 pytestmark = pytest.mark.slow
@@ -119,9 +119,7 @@ def test_two_tuners_split_one_postgresql_study_without_duplicates(
         train={"epochs": 3},
         tune={"num_trials": 6, "sampler": "tpe", "pruner": "hyperband", "space": space},
     )
-    prepared = subprocess.run(
-        [sys.executable, "-m", "dltrain", "prepare"], cwd=tmp_path, capture_output=True, text=True
-    )
+    prepared = run_dltrain("prepare", cwd=tmp_path)
     assert prepared.returncode == 0, prepared.stderr
     tuners = [
         subprocess.Popen(

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
 DEMO = str(REPO / "recipes" / "mnist_demo.yaml")
 TEST_IMAGES = REPO / "demo" / "mnist" / "t10k-images-idx3-ubyte.gz"
-
-
-def dltrain(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dltrain", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ skip them, and a trial writes only what tuning needs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from dltrain.runs import (
     latest_unfinished_run,
     resolve_run,
 )
-from tests.conftest import RecipeWriter, invoke
+from tests.conftest import RecipeWriter, invoke, run_dltrain
 
 
 def make_run(root: Path, run_id: str, *, trial: int | None, finished: bool = True) -> Path:
@@ -95,13 +93,7 @@ def test_a_real_trial_is_light_and_evaluate_still_takes_the_users_run(
     assert code == 0, err
     mine = Path(json.loads(out)["run"])
     # tune in its own process, as users run it (its trial is a process of its own anyway)
-    tuned = subprocess.run(
-        [sys.executable, "-m", "dltrain", "tune", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tuned = run_dltrain("tune", "--json", cwd=tmp_path, timeout=300)
     assert tuned.returncode == 0, tuned.stderr
     (trial,) = json.loads(tuned.stdout)["trials"]
     trial_dir = Path(trial["run_dir"])
