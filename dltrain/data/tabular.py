@@ -1191,6 +1191,9 @@ def _target_manifest(plan: _Plan, targets: list[str], entries: dict[str, Any]) -
         "columns": targets,
         "mean": values.mean(axis=0).tolist(),
         "std": [float(s) or 1.0 for s in values.std(axis=0)],
+        # The range seen in training: `model.clip_to_target_range` keeps predictions inside it.
+        "min": values.min(axis=0).tolist(),
+        "max": values.max(axis=0).tolist(),
     }
 
 

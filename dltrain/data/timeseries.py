@@ -180,6 +180,8 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
             "lookback": series.lookback,
             "mean": train_targets.mean(axis=0, dtype=np.float64).tolist(),
             "std": [float(s) or 1.0 for s in train_targets.std(axis=0, dtype=np.float64)],
+            "min": train_targets.min(axis=0).astype(np.float64).tolist(),
+            "max": train_targets.max(axis=0).astype(np.float64).tolist(),
         },
         "preprocessing": {
             "mean": train.mean(axis=0, dtype=np.float64).tolist(),

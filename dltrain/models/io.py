@@ -7,7 +7,7 @@ new data kind (tables, text, windows) or a new task never touches a builder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dltrain.backend import keras
@@ -28,6 +28,28 @@ class ModelIO:
     """The inputs and output head of a model for one prepared dataset."""
 
     manifest: dict[str, Any]
+    clip_to_target_range: bool = False
+
+    def clipped(self, family: str) -> ModelIO:
+        """The same, with regression heads clipped to the training split's target range.
+
+        Raises:
+            RecipeError: the task has no numeric head, or the data was prepared before prepare
+                stored the target's range.
+        """
+        if self.task.is_classification or family in ("autoencoder", "gan"):
+            raise RecipeError(
+                f"`model.clip_to_target_range` clips regression and forecasting predictions, but "
+                f"this is a {family} model for a {self.task.value} task. Remove it."
+            )
+        target = self.manifest["target"]
+        if "min" not in target or "max" not in target:
+            raise RecipeError(
+                "`model.clip_to_target_range` needs the target's range in the training split, "
+                "which this prepared dataset's manifest.json does not record (it was prepared by "
+                "an older dltrain). Run `dltrain prepare --force`."
+            )
+        return replace(self, clip_to_target_range=True)
 
     @property
     def task(self) -> Task:
@@ -68,7 +90,8 @@ class ModelIO:
         Classification: class probabilities. Regression and forecasting: the network predicts
         standardised targets and a last layer turns them back into the target's own units with
         the training split's mean and standard deviation, so predictions, losses and metrics
-        read in those units. ``prefix`` names the layers of one of several heads (ensembles).
+        read in those units; with ``clip_to_target_range`` they are then clipped to the training
+        split's target range. ``prefix`` names the layers of one of several heads (ensembles).
         """
         target = self.manifest["target"]
         if self.task.is_classification:
@@ -89,7 +112,12 @@ class ModelIO:
             x = keras.layers.Reshape((horizon, outputs), name=f"{prefix}steps")(x)
         else:
             x = keras.layers.Dense(outputs, dtype="float32", name=f"{prefix}standardized")(x)
-        return keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
+        x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
+        if self.clip_to_target_range:
+            low = [float(v) for v in target["min"]]
+            high = [float(v) for v in target["max"]]
+            x = keras.ops.clip(x, low, high)
+        return x
 
     def image_value_range(self) -> tuple[float, float]:
         """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""

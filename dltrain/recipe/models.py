@@ -43,6 +43,12 @@ class ModelBase(_Section):
     )
     l1: float = Field(0.0, ge=0, description="L1 penalty on the weights of conv and dense layers.")
     l2: float = Field(0.0, ge=0, description="L2 penalty on the weights of conv and dense layers.")
+    clip_to_target_range: bool = Field(
+        False,
+        description="Regression and forecasting: clip predictions to the target's range in the "
+        "training split, inside the model. For a capped target (California house values stop at "
+        "$500,001) no prediction beyond the cap can be right.",
+    )
 
 
 class AugmentationSpec(_Section):

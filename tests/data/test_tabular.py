@@ -276,3 +276,6 @@ def test_text_target_column_and_regression_of_several_targets(tmp_path: Path) ->
     _, y = dataset.load_split("train")
     assert dataset.manifest["task"] == "regression" and y.shape == (64, 2) and y.dtype == np.float32
     assert dataset.manifest["target"]["mean"] == pytest.approx(y.mean(axis=0), rel=1e-5)
+    # the training split's range, per target, for `model.clip_to_target_range`
+    assert dataset.manifest["target"]["min"] == pytest.approx(y.min(axis=0), rel=1e-6)
+    assert dataset.manifest["target"]["max"] == pytest.approx(y.max(axis=0), rel=1e-6)

@@ -56,6 +56,8 @@ def test_windows_in_time_order_with_gaps_filled(tmp_path: Path) -> None:
         "lookback": 5,
         "mean": [pytest.approx(29.5)],
         "std": [pytest.approx(np.arange(60).std())],
+        "min": [0.0],  # the training steps' range
+        "max": [59.0],
     }
     assert "2 missing step(s) put back" in manifest["features"]["frequency"]
     x, y = dataset.load_split("train")

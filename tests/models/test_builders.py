@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
@@ -90,3 +91,31 @@ def test_forecasting_head_outputs_horizon_by_targets() -> None:
     prediction = np.asarray(model(np.zeros((1, 4, 1, 1), dtype=np.uint8)))
     assert prediction.shape == (1, 3, 2)
     np.testing.assert_allclose(prediction[0], [[10.0, -5.0]] * 3)  # zero standardised = the mean
+
+
+def test_clip_to_target_range_keeps_predictions_inside_the_training_range(tmp_path: Any) -> None:
+    target = {"columns": ["a", "b"], "horizon": 2, "mean": [0.0, 0.0], "std": [1.0, 1.0]}
+    target |= {"min": [-1.0, 0.0], "max": [1.0, 5.0]}
+    spec = MlpSpec(units=[3], clip_to_target_range=True)
+    model = build_model(spec, table_like_io("forecasting", target))
+    standardized = model.get_layer("standardized")
+    kernel, bias = standardized.get_weights()
+    # standardised outputs far outside the range on both sides, and one inside it
+    standardized.set_weights([np.zeros_like(kernel), np.array([9, -9, -9, 2], dtype="float32")])
+    expected = [[[1.0, 0.0], [-1.0, 2.0]]]  # each column clipped to its own range
+    np.testing.assert_allclose(model(np.zeros((1, 4, 1, 1), dtype=np.uint8)), expected)
+    model.save(tmp_path / "m.keras")  # the clip is part of the saved model
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded(np.zeros((1, 4, 1, 1), dtype=np.uint8)), expected)
+    unclipped = build_model(MlpSpec(units=[3]), table_like_io("forecasting", target))
+    unclipped.get_layer("standardized").set_weights(standardized.get_weights())
+    assert np.asarray(unclipped(np.zeros((1, 4, 1, 1), dtype=np.uint8))).max() == 9.0
+
+
+def test_clip_to_target_range_is_refused_where_it_cannot_apply() -> None:
+    spec = MlpSpec(units=[3], clip_to_target_range=True)
+    with pytest.raises(RecipeError, match="multiclass task. Remove it"):
+        build_model(spec, image_io())
+    old = table_like_io("regression", {"columns": ["y"], "mean": [0.0], "std": [1.0]})
+    with pytest.raises(RecipeError, match="prepare --force"):
+        build_model(spec, old)
