@@ -52,12 +52,15 @@ def hash_numbers(values: np.ndarray) -> np.ndarray:
 
 
 def hash_strings(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Hashes of the strings of ``array``, computed once per distinct value."""
+    """Hashes of the strings of ``array``, computed once per distinct value.
+
+    ``array`` may come dictionary-encoded already (profiling encodes each batch once).
+    """
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if len(array) == 0:
         return np.zeros(0, np.uint64)
-    encoded = pc.dictionary_encode(array)
+    encoded = array if isinstance(array, pa.DictionaryArray) else pc.dictionary_encode(array)
     distinct = _hash_distinct(encoded.dictionary)
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     return distinct[indices]

@@ -27,6 +27,16 @@ _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d")
 
 
+def dictionary_encoded(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``column`` as distinct values and row indices (nulls, if any, as one more value)."""
+    if isinstance(column, pa.DictionaryArray):
+        return column
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded: pa.DictionaryArray = pc.dictionary_encode(column, null_encoding="encode")
+    return encoded
+
+
 @dataclass
 class ColumnScan:
     """Running statistics of one column over every row of the source."""
@@ -86,21 +96,26 @@ class ColumnScan:
                 self._merge(uniques.tolist(), counts.tolist())
 
     def _update_strings(self, column: Any, first: bool) -> None:
-        is_missing = pc.is_in(column, value_set=pa.array(self.markers, pa.string()))
-        missing = int(pc.sum(is_missing).as_py() or 0)
-        self.missing += missing
+        # Everything is counted on the batch's distinct values: one dictionary encoding (shared
+        # with row hashing when the caller passes it in) instead of a hash pass per statistic.
+        encoded = dictionary_encoded(column)
+        values = encoded.dictionary
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        counts = np.bincount(indices, minlength=len(values))
+        markers = pa.array(self.markers, pa.string())
+        is_marker = pc.is_in(values, value_set=markers).to_numpy(zero_copy_only=False)
+        self.missing += int(counts[is_marker].sum())
         if first or len(self.sample) < SAMPLE_VALUES:
-            present = pc.filter(column, pc.invert(is_missing))
-            take = present.slice(0, SAMPLE_VALUES - len(self.sample)).to_pylist()
-            self.sample.extend(take)
+            rows = np.flatnonzero(~is_marker[indices])[: SAMPLE_VALUES - len(self.sample)]
+            self.sample.extend(values.take(pa.array(indices[rows])).to_pylist())
             if first:
-                self.first_batch_unique = pc.count_distinct(present).as_py() == len(present) > 0
+                present = counts[~is_marker]
+                self.first_batch_unique = bool(present.sum() > 0 and present.max() == 1)
         if self.counts is not None:
-            table = pc.value_counts(column)
-            if len(table) > DISTINCT_CAP:
+            if len(values) > DISTINCT_CAP:
                 self.counts = None
                 return
-            self._merge(table.field("values").to_pylist(), table.field("counts").to_pylist())
+            self._merge(values.to_pylist(), counts.tolist())
 
     def _merge(self, values: list[Any], counts: list[int]) -> None:
         assert self.counts is not None

@@ -37,6 +37,7 @@ from dltrain.data.profile import (
     ColumnScan,
     Profile,
     column_profile,
+    dictionary_encoded,
     identifier_like,
     infer_type,
 )
@@ -437,6 +438,11 @@ def _scan(
             for name, column in columns.items()
             if scans[name].numeric
         }
+        # Text columns once as distinct values + indices, for profiling, hashing and labels.
+        columns = {
+            name: column if name in numbers else dictionary_encoded(column)
+            for name, column in columns.items()
+        }
         for name, column in columns.items():
             scans[name].update(column, numbers.get(name))
         if hashed is None:  # row numbers and keys would make every row unique: leave them out
@@ -501,7 +507,7 @@ def _column_hash(column: pa.Array, numbers: np.ndarray | None) -> np.ndarray:
 def _label_codes(
     column: pa.Array, index: dict[str, int], markers: list[str], spec: DataSpec
 ) -> np.ndarray:
-    encoded = pc.dictionary_encode(column)
+    encoded = dictionary_encoded(column)
     lookup = np.empty(len(encoded.dictionary), np.int16)  # MAX_CLASSES fit: 2 bytes a row
     for i, label in enumerate(encoded.dictionary.to_pylist()):
         if label in markers:
@@ -523,7 +529,10 @@ def _time_values(column: pa.Array, numeric: bool, name: str, table: TableFile) -
     if numeric:
         return column.to_numpy(zero_copy_only=False).astype(np.float64)
     try:
-        parsed = pc.cast(column, pa.timestamp("s"))
+        if isinstance(column, pa.DictionaryArray):  # each distinct date read once
+            parsed = pc.cast(column.dictionary, pa.timestamp("s")).take(column.indices)
+        else:
+            parsed = pc.cast(column, pa.timestamp("s"))
     except pa.ArrowInvalid:
         raise DataError(
             f"`data.split.column` {name!r} of {table.path} is neither numbers nor dates that read "
