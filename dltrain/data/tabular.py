@@ -329,12 +329,19 @@ def _hash_buckets(files: list[TableFile], folder: Path) -> HashBuckets:
     return HashBuckets(folder, ("row", "features"), size)
 
 
-def _strip(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
+def _strip(
+    batch: pa.RecordBatch, types: dict[str, pa.DataType], null_as: str
+) -> dict[str, pa.Array]:
+    """Text columns trimmed, and their nulls (Parquet's missing text) as a missing marker, so
+    profiling, cleaning and the vocabularies count them as missing like a CSV's empty cells."""
     columns = {}
     for name in batch.schema.names:
         column = batch.column(name)
-        if types[name] == pa.string() and _needs_trim(column):
-            column = pc.utf8_trim_whitespace(column)
+        if types[name] == pa.string():
+            if column.null_count:
+                column = column.fill_null(null_as)
+            if _needs_trim(column):
+                column = pc.utf8_trim_whitespace(column)
         columns[name] = column
     return columns
 
@@ -371,9 +378,11 @@ def stripped_batches(
     """(file index, stripped columns) for every batch of every file, with conversion errors
     turned into messages that name the rows."""
     for index, table in enumerate(files):
+        markers = list(table.csv.missing_values if table.csv else spec.csv.missing_values)
+        null_as = "" if "" in markers or not markers else markers[0]
         try:
             for batch in table.batches(types):
-                yield index, _strip(batch, types)
+                yield index, _strip(batch, types, null_as)
         except ConversionError as exc:
             raise _text_in_numbers(table, exc.column, spec) from None
 

@@ -263,7 +263,7 @@ def test_whitespace_is_trimmed_only_where_present() -> None:
         {"a": pa.array(["x", " y", "z\u00a0"]), "b": pa.array(["p", "q r", ""])}
     )
     types = {"a": pa.string(), "b": pa.string()}
-    columns = tabular._strip(batch, types)
+    columns = tabular._strip(batch, types, null_as="")
     assert columns["a"].to_pylist() == ["x", "y", "z"]
     # nothing to trim: the very same buffers, not a trimmed copy
     assert columns["b"].buffers()[2].address == batch.column("b").buffers()[2].address

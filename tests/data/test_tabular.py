@@ -279,3 +279,16 @@ def test_text_target_column_and_regression_of_several_targets(tmp_path: Path) ->
     # the training split's range, per target, for `model.clip_to_target_range`
     assert dataset.manifest["target"]["min"] == pytest.approx(y.min(axis=0), rel=1e-6)
     assert dataset.manifest["target"]["max"] == pytest.approx(y.max(axis=0), rel=1e-6)
+
+
+def test_parquet_nulls_in_text_columns_are_missing_values(tmp_path: Path) -> None:
+    frame = people()
+    frame["city"] = frame["city"].where(np.arange(len(frame)) % 5 != 0, None)  # 40 nulls
+    source = tmp_path / "p.parquet"
+    frame.to_parquet(source)
+    result = prepare(spec(source, target="label"), 1, tmp_path / "o")
+    city = next(c for c in result.profile["columns"] if c["name"] == "city")
+    assert city["type"] == "categorical" and city["missing"] == 40
+    assert city["distinct"] == 3  # paris, lyon, nice: the nulls are not a fourth value
+    filled = next(f for f in result.dataset.manifest["cleaning"]["filled"] if f["column"] == "city")
+    assert filled["missing"] == 40
