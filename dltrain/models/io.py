@@ -90,8 +90,9 @@ class ModelIO:
         Classification: class probabilities. Regression and forecasting: the network predicts
         standardised targets and a last layer turns them back into the target's own units with
         the training split's mean and standard deviation, so predictions, losses and metrics
-        read in those units; with ``clip_to_target_range`` they are then clipped to the training
-        split's target range. ``prefix`` names the layers of one of several heads (ensembles).
+        read in those units; with ``clip_to_target_range`` predictions (not training outputs)
+        are then clipped to the training split's target range. ``prefix`` names the layers of
+        one of several heads (ensembles).
         """
         target = self.manifest["target"]
         if self.task.is_classification:
@@ -116,7 +117,7 @@ class ModelIO:
         if self.clip_to_target_range:
             low = [float(v) for v in target["min"]]
             high = [float(v) for v in target["max"]]
-            x = keras.ops.clip(x, low, high)
+            x = ClipToRange(low, high, name=f"{prefix}clip_to_target_range")(x)
         return x
 
     def image_value_range(self) -> tuple[float, float]:
@@ -138,3 +139,31 @@ class ModelIO:
                 f"but the prepared dataset holds {ENCODED.get(self.kind, self.kind)} features. "
                 f"Pick a family that reads them (`model.family`)."
             )
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class ClipToRange(keras.layers.Layer):
+    """Clip predictions to [low, high] per output column; training outputs pass unclipped.
+
+    Only predictions are clipped: in training, a clipped output would give no gradient to a row
+    predicted beyond the range, so a capped target (California's $500,001) would let the
+    network overshoot freely on capped rows and on their neighbours. Validation metrics,
+    evaluate and predict all see the clipped values.
+
+    Example:
+        >>> clipped = ClipToRange([0.0], [1.0])(keras.ops.array([[2.0], [-1.0], [0.5]]))
+        >>> keras.ops.convert_to_numpy(clipped).tolist()
+        [[1.0], [0.0], [0.5]]
+    """
+
+    def __init__(self, low: list[float], high: list[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = list(low), list(high)
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        if training:
+            return x
+        return keras.ops.clip(x, self.low, self.high)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "low": self.low, "high": self.high}

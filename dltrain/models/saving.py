@@ -12,6 +12,7 @@ from dltrain.backend import keras
 CUSTOM_OBJECT_MODULES = (
     "dltrain.models.autoencoder",
     "dltrain.models.gan",
+    "dltrain.models.io",
     "dltrain.models.mlp",
     "dltrain.training.losses",
     "dltrain.training.schedules",

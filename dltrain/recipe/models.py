@@ -46,8 +46,9 @@ class ModelBase(_Section):
     clip_to_target_range: bool = Field(
         False,
         description="Regression and forecasting: clip predictions to the target's range in the "
-        "training split, inside the model. For a capped target (California house values stop at "
-        "$500,001) no prediction beyond the cap can be right.",
+        "training split, inside the model (training itself sees unclipped outputs). For a capped "
+        "target (California house values stop at $500,001) no prediction beyond the cap can be "
+        "right.",
     )
 
 
