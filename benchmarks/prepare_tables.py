@@ -92,6 +92,26 @@ print(json.dumps({"seconds": seconds, "splits": splits, "cpu_seconds": cpu() - c
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+# The least any prepare must do with the file, with none of its analysis: parse it (pyarrow's
+# multi-threaded reader, all cores), fingerprint it (SHA-256) and store it (Parquet, LZ4,
+# dictionary pages for text only, as dltrain's shards). No profile, duplicates, split or fit.
+FLOOR = """
+import hashlib, resource, sys, tempfile, time, json
+import pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
+pa.set_memory_pool(pa.jemalloc_memory_pool())
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+started, cpu_started = time.perf_counter(), cpu()
+table = pacsv.read_csv(sys.argv[1])
+parsed = time.perf_counter() - started
+with open(sys.argv[1], "rb") as handle:
+    hashlib.file_digest(handle, "sha256")
+strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+with tempfile.TemporaryDirectory() as folder:
+    pq.write_table(table, folder + "/t.parquet", compression="lz4", use_dictionary=strings)
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "parse_seconds": parsed, "cpu_seconds": cpu() - cpu_started}))
+"""
+
 PIPELINE = """
 import json, sys, time
 from pathlib import Path
@@ -165,6 +185,7 @@ def main() -> None:
         repeats = args.repeats if rows <= 2_000_000 else 1
         load_before = os.getloadavg()[0]
         runs: list[tuple[dict[str, object], dict[str, object]]] = []
+        floors: list[tuple[dict[str, object], dict[str, object]]] = []
         for _ in range(repeats):  # interleaved, so both see the same machine load
             runs.append(
                 (
@@ -172,6 +193,8 @@ def main() -> None:
                     child(PREPARE, str(source), str(WORK / f"data-{rows}")),
                 )
             )
+            if rows <= 2_000_000:
+                floors.append((child(PANDAS, str(source)), child(FLOOR, str(source))))
         pandas = median_run([r[0] for r in runs])
         prepared = median_run([r[1] for r in runs])
         # Ratios run by run: each pair ran back to back, so both saw about the same load.
@@ -204,6 +227,13 @@ def main() -> None:
         entry["cpu_ratio_to_pandas"] = round(cpu_ratios[len(cpu_ratios) // 2], 2)
         loads = [load_before] + [float(r[i]["load"]) for r in runs for i in (0, 1)]  # type: ignore[arg-type]
         entry["load_average"] = f"{min(loads):.1f}-{max(loads):.1f}"
+        if floors:
+            entry["floor"] = {
+                key: sorted(float(b[key]) / float(a["seconds"]) for a, b in floors)  # type: ignore[arg-type]
+                for key in ("seconds", "parse_seconds")
+            }
+            entry["floor"]["pandas_seconds"] = sorted(float(a["seconds"]) for a, _ in floors)  # type: ignore[arg-type, index]
+            entry["floor"]["floor_seconds"] = sorted(float(b["seconds"]) for _, b in floors)  # type: ignore[arg-type, index]
         if rows <= 2_000_000:
             entry["pipeline"] = child(PIPELINE, str(WORK / f"data-{rows}"), str(args.batch_size))
         print(json.dumps(entry), flush=True)
@@ -255,6 +285,22 @@ def append_results(results: list[dict[str, object]], args: argparse.Namespace) -
             f"{r['prepare_rows_per_s']:,} | "
             f"{r['load_average']} |"
         )
+    for r in results:
+        floor = r.get("floor")
+        if isinstance(floor, dict):
+            middle = len(floor["seconds"]) // 2
+            lines += [
+                "",
+                f"The floor on the {r['rows']:,}-row file, in pairs interleaved with pandas "
+                f"the same "
+                f"way: pyarrow's multi-threaded `read_csv`, the file's SHA-256 and one Parquet "
+                f"write of the parsed table (LZ4), with none of prepare's analysis. It took "
+                f"{floor['floor_seconds'][middle]:.2f} s against pandas' "
+                f"{floor['pandas_seconds'][middle]:.2f} s: **{floor['seconds'][middle]:.2f}x** "
+                f"(pairs: {', '.join(f'{x:.2f}' for x in floor['seconds'])}); the parse alone "
+                f"{floor['parse_seconds'][middle]:.2f}x "
+                f"(pairs: {', '.join(f'{x:.2f}' for x in floor['parse_seconds'])}).",
+            ]
     for r in results:
         pipeline = r.get("pipeline")
         if isinstance(pipeline, dict):
