@@ -132,22 +132,24 @@ def describe_model(recipe: dict[str, Any]) -> str:
     model, train = recipe["model"], recipe["train"]
     family = model["family"]
     if family == "mlp":
-        text = f"MLP {model['units']}, {model['activation']}, dropout {model['dropout']}"
+        text = f"MLP {model['units']}, {model['activation']}, dropout {model['dropout']:.3g}"
         embedding = model.get("numeric_embedding")
         if embedding:
             text += (
                 f", periodic numeric embeddings ({embedding['frequencies']} frequencies, "
-                f"dim {embedding['dim']}, scale {embedding['scale']})"
+                f"dim {embedding['dim']}, scale {embedding['scale']:.3g})"
             )
         if model.get("ensemble", 1) > 1:
             text += f", an ensemble of {model['ensemble']} towers averaged in the model"
+        if model.get("clip_to_target_range"):
+            text += ", predictions clipped to the training target's range"
         derived = recipe["data"].get("derived")
         if derived:
             text += "; derived columns " + ", ".join(f"{k} = {v}" for k, v in derived.items())
     elif family == "text":
         text = (
             f"text {model['encoder']} encoder, embedding {model['embedding_dim']}, "
-            f"dense {model['dense']}, dropout {model['dropout']}"
+            f"dense {model['dense']}, dropout {model['dropout']:.3g}"
         )
     elif family == "rnn":
         text = f"{model['cell'].upper()} {model['units']}, dense {model['dense']}"
@@ -155,7 +157,7 @@ def describe_model(recipe: dict[str, Any]) -> str:
         text = family
     optimizer, schedule = train["optimizer"], train["lr_schedule"]
     text += (
-        f"; {optimizer['name']} lr {optimizer['learning_rate']:g} ({schedule['name']}), "
+        f"; {optimizer['name']} lr {optimizer['learning_rate']:.3g} ({schedule['name']}), "
         f"batch {train['batch_size']}, loss {train['loss']['name']}"
     )
     series = recipe["data"].get("series")
