@@ -51,16 +51,23 @@ def hash_numbers(values: np.ndarray) -> np.ndarray:
     return mix(np.ascontiguousarray(values, dtype=np.float64).view(np.uint64))
 
 
-def hash_strings(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Hashes of the strings of ``array``, computed once per distinct value.
+def dictionary_encoded(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``column`` as distinct values and row indices (nulls, if any, as one more value); an
+    already encoded column as it is, so a batch is encoded once for every use."""
+    if isinstance(column, pa.DictionaryArray):
+        return column
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded: pa.DictionaryArray = pc.dictionary_encode(column, null_encoding="encode")
+    return encoded
 
-    ``array`` may come dictionary-encoded already (profiling encodes each batch once).
-    """
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if len(array) == 0:
+
+def hash_strings(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Hashes of the strings of ``array`` (plain or dictionary-encoded), computed once per
+    distinct value."""
+    encoded = dictionary_encoded(array)
+    if len(encoded) == 0:
         return np.zeros(0, np.uint64)
-    encoded = array if isinstance(array, pa.DictionaryArray) else pc.dictionary_encode(array)
     distinct = _hash_distinct(encoded.dictionary)
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     return distinct[indices]

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dltrain.data.hashing import dictionary_encoded
 from dltrain.recipe.data import ChecksSpec, ColumnType
 
 DISTINCT_CAP = 10_000  # distinct values tracked per column; beyond, "high cardinality" is enough
@@ -25,16 +26,6 @@ SAMPLE_VALUES = 2_000  # string values kept to tell text from categories and dat
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|no|nr|num|index|idx|key|uuid|guid)$|^(id|no|index)$", re.I)
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d")
-
-
-def dictionary_encoded(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
-    """``column`` as distinct values and row indices (nulls, if any, as one more value)."""
-    if isinstance(column, pa.DictionaryArray):
-        return column
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    encoded: pa.DictionaryArray = pc.dictionary_encode(column, null_encoding="encode")
-    return encoded
 
 
 @dataclass

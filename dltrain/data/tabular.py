@@ -31,13 +31,19 @@ import pyarrow.compute as pc
 import pyarrow.ipc  # noqa: F401  (pa.ipc)
 
 from dltrain.data.derived import check_derived, derive_numpy
-from dltrain.data.hashing import HashBuckets, combine, hash_numbers, hash_strings, mix
+from dltrain.data.hashing import (
+    HashBuckets,
+    combine,
+    dictionary_encoded,
+    hash_numbers,
+    hash_strings,
+    mix,
+)
 from dltrain.data.profile import (
     ColumnProfile,
     ColumnScan,
     Profile,
     column_profile,
-    dictionary_encoded,
     identifier_like,
     infer_type,
 )
