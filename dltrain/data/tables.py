@@ -67,6 +67,11 @@ class TableFile:
     guessed: dict[str, pa.DataType]  # pyarrow's types from the first block
     csv: CsvOptions | None = None
 
+    def missing_markers(self, recipe: CsvSpec) -> list[str]:
+        """The cell values that mean missing here: the file's own CSV options', else the
+        recipe's (a Parquet file has no CSV options; its text columns may hold them too)."""
+        return list(self.csv.missing_values if self.csv else recipe.missing_values)
+
     def line_of(self, row: int) -> int:
         """The 1-based line of data row ``row`` (0-based) in the file, for messages."""
         return row + 1 + (self.csv.skip_rows if self.csv else 0)

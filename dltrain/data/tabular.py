@@ -384,7 +384,7 @@ def stripped_batches(
     """(file index, stripped columns) for every batch of every file, with conversion errors
     turned into messages that name the rows."""
     for index, table in enumerate(files):
-        markers = list(table.csv.missing_values if table.csv else spec.csv.missing_values)
+        markers = table.missing_markers(spec.csv)
         null_as = "" if "" in markers or not markers else markers[0]
         try:
             for batch in table.batches(types):
@@ -395,7 +395,7 @@ def stripped_batches(
 
 def _text_in_numbers(table: TableFile, column: str, spec: DataSpec) -> DataError:
     """Find the rows where a numeric column holds text (error path: one more read)."""
-    markers = set(table.csv.missing_values if table.csv else spec.csv.missing_values)
+    markers = set(table.missing_markers(spec.csv))
     types = dict.fromkeys(table.columns, pa.string())
     found: list[str] = []
     total = 0
@@ -426,7 +426,7 @@ def _scan(
     spill: _Spill | None = None,
 ) -> _Scan:
     main = files[0]
-    markers = list(main.csv.missing_values if main.csv else spec.csv.missing_values)
+    markers = main.missing_markers(spec.csv)
     targets = spec.targets
     scans = {
         n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in main.columns
@@ -1035,7 +1035,7 @@ def _write(
 ) -> dict[str, Any]:
     main = files[0]
     targets = spec.targets
-    markers = list(main.csv.missing_values if main.csv else spec.csv.missing_values)
+    markers = main.missing_markers(spec.csv)
     stored = [n for n in main.columns if n not in targets]
     if plan.text_kind is not None:
         stored = [plan.text_kind]

@@ -61,7 +61,7 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
     table = open_table(spec.source, spec.format, spec.csv)
     check_columns(spec, table.columns, spec.source)
     types = read_types(table, spec)
-    markers = list(table.csv.missing_values if table.csv else spec.csv.missing_values)
+    markers = table.missing_markers(spec.csv)
     scans = {
         n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in table.columns
     }
