@@ -30,8 +30,8 @@ BUILDERS = {
 
 def build_model(spec: Any, io: ModelIO) -> keras.Model:
     """Build the model the recipe's ``model`` section describes for the prepared data."""
-    if spec.clip_to_target_range:
-        io = io.clipped(spec.family)
+    if getattr(spec, "clip_to_target_range", False):  # families with a head (PredictorBase)
+        io = io.clipped()
     module_name, function = BUILDERS[spec.family].split(":")
     builder = getattr(importlib.import_module(module_name), function)
     model: keras.Model = builder(spec, io)

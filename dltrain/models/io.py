@@ -30,17 +30,17 @@ class ModelIO:
     manifest: dict[str, Any]
     clip_to_target_range: bool = False
 
-    def clipped(self, family: str) -> ModelIO:
+    def clipped(self) -> ModelIO:
         """The same, with regression heads clipped to the training split's target range.
 
         Raises:
-            RecipeError: the task has no numeric head, or the data was prepared before prepare
-                stored the target's range.
+            RecipeError: a classification task, or data prepared before prepare stored the
+                target's range.
         """
-        if self.task.is_classification or family in ("autoencoder", "gan"):
+        if self.task.is_classification:
             raise RecipeError(
                 f"`model.clip_to_target_range` clips regression and forecasting predictions, but "
-                f"this is a {family} model for a {self.task.value} task. Remove it."
+                f"this dataset's task is {self.task.value}. Remove it."
             )
         target = self.manifest["target"]
         if "min" not in target or "max" not in target:

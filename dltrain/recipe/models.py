@@ -43,6 +43,12 @@ class ModelBase(_Section):
     )
     l1: float = Field(0.0, ge=0, description="L1 penalty on the weights of conv and dense layers.")
     l2: float = Field(0.0, ge=0, description="L2 penalty on the weights of conv and dense layers.")
+
+
+class PredictorBase(ModelBase):
+    """Families that end in the task's own output head (models/io.py ``head``): they predict
+    the target. The autoencoder and the GAN do not."""
+
     clip_to_target_range: bool = Field(
         False,
         description="Regression and forecasting: clip predictions to the target's range in the "
@@ -81,7 +87,7 @@ class NumericEmbeddingSpec(_Section):
     )
 
 
-class MlpSpec(ModelBase):
+class MlpSpec(PredictorBase):
     family: Literal["mlp"] = "mlp"
     units: PositiveInts = Field(
         default_factory=lambda: [256, 128], min_length=1, description="Width of each hidden layer."
@@ -99,7 +105,7 @@ class MlpSpec(ModelBase):
     )
 
 
-class CnnSpec(ModelBase):
+class CnnSpec(PredictorBase):
     family: Literal["cnn"] = "cnn"
     filters: PositiveInts = Field(
         default_factory=lambda: [32, 64],
@@ -144,7 +150,7 @@ class RnnCell(StrEnum):
     SIMPLE = "simple"
 
 
-class RnnSpec(ModelBase):
+class RnnSpec(PredictorBase):
     """Recurrent layers over sequences such as time-series windows."""
 
     family: Literal["rnn"] = "rnn"
@@ -164,7 +170,7 @@ class TextEncoder(StrEnum):
     ATTENTION = "attention"  # a small transformer encoder block
 
 
-class TextSpec(ModelBase):
+class TextSpec(PredictorBase):
     """Token embeddings and an encoder for text."""
 
     family: Literal["text"] = "text"
@@ -204,7 +210,7 @@ class Backbone(StrEnum):
     DENSENET121 = "densenet121"
 
 
-class TransferSpec(ModelBase):
+class TransferSpec(PredictorBase):
     """A keras.applications backbone under a new head: trained frozen, then fine-tuned."""
 
     family: Literal["transfer"] = "transfer"

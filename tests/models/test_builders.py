@@ -114,7 +114,7 @@ def test_clip_to_target_range_keeps_predictions_inside_the_training_range(tmp_pa
 
 def test_clip_to_target_range_is_refused_where_it_cannot_apply() -> None:
     spec = MlpSpec(units=[3], clip_to_target_range=True)
-    with pytest.raises(RecipeError, match="multiclass task. Remove it"):
+    with pytest.raises(RecipeError, match="task is multiclass. Remove it"):
         build_model(spec, image_io())
     old = table_like_io("regression", {"columns": ["y"], "mean": [0.0], "std": [1.0]})
     with pytest.raises(RecipeError, match="prepare --force"):

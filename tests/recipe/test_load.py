@@ -51,6 +51,17 @@ def test_unknown_key_inside_a_model_family_lists_that_familys_keys(tmp_path: Pat
     assert "filters" not in message  # a CNN key would mislead an MLP user
 
 
+@pytest.mark.parametrize("family", ["autoencoder", "gan"])
+def test_clipping_predictions_is_refused_where_no_target_is_predicted(
+    tmp_path: Path, family: str
+) -> None:
+    path = write(tmp_path, MINIMAL + f"model: {{family: {family}, clip_to_target_range: true}}\n")
+    with pytest.raises(RecipeError, match="`model.clip_to_target_range`"):
+        load_recipe(path)
+    mlp = write(tmp_path, MINIMAL + "model: {family: mlp, clip_to_target_range: true}\n", "m.yaml")
+    assert load_recipe(mlp).recipe.model.clip_to_target_range is True  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
