@@ -68,7 +68,7 @@ def is_tune_trial(run_dir: Path) -> bool:
     return isinstance(info, dict) and "tune" in info
 
 
-def _run_folders(root: Path, include_trials: bool) -> tuple[list[Path], int]:
+def run_folders(root: Path, include_trials: bool = False) -> tuple[list[Path], int]:
     """The run folders under ``root`` in creation order, and how many tune trials were left out."""
     runs = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
     if include_trials:
@@ -96,7 +96,7 @@ def latest_run(workdir: Path, name: str, *, include_trials: bool = False) -> Pat
         RunError: the recipe has no finished run.
     """
     root = runs_dir(workdir, name)
-    runs, skipped = _run_folders(root, include_trials)
+    runs, skipped = run_folders(root, include_trials)
     finished = [p for p in runs if (p / MODEL_FILE).is_file()]
     if not finished:
         started = [p for p in runs if (p / RUN_INFO_FILE).is_file()]  # not tune/, lr-finder/
@@ -118,7 +118,7 @@ def latest_unfinished_run(workdir: Path, name: str, *, include_trials: bool = Fa
         RunError: there is none.
     """
     root = runs_dir(workdir, name)
-    runs, _ = _run_folders(root, include_trials)
+    runs, _ = run_folders(root, include_trials)
     resumable = [
         p
         for p in runs

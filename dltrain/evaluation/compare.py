@@ -8,7 +8,7 @@ from typing import Any
 
 from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import KEY_METRICS, Better, better
-from dltrain.runs import METRICS_FILE, MODEL_FILE, RUN_INFO_FILE, is_tune_trial, read_json
+from dltrain.runs import METRICS_FILE, MODEL_FILE, RUN_INFO_FILE, read_json, run_folders
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
 
@@ -100,12 +100,9 @@ def list_runs(
         ``(rows, hidden)``: the runs, and how many ``dltrain tune`` trials were left out
         (all are listed with ``include_trials``).
     """
-    if not root.is_dir():
-        return [], 0
+    folders, hidden = run_folders(root, include_trials)
     # runs/<recipe>/ also holds other folders (tune/, lr-finder/): a run has run.json
-    folders = [p for p in sorted(root.iterdir()) if (p / RUN_INFO_FILE).is_file()]
-    kept = folders if include_trials else [p for p in folders if not is_tune_trial(p)]
-    return [read_run(p, split) for p in kept], len(folders) - len(kept)
+    return [read_run(p, split) for p in folders if (p / RUN_INFO_FILE).is_file()], hidden
 
 
 def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:
