@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from dltrain.cli.common import (
 )
 from dltrain.console import make_console, write_json
 from dltrain.runs import data_dir
+
+if TYPE_CHECKING:
+    from dltrain.manifest import Manifest
 
 MAX_CLASS_COLUMNS = 6
 
@@ -65,7 +68,7 @@ def prepare(
                 {
                     "folder": str(folder),
                     "up_to_date": result.up_to_date,
-                    "manifest": manifest,
+                    "manifest": manifest.to_json(),
                     "profile": result.profile,
                 }
             )
@@ -124,40 +127,40 @@ def _values(column: dict[str, Any]) -> str:
     return ", ".join(f"{t['value'][:20]} ({t['count']:,})" for t in top[:3])
 
 
-def render_cleaning(console: Console, manifest: dict[str, Any]) -> None:
+def render_cleaning(console: Console, manifest: Manifest) -> None:
     """One line per thing cleaning did: rows dropped, values filled, outliers clipped."""
-    cleaning = manifest.get("cleaning", {})
-    for reason, count in cleaning.get("dropped_rows", {}).items():
+    cleaning = manifest.cleaning
+    for reason, count in cleaning.dropped_rows.items():
         console.print(f"Dropped {count:,} row(s): {escape(reason)}.", highlight=False)
-    for entry in cleaning.get("filled", []):
-        fill = entry["fill"]
+    for entry in cleaning.filled:
+        fill = entry.fill
         fill_text = f"{fill:.6g}" if isinstance(fill, float) else str(fill)
-        missing = entry.get("missing", entry["missing_in_train"])
-        line = f"{escape(entry['column'])}: "
-        if entry.get("where") == "prepare":  # series: gaps are filled before windowing
+        missing = entry.missing
+        line = f"{escape(entry.column)}: "
+        if entry.where == "prepare":  # series: gaps are filled before windowing
             console.print(
-                f"{line}{missing:,} missing value(s) filled by {entry['strategy']} (in prepare, "
+                f"{line}{missing:,} missing value(s) filled by {entry.strategy} (in prepare, "
                 f"before windowing).",
                 highlight=False,
             )
             continue
         if missing:
             line += (
-                f"{missing:,} missing ({entry['missing_in_train']:,} in train) → "
-                f"{entry['strategy']} {escape(fill_text)}"
+                f"{missing:,} missing ({entry.missing_in_train:,} in train) → "
+                f"{entry.strategy} {escape(fill_text)}"
             )
-        if entry.get("clip"):
-            low, high = entry["clip"]
+        if entry.clip:
+            low, high = entry.clip
             line += f"{'; ' if missing else ''}outliers clipped to [{low:.4g}, {high:.4g}]"
         console.print(line + " (fitted on train, applied inside the model).", highlight=False)
 
 
-def render_splits(console: Console, manifest: dict[str, Any], folder: str) -> None:
+def render_splits(console: Console, manifest: Manifest, folder: str) -> None:
     """Split sizes and the class balance of each split."""
     table = Table(title=f"Prepared {folder}", title_justify="left")
     table.add_column("split")
     table.add_column("examples", justify="right")
-    classes = manifest.get("target", {}).get("classes")
+    classes = manifest.classes
     shown = classes if classes and len(classes) <= MAX_CLASS_COLUMNS else None
     if shown:
         for name in shown:
@@ -165,9 +168,9 @@ def render_splits(console: Console, manifest: dict[str, Any], folder: str) -> No
     elif classes:
         table.add_column("smallest class", justify="right")
         table.add_column("largest class", justify="right")
-    for split, entry in manifest["splits"].items():
-        row = [split, f"{entry['num_examples']:,}"]
-        counts = entry.get("class_counts")
+    for split, entry in manifest.splits.items():
+        row = [split, f"{entry.num_examples:,}"]
+        counts = entry.class_counts
         if counts and shown:
             total = sum(counts) or 1
             row += [f"{c:,} ({c / total:.0%})" for c in counts]
@@ -182,35 +185,44 @@ def render_splits(console: Console, manifest: dict[str, Any], folder: str) -> No
     console.print(table)
 
 
-def describe(manifest: dict[str, Any]) -> str:
+def describe(manifest: Manifest) -> str:
     """One sentence: the task, what the model will take and how it encodes it."""
-    features = manifest["features"]
-    task = manifest["task"]
-    target = manifest.get("target", {})
-    kind = features["kind"]
-    if kind == "image":
+    from dltrain.manifest import (
+        ClassTarget,
+        ImageFeatures,
+        ImagePreprocessing,
+        NumericTarget,
+        TableFeatures,
+        TextFeatures,
+    )
+
+    features = manifest.features
+    target = manifest.target
+    if isinstance(features, ImageFeatures):
+        scaling = manifest.preprocessing_as(ImagePreprocessing).scaling
         what = (
-            f"images of shape {tuple(features['shape'])} {features['dtype']}, scaling "
-            f"'{manifest['preprocessing']['scaling']}'"
+            f"images of shape {tuple(features.shape)} {features.dtype}, scaling "
+            f"'{scaling.value}'"
         )
-    elif kind == "table":
-        used = [c for c in features["columns"] if c["used"]]
+    elif isinstance(features, TableFeatures):
         what = (
-            f"rows of {len(features['columns'])} columns ({len(used)} used), encoded as "
-            f"{features['num_features']} numbers"
+            f"rows of {len(features.columns)} columns ({len(features.used)} used), encoded as "
+            f"{features.num_features} numbers"
         )
-    elif kind == "text":
+    elif isinstance(features, TextFeatures):
         what = (
-            f"texts, vocabulary {features['vocabulary_size']:,}, {features['sequence_length']} "
+            f"texts, vocabulary {features.vocabulary_size:,}, {features.sequence_length} "
             f"tokens each"
         )
     else:
+        horizon = target.horizon if isinstance(target, NumericTarget) else None
         what = (
-            f"windows of {features['shape'][0]} steps × {features['shape'][1]} feature(s), "
-            f"predicting {target.get('horizon')} step(s) of {', '.join(target.get('columns', []))}"
+            f"windows of {features.shape[0]} steps × {features.shape[1]} feature(s), "
+            f"predicting {horizon} step(s) of {', '.join(target.names)}"
         )
-    if "classes" in target:
-        goal = f"{task} over {target['num_classes']} classes"
+    task = manifest.task.value
+    if isinstance(target, ClassTarget):
+        goal = f"{task} over {target.num_classes} classes"
     else:
-        goal = f"{task} of {', '.join(target.get('columns', []))}"
+        goal = f"{task} of {', '.join(target.names)}"
     return f"Task: {goal}. The model takes raw {what} (preprocessing applied inside the model)."

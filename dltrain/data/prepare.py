@@ -25,8 +25,6 @@ from dltrain.data.profile import Profile
 from dltrain.data.sources import SourceArrays, detect_format, read_source, resolve_source
 from dltrain.data.splits import SPLIT_NAMES, leaking_counts, resolve_method, split_indices
 from dltrain.data.store import (
-    MANIFEST_FILE,
-    MANIFEST_VERSION,
     PROFILE_FILE,
     PreparedDataset,
     ShardWriter,
@@ -36,6 +34,7 @@ from dltrain.data.store import (
 from dltrain.data.tabular import DataQualityError
 from dltrain.data.transforms import class_weights
 from dltrain.errors import DataError
+from dltrain.manifest import MANIFEST_FILE, MANIFEST_VERSION, Manifest
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
 from dltrain.runs import atomic_path, read_json, write_json_atomic
 from dltrain.tasks import Task
@@ -83,8 +82,8 @@ def prepare(
         existing = _existing(folder)
         if (
             existing is not None
-            and existing.manifest["source"]["fingerprint"] == fingerprint["fingerprint"]
-            and existing.manifest["data_spec_digest"] == digest
+            and existing.manifest.source.fingerprint == fingerprint["fingerprint"]
+            and existing.manifest.data_spec_digest == digest
         ):
             profile = _read_profile(folder)
             if strict and profile.get("warnings"):
@@ -137,19 +136,23 @@ def _build(
             outcome = prepare_arrays(spec, seed, tmp, fmt, strict=strict)
         fields, profile = outcome.fields, outcome.profile
         fingerprint = pending.result() if isinstance(pending, _InBackground) else pending
-        manifest: dict[str, Any] = {
-            "manifest_version": MANIFEST_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "dltrain_version": __version__,
-            "task": fields.pop("task"),
-            "source": {"path": str(source), "format": fmt.value, **fingerprint},
-            "data_spec_digest": digest,
-            "seed": seed,
-            **fields,
-        }
+        # The preparation paths hand over JSON-shaped fields; validating them here means no
+        # manifest is written that a later command could not read back.
+        manifest = Manifest.model_validate(
+            {
+                "manifest_version": MANIFEST_VERSION,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "dltrain_version": __version__,
+                "task": fields.pop("task"),
+                "source": {"path": str(source), "format": fmt.value, **fingerprint},
+                "data_spec_digest": digest,
+                "seed": seed,
+                **fields,
+            }
+        )
         profile_json = profile.to_json()
         write_json_atomic(tmp / PROFILE_FILE, profile_json)
-        write_json_atomic(tmp / MANIFEST_FILE, manifest)
+        write_json_atomic(tmp / MANIFEST_FILE, manifest.to_json())
     return profile_json
 
 

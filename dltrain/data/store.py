@@ -31,11 +31,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dltrain.errors import DataError
-from dltrain.runs import read_json
+from dltrain.manifest import (
+    MANIFEST_FILE,
+    FeatureKind,
+    Manifest,
+    Sampling,
+    Shard,
+    read_manifest,
+)
 
-MANIFEST_FILE = "manifest.json"
 PROFILE_FILE = "profile.json"
-MANIFEST_VERSION = 1
 SHARD_EXAMPLES = 20_000  # ~16 MB of 28×28 images per shard: small enough to verify and reload fast
 SHARD_ROWS = 250_000  # table rows per Parquet shard: ~5 MB compressed, ~20 MB in memory
 TARGET_COLUMN = "__y__"
@@ -209,22 +214,15 @@ class PreparedDataset:
     """A prepared dataset on disk; split arrays are read (and verified) on demand."""
 
     folder: Path
-    manifest: dict[str, Any]
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.manifest["target"]["classes"])
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.manifest["target"]["num_classes"])
+    manifest: Manifest
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.manifest["features"]["shape"])
+        """One example's array shape (images, windows); () for tables and texts."""
+        return tuple(getattr(self.manifest.features, "shape", ()))
 
     def num_examples(self, split: str) -> int:
-        return int(self.manifest["splits"][split]["num_examples"])
+        return self.manifest.num_examples(split)
 
     def load_split(self, split: str, *, resample: bool = True) -> tuple[Features, np.ndarray]:
         """Read one split, checking every shard against its recorded checksum.
@@ -239,17 +237,17 @@ class PreparedDataset:
         Raises:
             DataError: the split is unknown, or a shard is missing or changed since prepare.
         """
-        entry = self.manifest["splits"].get(split)
+        entry = self.manifest.splits.get(split)
         if entry is None:
             raise DataError(
                 f"The prepared dataset {self.folder} has no '{split}' split (it has: "
-                f"{', '.join(self.manifest['splits'])})."
+                f"{', '.join(self.manifest.splits)})."
             )
         xs: list[Any] = []
         ys: list[np.ndarray] = []
-        for shard in entry["shards"]:
+        for shard in entry.shards:
             blob = self._verified_bytes(shard)
-            if shard["file"].endswith(".parquet"):
+            if shard.file.endswith(".parquet"):
                 x, y = self._read_table(blob)
             else:
                 with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
@@ -261,17 +259,17 @@ class PreparedDataset:
         else:
             x_all = np.concatenate(xs)
         y_all = np.concatenate(ys)
-        sampling = self.manifest.get("preprocessing", {}).get("sampling", "none")
-        if resample and split == "train" and sampling != "none":
-            rows = resample_rows(y_all, sampling, int(self.manifest.get("seed", 0)))
+        sampling = self.manifest.sampling
+        if resample and split == "train" and sampling != Sampling.NONE:
+            rows = resample_rows(y_all, sampling, self.manifest.seed)
             x_all = (
                 {k: v[rows] for k, v in x_all.items()} if isinstance(x_all, dict) else x_all[rows]
             )
             y_all = y_all[rows]
         return x_all, y_all
 
-    def _verified_bytes(self, shard: dict[str, Any]) -> bytes:
-        path = self.folder / shard["file"]
+    def _verified_bytes(self, shard: Shard) -> bytes:
+        path = self.folder / shard.file
         try:
             blob = path.read_bytes()
         except OSError:
@@ -279,7 +277,7 @@ class PreparedDataset:
                 f"Shard {path} listed in {MANIFEST_FILE} is missing. The prepared dataset is "
                 f"incomplete; rebuild it with `dltrain prepare --force`."
             ) from None
-        if hashlib.sha256(blob).hexdigest() != shard["sha256"]:
+        if hashlib.sha256(blob).hexdigest() != shard.sha256:
             raise DataError(
                 f"Shard {path} changed since `dltrain prepare` wrote it (its checksum no "
                 f"longer matches {MANIFEST_FILE}). dltrain will not train or evaluate on data "
@@ -295,10 +293,11 @@ class PreparedDataset:
         else:
             y = np.stack([table[n].to_numpy() for n in sorted(targets, key=_target_index)], axis=1)
         columns = {n: column_array(table[n]) for n in table.column_names if n not in targets}
-        features = self.manifest["features"]
-        if features["kind"] == "table":
+        features = self.manifest.features
+        if features.kind == FeatureKind.TABLE:
             return columns, y
-        return columns[features["column"]], y
+        assert features.kind == FeatureKind.TEXT  # the other kinds are stored as arrays
+        return columns[features.column], y
 
 
 def _target_index(name: str) -> int:
@@ -312,14 +311,14 @@ def column_array(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
 
 
-def resample_rows(y: np.ndarray, sampling: str, seed: int) -> np.ndarray:
+def resample_rows(y: np.ndarray, sampling: Sampling, seed: int) -> np.ndarray:
     """Row indices that over- or under-sample ``y``'s classes to the largest/smallest count.
 
     Seeded, so a run is reproducible; the rows come in random order.
     """
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
-    target = counts.max() if sampling == "oversample" else counts.min()
+    target = counts.max() if sampling == Sampling.OVERSAMPLE else counts.min()
     rows = []
     for cls, count in zip(classes, counts, strict=True):
         members = np.flatnonzero(y == cls)
@@ -345,15 +344,4 @@ def open_store(folder: Path) -> PreparedDataset:
             f"No prepared dataset at {folder} (no {MANIFEST_FILE}). Run `dltrain prepare` with the "
             f"same recipe first; it writes data/<recipe name>/."
         )
-    try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"{path} is unreadable ({exc}). Rebuild the dataset with `dltrain prepare --force`."
-        ) from None
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise DataError(
-            f"{path} has manifest version {manifest.get('manifest_version')!r}; this dltrain reads "
-            f"version {MANIFEST_VERSION}. Rebuild it with `dltrain prepare --force`."
-        )
-    return PreparedDataset(folder=folder, manifest=manifest)
+    return PreparedDataset(folder=folder, manifest=read_manifest(path))

@@ -51,6 +51,7 @@ from dltrain.evaluation.threshold import (
     read_threshold,
     write_threshold,
 )
+from dltrain.manifest import SequenceFeatures
 from dltrain.recipe.schema import EvaluateSpec
 from dltrain.runs import HISTORY_FILE, METRICS_FILE, write_json_atomic, write_text_atomic
 
@@ -181,7 +182,7 @@ def _prepared(run: RunModel) -> Any:
             f"on labelled raw data with --data PATH instead."
         )
     dataset = open_store(run.data_folder)
-    if dataset.manifest["source"]["fingerprint"] != run.info["data"]["fingerprint"]:
+    if dataset.manifest.source.fingerprint != run.info["data"]["fingerprint"]:
         raise RunError(
             f"The prepared dataset {dataset.folder} was rebuilt from a different source since run "
             f"{run.run_dir.name} was trained, so its splits are not the ones the run held out. "
@@ -295,7 +296,8 @@ def _last_observed(x: Any, run: RunModel, width: int) -> np.ndarray | None:
     """
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
         return None
-    features = [str(c) for c in run.manifest.get("features", {}).get("columns") or []]
+    window = run.manifest.features
+    features = list(window.columns) if isinstance(window, SequenceFeatures) else []
     targets = run.target_names
     if x.ndim == 3 and targets and all(t in features for t in targets):
         return np.asarray(x[:, -1, [features.index(t) for t in targets]], np.float64)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dltrain.errors import DataError
+from dltrain.manifest import FeatureKind, Manifest, TableFeatures, TextFeatures
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _FEATURE_KEYS = ("x", "images", "x_test", "x_train", "inputs")
@@ -49,7 +50,7 @@ class ModelInput:
             output as well.
     """
 
-    kind: str
+    kind: FeatureKind
     shape: tuple[int, ...] = ()
     dtype: str = "float32"
     columns: tuple[tuple[str, str], ...] = ()
@@ -59,27 +60,20 @@ class ModelInput:
     passthrough: tuple[str, ...] = ()
 
     @classmethod
-    def from_manifest(
-        cls, manifest: dict[str, Any], csv: dict[str, Any] | None = None
-    ) -> ModelInput:
-        features = manifest["features"]
-        target = manifest.get("target", {})
-        targets = target.get("columns") or ([target["column"]] if target.get("column") else [])
-        kind = str(features["kind"])
+    def from_manifest(cls, manifest: Manifest, csv: dict[str, Any] | None = None) -> ModelInput:
+        features = manifest.features
         columns: tuple[tuple[str, str], ...] = ()
         passthrough: tuple[str, ...] = ()
-        if kind == "table":
-            columns = tuple((str(c["name"]), str(c["dtype"])) for c in features["columns"])
-            passthrough = tuple(
-                str(c["name"]) for c in features["columns"] if not c.get("used", True)
-            )
+        if isinstance(features, TableFeatures):
+            columns = tuple((c.name, c.dtype) for c in features.columns)
+            passthrough = tuple(features.passthrough)
         return cls(
-            kind=kind,
-            shape=tuple(features.get("shape") or ()),
-            dtype=str(features.get("dtype", "float32")),
+            kind=features.kind,
+            shape=tuple(getattr(features, "shape", ())),
+            dtype=str(getattr(features, "dtype", "float32")),
             columns=columns,
-            text_column=features.get("column") if kind == "text" else None,
-            targets=tuple(str(t) for t in targets),
+            text_column=features.column if isinstance(features, TextFeatures) else None,
+            targets=tuple(manifest.target_names),
             csv=csv,
             passthrough=passthrough,
         )

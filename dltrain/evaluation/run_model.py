@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dltrain.errors import RunError
+from dltrain.errors import DataError, RunError
 from dltrain.evaluation.inputs import ModelInput
+from dltrain.manifest import MANIFEST_FILE, Manifest, read_manifest
 from dltrain.runs import MODEL_FILE, RECIPE_FILE, RUN_INFO_FILE, read_json
 
 if TYPE_CHECKING:
     import keras
-
-MANIFEST_FILE = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class RunModel:
 
     run_dir: Path
     info: dict[str, Any]
-    manifest: dict[str, Any]
+    manifest: Manifest
     data_folder: Path | None  # None when the manifest came from the run folder itself
 
     @property
@@ -35,7 +34,7 @@ class RunModel:
             return str(self.info["task"])
         if self.model_family == "autoencoder":
             return "reconstruction"
-        return str(self.manifest.get("task", "multiclass"))
+        return self.manifest.task.value
 
     @property
     def model_family(self) -> str | None:
@@ -65,19 +64,11 @@ class RunModel:
 
     @property
     def classes(self) -> list[str]:
-        target = self.manifest.get("target", {})
-        return [str(c) for c in target.get("classes") or []] if self.is_classifier else []
+        return self.manifest.classes if self.is_classifier else []
 
     @property
     def target_names(self) -> list[str]:
-        target = self.manifest.get("target", {})
-        for key in ("columns", "names", "column"):
-            value = target.get(key)
-            if isinstance(value, str):
-                return [value]
-            if isinstance(value, list) and value:
-                return [str(v) for v in value]
-        return []
+        return self.manifest.target_names
 
     @property
     def model_input(self) -> ModelInput:
@@ -138,16 +129,24 @@ def open_run(run_dir: Path) -> RunModel:
         moved = run_dir.parents[2] / "data" / str(recipe)
         candidates.append((moved / MANIFEST_FILE, moved))
     candidates.append((run_dir / MANIFEST_FILE, None))
+    unreadable: DataError | None = None
     for path, folder in candidates:
         if path.is_file():
             try:
-                manifest: dict[str, Any] = read_json(path)
-            except (OSError, ValueError):
+                manifest = read_manifest(path)
+            except DataError as exc:
+                unreadable = unreadable or exc
                 continue
-            fingerprint = manifest.get("source", {}).get("fingerprint")
+            fingerprint = manifest.source.fingerprint
             if folder is not None and fingerprint != info.get("data", {}).get("fingerprint"):
                 continue
             return RunModel(run_dir, info, manifest, folder)
+    if unreadable is not None:
+        raise RunError(
+            f"Run {run_dir} cannot be used: {unreadable.message} A model keeps the "
+            f"preprocessing of the data it was trained on, so prepare the data again and train "
+            f"a new run (`dltrain prepare --force`, then `dltrain train`)."
+        )
     raise RunError(
         f"Run {run_dir} was trained on the prepared data in {recorded or 'an unknown folder'}, "
         f"whose manifest.json (class names, input shape) is gone or was rebuilt from another "

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from dltrain.backend import keras
+from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack, regularizer
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import AutoencoderSpec
@@ -37,7 +38,7 @@ class ReconstructionError(keras.layers.Layer):
 def build_autoencoder(spec: AutoencoderSpec, io: ModelIO) -> keras.Model:
     """Build an autoencoder scoring each example by its mean squared reconstruction error."""
     if spec.architecture == "conv":
-        io.require("autoencoder (conv)", "image")
+        io.require("autoencoder (conv)", FeatureKind.IMAGE)
     raw, encoded = io.inputs()
     build = _conv if spec.architecture == "conv" else _dense
     reconstruction = build(encoded, spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dltrain.backend import keras
+from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import augment, dense_stack, regularizer
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import CnnSpec
@@ -14,7 +15,7 @@ def build_cnn(spec: CnnSpec, io: ModelIO) -> keras.Model:
     With ``filters: [32, 64]``, ``padding: valid``, ``dense: [64]`` and ``dropout: 0.5`` this is
     exactly the reference script's network.
     """
-    io.require("cnn", "image")
+    io.require("cnn", FeatureKind.IMAGE)
     raw, x = io.inputs()
     x = augment(x, spec.augmentation, io.image_value_range())
     for b, filters in enumerate(spec.filters, start=1):

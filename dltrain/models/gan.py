@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import keras, tf
+from dltrain.manifest import FeatureKind, ImagePreprocessing, Manifest
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
 from dltrain.runs import atomic_path
@@ -120,13 +121,10 @@ class Gan(keras.Model):
 
 def build_gan(spec: GanSpec, io: ModelIO) -> Gan:
     """Build a DCGAN for the prepared images (labels unused)."""
-    io.require("gan", "image")
-    features = io.manifest["features"]
-    height, width, channels = (int(d) for d in features["shape"])
-    preprocessing = io.manifest["preprocessing"]
-    scaler = keras.layers.Rescaling(
-        float(preprocessing["scale"]), float(preprocessing["offset"]), name="scaling"
-    )
+    io.require("gan", FeatureKind.IMAGE)
+    height, width, channels = io.image_features.shape
+    preprocessing = io.manifest.preprocessing_as(ImagePreprocessing)
+    scaler = keras.layers.Rescaling(preprocessing.scale, preprocessing.offset, name="scaling")
     low, high = io.image_value_range()
     # the generator must answer in the same range as the scaled real images
     activation = (
@@ -167,17 +165,17 @@ def build_gan(spec: GanSpec, io: ModelIO) -> Gan:
     return gan
 
 
-def to_pixels(images: np.ndarray, manifest: dict[str, Any]) -> np.ndarray:
+def to_pixels(images: np.ndarray, manifest: Manifest) -> np.ndarray:
     """Generator output (scaled) → uint8 pixels, undoing the dataset's scaling."""
-    preprocessing = manifest["preprocessing"]
-    raw = (images - float(preprocessing["offset"])) / float(preprocessing["scale"])
+    preprocessing = manifest.preprocessing_as(ImagePreprocessing)
+    raw = (images - preprocessing.offset) / preprocessing.scale
     return np.clip(np.rint(raw), 0, 255).astype(np.uint8)
 
 
 class SampleGrid(keras.callbacks.Callback):
     """Saves a grid of generated images, always from the same noise, after every epoch."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], side: int, latent_dim: int):
+    def __init__(self, folder: Path, manifest: Manifest, side: int, latent_dim: int):
         super().__init__()
         self.folder = folder
         self.manifest = manifest

@@ -12,14 +12,22 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
+from dltrain.manifest import (
+    ClassTarget,
+    FeatureKind,
+    ImageFeatures,
+    ImagePreprocessing,
+    Manifest,
+    NumericTarget,
+)
 from dltrain.tasks import Task
 
 # What each feature kind's encoded tensor is, for error messages and family checks.
 ENCODED = {
-    "image": "images (height, width, channels), scaled",
-    "table": "table rows (one flat vector: normalised numbers, one-hot categories)",
-    "text": "texts (token ids, sequence_length long)",
-    "sequence": "time-series windows (lookback, features), standardised",
+    FeatureKind.IMAGE: "images (height, width, channels), scaled",
+    FeatureKind.TABLE: "table rows (one flat vector: normalised numbers, one-hot categories)",
+    FeatureKind.TEXT: "texts (token ids, sequence_length long)",
+    FeatureKind.SEQUENCE: "time-series windows (lookback, features), standardised",
 }
 
 
@@ -27,7 +35,7 @@ ENCODED = {
 class ModelIO:
     """The inputs and output head of a model for one prepared dataset."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     clip_to_target_range: bool = False
 
     def clipped(self) -> ModelIO:
@@ -42,22 +50,15 @@ class ModelIO:
                 f"`model.clip_to_target_range` clips regression and forecasting predictions, but "
                 f"this dataset's task is {self.task.value}. Remove it."
             )
-        target = self.manifest["target"]
-        if "min" not in target or "max" not in target:
-            raise RecipeError(
-                "`model.clip_to_target_range` needs the target's range in the training split, "
-                "which this prepared dataset's manifest.json does not record (it was prepared by "
-                "an older dltrain). Run `dltrain prepare --force`."
-            )
         return replace(self, clip_to_target_range=True)
 
     @property
     def task(self) -> Task:
-        return Task(self.manifest["task"])
+        return self.manifest.task
 
     @property
-    def kind(self) -> str:
-        return str(self.manifest["features"]["kind"])
+    def kind(self) -> FeatureKind:
+        return self.manifest.features.kind
 
     def inputs(self) -> tuple[Any, keras.KerasTensor]:
         """The raw model input(s) and the encoded tensor builders work on.
@@ -65,24 +66,15 @@ class ModelIO:
         The preprocessing fitted by prepare (scaling, vocabularies, …) lives in these layers, so
         the saved model takes raw data as the source had it.
         """
-        features = self.manifest["features"]
-        if self.kind == "image":
-            preprocessing = self.manifest["preprocessing"]
-            raw = keras.Input(shape=tuple(features["shape"]), dtype=features["dtype"], name="input")
-            scaled = keras.layers.Rescaling(
-                float(preprocessing["scale"]), float(preprocessing["offset"]), name="scaling"
-            )(raw)
-            return raw, scaled
-        if self.kind in ("table", "text", "sequence"):
-            from dltrain.data import encoders
+        from dltrain.models import encoders
 
-            build = {
-                "table": encoders.table_inputs,
-                "text": encoders.text_inputs,
-                "sequence": encoders.sequence_inputs,
-            }[self.kind]
-            return build(self.manifest)
-        raise RecipeError(f"dltrain cannot build a model for {self.kind!r} features yet.")
+        build = {
+            FeatureKind.IMAGE: encoders.image_inputs,
+            FeatureKind.TABLE: encoders.table_inputs,
+            FeatureKind.TEXT: encoders.text_inputs,
+            FeatureKind.SEQUENCE: encoders.sequence_inputs,
+        }[self.kind]
+        return build(self.manifest)
 
     def head(self, x: keras.KerasTensor, prefix: str = "") -> keras.KerasTensor:
         """The output layer(s) for the task, kept in float32 even under mixed precision.
@@ -94,19 +86,26 @@ class ModelIO:
         are then clipped to the training split's target range. ``prefix`` names the layers of
         one of several heads (ensembles).
         """
-        target = self.manifest["target"]
-        if self.task.is_classification:
-            classes = int(target["num_classes"])
+        target = self.manifest.target
+        if isinstance(target, ClassTarget):
             return keras.layers.Dense(
-                classes, activation="softmax", dtype="float32", name=f"{prefix}probabilities"
+                target.num_classes,
+                activation="softmax",
+                dtype="float32",
+                name=f"{prefix}probabilities",
             )(x)
-        mean = [float(v) for v in target["mean"]]
-        std = [float(v) or 1.0 for v in target["std"]]
+        return self._numeric_head(x, target, prefix)
+
+    def _numeric_head(
+        self, x: keras.KerasTensor, target: NumericTarget, prefix: str
+    ) -> keras.KerasTensor:
+        mean = [float(v) for v in target.mean]
+        std = [float(v) or 1.0 for v in target.std]
         outputs = len(mean)
         if len(x.shape) > 2:
             x = keras.layers.Flatten(name=f"{prefix}head_flatten")(x)
         if self.task == Task.FORECASTING:
-            horizon = int(target["horizon"])
+            horizon = int(target.horizon or 1)
             x = keras.layers.Dense(
                 horizon * outputs, dtype="float32", name=f"{prefix}standardized"
             )(x)
@@ -115,19 +114,23 @@ class ModelIO:
             x = keras.layers.Dense(outputs, dtype="float32", name=f"{prefix}standardized")(x)
         x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
         if self.clip_to_target_range:
-            low = [float(v) for v in target["min"]]
-            high = [float(v) for v in target["max"]]
+            low = [float(v) for v in target.min]
+            high = [float(v) for v in target.max]
             x = ClipToRange(low, high, name=f"{prefix}clip_to_target_range")(x)
         return x
 
     def image_value_range(self) -> tuple[float, float]:
         """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""
-        preprocessing = self.manifest["preprocessing"]
-        scale, offset = float(preprocessing["scale"]), float(preprocessing["offset"])
-        low, high = offset, 255.0 * scale + offset
-        return (min(low, high), max(low, high))
+        return self.manifest.preprocessing_as(ImagePreprocessing).value_range()
 
-    def require(self, family: str, *kinds: str) -> None:
+    @property
+    def image_features(self) -> ImageFeatures:
+        """The image shape and dtype (families that only read images)."""
+        features = self.manifest.features
+        assert isinstance(features, ImageFeatures), "call require(family, IMAGE) first"
+        return features
+
+    def require(self, family: str, *kinds: FeatureKind) -> None:
         """Refuse a model family that cannot read this data.
 
         Raises:

@@ -14,6 +14,7 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
+from dltrain.manifest import TablePreprocessing
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import MlpSpec, NumericEmbeddingSpec
@@ -78,7 +79,8 @@ def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str) -> Any:
 
 def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec, prefix: str = "") -> Any:
     """Add periodic embeddings of the table's numeric block (it comes first) to the features."""
-    numeric = io.manifest.get("preprocessing", {}).get("numeric", []) if io.kind == "table" else []
+    preprocessing = io.manifest.preprocessing
+    numeric = preprocessing.numeric if isinstance(preprocessing, TablePreprocessing) else []
     if not numeric:
         raise RecipeError(
             "`model.numeric_embedding` embeds the numeric columns of a table, but the prepared "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dltrain.backend import keras
+from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack, regularizer
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import RnnCell, RnnSpec
@@ -16,7 +17,7 @@ CELLS = {
 
 def build_rnn(spec: RnnSpec, io: ModelIO) -> keras.Model:
     """Build a stacked (optionally bidirectional) RNN; all but the last layer return sequences."""
-    io.require("rnn", "sequence")
+    io.require("rnn", FeatureKind.SEQUENCE)
     raw, x = io.inputs()
     for i, units in enumerate(spec.units, start=1):
         layer = CELLS[spec.cell](

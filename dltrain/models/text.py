@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dltrain.backend import keras
+from dltrain.manifest import FeatureKind, TextFeatures
 from dltrain.models.blocks import dense_stack, regularizer
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import TextEncoder, TextSpec
@@ -13,11 +14,12 @@ from dltrain.recipe.models import TextEncoder, TextSpec
 
 def build_text(spec: TextSpec, io: ModelIO) -> keras.Model:
     """Build a text model on the token ids the model's own vectorizer produces."""
-    io.require("text", "text")
-    features = io.manifest["features"]
+    io.require("text", FeatureKind.TEXT)
+    features = io.manifest.features
+    assert isinstance(features, TextFeatures)
     raw, tokens = io.inputs()
     x = keras.layers.Embedding(
-        int(features["vocabulary_size"]),
+        features.vocabulary_size,
         spec.embedding_dim,
         mask_zero=spec.encoder == TextEncoder.BILSTM,  # padding must not feed the LSTM's state
         name="embedding",
@@ -35,7 +37,7 @@ def build_text(spec: TextSpec, io: ModelIO) -> keras.Model:
     elif spec.encoder == TextEncoder.BILSTM:
         x = keras.layers.Bidirectional(keras.layers.LSTM(spec.units), name="bilstm")(x)
     else:
-        x = _attention_encoder(x, tokens, spec, int(features["sequence_length"]))
+        x = _attention_encoder(x, tokens, spec, features.sequence_length)
     x = dense_stack(x, spec.dense, spec)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)

@@ -11,6 +11,7 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
+from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import Backbone, TransferSpec
@@ -50,12 +51,12 @@ def build_transfer(spec: TransferSpec, io: ModelIO) -> keras.Model:
     Raises:
         RecipeError: the weights file does not exist or does not fit the backbone.
     """
-    io.require("transfer", "image")
-    features = io.manifest["features"]
-    raw = keras.Input(shape=tuple(features["shape"]), dtype=features["dtype"], name="input")
+    io.require("transfer", FeatureKind.IMAGE)
+    features = io.image_features
+    raw = keras.Input(shape=tuple(features.shape), dtype=features.dtype, name="input")
     app = APPLICATIONS[spec.backbone]
     x = keras.layers.Resizing(spec.image_size, spec.image_size, name="resize")(raw)
-    if features["shape"][-1] == 1:
+    if features.shape[-1] == 1:
         x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
     if app.scale != 1.0 or app.offset:
         x = keras.layers.Rescaling(app.scale, app.offset, name="backbone_scaling")(x)

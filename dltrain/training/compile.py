@@ -12,6 +12,7 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
+from dltrain.manifest import ClassTarget, Manifest
 from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.losses import logged_names, make_loss, training_metrics
@@ -31,7 +32,7 @@ class CompileParts:
 
 
 def compile_parts(
-    spec: TrainSpec, task: Task, manifest: dict[str, Any], steps_per_epoch: int
+    spec: TrainSpec, task: Task, manifest: Manifest, steps_per_epoch: int
 ) -> CompileParts:
     """Build the optimizer, loss, metrics, callbacks and class weights of a training run.
 
@@ -54,7 +55,7 @@ def compile_parts(
     Raises:
         RecipeError: a loss, class weighting or plateau monitor that does not fit the data.
     """
-    num_classes = _num_classes(task, manifest)
+    num_classes = manifest.num_classes if task.is_classification else None
     schedule = make_schedule(
         spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps_per_epoch
     )
@@ -79,14 +80,14 @@ def compile_parts(
 
 
 def class_weights(
-    setting: str | dict[str, float] | None, task: Task, manifest: dict[str, Any]
+    setting: str | dict[str, float] | None, task: Task, manifest: Manifest
 ) -> dict[int, float] | None:
     """The ``class_weight`` dict for ``model.fit``: one weight per class index, or None.
 
-    ``balanced`` takes the weights the prepared dataset records (``target.class_weights``) and
-    otherwise computes scikit-learn's ``n / (classes · count_c)`` from the training split's class
-    counts, so the average weight per example stays 1. A mapping names classes by index or by
-    name; classes it leaves out weigh 1.
+    ``balanced`` takes the weights the prepared dataset records (``target.class_weights``:
+    scikit-learn's ``n / (classes · count_c)`` from the training split's class counts, so the
+    average weight per example stays 1). A mapping names classes by index or by name; classes it
+    leaves out weigh 1.
 
     Args:
         setting: the recipe's ``train.class_weight``.
@@ -104,21 +105,13 @@ def class_weights(
             f"{task.value}: there are no classes to weigh. Remove train.class_weight (to weigh "
             f"examples of a numeric target, resample the data instead)."
         )
-    num_classes = int(manifest["target"]["num_classes"])
+    target = manifest.target_as(ClassTarget)
+    num_classes = target.num_classes
     if setting == "balanced":
-        recorded = manifest["target"].get("class_weights")
-        if recorded:
-            return _recorded_weights(recorded, num_classes)
-        counts = manifest["splits"]["train"]["class_counts"]
-        total = sum(counts)
-        # A class absent from training never occurs as a label, so its weight is never used;
-        # Keras still wants one for every index.
-        return {
-            c: total / (num_classes * count) if count else 1.0 for c, count in enumerate(counts)
-        }
+        return dict(enumerate(target.class_weights))
     if not isinstance(setting, dict):
         raise RecipeError(f"`train.class_weight` must be balanced or a mapping. Got {setting!r}.")
-    names = [str(c) for c in manifest["target"].get("classes") or range(num_classes)]
+    names = target.classes
     weights = dict.fromkeys(range(num_classes), 1.0)
     for key, weight in setting.items():
         if key in names:
@@ -133,14 +126,3 @@ def class_weights(
         weights[index] = float(weight)
     return weights
 
-
-def _recorded_weights(recorded: Any, num_classes: int) -> dict[int, float]:
-    if isinstance(recorded, dict):
-        return {int(k): float(v) for k, v in recorded.items()}
-    return {i: float(w) for i, w in enumerate(recorded[:num_classes])}
-
-
-def _num_classes(task: Task, manifest: dict[str, Any]) -> int | None:
-    if not task.is_classification:
-        return None
-    return int(manifest["target"]["num_classes"])

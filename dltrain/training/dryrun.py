@@ -10,7 +10,6 @@ from dltrain.backend import keras
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe import LoadedRecipe
-from dltrain.tasks import Task
 from dltrain.training.device import plan_devices
 from dltrain.training.fit import check_monitor, open_prepared
 from dltrain.training.optimizers import make_schedule
@@ -38,7 +37,7 @@ def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
     if spec.early_stopping.enabled:
-        check_monitor(spec.early_stopping.monitor, Task(dataset.manifest["task"]))
+        check_monitor(spec.early_stopping.monitor, dataset.manifest.task)
     model = build_model(recipe.model, ModelIO(dataset.manifest))
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))

@@ -20,8 +20,9 @@ from dltrain import __version__
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import data_spec_digest
-from dltrain.data.store import MANIFEST_FILE, PreparedDataset, open_store
+from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
+from dltrain.manifest import MANIFEST_FILE
 from dltrain.models import build_model
 from dltrain.models.autoencoder import reconstruction_loss
 from dltrain.models.io import ModelIO
@@ -88,7 +89,7 @@ def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
     """
     recipe = loaded.recipe
     dataset = open_store(data_dir(workdir, recipe.name))
-    if dataset.manifest.get("data_spec_digest") != data_spec_digest(recipe.data, recipe.seed):
+    if dataset.manifest.data_spec_digest != data_spec_digest(recipe.data, recipe.seed):
         raise DataError(
             f"The prepared dataset {dataset.folder} was made with a different data section or "
             f"seed than recipe {loaded.path} now has. Training on it would not be what the recipe "
@@ -205,7 +206,7 @@ def train(
         if autoencoder
         else Task.GENERATION
         if gan
-        else Task(dataset.manifest["task"])
+        else dataset.manifest.task
     )
     monitor = spec.early_stopping.monitor
     if spec.early_stopping.enabled:
@@ -257,7 +258,7 @@ def train(
         run_dir = new_run_dir(workdir if plan.is_chief else scratch_root(), recipe.name)
         write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
         # the manifest too, so the run describes its inputs and classes without data/
-        write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest)
+        write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest.to_json())
         info: dict[str, Any] = {
             "recipe": recipe.name,
             "recipe_file": str(loaded.path),
@@ -266,7 +267,7 @@ def train(
             **(run_info or {}),
             "data": {
                 "folder": str(dataset.folder),
-                "fingerprint": dataset.manifest["source"]["fingerprint"],
+                "fingerprint": dataset.manifest.source.fingerprint,
             },
         }
     else:

@@ -278,7 +278,6 @@ def find_learning_rate(
     from dltrain.data.pipeline import make_dataset
     from dltrain.models import build_model
     from dltrain.models.io import ModelIO
-    from dltrain.tasks import Task
     from dltrain.training.compile import class_weights
     from dltrain.training.fit import open_prepared
     from dltrain.training.losses import make_loss
@@ -288,8 +287,8 @@ def find_learning_rate(
     train = recipe.train
     dataset = open_prepared(loaded, workdir)
     manifest = dataset.manifest
-    task = Task(manifest["task"])
-    num_classes = int(manifest["target"]["num_classes"]) if task.is_classification else None
+    task = manifest.task
+    num_classes = manifest.num_classes if task.is_classification else None
     loss = make_loss(train.loss, task, num_classes)
     weights = class_weights(train.class_weight, task, manifest)
 

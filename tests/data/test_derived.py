@@ -54,7 +54,7 @@ def test_derived_columns_are_fitted_on_train_and_recomputed_from_raw_rows(
 ) -> None:
     spec = spec_for(homes, columns={"per_household": {"scaling": "log", "missing": "median"}})
     dataset = prepare(spec, 1, tmp_path / "data").dataset
-    manifest = dataset.manifest
+    manifest = dataset.manifest.to_json()
     numeric = {n["column"]: n for n in manifest["preprocessing"]["numeric"]}
     assert list(numeric)[-2:] == ["per_household", "share"]
     assert numeric["share"]["expression"] == "(bedrooms + 1) / (rooms * 2)"
@@ -76,7 +76,7 @@ def test_derived_columns_are_fitted_on_train_and_recomputed_from_raw_rows(
         per_household.median(), rel=1e-5
     )
 
-    model = build_model(MlpSpec(units=[4]), ModelIO(manifest))
+    model = build_model(MlpSpec(units=[4]), ModelIO(dataset.manifest))
     frame = pd.read_csv(homes)
     encoded = encoded_numbers(model, frame)
     expected_share = (frame["bedrooms"] + 1) / (frame["rooms"] * 2)

@@ -11,10 +11,12 @@ import pytest
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import prepare
+from dltrain.manifest import TextPreprocessing
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe.data import DataSpec
 from dltrain.recipe.models import MlpSpec
+from tests.manifests import manifest_of
 
 
 def raw_rows(path: Path, numeric: list[str]) -> pd.DataFrame:
@@ -97,10 +99,10 @@ def test_encoded_row_is_the_fitted_preprocessing(
         "city": tf.constant(["atlantis", "?"]),
     }
     out = np.asarray(encoder(rows))
-    size = next(n for n in manifest["preprocessing"]["numeric"] if n["column"] == "size")
+    size = next(n for n in manifest.to_json()["preprocessing"]["numeric"] if n["column"] == "size")
     expected = (size["fill"] - size["mean"]) / np.sqrt(size["variance"])
     assert out[0, 0] == pytest.approx(expected, rel=1e-5)  # a missing size gets the train median
-    city = manifest["preprocessing"]["categorical"][0]
+    city = manifest.to_json()["preprocessing"]["categorical"][0]
     one_hot = out[:, 2:]
     assert one_hot.shape[1] == city["num_tokens"]
     assert one_hot[0].argmax() == 0  # an unseen city: the out-of-vocabulary bucket
@@ -123,17 +125,18 @@ def test_text_and_window_inputs(tmp_path: Path) -> None:
         {"source": tmp_path / "sms.tsv", "target": "column_1", "text": {"sequence_length": 6}}
     )
     manifest = prepare(spec, 1, tmp_path / "text").dataset.manifest
-    assert manifest["features"]["kind"] == "text"
+    assert manifest.features.kind == "text"
     raw, tokens = ModelIO(manifest).inputs()
     ids = np.asarray(keras.Model(raw, tokens)(tf.constant(["Win a FREE lunch!"])))
-    vocabulary = ["", "[UNK]", *manifest["preprocessing"]["vocabulary"]]
+    vocabulary = ["", "[UNK]", *manifest.preprocessing_as(TextPreprocessing).vocabulary]
     assert [vocabulary[i] for i in ids[0]] == ["win", "a", "free", "lunch", "", ""]
 
-    manifest = {
-        "features": {"kind": "sequence", "shape": [3, 2]},
-        "preprocessing": {"mean": [1.0, 10.0], "variance": [4.0, 25.0]},
-        "task": "forecasting",
-    }
+    manifest = manifest_of(
+        "forecasting",
+        features={"kind": "sequence", "shape": [3, 2]},
+        target={"mean": [0.0], "horizon": 1},
+        preprocessing={"mean": [1.0, 10.0], "variance": [4.0, 25.0]},
+    )
     raw, scaled = ModelIO(manifest).inputs()
     window = np.array([[[1.0, 10.0], [3.0, 15.0], [5.0, 20.0]]], np.float32)
     np.testing.assert_allclose(np.asarray(keras.Model(raw, scaled)(window))[0, :, 1], [0, 1, 2])

@@ -37,7 +37,7 @@ def test_train_and_test_folders_decoded_resized_and_kept(tmp_path: Path) -> None
         1,
         tmp_path / "out",
     ).dataset
-    manifest = dataset.manifest
+    manifest = dataset.manifest.to_json()
     assert manifest["features"] == {"kind": "image", "shape": [16, 16, 3], "dtype": "uint8"}
     assert manifest["target"]["classes"] == ["daisy", "iris"]
     assert manifest["source"]["format"] == "images"
@@ -62,7 +62,7 @@ def test_text_folders(tmp_path: Path) -> None:
     source = read_source(root, DataFormat.AUTO)
     assert source.format == DataFormat.TEXT and source.class_names == ["neg", "pos"]
     dataset = prepare(spec(root, text={"sequence_length": 5}), 1, tmp_path / "out").dataset
-    manifest = dataset.manifest
+    manifest = dataset.manifest.to_json()
     assert manifest["features"]["kind"] == "text" and manifest["features"]["sequence_length"] == 5
     assert {"awful", "loved", "review"} <= set(manifest["preprocessing"]["vocabulary"])
     x, y = dataset.load_split("train")
@@ -79,7 +79,7 @@ def test_debian_dataset_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     write_idx(installed / "train-labels-idx1-ubyte.gz", y)
     monkeypatch.setenv("DLTRAIN_DATASETS_DIR", str(tmp_path / "usr-share-datasets"))
     result = prepare(spec(tmp_path / "recipes" / "tiny-mnist"), 1, tmp_path / "out")
-    manifest = result.dataset.manifest
+    manifest = result.dataset.manifest.to_json()
     assert manifest["source"]["format"] == "idx"
     assert manifest["source"]["path"] == str(tmp_path / "usr-share-datasets" / "tiny-mnist")
     assert sum(s["num_examples"] for s in manifest["splits"].values()) == 50

@@ -25,7 +25,7 @@ def test_pool_is_split_exactly_and_stratified(tmp_path: Path) -> None:
     result = prepare(
         spec(tmp_path / "d.npz", split={"validation": 0.1, "test": 0.2}), 1, tmp_path / "out"
     )
-    splits = result.dataset.manifest["splits"]
+    splits = result.dataset.manifest.to_json()["splits"]
     assert {k: v["num_examples"] for k, v in splits.items()} == {
         "train": 210,
         "validation": 30,
@@ -96,7 +96,7 @@ def test_manifest_describes_the_dataset(idx_folder: Path, tmp_path: Path) -> Non
 
 def test_changed_shard_is_refused(idx_folder: Path, tmp_path: Path) -> None:
     dataset = prepare(spec(idx_folder), 1, tmp_path / "out").dataset
-    shard = tmp_path / "out" / dataset.manifest["splits"]["train"]["shards"][0]["file"]
+    shard = tmp_path / "out" / dataset.manifest.to_json()["splits"]["train"]["shards"][0]["file"]
     np.savez_compressed(shard, x=np.zeros((1, 12, 12, 1), np.uint8), y=np.zeros(1, np.int64))
     with pytest.raises(DataError, match="changed since"):
         open_store(tmp_path / "out").load_split("train")

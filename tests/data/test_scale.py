@@ -53,7 +53,7 @@ def expected_duplicates(frame: pd.DataFrame) -> int:
 def prepared(tmp_path: Path, source: Path, name: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
     spec = DataSpec.model_validate({"source": source, "target": "label"})
     result = prepare(spec, 7, tmp_path / name)
-    return result.dataset.manifest, result.profile
+    return result.dataset.manifest.to_json(), result.profile
 
 
 @pytest.fixture

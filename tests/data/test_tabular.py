@@ -47,7 +47,7 @@ def write(frame: pd.DataFrame, path: Path, **options: Any) -> Path:
 def test_kinds_task_and_what_is_stored(tmp_path: Path) -> None:
     source = write(people(), tmp_path / "people.csv")
     dataset = prepare(spec(source, target="label"), 1, tmp_path / "out").dataset
-    manifest = dataset.manifest
+    manifest = dataset.manifest.to_json()
     kinds = {c["name"]: (c["type"], c["used"]) for c in manifest["features"]["columns"]}
     assert kinds == {
         "id": ("identifier", False),
@@ -78,7 +78,7 @@ def test_task_is_read_from_the_target(tmp_path: Path, values: Any, task: str) ->
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(0, 1, 100), "y": values(100, rng)})
     manifest = prepare(spec(write(frame, tmp_path / "t.csv"), target="y"), 1, tmp_path / "o")
-    assert manifest.dataset.manifest["task"] == task
+    assert manifest.dataset.manifest.to_json()["task"] == task
 
 
 def test_statistics_come_from_the_training_split_only(tmp_path: Path) -> None:
@@ -88,7 +88,9 @@ def test_statistics_come_from_the_training_split_only(tmp_path: Path) -> None:
     dataset = prepare(spec(source, target="label", numeric_scaling="standard"), 3, tmp_path / "o")
     x, _ = dataset.dataset.load_split("train")
     entry = next(
-        e for e in dataset.dataset.manifest["preprocessing"]["numeric"] if e["column"] == "income"
+        e
+        for e in dataset.dataset.manifest.to_json()["preprocessing"]["numeric"]
+        if e["column"] == "income"
     )
     income = x["income"].astype(np.float64)
     assert entry["fill"] == pytest.approx(np.nanmedian(income))
@@ -103,7 +105,7 @@ def test_log_unit_and_clipping(tmp_path: Path) -> None:
     source = write(frame, tmp_path / "p.csv")
     columns = {"income": {"scaling": "log", "outliers": "iqr"}, "age": {"scaling": "unit"}}
     dataset = prepare(spec(source, target="label", columns=columns), 3, tmp_path / "o").dataset
-    numeric = {e["column"]: e for e in dataset.manifest["preprocessing"]["numeric"]}
+    numeric = {e["column"]: e for e in dataset.manifest.to_json()["preprocessing"]["numeric"]}
     x, _ = dataset.load_split("train")
     age = x["age"].astype(np.float64)
     assert numeric["age"]["mean"] == pytest.approx(age.min())  # (x - min) / (max - min)
@@ -124,7 +126,7 @@ def test_missing_categories_duplicates_and_drop_row(tmp_path: Path) -> None:
     result = prepare(
         spec(source, target="label", columns={"age": {"missing": "drop_row"}}), 1, tmp_path / "o"
     )
-    manifest = result.dataset.manifest
+    manifest = result.dataset.manifest.to_json()
     cleaning = manifest["cleaning"]
     assert cleaning["dropped_rows"]["duplicate"] == 5  # the id differs, the record does not
     assert cleaning["dropped_rows"]["missing feature (drop_row)"] == 8
@@ -143,7 +145,7 @@ def test_stratified_split_and_class_weights(tmp_path: Path) -> None:
     label = np.array(["a"] * 160 + ["b"] * 40)
     frame = pd.DataFrame({"x": rng.normal(0, 1, 200), "label": label})
     dataset = prepare(spec(write(frame, tmp_path / "t.csv"), target="label"), 1, tmp_path / "o")
-    manifest = dataset.dataset.manifest
+    manifest = dataset.dataset.manifest.to_json()
     counts = {k: v["class_counts"] for k, v in manifest["splits"].items()}
     assert counts == {"train": [128, 32], "validation": [16, 4], "test": [16, 4]}
     assert manifest["target"]["class_weights"] == [
@@ -221,7 +223,7 @@ def test_source_test_file_with_junk_line_and_dotted_labels(tmp_path: Path) -> No
         1,
         tmp_path / "o",
     )
-    manifest = result.dataset.manifest
+    manifest = result.dataset.manifest.to_json()
     assert manifest["splits"]["test"]["num_examples"] == 40
     assert (
         manifest["splits"]["train"]["num_examples"]
@@ -259,7 +261,7 @@ def test_rerun_is_a_no_op_and_edits_are_caught(tmp_path: Path) -> None:
     assert prepare(spec(source, target="label", max_categories=2), 1, out).up_to_date is False
     write(people(201), source)
     assert prepare(spec(source, target="label", max_categories=2), 1, out).up_to_date is False
-    shard = out / open_store(out).manifest["splits"]["validation"]["shards"][0]["file"]
+    shard = out / open_store(out).manifest.to_json()["splits"]["validation"]["shards"][0]["file"]
     shard.write_bytes(shard.read_bytes()[:-1] + b"\0")
     with pytest.raises(DataError, match="changed since"):
         open_store(out).load_split("validation")
@@ -274,11 +276,15 @@ def test_text_target_column_and_regression_of_several_targets(tmp_path: Path) ->
         spec(write(frame, tmp_path / "t.csv"), target=["y1", "y2"]), 1, tmp_path / "o"
     ).dataset
     _, y = dataset.load_split("train")
-    assert dataset.manifest["task"] == "regression" and y.shape == (64, 2) and y.dtype == np.float32
-    assert dataset.manifest["target"]["mean"] == pytest.approx(y.mean(axis=0), rel=1e-5)
+    assert (
+        dataset.manifest.to_json()["task"] == "regression"
+        and y.shape == (64, 2)
+        and y.dtype == np.float32
+    )
+    assert dataset.manifest.to_json()["target"]["mean"] == pytest.approx(y.mean(axis=0), rel=1e-5)
     # the training split's range, per target, for `model.clip_to_target_range`
-    assert dataset.manifest["target"]["min"] == pytest.approx(y.min(axis=0), rel=1e-6)
-    assert dataset.manifest["target"]["max"] == pytest.approx(y.max(axis=0), rel=1e-6)
+    assert dataset.manifest.to_json()["target"]["min"] == pytest.approx(y.min(axis=0), rel=1e-6)
+    assert dataset.manifest.to_json()["target"]["max"] == pytest.approx(y.max(axis=0), rel=1e-6)
 
 
 def test_parquet_nulls_in_text_columns_are_missing_values(tmp_path: Path) -> None:
@@ -290,5 +296,7 @@ def test_parquet_nulls_in_text_columns_are_missing_values(tmp_path: Path) -> Non
     city = next(c for c in result.profile["columns"] if c["name"] == "city")
     assert city["type"] == "categorical" and city["missing"] == 40
     assert city["distinct"] == 3  # paris, lyon, nice: the nulls are not a fourth value
-    filled = next(f for f in result.dataset.manifest["cleaning"]["filled"] if f["column"] == "city")
+    filled = next(
+        f for f in result.dataset.manifest.to_json()["cleaning"]["filled"] if f["column"] == "city"
+    )
     assert filled["missing"] == 40

@@ -44,7 +44,7 @@ def spec(path: Path, **series: object) -> DataSpec:
 def test_windows_in_time_order_with_gaps_filled(tmp_path: Path) -> None:
     write_series(tmp_path / "s.csv", drop=(30, 31), shuffle=True)
     dataset = prepare(spec(tmp_path / "s.csv"), 1, tmp_path / "out").dataset
-    manifest = dataset.manifest
+    manifest = dataset.manifest.to_json()
     assert manifest["task"] == "forecasting"
     assert manifest["features"]["shape"] == [5, 2] and manifest["features"]["columns"] == [
         "temp",
@@ -106,7 +106,10 @@ def test_several_targets_and_fixed_features(tmp_path: Path) -> None:
     )
     dataset = prepare(spec_, 1, tmp_path / "out").dataset
     x, y = dataset.load_split("train")
-    assert dataset.manifest["features"]["columns"] == ["temp", "wind"]  # targets are inputs too
+    assert dataset.manifest.to_json()["features"]["columns"] == [
+        "temp",
+        "wind",
+    ]  # targets are inputs too
     assert x.shape[1:] == (4, 2) and y.shape[1:] == (3, 2)
     np.testing.assert_allclose(y[:, :, 1], y[:, :, 0] * 10)
     np.testing.assert_allclose(np.diff(x[:, 0, 0]), 2)  # a window every second day
@@ -117,7 +120,7 @@ def test_calendar_features_follow_each_window_step(tmp_path: Path) -> None:
     dataset = prepare(
         spec(tmp_path / "s.csv", calendar=["day_of_year", "day_of_week"]), 1, tmp_path / "out"
     ).dataset
-    columns = dataset.manifest["features"]["columns"]
+    columns = dataset.manifest.to_json()["features"]["columns"]
     assert columns == [
         "temp",
         "wind",
@@ -126,7 +129,7 @@ def test_calendar_features_follow_each_window_step(tmp_path: Path) -> None:
         "day_of_week_sin",
         "day_of_week_cos",
     ]
-    assert dataset.manifest["features"]["shape"] == [5, 6]
+    assert dataset.manifest.to_json()["features"]["shape"] == [5, 6]
     x, _ = dataset.load_split("train")
     day = x[:, :, 0].astype(int)  # temp is the day number since 2021-01-01
     dates = pd.Timestamp("2021-01-01") + pd.to_timedelta(day.ravel(), unit="D")

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from dltrain.backend import keras
-from dltrain.errors import RecipeError
+from dltrain.errors import DataError, RecipeError
+from dltrain.manifest import parse_manifest
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import CnnSpec, MlpSpec
+from tests.manifests import manifest_of
 
 
 def image_io(
     shape: tuple[int, ...] = (28, 28, 1), scale: float = 1 / 255, offset: float = 0.0
 ) -> ModelIO:
-    manifest: dict[str, Any] = {
-        "task": "multiclass",
-        "features": {"kind": "image", "shape": list(shape), "dtype": "uint8"},
-        "target": {"classes": [str(i) for i in range(10)], "num_classes": 10},
-        "preprocessing": {"scaling": "unit", "scale": scale, "offset": offset},
-    }
+    manifest = manifest_of(
+        "multiclass",
+        features={"kind": "image", "shape": list(shape), "dtype": "uint8"},
+        target={"classes": [str(i) for i in range(10)], "num_classes": 10},
+        preprocessing={"scaling": "unit", "scale": scale, "offset": offset},
+    )
     return ModelIO(manifest)
 
 
@@ -60,16 +63,20 @@ def test_scaling_is_the_models_first_step() -> None:
 
 
 def test_family_that_cannot_read_the_data_is_refused() -> None:
-    io = image_io()
-    object.__setattr__(io, "manifest", {**io.manifest, "features": {"kind": "table"}})
+    io = ModelIO(manifest_of("multiclass", features={"kind": "table"}))
     with pytest.raises(RecipeError, match="Model family 'cnn' takes images"):
         build_model(CnnSpec(), io)
 
 
 def table_like_io(task: str, target: dict[str, Any]) -> ModelIO:
     # An image-shaped input stands in for any features: the head does not care what came before.
-    manifest = image_io(shape=(4, 1, 1)).manifest
-    return ModelIO({**manifest, "task": task, "target": target})
+    return ModelIO(
+        manifest_of(
+            task,
+            features={"kind": "image", "shape": [4, 1, 1], "dtype": "uint8"},
+            target=target,
+        )
+    )
 
 
 def test_regression_head_outputs_target_units() -> None:
@@ -116,6 +123,8 @@ def test_clip_to_target_range_is_refused_where_it_cannot_apply() -> None:
     spec = MlpSpec(units=[3], clip_to_target_range=True)
     with pytest.raises(RecipeError, match="task is multiclass. Remove it"):
         build_model(spec, image_io())
-    old = table_like_io("regression", {"columns": ["y"], "mean": [0.0], "std": [1.0]})
-    with pytest.raises(RecipeError, match="prepare --force"):
-        build_model(spec, old)
+    # A manifest written before prepare recorded the target's range is refused when read.
+    old = table_like_io("regression", {"columns": ["y"], "mean": [0.0]}).manifest.to_json()
+    del old["target"]["min"], old["target"]["max"]
+    with pytest.raises(DataError, match="prepare --force"):
+        parse_manifest(old, Path("manifest.json"))

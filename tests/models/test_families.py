@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,26 +12,31 @@ from dltrain.backend import keras
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import AugmentationSpec, CnnSpec, MlpSpec, RnnSpec, TextSpec
+from tests.manifests import manifest_of
 from tests.models.test_builders import image_io
 
 
+@dataclass(frozen=True)
 class StubIO(ModelIO):
     """A ModelIO whose inputs are given, so builders can be tested before a data kind exists."""
 
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+
     def inputs(self) -> tuple[Any, Any]:
-        features = self.manifest["features"]
-        raw = keras.Input(shape=tuple(features["shape"]), dtype=features["dtype"], name="input")
+        raw = keras.Input(shape=self.shape, dtype=self.dtype, name="input")
         return raw, raw
 
 
 def stub(kind: str, shape: tuple[int, ...], dtype: str, **features: Any) -> StubIO:
-    return StubIO(
-        {
-            "task": "multiclass",
-            "features": {"kind": kind, "shape": list(shape), "dtype": dtype, **features},
-            "target": {"classes": ["a", "b", "c"], "num_classes": 3},
-        }
+    if kind in ("image", "sequence"):
+        features |= {"shape": list(shape), "dtype": dtype}
+    manifest = manifest_of(
+        "multiclass",
+        features={"kind": kind, **features},
+        target={"classes": ["a", "b", "c"], "num_classes": 3},
     )
+    return StubIO(manifest, shape=shape, dtype=dtype)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_each_numeric_column_gets_its_own_frequencies_and_embedding(
     assert frequencies.shape == (2, 5)  # lat and rooms; the category stays one-hot
     kernel, bias = model.get_layer("numeric_embedding").get_weights()
     assert kernel.shape == (2, 10, 3) and bias.shape == (2, 3)
-    (category,) = table_io.manifest["preprocessing"]["categorical"]
+    (category,) = table_io.manifest.to_json()["preprocessing"]["categorical"]
     # the 2 standardised numbers, 2 columns x 3 embedding values, the category's one-hot block
     width = 2 + 2 * 3 + category["num_tokens"]
     assert model.get_layer("embedded_features").output.shape[-1] == width

@@ -12,12 +12,15 @@ from pydantic import ValidationError
 from sklearn.utils.class_weight import compute_class_weight
 
 from dltrain.backend import keras, tf
+from dltrain.data.transforms import class_weights as balanced_weights
 from dltrain.errors import RecipeError
+from dltrain.manifest import Manifest
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import LossName, LossSpec, Recipe, TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.compile import class_weights, compile_parts
 from dltrain.training.losses import SparseFocalCrossentropy, make_loss
+from tests.manifests import manifest_of
 
 PROBS = np.array(
     [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.5, 0.25], [0.05, 0.05, 0.9]], dtype="float32"
@@ -195,11 +198,13 @@ def test_every_loss_name_is_covered() -> None:
     assert names == {n.value for n in LossName}
 
 
-MANIFEST: dict[str, Any] = {
-    "task": "multiclass",
-    "target": {"num_classes": 3, "classes": ["cat", "dog", "bird"]},
-    "splits": {"train": {"class_counts": [60, 30, 10]}},
-}
+def manifest_with_weights(weights: list[float]) -> Manifest:
+    target = {"num_classes": 3, "classes": ["cat", "dog", "bird"], "class_weights": weights}
+    return manifest_of("multiclass", target=target)
+
+
+# The weights prepare records for a training split of 60 cats, 30 dogs and 10 birds.
+MANIFEST = manifest_with_weights(balanced_weights([60, 30, 10]))
 
 
 def test_balanced_class_weights_match_scikit_learn() -> None:
@@ -211,7 +216,7 @@ def test_balanced_class_weights_match_scikit_learn() -> None:
 
 
 def test_balanced_prefers_the_weights_the_dataset_records() -> None:
-    recorded = {**MANIFEST, "target": {**MANIFEST["target"], "class_weights": [1.0, 2.0, 5.0]}}
+    recorded = manifest_with_weights([1.0, 2.0, 5.0])
     assert class_weights("balanced", Task.MULTICLASS, recorded) == {0: 1.0, 1: 2.0, 2: 5.0}
 
 
@@ -243,10 +248,7 @@ def test_class_weights_change_what_fit_optimises() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 1)).astype("float32")
     y = (x[:, 0] + rng.normal(scale=1.0, size=200) > 0).astype("int32")  # overlapping classes
-    manifest = {
-        "target": {"num_classes": 2},
-        "splits": {"train": {"class_counts": np.bincount(y).tolist()}},
-    }
+    manifest = manifest_of("binary", target={"classes": ["0", "1"]})
     predicted_ones = {}
     for weighting in (None, {"1": 20.0}):
         spec = TrainSpec.model_validate({"class_weight": weighting})

@@ -23,6 +23,7 @@ from dltrain.training.schedules import (
     ReduceOnPlateau,
     make_schedule,
 )
+from tests.manifests import manifest_of
 
 LR0 = 0.1
 EPOCHS = 10
@@ -305,7 +306,7 @@ def test_unknown_plateau_monitor_is_a_recipe_error() -> None:
     spec = TrainSpec.model_validate(
         {"lr_schedule": {"reduce_on_plateau": {"enabled": True, "monitor": "val_acc"}}}
     )
-    manifest = {"target": {"num_classes": 3}, "splits": {"train": {"class_counts": [1, 1, 1]}}}
+    manifest = manifest_of("multiclass", target={"classes": ["a", "b", "c"]})
     with pytest.raises(RecipeError, match="val_accuracy"):
         compile_parts(spec, Task.MULTICLASS, manifest, steps_per_epoch=STEPS)
 

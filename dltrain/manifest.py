@@ -1,0 +1,442 @@
+"""The prepared dataset's contract: what ``manifest.json`` holds, read and validated in one place.
+
+``prepare`` writes it; ``train``, ``evaluate``, ``predict``, ``export`` and ``tune`` read it, and a
+run folder keeps a copy so a model still describes its inputs when ``data/`` is gone. Every
+consumer reads typed fields from :class:`Manifest`; JSON exists only in :func:`read_manifest` and
+:meth:`Manifest.to_json`. Light: no TensorFlow, no NumPy.
+
+The input side depends on the feature kind, so ``features`` and ``preprocessing`` are each one of
+four classes, and the target one of two (classes, or numbers in their own units)::
+
+    kind       features            preprocessing            target
+    image      ImageFeatures       ImagePreprocessing       ClassTarget
+    table      TableFeatures       TablePreprocessing       ClassTarget | NumericTarget
+    text       TextFeatures        TextPreprocessing        ClassTarget
+    sequence   SequenceFeatures    SequencePreprocessing    NumericTarget (forecasting)
+
+Example:
+    >>> manifest = read_manifest(Path("data/mnist_demo/manifest.json"))
+    >>> manifest.features.kind is FeatureKind.IMAGE, manifest.num_classes
+    (True, 10)
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from dltrain.errors import DataError
+from dltrain.recipe.data import (
+    ColumnType,
+    DataFormat,
+    Missing,
+    Outliers,
+    Sampling,
+    Scaling,
+    Standardize,
+)
+from dltrain.tasks import Task
+
+MANIFEST_FILE = "manifest.json"
+# 2: the typed contract below, and categories stored in the spelling predict parses them into.
+MANIFEST_VERSION = 2
+
+
+class FeatureKind(StrEnum):
+    """What one example is, as the model's raw input takes it."""
+
+    IMAGE = "image"  # (height, width, channels) pixels
+    TABLE = "table"  # one raw value per source column
+    TEXT = "text"  # one string
+    SEQUENCE = "sequence"  # a window (lookback, features) of a time series
+
+
+class _Part(BaseModel):
+    # Unknown keys are errors: a manifest that says more than this reader knows was written by
+    # another version, and guessing what it meant is how prepare and predict drift apart.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- where the data came from ---------------------------------------------------------------
+
+
+class SourceFile(_Part):
+    name: str
+    bytes: int
+    sha256: str
+
+
+class Source(_Part):
+    path: str
+    format: DataFormat
+    files: list[SourceFile]
+    fingerprint: str  # one digest over every file's entry: prepare reruns only when it changes
+
+
+# --- the stored splits ----------------------------------------------------------------------
+
+
+class Shard(_Part):
+    file: str
+    num_examples: int
+    sha256: str
+
+
+class Split(_Part):
+    num_examples: int
+    shards: list[Shard]
+    class_counts: list[int] | None = None  # classification only
+
+
+# --- features: what the model's raw inputs are ------------------------------------------------
+
+
+class ImageFeatures(_Part):
+    kind: Literal[FeatureKind.IMAGE] = FeatureKind.IMAGE
+    shape: list[int]
+    dtype: str
+
+
+class TableColumn(_Part):
+    """A raw input column of a table model (every source column but the target)."""
+
+    name: str
+    type: ColumnType
+    dtype: Literal["float32", "string"]
+    used: bool = True  # False: profiled and passed through by predict, never a feature
+
+
+class TableFeatures(_Part):
+    kind: Literal[FeatureKind.TABLE] = FeatureKind.TABLE
+    columns: list[TableColumn]
+    num_features: int  # width of the encoded vector (numbers plus one-hot blocks)
+
+    @property
+    def used(self) -> list[TableColumn]:
+        return [c for c in self.columns if c.used]
+
+    @property
+    def passthrough(self) -> list[str]:
+        """Columns the model takes but ignores (identifiers), which predict copies out."""
+        return [c.name for c in self.columns if not c.used]
+
+
+class TextFeatures(_Part):
+    kind: Literal[FeatureKind.TEXT] = FeatureKind.TEXT
+    column: str
+    dtype: Literal["string"] = "string"
+    vocabulary_size: int
+    sequence_length: int
+
+
+class SequenceFeatures(_Part):
+    kind: Literal[FeatureKind.SEQUENCE] = FeatureKind.SEQUENCE
+    shape: list[int]  # (lookback, number of window features)
+    dtype: str = "float32"
+    columns: list[str]
+    time_column: str
+    frequency: str | None = None
+
+
+Features = Annotated[
+    ImageFeatures | TableFeatures | TextFeatures | SequenceFeatures, Field(discriminator="kind")
+]
+
+
+# --- preprocessing fitted on the training split, rebuilt inside the model ---------------------
+
+
+def _kind_tag(kind: FeatureKind) -> Any:
+    # The feature kind a preprocessing block belongs to: set from `features.kind` when read and
+    # left out of the JSON, which says it once, under `features`.
+    return Field(kind, exclude=True)
+
+
+class ImagePreprocessing(_Part):
+    """``x * scale + offset`` is the scaled input."""
+
+    kind: Literal[FeatureKind.IMAGE] = _kind_tag(FeatureKind.IMAGE)
+    scaling: Scaling
+    scale: float
+    offset: float
+    sampling: Sampling = Sampling.NONE
+
+    def value_range(self) -> tuple[float, float]:
+        """The range of scaled pixel values (what 0 and 255 become)."""
+        low, high = self.offset, 255.0 * self.scale + self.offset
+        return (min(low, high), max(low, high))
+
+
+class NumericColumn(_Part):
+    """One numeric column's fitted steps: fill, clip to [low, high], log, normalise."""
+
+    column: str
+    missing: Missing
+    fill: float
+    outliers: Outliers
+    low: float
+    high: float
+    scaling: Scaling
+    log: bool
+    shift: float
+    mean: float
+    variance: float
+    train_min: float | None = None
+    train_max: float | None = None
+    train_missing: int
+    expression: str | None = None  # a derived column, recomputed from raw inputs in the model
+
+
+class CategoricalColumn(_Part):
+    """One category column's vocabulary and the index mapping its lookup goes through."""
+
+    column: str
+    missing: Missing
+    vocabulary: list[str]  # known values (most frequent first), then the missing markers
+    mapping: list[int]  # lookup index → one-hot index (0 is out of vocabulary)
+    num_tokens: int
+    out_of_vocabulary: int
+    train_missing: int
+    most_frequent: str | None = None
+
+
+class TablePreprocessing(_Part):
+    kind: Literal[FeatureKind.TABLE] = _kind_tag(FeatureKind.TABLE)
+    numeric: list[NumericColumn] = []
+    categorical: list[CategoricalColumn] = []
+    sampling: Sampling = Sampling.NONE
+
+
+class TextPreprocessing(_Part):
+    kind: Literal[FeatureKind.TEXT] = _kind_tag(FeatureKind.TEXT)
+    vocabulary: list[str]
+    standardize: Standardize
+    sequence_length: int
+    sampling: Sampling = Sampling.NONE
+
+
+class SequencePreprocessing(_Part):
+    kind: Literal[FeatureKind.SEQUENCE] = _kind_tag(FeatureKind.SEQUENCE)
+    mean: list[float]
+    variance: list[float]
+    sampling: Sampling = Sampling.NONE
+
+
+Preprocessing = Annotated[
+    ImagePreprocessing | TablePreprocessing | TextPreprocessing | SequencePreprocessing,
+    Field(discriminator="kind"),
+]
+
+
+# --- the target -----------------------------------------------------------------------------
+
+
+class ClassTarget(_Part):
+    classes: list[str]
+    num_classes: int
+    class_weights: list[float]  # balanced weights from the training split's counts
+    column: str | None = None  # tables; class folders and arrays have no target column
+
+    @property
+    def names(self) -> list[str]:
+        return [self.column] if self.column else []
+
+
+class NumericTarget(_Part):
+    """Regression and forecasting targets, with the training split's statistics."""
+
+    columns: list[str]
+    mean: list[float]
+    std: list[float]
+    min: list[float]  # the training range: `model.clip_to_target_range` keeps predictions in it
+    max: list[float]
+    horizon: int | None = None  # forecasting only
+    lookback: int | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+
+def _target_kind(value: Any) -> str:
+    has_classes = "classes" in value if isinstance(value, dict) else hasattr(value, "classes")
+    return "classes" if has_classes else "numbers"
+
+
+Target = Annotated[
+    Annotated[ClassTarget, Tag("classes")] | Annotated[NumericTarget, Tag("numbers")],
+    Discriminator(_target_kind),
+]
+
+
+# --- what cleaning did, and the series' shape ----------------------------------------------
+
+
+class FilledColumn(_Part):
+    column: str
+    missing: int
+    missing_in_train: int
+    strategy: Missing
+    fill: float | str | None = None
+    clip: list[float] | None = None
+    where: str | None = None  # "prepare" when filled in the stored data, not in the model
+
+
+class Cleaning(_Part):
+    dropped_rows: dict[str, int] = {}
+    filled: list[FilledColumn] = []
+    notes: list[str] = []
+    duplicates: str = "reported"
+
+
+class SeriesLayout(_Part):
+    steps: int
+    split_steps: dict[str, int]
+    windows: dict[str, int]
+    start: str
+    end: str
+
+
+# --- the manifest -----------------------------------------------------------------------------
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Manifest(_Part):
+    """Everything a later command needs to know about a prepared dataset."""
+
+    manifest_version: int = MANIFEST_VERSION  # parse_manifest refuses any other
+    created: str
+    dltrain_version: str
+    task: Task
+    source: Source
+    data_spec_digest: str  # digest of the recipe's data section and seed: a change re-prepares
+    seed: int
+    features: Features
+    target: Target
+    preprocessing: Preprocessing
+    splits: dict[str, Split]
+    source_splits: list[str]  # the splits the source shipped (train, and test when it had one)
+    cleaning: Cleaning = Cleaning()
+    series: SeriesLayout | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preprocessing_of_the_feature_kind(cls, data: Any) -> Any:
+        """Read ``preprocessing`` as the class ``features.kind`` names, so a union member is
+        never guessed from the keys it happens to have (and errors name the right fields)."""
+        if not isinstance(data, dict):
+            return data
+        features, preprocessing = data.get("features"), data.get("preprocessing")
+        if isinstance(features, dict) and isinstance(preprocessing, dict):
+            return {**data, "preprocessing": {"kind": features.get("kind"), **preprocessing}}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.task.is_classification != isinstance(self.target, ClassTarget):
+            raise ValueError(f"a {self.task.value} task with a {type(self.target).__name__}")
+        return self
+
+    # Typed views for the consumers of one kind; a mismatch is a bug in the caller's dispatch.
+
+    def preprocessing_as(self, kind: type[P]) -> P:
+        """``preprocessing`` as ``kind``.
+
+        Raises:
+            DataError: the dataset's preprocessing is of another kind.
+        """
+        return _as(self.preprocessing, kind, f"{self.features.kind.value} data")
+
+    def target_as(self, kind: type[P]) -> P:
+        """``target`` as ``kind`` (:class:`ClassTarget` or :class:`NumericTarget`).
+
+        Raises:
+            DataError: the dataset's target is of the other kind.
+        """
+        return _as(self.target, kind, f"a {self.task.value} task")
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.target.classes) if isinstance(self.target, ClassTarget) else []
+
+    @property
+    def num_classes(self) -> int:
+        return self.target.num_classes if isinstance(self.target, ClassTarget) else 0
+
+    @property
+    def target_names(self) -> list[str]:
+        """The source's target column(s): empty for class folders and arrays."""
+        return self.target.names
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.preprocessing.sampling
+
+    def num_examples(self, split: str) -> int:
+        return self.splits[split].num_examples
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as written to ``manifest.json``."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _as(value: BaseModel, kind: type[P], what: str) -> P:
+    if not isinstance(value, kind):
+        raise DataError(
+            f"This prepared dataset holds {what}, which has no {kind.__name__}. The recipe's "
+            f"model or settings do not fit the data; check `model.family` and `data`."
+        )
+    return value
+
+
+def parse_manifest(data: Any, where: Path) -> Manifest:
+    """Validate a manifest's JSON document.
+
+    Raises:
+        DataError: it was written by another version of dltrain, or is not a manifest.
+    """
+    version = data.get("manifest_version") if isinstance(data, dict) else None
+    if version != MANIFEST_VERSION:
+        raise DataError(
+            f"{where} has manifest version {version!r}; this dltrain reads version "
+            f"{MANIFEST_VERSION} (the data was prepared by another version of dltrain). Rebuild "
+            f"it with `dltrain prepare --force`."
+        )
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        place = ".".join(str(p) for p in first["loc"])
+        raise DataError(
+            f"{where} is not a valid prepared-dataset manifest ({place}: {first['msg']}; "
+            f"{exc.error_count()} problem(s) in all). It was edited or written by another "
+            f"version of dltrain; rebuild it with `dltrain prepare --force`."
+        ) from None
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Read and validate ``manifest.json``.
+
+    Raises:
+        DataError: unreadable, from another version, or not a manifest.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{path} is unreadable ({exc}). Rebuild the dataset with `dltrain prepare --force`."
+        ) from None
+    return parse_manifest(data, path)

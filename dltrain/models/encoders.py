@@ -1,0 +1,151 @@
+"""Keras layers that redo, inside the model, the preprocessing prepare fitted on training data.
+
+Built only from the manifest's stored statistics and only from Keras's own layers and ops (no
+custom layer classes), so a saved model loads with plain ``keras.models.load_model`` and takes
+raw data: pixels as the source had them, a dict of one value per source column for tables, raw
+strings for text, raw windows for series. ``models/io.py`` calls these from ``ModelIO.inputs``.
+
+Tables encode to one flat float32 vector per row: the numeric columns (missing values imputed,
+outliers clipped, optionally log-transformed, then normalised) followed by a one-hot block per
+category column (out-of-vocabulary bucket first; missing values mapped as the recipe said).
+Derived numeric columns (``data.derived``) are computed from the raw numeric inputs with Keras's
+arithmetic ops, then treated like any numeric column.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from dltrain.backend import keras
+from dltrain.errors import RecipeError
+from dltrain.manifest import (
+    ImageFeatures,
+    ImagePreprocessing,
+    Manifest,
+    NumericColumn,
+    SequenceFeatures,
+    SequencePreprocessing,
+    TableFeatures,
+    TablePreprocessing,
+    TextFeatures,
+    TextPreprocessing,
+)
+
+
+def _layer_name(column: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
+
+
+def image_inputs(manifest: Manifest) -> tuple[Any, Any]:
+    """A raw pixel Input in the source's dtype and its scaled values."""
+    features = manifest.features
+    assert isinstance(features, ImageFeatures)
+    preprocessing = manifest.preprocessing_as(ImagePreprocessing)
+    raw = keras.Input(shape=tuple(features.shape), dtype=features.dtype, name="input")
+    scaled = keras.layers.Rescaling(preprocessing.scale, preprocessing.offset, name="scaling")(raw)
+    return raw, scaled
+
+
+def table_inputs(manifest: Manifest) -> tuple[dict[str, Any], Any]:
+    """One raw Input per source column (the target excepted) and the encoded feature vector."""
+    ops = keras.ops
+    features = manifest.features
+    assert isinstance(features, TableFeatures)
+    preprocessing = manifest.preprocessing_as(TablePreprocessing)
+    raw: dict[str, Any] = {}
+    for column in features.columns:
+        raw[column.name] = keras.Input(
+            shape=(), dtype=column.dtype, name=_layer_name(column.name)
+        )
+    parts = []
+    numeric = preprocessing.numeric
+    if numeric:
+        x = ops.stack([_numeric_input(n, raw) for n in numeric], axis=-1)
+        x = ops.where(ops.isnan(x), _vector([n.fill for n in numeric]), x)
+        low, high = _vector([n.low for n in numeric]), _vector([n.high for n in numeric])
+        x = ops.minimum(ops.maximum(x, low), high)
+        logged = np.array([n.log for n in numeric])
+        if logged.any():
+            shifted = ops.log1p(ops.maximum(x - _vector([n.shift for n in numeric]), 0.0))
+            x = ops.where(logged, shifted, x)
+        x = keras.layers.Normalization(
+            mean=[n.mean for n in numeric],
+            variance=[n.variance for n in numeric],
+            name="numeric_scaling",
+        )(x)
+        parts.append(x)
+    for category in preprocessing.categorical:
+        name = _layer_name(category.column)
+        index = keras.layers.StringLookup(
+            vocabulary=category.vocabulary,
+            num_oov_indices=1,
+            output_mode="int",
+            name=f"{name}_lookup",
+        )(raw[category.column])
+        mapping = np.asarray(category.mapping, dtype="int64")
+        if not np.array_equal(mapping, np.arange(len(mapping))):
+            index = ops.take(mapping, index)
+        parts.append(
+            keras.layers.CategoryEncoding(
+                num_tokens=category.num_tokens, output_mode="one_hot", name=f"{name}_onehot"
+            )(index)
+        )
+    if not parts:
+        raise RecipeError(
+            "The prepared table has no feature column to learn from; prepare it again with at "
+            "least one numeric or categorical column (`data.columns`)."
+        )
+    encoded = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+    return raw, encoded
+
+
+def _numeric_input(entry: NumericColumn, raw: dict[str, Any]) -> Any:
+    """A numeric column's raw values: a source input, or a derived column computed from them.
+
+    Derived values that are not finite (a division by zero) become NaN, so the column's fill value
+    replaces them, as prepare did when it fitted the column's statistics.
+    """
+    expression = entry.expression
+    if expression is None:
+        return raw[entry.column]
+    from dltrain.recipe.expressions import evaluate_expression, parse_expression
+
+    ops = keras.ops
+    values = evaluate_expression(parse_expression(expression), raw)
+    return ops.where(ops.isfinite(values), values, float("nan"))
+
+
+def _vector(values: list[float]) -> np.ndarray:
+    return np.asarray(values, dtype="float32")
+
+
+def text_inputs(manifest: Manifest) -> tuple[Any, Any]:
+    """A raw string Input and its token ids, shape (sequence_length,), 0 for padding."""
+    features = manifest.features
+    assert isinstance(features, TextFeatures)
+    preprocessing = manifest.preprocessing_as(TextPreprocessing)
+    standardize = preprocessing.standardize.value
+    raw = keras.Input(shape=(), dtype="string", name=_layer_name(features.column))
+    tokens = keras.layers.TextVectorization(
+        vocabulary=preprocessing.vocabulary,
+        standardize=None if standardize == "none" else standardize,
+        output_mode="int",
+        output_sequence_length=features.sequence_length,
+        name="vectorize",
+    )(raw)
+    return raw, tokens
+
+
+def sequence_inputs(manifest: Manifest) -> tuple[Any, Any]:
+    """A raw window Input (lookback, num_features) and its standardised values."""
+    features = manifest.features
+    assert isinstance(features, SequenceFeatures)
+    preprocessing = manifest.preprocessing_as(SequencePreprocessing)
+    raw = keras.Input(shape=tuple(features.shape), dtype="float32", name="window")
+    scaled = keras.layers.Normalization(
+        axis=-1, mean=preprocessing.mean, variance=preprocessing.variance, name="scaling"
+    )(raw)
+    return raw, scaled
