@@ -22,7 +22,7 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
-from dltrain.errors import DltrainError, ExitCode
+from dltrain.errors import NoTrialCompleted
 from dltrain.recipe import find_recipe, load_recipe, parse_assignment
 from dltrain.recipe.tune import ParamKind, ParamSpec, PrunerName, SamplerName
 
@@ -32,13 +32,6 @@ if TYPE_CHECKING:
     from dltrain.tuning.runner import StudyStart, TuneEvent, TuneOutcome, TunePlan
 
 LIVE_ROWS = 12  # finished trials kept in the live table, besides the running ones
-
-
-class NoTrialCompleted(DltrainError):
-    """The search ran but no trial finished training (all failed or were pruned)."""
-
-    kind = "tune failed"
-    exit_code = ExitCode.FAILED
 
 
 def tune(

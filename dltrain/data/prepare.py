@@ -33,9 +33,8 @@ from dltrain.data.store import (
     fingerprint_files,
     open_store,
 )
-from dltrain.data.tabular import DataQualityError
 from dltrain.data.transforms import class_weights
-from dltrain.errors import DataError
+from dltrain.errors import DataError, DataQualityError
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
 from dltrain.runs import atomic_path, read_json, write_json_atomic
 from dltrain.tasks import Task

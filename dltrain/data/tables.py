@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from dltrain.errors import DataError
+from dltrain.errors import ConversionError, DataError
 from dltrain.recipe.data import CsvSpec, DataFormat
 
 SAMPLE_BYTES = 256 * 1024
@@ -245,15 +245,6 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
             pending, count = [], 0
     if pending and count:
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
-
-
-class ConversionError(DataError):
-    """A value in a column read as numbers is not a number; the caller names the rows."""
-
-    def __init__(self, column: str, value: str) -> None:
-        super().__init__(f"Column {column!r} holds the non-numeric value {value!r}.")
-        self.column = column
-        self.value = value
 
 
 def open_table(

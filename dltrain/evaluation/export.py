@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import _silenced_stderr, keras, tf
-from dltrain.errors import DltrainError, ExitCode, UsageError
+from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_threshold
 from dltrain.runs import atomic_path, read_json, write_json_atomic
@@ -46,17 +46,6 @@ DEFAULT_NAMES = {
     ExportFormat.TFLITE: "model.tflite",
     ExportFormat.ONNX: "model.onnx",
 }
-
-
-class ExportMismatch(DltrainError):
-    """The exported model ran but does not give the Keras model's outputs."""
-
-    kind = "export check failed"
-    exit_code = ExitCode.FAILED
-
-
-class ExportError(DltrainError):
-    kind = "export error"
 
 
 @dataclass(frozen=True)

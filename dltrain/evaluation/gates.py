@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dltrain.errors import DltrainError, ExitCode, UsageError
+from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import PER_CLASS, Better, better
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -27,13 +27,6 @@ _GATE = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*(?:\[(?P<cls>[^\]]+)\])?)\s*"
     r"(?P<op>>=|<=|>|<)\s*(?P<bound>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
-
-
-class GatesFailed(DltrainError):
-    """The evaluation ran, and the model did not meet its bar."""
-
-    kind = "gate failed"
-    exit_code = ExitCode.FAILED
 
 
 @dataclass(frozen=True)

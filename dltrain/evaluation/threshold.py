@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.errors import DltrainError, ExitCode, RunError, UsageError
+from dltrain.errors import RunError, ThresholdUnreachable, UsageError
 from dltrain.runs import read_json, write_json_atomic
 
 THRESHOLD_FILE = "threshold.json"
@@ -30,13 +30,6 @@ _CONSTRAINED = re.compile(
     r"^(?P<goal>precision|recall)@(?P<given>precision|recall)\s*=\s*(?P<bound>[0-9]*\.?[0-9]+)$"
 )
 EXAMPLES = "f1, accuracy, balanced_accuracy, precision@recall=0.9, recall@precision=0.95"
-
-
-class ThresholdUnreachable(DltrainError):
-    """The objective's constraint holds at no threshold: the model cannot meet it."""
-
-    kind = "threshold not found"
-    exit_code = ExitCode.FAILED
 
 
 @dataclass(frozen=True)
