@@ -23,6 +23,7 @@ from dltrain.cli.common import (
 from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
 from dltrain.errors import GatesFailed, RunError, UsageError
+from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.schema import SplitName
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
@@ -130,7 +131,6 @@ def evaluate(
         loaded, run_dir = recipe_and_run(recipe, sets, flags, run)
         spec = loaded.recipe.evaluate
 
-        from dltrain.evaluation.gates import parse_gate
         from dltrain.evaluation.threshold import parse_objective
 
         gates = tuple(parse_gate(text) for text in [*spec.require, *(require or [])])

@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from dltrain.errors import UsageError
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
+from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.models import CnnSpec, ModelSpec
 from dltrain.recipe.tune import TuneSpec
 
@@ -405,9 +407,6 @@ class EvaluateSpec(Section):
 
     @model_validator(mode="after")
     def _gates_parse(self) -> EvaluateSpec:
-        from dltrain.errors import UsageError
-        from dltrain.evaluation.gates import parse_gate  # light: no TensorFlow
-
         for text in self.require:
             try:
                 parse_gate(text)
