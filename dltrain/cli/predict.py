@@ -17,6 +17,7 @@ from dltrain.cli.common import (
 )
 from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
+from dltrain.recipe.durations import format_duration
 
 
 def predict(
@@ -95,7 +96,8 @@ def predict(
         rate = result.num_examples / max(result.seconds, 1e-9)
         console.print(
             f"[green]Wrote[/] {result.output}: {result.num_examples:,} predictions "
-            f"({result.output_format}) from {result.input_format} input in {result.seconds:.1f}s "
+            f"({result.output_format}) from {result.input_format} input in "
+            f"{format_duration(result.seconds)} "
             f"({rate:,.0f}/s) with run {run_dir.name}.",
             highlight=False,
         )

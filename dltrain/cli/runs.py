@@ -23,6 +23,7 @@ from dltrain.cli.common import (
 from dltrain.console import make_console, write_json
 from dltrain.errors import RecipeError, RunError
 from dltrain.recipe import LoadedRecipe
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.load import DEFAULT_RECIPE
 from dltrain.recipe.schema import SplitName
 from dltrain.runs import RECIPE_FILE, resolve_run, runs_dir
@@ -196,7 +197,7 @@ def render(rows: list[Any], columns: list[str], split: str, console: Console, ti
             row.run,
             row.status,
             _cell(row.epochs),
-            "-" if row.seconds is None else f"{row.seconds:.0f}s",
+            "-" if row.seconds is None else format_duration(row.seconds),
             _cell(row.parameters),
             best_text,
             *(_cell(row.metrics.get(name)) for name in columns),

@@ -21,6 +21,7 @@ from dltrain.cli.common import (
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
 from dltrain.recipe import LoadedRecipe, load_recipe
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.schema import OptimizerName, ScheduleName
 from dltrain.runs import RECIPE_FILE, latest_unfinished_run, resolve_path
 
@@ -145,13 +146,14 @@ def train(
             )
         if result.chief:
             console.print(
-                f"[green]Saved[/] {result.run_dir} in {result.seconds:.0f}s. "
+                f"[green]Saved[/] {result.run_dir} in {format_duration(result.seconds)}. "
                 f"Next: dltrain evaluate{' --recipe ' + recipe if recipe else ''}",
                 highlight=False,
             )
         else:
             console.print(
-                f"[green]Done[/] in {result.seconds:.0f}s, one of {result.num_workers} workers; "
+                f"[green]Done[/] in {format_duration(result.seconds)}, one of {result.num_workers} "
+                f"workers; "
                 f"the chief saved the run. Weights sha256 {result.weights_sha256}.",
                 highlight=False,
             )

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dltrain.errors import DltrainError, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe, load_recipe
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.tune import TuneSpec
 from dltrain.runs import data_dir, write_json_atomic, write_text_atomic
 from dltrain.tuning.records import TrialRecord, trial_record
@@ -336,7 +337,8 @@ class _Session:
             if self.stop_reason:
                 return None
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                self._stop(f"the time budget ({_duration(self.plan.spec.timeout)}) is spent")
+                budget = format_duration(self.deadline - self.started)
+                self._stop(f"the time budget ({budget}) is spent")
                 return None
             self.outcome.recovered += recover_stale_trials(self.study)
             limit = self.plan.num_trials
@@ -483,7 +485,8 @@ class _Session:
         self, code: int, timed_out: bool, log_path: Path, slot: int
     ) -> dict[str, Any]:
         if timed_out:
-            limit = _duration(self.plan.spec.trial_timeout)
+            timeout = self.plan.spec.trial_timeout
+            limit = "none" if timeout is None else format_duration(timeout)
             return {
                 "state": "fail",
                 "kind": "timeout",
@@ -624,14 +627,3 @@ def _last_line(path: Path) -> str:
         if lines:
             return lines[-1][:300]
     return ""
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    seconds = float(seconds)
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
