@@ -23,7 +23,7 @@ from dltrain.errors import UsageError
 from dltrain.recipe import LoadedRecipe, load_recipe
 from dltrain.recipe.durations import format_duration
 from dltrain.recipe.schema import OptimizerName, ScheduleName
-from dltrain.runs import RECIPE_FILE, latest_unfinished_run, resolve_path
+from dltrain.runs import RunFolder, latest_unfinished_run, resolve_path
 
 
 def train(
@@ -192,7 +192,7 @@ def _resumable(
     else:
         run_dir = latest_unfinished_run(workdir(), load(recipe, None).recipe.name)
     overrides = [(k, flags[k]) for k in _RESUMABLE if flags.get(k) is not None]
-    return run_dir, load_recipe(run_dir / RECIPE_FILE, overrides)
+    return run_dir, load_recipe(RunFolder(run_dir).recipe, overrides)
 
 
 def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:

@@ -139,8 +139,8 @@ def tune(
             raise NoTrialCompleted(
                 f"No trial of study '{plan.study_name}' completed "
                 f"({_counts(report.counts)}), so there is no best recipe. The reasons are in the "
-                f"table above and in {plan.study_dir / 'trials.csv'}; each trial's log is in "
-                f"{plan.study_dir / 'trials'}/<number>/train.log."
+                f"table above and in {plan.files.trials_csv}; each trial's log is in "
+                f"{plan.files.trials}/<number>/train.log."
             )
 
 

@@ -31,9 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dltrain.errors import DataError
-from dltrain.runs import read_json
+from dltrain.runs import MANIFEST_FILE, read_json
 
-MANIFEST_FILE = "manifest.json"
 PROFILE_FILE = "profile.json"
 MANIFEST_VERSION = 1
 SHARD_EXAMPLES = 20_000  # ~16 MB of 28×28 images per shard: small enough to verify and reload fast

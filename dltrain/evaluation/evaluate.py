@@ -45,17 +45,21 @@ from dltrain.evaluation.predict import predict_batches, validation_anomaly_thres
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import (
-    THRESHOLD_FILE,
     ThresholdObjective,
     choose_threshold,
     read_threshold,
     write_threshold,
 )
 from dltrain.recipe.schema import EvaluateSpec
-from dltrain.runs import HISTORY_FILE, METRICS_FILE, write_json_atomic, write_text_atomic
+from dltrain.runs import (
+    CURVES_FILE,
+    THRESHOLD_FILE,
+    metrics_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 SCHEMA_VERSION = 2
-TRAINING_CURVES = "learning_curves.png"  # drawn by train from history.csv
 CONFIDENCE = 0.95
 Status = Callable[[str], None]
 
@@ -119,11 +123,6 @@ class Examples:
     y: np.ndarray
     label: str  # names the metrics file and the plots folder: test, validation, data-<name>
     source: dict[str, Any]
-
-
-def metrics_file(label: str) -> str:
-    """metrics.json for the test split (the one CI reads), metrics-<label>.json otherwise."""
-    return METRICS_FILE if label == "test" else f"metrics-{label}.json"
 
 
 def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
@@ -521,8 +520,8 @@ def _threshold_summary(
 def draw_plots(
     run: RunModel, examples: Examples, outputs: np.ndarray, scored: Scored, spec: EvaluateSpec
 ) -> list[Path]:
-    """The task's PNG plots in plots/<label>/, and the learning curves in plots/."""
-    folder = run.run_dir / "plots" / examples.label
+    """The task's PNG plots in plots/<label>/, and the run's learning curves."""
+    folder = run.files.plots(examples.label)
     written: list[Path] = []
     scorer = scored.scorer
     if isinstance(scorer, ClassificationScorer):
@@ -547,12 +546,10 @@ def draw_plots(
     elif isinstance(scorer, RegressionScorer | ForecastingScorer):
         names = run.target_names or ["value"]
         written.append(plots.residuals_plot(examples.y, outputs, names, folder / "residuals.png"))
-    if (run.run_dir / TRAINING_CURVES).is_file():
-        written.append(run.run_dir / TRAINING_CURVES)  # training drew them; no second copy
+    if run.files.learning_curves.is_file():
+        written.append(run.files.learning_curves)  # training drew them; no second copy
     else:  # a run from before training drew its own
-        curves = plots.learning_curves_plot(
-            run.run_dir / HISTORY_FILE, run.run_dir / "plots" / "learning_curves.png"
-        )
+        curves = plots.learning_curves_plot(run.files.history, run.files.plots() / CURVES_FILE)
         if curves is not None:
             written.append(curves)
     return written
