@@ -51,13 +51,8 @@ from dltrain.evaluation.threshold import (
     write_threshold,
 )
 from dltrain.recipe.schema import EvaluateSpec
-from dltrain.runs import (
-    CURVES_FILE,
-    THRESHOLD_FILE,
-    metrics_file,
-    write_json_atomic,
-    write_text_atomic,
-)
+from dltrain.runs import THRESHOLD_FILE, metrics_file, write_json_atomic, write_text_atomic
+from dltrain.training.curves import plot_learning_curves
 
 SCHEMA_VERSION = 2
 CONFIDENCE = 0.95
@@ -548,8 +543,8 @@ def draw_plots(
         written.append(plots.residuals_plot(examples.y, outputs, names, folder / "residuals.png"))
     if run.files.learning_curves.is_file():
         written.append(run.files.learning_curves)  # training drew them; no second copy
-    else:  # a run from before training drew its own
-        curves = plots.learning_curves_plot(run.files.history, run.files.plots() / CURVES_FILE)
+    else:  # a run from before training drew them: draw them where training would have
+        curves = plot_learning_curves(run.files.history, run.files.learning_curves)
         if curves is not None:
             written.append(curves)
     return written
