@@ -14,13 +14,21 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import RunError
+from dltrain.errors import RecipeError, RunError
+from dltrain.recipe import (
+    LoadedRecipe,
+    find_recipe,
+    load_recipe,
+    load_recipe_dict,
+    read_recipe_yaml,
+)
+from dltrain.recipe.load import DEFAULT_RECIPE
 
 # The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
 RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
@@ -44,6 +52,8 @@ TUNE_DIR = "tune"
 SUMMARY_JSON = "summary.json"
 TRIALS_CSV = "trials.csv"
 BEST_RECIPE_FILE = "best.yaml"
+# What reading a run (evaluate, predict, export) needs of the recipe it saved.
+RUN_READING_SECTIONS = ("name", "seed", "data", "evaluate")
 
 
 def metrics_file(label: str) -> str:
@@ -157,6 +167,29 @@ class RunFolder:
         except (OSError, ValueError):
             return False  # no readable run.json: not known to be a trial
         return isinstance(info, dict) and "tune" in info
+
+    def load_recipe(
+        self, overrides: Sequence[tuple[str, Any]] = (), cwd: Path | None = None
+    ) -> LoadedRecipe:
+        """The recipe the run saved, or, if it no longer validates (another dltrain version
+        wrote it), the parts reading a run needs: name, seed, data and evaluate.
+
+        Args:
+            overrides: ``(dotted.key, value)`` pairs from flags and ``--set``.
+            cwd: the working directory for command-line paths.
+
+        Raises:
+            RecipeError: not even those parts validate; the message is the whole recipe's.
+        """
+        saved = read_recipe_yaml(self.recipe)
+        try:
+            return load_recipe_dict(saved, self.recipe, overrides, cwd)
+        except RecipeError as original:
+            kept = {k: v for k, v in saved.items() if k in RUN_READING_SECTIONS}
+            try:
+                return load_recipe_dict(kept, self.recipe, overrides, cwd)
+            except RecipeError:
+                raise original from None
 
 
 @dataclass(frozen=True)
@@ -316,6 +349,40 @@ def resolve_path(given: Path, workdir: Path) -> Path:
             f"such as runs/<recipe>/<run id>/."
         )
     return path
+
+
+def resolve_recipe_and_run(
+    recipe: str | None,
+    run: Path | None,
+    workdir: Path,
+    overrides: Sequence[tuple[str, Any]] = (),
+) -> tuple[LoadedRecipe, Path]:
+    """The recipe and the run a run-reading command (evaluate, predict, export) works on.
+
+    The recipe is ``recipe``, else ``dltrain.yaml`` in ``workdir``, else (when ``run`` names a
+    run) the resolved recipe saved in that run, so ``dltrain evaluate --run runs/x/<id>`` works
+    from any folder. The run is ``run``, else the recipe's latest finished run.
+
+    Args:
+        recipe: ``--recipe`` as typed, or ``None``.
+        run: ``--run`` as typed (relative to ``workdir``), or ``None``.
+        workdir: the folder holding data/ and runs/.
+        overrides: ``(dotted.key, value)`` pairs from flags and ``--set``, applied in order.
+
+    Returns:
+        The loaded recipe and the run folder.
+
+    Raises:
+        RecipeError: no recipe anywhere, or one that does not validate.
+        RunError: no such run, or one without a model.
+    """
+    if recipe is None and run is not None and not (workdir / DEFAULT_RECIPE).is_file():
+        saved = RunFolder(resolve_path(run, workdir))
+        if saved.recipe.is_file():
+            loaded = saved.load_recipe(overrides, workdir)
+            return loaded, resolve_run(saved.path, workdir, loaded.recipe.name)
+    loaded = load_recipe(find_recipe(recipe, workdir), overrides, workdir)
+    return loaded, resolve_run(run, workdir, loaded.recipe.name)
 
 
 def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:

@@ -11,13 +11,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dltrain.cli.common import (
     JsonOption,
     RecipeOption,
+    RunOption,
     SetOption,
+    collect_overrides,
     from_workdir,
     reported_errors,
+    workdir,
 )
-from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
 from dltrain.recipe.durations import format_duration
+from dltrain.runs import resolve_recipe_and_run
 
 
 def predict(
@@ -66,7 +69,7 @@ def predict(
     """Predict raw inputs with a run's model: predicted class (or value) and probabilities."""
     console = make_console()
     with reported_errors(console):
-        _, run_dir = recipe_and_run(recipe, sets, {}, run)
+        _, run_dir = resolve_recipe_and_run(recipe, run, workdir(), collect_overrides(sets))
         source = from_workdir(input_)
         target = from_workdir(output)
         with console.status("Loading TensorFlow and the model …"):

@@ -17,13 +17,14 @@ from dltrain.cli.common import (
     PrintRecipeOption,
     RecipeOption,
     SetOption,
+    collect_overrides,
     print_recipe,
     reported_errors,
     workdir,
 )
 from dltrain.console import make_console, write_json
 from dltrain.errors import NoTrialCompleted
-from dltrain.recipe import find_recipe, load_recipe, parse_assignment
+from dltrain.recipe import find_recipe, load_recipe
 from dltrain.recipe.durations import format_duration
 from dltrain.recipe.tune import ParamKind, ParamSpec, PrunerName, SamplerName
 
@@ -102,8 +103,7 @@ def tune(
             "tune.sampler": sampler.value if sampler else None,
             "tune.pruner": pruner.value if pruner else None,
         }
-        overrides = [(key, value) for key, value in flags.items() if value is not None]
-        overrides += [parse_assignment(text) for text in sets or []]
+        overrides = collect_overrides(sets, flags)
         loaded = load_recipe(find_recipe(recipe), overrides)
         if print_recipe_:
             print_recipe(loaded)
