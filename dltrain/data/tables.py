@@ -13,7 +13,6 @@ stray ``"`` inside messages), and a UTF-8 byte-order mark.
 from __future__ import annotations
 
 import csv
-import io
 import queue
 import re
 import threading
@@ -523,10 +522,3 @@ def read_all(table: TableFile, types: dict[str, pa.DataType]) -> pa.Table:
     if not batches:
         return pa.table({name: pa.array([], type=types[name]) for name in table.columns})
     return pa.Table.from_batches(batches)
-
-
-def csv_text(table: pa.Table) -> str:
-    """A table as CSV text (tests and error messages)."""
-    sink = io.BytesIO()
-    pacsv.write_csv(table, sink)
-    return sink.getvalue().decode()

@@ -8,7 +8,7 @@ computed, so bad input never overwrites an earlier evaluation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -548,21 +548,3 @@ def draw_plots(
         if curves is not None:
             written.append(curves)
     return written
-
-
-def evaluate_run(run_dir: Path, split: str, batch_size: int) -> dict[str, Any]:
-    """Evaluate ``run_dir`` on a prepared split with default settings; returns the document.
-
-    Kept for callers of the first version (tuning); new code builds an ``EvaluationRequest``.
-    """
-    from dltrain.recipe.schema import SplitName
-
-    spec = EvaluateSpec(split=SplitName(split), batch_size=batch_size, plots=False)
-    return evaluate(EvaluationRequest(run_dir=run_dir, spec=spec)).document
-
-
-def gate_summary(results: Sequence[GateResult], comparisons: Sequence[Comparison]) -> str:
-    """One sentence: how many gates and comparisons passed."""
-    checks = len(results) + len(comparisons)
-    failed = sum(not r.passed for r in results) + sum(not c.passed for c in comparisons)
-    return f"{checks - failed} of {checks} checks passed"
