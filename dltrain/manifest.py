@@ -49,7 +49,6 @@ from dltrain.recipe.data import (
 )
 from dltrain.tasks import Task
 
-MANIFEST_FILE = "manifest.json"
 # 2: the typed contract below, and categories stored in the spelling predict parses them into.
 MANIFEST_VERSION = 2
 

@@ -1,7 +1,9 @@
 """Where commands find each other's outputs, and how files that later commands trust get written.
 
 ``data/<recipe>/`` holds a prepared dataset, ``runs/<recipe>/<run id>/`` one training run. Run ids
-sort by creation time, so the latest run is the last one in name order.
+sort by creation time, so the latest run is the last one in name order. Every file name of a run
+folder is defined here, once, and ``RunFolder`` joins them to a folder; ``StudyFolder`` does the
+same for a tune study's folder.
 """
 
 from __future__ import annotations
@@ -12,18 +14,228 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import RunError
+from dltrain.errors import RecipeError, RunError
+from dltrain.recipe import (
+    LoadedRecipe,
+    find_recipe,
+    load_recipe,
+    load_recipe_dict,
+    read_recipe_yaml,
+)
+from dltrain.recipe.load import DEFAULT_RECIPE
 
-MODEL_FILE = "model.keras"
-RECIPE_FILE = "recipe.yaml"
-RUN_INFO_FILE = "run.json"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
+# The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
+RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
+RUN_INFO_FILE = "run.json"  # status, versions, seed, data fingerprint, best epoch
+MODEL_FILE = "model.keras"  # written last: a run holding it finished
+HISTORY_FILE = "history.csv"  # one row per epoch
+CURVES_FILE = "learning_curves.png"  # drawn from history.csv
+SUMMARY_FILE = "model_summary.txt"
+MANIFEST_FILE = "manifest.json"  # the prepared data's manifest; train keeps a copy in the run
+CHECKPOINTS = "checkpoints"  # epoch-NNNN.keras, best.keras and state.json
+STATE_FILE = "state.json"
+BEST_FILE = "best.keras"
+TENSORBOARD = "tensorboard"
+SAMPLES = "samples"  # a GAN's sample grids
+METRICS_FILE = "metrics.json"  # the test split's metrics, the one CI reads
+THRESHOLD_FILE = "threshold.json"  # a binary classifier's chosen decision threshold
+PLOTS = "plots"  # plots/<split or data label>/*.png
+EXPORT_DIR = "export"
+# A tune study's folder, runs/<recipe>/tune/<study>/, and its trials.
+TUNE_DIR = "tune"
+SUMMARY_JSON = "summary.json"
+TRIALS_CSV = "trials.csv"
+BEST_RECIPE_FILE = "best.yaml"
+# What reading a run (evaluate, predict, export) needs of the recipe it saved.
+RUN_READING_SECTIONS = ("name", "seed", "data", "evaluate")
+
+
+def metrics_file(label: str) -> str:
+    """metrics.json for the test split (the one CI reads), metrics-<label>.json otherwise."""
+    return METRICS_FILE if label == "test" else f"metrics-{label}.json"
+
+
+def report_file(label: str) -> str:
+    """report.md for the test split, report-<label>.md otherwise (beside its metrics file)."""
+    return "report.md" if label == "test" else f"report-{label}.md"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder, ``runs/<recipe>/<run id>/``, and the path of every file in it.
+
+    Example:
+        >>> RunFolder(Path("runs/mnist/20260101-120000-ab12")).metrics("validation").name
+        'metrics-validation.json'
+    """
+
+    path: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.path / RECIPE_FILE
+
+    @property
+    def info(self) -> Path:
+        return self.path / RUN_INFO_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def history(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def learning_curves(self) -> Path:
+        return self.path / CURVES_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / MANIFEST_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def state(self) -> Path:
+        return self.checkpoints / STATE_FILE
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / BEST_FILE
+
+    def checkpoint(self, epoch: int) -> Path:
+        """The checkpoint written after ``epoch`` (counted from 1)."""
+        return self.checkpoints / f"epoch-{epoch:04d}.keras"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
+
+    @property
+    def samples(self) -> Path:
+        return self.path / SAMPLES
+
+    @property
+    def threshold(self) -> Path:
+        return self.path / THRESHOLD_FILE
+
+    def metrics(self, label: str = "test") -> Path:
+        """The metrics of an evaluation on ``label`` (a split, or ``data-<name>``)."""
+        return self.path / metrics_file(label)
+
+    def report(self, label: str = "test") -> Path:
+        """The Markdown report of an evaluation on ``label``."""
+        return self.path / report_file(label)
+
+    def plots(self, label: str | None = None) -> Path:
+        """``plots/``, or ``plots/<label>/`` holding one evaluation's plots."""
+        return self.path / PLOTS if label is None else self.path / PLOTS / label
+
+    @property
+    def export(self) -> Path:
+        return self.path / EXPORT_DIR
+
+    @property
+    def finished(self) -> bool:
+        """Whether training finished: the model is written last."""
+        return self.model.is_file()
+
+    @property
+    def resumable(self) -> bool:
+        """Whether training stopped early but left a checkpoint to continue from."""
+        return not self.finished and self.state.is_file()
+
+    @property
+    def is_tune_trial(self) -> bool:
+        """Whether ``dltrain tune`` trained this run (its run.json has a ``tune`` entry)."""
+        try:
+            info = read_json(self.info)
+        except (OSError, ValueError):
+            return False  # no readable run.json: not known to be a trial
+        return isinstance(info, dict) and "tune" in info
+
+    def load_recipe(
+        self, overrides: Sequence[tuple[str, Any]] = (), cwd: Path | None = None
+    ) -> LoadedRecipe:
+        """The recipe the run saved, or, if it no longer validates (another dltrain version
+        wrote it), the parts reading a run needs: name, seed, data and evaluate.
+
+        Args:
+            overrides: ``(dotted.key, value)`` pairs from flags and ``--set``.
+            cwd: the working directory for command-line paths.
+
+        Raises:
+            RecipeError: not even those parts validate; the message is the whole recipe's.
+        """
+        saved = read_recipe_yaml(self.recipe)
+        try:
+            return load_recipe_dict(saved, self.recipe, overrides, cwd)
+        except RecipeError as original:
+            kept = {k: v for k, v in saved.items() if k in RUN_READING_SECTIONS}
+            try:
+                return load_recipe_dict(kept, self.recipe, overrides, cwd)
+            except RecipeError:
+                raise original from None
+
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """One tune study's folder, ``runs/<recipe>/tune/<study>/``, and the files tune writes."""
+
+    path: Path
+
+    @property
+    def base_recipe(self) -> Path:
+        """The resolved recipe every trial starts from (its overrides applied on top)."""
+        return self.path / RECIPE_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY_JSON
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.path / TRIALS_CSV
+
+    @property
+    def best_recipe(self) -> Path:
+        """The recipe with the best trial's values, ready for `dltrain train`."""
+        return self.path / BEST_RECIPE_FILE
+
+    @property
+    def trials(self) -> Path:
+        return self.path / "trials"
+
+    def trial(self, number: int) -> Path:
+        """Trial ``number``'s folder: trial.json (its spec), result.json and train.log."""
+        return self.trials / f"{number:05d}"
+
+    def trial_spec(self, number: int) -> Path:
+        return self.trial(number) / "trial.json"
+
+    def trial_result(self, number: int) -> Path:
+        return self.trial(number) / "result.json"
+
+    def trial_log(self, number: int) -> Path:
+        return self.trial(number) / "train.log"
+
+    def standby_log(self, slot: int) -> Path:
+        """Where a trial process waiting for its spec logs, until the trial's own log takes over."""
+        return self.trials / f"standby-{slot}.log"
 
 
 def _current_umask() -> int:
@@ -61,11 +273,7 @@ def new_run_dir(workdir: Path, name: str) -> Path:
 
 def is_tune_trial(run_dir: Path) -> bool:
     """Whether a run folder is a ``dltrain tune`` trial (its run.json has a ``tune`` entry)."""
-    try:
-        info = read_json(run_dir / RUN_INFO_FILE)
-    except (OSError, ValueError):
-        return False  # no readable run.json: not known to be a trial
-    return isinstance(info, dict) and "tune" in info
+    return RunFolder(run_dir).is_tune_trial
 
 
 def run_folders(root: Path, include_trials: bool = False) -> tuple[list[Path], int]:
@@ -97,9 +305,9 @@ def latest_run(workdir: Path, name: str, *, include_trials: bool = False) -> Pat
     """
     root = runs_dir(workdir, name)
     runs, skipped = run_folders(root, include_trials)
-    finished = [p for p in runs if (p / MODEL_FILE).is_file()]
+    finished = [p for p in runs if RunFolder(p).finished]
     if not finished:
-        started = [p for p in runs if (p / RUN_INFO_FILE).is_file()]  # not tune/, lr-finder/
+        started = [p for p in runs if RunFolder(p).info.is_file()]  # not tune/, lr-finder/
         found = f" ({len(started)} run(s) there, none with a saved model)" if started else ""
         raise RunError(
             f"No finished run of recipe '{name}' under {root}{found}.{_trials_note(skipped)} "
@@ -119,11 +327,7 @@ def latest_unfinished_run(workdir: Path, name: str, *, include_trials: bool = Fa
     """
     root = runs_dir(workdir, name)
     runs, _ = run_folders(root, include_trials)
-    resumable = [
-        p
-        for p in runs
-        if not (p / MODEL_FILE).is_file() and (p / "checkpoints" / "state.json").is_file()
-    ]
+    resumable = [p for p in runs if RunFolder(p).resumable]
     if not resumable:
         raise RunError(
             f"No unfinished run of recipe '{name}' to resume under {root}: every run there either "
@@ -147,6 +351,40 @@ def resolve_path(given: Path, workdir: Path) -> Path:
     return path
 
 
+def resolve_recipe_and_run(
+    recipe: str | None,
+    run: Path | None,
+    workdir: Path,
+    overrides: Sequence[tuple[str, Any]] = (),
+) -> tuple[LoadedRecipe, Path]:
+    """The recipe and the run a run-reading command (evaluate, predict, export) works on.
+
+    The recipe is ``recipe``, else ``dltrain.yaml`` in ``workdir``, else (when ``run`` names a
+    run) the resolved recipe saved in that run, so ``dltrain evaluate --run runs/x/<id>`` works
+    from any folder. The run is ``run``, else the recipe's latest finished run.
+
+    Args:
+        recipe: ``--recipe`` as typed, or ``None``.
+        run: ``--run`` as typed (relative to ``workdir``), or ``None``.
+        workdir: the folder holding data/ and runs/.
+        overrides: ``(dotted.key, value)`` pairs from flags and ``--set``, applied in order.
+
+    Returns:
+        The loaded recipe and the run folder.
+
+    Raises:
+        RecipeError: no recipe anywhere, or one that does not validate.
+        RunError: no such run, or one without a model.
+    """
+    if recipe is None and run is not None and not (workdir / DEFAULT_RECIPE).is_file():
+        saved = RunFolder(resolve_path(run, workdir))
+        if saved.recipe.is_file():
+            loaded = saved.load_recipe(overrides, workdir)
+            return loaded, resolve_run(saved.path, workdir, loaded.recipe.name)
+    loaded = load_recipe(find_recipe(recipe, workdir), overrides, workdir)
+    return loaded, resolve_run(run, workdir, loaded.recipe.name)
+
+
 def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:
     """The run the user named with ``--run``, or the latest run of the recipe.
 
@@ -161,7 +399,7 @@ def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:
             f"Run folder {given} does not exist. Expected a folder written by `dltrain train`, "
             f"such as runs/{name}/<run id>/; list them with `ls {runs_dir(workdir, name)}`."
         )
-    if not (path / MODEL_FILE).is_file():
+    if not RunFolder(path).finished:
         raise RunError(
             f"Run folder {given} holds no {MODEL_FILE}: its training did not finish. Train again "
             f"with `dltrain train`, or pick another run."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -63,3 +64,19 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("dltrain ")
+
+
+def test_the_recipe_layer_imports_no_layer_above_it() -> None:
+    # recipe/ is read by every stage; an import of one (even inside a function) is an arrow upward
+    above = ("data", "models", "training", "evaluation", "tuning", "cli")
+    upward = []
+    for path in sorted((REPO / "dltrain" / "recipe").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            upward += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[:2] in (["dltrain", a] for a in above)
+            ]
+    assert upward == []

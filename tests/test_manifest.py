@@ -13,7 +13,6 @@ from dltrain.data.prepare import prepare
 from dltrain.data.store import open_store
 from dltrain.errors import DataError
 from dltrain.manifest import (
-    MANIFEST_FILE,
     ClassTarget,
     FeatureKind,
     ImagePreprocessing,
@@ -27,6 +26,7 @@ from dltrain.manifest import (
     read_manifest,
 )
 from dltrain.recipe.data import ColumnType, DataSpec, Missing, Sampling
+from dltrain.runs import MANIFEST_FILE
 from dltrain.tasks import Task
 
 

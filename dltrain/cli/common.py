@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from dltrain.errors import DltrainError, ExitCode
 from dltrain.recipe import LoadedRecipe, find_recipe, load_recipe, parse_assignment
@@ -38,19 +39,48 @@ PrintRecipeOption = Annotated[
     bool, typer.Option("--print-recipe", help="Print the resolved recipe (YAML) and exit.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Write one JSON document to stdout.")]
+RunOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--run",
+        help="Run folder. Default: the recipe's latest finished run.",
+        show_default=False,
+    ),
+]
+
+
+def collect_overrides(
+    sets: list[str] | None, flags: dict[str, Any] | None = None
+) -> list[tuple[str, Any]]:
+    """The recipe overrides a command line gives: named flags first, then ``--set`` in order.
+
+    Raises:
+        UsageError: a malformed ``--set``.
+    """
+    overrides = [(key, value) for key, value in (flags or {}).items() if value is not None]
+    return overrides + [parse_assignment(text) for text in sets or []]
 
 
 def load(
     recipe: str | None, sets: list[str] | None, flags: dict[str, Any] | None = None
 ) -> LoadedRecipe:
     """Find and load the recipe; named flags apply first, then ``--set`` in order."""
-    overrides = [(key, value) for key, value in (flags or {}).items() if value is not None]
-    overrides += [parse_assignment(text) for text in sets or []]
-    return load_recipe(find_recipe(recipe), overrides)
+    return load_recipe(find_recipe(recipe), collect_overrides(sets, flags))
 
 
 def print_recipe(loaded: LoadedRecipe) -> None:
     sys.stdout.write(loaded.to_yaml())
+
+
+def print_wide(console: Console, table: Table) -> None:
+    """Print a table at its natural width, even past a non-terminal's 80 columns: a CI log line
+    may be long, but a run id or path cut to "2026…" is useless."""
+    width = console.width
+    console.width = max(width, 200)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 @contextlib.contextmanager

@@ -16,14 +16,18 @@ from rich.table import Table
 from dltrain.cli.common import (
     JsonOption,
     RecipeOption,
+    RunOption,
     SetOption,
+    collect_overrides,
     from_workdir,
     reported_errors,
+    workdir,
 )
-from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
-from dltrain.errors import RunError, UsageError
+from dltrain.errors import GatesFailed, RunError, UsageError
+from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.schema import SplitName
+from dltrain.runs import resolve_recipe_and_run
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
 
@@ -127,10 +131,10 @@ def evaluate(
             "evaluate.tolerance": tolerance,
             "evaluate.plots": plots,
         }
-        loaded, run_dir = recipe_and_run(recipe, sets, flags, run)
+        overrides = collect_overrides(sets, flags)
+        loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)
         spec = loaded.recipe.evaluate
 
-        from dltrain.evaluation.gates import GatesFailed, parse_gate
         from dltrain.evaluation.threshold import parse_objective
 
         gates = tuple(parse_gate(text) for text in [*spec.require, *(require or [])])

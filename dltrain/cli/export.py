@@ -12,13 +12,17 @@ from rich.table import Table
 from dltrain.cli.common import (
     JsonOption,
     RecipeOption,
+    RunOption,
     SetOption,
+    collect_overrides,
     from_workdir,
+    print_wide,
     reported_errors,
+    workdir,
 )
-from dltrain.cli.runs import RunOption, print_wide, recipe_and_run
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
+from dltrain.runs import resolve_recipe_and_run
 
 
 class Format(StrEnum):  # mirrors evaluation.export.ExportFormat, which imports TensorFlow
@@ -61,7 +65,7 @@ def export(
                 f"--output names one path but {len(chosen)} formats were asked for; export them "
                 f"one at a time, or drop --output to use <run>/export/."
             )
-        _, run_dir = recipe_and_run(recipe, sets, {}, run)
+        _, run_dir = resolve_recipe_and_run(recipe, run, workdir(), collect_overrides(sets))
         target = None if output is None else from_workdir(output)
         results = []
         for fmt in chosen:

@@ -11,12 +11,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dltrain.cli.common import (
     JsonOption,
     RecipeOption,
+    RunOption,
     SetOption,
+    collect_overrides,
     from_workdir,
     reported_errors,
+    workdir,
 )
-from dltrain.cli.runs import RunOption, recipe_and_run
 from dltrain.console import make_console, write_json
+from dltrain.recipe.durations import format_duration
+from dltrain.runs import resolve_recipe_and_run
 
 
 def predict(
@@ -65,7 +69,7 @@ def predict(
     """Predict raw inputs with a run's model: predicted class (or value) and probabilities."""
     console = make_console()
     with reported_errors(console):
-        _, run_dir = recipe_and_run(recipe, sets, {}, run)
+        _, run_dir = resolve_recipe_and_run(recipe, run, workdir(), collect_overrides(sets))
         source = from_workdir(input_)
         target = from_workdir(output)
         with console.status("Loading TensorFlow and the model …"):
@@ -95,7 +99,8 @@ def predict(
         rate = result.num_examples / max(result.seconds, 1e-9)
         console.print(
             f"[green]Wrote[/] {result.output}: {result.num_examples:,} predictions "
-            f"({result.output_format}) from {result.input_format} input in {result.seconds:.1f}s "
+            f"({result.output_format}) from {result.input_format} input in "
+            f"{format_duration(result.seconds)} "
             f"({rate:,.0f}/s) with run {run_dir.name}.",
             highlight=False,
         )

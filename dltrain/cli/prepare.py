@@ -20,6 +20,7 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+from dltrain.errors import DataQualityError
 from dltrain.runs import data_dir
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ def prepare(
             return
         with console.status(f"Preparing {loaded.recipe.data.source} …"):
             from dltrain.data.prepare import prepare as prepare_data
-            from dltrain.data.tabular import DataQualityError
 
             folder = data_dir(workdir(), loaded.recipe.name)
             try:

@@ -1,13 +1,10 @@
-"""dltrain runs: the recipe's runs side by side; and how run-reading commands find their run."""
+"""dltrain runs: the recipe's runs side by side, with their status, training time and metrics."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -15,90 +12,15 @@ from dltrain.cli.common import (
     JsonOption,
     RecipeOption,
     SetOption,
-    from_workdir,
     load,
+    print_wide,
     reported_errors,
     workdir,
 )
 from dltrain.console import make_console, write_json
-from dltrain.errors import RecipeError, RunError
-from dltrain.recipe import LoadedRecipe
-from dltrain.recipe.load import DEFAULT_RECIPE
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.schema import SplitName
-from dltrain.runs import RECIPE_FILE, resolve_run, runs_dir
-
-RunOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--run",
-        help="Run folder. Default: the recipe's latest finished run.",
-        show_default=False,
-    ),
-]
-
-
-def recipe_and_run(
-    recipe: str | None, sets: list[str] | None, flags: dict[str, Any], run: Path | None
-) -> tuple[LoadedRecipe, Path]:
-    """The recipe and the run a command works on.
-
-    The recipe is ``--recipe``, else ./dltrain.yaml, else (when ``--run`` names a run) the
-    resolved recipe saved in that run, so ``dltrain evaluate --run runs/x/<id>`` works from any
-    folder. The run is ``--run``, else the recipe's latest finished run.
-
-    Raises:
-        RecipeError: no recipe anywhere.
-        RunError: no such run, or one without a model.
-    """
-    if recipe is None and run is not None and not (workdir() / DEFAULT_RECIPE).is_file():
-        run_dir = from_workdir(run)
-        if not run_dir.is_dir():
-            raise RunError(
-                f"Run folder {run} does not exist. Expected a folder written by `dltrain train`, "
-                f"such as runs/<recipe>/<run id>/."
-            )
-        if (run_dir / RECIPE_FILE).is_file():
-            loaded = _run_recipe(run_dir / RECIPE_FILE, sets, flags)
-            return loaded, resolve_run(run_dir, workdir(), loaded.recipe.name)
-    loaded = load(recipe, sets, flags)
-    return loaded, resolve_run(run, workdir(), loaded.recipe.name)
-
-
-def _run_recipe(path: Path, sets: list[str] | None, flags: dict[str, Any]) -> LoadedRecipe:
-    """The recipe a run saved; if it no longer validates (written by another dltrain version),
-    the parts reading a run needs: name, seed, data and evaluate.
-
-    Raises:
-        RecipeError: not even those parts validate.
-    """
-    try:
-        return load(str(path), sets, flags)
-    except RecipeError as original:
-        try:
-            saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            raise original from None
-        if not isinstance(saved, dict):
-            raise
-        kept = {k: v for k, v in saved.items() if k in ("name", "seed", "data", "evaluate")}
-        with tempfile.TemporaryDirectory(prefix="dltrain-run-recipe-") as folder:
-            partial = Path(folder) / RECIPE_FILE
-            partial.write_text(yaml.safe_dump(kept), encoding="utf-8")
-            try:
-                return load(str(partial), sets, flags)
-            except RecipeError:
-                raise original from None
-
-
-def print_wide(console: Console, table: Table) -> None:
-    """Print a table at its natural width, even past a non-terminal's 80 columns: a CI log line
-    may be long, but a run id or path cut to "2026…" is useless."""
-    width = console.width
-    console.width = max(width, 200)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
+from dltrain.runs import runs_dir
 
 
 def runs(
@@ -196,7 +118,7 @@ def render(rows: list[Any], columns: list[str], split: str, console: Console, ti
             row.run,
             row.status,
             _cell(row.epochs),
-            "-" if row.seconds is None else f"{row.seconds:.0f}s",
+            "-" if row.seconds is None else format_duration(row.seconds),
             _cell(row.parameters),
             best_text,
             *(_cell(row.metrics.get(name)) for name in columns),

@@ -21,8 +21,9 @@ from dltrain.cli.common import (
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
 from dltrain.recipe import LoadedRecipe, load_recipe
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.schema import OptimizerName, ScheduleName
-from dltrain.runs import RECIPE_FILE, latest_unfinished_run, resolve_path
+from dltrain.runs import RunFolder, latest_unfinished_run, resolve_path
 
 
 def train(
@@ -145,13 +146,14 @@ def train(
             )
         if result.chief:
             console.print(
-                f"[green]Saved[/] {result.run_dir} in {result.seconds:.0f}s. "
+                f"[green]Saved[/] {result.run_dir} in {format_duration(result.seconds)}. "
                 f"Next: dltrain evaluate{' --recipe ' + recipe if recipe else ''}",
                 highlight=False,
             )
         else:
             console.print(
-                f"[green]Done[/] in {result.seconds:.0f}s, one of {result.num_workers} workers; "
+                f"[green]Done[/] in {format_duration(result.seconds)}, one of {result.num_workers} "
+                f"workers; "
                 f"the chief saved the run. Weights sha256 {result.weights_sha256}.",
                 highlight=False,
             )
@@ -190,7 +192,7 @@ def _resumable(
     else:
         run_dir = latest_unfinished_run(workdir(), load(recipe, None).recipe.name)
     overrides = [(k, flags[k]) for k in _RESUMABLE if flags.get(k) is not None]
-    return run_dir, load_recipe(run_dir / RECIPE_FILE, overrides)
+    return run_dir, load_recipe(RunFolder(run_dir).recipe, overrides)
 
 
 def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:

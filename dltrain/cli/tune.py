@@ -17,13 +17,15 @@ from dltrain.cli.common import (
     PrintRecipeOption,
     RecipeOption,
     SetOption,
+    collect_overrides,
     print_recipe,
     reported_errors,
     workdir,
 )
 from dltrain.console import make_console, write_json
-from dltrain.errors import DltrainError, ExitCode
-from dltrain.recipe import find_recipe, load_recipe, parse_assignment
+from dltrain.errors import NoTrialCompleted
+from dltrain.recipe import find_recipe, load_recipe
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.tune import ParamKind, ParamSpec, PrunerName, SamplerName
 
 if TYPE_CHECKING:
@@ -32,13 +34,6 @@ if TYPE_CHECKING:
     from dltrain.tuning.runner import StudyStart, TuneEvent, TuneOutcome, TunePlan
 
 LIVE_ROWS = 12  # finished trials kept in the live table, besides the running ones
-
-
-class NoTrialCompleted(DltrainError):
-    """The search ran but no trial finished training (all failed or were pruned)."""
-
-    kind = "tune failed"
-    exit_code = ExitCode.FAILED
 
 
 def tune(
@@ -108,8 +103,7 @@ def tune(
             "tune.sampler": sampler.value if sampler else None,
             "tune.pruner": pruner.value if pruner else None,
         }
-        overrides = [(key, value) for key, value in flags.items() if value is not None]
-        overrides += [parse_assignment(text) for text in sets or []]
+        overrides = collect_overrides(sets, flags)
         loaded = load_recipe(find_recipe(recipe), overrides)
         if print_recipe_:
             print_recipe(loaded)
@@ -145,8 +139,8 @@ def tune(
             raise NoTrialCompleted(
                 f"No trial of study '{plan.study_name}' completed "
                 f"({_counts(report.counts)}), so there is no best recipe. The reasons are in the "
-                f"table above and in {plan.study_dir / 'trials.csv'}; each trial's log is in "
-                f"{plan.study_dir / 'trials'}/<number>/train.log."
+                f"table above and in {plan.files.trials_csv}; each trial's log is in "
+                f"{plan.files.trials}/<number>/train.log."
             )
 
 
@@ -191,14 +185,9 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)) or "no trials"
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value >= 3600:
-        return f"{value / 3600:.1f}h"
-    if value >= 60:
-        return f"{value / 60:.1f}m"
-    return f"{value:.0f}s"
+def _duration_cell(seconds: float | None) -> str:
+    """A duration for a table cell or sentence; empty when unknown (a trial that never ran)."""
+    return "" if seconds is None else format_duration(seconds)
 
 
 def show_plan(console: Console, plan: TunePlan) -> None:
@@ -207,7 +196,7 @@ def show_plan(console: Console, plan: TunePlan) -> None:
     if plan.num_trials is not None:
         budget.append(f"{plan.num_trials} trials")
     if spec.timeout:
-        budget.append(f"at most {_seconds(spec.timeout)}")
+        budget.append(f"at most {_duration_cell(spec.timeout)}")
     pruning = (
         "no pruning"
         if spec.pruner is PrunerName.NONE
@@ -327,7 +316,8 @@ class TrialBoard:
             where = f"at epoch {r.pruned_at_epoch}"
         elif r.epochs_run:
             where = f"{r.epochs_run} epochs"
-        parts = [f"trial {r.number:>3}", f"{r.state:<8}", value, where, _seconds(r.seconds), params]
+        took = _duration_cell(r.seconds)
+        parts = [f"trial {r.number:>3}", f"{r.state:<8}", value, where, took, params]
         line = "  ".join(p for p in parts if p)
         if r.reason:
             line += f"\n           {r.reason}"
@@ -359,7 +349,7 @@ class TrialBoard:
                     value,
                     str(record.epochs_run or ""),
                     str(record.pruned_at_epoch or ""),
-                    _seconds(record.seconds),
+                    _duration_cell(record.seconds),
                 ]
                 params = record.params
             else:
@@ -371,7 +361,7 @@ class TrialBoard:
                     value,
                     row.get("epoch") or "",
                     "",
-                    _seconds(elapsed),
+                    _duration_cell(elapsed),
                 ]
                 params = row.get("params", {})
             cells += [escape(_fmt(params[p])) if p in params else "" for p in self.names]
@@ -386,7 +376,7 @@ def show_report(console: Console, plan: TunePlan, outcome: TuneOutcome, report: 
     console.print(
         f"Study '{escape(plan.study_name)}': {len(report.records)} trial(s) "
         f"({_counts(report.counts)}). This session ran {session['trials_run']} in "
-        f"{_seconds(outcome.seconds)}{f' ({rate:g} trials/hour)' if rate else ''}; "
+        f"{_duration_cell(outcome.seconds)}{f' ({rate:g} trials/hour)' if rate else ''}; "
         f"stopped because {outcome.stop_reason or 'it was done'}.",
         highlight=False,
     )
@@ -403,7 +393,7 @@ def show_report(console: Console, plan: TunePlan, outcome: TuneOutcome, report: 
                 str(r.number),
                 f"{r.value:.4f}" if r.value is not None else "",
                 str(r.best_epoch or ""),
-                _seconds(r.seconds),
+                _duration_cell(r.seconds),
                 *(escape(_fmt(r.params[p])) if p in r.params else "" for p in names),
             )
         console.print(table)

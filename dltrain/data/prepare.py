@@ -31,12 +31,11 @@ from dltrain.data.store import (
     fingerprint_files,
     open_store,
 )
-from dltrain.data.tabular import DataQualityError
 from dltrain.data.transforms import class_weights
-from dltrain.errors import DataError
-from dltrain.manifest import MANIFEST_FILE, MANIFEST_VERSION, Manifest
+from dltrain.errors import DataError, DataQualityError
+from dltrain.manifest import MANIFEST_VERSION, Manifest
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
-from dltrain.runs import atomic_path, read_json, write_json_atomic
+from dltrain.runs import MANIFEST_FILE, atomic_path, read_json, write_json_atomic
 from dltrain.tasks import Task
 
 TABLE_FORMATS = (DataFormat.CSV, DataFormat.PARQUET)

@@ -46,7 +46,6 @@ class ColumnScan:
     last: float | None = None
     counts: dict[Any, int] | None = field(default_factory=dict)
     sample: list[str] = field(default_factory=list)
-    numeric_like: int = 0  # sampled string values that read as numbers
     first_batch_unique: bool = False
 
     def update(self, column: pa.Array | pa.ChunkedArray, values: np.ndarray | None = None) -> None:

@@ -32,13 +32,13 @@ import pyarrow.parquet as pq
 
 from dltrain.errors import DataError
 from dltrain.manifest import (
-    MANIFEST_FILE,
     FeatureKind,
     Manifest,
     Sampling,
     Shard,
     read_manifest,
 )
+from dltrain.runs import MANIFEST_FILE
 
 PROFILE_FILE = "profile.json"
 SHARD_EXAMPLES = 20_000  # ~16 MB of 28×28 images per shard: small enough to verify and reload fast

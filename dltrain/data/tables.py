@@ -13,7 +13,6 @@ stray ``"`` inside messages), and a UTF-8 byte-order mark.
 from __future__ import annotations
 
 import csv
-import io
 import queue
 import re
 import threading
@@ -27,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from dltrain.errors import DataError
+from dltrain.errors import ConversionError, DataError
 from dltrain.recipe.data import CsvSpec, DataFormat
 
 SAMPLE_BYTES = 256 * 1024
@@ -245,15 +244,6 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
             pending, count = [], 0
     if pending and count:
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
-
-
-class ConversionError(DataError):
-    """A value in a column read as numbers is not a number; the caller names the rows."""
-
-    def __init__(self, column: str, value: str) -> None:
-        super().__init__(f"Column {column!r} holds the non-numeric value {value!r}.")
-        self.column = column
-        self.value = value
 
 
 def open_table(
@@ -532,10 +522,3 @@ def read_all(table: TableFile, types: dict[str, pa.DataType]) -> pa.Table:
     if not batches:
         return pa.table({name: pa.array([], type=types[name]) for name in table.columns})
     return pa.Table.from_batches(batches)
-
-
-def csv_text(table: pa.Table) -> str:
-    """A table as CSV text (tests and error messages)."""
-    sink = io.BytesIO()
-    pacsv.write_csv(table, sink)
-    return sink.getvalue().decode()

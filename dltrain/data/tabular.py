@@ -68,7 +68,7 @@ from dltrain.data.tables import (
     use_jemalloc,
 )
 from dltrain.data.transforms import CategoryFit, NumericFit, class_weights
-from dltrain.errors import DataError, DltrainError, ExitCode
+from dltrain.errors import DataError, DataQualityError
 from dltrain.recipe.data import (
     ColumnSpec,
     ColumnType,
@@ -85,17 +85,6 @@ CHUNK_ROWS = 1 << 20  # rows per step where a per-row array is worked through in
 SPILL_BUDGET = 64 << 20  # bytes of parsed rows kept in memory between the two passes
 SPILL_FILE = ".pass1.arrow"
 UNUSED = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
-
-
-class DataQualityError(DltrainError):
-    """The data read fine but failed the recipe's checks (or --strict): exit 1."""
-
-    kind = "data check failed"
-    exit_code = ExitCode.FAILED
-
-    def __init__(self, message: str, profile: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.profile = profile  # profile.json's content, for the report
 
 
 @dataclass

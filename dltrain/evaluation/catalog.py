@@ -81,7 +81,6 @@ KEY_METRICS = {
     "reconstruction": ("reconstruction_error_mean",),
 }
 CLASSIFICATION_TASKS = ("binary", "multiclass")
-TASKS = tuple(KEY_METRICS)
 
 
 def top_k_name(k: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import KEY_METRICS, Better, better
-from dltrain.runs import METRICS_FILE, MODEL_FILE, RUN_INFO_FILE, read_json, run_folders
+from dltrain.runs import RunFolder, read_json, run_folders
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
 
@@ -58,18 +58,15 @@ class RunRow:
         }
 
 
-def _metrics_name(split: str) -> str:
-    return METRICS_FILE if split == "test" else f"metrics-{split}.json"
-
-
 def read_run(path: Path, split: str) -> RunRow:
     """Read one run folder; missing or unreadable files leave their fields empty."""
+    files = RunFolder(path)
     try:
-        info: dict[str, Any] = read_json(path / RUN_INFO_FILE)
+        info: dict[str, Any] = read_json(files.info)
     except (OSError, ValueError):
         info = {}
     status = str(info.get("status") or "unknown")
-    if status == "completed" and not (path / MODEL_FILE).is_file():
+    if status == "completed" and not files.finished:
         status = "no model"
     row = RunRow(
         path=path,
@@ -81,7 +78,7 @@ def read_run(path: Path, split: str) -> RunRow:
         best=info.get("best"),
     )
     try:
-        document: dict[str, Any] = read_json(path / _metrics_name(split))
+        document: dict[str, Any] = read_json(files.metrics(split))
     except (OSError, ValueError):
         return row
     row.metrics = dict(document.get("metrics") or {})
@@ -102,7 +99,7 @@ def list_runs(
     """
     folders, hidden = run_folders(root, include_trials)
     # runs/<recipe>/ also holds other folders (tune/, lr-finder/): a run has run.json
-    return [read_run(p, split) for p in folders if (p / RUN_INFO_FILE).is_file()], hidden
+    return [read_run(p, split) for p in folders if RunFolder(p).info.is_file()], hidden
 
 
 def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:

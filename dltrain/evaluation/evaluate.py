@@ -8,7 +8,7 @@ computed, so bad input never overwrites an earlier evaluation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,6 @@ from dltrain.evaluation.predict import predict_batches, validation_anomaly_thres
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import (
-    THRESHOLD_FILE,
     ThresholdObjective,
     choose_threshold,
     read_threshold,
@@ -53,10 +52,10 @@ from dltrain.evaluation.threshold import (
 )
 from dltrain.manifest import SequenceFeatures
 from dltrain.recipe.schema import EvaluateSpec
-from dltrain.runs import HISTORY_FILE, METRICS_FILE, write_json_atomic, write_text_atomic
+from dltrain.runs import THRESHOLD_FILE, metrics_file, write_json_atomic, write_text_atomic
+from dltrain.training.curves import plot_learning_curves
 
 SCHEMA_VERSION = 2
-TRAINING_CURVES = "learning_curves.png"  # drawn by train from history.csv
 CONFIDENCE = 0.95
 Status = Callable[[str], None]
 
@@ -120,11 +119,6 @@ class Examples:
     y: np.ndarray
     label: str  # names the metrics file and the plots folder: test, validation, data-<name>
     source: dict[str, Any]
-
-
-def metrics_file(label: str) -> str:
-    """metrics.json for the test split (the one CI reads), metrics-<label>.json otherwise."""
-    return METRICS_FILE if label == "test" else f"metrics-{label}.json"
 
 
 def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
@@ -523,8 +517,8 @@ def _threshold_summary(
 def draw_plots(
     run: RunModel, examples: Examples, outputs: np.ndarray, scored: Scored, spec: EvaluateSpec
 ) -> list[Path]:
-    """The task's PNG plots in plots/<label>/, and the learning curves in plots/."""
-    folder = run.run_dir / "plots" / examples.label
+    """The task's PNG plots in plots/<label>/, and the run's learning curves."""
+    folder = run.files.plots(examples.label)
     written: list[Path] = []
     scorer = scored.scorer
     if isinstance(scorer, ClassificationScorer):
@@ -549,30 +543,10 @@ def draw_plots(
     elif isinstance(scorer, RegressionScorer | ForecastingScorer):
         names = run.target_names or ["value"]
         written.append(plots.residuals_plot(examples.y, outputs, names, folder / "residuals.png"))
-    if (run.run_dir / TRAINING_CURVES).is_file():
-        written.append(run.run_dir / TRAINING_CURVES)  # training drew them; no second copy
-    else:  # a run from before training drew its own
-        curves = plots.learning_curves_plot(
-            run.run_dir / HISTORY_FILE, run.run_dir / "plots" / "learning_curves.png"
-        )
+    if run.files.learning_curves.is_file():
+        written.append(run.files.learning_curves)  # training drew them; no second copy
+    else:  # a run from before training drew them: draw them where training would have
+        curves = plot_learning_curves(run.files.history, run.files.learning_curves)
         if curves is not None:
             written.append(curves)
     return written
-
-
-def evaluate_run(run_dir: Path, split: str, batch_size: int) -> dict[str, Any]:
-    """Evaluate ``run_dir`` on a prepared split with default settings; returns the document.
-
-    Kept for callers of the first version (tuning); new code builds an ``EvaluationRequest``.
-    """
-    from dltrain.recipe.schema import SplitName
-
-    spec = EvaluateSpec(split=SplitName(split), batch_size=batch_size, plots=False)
-    return evaluate(EvaluationRequest(run_dir=run_dir, spec=spec)).document
-
-
-def gate_summary(results: Sequence[GateResult], comparisons: Sequence[Comparison]) -> str:
-    """One sentence: how many gates and comparisons passed."""
-    checks = len(results) + len(comparisons)
-    failed = sum(not r.passed for r in results) + sum(not c.passed for c in comparisons)
-    return f"{checks - failed} of {checks} checks passed"

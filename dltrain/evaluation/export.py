@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import _silenced_stderr, keras, tf
-from dltrain.errors import DltrainError, ExitCode, UsageError
+from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_threshold
-from dltrain.runs import atomic_path, read_json, write_json_atomic
+from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
 
-EXPORT_DIR = "export"
 METADATA_FILE = "metadata.json"
 SAMPLE_SIZE = 64
 RTOL, ATOL = (
@@ -46,17 +45,6 @@ DEFAULT_NAMES = {
     ExportFormat.TFLITE: "model.tflite",
     ExportFormat.ONNX: "model.onnx",
 }
-
-
-class ExportMismatch(DltrainError):
-    """The exported model ran but does not give the Keras model's outputs."""
-
-    kind = "export check failed"
-    exit_code = ExitCode.FAILED
-
-
-class ExportError(DltrainError):
-    kind = "export error"
 
 
 @dataclass(frozen=True)
@@ -307,7 +295,7 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
     """
     started = time.perf_counter()
     run = open_run(run_dir)
-    target = output or run_dir / EXPORT_DIR / DEFAULT_NAMES[fmt]
+    target = output or RunFolder(run_dir).export / DEFAULT_NAMES[fmt]
     if target.resolve() == run_dir.resolve() or target.resolve() in run_dir.resolve().parents:
         raise UsageError(f"--output {target} would replace the run folder; pick a new path.")
     if target.exists() and target.is_dir() != (fmt == ExportFormat.SAVED_MODEL):

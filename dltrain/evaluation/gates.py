@@ -1,74 +1,20 @@
 """Gates CI can trust: ``--require "accuracy>=0.9"`` and comparisons with a baseline run. Light.
 
-A gate is ``metric OP number`` with OP one of ``>=``, ``<=``, ``>``, ``<``. The metric is any
-headline metric of the task (``dltrain evaluate`` lists them) or a per-class one written
-``recall[cat]`` (precision, recall, f1, roc_auc, pr_auc of the class named ``cat``).
+A gate (parsed by ``dltrain.recipe.gates``) names any headline metric of the task (``dltrain
+evaluate`` lists them) or a per-class one written ``recall[cat]`` (precision, recall, f1, roc_auc,
+pr_auc of the class named ``cat``); this module checks gates against an evaluation's numbers.
 """
 
 from __future__ import annotations
 
 import difflib
-import operator
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dltrain.errors import DltrainError, ExitCode, UsageError
+from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import PER_CLASS, Better, better
-
-_OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-}
-_GATE = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*(?:\[(?P<cls>[^\]]+)\])?)\s*"
-    r"(?P<op>>=|<=|>|<)\s*(?P<bound>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
-)
-
-
-class GatesFailed(DltrainError):
-    """The evaluation ran, and the model did not meet its bar."""
-
-    kind = "gate failed"
-    exit_code = ExitCode.FAILED
-
-
-@dataclass(frozen=True)
-class Gate:
-    text: str
-    metric: str  # "accuracy", or "recall[cat]" for a per-class metric
-    operator: str
-    bound: float
-
-    @property
-    def base(self) -> str:
-        return self.metric.split("[", 1)[0]
-
-    @property
-    def class_name(self) -> str | None:
-        return self.metric[len(self.base) + 1 : -1] if "[" in self.metric else None
-
-    def holds(self, value: float) -> bool:
-        return _OPERATORS[self.operator](value, self.bound)
-
-
-def parse_gate(text: str) -> Gate:
-    """Parse one gate expression such as ``f1_macro>=0.85``.
-
-    Raises:
-        UsageError: the text is not ``metric OP number``.
-    """
-    match = _GATE.match(text)
-    if match is None:
-        raise UsageError(
-            f"Gate {text!r} does not parse. Expected `metric OP number` with OP one of >=, <=, "
-            f'>, <, for example --require "accuracy>=0.9" or --require "recall[cat]>=0.8" '
-            f"(quote it, or the shell reads > as a redirection)."
-        )
-    return Gate(text.strip(), match["metric"], match["op"], float(match["bound"]))
+from dltrain.recipe.gates import Gate
 
 
 def check_gate_names(gates: Sequence[Gate], known: Sequence[str], classes: Sequence[str]) -> None:

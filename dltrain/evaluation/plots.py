@@ -6,7 +6,6 @@ backend is involved, and each file is written atomically.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -173,31 +172,4 @@ def reconstruction_plot(errors: np.ndarray, threshold: float, path: Path) -> Pat
     axes.set_ylabel("examples")
     axes.legend()
     axes.set_title("Reconstruction error")
-    return _save(figure, path)
-
-
-def learning_curves_plot(history: Path, path: Path) -> Path | None:
-    """Each logged metric and its ``val_`` twin per epoch, from the run's history.csv."""
-    try:
-        with history.open(encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return None
-    if not rows:
-        return None
-    columns = [c for c in rows[0] if c not in ("epoch", "learning_rate", "epoch_seconds")]
-    names = [c for c in columns if not c.startswith("val_")]
-    if not names:
-        return None
-    epochs = [int(float(r["epoch"])) + 1 for r in rows] if "epoch" in rows[0] else None
-    figure = Figure(figsize=(5.5 * len(names), 4.2))
-    for axes, name in zip(np.atleast_1d(figure.subplots(1, len(names))), names, strict=True):
-        for column, label in ((name, "train"), (f"val_{name}", "validation")):
-            if column in rows[0]:
-                values = [float(r[column]) if r[column] not in ("", None) else np.nan for r in rows]
-                axes.plot(epochs or range(1, len(rows) + 1), values, marker="o", label=label)
-        axes.set_xlabel("epoch")
-        axes.set_title(name)
-        axes.legend()
-    figure.suptitle("Learning curves")
     return _save(figure, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 from collections import Counter
@@ -290,11 +289,3 @@ def _batches(chunks: Iterator[InputChunk]) -> Iterator[InputChunk]:
                 "drop them before predicting."
             )
         yield chunk
-
-
-def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Read a predict output back (CSV or JSON lines); for tests and scripts."""
-    text = path.read_text(encoding="utf-8")
-    if output_format(path) == "jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return list(csv.DictReader(io.StringIO(text)))

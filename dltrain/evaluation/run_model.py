@@ -10,8 +10,8 @@ import yaml
 
 from dltrain.errors import DataError, RunError
 from dltrain.evaluation.inputs import ModelInput
-from dltrain.manifest import MANIFEST_FILE, Manifest, read_manifest
-from dltrain.runs import MODEL_FILE, RECIPE_FILE, RUN_INFO_FILE, read_json
+from dltrain.manifest import Manifest, read_manifest
+from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir, read_json
 
 if TYPE_CHECKING:
     import keras
@@ -25,6 +25,11 @@ class RunModel:
     info: dict[str, Any]
     manifest: Manifest
     data_folder: Path | None  # None when the manifest came from the run folder itself
+
+    @property
+    def files(self) -> RunFolder:
+        """The paths of the run's files."""
+        return RunFolder(self.run_dir)
 
     @property
     def task(self) -> str:
@@ -44,7 +49,7 @@ class RunModel:
     def _recipe(self) -> dict[str, Any]:
         """The resolved recipe the run saved (read as plain YAML: old runs need not validate)."""
         try:
-            recipe = yaml.safe_load((self.run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
+            recipe = yaml.safe_load(self.files.recipe.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             return {}
         return recipe if isinstance(recipe, dict) else {}
@@ -86,7 +91,7 @@ class RunModel:
         """
         from dltrain.models.saving import load_model  # registers dltrain's custom layers first
 
-        path = self.run_dir / MODEL_FILE
+        path = self.files.model
         try:
             model = load_model(path, compile=False)
         except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -106,16 +111,17 @@ def open_run(run_dir: Path) -> RunModel:
     Raises:
         RunError: no model, an unreadable run.json, or no manifest anywhere.
     """
-    if not (run_dir / MODEL_FILE).is_file():
+    files = RunFolder(run_dir)
+    if not files.finished:
         raise RunError(
             f"Run folder {run_dir} holds no {MODEL_FILE}: its training did not finish (or this "
             f"is not a run folder). Train again with `dltrain train`, or pick another run."
         )
     try:
-        info: dict[str, Any] = read_json(run_dir / RUN_INFO_FILE)
+        info: dict[str, Any] = read_json(files.info)
     except (OSError, ValueError) as exc:
         raise RunError(
-            f"{run_dir / RUN_INFO_FILE} is missing or unreadable ({exc}). Every run folder written "
+            f"{files.info} is missing or unreadable ({exc}). Every run folder written "
             f"by `dltrain train` has one; train the run again."
         ) from None
     recorded = info.get("data", {}).get("folder")
@@ -126,9 +132,9 @@ def open_run(run_dir: Path) -> RunModel:
         candidates.append((Path(recorded) / MANIFEST_FILE, Path(recorded)))
     recipe = info.get("recipe") or run_dir.parent.name
     if len(run_dir.parents) >= 3:
-        moved = run_dir.parents[2] / "data" / str(recipe)
+        moved = data_dir(run_dir.parents[2], str(recipe))
         candidates.append((moved / MANIFEST_FILE, moved))
-    candidates.append((run_dir / MANIFEST_FILE, None))
+    candidates.append((files.manifest, None))
     unreadable: DataError | None = None
     for path, folder in candidates:
         if path.is_file():
@@ -151,5 +157,5 @@ def open_run(run_dir: Path) -> RunModel:
         f"Run {run_dir} was trained on the prepared data in {recorded or 'an unknown folder'}, "
         f"whose manifest.json (class names, input shape) is gone or was rebuilt from another "
         f"source. Prepare the data again with the run's own recipe "
-        f"(`dltrain prepare --recipe {run_dir / 'recipe.yaml'}`), or restore the folder."
+        f"(`dltrain prepare --recipe {files.recipe}`), or restore the folder."
     )

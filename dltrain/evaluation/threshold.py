@@ -20,23 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.errors import DltrainError, ExitCode, RunError, UsageError
-from dltrain.runs import read_json, write_json_atomic
+from dltrain.errors import RunError, ThresholdUnreachable, UsageError
+from dltrain.runs import RunFolder, read_json, write_json_atomic
 
-THRESHOLD_FILE = "threshold.json"
 THRESHOLD_SCHEMA_VERSION = 1
 _PLAIN = ("f1", "accuracy", "balanced_accuracy")
 _CONSTRAINED = re.compile(
     r"^(?P<goal>precision|recall)@(?P<given>precision|recall)\s*=\s*(?P<bound>[0-9]*\.?[0-9]+)$"
 )
 EXAMPLES = "f1, accuracy, balanced_accuracy, precision@recall=0.9, recall@precision=0.95"
-
-
-class ThresholdUnreachable(DltrainError):
-    """The objective's constraint holds at no threshold: the model cannot meet it."""
-
-    kind = "threshold not found"
-    exit_code = ExitCode.FAILED
 
 
 @dataclass(frozen=True)
@@ -159,7 +151,7 @@ def read_threshold(run_dir: Path) -> dict[str, Any] | None:
     Raises:
         RunError: the file exists but is unreadable.
     """
-    path = run_dir / THRESHOLD_FILE
+    path = RunFolder(run_dir).threshold
     if not path.is_file():
         return None
     try:
@@ -174,4 +166,4 @@ def read_threshold(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_threshold(run_dir: Path, document: dict[str, Any]) -> None:
-    write_json_atomic(run_dir / THRESHOLD_FILE, document)
+    write_json_atomic(RunFolder(run_dir).threshold, document)

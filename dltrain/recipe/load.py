@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -114,8 +116,32 @@ def load_recipe(
     Raises:
         RecipeError: unreadable YAML, an unknown key, a value out of range.
     """
+    return load_recipe_dict(read_recipe_yaml(path), path, overrides, cwd)
+
+
+def load_recipe_dict(
+    sections: Mapping[str, Any],
+    path: Path,
+    overrides: typing.Sequence[tuple[str, Any]] = (),
+    cwd: Path | None = None,
+) -> LoadedRecipe:
+    """Validate a recipe already read into a mapping, as ``load_recipe`` validates a file's.
+
+    For a caller that reads or trims the YAML first, such as the part of a saved run's recipe an
+    evaluation needs.
+
+    Args:
+        sections: the recipe's top-level sections (left unchanged).
+        path: the file the recipe came from: its default name, the folder relative
+            ``data.source`` paths are read from, and the file errors name.
+        overrides: ``(dotted.key, value)`` pairs from flags and ``--set``, applied in order.
+        cwd: the working directory for command-line paths.
+
+    Raises:
+        RecipeError: an unknown key, a value out of range.
+    """
     cwd = cwd or Path.cwd()
-    raw = _read_yaml(path)
+    raw = copy.deepcopy(dict(sections))
     raw.setdefault("name", _default_name(path))
     source = raw.get("data", {}).get("source") if isinstance(raw.get("data"), dict) else None
     if isinstance(source, str):
@@ -133,7 +159,12 @@ def load_recipe(
     return LoadedRecipe(recipe=recipe, path=path)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_recipe_yaml(path: Path) -> dict[str, Any]:
+    """A recipe file's sections, as plain YAML (nothing validated yet).
+
+    Raises:
+        RecipeError: the file is unreadable, not YAML, or not a mapping.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -260,17 +260,6 @@ class GanSpec(ModelBase):
     samples: int = Field(8, ge=1, le=32, description="The sample grid is samples × samples.")
 
 
-FAMILY_SPECS: dict[str, type[ModelBase]] = {
-    "mlp": MlpSpec,
-    "cnn": CnnSpec,
-    "rnn": RnnSpec,
-    "text": TextSpec,
-    "autoencoder": AutoencoderSpec,
-    "transfer": TransferSpec,
-    "gan": GanSpec,
-}
-
-
 def _model_family(value: Any) -> str | None:
     # A model section without `family` is a CNN, the default model.
     if isinstance(value, dict):

@@ -7,13 +7,15 @@ next to the ones that are not obvious.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from dltrain.errors import UsageError
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
+from dltrain.recipe.durations import Duration
+from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.models import CnnSpec, ModelSpec
 from dltrain.recipe.tune import TuneSpec
 
@@ -318,22 +320,6 @@ class Switch(StrEnum):
     OFF = "off"
 
 
-def _parse_duration(value: Any) -> Any:
-    """``90``, ``"90s"``, ``"10m"``, ``"1h30m"`` → seconds."""
-    if isinstance(value, str):
-        match = re.fullmatch(
-            r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", value
-        )
-        if not value.strip() or match is None:
-            raise ValueError(f"expected a duration such as 90s, 10m or 1h30m. Received: {value!r}")
-        hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-        return hours * 3600 + minutes * 60 + seconds
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
-
-
 class TrainSpec(Section):
     epochs: int = Field(10, gt=0, le=100_000)
     batch_size: int = Field(128, gt=0, le=1_000_000)
@@ -343,7 +329,8 @@ class TrainSpec(Section):
     shuffle: bool = True
     time_budget: Duration | None = Field(
         None,
-        description="Stop gracefully after this long (90s, 10m, 1h30m) and keep the best weights.",
+        description="Stop gracefully after this long (90s, 10m, 1h30m, 1d), keeping the best "
+        "weights.",
     )
     deterministic: bool = Field(
         False, description="Deterministic TensorFlow ops: identical reruns, somewhat slower."
@@ -405,9 +392,6 @@ class EvaluateSpec(Section):
 
     @model_validator(mode="after")
     def _gates_parse(self) -> EvaluateSpec:
-        from dltrain.errors import UsageError
-        from dltrain.evaluation.gates import parse_gate  # light: no TensorFlow
-
         for text in self.require:
             try:
                 parse_gate(text)

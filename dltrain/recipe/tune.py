@@ -38,6 +38,8 @@ from pydantic import (
     model_validator,
 )
 
+from dltrain.recipe.durations import Duration
+
 DOTTED_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 # Paths a search may not touch, and why (the sentence ends the error message).
@@ -264,31 +266,7 @@ class PrunerName(StrEnum):
     NONE = "none"
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|m|s)", re.I)
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _MINIMISED = re.compile(r"(loss|error|mse|mae|rmse|mape|seconds)$")
-
-
-def parse_duration(value: Any) -> float | None:
-    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"2h"`` or ``"1h30m"``; ``None`` stays ``None``.
-
-    Raises:
-        ValueError: anything else.
-    """
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return None if value is None else float(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts).lower() == text.lower():
-            return sum(float(n) * _UNITS[u.lower()] for n, u in parts)
-    raise ValueError(
-        f"expected a duration in seconds (5400) or with units (90m, 1h30m, 2h). Received: {value!r}"
-    )
 
 
 class TuneSpec(_Section):
@@ -304,8 +282,8 @@ class TuneSpec(_Section):
     num_trials: int | None = Field(
         20, gt=0, le=1_000_000, description="Trials in the whole study, every worker counted."
     )
-    timeout: float | None = Field(
-        None, gt=0, description="Seconds (or 90m, 2h) after which no new trial starts."
+    timeout: Duration | None = Field(
+        None, description="Seconds (or 90m, 2h, 1d) after which no new trial starts."
     )
     sampler: SamplerName = SamplerName.TPE
     pruner: PrunerName = PrunerName.HYPERBAND
@@ -313,19 +291,15 @@ class TuneSpec(_Section):
     reduction_factor: int = Field(
         3, ge=2, description="hyperband / successive halving: keep the top 1/this at each rung."
     )
-    trial_timeout: float | None = Field(
-        None, gt=0, description="A trial running longer is stopped and recorded as failed."
+    trial_timeout: Duration | None = Field(
+        None,
+        description="A trial running longer (seconds, or 30m) is stopped and recorded as failed.",
     )
     max_consecutive_failures: int = Field(
         5, ge=0, description="Stop after this many failed trials in a row (0: never stop)."
     )
     study_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     space: dict[str, ParamSpec] = Field(default_factory=dict)
-
-    @field_validator("timeout", "trial_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float | None:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _bounded(self) -> TuneSpec:

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.backend import keras
-from dltrain.runs import atomic_path, read_json, write_json_atomic
-
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "state.json"
-BEST_FILE = "best.keras"
-
+from dltrain.runs import BEST_FILE as BEST_FILE  # fit.py's import, until it reads RunFolder
+from dltrain.runs import CHECKPOINTS as CHECKPOINTS
+from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
 
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 
@@ -69,8 +66,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self, run_dir: Path, monitor: str, mode: str, stopper: ResumableEarlyStopping | None
     ):
         super().__init__()
-        self.folder = run_dir / CHECKPOINTS
-        self.folder.mkdir(exist_ok=True)
+        self.files = RunFolder(run_dir)
+        self.files.checkpoints.mkdir(exist_ok=True)
         self.monitor = monitor
         self.maximize = monitor_mode(monitor, mode) == "max"
         self.stopper = stopper
@@ -85,13 +82,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        path = self.folder / f"epoch-{epoch + 1:04d}.keras"
+        path = self.files.checkpoint(epoch + 1)
         with atomic_path(path) as tmp:
             self.model.save(tmp)
         value = logs.get(self.monitor)
         if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
             self.best, self.best_epoch = float(value), epoch + 1
-            with atomic_path(self.folder / BEST_FILE) as tmp:
+            with atomic_path(self.files.best_checkpoint) as tmp:
                 shutil.copyfile(path, tmp)
         state = {
             "epoch": epoch + 1,
@@ -101,21 +98,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
             "best_epoch": self.best_epoch,
             "early_stopping": self.stopper.state() if self.stopper else None,
         }
-        write_json_atomic(self.folder / STATE_FILE, state)
-        for old in self.folder.glob("epoch-*.keras"):
+        write_json_atomic(self.files.state, state)
+        for old in self.files.checkpoints.glob("epoch-*.keras"):
             if old != path:
                 old.unlink(missing_ok=True)
 
 
 def load_state(run_dir: Path) -> dict[str, Any] | None:
     """The last completed epoch's state, or None when the run has no checkpoint yet."""
-    path = run_dir / CHECKPOINTS / STATE_FILE
+    path = RunFolder(run_dir).state
     return read_json(path) if path.is_file() else None
 
 
 def best_weights(run_dir: Path) -> list[Any] | None:
     """The best checkpoint's weights, for early stopping to carry over a resume."""
-    path = run_dir / CHECKPOINTS / BEST_FILE
+    path = RunFolder(run_dir).best_checkpoint
     if not path.is_file():
         return None
     from dltrain.models.saving import load_model

@@ -1,42 +1,71 @@
-"""The learning-curve picture of a run: loss, metrics and learning rate per epoch."""
+"""The learning-curve picture of a run: loss, metrics and learning rate per epoch.
+
+Training draws it when it ends; evaluate draws it for a run from before training did. Figures
+are made with ``matplotlib.figure.Figure`` rather than pyplot, so no global state or GUI backend
+is involved, and the file is written atomically.
+"""
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
+from dltrain.runs import atomic_path
 
-from dltrain.runs import atomic_path  # noqa: E402
+_NOT_PLOTTED = ("epoch", "epoch_seconds")  # the x axis, and timing that is not a curve
 
 
-def plot_learning_curves(history_csv: Path, png: Path, title: str) -> None:
-    """Plot every logged quantity with its validation twin, one panel each, to ``png``."""
-    with history_csv.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+def plot_learning_curves(
+    history_csv: Path, png: Path, title: str = "Learning curves"
+) -> Path | None:
+    """Plot every logged quantity with its validation twin, one panel each, to ``png``.
+
+    Args:
+        history_csv: the run's history.csv (one row per epoch, as Keras's CSVLogger writes it).
+        png: where to write the picture.
+        title: the figure's title, such as the recipe and run id.
+
+    Returns:
+        ``png``, or ``None`` when the history is missing, unreadable or empty.
+    """
+    try:
+        with history_csv.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return None
     if not rows:
-        return
-    epochs = [int(row["epoch"]) + 1 for row in rows]
-    names = [k for k in rows[0] if k not in ("epoch", "epoch_seconds") and not k.startswith("val_")]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+        return None
+    names = [k for k in rows[0] if k not in _NOT_PLOTTED and not k.startswith("val_")]
+    if not names:
+        return None
+    epochs = [int(float(r["epoch"])) + 1 for r in rows] if "epoch" in rows[0] else None
+    figure = Figure(figsize=(4.2 * len(names), 3.4))
+    panels = figure.subplots(1, len(names), squeeze=False)[0]
+    for axes, name in zip(panels, names, strict=True):
         for key, style in ((name, "-"), (f"val_{name}", "--")):
             if key in rows[0]:
-                values = [
-                    float(row[key]) if row[key] not in ("", "nan") else float("nan") for row in rows
-                ]
-                ax.plot(epochs, values, style, marker="o", markersize=3, label=key)
+                values = [_number(row[key]) for row in rows]
+                x = epochs or range(1, len(rows) + 1)
+                axes.plot(x, values, style, marker="o", markersize=3, label=key)
         if name == "learning_rate":
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
+            axes.set_yscale("log")
+        axes.set_xlabel("epoch")
+        axes.set_title(name)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
     with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+        figure.savefig(tmp, dpi=110, format="png")
+    return png
+
+
+def _number(cell: str | None) -> float:
+    """A history cell as a float; an empty or non-numeric cell (no value that epoch) is NaN."""
+    try:
+        return float(cell) if cell not in (None, "") else math.nan
+    except ValueError:
+        return math.nan

@@ -22,7 +22,6 @@ from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import data_spec_digest
 from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
-from dltrain.manifest import MANIFEST_FILE
 from dltrain.models import build_model
 from dltrain.models.autoencoder import reconstruction_loss
 from dltrain.models.io import ModelIO
@@ -33,6 +32,7 @@ from dltrain.recipe.models import GanSpec, TransferSpec
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import (
     HISTORY_FILE,
+    MANIFEST_FILE,
     MODEL_FILE,
     RECIPE_FILE,
     RUN_INFO_FILE,

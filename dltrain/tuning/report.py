@@ -25,9 +25,6 @@ from dltrain.tuning.runner import TuneOutcome, TunePlan
 from dltrain.tuning.space import ordered_overrides
 from dltrain.tuning.study import display_url, quiet_optuna
 
-BEST_RECIPE_FILE = "best.yaml"
-SUMMARY_FILE = "summary.json"
-TRIALS_FILE = "trials.csv"
 LEADERBOARD_SIZE = 10
 MIN_TRIALS_FOR_IMPORTANCES = 4  # below this, importances are noise presented as insight
 
@@ -70,10 +67,10 @@ def build_report(plan: TunePlan, outcome: TuneOutcome) -> TuneReport:
     completed.sort(key=lambda r: float(r.value or 0.0), reverse=maximize)
     counts = dict(Counter(r.state for r in records))
     importances, note = _importances(study, len(completed))
-    folder = plan.study_dir
+    files = plan.files
     best_recipe = write_best_recipe(plan, completed[0]) if completed else None
-    plots, skipped = write_plots(study, plan, folder)
-    trials_csv = folder / TRIALS_FILE
+    plots, skipped = write_plots(study, plan, files.path)
+    trials_csv = files.trials_csv
     write_text_atomic(trials_csv, trials_table(records, list(plan.space.params)))
     report = TuneReport(
         records=records,
@@ -85,17 +82,17 @@ def build_report(plan: TunePlan, outcome: TuneOutcome) -> TuneReport:
         plots=plots,
         skipped_plots=skipped,
         trials_csv=trials_csv,
-        summary=folder / SUMMARY_FILE,
+        summary=files.summary,
     )
     document = summary_document(plan, outcome, report)
-    write_json_atomic(folder / SUMMARY_FILE, document)
+    write_json_atomic(files.summary, document)
     return TuneReport(**{**report.__dict__, "document": document})
 
 
 def write_best_recipe(plan: TunePlan, best: TrialRecord) -> Path:
     """``best.yaml``: the recipe with the winning values, ready for ``dltrain train --recipe``."""
-    loaded = load_recipe(plan.base_recipe, ordered_overrides(best.params))
-    path = plan.study_dir / BEST_RECIPE_FILE
+    loaded = load_recipe(plan.files.base_recipe, ordered_overrides(best.params))
+    path = plan.files.best_recipe
     tuned = ", ".join(f"{k}={_show(v)}" for k, v in best.params.items())
     at_epoch = f" at epoch {best.best_epoch}" if best.best_epoch else ""
     header = (

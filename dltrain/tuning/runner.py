@@ -28,8 +28,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dltrain.errors import DltrainError, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe, load_recipe
+from dltrain.recipe.durations import format_duration
 from dltrain.recipe.tune import TuneSpec
-from dltrain.runs import data_dir, write_json_atomic, write_text_atomic
+from dltrain.runs import StudyFolder, data_dir, write_json_atomic, write_text_atomic
 from dltrain.tuning.records import TrialRecord, trial_record
 from dltrain.tuning.space import SearchSpace, ordered_overrides, refusal_reason
 from dltrain.tuning.study import (
@@ -55,7 +56,6 @@ from dltrain.tuning.trial import STORAGE_ENV
 
 # How a trial process is started; the tests put a TensorFlow-free stand-in here.
 TRIAL_COMMAND: list[str] = [sys.executable, "-m", "dltrain.tuning.trial"]
-BASE_RECIPE_FILE = "recipe.yaml"  # the resolved recipe every trial starts from
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C); it was queued to run again"
 
 
@@ -75,8 +75,9 @@ class TunePlan:
     grid_size: int | None
 
     @property
-    def base_recipe(self) -> Path:
-        return self.study_dir / BASE_RECIPE_FILE
+    def files(self) -> StudyFolder:
+        """The paths of the study's files: its base recipe, summary, trials and their logs."""
+        return StudyFolder(self.study_dir)
 
     @property
     def max_epochs(self) -> int:
@@ -185,7 +186,7 @@ def start_study(plan: TunePlan) -> StudyStart:
             )
         existing = len(opened.study.trials)
         recovered = recover_stale_trials(opened.study)
-    write_text_atomic(plan.base_recipe, plan.loaded.to_yaml())
+    write_text_atomic(plan.files.base_recipe, plan.loaded.to_yaml())
     return StudyStart(opened, not prepared.up_to_date, existing, recovered)
 
 
@@ -336,7 +337,8 @@ class _Session:
             if self.stop_reason:
                 return None
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                self._stop(f"the time budget ({_duration(self.plan.spec.timeout)}) is spent")
+                budget = format_duration(self.deadline - self.started)
+                self._stop(f"the time budget ({budget}) is spent")
                 return None
             self.outcome.recovered += recover_stale_trials(self.study)
             limit = self.plan.num_trials
@@ -374,15 +376,15 @@ class _Session:
         self.on_event(TrialStarted(number, values, retry_of))
         overrides = ordered_overrides(values)
         try:
-            epochs = load_recipe(plan.base_recipe, overrides).recipe.train.epochs
+            epochs = load_recipe(plan.files.base_recipe, overrides).recipe.train.epochs
         except RecipeError as exc:  # a combination no single value showed (e.g. two clippings)
             self._finish(trial, {"state": "fail", "kind": "invalid", "reason": refusal_reason(exc)})
             return
-        folder = plan.study_dir / "trials" / f"{number:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        result_path = folder / "result.json"
+        files = plan.files
+        files.trial(number).mkdir(parents=True, exist_ok=True)
+        result_path = files.trial_result(number)
         spec = {
-            "recipe": str(plan.base_recipe),
+            "recipe": str(plan.files.base_recipe),
             "overrides": [[path, value] for path, value in overrides],
             "params": values,
             "workdir": str(plan.workdir),
@@ -395,19 +397,19 @@ class _Session:
             "pruner": pruner_config(plan.spec, plan.max_epochs),
             "parent_pid": os.getpid(),
             "result": str(result_path),
-            "log": str(folder / "train.log"),
+            "log": str(files.trial_log(number)),
         }
-        spec_path = folder / "trial.json"
+        spec_path = files.trial_spec(number)
         write_json_atomic(spec_path, spec)
-        trial.set_user_attr("log", str(folder / "train.log"))
-        outcome = self._launch(spec_path, folder / "train.log", result_path, number, slot)
+        trial.set_user_attr("log", str(files.trial_log(number)))
+        outcome = self._launch(spec_path, files.trial_log(number), result_path, number, slot)
         self._finish(trial, outcome)
 
     def _spawn(self, slot: int) -> subprocess.Popen[str]:
         """Start a trial process in standby: it warms up, then reads its spec path on stdin."""
-        folder = self.plan.study_dir / "trials"
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / f"standby-{slot}.log").open("a", encoding="utf-8") as log:
+        files = self.plan.files
+        files.trials.mkdir(parents=True, exist_ok=True)
+        with files.standby_log(slot).open("a", encoding="utf-8") as log:
             return subprocess.Popen(
                 [*TRIAL_COMMAND, "--standby"],
                 cwd=self.plan.workdir,
@@ -483,7 +485,8 @@ class _Session:
         self, code: int, timed_out: bool, log_path: Path, slot: int
     ) -> dict[str, Any]:
         if timed_out:
-            limit = _duration(self.plan.spec.trial_timeout)
+            timeout = self.plan.spec.trial_timeout
+            limit = "none" if timeout is None else format_duration(timeout)
             return {
                 "state": "fail",
                 "kind": "timeout",
@@ -624,14 +627,3 @@ def _last_line(path: Path) -> str:
         if lines:
             return lines[-1][:300]
     return ""
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    seconds = float(seconds)
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dltrain.errors import DltrainError, RecipeError, RunError, UsageError
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.tune import Direction, PrunerName, SamplerName, TuneSpec
-from dltrain.runs import runs_dir
+from dltrain.runs import TUNE_DIR, runs_dir
 from dltrain.tuning.space import SearchSpace
 
 STUDY_ATTR = "dltrain"  # the study's user attribute recording what it was started from
@@ -69,7 +69,7 @@ silence_optuna()
 
 def tune_root(workdir: Path, name: str) -> Path:
     """``runs/<recipe>/tune/``: the default study database and one folder per study."""
-    return runs_dir(workdir, name) / "tune"
+    return runs_dir(workdir, name) / TUNE_DIR
 
 
 def default_storage(workdir: Path, name: str) -> str:

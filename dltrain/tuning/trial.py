@@ -33,16 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from dltrain.errors import DltrainError, ExitCode, RecipeError, TrainingFailed
+from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
 from dltrain.runs import write_json_atomic
 
 STORAGE_ENV = "DLTRAIN_TUNE_STORAGE"
 
 TrainFunction = Callable[[dict[str, Any], "EpochReporter"], dict[str, Any]]
-
-
-class ObjectiveNotLogged(RecipeError):
-    """The recipe's objective is not among the metrics training logs; every trial would fail."""
 
 
 class EpochReporter:

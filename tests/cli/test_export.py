@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from dltrain.backend import keras, tf
-from dltrain.errors import ExitCode
-from dltrain.evaluation.export import ExportFormat, ExportMismatch, check_export
+from dltrain.errors import ExitCode, ExportMismatch
+from dltrain.evaluation.export import ExportFormat, check_export
 from tests.cli.eval_projects import copy_project, invoke, runs_of
 
 

@@ -12,8 +12,7 @@ import pytest
 
 from dltrain.data.prepare import prepare
 from dltrain.data.store import open_store
-from dltrain.data.tabular import DataQualityError
-from dltrain.errors import DataError, ExitCode
+from dltrain.errors import DataError, DataQualityError, ExitCode
 from dltrain.recipe.data import DataSpec
 
 

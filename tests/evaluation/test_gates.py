@@ -6,12 +6,8 @@ import pytest
 
 from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import Better, better, task_metrics
-from dltrain.evaluation.gates import (
-    apply_gates,
-    check_gate_names,
-    compare_with_baseline,
-    parse_gate,
-)
+from dltrain.evaluation.gates import apply_gates, check_gate_names, compare_with_baseline
+from dltrain.recipe.gates import parse_gate
 
 PER_CLASS = [
     {"class": "cat", "precision": 0.9, "recall": 0.7, "f1": 0.79, "roc_auc": None},

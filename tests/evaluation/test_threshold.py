@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from dltrain.errors import ExitCode, UsageError
+from dltrain.errors import ExitCode, ThresholdUnreachable, UsageError
 from dltrain.evaluation.threshold import (
-    ThresholdUnreachable,
     choose_threshold,
     parse_objective,
 )

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from dltrain.tuning.trial import EpochReporter, ObjectiveNotLogged
+from dltrain.errors import ObjectiveNotLogged
+from dltrain.tuning.trial import EpochReporter
 
 
 class StubTrial:
