@@ -23,7 +23,13 @@ from dltrain import __version__
 from dltrain.data.hashing import hash_strings
 from dltrain.data.profile import Profile
 from dltrain.data.sources import SourceArrays, detect_format, read_source, resolve_source
-from dltrain.data.splits import SPLIT_NAMES, leaking_counts, resolve_method, split_indices
+from dltrain.data.splits import (
+    SPLIT_NAMES,
+    SplitRequest,
+    leaking_counts,
+    resolve_method,
+    split_indices,
+)
 from dltrain.data.store import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
@@ -245,16 +251,16 @@ def prepare_arrays(
             f"have; {spec.source} is {fmt.value} data. Use random or stratified."
         )
     pool_x, pool_y = source.splits["train"]
-    train_rows, validation_rows, test_rows = split_indices(
-        len(pool_y),
-        spec.split,
-        seed,
+    request = SplitRequest(
+        spec=spec.split,
+        seed=seed,
         method=method,
         has_test=source.has_test,
         source=str(spec.source),
-        labels=pool_y if method == SplitMethod.STRATIFIED else None,
+        labels=pool_y,
         class_names=classes,
     )
+    train_rows, validation_rows, test_rows = split_indices(len(pool_y), request)
     splits = {
         "train": (pool_x[train_rows], pool_y[train_rows]),
         "validation": (pool_x[validation_rows], pool_y[validation_rows]),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from dltrain.data.splits import (
     SPLIT_NAMES,
     TEST,
     TRAIN,
+    SplitRequest,
     assign_in_chunks,
     assign_splits,
     first_occurrences,
@@ -871,20 +872,20 @@ def _assign(
             "in time."
         )
     stratified = method == SplitMethod.STRATIFIED and task.is_classification
+    request = SplitRequest(
+        spec=spec.split,
+        seed=seed,
+        method=method,
+        has_test=has_test,
+        source=str(spec.source),
+        labels=y[:main_rows] if stratified else None,
+        class_names=classes,
+    )
     if method in (SplitMethod.RANDOM, SplitMethod.STRATIFIED) and main_rows > SKLEARN_LIMIT:
         # Large sources: no index of the pool (8 bytes a row), a chunk at a time instead.
-        assign_in_chunks(
-            keep[:main_rows],
-            splits[:main_rows],
-            spec.split,
-            seed,
-            has_test=has_test,
-            source=str(spec.source),
-            labels=y[:main_rows] if stratified else None,
-            class_names=classes,
-        )
+        assign_in_chunks(keep[:main_rows], splits[:main_rows], request)
     else:
-        _assign_pool(scan, spec, seed, method, y if stratified else None, classes, keep, splits)
+        _assign_pool(scan, request, keep, splits)
     if has_test:
         test_rows = np.flatnonzero(keep[main_rows:]) + main_rows
         if len(test_rows) == 0:
@@ -895,32 +896,18 @@ def _assign(
     return splits
 
 
-def _assign_pool(
-    scan: _Scan,
-    spec: DataSpec,
-    seed: int,
-    method: SplitMethod,
-    labels: np.ndarray | None,
-    classes: list[str] | None,
-    keep: np.ndarray,
-    splits: np.ndarray,
-) -> None:
+def _assign_pool(scan: _Scan, request: SplitRequest, keep: np.ndarray, splits: np.ndarray) -> None:
     """Splits through an index of the pooled rows: small sources (scikit-learn's draws, as
     prepare has always made them), and time, group and hash splits."""
     pool = np.flatnonzero(keep[: scan.file_rows[0]])
-    order = scan.order[pool] if scan.order is not None else None
-    keys = scan.keys[pool] if scan.keys is not None else None
     splits[pool] = assign_splits(
         len(pool),
-        spec.split,
-        seed,
-        method=method,
-        has_test=len(scan.file_rows) > 1,
-        source=str(spec.source),
-        labels=labels[pool] if labels is not None else None,
-        class_names=classes,
-        order=order,
-        keys=keys,
+        replace(
+            request,
+            labels=request.labels[pool] if request.labels is not None else None,
+            order=scan.order[pool] if scan.order is not None else None,
+            keys=scan.keys[pool] if scan.keys is not None else None,
+        ),
     )
 
 
