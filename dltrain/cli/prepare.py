@@ -46,8 +46,8 @@ def prepare(
             print_recipe(loaded)
             return
         with console.status(f"Preparing {loaded.recipe.data.source} …"):
+            from dltrain.data.preparation.quality import DataQualityError
             from dltrain.data.prepare import prepare as prepare_data
-            from dltrain.data.tabular import DataQualityError
 
             folder = data_dir(workdir(), loaded.recipe.name)
             try:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dltrain import __version__
 from dltrain.data.hashing import hash_strings
+from dltrain.data.preparation.quality import DataQualityError
 from dltrain.data.profile import Profile
 from dltrain.data.sources import SourceArrays, detect_format, read_source, resolve_source
 from dltrain.data.splits import (
@@ -39,7 +40,6 @@ from dltrain.data.store import (
     fingerprint_files,
     open_store,
 )
-from dltrain.data.tabular import DataQualityError
 from dltrain.data.transforms import class_weights
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
@@ -136,7 +136,7 @@ def _build(
 
             outcome: Any = prepare_series(spec, seed, tmp)
         elif fmt in TABLE_FORMATS:
-            from dltrain.data.tabular import prepare_table
+            from dltrain.data.preparation.table import prepare_table
 
             outcome = prepare_table(spec, seed, tmp, strict=strict)
         else:

@@ -103,8 +103,8 @@ def _format_reason(fmt: DataFormat) -> str:
 
 
 def _table(starter: Starter, path: Path, target: str | None, task: Task | None) -> None:
+    from dltrain.data.preparation.table import inspect_table
     from dltrain.data.tables import open_table
-    from dltrain.data.tabular import inspect_table
     from dltrain.recipe.data import CsvSpec
 
     data, reasons = starter.recipe["data"], starter.reasons

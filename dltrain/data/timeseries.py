@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dltrain.data.preparation.table.reading import open_input, stripped_batches
 from dltrain.data.profile import ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
 from dltrain.data.store import ShardWriter
-from dltrain.data.tables import open_table
-from dltrain.data.tabular import check_columns, read_types, stripped_batches
 from dltrain.errors import DataError
 from dltrain.recipe.data import (
     CalendarFeature,
@@ -58,15 +57,13 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
             f"{spec.split.test:.0%} of the series, in time order. Remove it, or put the test "
             f"period at the end of {spec.source}."
         )
-    table = open_table(spec.source, spec.format, spec.csv)
-    check_columns(spec, table.columns, spec.source)
-    types = read_types(table, spec)
-    markers = table.missing_markers(spec.csv)
+    source = open_input(spec)
+    table, types, markers = source.main, source.types, source.markers
     scans = {
         n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in table.columns
     }
     parts: dict[str, list[Any]] = {n: [] for n in table.columns}
-    for _, columns in stripped_batches([table], types, spec):
+    for _, columns in stripped_batches(source):
         for name, column in columns.items():
             scans[name].update(column)
             parts[name].append(column)

@@ -17,8 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dltrain.data import hashing, splits, tabular
+from dltrain.data import hashing, splits
 from dltrain.data.hashing import HashBuckets
+from dltrain.data.preparation.table import plan, reading
 from dltrain.data.prepare import prepare
 from dltrain.data.splits import (
     TEST,
@@ -68,7 +69,7 @@ def prepared(tmp_path: Path, source: Path, name: str) -> tuple[dict, dict]:  # t
 def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Force the large-source paths: many hash buckets, chunked split assignment."""
     monkeypatch.setattr(hashing, "BUCKET_BYTES", 256)
-    monkeypatch.setattr(tabular, "SKLEARN_LIMIT", 100)
+    monkeypatch.setattr(plan, "SKLEARN_LIMIT", 100)
     monkeypatch.setattr(splits, "CHUNK_ROWS", 333)
 
 
@@ -270,12 +271,12 @@ def test_whitespace_is_trimmed_only_where_present() -> None:
         {"a": pa.array(["x", " y", "z\u00a0"]), "b": pa.array(["p", "q r", ""])}
     )
     types = {"a": pa.string(), "b": pa.string()}
-    columns = tabular._strip(batch, types, null_as="")
+    columns = reading._strip(batch, types, null_as="")
     assert columns["a"].to_pylist() == ["x", "y", "z"]
     # nothing to trim: the very same buffers, not a trimmed copy
     assert columns["b"].buffers()[2].address == batch.column("b").buffers()[2].address
     sliced = pa.array([" a", "b", "c "]).slice(1, 1)
-    assert not tabular._needs_trim(sliced)
+    assert not reading._needs_trim(sliced)
 
 
 def test_background_shards_equal_foreground_ones(tmp_path: Path) -> None:

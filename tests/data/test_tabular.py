@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dltrain.data.preparation.quality import DataQualityError
 from dltrain.data.prepare import prepare
 from dltrain.data.store import open_store
-from dltrain.data.tabular import DataQualityError
 from dltrain.errors import DataError, ExitCode
 from dltrain.recipe.data import DataSpec
 
