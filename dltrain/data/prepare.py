@@ -132,7 +132,7 @@ def _build(
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         if fmt in TABLE_FORMATS and (spec.series is not None or spec.task == Task.FORECASTING):
-            from dltrain.data.timeseries import prepare_series
+            from dltrain.data.preparation.series import prepare_series
 
             outcome: Any = prepare_series(spec, seed, tmp)
         elif fmt in TABLE_FORMATS:
