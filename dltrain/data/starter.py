@@ -29,6 +29,8 @@ MAX_IMAGE_SIDE = 128  # larger images are resized: CPU training at 224×224 is s
 
 @dataclass
 class Starter:
+    """The proposed recipe (as YAML-ready data), the reasons for each choice, the profile."""
+
     recipe: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
     profile: dict[str, Any] | None = None
@@ -111,7 +113,7 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
 
     data, reasons = starter.recipe["data"], starter.reasons
     if target is None:
-        raise _no_target(path)
+        raise _missing_target_error(path)
     probe = task if task != Task.FORECASTING else None
     inspection = inspect_table(DataSpec(source=path, target=target, task=probe))
     csv = inspection.table.csv
@@ -121,7 +123,7 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     dates = [n for n, k in inspection.kinds.items() if k == ColumnType.DATETIME]
     numeric_target = not inspection.task.is_classification
     forecasting = task == Task.FORECASTING or (task is None and numeric_target and len(dates) == 1)
-    data["columns"] = _columns(inspection, forecasting, reasons)
+    data["columns"] = _column_entries(inspection, forecasting, reasons)
     starter.profile = inspection.profile.to_json()
     if forecasting:
         _forecasting(starter, path, target, dates)
@@ -142,7 +144,7 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     starter.recipe["train"] = _table_training(inspection, reasons)
 
 
-def _no_target(path: Path) -> DataError:
+def _missing_target_error(path: Path) -> DataError:
     from dltrain.data.tables import open_table
     from dltrain.recipe.data import CsvSpec
 
@@ -167,7 +169,9 @@ def _read_options(csv: CsvOptions, data: dict[str, Any], reasons: list[str]) -> 
     reasons.extend(f"read: {note}" for note in csv.notes)
 
 
-def _columns(inspection: TableInspection, forecasting: bool, reasons: list[str]) -> dict[str, Any]:
+def _column_entries(
+    inspection: TableInspection, forecasting: bool, reasons: list[str]
+) -> dict[str, Any]:
     """Each column's kind, and log scaling for a long-tailed non-negative one (not for series)."""
     profile = {c.name: c for c in inspection.profile.columns}
     columns: dict[str, Any] = {}

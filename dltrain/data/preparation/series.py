@@ -37,6 +37,8 @@ _REACH = " (the lookback may reach into the split before, the horizon may not)"
 
 @dataclass
 class SeriesOutcome:
+    """Everything a prepared series adds to the manifest, plus its profile."""
+
     fields: dict[str, Any]
     profile: Profile
     files: list[Path]

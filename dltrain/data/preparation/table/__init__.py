@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from dltrain.data.preparation.quality import check_quality
-from dltrain.data.preparation.table.plan import column_kinds, duplicate_rows, plan_table
+from dltrain.data.preparation.table.plan import find_duplicates, infer_kinds, plan_table
 from dltrain.data.preparation.table.reading import open_input
-from dltrain.data.preparation.table.report import build_profile, column_profiles
-from dltrain.data.preparation.table.scan import hash_buckets, scan_table
+from dltrain.data.preparation.table.report import build_profile, profile_columns
+from dltrain.data.preparation.table.scan import open_hash_buckets, scan_table
 from dltrain.data.preparation.table.spill import SPILL_FILE, Spill
-from dltrain.data.preparation.table.target import present_rows, resolve_target
+from dltrain.data.preparation.table.target import mark_present, resolve_target
 from dltrain.data.preparation.table.write import write_table
 from dltrain.data.profile import Profile
 from dltrain.data.tables import TableFile, use_jemalloc
@@ -64,7 +64,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
     use_jemalloc()
     table = open_input(spec)
     spill = Spill(folder / SPILL_FILE)
-    hashes = hash_buckets(table, folder)
+    hashes = open_hash_buckets(table, folder)
     try:
         scan = scan_table(table, hashes, spill)
         plan = plan_table(table, scan, seed)
@@ -109,12 +109,12 @@ def inspect_table(spec: DataSpec) -> TableInspection:
     table = open_input(spec)
     main = table.main
     with tempfile.TemporaryDirectory(prefix="dltrain-inspect-") as scratch:
-        hashes = hash_buckets(table, Path(scratch))
+        hashes = open_hash_buckets(table, Path(scratch))
         try:
             scan = scan_table(table, hashes)
-            kinds = column_kinds(table, scan)
+            kinds = infer_kinds(table, scan)
             target = resolve_target(scan, table)
-            duplicates = duplicate_rows(scan, present_rows(target.y, target.task))
+            duplicates = find_duplicates(scan, mark_present(target.y, target.task))
         finally:
             hashes.close()
     task, classes, y = target.task, target.classes, target.y
@@ -124,7 +124,7 @@ def inspect_table(spec: DataSpec) -> TableInspection:
         class_counts = dict(zip(classes, counts.tolist(), strict=True))
     notes = list(main.csv.notes if main.csv else []) + target.notes
     profile = Profile(
-        columns=column_profiles(table, scan, kinds, task),
+        columns=profile_columns(table, scan, kinds, task),
         rows=int(sum(scan.file_rows)),
         duplicate_rows=len(duplicates),
         class_counts=class_counts,

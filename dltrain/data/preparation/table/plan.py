@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dltrain.data.hashing import HashBuckets
-from dltrain.data.preparation.table.reading import TableInput, text_in_numbers
+from dltrain.data.preparation.table.reading import TableInput, find_text_in_numbers
 from dltrain.data.preparation.table.scan import TableScan
-from dltrain.data.preparation.table.target import Target, present_rows, resolve_target
+from dltrain.data.preparation.table.target import Target, mark_present, resolve_target
 from dltrain.data.profile import infer_type
 from dltrain.data.splits import (
     SKLEARN_LIMIT,
@@ -67,12 +67,12 @@ def plan_table(table: TableInput, scan: TableScan, seed: int) -> TablePlan:
     """
     main, spec = table.main, table.spec
     notes: list[str] = list(main.csv.notes if main.csv else [])
-    kinds = column_kinds(table, scan)
+    kinds = infer_kinds(table, scan)
     target = resolve_target(scan, table)
     notes += target.notes
-    keep = present_rows(target.y, target.task)
+    keep = mark_present(target.y, target.task)
     dropped = {"missing target": int((~keep).sum())} if (~keep).any() else {}
-    duplicates = duplicate_rows(scan, keep)
+    duplicates = find_duplicates(scan, keep)
     num_duplicates = len(duplicates)
     if spec.clean.duplicates == Duplicates.DROP and num_duplicates:
         # The source's own test file is the benchmark's, not ours to thin: only counted.
@@ -96,7 +96,7 @@ def plan_table(table: TableInput, scan: TableScan, seed: int) -> TablePlan:
     )
 
 
-def column_kinds(table: TableInput, scan: TableScan) -> dict[str, ColumnType]:
+def infer_kinds(table: TableInput, scan: TableScan) -> dict[str, ColumnType]:
     """Each feature column's kind: the recipe's, else inferred from its scan.
 
     Raises:
@@ -110,7 +110,7 @@ def column_kinds(table: TableInput, scan: TableScan) -> dict[str, ColumnType]:
         column = scan.scans[name]
         pinned = spec.columns.get(name, ColumnSpec()).type
         if pinned == ColumnType.AUTO and not column.numeric and column.numeric_share() >= 0.9:
-            raise text_in_numbers(main, name, spec)  # numbers with a few words among them
+            raise find_text_in_numbers(main, name, spec)  # numbers with a few words among them
         kind = infer_type(column, pinned)
         if kind == ColumnType.NUMERIC and not column.numeric:
             raise DataError(
@@ -159,7 +159,7 @@ def _unused_notes(kinds: dict[str, ColumnType]) -> list[str]:
     return notes
 
 
-def duplicate_rows(scan: TableScan, keep: np.ndarray) -> np.ndarray:
+def find_duplicates(scan: TableScan, keep: np.ndarray) -> np.ndarray:
     """The rows (sorted indices) repeating an earlier kept row of the same file, found bucket by
     bucket (files are compared among themselves only; a training row repeated in the test file
     is leakage, counted separately)."""
@@ -176,7 +176,7 @@ def duplicate_rows(scan: TableScan, keep: np.ndarray) -> np.ndarray:
     return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
-def leaking_rows(hashes: HashBuckets, splits: np.ndarray) -> dict[str, int]:
+def count_leaking_rows(hashes: HashBuckets, splits: np.ndarray) -> dict[str, int]:
     """Validation and test rows with a training row's features, bucket by bucket."""
     total: dict[str, int] = {}
     for records in hashes.buckets("features"):

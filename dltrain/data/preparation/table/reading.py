@@ -166,7 +166,7 @@ def stripped_batches(table: TableInput) -> Iterator[tuple[int, dict[str, pa.Arra
             for batch in file.batches(types):
                 yield index, _strip(batch, types, null_as)
         except ConversionError as exc:
-            raise text_in_numbers(file, exc.column, spec) from None
+            raise find_text_in_numbers(file, exc.column, spec) from None
 
 
 def _strip(
@@ -212,7 +212,7 @@ def _needs_trim(column: pa.Array) -> bool:
     return bool(_MAY_BE_SPACE[first].any() or _MAY_BE_SPACE[last].any())
 
 
-def text_in_numbers(table: TableFile, column: str, spec: DataSpec) -> DataError:
+def find_text_in_numbers(table: TableFile, column: str, spec: DataSpec) -> DataError:
     """Find the rows where a numeric column holds text (error path: one more read).
 
     Returns:

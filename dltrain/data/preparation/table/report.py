@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.data.preparation.table.plan import UNUSED, TablePlan, leaking_rows
+from dltrain.data.preparation.table.plan import UNUSED, TablePlan, count_leaking_rows
 from dltrain.data.preparation.table.reading import TableInput
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.target import CHUNK_ROWS
@@ -22,20 +22,20 @@ def build_profile(table: TableInput, scan: TableScan, plan: TablePlan) -> Profil
     """The table's profile: its columns, rows, duplicates, class balance and leakage."""
     class_counts = None
     if plan.classes is not None:
-        counts = class_counts_of(plan.y, plan.keep, len(plan.classes))
+        counts = count_classes(plan.y, plan.keep, len(plan.classes))
         class_counts = dict(zip(plan.classes, counts.tolist(), strict=True))
     return Profile(
-        columns=column_profiles(table, scan, plan.kinds, plan.task),
+        columns=profile_columns(table, scan, plan.kinds, plan.task),
         rows=int(sum(scan.file_rows)),
         duplicate_rows=plan.duplicate_rows,
         class_counts=class_counts,
-        leaking_rows=leaking_rows(scan.hashes, plan.splits),
+        leaking_rows=count_leaking_rows(scan.hashes, plan.splits),
         notes=plan.notes,
         dropped_rows=plan.dropped,
     )
 
 
-def column_profiles(
+def profile_columns(
     table: TableInput, scan: TableScan, kinds: dict[str, ColumnType], task: Task
 ) -> list[ColumnProfile]:
     """Each column's profile, in the table's order, with its kind and role."""
@@ -52,7 +52,7 @@ def column_profiles(
     return columns
 
 
-def class_counts_of(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
+def count_classes(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
     """How many rows of each class ``mask`` selects, a chunk at a time (no per-row copies)."""
     counts = np.zeros(num_classes, np.int64)
     for start in range(0, len(y), CHUNK_ROWS):
@@ -61,7 +61,7 @@ def class_counts_of(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.nda
     return counts
 
 
-def target_fields(plan: TablePlan, targets: list[str], entries: dict[str, Any]) -> dict[str, Any]:
+def describe_target(plan: TablePlan, targets: list[str], entries: dict[str, Any]) -> dict[str, Any]:
     """The manifest's ``target``: classes and their weights, or the training values' statistics.
 
     Args:
@@ -89,7 +89,7 @@ def target_fields(plan: TablePlan, targets: list[str], entries: dict[str, Any]) 
     }
 
 
-def cleaning_report(
+def describe_cleaning(
     plan: TablePlan,
     numeric: list[dict[str, Any]],
     categorical: list[dict[str, Any]],

@@ -46,7 +46,7 @@ class TableScan:
     keys: np.ndarray | None = None
 
 
-def hash_buckets(table: TableInput, folder: Path) -> HashBuckets:
+def open_hash_buckets(table: TableInput, folder: Path) -> HashBuckets:
     """Bucket files in ``folder`` for the row and feature hashes, sized by the table's bytes."""
     size = sum(file.path.stat().st_size for file in table.files)
     return HashBuckets(folder, ("row", "features"), size)

@@ -47,7 +47,7 @@ def resolve_target(scan: TableScan, table: TableInput) -> Target:
     return _number_target(scan, table.spec)
 
 
-def present_rows(y: np.ndarray, task: Task) -> np.ndarray:
+def mark_present(y: np.ndarray, task: Task) -> np.ndarray:
     """A mask of the rows whose target is not missing."""
     if task.is_classification:
         return np.asarray(y >= 0)

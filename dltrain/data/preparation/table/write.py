@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from dltrain.data.derived import check_derived, derive_numpy
 from dltrain.data.preparation.table.plan import UNUSED, TablePlan
 from dltrain.data.preparation.table.reading import TableInput
-from dltrain.data.preparation.table.report import cleaning_report, target_fields
+from dltrain.data.preparation.table.report import describe_cleaning, describe_target
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.spill import Spill
 from dltrain.data.splits import SPLIT_NAMES, TRAIN
@@ -259,7 +259,7 @@ def _fields(
         "splits": entries,
         "source_splits": ["train", "test"] if table.has_test else ["train"],
     }
-    fields["target"] = target_fields(plan, spec.targets, entries)
+    fields["target"] = describe_target(plan, spec.targets, entries)
     preprocessing: dict[str, Any] = {"sampling": spec.sampling.value}
     numeric_pre: list[dict[str, Any]] = []
     categorical_pre: list[dict[str, Any]] = []
@@ -287,7 +287,7 @@ def _fields(
         }
         preprocessing.update(numeric=numeric_pre, categorical=categorical_pre)
     fields["preprocessing"] = preprocessing
-    fields["cleaning"] = cleaning_report(plan, numeric_pre, categorical_pre, spec, scan)
+    fields["cleaning"] = describe_cleaning(plan, numeric_pre, categorical_pre, spec, scan)
     return fields
 
 
