@@ -1,9 +1,9 @@
 """Raw data → a profiled, cleaned, split, checksummed prepared dataset that training can trust.
 
-``prepare`` picks the path by source: tables (``tabular.py``), time series (``timeseries.py``),
-or arrays held in memory (IDX, ``.npz``, image and text class folders, here). Every path writes
-into a temporary folder that replaces ``data/<recipe>/`` only once complete, with
-``manifest.json`` and ``profile.json``.
+``prepare`` picks the path by source (``data/preparation/``): tables (``table/``), time series
+(``series.py``), or arrays held in memory (IDX, ``.npz``, image and text class folders,
+``arrays.py``). Every path writes into a temporary folder that replaces ``data/<recipe>/`` only
+once complete, with ``manifest.json`` and ``profile.json``.
 """
 
 from __future__ import annotations
@@ -17,24 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dltrain import __version__
-from dltrain.data.hashing import hash_strings
-from dltrain.data.profile import Profile
-from dltrain.data.sources import SourceArrays, detect_format, read_source, resolve_source
-from dltrain.data.splits import SPLIT_NAMES, leaking_counts, resolve_method, split_indices
+from dltrain.data.sources import detect_format, resolve_source
 from dltrain.data.store import (
     PROFILE_FILE,
     PreparedDataset,
-    ShardWriter,
     fingerprint_files,
     open_store,
 )
-from dltrain.data.transforms import class_weights
 from dltrain.errors import DataError, DataQualityError
 from dltrain.manifest import MANIFEST_VERSION, Manifest
-from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
+from dltrain.recipe.data import DataFormat, DataSpec
 from dltrain.runs import MANIFEST_FILE, atomic_path, read_json, write_json_atomic
 from dltrain.tasks import Task
 
@@ -124,14 +117,16 @@ def _build(
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         if fmt in TABLE_FORMATS and (spec.series is not None or spec.task == Task.FORECASTING):
-            from dltrain.data.timeseries import prepare_series
+            from dltrain.data.preparation.series import prepare_series
 
             outcome: Any = prepare_series(spec, seed, tmp)
         elif fmt in TABLE_FORMATS:
-            from dltrain.data.tabular import prepare_table
+            from dltrain.data.preparation.table import prepare_table
 
             outcome = prepare_table(spec, seed, tmp, strict=strict)
         else:
+            from dltrain.data.preparation.arrays import prepare_arrays
+
             outcome = prepare_arrays(spec, seed, tmp, fmt, strict=strict)
         fields, profile = outcome.fields, outcome.profile
         fingerprint = pending.result() if isinstance(pending, _InBackground) else pending
@@ -213,207 +208,3 @@ def source_files(source: Path, spec: DataSpec, fmt: DataFormat) -> list[Path]:
         for p in source.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
     )
-
-
-# --- arrays: IDX, npz, image and text folders ------------------------------------------------
-
-
-@dataclass
-class ArraysOutcome:
-    fields: dict[str, Any]
-    profile: Profile
-
-
-def prepare_arrays(
-    spec: DataSpec, seed: int, folder: Path, fmt: DataFormat, *, strict: bool = False
-) -> ArraysOutcome:
-    """Split and store a dataset that fits in memory (images, texts, IDX, npz).
-
-    Raises:
-        DataError: unreadable data, or settings that do not apply to it.
-        DataQualityError: a check failed.
-    """
-    if spec.series is not None:
-        raise DataError(
-            f"`data.series` needs a table with a time column; {spec.source} is {fmt.value} data. "
-            f"Remove the series section or point `data.source` at a CSV or Parquet file."
-        )
-    source = read_source(spec.source, fmt, spec.image)
-    classes = _class_names(source, spec)
-    method = resolve_method(spec.split, classification=True)
-    if method not in (SplitMethod.RANDOM, SplitMethod.STRATIFIED):
-        raise DataError(
-            f"`data.split.method: {method.value}` needs a column to split by, which only tables "
-            f"have; {spec.source} is {fmt.value} data. Use random or stratified."
-        )
-    pool_x, pool_y = source.splits["train"]
-    train_rows, validation_rows, test_rows = split_indices(
-        len(pool_y),
-        spec.split,
-        seed,
-        method=method,
-        has_test=source.has_test,
-        source=str(spec.source),
-        labels=pool_y if method == SplitMethod.STRATIFIED else None,
-        class_names=classes,
-    )
-    splits = {
-        "train": (pool_x[train_rows], pool_y[train_rows]),
-        "validation": (pool_x[validation_rows], pool_y[validation_rows]),
-        "test": source.splits["test"]
-        if source.has_test
-        else (pool_x[test_rows], pool_y[test_rows]),
-    }
-    is_text = pool_x.dtype == object
-    profile = _array_profile(splits, classes, source, is_text)
-    breaches = profile.breaches(spec.checks, strict=strict)
-    if breaches:
-        raise DataQualityError(
-            f"{spec.source} failed {len(breaches)} data check(s): {'; '.join(breaches)}. Fix the "
-            f"data, relax `data.checks` in the recipe, or run without --strict.",
-            profile.to_json(),
-        )
-    writer = ShardWriter(folder, layout="parquet" if is_text else "npz", num_classes=len(classes))
-    import pyarrow as pa
-
-    for name in SPLIT_NAMES:
-        x, y = splits[name]
-        if is_text:
-            writer.write(name, pa.table({"text": pa.array(x.tolist(), pa.string())}), y)
-        else:
-            writer.write(name, _with_channels(x), y)
-    entries = writer.close()
-    target = {
-        "classes": classes,
-        "num_classes": len(classes),
-        "class_weights": class_weights(entries["train"]["class_counts"]),
-    }
-    fields: dict[str, Any] = {
-        "task": (Task.MULTICLASS if len(classes) > 2 else Task.BINARY).value,
-        "target": target,
-        "splits": entries,
-        "source_splits": sorted(source.splits),
-        "cleaning": {
-            "dropped_rows": {},
-            "filled": [],
-            "notes": source.notes,
-            "duplicates": "reported",
-        },
-    }
-    if is_text:
-        from dltrain.data.text import fit_vocabulary
-
-        vocabulary, length = fit_vocabulary(splits["train"][0].tolist(), spec.text)
-        fields["features"] = {
-            "kind": "text",
-            "column": "text",
-            "dtype": "string",
-            "vocabulary_size": len(vocabulary) + 2,
-            "sequence_length": length,
-        }
-        fields["preprocessing"] = {
-            "vocabulary": vocabulary,
-            "standardize": spec.text.standardize.value,
-            "sequence_length": length,
-            "sampling": spec.sampling.value,
-        }
-    else:
-        images = _with_channels(splits["train"][0])
-        fields["features"] = {
-            "kind": "image",
-            "shape": list(images.shape[1:]),
-            "dtype": str(images.dtype),
-        }
-        fields["preprocessing"] = {
-            "scaling": spec.scaling.value,
-            **scaling_stats(images, spec.scaling),
-            "sampling": spec.sampling.value,
-        }
-    return ArraysOutcome(fields=fields, profile=profile)
-
-
-def _array_profile(
-    splits: dict[str, tuple[np.ndarray, np.ndarray]],
-    classes: list[str],
-    source: SourceArrays,
-    is_text: bool,
-) -> Profile:
-    hashes = {name: _example_hashes(x, is_text) for name, (x, _) in splits.items()}
-    order = np.concatenate([np.full(len(h), i, np.int8) for i, h in enumerate(hashes.values())])
-    every = np.concatenate(list(hashes.values()))
-    duplicates = 0
-    for h in hashes.values():
-        duplicates += len(h) - len(np.unique(h))
-    labels = np.concatenate([y for _, y in splits.values()])
-    counts = np.bincount(labels, minlength=len(classes))
-    return Profile(
-        columns=[],
-        rows=len(labels),
-        duplicate_rows=duplicates,
-        class_counts=dict(zip(classes, counts.tolist(), strict=True)),
-        leaking_rows=leaking_counts(every, order),
-        notes=list(source.notes),
-        unit="text" if is_text else "image",
-    )
-
-
-def _example_hashes(x: np.ndarray, is_text: bool) -> np.ndarray:
-    import pyarrow as pa
-
-    if is_text:
-        return hash_strings(pa.array(x.tolist(), pa.string()))
-    flat = np.ascontiguousarray(x.reshape(len(x), -1))
-    return np.array(
-        [
-            int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
-            for row in flat
-        ],
-        dtype=np.uint64,
-    )
-
-
-def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
-    labels = np.concatenate([y for _, y in source.splits.values()])
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0:
-        raise DataError(
-            f"Labels in {spec.source} go down to {low}. Expected class indices 0, 1, 2, …; "
-            f"relabel the data."
-        )
-    names = source.class_names
-    if spec.classes is not None:
-        if high >= len(spec.classes) or (names is not None and len(names) != len(spec.classes)):
-            raise DataError(
-                f"`data.classes` names {len(spec.classes)} classes but {spec.source} has "
-                f"{len(names) if names is not None else high + 1}. Name every class, in label "
-                f"order."
-            )
-        return list(spec.classes)
-    if names is not None:
-        return list(names)
-    return [str(i) for i in range(high + 1)]
-
-
-def _with_channels(x: np.ndarray) -> np.ndarray:
-    return x[..., np.newaxis] if x.ndim == 3 else x
-
-
-def scaling_stats(train_x: np.ndarray, scaling: Scaling) -> dict[str, float]:
-    """``scale`` and ``offset`` such that ``x * scale + offset`` is the scaled input.
-
-    Fit on the training split only, so nothing about validation or test leaks into training.
-    """
-    if scaling == Scaling.NONE:
-        return {"scale": 1.0, "offset": 0.0}
-    if np.issubdtype(train_x.dtype, np.integer) and train_x.dtype.itemsize == 1:
-        low, high = 0.0, 255.0  # 8-bit pixels: the range is the format's, not the sample's
-    else:
-        low, high = float(train_x.min()), float(train_x.max())
-    if scaling == Scaling.STANDARD:
-        mean = float(train_x.mean(dtype=np.float64))
-        std = float(train_x.std(dtype=np.float64)) or 1.0
-        return {"scale": 1.0 / std, "offset": -mean / std}
-    span = (high - low) or 1.0
-    if scaling == Scaling.UNIT:
-        return {"scale": 1.0 / span, "offset": -low / span}
-    return {"scale": 2.0 / span, "offset": -2.0 * low / span - 1.0}

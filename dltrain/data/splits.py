@@ -8,6 +8,8 @@ group sizes allow.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -27,98 +29,105 @@ def resolve_method(spec: SplitSpec, *, classification: bool) -> SplitMethod:
     return SplitMethod.STRATIFIED if classification and spec.stratify else SplitMethod.RANDOM
 
 
-def assign_splits(
-    num: int,
-    spec: SplitSpec,
-    seed: int,
-    *,
-    method: SplitMethod,
-    has_test: bool,
-    source: str,
-    labels: np.ndarray | None = None,
-    class_names: list[str] | None = None,
-    order: np.ndarray | None = None,
-    keys: np.ndarray | None = None,
-) -> np.ndarray:
-    """The split (TRAIN, VALIDATION or TEST) of each of ``num`` pooled examples.
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SplitRequest:
+    """How to split a pool of examples: the recipe's shares, the seed, the method and what it
+    splits by.
 
-    Args:
-        num: examples in the pool (a source's own test set is not part of it).
+    Attributes:
         spec: the recipe's ``data.split``.
         seed: the recipe's seed.
         method: a resolved method (not ``auto``).
         has_test: the source brings its own test set, so the pool gives none.
         source: named in error messages.
-        labels: class indices, for stratified splits.
+        labels: class indices of the examples; stratified splits use them, others ignore them.
         class_names: names of the classes, for error messages.
         order: time (or any sortable) values, for time splits.
         keys: 64-bit hashes of the group/hash column, for group and hash splits.
+
+    Example:
+        ``split_indices(len(y), SplitRequest(spec=recipe.data.split, seed=42,
+        method=SplitMethod.STRATIFIED, has_test=False, source="x.npz", labels=y))`` gives the
+        rows of train, validation and test.
+    """
+
+    spec: SplitSpec
+    seed: int
+    method: SplitMethod
+    has_test: bool
+    source: str
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    order: np.ndarray | None = None
+    keys: np.ndarray | None = None
+
+    @property
+    def stratify(self) -> np.ndarray | None:
+        """The labels when the split is stratified, else None."""
+        return self.labels if self.method == SplitMethod.STRATIFIED else None
+
+
+def assign_splits(num: int, request: SplitRequest) -> np.ndarray:
+    """The split (TRAIN, VALIDATION or TEST) of each of ``num`` pooled examples.
+
+    Args:
+        num: examples in the pool (a source's own test set is not part of it).
+        request: how to split them; its per-example arrays have ``num`` entries.
+
+    Returns:
+        An int8 array of ``num`` split codes.
 
     Raises:
         DataError: too few examples, or a class too small to stratify.
     """
     splits = np.full(num, TRAIN, dtype=np.int8)
-    for split, rows in enumerate(
-        split_indices(
-            num,
-            spec,
-            seed,
-            method=method,
-            has_test=has_test,
-            source=source,
-            labels=labels,
-            class_names=class_names,
-            order=order,
-            keys=keys,
-        )
-    ):
+    for split, rows in enumerate(split_indices(num, request)):
         splits[rows] = split
     return splits
 
 
-def split_indices(
-    num: int,
-    spec: SplitSpec,
-    seed: int,
-    *,
-    method: SplitMethod,
-    has_test: bool,
-    source: str,
-    labels: np.ndarray | None = None,
-    class_names: list[str] | None = None,
-    order: np.ndarray | None = None,
-    keys: np.ndarray | None = None,
-) -> list[np.ndarray]:
+def split_indices(num: int, request: SplitRequest) -> list[np.ndarray]:
     """The rows of the train, validation and test splits (see ``assign_splits``).
 
     Random and stratified splits come in scikit-learn's shuffled order, as prepare has always
     stored them; the other methods in row order.
+
+    Args:
+        num: examples in the pool.
+        request: how to split them.
+
+    Returns:
+        The row indices of train, validation and test, in that order.
+
+    Raises:
+        DataError: too few examples, or a class too small to stratify.
     """
-    num_test, num_validation = _split_sizes(num, spec, has_test=has_test, source=source)
+    spec, seed, method = request.spec, request.seed, request.method
+    num_test, num_validation = _split_sizes(num, request)
     rows = np.arange(num)
     if method in (SplitMethod.GROUP, SplitMethod.HASH):
-        if keys is None:
+        if request.keys is None:
             raise ValueError("group and hash splits need keys")
-        u = unit_interval(keys, seed if method == SplitMethod.GROUP else 0)
-        test_share = 0.0 if has_test else spec.test
+        u = unit_interval(request.keys, seed if method == SplitMethod.GROUP else 0)
+        test_share = 0.0 if request.has_test else spec.test
         return [
             rows[u >= test_share + spec.validation],
             rows[(u >= test_share) & (u < test_share + spec.validation)],
             rows[u < test_share],
         ]
     if method == SplitMethod.TIME:
-        if order is None:
+        if request.order is None:
             raise ValueError("time splits need an order")
-        ranked = np.argsort(order, kind="stable")
+        ranked = np.argsort(request.order, kind="stable")
         cut = num - num_test - num_validation
         return [
             np.sort(ranked[:cut]),
             np.sort(ranked[cut : num - num_test]),
             np.sort(ranked[num - num_test :]),
         ]
-    stratify = labels if method == SplitMethod.STRATIFIED else None
+    stratify, source = request.stratify, request.source
     if stratify is not None:
-        _check_stratifiable(stratify, class_names, source)
+        _check_stratifiable(stratify, request.class_names, source)
     pool, test_rows = rows, rows[:0]
     if num_test:
         pool, test_rows = _hold_out(rows, num_test, seed, stratify, source)
@@ -127,12 +136,13 @@ def split_indices(
     return [train_rows, validation_rows, test_rows]
 
 
-def _split_sizes(num: int, spec: SplitSpec, *, has_test: bool, source: str) -> tuple[int, int]:
+def _split_sizes(num: int, request: SplitRequest) -> tuple[int, int]:
     """How many of ``num`` pooled examples go to test and to validation.
 
     Raises:
         DataError: too few examples to leave any for training.
     """
+    spec, has_test, source = request.spec, request.has_test, request.source
     num_test = 0 if has_test else max(1, round(spec.test * num))
     num_validation = max(1, round(spec.validation * num))
     if num - num_test - num_validation < 1:
@@ -274,17 +284,7 @@ def _largest_remainders(sizes: np.ndarray, count: int) -> np.ndarray:
     return take
 
 
-def assign_in_chunks(
-    pool: np.ndarray,
-    out: np.ndarray,
-    spec: SplitSpec,
-    seed: int,
-    *,
-    has_test: bool,
-    source: str,
-    labels: np.ndarray | None = None,
-    class_names: list[str] | None = None,
-) -> None:
+def assign_in_chunks(pool: np.ndarray, out: np.ndarray, request: SplitRequest) -> None:
     """Random or stratified splits of a large pool, written into ``out`` a chunk at a time.
 
     The same exact shares per class as ``split_indices`` (largest remainders), but where it
@@ -296,16 +296,37 @@ def assign_in_chunks(
     Args:
         pool: per row, whether it takes part (rows outside keep their ``out`` value).
         out: per row (int8), receives TRAIN, VALIDATION or TEST for the pooled rows.
-        spec: the recipe's ``data.split``.
-        seed: the recipe's seed.
-        has_test: the source brings its own test set, so the pool gives none.
-        source: named in error messages.
-        labels: per row class indices (stratified splits); None for a random split.
-        class_names: names of the classes, for error messages.
+        request: a random or stratified split; its labels (stratified) are per row, not per
+            pooled row.
 
     Raises:
         DataError: too few examples, or a class too small to stratify.
     """
+    labels = request.stratify
+    sizes = _pooled_class_sizes(pool, labels)
+    num_classes = len(sizes)
+    num_test, num_validation = _split_sizes(int(sizes.sum()), request)
+    if labels is not None:
+        _check_class_sizes(sizes, request.class_names, request.source)
+    test = _largest_remainders(sizes, num_test) if num_test else np.zeros(num_classes, np.int64)
+    validation = _largest_remainders(sizes - test, num_validation)
+    left = np.stack([sizes - test - validation, validation, test], axis=1)
+    rng = np.random.default_rng(request.seed)
+    chunk = CHUNK_ROWS
+    for start in range(0, len(pool), chunk):
+        rows = np.flatnonzero(pool[start : start + chunk])
+        if not len(rows):
+            continue
+        part = (
+            labels[start : start + chunk][rows].astype(np.int64)
+            if labels is not None
+            else np.zeros(len(rows), np.int64)
+        )
+        out[start + rows] = _draw_chunk(part, left, rng)
+
+
+def _pooled_class_sizes(pool: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """How many pooled rows each class has (one count for an unstratified split), by chunks."""
     chunk = CHUNK_ROWS
     sizes = np.zeros(1, np.int64)
     for start in range(0, len(pool), chunk):
@@ -317,35 +338,23 @@ def assign_in_chunks(
             if len(part) > len(sizes):
                 sizes = np.concatenate([sizes, np.zeros(len(part) - len(sizes), np.int64)])
             sizes[: len(part)] += part
-    num_classes = len(sizes)
-    num = int(sizes.sum())
-    num_test, num_validation = _split_sizes(num, spec, has_test=has_test, source=source)
-    if labels is not None:
-        _check_class_sizes(sizes, class_names, source)
-    test = _largest_remainders(sizes, num_test) if num_test else np.zeros(num_classes, np.int64)
-    validation = _largest_remainders(sizes - test, num_validation)
-    left = np.stack([sizes - test - validation, validation, test], axis=1)
+    return sizes
+
+
+def _draw_chunk(part: np.ndarray, left: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The splits of one chunk's pooled rows (class ``part``), taken from what each class has
+    ``left`` to give (per class: train, validation, test counts, updated in place)."""
     codes = np.array([TRAIN, VALIDATION, TEST], np.int8)
-    rng = np.random.default_rng(seed)
-    for start in range(0, len(pool), chunk):
-        rows = np.flatnonzero(pool[start : start + chunk])
-        if not len(rows):
-            continue
-        part = (
-            labels[start : start + chunk][rows].astype(np.int64)
-            if labels is not None
-            else np.zeros(len(rows), np.int64)
-        )
-        order = np.argsort(part, kind="stable")  # the rows of each class, together
-        counts = np.bincount(part, minlength=num_classes)
-        assigned = np.empty(len(rows), np.int8)
-        position = 0
-        for c in np.flatnonzero(counts).tolist():
-            members = int(counts[c])
-            draw = rng.multivariate_hypergeometric(left[c], members)
-            left[c] -= draw
-            values = np.repeat(codes, draw)
-            rng.shuffle(values)
-            assigned[order[position : position + members]] = values
-            position += members
-        out[start + rows] = assigned
+    order = np.argsort(part, kind="stable")  # the rows of each class, together
+    counts = np.bincount(part, minlength=len(left))
+    assigned = np.empty(len(part), np.int8)
+    position = 0
+    for c in np.flatnonzero(counts).tolist():
+        members = int(counts[c])
+        draw = rng.multivariate_hypergeometric(left[c], members)
+        left[c] -= draw
+        values = np.repeat(codes, draw)
+        rng.shuffle(values)
+        assigned[order[position : position + members]] = values
+        position += members
+    return assigned

@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dltrain.data.sources import detect_format, resolve_source
 from dltrain.errors import DataError
 from dltrain.recipe.data import ColumnType, DataFormat, DataSpec
 from dltrain.tasks import Task
+
+if TYPE_CHECKING:  # read only at type-checking time: `dltrain init` on images never loads them
+    from dltrain.data.preparation.table import TableInspection
+    from dltrain.data.tables import CsvOptions
 
 LONG_TAIL_RATIO = 20.0  # max / mean above which a non-negative column gets a log scaling
 IMBALANCED_SHARE = 0.2  # smallest class share below which class weights are proposed
@@ -25,6 +29,8 @@ MAX_IMAGE_SIDE = 128  # larger images are resized: CPU training at 224×224 is s
 
 @dataclass
 class Starter:
+    """The proposed recipe (as YAML-ready data), the reasons for each choice, the profile."""
+
     recipe: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
     profile: dict[str, Any] | None = None
@@ -103,39 +109,73 @@ def _format_reason(fmt: DataFormat) -> str:
 
 
 def _table(starter: Starter, path: Path, target: str | None, task: Task | None) -> None:
-    from dltrain.data.tables import open_table
-    from dltrain.data.tabular import inspect_table
-    from dltrain.recipe.data import CsvSpec
+    from dltrain.data.preparation.table import inspect_table
 
     data, reasons = starter.recipe["data"], starter.reasons
     if target is None:
-        names = open_table(path, DataFormat.AUTO, CsvSpec()).columns
-        raise DataError(
-            f"dltrain init needs the column to predict for the table {path}: pass --target "
-            f"COLUMN, one of: {', '.join(names)}."
-        )
+        raise _missing_target_error(path)
     probe = task if task != Task.FORECASTING else None
     inspection = inspect_table(DataSpec(source=path, target=target, task=probe))
     csv = inspection.table.csv
     if csv is not None:
-        options: dict[str, Any] = {}
-        if csv.delimiter != ",":
-            options["delimiter"] = csv.delimiter
-        if not csv.header:
-            options["header"] = False
-        if not csv.quoting:
-            options["quoting"] = False
-        if options:
-            data["csv"] = options
-        reasons.extend(f"read: {note}" for note in csv.notes)
+        _read_options(csv, data, reasons)
     data["target"] = target
-    kinds = inspection.kinds
-    dates = [n for n, k in kinds.items() if k == ColumnType.DATETIME]
+    dates = [n for n, k in inspection.kinds.items() if k == ColumnType.DATETIME]
     numeric_target = not inspection.task.is_classification
     forecasting = task == Task.FORECASTING or (task is None and numeric_target and len(dates) == 1)
+    data["columns"] = _column_entries(inspection, forecasting, reasons)
+    starter.profile = inspection.profile.to_json()
+    if forecasting:
+        _forecasting(starter, path, target, dates)
+        return
+    data["task"] = inspection.task.value
+    reasons.append(_task_reason(inspection.task, target, inspection.classes))
+    reasons.extend(inspection.notes[len(csv.notes) if csv else 0 :])
+    kinds = inspection.kinds
+    text = [n for n, k in kinds.items() if k == ColumnType.TEXT]
+    unused = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
+    used = [n for n, k in kinds.items() if k not in unused]
+    if text and used == text:
+        starter.recipe["model"] = {"family": "text", "encoder": "conv"}
+        reasons.append(f"{text[0]!r} is free text: a text model (conv encoder)")
+    else:
+        starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
+        reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
+    starter.recipe["train"] = _table_training(inspection, reasons)
+
+
+def _missing_target_error(path: Path) -> DataError:
+    from dltrain.data.tables import open_table
+    from dltrain.recipe.data import CsvSpec
+
+    names = open_table(path, DataFormat.AUTO, CsvSpec()).columns
+    return DataError(
+        f"dltrain init needs the column to predict for the table {path}: pass --target "
+        f"COLUMN, one of: {', '.join(names)}."
+    )
+
+
+def _read_options(csv: CsvOptions, data: dict[str, Any], reasons: list[str]) -> None:
+    """The CSV read options that differ from the defaults go into ``data.csv``."""
+    options: dict[str, Any] = {}
+    if csv.delimiter != ",":
+        options["delimiter"] = csv.delimiter
+    if not csv.header:
+        options["header"] = False
+    if not csv.quoting:
+        options["quoting"] = False
+    if options:
+        data["csv"] = options
+    reasons.extend(f"read: {note}" for note in csv.notes)
+
+
+def _column_entries(
+    inspection: TableInspection, forecasting: bool, reasons: list[str]
+) -> dict[str, Any]:
+    """Each column's kind, and log scaling for a long-tailed non-negative one (not for series)."""
     profile = {c.name: c for c in inspection.profile.columns}
     columns: dict[str, Any] = {}
-    for column, kind in kinds.items():
+    for column, kind in inspection.kinds.items():
         entry: dict[str, Any] = {"type": kind.value}
         info = profile[column]
         if (
@@ -153,42 +193,41 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
                 f"so log scaling"
             )
         columns[column] = entry
-    data["columns"] = columns
-    starter.profile = inspection.profile.to_json()
-    if forecasting:
-        if not dates:
-            raise DataError(
-                f"--task forecasting needs a column of dates or times in {path}; none was found. "
-                f"Set `data.series.time_column` by hand, or pick another task."
-            )
-        data["task"] = Task.FORECASTING.value
-        data["series"] = {"time_column": dates[0], "lookback": 30, "horizon": 1}
-        data.pop("columns")
-        reasons.append(
-            f"task forecasting: {dates[0]!r} holds dates and the target {target!r} is numeric; "
-            f"windows of 30 steps predict the next one (--task regression to regress instead)"
+    return columns
+
+
+def _forecasting(starter: Starter, path: Path, target: str, dates: list[str]) -> None:
+    """Turn the table's recipe into a forecaster's: windows over the date column, an LSTM.
+
+    Raises:
+        DataError: the table has no date column.
+    """
+    data, reasons = starter.recipe["data"], starter.reasons
+    if not dates:
+        raise DataError(
+            f"--task forecasting needs a column of dates or times in {path}; none was found. "
+            f"Set `data.series.time_column` by hand, or pick another task."
         )
-        starter.recipe["model"] = {"family": "rnn", "cell": "lstm", "units": [32]}
-        starter.recipe["train"] = {
-            "epochs": 30,
-            "batch_size": 64,
-            "optimizer": {"name": "adam", "learning_rate": 0.001},
-            "early_stopping": {"monitor": "val_loss", "patience": 5},
-        }
-        reasons.append("model: an LSTM over the windows")
-        return
-    data["task"] = inspection.task.value
-    reasons.append(_task_reason(inspection.task, target, inspection.classes))
-    reasons.extend(inspection.notes[len(csv.notes) if csv else 0 :])
-    text = [n for n, k in kinds.items() if k == ColumnType.TEXT]
-    unused = (ColumnType.IDENTIFIER, ColumnType.IGNORE, ColumnType.DATETIME)
-    used = [n for n, k in kinds.items() if k not in unused]
-    if text and used == text:
-        starter.recipe["model"] = {"family": "text", "encoder": "conv"}
-        reasons.append(f"{text[0]!r} is free text: a text model (conv encoder)")
-    else:
-        starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
-        reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
+    data["task"] = Task.FORECASTING.value
+    data["series"] = {"time_column": dates[0], "lookback": 30, "horizon": 1}
+    data.pop("columns")
+    reasons.append(
+        f"task forecasting: {dates[0]!r} holds dates and the target {target!r} is numeric; "
+        f"windows of 30 steps predict the next one (--task regression to regress instead)"
+    )
+    starter.recipe["model"] = {"family": "rnn", "cell": "lstm", "units": [32]}
+    starter.recipe["train"] = {
+        "epochs": 30,
+        "batch_size": 64,
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+        "early_stopping": {"monitor": "val_loss", "patience": 5},
+    }
+    reasons.append("model: an LSTM over the windows")
+
+
+def _table_training(inspection: TableInspection, reasons: list[str]) -> dict[str, Any]:
+    """Training defaults for a table: larger batches for large tables, balanced class weights
+    for a rare class."""
     train: dict[str, Any] = {
         "epochs": 30,
         "batch_size": 256 if inspection.profile.rows > 50_000 else 128,
@@ -199,7 +238,7 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     if share is not None and share < IMBALANCED_SHARE and _trains_with_class_weights():
         train["class_weight"] = "balanced"
         reasons.append(f"smallest class is {share:.1%} of the rows: balanced class weights")
-    starter.recipe["train"] = train
+    return train
 
 
 def _trains_with_class_weights() -> bool:

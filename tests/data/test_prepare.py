@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dltrain.data.prepare import prepare, scaling_stats
+from dltrain.data.preparation.arrays import scaling_stats
+from dltrain.data.prepare import prepare
 from dltrain.data.store import open_store
 from dltrain.errors import DataError
 from dltrain.recipe.schema import DataSpec, Scaling, SplitSpec

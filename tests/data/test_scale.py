@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,18 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dltrain.data import hashing, splits, tabular
+from dltrain.data import hashing, splits
 from dltrain.data.hashing import HashBuckets
+from dltrain.data.preparation.table import plan, reading
 from dltrain.data.prepare import prepare
-from dltrain.data.splits import TEST, TRAIN, VALIDATION, assign_in_chunks, split_indices
+from dltrain.data.splits import (
+    TEST,
+    TRAIN,
+    VALIDATION,
+    SplitRequest,
+    assign_in_chunks,
+    split_indices,
+)
 from dltrain.data.store import ShardWriter, open_store
 from dltrain.data.tables import prefetched
 from dltrain.data.transforms import NumericFit
@@ -60,7 +69,7 @@ def prepared(tmp_path: Path, source: Path, name: str) -> tuple[dict, dict]:  # t
 def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Force the large-source paths: many hash buckets, chunked split assignment."""
     monkeypatch.setattr(hashing, "BUCKET_BYTES", 256)
-    monkeypatch.setattr(tabular, "SKLEARN_LIMIT", 100)
+    monkeypatch.setattr(plan, "SKLEARN_LIMIT", 100)
     monkeypatch.setattr(splits, "CHUNK_ROWS", 333)
 
 
@@ -149,30 +158,23 @@ def test_chunked_assignment_gives_the_exact_stratified_shares(
     pool = rng.random(10_000) > 0.05
     spec = SplitSpec(validation=0.15, test=0.1)
     out = np.full(10_000, -1, np.int8)
-    assign_in_chunks(pool, out, spec, 5, has_test=has_test, source="s", labels=labels)
+    request = SplitRequest(
+        spec=spec, seed=5, method=SplitMethod.STRATIFIED, has_test=has_test, source="s"
+    )
+    assign_in_chunks(pool, out, replace(request, labels=labels))
     assert (out[~pool] == -1).all() and (out[pool] >= 0).all()
     # The reference: the in-memory split of the same pool (largest remainders per class).
     monkeypatch.setattr(splits, "SKLEARN_LIMIT", 0)
     pooled = labels[pool]
     reference = np.empty(len(pooled), np.int8)
-    for s, rows in enumerate(
-        split_indices(
-            len(pooled),
-            spec,
-            5,
-            method=SplitMethod.STRATIFIED,
-            has_test=has_test,
-            source="s",
-            labels=pooled,
-        )
-    ):
+    for s, rows in enumerate(split_indices(len(pooled), replace(request, labels=pooled))):
         reference[rows] = s
     assert counts_by_class(out[pool], pooled) == counts_by_class(reference, pooled)
     # Seeded: the same seed gives the same rows, another seed other rows.
     again = np.full(10_000, -1, np.int8)
-    assign_in_chunks(pool, again, spec, 5, has_test=has_test, source="s", labels=labels)
+    assign_in_chunks(pool, again, replace(request, labels=labels))
     other = np.full(10_000, -1, np.int8)
-    assign_in_chunks(pool, other, spec, 6, has_test=has_test, source="s", labels=labels)
+    assign_in_chunks(pool, other, replace(request, seed=6, labels=labels))
     assert (again == out).all() and (other != out).any()
 
 
@@ -183,8 +185,11 @@ def test_chunked_assignment_is_uniform_over_rows(monkeypatch: pytest.MonkeyPatch
     hits = np.zeros(640)
     for seed in range(400):
         out = np.full(640, -1, np.int8)
-        assign_in_chunks(pool, out, SplitSpec(validation=0.1, test=0.25), seed, has_test=False,
-                         source="s")  # fmt: skip
+        spec = SplitSpec(validation=0.1, test=0.25)
+        request = SplitRequest(
+            spec=spec, seed=seed, method=SplitMethod.RANDOM, has_test=False, source="s"
+        )
+        assign_in_chunks(pool, out, request)
         assert (out == TEST).sum() == 160
         hits += out == TEST
     by_chunk = hits.reshape(10, 64).mean(axis=1) / 400
@@ -197,12 +202,15 @@ def test_chunked_assignment_refuses_a_single_example_class() -> None:
         assign_in_chunks(
             np.ones(100, bool),
             np.full(100, -1, np.int8),
-            SplitSpec(),
-            0,
-            has_test=False,
-            source="s",
-            labels=labels,
-            class_names=["a", "b", "rare"],
+            SplitRequest(
+                spec=SplitSpec(),
+                seed=0,
+                method=SplitMethod.STRATIFIED,
+                has_test=False,
+                source="s",
+                labels=labels,
+                class_names=["a", "b", "rare"],
+            ),
         )
 
 
@@ -263,12 +271,12 @@ def test_whitespace_is_trimmed_only_where_present() -> None:
         {"a": pa.array(["x", " y", "z\u00a0"]), "b": pa.array(["p", "q r", ""])}
     )
     types = {"a": pa.string(), "b": pa.string()}
-    columns = tabular._strip(batch, types, null_as="")
+    columns = reading._strip(batch, types, null_as="")
     assert columns["a"].to_pylist() == ["x", "y", "z"]
     # nothing to trim: the very same buffers, not a trimmed copy
     assert columns["b"].buffers()[2].address == batch.column("b").buffers()[2].address
     sliced = pa.array([" a", "b", "c "]).slice(1, 1)
-    assert not tabular._needs_trim(sliced)
+    assert not reading._needs_trim(sliced)
 
 
 def test_background_shards_equal_foreground_ones(tmp_path: Path) -> None:

@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dltrain.data.profile import ColumnScan, Profile, column_profile, infer_type
+from dltrain.data.preparation.table.reading import open_input, stripped_batches
+from dltrain.data.profile import ColumnProfile, ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
 from dltrain.data.store import ShardWriter
-from dltrain.data.tables import open_table
-from dltrain.data.tabular import check_columns, read_types, stripped_batches
 from dltrain.errors import DataError
 from dltrain.recipe.data import (
     CalendarFeature,
@@ -38,6 +37,8 @@ _REACH = " (the lookback may reach into the split before, the horizon may not)"
 
 @dataclass
 class SeriesOutcome:
+    """Everything a prepared series adds to the manifest, plus its profile."""
+
     fields: dict[str, Any]
     profile: Profile
     files: list[Path]
@@ -45,6 +46,14 @@ class SeriesOutcome:
 
 def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
     """Read, order, fill, split and window a time series; fit its scaling on training rows.
+
+    Args:
+        spec: the recipe's data section (with its ``series``).
+        seed: unused: the splits of a series are in time order.
+        folder: the (temporary) dataset folder the shards go to.
+
+    Returns:
+        The manifest's fields, the profile and the file read.
 
     Raises:
         DataError: no time column, unparsable or repeated times, non-numeric targets, or a
@@ -58,15 +67,57 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
             f"{spec.split.test:.0%} of the series, in time order. Remove it, or put the test "
             f"period at the end of {spec.source}."
         )
-    table = open_table(spec.source, spec.format, spec.csv)
-    check_columns(spec, table.columns, spec.source)
-    types = read_types(table, spec)
-    markers = table.missing_markers(spec.csv)
+    columns = _read_columns(spec, series)
+    _check_targets(columns, spec)
+    features = _window_features(columns, series, spec.targets)
+    frame = pd.DataFrame(
+        {n: pa.chunked_array(columns.parts[n]).to_numpy().astype(np.float64) for n in features},
+        index=pd.DatetimeIndex(columns.times, name=columns.time_column),
+    )
+    frame, notes, filled = _regularise(frame, series, spec.source)
+    ignored = [n for n in columns.names if n != columns.time_column and n not in features]
+    if ignored:
+        notes.append(f"not used as window features: {', '.join(ignored)}")
+    if series.calendar:
+        calendar = _calendar_columns(frame, columns.names, series, spec.source)
+        frame = frame.assign(**calendar)
+        features = features + list(calendar)
+        notes.append(f"calendar features: {', '.join(calendar)}")
+    windows = _write_windows(frame, features, spec, folder)
+    profile = Profile(
+        columns=_column_profiles(columns, features, spec), rows=columns.rows, notes=notes
+    )
+    fields = _series_fields(spec, columns.time_column, windows, notes, filled)
+    return SeriesOutcome(fields=fields, profile=profile, files=[spec.source])
+
+
+@dataclass
+class _SeriesColumns:
+    """The table read whole: each column's scan, values and kind, and its times."""
+
+    names: list[str]
+    scans: dict[str, ColumnScan]
+    parts: dict[str, list[Any]]  # per column, its Arrow chunks
+    kinds: dict[str, ColumnType]
+    rows: int
+    time_column: str
+    times: pd.DatetimeIndex
+
+
+def _read_columns(spec: DataSpec, series: SeriesSpec) -> _SeriesColumns:
+    """Read every column whole, profile it, and find and parse the time column.
+
+    Raises:
+        DataError: no data rows, no (or several) time columns, times that do not parse or
+            repeat.
+    """
+    source = open_input(spec)
+    table, types, markers = source.main, source.types, source.markers
     scans = {
         n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in table.columns
     }
     parts: dict[str, list[Any]] = {n: [] for n in table.columns}
-    for _, columns in stripped_batches([table], types, spec):
+    for _, columns in stripped_batches(source):
         for name, column in columns.items():
             scans[name].update(column)
             parts[name].append(column)
@@ -76,8 +127,17 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
     time_column = _time_column(series, scans, table.columns, spec.source)
     times = _parse_times(pa.chunked_array(parts[time_column]), time_column, spec.source)
     kinds = {n: infer_type(scans[n], spec.columns.get(n, ColumnSpec()).type) for n in table.columns}
-    targets = spec.targets
-    for name in targets:
+    return _SeriesColumns(table.columns, scans, parts, kinds, rows, time_column, times)
+
+
+def _check_targets(columns: _SeriesColumns, spec: DataSpec) -> None:
+    """Forecast targets must be numbers, present somewhere.
+
+    Raises:
+        DataError: a target holds text, or is missing in every row.
+    """
+    scans = columns.scans
+    for name in spec.targets:
         if not scans[name].numeric:
             raise DataError(
                 f"The forecasting target {name!r} of {spec.source} is not numeric (e.g. "
@@ -88,10 +148,19 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
                 f"The target column {name!r} of {spec.source} is missing in every row. Expected "
                 f"values to learn from; check `data.target` and `data.csv.missing_values`."
             )
+
+
+def _window_features(columns: _SeriesColumns, series: SeriesSpec, targets: list[str]) -> list[str]:
+    """The columns each window holds: the recipe's, else every numeric one; targets always.
+
+    Raises:
+        DataError: the recipe names a column that is not numeric.
+    """
+    scans = columns.scans
     features = series.features or [
         n
-        for n in table.columns
-        if n != time_column and scans[n].numeric and kinds[n] == ColumnType.NUMERIC
+        for n in columns.names
+        if n != columns.time_column and scans[n].numeric and columns.kinds[n] == ColumnType.NUMERIC
     ]
     for name in targets:
         if name not in features:
@@ -102,28 +171,53 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
                 f"`data.series.features` names {name!r}, which is not numeric. Window features "
                 f"must be numbers; drop it from the list."
             )
-    frame = pd.DataFrame(
-        {n: pa.chunked_array(parts[n]).to_numpy().astype(np.float64) for n in features},
-        index=pd.DatetimeIndex(times, name=time_column),
-    )
-    frame, notes, filled = _regularise(frame, series, spec.source)
-    ignored = [n for n in table.columns if n != time_column and n not in features]
-    if ignored:
-        notes.append(f"not used as window features: {', '.join(ignored)}")
-    if series.calendar:
-        calendar = calendar_features(frame.index, series.calendar)
-        clashes = [n for n in calendar if n in frame.columns or n in table.columns]
-        if clashes:
-            raise DataError(
-                f"`data.series.calendar` adds the column(s) {', '.join(clashes)}, but "
-                f"{spec.source} already has a column of that name. Rename the source column, or "
-                f"drop the cycle from `data.series.calendar`."
-            )
-        frame = frame.assign(**calendar)
-        features = features + list(calendar)
-        notes.append(f"calendar features: {', '.join(calendar)}")
+    return features
+
+
+def _calendar_columns(
+    frame: pd.DataFrame, names: list[str], series: SeriesSpec, source: Path
+) -> dict[str, np.ndarray]:
+    """The calendar cycles' sine and cosine columns for the steps of ``frame``.
+
+    Raises:
+        DataError: a calendar column would take the name of a source column.
+    """
+    calendar = calendar_features(frame.index, series.calendar)
+    clashes = [n for n in calendar if n in frame.columns or n in names]
+    if clashes:
+        raise DataError(
+            f"`data.series.calendar` adds the column(s) {', '.join(clashes)}, but "
+            f"{source} already has a column of that name. Rename the source column, or "
+            f"drop the cycle from `data.series.calendar`."
+        )
+    return calendar
+
+
+@dataclass
+class _Windows:
+    """The filled series as arrays, its splits' bounds and the windows written."""
+
+    frame: pd.DataFrame
+    features: list[str]
+    values: np.ndarray  # (steps, features) float32
+    targets: np.ndarray  # (steps, targets) float32
+    bounds: list[int]  # first step of train, validation, test, and the end
+    entries: dict[str, Any]  # the manifest's splits
+    counts: dict[str, int]  # windows per split
+
+
+def _write_windows(
+    frame: pd.DataFrame, features: list[str], spec: DataSpec, folder: Path
+) -> _Windows:
+    """Split the steps in time order and store each split's windows.
+
+    Raises:
+        DataError: a split too short for one window.
+    """
+    series = spec.series
+    assert series is not None
     values = frame[features].to_numpy(np.float32)
-    target_values = frame[targets].to_numpy(np.float32)
+    target_values = frame[spec.targets].to_numpy(np.float32)
     num = len(frame)
     num_test = max(1, round(spec.split.test * num))
     num_validation = max(1, round(spec.split.validation * num))
@@ -144,38 +238,53 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
         writer.write(name, x, y)
         window_counts[name] = len(x)
     entries = writer.close()
-    train = values[: bounds[1]]
-    train_targets = target_values[: bounds[1]]
+    return _Windows(frame, features, values, target_values, bounds, entries, window_counts)
+
+
+def _column_profiles(
+    columns: _SeriesColumns, features: list[str], spec: DataSpec
+) -> list[ColumnProfile]:
+    """Each source column's profile, its role the target, the time, a feature or ignored."""
+    profiles = []
+    for n in columns.names:
+        kind = ColumnType.DATETIME if n == columns.time_column else columns.kinds[n]
+        role = (
+            "target"
+            if n in spec.targets
+            else "time"
+            if n == columns.time_column
+            else ("feature" if n in features else "ignored")
+        )
+        profiles.append(column_profile(columns.scans[n], kind, role, spec.max_categories))
+    return profiles
+
+
+def _series_fields(
+    spec: DataSpec,
+    time_column: str,
+    windows: _Windows,
+    notes: list[str],
+    filled: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The manifest's fields of a prepared series; statistics of the training steps only."""
+    series = spec.series
+    assert series is not None
+    bounds, frame = windows.bounds, windows.frame
+    train = windows.values[: bounds[1]]
+    train_targets = windows.targets[: bounds[1]]
     variance = train.var(axis=0, dtype=np.float64)
-    profile = Profile(
-        columns=[
-            column_profile(
-                scans[n],
-                ColumnType.DATETIME if n == time_column else kinds[n],
-                "target"
-                if n in targets
-                else "time"
-                if n == time_column
-                else ("feature" if n in features else "ignored"),
-                spec.max_categories,
-            )
-            for n in table.columns
-        ],
-        rows=rows,
-        notes=notes,
-    )
-    fields: dict[str, Any] = {
+    return {
         "task": "forecasting",
         "features": {
             "kind": "sequence",
-            "shape": [series.lookback, len(features)],
+            "shape": [series.lookback, len(windows.features)],
             "dtype": "float32",
-            "columns": features,
+            "columns": windows.features,
             "time_column": time_column,
             "frequency": notes[0] if notes else None,
         },
         "target": {
-            "columns": targets,
+            "columns": spec.targets,
             "horizon": series.horizon,
             "lookback": series.lookback,
             "mean": train_targets.mean(axis=0, dtype=np.float64).tolist(),
@@ -188,18 +297,17 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
             "variance": [float(v) if v > 1e-24 else 1.0 for v in variance],
             "sampling": "none",
         },
-        "splits": entries,
+        "splits": windows.entries,
         "source_splits": ["train"],
         "series": {
-            "steps": num,
+            "steps": len(frame),
             "split_steps": {n: bounds[i + 1] - bounds[i] for i, n in enumerate(SPLIT_NAMES)},
-            "windows": window_counts,
+            "windows": windows.counts,
             "start": str(frame.index[0]),
             "end": str(frame.index[-1]),
         },
         "cleaning": {"dropped_rows": {}, "filled": filled, "notes": notes, "duplicates": "n/a"},
     }
-    return SeriesOutcome(fields=fields, profile=profile, files=[spec.source])
 
 
 # Seconds in one turn of each cycle; a year is 365.25 days so that leap years do not drift.

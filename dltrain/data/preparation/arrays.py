@@ -1,0 +1,262 @@
+"""Preparing a dataset that fits in memory: IDX, ``.npz``, image and text class folders.
+
+The source's examples are split (randomly or stratified; its own test set is kept as test),
+profiled for duplicates and leakage, and stored as shards; images get their pixel scaling and
+texts their vocabulary, fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dltrain.data.hashing import hash_strings
+from dltrain.data.preparation.quality import check_quality
+from dltrain.data.profile import Profile
+from dltrain.data.sources import SourceArrays, read_source
+from dltrain.data.splits import (
+    SPLIT_NAMES,
+    SplitRequest,
+    leaking_counts,
+    resolve_method,
+    split_indices,
+)
+from dltrain.data.store import ShardWriter
+from dltrain.data.transforms import class_weights
+from dltrain.errors import DataError
+from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
+from dltrain.tasks import Task
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name → (examples, labels)
+
+
+@dataclass
+class ArraysOutcome:
+    """Everything a prepared in-memory dataset adds to the manifest, plus its profile."""
+
+    fields: dict[str, Any]
+    profile: Profile
+
+
+def prepare_arrays(
+    spec: DataSpec, seed: int, folder: Path, fmt: DataFormat, *, strict: bool = False
+) -> ArraysOutcome:
+    """Split and store a dataset that fits in memory (images, texts, IDX, npz).
+
+    Args:
+        spec: the recipe's data section.
+        seed: fixes the splits.
+        folder: the (temporary) dataset folder the shards go to.
+        fmt: the source's format (not ``auto``).
+        strict: fail on any profile warning (``--strict``).
+
+    Returns:
+        The manifest's fields and the profile.
+
+    Raises:
+        DataError: unreadable data, or settings that do not apply to it.
+        DataQualityError: a check failed.
+    """
+    if spec.series is not None:
+        raise DataError(
+            f"`data.series` needs a table with a time column; {spec.source} is {fmt.value} data. "
+            f"Remove the series section or point `data.source` at a CSV or Parquet file."
+        )
+    source = read_source(spec.source, fmt, spec.image)
+    classes = _class_names(source, spec)
+    splits = _split(source, spec, seed, fmt, classes)
+    is_text = source.splits["train"][0].dtype == object
+    profile = _array_profile(splits, classes, source, is_text)
+    check_quality(profile, spec, strict=strict)
+    writer = ShardWriter(folder, layout="parquet" if is_text else "npz", num_classes=len(classes))
+    for name in SPLIT_NAMES:
+        x, y = splits[name]
+        if is_text:
+            writer.write(name, pa.table({"text": pa.array(x.tolist(), pa.string())}), y)
+        else:
+            writer.write(name, _with_channels(x), y)
+    entries = writer.close()
+    target = {
+        "classes": classes,
+        "num_classes": len(classes),
+        "class_weights": class_weights(entries["train"]["class_counts"]),
+    }
+    fields: dict[str, Any] = {
+        "task": (Task.MULTICLASS if len(classes) > 2 else Task.BINARY).value,
+        "target": target,
+        "splits": entries,
+        "source_splits": sorted(source.splits),
+        "cleaning": {
+            "dropped_rows": {},
+            "filled": [],
+            "notes": source.notes,
+            "duplicates": "reported",
+        },
+    }
+    train_x = splits["train"][0]
+    fields.update(_text_fields(train_x, spec) if is_text else _image_fields(train_x, spec))
+    return ArraysOutcome(fields=fields, profile=profile)
+
+
+def _split(
+    source: SourceArrays, spec: DataSpec, seed: int, fmt: DataFormat, classes: list[str]
+) -> Splits:
+    """Train, validation and test: held out of the source's training pool, the test split
+    the source's own when it has one.
+
+    Raises:
+        DataError: a split method that needs a column, or a pool that cannot be split.
+    """
+    method = resolve_method(spec.split, classification=True)
+    if method not in (SplitMethod.RANDOM, SplitMethod.STRATIFIED):
+        raise DataError(
+            f"`data.split.method: {method.value}` needs a column to split by, which only tables "
+            f"have; {spec.source} is {fmt.value} data. Use random or stratified."
+        )
+    pool_x, pool_y = source.splits["train"]
+    request = SplitRequest(
+        spec=spec.split,
+        seed=seed,
+        method=method,
+        has_test=source.has_test,
+        source=str(spec.source),
+        labels=pool_y,
+        class_names=classes,
+    )
+    train_rows, validation_rows, test_rows = split_indices(len(pool_y), request)
+    return {
+        "train": (pool_x[train_rows], pool_y[train_rows]),
+        "validation": (pool_x[validation_rows], pool_y[validation_rows]),
+        "test": source.splits["test"]
+        if source.has_test
+        else (pool_x[test_rows], pool_y[test_rows]),
+    }
+
+
+def _text_fields(train_x: np.ndarray, spec: DataSpec) -> dict[str, Any]:
+    """The manifest's features and preprocessing of texts: the training split's vocabulary."""
+    from dltrain.data.text import fit_vocabulary
+
+    vocabulary, length = fit_vocabulary(train_x.tolist(), spec.text)
+    return {
+        "features": {
+            "kind": "text",
+            "column": "text",
+            "dtype": "string",
+            "vocabulary_size": len(vocabulary) + 2,
+            "sequence_length": length,
+        },
+        "preprocessing": {
+            "vocabulary": vocabulary,
+            "standardize": spec.text.standardize.value,
+            "sequence_length": length,
+            "sampling": spec.sampling.value,
+        },
+    }
+
+
+def _image_fields(train_x: np.ndarray, spec: DataSpec) -> dict[str, Any]:
+    """The manifest's features and preprocessing of images: the training split's scaling."""
+    images = _with_channels(train_x)
+    return {
+        "features": {
+            "kind": "image",
+            "shape": list(images.shape[1:]),
+            "dtype": str(images.dtype),
+        },
+        "preprocessing": {
+            "scaling": spec.scaling.value,
+            **scaling_stats(images, spec.scaling),
+            "sampling": spec.sampling.value,
+        },
+    }
+
+
+def _array_profile(
+    splits: Splits,
+    classes: list[str],
+    source: SourceArrays,
+    is_text: bool,
+) -> Profile:
+    hashes = {name: _example_hashes(x, is_text) for name, (x, _) in splits.items()}
+    order = np.concatenate([np.full(len(h), i, np.int8) for i, h in enumerate(hashes.values())])
+    every = np.concatenate(list(hashes.values()))
+    duplicates = 0
+    for h in hashes.values():
+        duplicates += len(h) - len(np.unique(h))
+    labels = np.concatenate([y for _, y in splits.values()])
+    counts = np.bincount(labels, minlength=len(classes))
+    return Profile(
+        columns=[],
+        rows=len(labels),
+        duplicate_rows=duplicates,
+        class_counts=dict(zip(classes, counts.tolist(), strict=True)),
+        leaking_rows=leaking_counts(every, order),
+        notes=list(source.notes),
+        unit="text" if is_text else "image",
+    )
+
+
+def _example_hashes(x: np.ndarray, is_text: bool) -> np.ndarray:
+    if is_text:
+        return hash_strings(pa.array(x.tolist(), pa.string()))
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+            for row in flat
+        ],
+        dtype=np.uint64,
+    )
+
+
+def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
+    labels = np.concatenate([y for _, y in source.splits.values()])
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise DataError(
+            f"Labels in {spec.source} go down to {low}. Expected class indices 0, 1, 2, …; "
+            f"relabel the data."
+        )
+    names = source.class_names
+    if spec.classes is not None:
+        if high >= len(spec.classes) or (names is not None and len(names) != len(spec.classes)):
+            raise DataError(
+                f"`data.classes` names {len(spec.classes)} classes but {spec.source} has "
+                f"{len(names) if names is not None else high + 1}. Name every class, in label "
+                f"order."
+            )
+        return list(spec.classes)
+    if names is not None:
+        return list(names)
+    return [str(i) for i in range(high + 1)]
+
+
+def _with_channels(x: np.ndarray) -> np.ndarray:
+    return x[..., np.newaxis] if x.ndim == 3 else x
+
+
+def scaling_stats(train_x: np.ndarray, scaling: Scaling) -> dict[str, float]:
+    """``scale`` and ``offset`` such that ``x * scale + offset`` is the scaled input.
+
+    Fit on the training split only, so nothing about validation or test leaks into training.
+    """
+    if scaling == Scaling.NONE:
+        return {"scale": 1.0, "offset": 0.0}
+    if np.issubdtype(train_x.dtype, np.integer) and train_x.dtype.itemsize == 1:
+        low, high = 0.0, 255.0  # 8-bit pixels: the range is the format's, not the sample's
+    else:
+        low, high = float(train_x.min()), float(train_x.max())
+    if scaling == Scaling.STANDARD:
+        mean = float(train_x.mean(dtype=np.float64))
+        std = float(train_x.std(dtype=np.float64)) or 1.0
+        return {"scale": 1.0 / std, "offset": -mean / std}
+    span = (high - low) or 1.0
+    if scaling == Scaling.UNIT:
+        return {"scale": 1.0 / span, "offset": -low / span}
+    return {"scale": 2.0 / span, "offset": -2.0 * low / span - 1.0}
