@@ -27,6 +27,7 @@ import numpy as np
 
 from dltrain.backend import keras, tf
 from dltrain.errors import TrainingFailed, UsageError
+from dltrain.models import training_hooks
 from dltrain.recipe.schema import Recipe
 from dltrain.training.device import cluster_from_env
 
@@ -48,9 +49,9 @@ def check_supported(recipe: Recipe, *, trial: bool = False) -> None:
 
     Raises:
         UsageError: ``TF_CONFIG`` is malformed, the run is a tuning trial (it would wait
-            forever for workers that never start it), or the recipe is a GAN (its two
-            optimizers' steps do not scale their losses by the number of replicas, so the
-            workers' summed gradients would multiply its learning rates).
+            forever for workers that never start it), or the model's family trains on one
+            machine only (a GAN: its two optimizers' steps do not scale their losses by the
+            number of replicas, so the workers' summed gradients would multiply its rates).
     """
     cluster = cluster_from_env()
     if cluster is not None and trial:
@@ -59,11 +60,14 @@ def check_supported(recipe: Recipe, *, trial: bool = False) -> None:
             f"trial on one machine (tuners on several machines share a study through "
             f"--storage instead). Unset TF_CONFIG for dltrain tune."
         )
-    if cluster is not None and recipe.model.family == "gan":
+    if cluster is None:
+        return
+    reason = training_hooks(recipe.model).single_machine_reason
+    if reason is not None:
         raise UsageError(
-            f"TF_CONFIG asks for {cluster.num_workers} workers, but the gan family trains on one "
-            f"machine only: its adversarial steps are not written for gradients summed across "
-            f"machines. Unset TF_CONFIG to train it here (every local GPU is still used)."
+            f"TF_CONFIG asks for {cluster.num_workers} workers, but the {recipe.model.family} "
+            f"family trains on one machine only: {reason}. Unset TF_CONFIG to train it here "
+            f"(every local GPU is still used)."
         )
 
 
