@@ -220,6 +220,7 @@ class RunPlan:
         task: what the model learns (the family decides: the data's task for predictors).
         devices: where it trains.
         state: the checkpoint state of the run being resumed; None for a new run.
+        initial_epoch: the epoch training starts from: the resumed run's epochs done, or 0.
         resume_dir: the run being resumed (on a worker other than the chief, its own copy).
         trial: a ``dltrain tune`` trial (see ``train``).
         steps_per_epoch: batches per epoch, which schedules count in.
@@ -231,6 +232,7 @@ class RunPlan:
     task: Task
     devices: DevicePlan
     state: dict[str, Any] | None
+    initial_epoch: int
     resume_dir: Path | None
     trial: bool
     steps_per_epoch: int
@@ -242,10 +244,6 @@ class RunPlan:
     @property
     def spec(self) -> TrainSpec:
         return self.loaded.recipe.train
-
-    @property
-    def initial_epoch(self) -> int:
-        return int(self.state["epoch"]) if self.state else 0
 
 
 @dataclass(frozen=True)
@@ -321,7 +319,18 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
     if resume_dir is not None and not devices.is_chief:
         resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere
     steps_per_epoch = math.ceil(dataset.num_examples("train") / spec.batch_size)
-    return RunPlan(loaded, dataset, hooks, task, devices, state, resume_dir, trial, steps_per_epoch)
+    return RunPlan(
+        loaded=loaded,
+        dataset=dataset,
+        hooks=hooks,
+        task=task,
+        devices=devices,
+        state=state,
+        initial_epoch=initial_epoch,
+        resume_dir=resume_dir,
+        trial=trial,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 def configure_tensorflow(plan: RunPlan) -> None:
