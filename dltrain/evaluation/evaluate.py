@@ -420,42 +420,13 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     say(f"Predicting {len(examples.y):,} examples ({examples.label})")
     outputs = predict_batches(model, examples.x, spec.batch_size)
     scored = score(run, examples, outputs, spec, threshold)
-    metrics = scored.report["metrics"]
 
-    intervals: dict[str, dict[str, float]] = {}
-    if spec.bootstrap > 0:
-        say(f"Bootstrapping {spec.bootstrap:,} resamples for {CONFIDENCE:.0%} intervals")
-        found = bootstrap_intervals(scored.scorer, spec.bootstrap, request.seed, CONFIDENCE)
-        # the anomaly threshold is a setting read off the validation split, not an estimate
-        found.pop("anomaly_threshold", None)
-        intervals = {k: {"low": v.low, "high": v.high} for k, v in found.items()}
-
-    comparisons: list[Comparison] = []
-    baseline_document = None
-    if baseline is not None:
-        say(f"Evaluating the baseline {baseline.run_dir.name} on the same examples")
-        base_outputs = predict_batches(baseline.load_keras(), examples.x, spec.batch_size)
-        base_threshold = None
-        if baseline.task in ("binary", "reconstruction"):
-            base_threshold = read_threshold(baseline.run_dir)
-        base = score(baseline, examples, base_outputs, spec, base_threshold)
-        names = list(
-            dict.fromkeys([*KEY_METRICS.get(run.task, ()), *(g.metric for g in request.gates)])
-        )
-        comparisons = compare_with_baseline(
-            names,
-            metrics,
-            base.report["metrics"],
-            spec.tolerance,
-            (scored.report.get("per_class", []), base.report.get("per_class", [])),
-        )
-        baseline_document = {
-            "run": str(baseline.run_dir),
-            "tolerance": spec.tolerance,
-            "metrics": base.report["metrics"],
-            "comparisons": [c.to_json() for c in comparisons],
-        }
-    gate_results = apply_gates(request.gates, metrics, scored.report.get("per_class", []))
+    intervals = bootstrap(scored, request, say)
+    against = compare_baseline(baseline, run, examples, scored, request, say)
+    comparisons = against.comparisons
+    gate_results = apply_gates(
+        request.gates, scored.report["metrics"], scored.report.get("per_class", [])
+    )
 
     written: list[Path] = []
     if spec.plots:
@@ -479,16 +450,114 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         "threshold": _threshold_summary(run, threshold, new_threshold),
         "plots": [str(p.relative_to(run.run_dir)) for p in written],
         "gates": [g.to_json() for g in gate_results],
-        "baseline": baseline_document,
+        "baseline": against.document,
         "passed": all(g.passed for g in gate_results) and all(c.passed for c in comparisons),
     }
-    if new_threshold and threshold is not None:
-        write_threshold(run.run_dir, threshold)
-    path = run.run_dir / metrics_file(examples.label)
-    write_json_atomic(path, document)
-    report_name = "report.md" if examples.label == "test" else f"report-{examples.label}.md"
-    write_text_atomic(run.run_dir / report_name, render_markdown(document))
+    path = write_evaluation(run, examples.label, document, threshold if new_threshold else None)
     return Evaluation(document, path, gate_results, comparisons)
+
+
+def bootstrap(
+    scored: Scored, request: EvaluationRequest, say: Status
+) -> dict[str, dict[str, float]]:
+    """Bootstrap confidence intervals of the headline metrics; none when not asked for.
+
+    Args:
+        scored: the scorer and its report.
+        request: the evaluation's settings (resamples) and seed.
+        say: receives a line when resampling starts.
+
+    Returns:
+        ``{metric: {"low": …, "high": …}}``.
+    """
+    spec = request.spec
+    if spec.bootstrap <= 0:
+        return {}
+    say(f"Bootstrapping {spec.bootstrap:,} resamples for {CONFIDENCE:.0%} intervals")
+    found = bootstrap_intervals(scored.scorer, spec.bootstrap, request.seed, CONFIDENCE)
+    # the anomaly threshold is a setting read off the validation split, not an estimate
+    found.pop("anomaly_threshold", None)
+    return {k: {"low": v.low, "high": v.high} for k, v in found.items()}
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """How the run fared against its baseline: each comparison, and the document's entry."""
+
+    comparisons: list[Comparison] = field(default_factory=list)
+    document: dict[str, Any] | None = None
+
+
+def compare_baseline(
+    baseline: RunModel | None,
+    run: RunModel,
+    examples: Examples,
+    scored: Scored,
+    request: EvaluationRequest,
+    say: Status,
+) -> BaselineComparison:
+    """Score the baseline run on the same examples and compare the key and gated metrics.
+
+    Args:
+        baseline: the opened baseline run, or None (nothing to compare).
+        run: the run being evaluated.
+        examples: the examples both are scored on.
+        scored: the run's scores.
+        request: the evaluation's settings (tolerance, gates).
+        say: receives a line when the baseline is evaluated.
+
+    Returns:
+        The comparisons and the metrics document's ``baseline`` entry.
+    """
+    if baseline is None:
+        return BaselineComparison()
+    spec = request.spec
+    say(f"Evaluating the baseline {baseline.run_dir.name} on the same examples")
+    base_outputs = predict_batches(baseline.load_keras(), examples.x, spec.batch_size)
+    base_threshold = None
+    if baseline.task in ("binary", "reconstruction"):
+        base_threshold = read_threshold(baseline.run_dir)
+    base = score(baseline, examples, base_outputs, spec, base_threshold)
+    names = list(
+        dict.fromkeys([*KEY_METRICS.get(run.task, ()), *(g.metric for g in request.gates)])
+    )
+    comparisons = compare_with_baseline(
+        names,
+        scored.report["metrics"],
+        base.report["metrics"],
+        spec.tolerance,
+        (scored.report.get("per_class", []), base.report.get("per_class", [])),
+    )
+    document = {
+        "run": str(baseline.run_dir),
+        "tolerance": spec.tolerance,
+        "metrics": base.report["metrics"],
+        "comparisons": [c.to_json() for c in comparisons],
+    }
+    return BaselineComparison(comparisons, document)
+
+
+def write_evaluation(
+    run: RunModel, label: str, document: dict[str, Any], new_threshold: dict[str, Any] | None
+) -> Path:
+    """Write the metrics document, its Markdown report and a newly chosen threshold.
+
+    Args:
+        run: the evaluated run, whose folder receives the files.
+        label: the examples' label (test, validation, data-<name>), which names the files.
+        document: the metrics document.
+        new_threshold: a threshold chosen by this evaluation, to be stored; None otherwise.
+
+    Returns:
+        The metrics file written.
+    """
+    if new_threshold is not None:
+        write_threshold(run.run_dir, new_threshold)
+    path = run.run_dir / metrics_file(label)
+    write_json_atomic(path, document)
+    report_name = "report.md" if label == "test" else f"report-{label}.md"
+    write_text_atomic(run.run_dir / report_name, render_markdown(document))
+    return path
 
 
 def _threshold_summary(

@@ -1,9 +1,10 @@
-"""Model builders, one family per module, found by name.
+"""Model builders, one family per module, found by name, with how each family trains.
 
 This module stays light (no TensorFlow) so the CLI can list and check family names; the builder
 module is imported only when a model is built. A builder makes the middle of a model:
 ``build_<family>(spec, io) -> keras.Model``, with ``io`` (models/io.py) giving the inputs, with
-their fitted preprocessing, and the output head for the task.
+their fitted preprocessing, and the output head for the task. A family that trains unlike a
+predictor declares its ``TrainingHooks`` (training/hooks.py) beside its builder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import keras
 
     from dltrain.models.io import ModelIO
+    from dltrain.training.hooks import TrainingHooks
 
 # family → "module:function"
 BUILDERS = {
@@ -27,12 +29,38 @@ BUILDERS = {
     "gan": "dltrain.models.gan:build_gan",
 }
 
+# family → "module:class" of its training hooks, beside its builder; a family not named here
+# ends in the task's head and trains as a predictor
+TRAINING = {
+    "autoencoder": "dltrain.models.autoencoder:AutoencoderTraining",
+    "transfer": "dltrain.models.transfer:TransferTraining",
+    "gan": "dltrain.models.gan:GanTraining",
+}
+PREDICTOR_TRAINING = "dltrain.training.hooks:TrainingHooks"
+
 
 def build_model(spec: Any, io: ModelIO) -> keras.Model:
     """Build the model the recipe's ``model`` section describes for the prepared data."""
     if getattr(spec, "clip_to_target_range", False):  # families with a head (PredictorBase)
         io = io.clipped()
-    module_name, function = BUILDERS[spec.family].split(":")
-    builder = getattr(importlib.import_module(module_name), function)
-    model: keras.Model = builder(spec, io)
+    model: keras.Model = _resolve(BUILDERS[spec.family])(spec, io)
     return model
+
+
+def training_hooks(spec: Any) -> TrainingHooks:
+    """How the family of the recipe's ``model`` section trains (training/hooks.py).
+
+    Args:
+        spec: the recipe's ``model`` section.
+
+    Returns:
+        The family's hooks, holding ``spec``.
+    """
+    hooks: TrainingHooks = _resolve(TRAINING.get(spec.family, PREDICTOR_TRAINING))(spec)
+    return hooks
+
+
+def _resolve(target: str) -> Any:
+    """The object a "module:name" string names, importing its module on first use."""
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)

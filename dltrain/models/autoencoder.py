@@ -10,11 +10,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from dltrain.backend import keras
+from dltrain.data.store import PreparedDataset
 from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack, regularizer
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import AutoencoderSpec
+from dltrain.recipe.schema import TrainSpec
+from dltrain.tasks import Task
+from dltrain.training.compile import CompileParts
+from dltrain.training.hooks import TrainingHooks
 
 
 @keras.saving.register_keras_serializable(package="dltrain")
@@ -46,6 +53,25 @@ def build_autoencoder(spec: AutoencoderSpec, io: ModelIO) -> keras.Model:
         reconstruction, encoded
     )
     return keras.Model(raw, score, name="autoencoder")
+
+
+class AutoencoderTraining(TrainingHooks):
+    """An autoencoder learns its own input: the data's labels are unused, the loss is the
+    reconstruction error the model outputs."""
+
+    spec: AutoencoderSpec
+
+    def task(self, dataset: PreparedDataset) -> Task:
+        """Reconstruction, whatever the prepared data's task."""
+        return Task.RECONSTRUCTION
+
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        """Zeros: ``fit`` wants labels, and ``reconstruction_loss`` ignores them."""
+        return np.zeros(len(y), dtype="float32")
+
+    def compile(self, model: keras.Model, parts: CompileParts, train: TrainSpec) -> None:
+        """The run's optimizer on the mean reconstruction error; no metrics of the task's."""
+        model.compile(optimizer=parts.optimizer, loss=reconstruction_loss)
 
 
 def _dense(x: Any, spec: AutoencoderSpec) -> Any:

@@ -15,10 +15,16 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import keras, tf
+from dltrain.data.store import PreparedDataset
 from dltrain.manifest import FeatureKind, ImagePreprocessing, Manifest
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
+from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import atomic_path
+from dltrain.tasks import Task
+from dltrain.training.compile import CompileParts
+from dltrain.training.hooks import TrainingHooks
+from dltrain.training.optimizers import make_optimizer
 
 
 @keras.saving.register_keras_serializable(package="dltrain")
@@ -197,3 +203,38 @@ class SampleGrid(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / f"epoch-{epoch + 1:04d}.png") as tmp:
             picture.save(tmp, format="PNG")
+
+
+class GanTraining(TrainingHooks):
+    """A GAN learns to make images like the data's: labels are unused, two optimizers take
+    turns, and a grid of samples is saved after every epoch."""
+
+    spec: GanSpec
+    single_machine_reason = (
+        "its adversarial steps are not written for gradients summed across machines"
+    )
+
+    def task(self, dataset: PreparedDataset) -> Task:
+        """Generation, whatever the prepared data's task."""
+        return Task.GENERATION
+
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        """Zeros: ``fit`` wants labels, and the adversarial steps ignore them."""
+        return np.zeros(len(y), dtype="float32")
+
+    def compile(self, model: keras.Model, parts: CompileParts, train: TrainSpec) -> None:
+        """The run's optimizer for the generator; the discriminator's at its own rate."""
+        rate = self.spec.discriminator_learning_rate or train.optimizer.learning_rate
+        d_spec = train.optimizer.model_copy(update={"learning_rate": rate})
+        model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
+
+    def callbacks(self, run_dir: Path, dataset: PreparedDataset) -> list[keras.callbacks.Callback]:
+        """The sample grid, in samples/ of the run folder."""
+        return [
+            SampleGrid(
+                run_dir / "samples",
+                dataset.manifest,
+                self.spec.samples,
+                self.spec.latent_dim,
+            )
+        ]

@@ -15,6 +15,8 @@ from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import Backbone, TransferSpec
+from dltrain.recipe.schema import TrainSpec
+from dltrain.training.hooks import Phase, TrainingHooks
 
 BACKBONE_LAYER = "backbone"
 
@@ -101,6 +103,32 @@ def unfreeze(model: keras.Model, spec: TransferSpec) -> int:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False  # see build_transfer: BN stays as the backbone learned it
     return len(layers) - keep_frozen
+
+
+class TransferTraining(TrainingHooks):
+    """Transfer learning trains in two phases: the head on a frozen backbone for
+    ``freeze_epochs``, then the unfrozen backbone too at a lower rate."""
+
+    spec: TransferSpec
+
+    def phases(self, train: TrainSpec, initial_epoch: int) -> list[Phase]:
+        """Frozen, then fine-tuning; one phase when the run starts (or resumes) past the
+        freeze, or the freeze lasts the whole run.
+
+        Keras must compile again after unfreezing, or it trains the head only: the second
+        phase's ``prepare`` unfreezes and its settings compile at the fine-tuning rate.
+        """
+        freeze = self.spec.freeze_epochs
+        if not initial_epoch < freeze < train.epochs:
+            return super().phases(train, initial_epoch)
+        fine_rate = train.optimizer.learning_rate * self.spec.fine_tune_learning_rate
+        fine_train = train.model_copy(
+            update={"optimizer": train.optimizer.model_copy(update={"learning_rate": fine_rate})}
+        )
+        return [
+            Phase(freeze, train),
+            Phase(train.epochs, fine_train, prepare=lambda model: unfreeze(model, self.spec)),
+        ]
 
 
 def _load_weights(backbone: keras.Model, spec: TransferSpec) -> None:

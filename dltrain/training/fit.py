@@ -22,14 +22,11 @@ from dltrain.data.pipeline import make_dataset
 from dltrain.data.prepare import data_spec_digest
 from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RecipeError, RunError, TrainingFailed, TrainingInterrupted
-from dltrain.models import build_model
-from dltrain.models.autoencoder import reconstruction_loss
+from dltrain.models import build_model, training_hooks
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
-from dltrain.models.transfer import unfreeze
 from dltrain.recipe import LoadedRecipe
-from dltrain.recipe.models import GanSpec, TransferSpec
-from dltrain.recipe.schema import TrainSpec
+from dltrain.recipe.schema import Recipe, TrainSpec
 from dltrain.runs import (
     HISTORY_FILE,
     MANIFEST_FILE,
@@ -54,13 +51,13 @@ from dltrain.training.checkpoints import (
     load_state,
     monitor_mode,
 )
-from dltrain.training.compile import compile_parts
+from dltrain.training.compile import CompileParts, compile_parts
 from dltrain.training.curves import plot_learning_curves
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
+from dltrain.training.hooks import Phase, TrainingHooks
 from dltrain.training.losses import logged_names
 from dltrain.training.multiworker import check_supported, private_copy, scratch_root, weights_digest
 from dltrain.training.multiworker import fit as fit_multiworker
-from dltrain.training.optimizers import make_optimizer
 
 CURVES_FILE = "learning_curves.png"
 SUMMARY_FILE = "model_summary.txt"
@@ -173,6 +170,8 @@ def train(
     epoch leaves a checkpoint, so an interrupted run (Ctrl-C, ``kill -9``) continues with
     ``resume_dir`` from its last completed epoch, optimizer state and schedule position intact.
     The final model is written atomically, so a run folder with ``model.keras`` is finished.
+    Where model families differ (labels, compilation, phases, callbacks), the family's
+    ``TrainingHooks`` (training/hooks.py) decide.
 
     Args:
         loaded: the validated recipe (for a resume, the run's own recipe.yaml).
@@ -196,21 +195,119 @@ def train(
         TrainingFailed: the loss diverged.
         TrainingInterrupted: Ctrl-C; the run can be resumed.
     """
+    plan = plan_run(loaded, workdir, resume_dir, trial)
+    configure_tensorflow(plan)
+    # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
+    # happens before the run folder exists, so a refusal leaves nothing behind.
+    model, parts = build_and_compile(plan)
+    record = open_run_record(plan, workdir, run_info)
+    splits = load_batches(plan)
+    if not plan.trial:
+        write_summary(model, record.run_dir / SUMMARY_FILE)
+    watch = watch_training(plan, record.run_dir, parts, console, extra_callbacks)
+    seconds = fit_phases(plan, model, parts, watch, splits, record)
+    check_converged(plan, watch, record)
+    return finish(plan, model, watch, record, seconds)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one training run is, settled before anything is built or written.
+
+    Attributes:
+        loaded: the validated recipe.
+        dataset: the prepared dataset it trains on.
+        hooks: how the model's family trains.
+        task: what the model learns (the family decides: the data's task for predictors).
+        devices: where it trains.
+        state: the checkpoint state of the run being resumed; None for a new run.
+        initial_epoch: the epoch training starts from: the resumed run's epochs done, or 0.
+        resume_dir: the run being resumed (on a worker other than the chief, its own copy).
+        trial: a ``dltrain tune`` trial (see ``train``).
+        steps_per_epoch: batches per epoch, which schedules count in.
+    """
+
+    loaded: LoadedRecipe
+    dataset: PreparedDataset
+    hooks: TrainingHooks
+    task: Task
+    devices: DevicePlan
+    state: dict[str, Any] | None
+    initial_epoch: int
+    resume_dir: Path | None
+    trial: bool
+    steps_per_epoch: int
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.loaded.recipe
+
+    @property
+    def spec(self) -> TrainSpec:
+        return self.loaded.recipe.train
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The run folder training writes into, and its run.json as it stands."""
+
+    run_dir: Path
+    info: dict[str, Any]
+
+    def write(self, status: str | None = None) -> None:
+        """Write run.json; with ``status``, that status without changing the record's own."""
+        info = self.info if status is None else {**self.info, "status": status}
+        write_json_atomic(self.run_dir / RUN_INFO_FILE, info)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The batches training fits on and validates with."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+
+
+@dataclass(frozen=True)
+class Watchers:
+    """The callbacks of a run, with the ones whose verdicts training reads afterwards."""
+
+    callbacks: list[keras.callbacks.Callback]
+    guard: DivergenceGuard
+    stopper: ResumableEarlyStopping | None
+    budget: TimeBudget | None
+
+    @property
+    def halted(self) -> bool:
+        """Whether training must not go on: the loss diverged or the time budget ran out."""
+        return self.guard.diverged_at is not None or bool(self.budget and self.budget.exhausted)
+
+
+def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial: bool) -> RunPlan:
+    """Open the data, ask the model's family how it trains, and refuse what cannot run.
+
+    Args:
+        loaded: the validated recipe.
+        workdir: the folder holding data/ and runs/.
+        resume_dir: an unfinished run to continue, or None.
+        trial: a ``dltrain tune`` trial.
+
+    Returns:
+        The plan every later step follows.
+
+    Raises:
+        DataError: no usable prepared dataset.
+        RecipeError: an early-stopping monitor training does not log.
+        RunError: ``resume_dir`` cannot be resumed, or has no epochs left to train.
+        UsageError: the run cannot train across the ``TF_CONFIG`` workers.
+    """
     recipe = loaded.recipe
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
-    autoencoder = recipe.model.family == "autoencoder"  # learns its input: labels unused
-    gan = isinstance(recipe.model, GanSpec)  # learns to make images: labels unused
-    task = (
-        Task.RECONSTRUCTION
-        if autoencoder
-        else Task.GENERATION
-        if gan
-        else dataset.manifest.task
-    )
-    monitor = spec.early_stopping.monitor
+    hooks = training_hooks(recipe.model)
+    task = hooks.task(dataset)
     if spec.early_stopping.enabled:
-        check_monitor(monitor, task)
+        check_monitor(spec.early_stopping.monitor, task)
     state = unfinished_run(resume_dir) if resume_dir is not None else None
     initial_epoch = int(state["epoch"]) if state else 0
     if initial_epoch >= spec.epochs:
@@ -218,202 +315,397 @@ def train(
             f"Run {resume_dir} already completed {initial_epoch} of {spec.epochs} epochs. To train "
             f"it further, resume with more epochs: --epochs {initial_epoch + 5}."
         )
-
     check_supported(recipe, trial=trial)
-    plan = plan_devices(spec)
-    if resume_dir is not None and not plan.is_chief:
+    devices = plan_devices(spec)
+    if resume_dir is not None and not devices.is_chief:
         resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere
-    apply_precision(plan)
-    if spec.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(recipe.seed + initial_epoch)  # a resumed run reshuffles anew
-
-    # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
-    # happens before the run folder exists, so a refusal leaves nothing behind.
     steps_per_epoch = math.ceil(dataset.num_examples("train") / spec.batch_size)
+    return RunPlan(
+        loaded=loaded,
+        dataset=dataset,
+        hooks=hooks,
+        task=task,
+        devices=devices,
+        state=state,
+        initial_epoch=initial_epoch,
+        resume_dir=resume_dir,
+        trial=trial,
+        steps_per_epoch=steps_per_epoch,
+    )
 
-    def compile_model(model: keras.Model, train_spec: TrainSpec, parts: Any = None) -> Any:
-        parts = parts or compile_parts(train_spec, task, dataset.manifest, steps_per_epoch)
-        if isinstance(recipe.model, GanSpec):
-            rate = recipe.model.discriminator_learning_rate or train_spec.optimizer.learning_rate
-            d_spec = train_spec.optimizer.model_copy(update={"learning_rate": rate})
-            model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
-            return parts
-        if autoencoder:
-            model.compile(optimizer=parts.optimizer, loss=reconstruction_loss)
+
+def configure_tensorflow(plan: RunPlan) -> None:
+    """Set precision, determinism and the random seed before anything is built.
+
+    Args:
+        plan: the run's plan.
+    """
+    apply_precision(plan.devices)
+    if plan.spec.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    # a resumed run reshuffles anew
+    keras.utils.set_random_seed(plan.recipe.seed + plan.initial_epoch)
+
+
+def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
+    """Build and compile the family's model, or load the resumed run's last checkpoint.
+
+    Args:
+        plan: the run's plan.
+
+    Returns:
+        The model, compiled, and the parts ``fit`` needs (callbacks, class weights).
+
+    Raises:
+        RecipeError: a loss, schedule, class weighting or model that does not fit the data.
+    """
+    dataset = plan.dataset
+    with plan.devices.strategy.scope():
+        parts = compile_parts(plan.spec, plan.task, dataset.manifest, plan.steps_per_epoch)
+        if plan.state is not None:
+            assert plan.resume_dir is not None
+            model = load_model(plan.resume_dir / CHECKPOINTS / plan.state["checkpoint"])
         else:
-            model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
-        return parts
+            model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
+            plan.hooks.compile(model, parts, plan.spec)
+    if plan.devices.jit_compile is not None:
+        model.jit_compile = plan.devices.jit_compile
+    return model, parts
 
-    with plan.strategy.scope():
-        parts = compile_parts(spec, task, dataset.manifest, steps_per_epoch)
-        if state is not None:
-            assert resume_dir is not None
-            model = load_model(resume_dir / CHECKPOINTS / state["checkpoint"])
-        else:
-            model = build_model(recipe.model, ModelIO(dataset.manifest))
-            compile_model(model, spec, parts)
 
-    if resume_dir is None:
-        run_dir = new_run_dir(workdir if plan.is_chief else scratch_root(), recipe.name)
-        write_text_atomic(run_dir / RECIPE_FILE, loaded.to_yaml())
-        # the manifest too, so the run describes its inputs and classes without data/
-        write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest.to_json())
-        info: dict[str, Any] = {
-            "recipe": recipe.name,
-            "recipe_file": str(loaded.path),
-            "status": "running",
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            **(run_info or {}),
-            "data": {
-                "folder": str(dataset.folder),
-                "fingerprint": dataset.manifest.source.fingerprint,
-            },
-        }
-    else:
-        run_dir = resume_dir
-        info = read_json(run_dir / RUN_INFO_FILE)
-        info["resumed"] = [*info.get("resumed", []), {"at_epoch": initial_epoch, "when": _now()}]
-        _truncate_history(run_dir / HISTORY_FILE, initial_epoch)
-    info.update(status="running", **environment(recipe.seed, plan, spec.deterministic))
-    write_json_atomic(run_dir / RUN_INFO_FILE, info)
+def open_run_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None) -> RunRecord:
+    """Start a new run folder, or take up the resumed one; its run.json says it is running.
 
+    Args:
+        plan: the run's plan.
+        workdir: the folder holding runs/.
+        run_info: entries for a new run's run.json.
+
+    Returns:
+        The run folder and its run.json entries.
+    """
+    record = _new_record(plan, workdir, run_info) if plan.resume_dir is None else _resumed(plan)
+    record.info.update(
+        status="running", **environment(plan.recipe.seed, plan.devices, plan.spec.deterministic)
+    )
+    record.write()
+    return record
+
+
+def _new_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None) -> RunRecord:
+    """A new run folder holding the resolved recipe and the data's manifest."""
+    recipe, dataset = plan.recipe, plan.dataset
+    run_dir = new_run_dir(workdir if plan.devices.is_chief else scratch_root(), recipe.name)
+    write_text_atomic(run_dir / RECIPE_FILE, plan.loaded.to_yaml())
+    # the manifest too, so the run describes its inputs and classes without data/
+    write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest.to_json())
+    info: dict[str, Any] = {
+        "recipe": recipe.name,
+        "recipe_file": str(plan.loaded.path),
+        "status": "running",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(run_info or {}),
+        "data": {
+            "folder": str(dataset.folder),
+            "fingerprint": dataset.manifest.source.fingerprint,
+        },
+    }
+    return RunRecord(run_dir, info)
+
+
+def _resumed(plan: RunPlan) -> RunRecord:
+    """The resumed run's folder, its history cut back to its last checkpoint."""
+    assert plan.resume_dir is not None
+    run_dir = plan.resume_dir
+    info = read_json(run_dir / RUN_INFO_FILE)
+    info["resumed"] = [*info.get("resumed", []), {"at_epoch": plan.initial_epoch, "when": _now()}]
+    _truncate_history(run_dir / HISTORY_FILE, plan.initial_epoch)
+    return RunRecord(run_dir, info)
+
+
+def load_batches(plan: RunPlan) -> Splits:
+    """The training and validation batches, labelled as the model's family learns.
+
+    Args:
+        plan: the run's plan.
+
+    Returns:
+        Training batches reshuffled every epoch, validation batches in order.
+    """
+    spec, dataset, hooks = plan.spec, plan.dataset, plan.hooks
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
-    if autoencoder or gan:
-        train_y, val_y = (np.zeros(len(y), dtype="float32") for y in (train_y, val_y))
-    seed = recipe.seed + initial_epoch
-    train_data = make_dataset(train_x, train_y, spec.batch_size, shuffle=spec.shuffle, seed=seed)
-    val_data = make_dataset(val_x, val_y, spec.batch_size, shuffle=False, seed=recipe.seed)
+    seed = plan.recipe.seed + plan.initial_epoch
+    return Splits(
+        train=make_dataset(
+            train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
+        ),
+        validation=make_dataset(
+            val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
+        ),
+    )
 
-    if plan.jit_compile is not None:
-        model.jit_compile = plan.jit_compile
-    if not trial:
-        summary: list[str] = []
-        model.summary(print_fn=lambda line, **_: summary.append(line))
-        write_text_atomic(run_dir / SUMMARY_FILE, "\n".join(summary) + "\n")
 
+def write_summary(model: keras.Model, path: Path) -> None:
+    """Write Keras's summary of ``model`` (layers, shapes, parameters) as text.
+
+    Args:
+        model: the built model.
+        path: the file to write.
+    """
+    summary: list[str] = []
+    model.summary(print_fn=lambda line, **_: summary.append(line))
+    write_text_atomic(path, "\n".join(summary) + "\n")
+
+
+def watch_training(
+    plan: RunPlan,
+    run_dir: Path,
+    parts: CompileParts,
+    console: Console,
+    extra_callbacks: Sequence[keras.callbacks.Callback],
+) -> Watchers:
+    """The run's callbacks, in the order they must run.
+
+    Args:
+        plan: the run's plan.
+        run_dir: the run folder they write into.
+        parts: the compile parts, whose callbacks run after the logger of the learning rate.
+        console: where the progress display draws.
+        extra_callbacks: the caller's, run last.
+
+    Returns:
+        The callbacks, and the guard, early stopper and time budget among them.
+    """
+    spec = plan.spec
     guard = DivergenceGuard()
     callbacks: list[keras.callbacks.Callback] = [
         guard,
         EpochStats(),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=state is not None),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=plan.state is not None),
         ProgressDisplay(
-            console, epochs=spec.epochs, steps_per_epoch=steps_per_epoch, batch_size=spec.batch_size
+            console,
+            epochs=spec.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
+            batch_size=spec.batch_size,
         ),
         *parts.callbacks,
     ]
-    if spec.tensorboard and not trial:
+    if spec.tensorboard and not plan.trial:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
-    stopper = None
-    if spec.early_stopping.enabled:
-        es = spec.early_stopping
-        resumed_stopper = state.get("early_stopping") if state else None
-        if resumed_stopper:
-            resumed_stopper = {**resumed_stopper, "best_weights": best_weights(run_dir)}
-        stopper = ResumableEarlyStopping(
-            monitor=es.monitor,
-            mode=monitor_mode(es.monitor, es.mode),
-            patience=es.patience,
-            min_delta=es.min_delta,
-            start_from_epoch=es.start_epoch,
-            restore_best_weights=es.restore_best_weights,
-            resume_from=resumed_stopper,
-        )
+    stopper = early_stopping(plan, run_dir)
+    if stopper is not None:
         callbacks.append(stopper)
-    if not trial:
-        checkpoint_monitor = monitor if spec.early_stopping.enabled else "val_loss"
+    if not plan.trial:
+        checkpoint_monitor = spec.early_stopping.monitor if stopper is not None else "val_loss"
         callbacks.append(
             EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
         )
-    if isinstance(recipe.model, GanSpec):
-        from dltrain.models.gan import SampleGrid
-
-        callbacks.append(
-            SampleGrid(
-                run_dir / "samples",
-                dataset.manifest,
-                recipe.model.samples,
-                recipe.model.latent_dim,
-            )
-        )
+    callbacks.extend(plan.hooks.callbacks(run_dir, plan.dataset))
     budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if budget is not None:
         callbacks.append(budget)
     callbacks.extend(extra_callbacks)
+    return Watchers(callbacks, guard, stopper, budget)
 
-    # Transfer learning trains in two phases: the head on a frozen backbone, then everything
-    # at a lower rate. Keras must compile again after unfreezing, or it trains the head only.
-    freeze = recipe.model.freeze_epochs if isinstance(recipe.model, TransferSpec) else 0
-    first_end = freeze if initial_epoch < freeze < spec.epochs else spec.epochs
+
+def early_stopping(plan: RunPlan, run_dir: Path) -> ResumableEarlyStopping | None:
+    """The recipe's early stopping, taking up where a resumed run left it; None when off.
+
+    Args:
+        plan: the run's plan.
+        run_dir: the run folder, holding a resumed run's best weights.
+    """
+    es = plan.spec.early_stopping
+    if not es.enabled:
+        return None
+    resumed = plan.state.get("early_stopping") if plan.state else None
+    if resumed:
+        resumed = {**resumed, "best_weights": best_weights(run_dir)}
+    return ResumableEarlyStopping(
+        monitor=es.monitor,
+        mode=monitor_mode(es.monitor, es.mode),
+        patience=es.patience,
+        min_delta=es.min_delta,
+        start_from_epoch=es.start_epoch,
+        restore_best_weights=es.restore_best_weights,
+        resume_from=resumed,
+    )
+
+
+def fit_phases(
+    plan: RunPlan,
+    model: keras.Model,
+    parts: CompileParts,
+    watch: Watchers,
+    splits: Splits,
+    record: RunRecord,
+) -> float:
+    """Fit through the family's phases, one history across them; returns the seconds taken.
+
+    A phase after the first starts only while training may go on (no divergence, time left).
+
+    Args:
+        plan: the run's plan.
+        model: the compiled model.
+        parts: the compile parts (class weights).
+        watch: the run's callbacks.
+        splits: the batches to fit and validate on.
+        record: the run's record, marked interrupted on Ctrl-C.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C; the run can be resumed.
+    """
     # Keras 3's fit fails across machines (keras-team/keras#20585); our loop takes its place.
-    run_fit = model.fit if plan.cluster is None else partial(fit_multiworker, model, plan.strategy)
+    devices = plan.devices
+    run_fit = (
+        model.fit if devices.cluster is None else partial(fit_multiworker, model, devices.strategy)
+    )
     started = time.perf_counter()
+    epoch = plan.initial_epoch
     try:
-        run_fit(
-            train_data,
-            validation_data=val_data,
-            epochs=first_end,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            class_weight=parts.class_weight,
-            verbose=0,
-            shuffle=False,  # the input pipeline already reshuffles every epoch
-        )
-        if (
-            first_end < spec.epochs
-            and guard.diverged_at is None
-            and not (budget and budget.exhausted)
-        ):
-            assert isinstance(recipe.model, TransferSpec)
-            unfreeze(model, recipe.model)
-            fine_rate = spec.optimizer.learning_rate * recipe.model.fine_tune_learning_rate
-            fine_spec = spec.model_copy(
-                update={"optimizer": spec.optimizer.model_copy(update={"learning_rate": fine_rate})}
-            )
-            with plan.strategy.scope():
-                compile_model(model, fine_spec)
-            _continue_callbacks(callbacks, stopper)
+        for index, phase in enumerate(plan.hooks.phases(plan.spec, plan.initial_epoch)):
+            if index > 0:
+                if watch.halted:
+                    break
+                start_phase(plan, model, phase, watch)
             run_fit(
-                train_data,
-                validation_data=val_data,
-                epochs=spec.epochs,
-                initial_epoch=first_end,
-                callbacks=callbacks,
+                splits.train,
+                validation_data=splits.validation,
+                epochs=phase.end,
+                initial_epoch=epoch,
+                callbacks=watch.callbacks,
                 class_weight=parts.class_weight,
                 verbose=0,
                 shuffle=False,  # the input pipeline already reshuffles every epoch
             )
+            epoch = phase.end
     except KeyboardInterrupt:
-        write_json_atomic(run_dir / RUN_INFO_FILE, {**info, "status": "interrupted"})
-        done = (load_state(run_dir) or {}).get("epoch", 0)
-        raise TrainingInterrupted(
-            f"Training stopped at your request after {done} completed epoch(s) of {spec.epochs}; "
-            f"run {run_dir} keeps its last checkpoint. Continue it with: dltrain train --resume "
-            f"--run {run_dir}"
-        ) from None
-    seconds = time.perf_counter() - started
+        raise record_interruption(plan, record) from None
+    return time.perf_counter() - started
 
-    if guard.diverged_at is not None:
-        epoch, batch = guard.diverged_at
-        write_json_atomic(run_dir / RUN_INFO_FILE, {**info, "status": "diverged"})
-        best = run_dir / CHECKPOINTS / BEST_FILE
-        kept = f" The best epoch so far is kept in {best}." if best.is_file() else ""
-        raise TrainingFailed(
-            f"Training diverged at epoch {epoch}, batch {batch}: the loss became NaN or infinite."
-            f"{kept} Lower the learning rate (now {spec.optimizer.learning_rate}), add gradient "
-            f"clipping (--set train.optimizer.clipnorm=1.0), or check the data for extreme values."
-        )
 
+def start_phase(plan: RunPlan, model: keras.Model, phase: Phase, watch: Watchers) -> None:
+    """Ready the model for a later phase: change it, compile it anew, carry the callbacks on.
+
+    Args:
+        plan: the run's plan.
+        model: the model the earlier phase trained.
+        phase: the phase about to start.
+        watch: the run's callbacks, which go on as if through one ``fit``.
+    """
+    if phase.prepare is not None:
+        phase.prepare(model)
+    dataset = plan.dataset
+    with plan.devices.strategy.scope():
+        parts = compile_parts(phase.train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        plan.hooks.compile(model, parts, phase.train)
+    _continue_callbacks(watch.callbacks, watch.stopper)
+
+
+def record_interruption(plan: RunPlan, record: RunRecord) -> TrainingInterrupted:
+    """Mark the run interrupted; the error that tells how to resume it.
+
+    Args:
+        plan: the run's plan.
+        record: the run's record.
+
+    Returns:
+        The error to raise.
+    """
+    record.write(status="interrupted")
+    done = (load_state(record.run_dir) or {}).get("epoch", 0)
+    return TrainingInterrupted(
+        f"Training stopped at your request after {done} completed epoch(s) of "
+        f"{plan.spec.epochs}; run {record.run_dir} keeps its last checkpoint. Continue it with: "
+        f"dltrain train --resume --run {record.run_dir}"
+    )
+
+
+def check_converged(plan: RunPlan, watch: Watchers, record: RunRecord) -> None:
+    """Refuse a run whose loss diverged, marking it so in run.json.
+
+    Args:
+        plan: the run's plan.
+        watch: the run's callbacks (the divergence guard).
+        record: the run's record.
+
+    Raises:
+        TrainingFailed: the loss became NaN or infinite.
+    """
+    if watch.guard.diverged_at is None:
+        return
+    epoch, batch = watch.guard.diverged_at
+    record.write(status="diverged")
+    best = record.run_dir / CHECKPOINTS / BEST_FILE
+    kept = f" The best epoch so far is kept in {best}." if best.is_file() else ""
+    raise TrainingFailed(
+        f"Training diverged at epoch {epoch}, batch {batch}: the loss became NaN or infinite."
+        f"{kept} Lower the learning rate (now {plan.spec.optimizer.learning_rate}), add gradient "
+        f"clipping (--set train.optimizer.clipnorm=1.0), or check the data for extreme values."
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the finished training did, read from its history and its callbacks."""
+
+    epochs_run: int
+    final_logs: dict[str, float]
+    best_epoch: int | None  # 1-based
+    best_value: float | None
+    stopped_by: str  # epochs | early_stopping | time_budget
+
+
+def finish(
+    plan: RunPlan, model: keras.Model, watch: Watchers, record: RunRecord, seconds: float
+) -> TrainResult:
+    """Save the model and the learning curves, and close run.json as completed.
+
+    Args:
+        plan: the run's plan.
+        model: the trained model (the best epoch's weights when early stopping restored them).
+        watch: the run's callbacks.
+        record: the run's record.
+        seconds: how long fitting took.
+
+    Returns:
+        The run's result.
+    """
+    run_dir = record.run_dir
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
-    history = _read_history(run_dir / HISTORY_FILE)
-    if not trial:
+    outcome = read_outcome(_read_history(run_dir / HISTORY_FILE), watch)
+    if not plan.trial:
         plot_learning_curves(
-            run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{recipe.name} · {run_dir.name}"
+            run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{plan.recipe.name} · {run_dir.name}"
         )
+    digest = weights_digest(model) if plan.devices.cluster is not None else None
+    complete_record(record, plan, watch, outcome, seconds, digest, int(model.count_params()))
+    cluster = plan.devices.cluster
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_run=outcome.epochs_run,
+        monitor=plan.spec.early_stopping.monitor if watch.stopper else None,
+        best_epoch=outcome.best_epoch,
+        best_value=outcome.best_value,
+        final_logs=outcome.final_logs,
+        seconds=seconds,
+        stopped_by=outcome.stopped_by,
+        num_workers=cluster.num_workers if cluster else 1,
+        chief=plan.devices.is_chief,
+        weights_sha256=digest,
+    )
 
-    epochs_run = len(history)
+
+def read_outcome(history: list[dict[str, float]], watch: Watchers) -> Outcome:
+    """What training did: epochs run, last logs, best epoch and why it stopped.
+
+    Args:
+        history: history.csv's rows.
+        watch: the run's callbacks.
+    """
+    stopper, budget = watch.stopper, watch.budget
     final_logs = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     best_epoch = best_value = None
     if stopper is not None and stopper.best is not None and math.isfinite(stopper.best):
@@ -423,33 +715,46 @@ def train(
         stopped_by = "time_budget"
     elif stopper is not None and stopper.stopped_epoch > 0:
         stopped_by = "early_stopping"
-    digest = weights_digest(model) if plan.cluster is not None else None
+    return Outcome(len(history), final_logs, best_epoch, best_value, stopped_by)
+
+
+def complete_record(
+    record: RunRecord,
+    plan: RunPlan,
+    watch: Watchers,
+    outcome: Outcome,
+    seconds: float,
+    digest: str | None,
+    parameters: int,
+) -> None:
+    """Write run.json as completed, with what training did.
+
+    Args:
+        record: the run's record.
+        plan: the run's plan.
+        watch: the run's callbacks.
+        outcome: what training did.
+        seconds: how long this session's fitting took (a resumed run adds its earlier time).
+        digest: the weights' SHA-256 across workers; None on one machine.
+        parameters: the model's parameter count.
+    """
+    info = record.info
     if digest is not None:
         info["distribution"]["weights_sha256"] = digest
+    monitor = plan.spec.early_stopping.monitor
     info.update(
         status="completed",
         finished=_now(),
         seconds=round(seconds + float(info.get("seconds", 0.0)), 2),
-        epochs_run=epochs_run,
-        stopped_by=stopped_by,
-        parameters=int(model.count_params()),
-        best={"monitor": monitor, "epoch": best_epoch, "value": best_value} if stopper else None,
-        final=final_logs,
+        epochs_run=outcome.epochs_run,
+        stopped_by=outcome.stopped_by,
+        parameters=parameters,
+        best={"monitor": monitor, "epoch": outcome.best_epoch, "value": outcome.best_value}
+        if watch.stopper
+        else None,
+        final=outcome.final_logs,
     )
-    write_json_atomic(run_dir / RUN_INFO_FILE, info)
-    return TrainResult(
-        run_dir=run_dir,
-        epochs_run=epochs_run,
-        monitor=monitor if stopper else None,
-        best_epoch=best_epoch,
-        best_value=best_value,
-        final_logs=final_logs,
-        seconds=seconds,
-        stopped_by=stopped_by,
-        num_workers=plan.cluster.num_workers if plan.cluster else 1,
-        chief=plan.is_chief,
-        weights_sha256=digest,
-    )
+    record.write()
 
 
 def _continue_callbacks(

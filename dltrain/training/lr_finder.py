@@ -29,6 +29,7 @@ import numpy as np
 
 from dltrain.backend import keras
 from dltrain.recipe import LoadedRecipe
+from dltrain.recipe.schema import Recipe
 from dltrain.runs import atomic_path, runs_dir, write_json_atomic
 
 # runs/<recipe>/lr-finder/, beside the recipe's runs (as tune/ is); it holds no model, so commands
@@ -306,7 +307,24 @@ def find_learning_rate(
         on_step=on_step,
     )
 
-    folder = finder_dir(workdir, recipe.name)
+    return write_range_test(finder_dir(workdir, recipe.name), recipe, spec, result)
+
+
+def write_range_test(
+    folder: Path, recipe: Recipe, spec: RangeTestSpec, result: RangeTestResult
+) -> LrFinderReport:
+    """Write the range test's plot and curve into ``folder``, replacing an earlier test's.
+
+    Args:
+        folder: the recipe's lr-finder folder (``finder_dir``).
+        recipe: the recipe tested (its name, optimizer and batch size label the files).
+        spec: the sweep.
+        result: the curve and its suggestions.
+
+    Returns:
+        Where the files are, and the result.
+    """
+    train = recipe.train
     folder.mkdir(parents=True, exist_ok=True)
     title = (
         f"LR range test · {recipe.name} · {train.optimizer.name.value}, batch {train.batch_size}"

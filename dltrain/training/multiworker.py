@@ -27,6 +27,7 @@ import numpy as np
 
 from dltrain.backend import keras, tf
 from dltrain.errors import TrainingFailed, UsageError
+from dltrain.models import training_hooks
 from dltrain.recipe.schema import Recipe
 from dltrain.training.device import cluster_from_env
 
@@ -48,9 +49,9 @@ def check_supported(recipe: Recipe, *, trial: bool = False) -> None:
 
     Raises:
         UsageError: ``TF_CONFIG`` is malformed, the run is a tuning trial (it would wait
-            forever for workers that never start it), or the recipe is a GAN (its two
-            optimizers' steps do not scale their losses by the number of replicas, so the
-            workers' summed gradients would multiply its learning rates).
+            forever for workers that never start it), or the model's family trains on one
+            machine only (a GAN: its two optimizers' steps do not scale their losses by the
+            number of replicas, so the workers' summed gradients would multiply its rates).
     """
     cluster = cluster_from_env()
     if cluster is not None and trial:
@@ -59,11 +60,14 @@ def check_supported(recipe: Recipe, *, trial: bool = False) -> None:
             f"trial on one machine (tuners on several machines share a study through "
             f"--storage instead). Unset TF_CONFIG for dltrain tune."
         )
-    if cluster is not None and recipe.model.family == "gan":
+    if cluster is None:
+        return
+    reason = training_hooks(recipe.model).single_machine_reason
+    if reason is not None:
         raise UsageError(
-            f"TF_CONFIG asks for {cluster.num_workers} workers, but the gan family trains on one "
-            f"machine only: its adversarial steps are not written for gradients summed across "
-            f"machines. Unset TF_CONFIG to train it here (every local GPU is still used)."
+            f"TF_CONFIG asks for {cluster.num_workers} workers, but the {recipe.model.family} "
+            f"family trains on one machine only: {reason}. Unset TF_CONFIG to train it here "
+            f"(every local GPU is still used)."
         )
 
 
@@ -158,56 +162,16 @@ def fit(
     """
     if class_weight:
         x = with_class_weights(x, class_weight)
-    steps = int(x.cardinality())
-    validation_steps = int(validation_data.cardinality()) if validation_data is not None else 0
-    with strategy.scope():
-        # variables (metrics, loss trackers, optimizer slots) must exist before the steps are
-        # traced: creating them inside strategy.run on one worker only would deadlock the rest
-        model._symbolic_build(data_batch=x.element_spec)  # noqa: SLF001 (what fit does too)
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-    train_batches = distribute(x, strategy)
-    val_batches = distribute(validation_data, strategy) if validation_data is not None else None
-    train_function = _step_function(model, strategy, model.train_step)
-    test_function = _step_function(model, strategy, model.test_step)
-
+    loop = _DistributedLoop(model, strategy, x, validation_data)
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks), add_history=True, model=model, epochs=epochs, steps=steps, verbose=0
+        list(callbacks), add_history=True, model=model, epochs=epochs, steps=loop.steps, verbose=0
     )
     model.stop_training = False
     callback_list.on_train_begin()
     training_logs: dict[str, Any] = {}
     try:
         for epoch in range(initial_epoch, epochs):
-            model.reset_metrics()
-            callback_list.on_epoch_begin(epoch)
-            iterator = iter(train_batches)
-            wish = False  # this worker's wish to stop, voted on in the next step
-            logs: dict[str, Any] = {}
-            for step in range(steps):
-                callback_list.on_train_batch_begin(step)
-                logs, anyone_stops = train_function(iterator, tf.constant(wish))
-                logs = _to_floats(logs)
-                callback_list.on_train_batch_end(step, logs)
-                if bool(anyone_stops):
-                    model.stop_training = True
-                    break
-                wish = bool(model.stop_training)
-            epoch_logs = dict(logs)
-            if val_batches is not None:
-                model.reset_metrics()
-                callback_list.on_test_begin()
-                val_iterator = iter(val_batches)
-                val_logs: dict[str, Any] = {}
-                for step in range(validation_steps):
-                    callback_list.on_test_batch_begin(step)
-                    val_logs, _ = test_function(val_iterator, tf.constant(False))
-                    val_logs = _to_floats(val_logs)
-                    callback_list.on_test_batch_end(step, val_logs)
-                callback_list.on_test_end(val_logs)
-                epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
-            callback_list.on_epoch_end(epoch, epoch_logs)
-            training_logs = epoch_logs
+            training_logs = loop.run_epoch(epoch, callback_list)
             # a wish made at an epoch's last batch or in on_epoch_end must be everyone's
             if _anyone(strategy, bool(model.stop_training)):
                 model.stop_training = True
@@ -222,6 +186,89 @@ def fit(
         ) from None
     callback_list.on_train_end(training_logs)
     return next(c for c in callback_list.callbacks if isinstance(c, keras.callbacks.History))
+
+
+class _DistributedLoop:
+    """One model's epochs under the strategy: distributed batches and the steps that run them.
+
+    Args:
+        model: compiled under ``strategy.scope()``.
+        strategy: a ``tf.distribute.MultiWorkerMirroredStrategy``.
+        x: batches of (features, labels[, class weights]), the global batch size.
+        validation_data: batches evaluated at the end of every epoch, or None.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        strategy: Any,
+        x: tf.data.Dataset,
+        validation_data: tf.data.Dataset | None,
+    ) -> None:
+        self.model = model
+        self.steps = int(x.cardinality())
+        self.validation_steps = (
+            int(validation_data.cardinality()) if validation_data is not None else 0
+        )
+        with strategy.scope():
+            # variables (metrics, loss trackers, optimizer slots) must exist before the steps
+            # are traced: creating them in strategy.run on one worker only deadlocks the rest
+            model._symbolic_build(data_batch=x.element_spec)  # noqa: SLF001 (what fit does too)
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+        self.train_batches = distribute(x, strategy)
+        self.val_batches = (
+            distribute(validation_data, strategy) if validation_data is not None else None
+        )
+        self.train_function = _step_function(model, strategy, model.train_step)
+        self.test_function = _step_function(model, strategy, model.test_step)
+
+    def run_epoch(self, epoch: int, callbacks: keras.callbacks.CallbackList) -> dict[str, Any]:
+        """Train one epoch, then validate; returns the epoch's logs, ``val_`` ones included.
+
+        Args:
+            epoch: the epoch, counted from 0.
+            callbacks: the ``CallbackList`` to drive.
+        """
+        self.model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        epoch_logs = self._train(callbacks)
+        if self.val_batches is not None:
+            val_logs = self._validate(callbacks)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        return epoch_logs
+
+    def _train(self, callbacks: keras.callbacks.CallbackList) -> dict[str, Any]:
+        """The epoch's training batches; stops every worker after the batch where any wished."""
+        iterator = iter(self.train_batches)
+        wish = False  # this worker's wish to stop, voted on in the next step
+        logs: dict[str, Any] = {}
+        for step in range(self.steps):
+            callbacks.on_train_batch_begin(step)
+            logs, anyone_stops = self.train_function(iterator, tf.constant(wish))
+            logs = _to_floats(logs)
+            callbacks.on_train_batch_end(step, logs)
+            if bool(anyone_stops):
+                self.model.stop_training = True
+                break
+            wish = bool(self.model.stop_training)
+        return dict(logs)
+
+    def _validate(self, callbacks: keras.callbacks.CallbackList) -> dict[str, Any]:
+        """The validation pass, as ``on_test_*`` callbacks see it; returns its logs."""
+        assert self.val_batches is not None
+        self.model.reset_metrics()
+        callbacks.on_test_begin()
+        iterator = iter(self.val_batches)
+        logs: dict[str, Any] = {}
+        for step in range(self.validation_steps):
+            callbacks.on_test_batch_begin(step)
+            logs, _ = self.test_function(iterator, tf.constant(False))
+            logs = _to_floats(logs)
+            callbacks.on_test_batch_end(step, logs)
+        callbacks.on_test_end(logs)
+        return logs
 
 
 def _step_function(model: keras.Model, strategy: Any, step: Any) -> Any:
