@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dltrain import __version__
-from dltrain.data.sources import detect_format, resolve_source
+from dltrain.data.readers.formats import detect_format, resolve_source
 from dltrain.data.store import (
     PROFILE_FILE,
     PreparedDataset,

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dltrain.data.sources import detect_format, resolve_source
+from dltrain.data.readers.formats import detect_format, resolve_source
 from dltrain.errors import DataError
 from dltrain.recipe.data import ColumnType, DataFormat, DataSpec
 from dltrain.tasks import Task
 
 if TYPE_CHECKING:  # read only at type-checking time: `dltrain init` on images never loads them
     from dltrain.data.preparation.table import TableInspection
-    from dltrain.data.tables import CsvOptions
+    from dltrain.data.readers.tables import CsvOptions
 
 LONG_TAIL_RATIO = 20.0  # max / mean above which a non-negative column gets a log scaling
 IMBALANCED_SHARE = 0.2  # smallest class share below which class weights are proposed
@@ -145,7 +145,7 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
 
 
 def _missing_target_error(path: Path) -> DataError:
-    from dltrain.data.tables import open_table
+    from dltrain.data.readers.tables import open_table
     from dltrain.recipe.data import CsvSpec
 
     names = open_table(path, DataFormat.AUTO, CsvSpec()).columns
@@ -257,7 +257,7 @@ def _task_reason(task: Task, target: str, classes: list[str] | None) -> str:
 def _images(starter: Starter, path: Path) -> None:
     from PIL import Image
 
-    from dltrain.data.sources import IMAGE_SUFFIXES, class_folders
+    from dltrain.data.readers.formats import IMAGE_SUFFIXES, class_folders
 
     layout = class_folders(path, IMAGE_SUFFIXES, "image")
     first = layout.splits["train"][layout.classes[0]][0]

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.data.readers.inputs import TableInput, open_input
+from dltrain.data.readers.model_input import conform_examples
 from dltrain.data.store import open_store
 from dltrain.errors import DataError, RunError, UsageError
 from dltrain.evaluation import plots
@@ -28,7 +30,6 @@ from dltrain.evaluation.gates import (
     check_gate_names,
     compare_with_baseline,
 )
-from dltrain.evaluation.inputs import TableInput, conform_examples, open_input
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
@@ -203,7 +204,7 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
         x, y = _labelled_table(run, path)
         source = {"kind": "file", "path": str(path), "files": [str(path)]}
         return Examples(x, y, f"data-{slug}", source)
-    from dltrain.data.sources import read_source
+    from dltrain.data.readers.formats import read_source
     from dltrain.recipe.data import DataFormat, ImageSpec
 
     shape = run.model_input.shape

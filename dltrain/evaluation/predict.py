@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from dltrain.data.readers.inputs import InputChunk, open_input
 from dltrain.errors import DataError, UsageError
-from dltrain.evaluation.inputs import InputChunk, open_input
 from dltrain.evaluation.metrics import (
     anomaly_scores,
     anomaly_threshold,

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dltrain.data.readers.model_input import ModelInput
 from dltrain.errors import DataError, RunError
-from dltrain.evaluation.inputs import ModelInput
 from dltrain.manifest import Manifest, read_manifest
 from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir, read_json
 
@@ -77,7 +77,24 @@ class RunModel:
 
     @property
     def model_input(self) -> ModelInput:
-        return ModelInput.from_manifest(self.manifest, csv=self._recipe_data().get("csv"))
+        """The model's raw input, read with the CSV settings the run's recipe trained with.
+
+        Raises:
+            RunError: the saved recipe's ``data.csv`` no longer validates.
+        """
+        from pydantic import ValidationError
+
+        from dltrain.recipe.data import CsvSpec
+
+        try:
+            csv = CsvSpec.model_validate(self._recipe_data().get("csv") or {})
+        except ValidationError as exc:
+            raise RunError(
+                f"The recipe saved in {self.run_dir} has `data.csv` settings this dltrain cannot "
+                f"read ({exc.errors()[0]['msg']}). Fix them in its recipe.yaml, or train the run "
+                f"again."
+            ) from None
+        return ModelInput.from_manifest(self.manifest, csv=csv)
 
     @property
     def recipe_name(self) -> str:

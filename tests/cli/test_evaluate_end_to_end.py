@@ -53,7 +53,7 @@ def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
     with (tmp_path / "digits.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     labels = REPO / "demo" / "mnist" / "t10k-labels-idx1-ubyte.gz"
-    from dltrain.data.sources import read_idx
+    from dltrain.data.readers.idx import read_idx
 
     truth = read_idx(labels)
     accuracy = np.mean([r["prediction"] == str(t) for r, t in zip(rows, truth, strict=True)])

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dltrain.data.prepare import prepare
-from dltrain.data.sources import read_source
+from dltrain.data.readers.formats import read_source
 from dltrain.recipe.data import DataFormat, DataSpec
 from tests.conftest import synthetic_images, write_idx
 

@@ -19,8 +19,10 @@ import pytest
 
 from dltrain.data import hashing, splits
 from dltrain.data.hashing import HashBuckets
+from dltrain.data.prefetch import prefetched
 from dltrain.data.preparation.table import plan, reading
 from dltrain.data.prepare import prepare
+from dltrain.data.readers.tables import needs_trim
 from dltrain.data.splits import (
     TEST,
     TRAIN,
@@ -30,7 +32,6 @@ from dltrain.data.splits import (
     split_indices,
 )
 from dltrain.data.store import ShardWriter, open_store
-from dltrain.data.tables import prefetched
 from dltrain.data.transforms import NumericFit
 from dltrain.errors import DataError
 from dltrain.recipe.data import Missing, SplitMethod
@@ -276,7 +277,7 @@ def test_whitespace_is_trimmed_only_where_present() -> None:
     # nothing to trim: the very same buffers, not a trimmed copy
     assert columns["b"].buffers()[2].address == batch.column("b").buffers()[2].address
     sliced = pa.array([" a", "b", "c "]).slice(1, 1)
-    assert not reading._needs_trim(sliced)
+    assert not needs_trim(sliced)
 
 
 def test_background_shards_equal_foreground_ones(tmp_path: Path) -> None:

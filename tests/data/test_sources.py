@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dltrain.data.sources import read_idx, read_source
+from dltrain.data.readers.formats import read_source
+from dltrain.data.readers.idx import read_idx
 from dltrain.errors import DataError
 from dltrain.recipe.schema import DataFormat
 from tests.conftest import REPO, synthetic_images, write_idx

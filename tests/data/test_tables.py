@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dltrain.data.tables import open_table, read_all
+from dltrain.data.readers.tables import open_table, read_all
 from dltrain.errors import DataError
 from dltrain.recipe.data import CsvSpec, DataFormat
 

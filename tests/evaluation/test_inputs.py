@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dltrain.data.readers.inputs import open_input
+from dltrain.data.readers.model_input import ModelInput, conform_examples
 from dltrain.errors import DataError
-from dltrain.evaluation.inputs import ModelInput, conform_examples, open_input
+from dltrain.recipe.data import CsvSpec
 
 GREY = ModelInput(kind="image", shape=(8, 8, 1), dtype="uint8")
 TABLE = ModelInput(
@@ -54,7 +56,7 @@ def test_headerless_table_without_its_target_column(tmp_path: Path) -> None:
         kind="table",
         columns=(("rooms", "float32"), ("district", "string")),
         targets=("price",),
-        csv={"header": False, "column_names": ["rooms", "district", "price"]},
+        csv=CsvSpec(header=False, column_names=["rooms", "district", "price"]),
     )
     path = tmp_path / "rows.data"
     path.write_text("3, north\n4, south\n")

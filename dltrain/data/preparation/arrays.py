@@ -18,7 +18,8 @@ import pyarrow as pa
 from dltrain.data.hashing import hash_strings
 from dltrain.data.preparation.quality import check_quality
 from dltrain.data.profile import Profile
-from dltrain.data.sources import SourceArrays, read_source
+from dltrain.data.readers.arrays import SourceArrays
+from dltrain.data.readers.formats import read_source
 from dltrain.data.splits import (
     SPLIT_NAMES,
     SplitRequest,
@@ -140,7 +141,7 @@ def _split(
 
 def _text_fields(train_x: np.ndarray, spec: DataSpec) -> dict[str, Any]:
     """The manifest's features and preprocessing of texts: the training split's vocabulary."""
-    from dltrain.data.text import fit_vocabulary
+    from dltrain.data.preparation.vocabulary import fit_vocabulary
 
     vocabulary, length = fit_vocabulary(train_x.tolist(), spec.text)
     return {

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dltrain.data.preparation.table.reading import open_input, stripped_batches
+from dltrain.data.preparation.table.reading import open_table_source, stripped_batches
 from dltrain.data.profile import ColumnProfile, ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
 from dltrain.data.store import ShardWriter
@@ -111,7 +111,7 @@ def _read_columns(spec: DataSpec, series: SeriesSpec) -> _SeriesColumns:
         DataError: no data rows, no (or several) time columns, times that do not parse or
             repeat.
     """
-    source = open_input(spec)
+    source = open_table_source(spec)
     table, types, markers = source.main, source.types, source.markers
     scans = {
         n: ColumnScan(n, numeric=types[n] == pa.float64(), markers=markers) for n in table.columns

@@ -22,16 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.data.prefetch import use_jemalloc
 from dltrain.data.preparation.quality import check_quality
 from dltrain.data.preparation.table.plan import find_duplicates, infer_kinds, plan_table
-from dltrain.data.preparation.table.reading import open_input
+from dltrain.data.preparation.table.reading import open_table_source
 from dltrain.data.preparation.table.report import build_profile, profile_columns
 from dltrain.data.preparation.table.scan import open_hash_buckets, scan_table
 from dltrain.data.preparation.table.spill import SPILL_FILE, Spill
 from dltrain.data.preparation.table.target import mark_present, resolve_target
 from dltrain.data.preparation.table.write import write_table
 from dltrain.data.profile import Profile
-from dltrain.data.tables import TableFile, use_jemalloc
+from dltrain.data.readers.tables import TableFile
 from dltrain.recipe.data import ColumnType, DataSpec
 from dltrain.tasks import Task
 
@@ -62,7 +63,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
         DataQualityError: a check of ``data.checks`` (or ``--strict``) failed.
     """
     use_jemalloc()
-    table = open_input(spec)
+    table = open_table_source(spec)
     spill = Spill(folder / SPILL_FILE)
     hashes = open_hash_buckets(table, folder)
     try:
@@ -106,7 +107,7 @@ def inspect_table(spec: DataSpec) -> TableInspection:
     Raises:
         DataError: as ``prepare_table`` would.
     """
-    table = open_input(spec)
+    table = open_table_source(spec)
     main = table.main
     with tempfile.TemporaryDirectory(prefix="dltrain-inspect-") as scratch:
         hashes = open_hash_buckets(table, Path(scratch))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dltrain.data.hashing import HashBuckets
-from dltrain.data.preparation.table.reading import TableInput, find_text_in_numbers
+from dltrain.data.preparation.table.reading import TableSource, find_text_in_numbers
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.target import Target, mark_present, resolve_target
 from dltrain.data.profile import infer_type
@@ -50,7 +50,7 @@ class TablePlan:
     duplicate_rows: int = 0
 
 
-def plan_table(table: TableInput, scan: TableScan, seed: int) -> TablePlan:
+def plan_table(table: TableSource, scan: TableScan, seed: int) -> TablePlan:
     """Decide the column kinds, the task and targets, the rows kept and each row's split.
 
     Args:
@@ -96,7 +96,7 @@ def plan_table(table: TableInput, scan: TableScan, seed: int) -> TablePlan:
     )
 
 
-def infer_kinds(table: TableInput, scan: TableScan) -> dict[str, ColumnType]:
+def infer_kinds(table: TableSource, scan: TableScan) -> dict[str, ColumnType]:
     """Each feature column's kind: the recipe's, else inferred from its scan.
 
     Raises:
@@ -120,7 +120,7 @@ def infer_kinds(table: TableInput, scan: TableScan) -> dict[str, ColumnType]:
     return kinds
 
 
-def _text_kind(table: TableInput, kinds: dict[str, ColumnType]) -> str | None:
+def _text_kind(table: TableSource, kinds: dict[str, ColumnType]) -> str | None:
     """The single text column when it is the only feature, else None.
 
     Raises:
@@ -188,7 +188,7 @@ def count_leaking_rows(hashes: HashBuckets, splits: np.ndarray) -> dict[str, int
 
 
 def _assign(
-    table: TableInput, scan: TableScan, seed: int, target: Target, keep: np.ndarray
+    table: TableSource, scan: TableScan, seed: int, target: Target, keep: np.ndarray
 ) -> np.ndarray:
     """Each row's split: the pool of the source's kept rows split as the recipe says, the test
     file's kept rows to test.

@@ -8,17 +8,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dltrain.data.tables import ConversionError, TableFile, is_number, open_table
+from dltrain.data.readers.tables import (
+    ConversionError,
+    TableFile,
+    canonical_text,
+    is_number,
+    null_marker,
+    open_table,
+)
 from dltrain.errors import DataError
 from dltrain.recipe.data import ColumnSpec, ColumnType, DataFormat, DataSpec
 
 
 @dataclass(frozen=True)
-class TableInput:
+class TableSource:
     """The files of one table (the source, then its test file if any) and how they are read."""
 
     spec: DataSpec
@@ -41,7 +47,7 @@ class TableInput:
         return self.main.missing_markers(self.spec.csv)
 
 
-def open_input(spec: DataSpec) -> TableInput:
+def open_table_source(spec: DataSpec) -> TableSource:
     """Open the recipe's table (and its test file) and decide how each column is read.
 
     Args:
@@ -55,7 +61,7 @@ def open_input(spec: DataSpec) -> TableInput:
     """
     files = open_sources(spec)
     check_columns(spec, files[0].columns, spec.source)
-    return TableInput(spec=spec, files=files, types=read_types(files[0], spec))
+    return TableSource(spec=spec, files=files, types=read_types(files[0], spec))
 
 
 def open_sources(spec: DataSpec) -> list[TableFile]:
@@ -151,7 +157,7 @@ def read_types(table: TableFile, spec: DataSpec) -> dict[str, pa.DataType]:
     return types
 
 
-def stripped_batches(table: TableInput) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+def stripped_batches(table: TableSource) -> Iterator[tuple[int, dict[str, pa.Array]]]:
     """(file index, stripped columns) for every batch of every file, with conversion errors
     turned into messages that name the rows.
 
@@ -161,7 +167,7 @@ def stripped_batches(table: TableInput) -> Iterator[tuple[int, dict[str, pa.Arra
     types, spec = table.types, table.spec
     for index, file in enumerate(table.files):
         markers = file.missing_markers(spec.csv)
-        null_as = "" if "" in markers or not markers else markers[0]
+        null_as = null_marker(markers)
         try:
             for batch in file.batches(types):
                 yield index, _strip(batch, types, null_as)
@@ -172,44 +178,16 @@ def stripped_batches(table: TableInput) -> Iterator[tuple[int, dict[str, pa.Arra
 def _strip(
     batch: pa.RecordBatch, types: dict[str, pa.DataType], null_as: str
 ) -> dict[str, pa.Array]:
-    """Text columns trimmed, and their nulls (Parquet's missing text) as a missing marker, so
-    profiling, cleaning and the vocabularies count them as missing like a CSV's empty cells."""
+    """Text columns in their canonical spelling (see ``canonical_text``), and their nulls
+    (Parquet's missing text) as a missing marker, so profiling, cleaning and the vocabularies
+    count them as missing like a CSV's empty cells."""
     columns = {}
     for name in batch.schema.names:
         column = batch.column(name)
         if types[name] == pa.string():
-            if column.null_count:
-                column = column.fill_null(null_as)
-            if _needs_trim(column):
-                column = pc.utf8_trim_whitespace(column)
+            column = canonical_text(column, null_as)
         columns[name] = column
     return columns
-
-
-# ASCII whitespace, plus every byte >= 0x80: a value may start or end with a Unicode space
-_MAY_BE_SPACE = np.zeros(256, bool)
-_MAY_BE_SPACE[[9, 10, 11, 12, 13, 32]] = True
-_MAY_BE_SPACE[0x80:] = True
-
-
-def _needs_trim(column: pa.Array) -> bool:
-    """Whether any value starts or ends with whitespace: looks at two bytes per value, where
-    trimming every value (a copy of the column) costs ~5x the whole check."""
-    if not isinstance(column, pa.StringArray) or len(column) == 0:
-        return True
-    _, offsets_buffer, data_buffer = column.buffers()
-    if data_buffer is None:
-        return False
-    offsets = np.frombuffer(offsets_buffer, np.int32)
-    offsets = offsets[column.offset : column.offset + len(column) + 1]
-    data = np.frombuffer(data_buffer, np.uint8)
-    starts, ends = offsets[:-1], offsets[1:]
-    nonempty = ends > starts
-    if not nonempty.any():
-        return False
-    first = data[starts[nonempty]]
-    last = data[ends[nonempty] - 1]
-    return bool(_MAY_BE_SPACE[first].any() or _MAY_BE_SPACE[last].any())
 
 
 def find_text_in_numbers(table: TableFile, column: str, spec: DataSpec) -> DataError:

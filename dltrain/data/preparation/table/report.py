@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.data.preparation.table.plan import UNUSED, TablePlan, count_leaking_rows
-from dltrain.data.preparation.table.reading import TableInput
+from dltrain.data.preparation.table.reading import TableSource
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.target import CHUNK_ROWS
 from dltrain.data.profile import ColumnProfile, Profile, column_profile
@@ -18,7 +18,7 @@ from dltrain.recipe.data import ColumnType, DataSpec
 from dltrain.tasks import Task
 
 
-def build_profile(table: TableInput, scan: TableScan, plan: TablePlan) -> Profile:
+def build_profile(table: TableSource, scan: TableScan, plan: TablePlan) -> Profile:
     """The table's profile: its columns, rows, duplicates, class balance and leakage."""
     class_counts = None
     if plan.classes is not None:
@@ -36,7 +36,7 @@ def build_profile(table: TableInput, scan: TableScan, plan: TablePlan) -> Profil
 
 
 def profile_columns(
-    table: TableInput, scan: TableScan, kinds: dict[str, ColumnType], task: Task
+    table: TableSource, scan: TableScan, kinds: dict[str, ColumnType], task: Task
 ) -> list[ColumnProfile]:
     """Each column's profile, in the table's order, with its kind and role."""
     spec = table.spec

@@ -23,10 +23,11 @@ from dltrain.data.hashing import (
     hash_strings,
     mix,
 )
-from dltrain.data.preparation.table.reading import TableInput, stripped_batches
+from dltrain.data.prefetch import prefetched
+from dltrain.data.preparation.table.reading import TableSource, stripped_batches
 from dltrain.data.preparation.table.spill import Spill, spilled
 from dltrain.data.profile import ColumnScan, identifier_like
-from dltrain.data.tables import TableFile, prefetched
+from dltrain.data.readers.tables import TableFile
 from dltrain.errors import DataError
 from dltrain.recipe.data import ColumnSpec, ColumnType, DataSpec, SplitMethod
 
@@ -46,13 +47,13 @@ class TableScan:
     keys: np.ndarray | None = None
 
 
-def open_hash_buckets(table: TableInput, folder: Path) -> HashBuckets:
+def open_hash_buckets(table: TableSource, folder: Path) -> HashBuckets:
     """Bucket files in ``folder`` for the row and feature hashes, sized by the table's bytes."""
     size = sum(file.path.stat().st_size for file in table.files)
     return HashBuckets(folder, ("row", "features"), size)
 
 
-def scan_table(table: TableInput, hashes: HashBuckets, spill: Spill | None = None) -> TableScan:
+def scan_table(table: TableSource, hashes: HashBuckets, spill: Spill | None = None) -> TableScan:
     """Read every batch of every file once: profile, hash rows, collect target and split keys.
 
     Args:
@@ -76,7 +77,7 @@ def scan_table(table: TableInput, hashes: HashBuckets, spill: Spill | None = Non
 class _Collector:
     """What pass 1 keeps of each batch, in the order the batches come."""
 
-    def __init__(self, table: TableInput, hashes: HashBuckets) -> None:
+    def __init__(self, table: TableSource, hashes: HashBuckets) -> None:
         spec = table.spec
         self.table = table
         self.spec = spec
@@ -186,7 +187,7 @@ class _Collector:
         )
 
 
-def _text_target(table: TableInput) -> bool:
+def _text_target(table: TableSource) -> bool:
     """Whether the target holds text (labels) rather than numbers.
 
     Raises:

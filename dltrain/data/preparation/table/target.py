@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dltrain.data.preparation.table.reading import TableInput
+from dltrain.data.preparation.table.reading import TableSource
 from dltrain.data.preparation.table.scan import MAX_CLASSES, TableScan
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataSpec
@@ -27,7 +27,7 @@ class Target:
     notes: list[str]
 
 
-def resolve_target(scan: TableScan, table: TableInput) -> Target:
+def resolve_target(scan: TableScan, table: TableSource) -> Target:
     """The task, classes and per-row targets, from what pass 1 collected.
 
     Args:
@@ -54,7 +54,7 @@ def mark_present(y: np.ndarray, task: Task) -> np.ndarray:
     return ~np.isnan(y) if y.ndim == 1 else ~np.isnan(y).any(axis=1)
 
 
-def _check_present(scan: TableScan, table: TableInput) -> None:
+def _check_present(scan: TableScan, table: TableSource) -> None:
     for name in table.spec.targets:
         if scan.scans[name].present == 0:
             raise DataError(
@@ -64,7 +64,7 @@ def _check_present(scan: TableScan, table: TableInput) -> None:
             )
 
 
-def _text_classes(scan: TableScan, table: TableInput) -> Target:
+def _text_classes(scan: TableScan, table: TableSource) -> Target:
     """A text target: its labels are the classes, sorted."""
     spec, target = table.spec, table.spec.targets[0]
     assert scan.labels is not None

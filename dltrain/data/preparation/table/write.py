@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dltrain.data.derived import check_derived, derive_numpy
+from dltrain.data.prefetch import prefetched
 from dltrain.data.preparation.table.plan import UNUSED, TablePlan
-from dltrain.data.preparation.table.reading import TableInput
+from dltrain.data.preparation.table.reading import TableSource
 from dltrain.data.preparation.table.report import describe_cleaning, describe_target
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.spill import Spill
 from dltrain.data.splits import SPLIT_NAMES, TRAIN
 from dltrain.data.store import ShardWriter
-from dltrain.data.tables import prefetched
 from dltrain.data.transforms import CategoryFit, NumericFit
 from dltrain.errors import DataError
 from dltrain.recipe.data import ColumnSpec, ColumnType, DataSpec, Missing
@@ -46,7 +46,7 @@ class ColumnRoles:
 
 
 def write_table(
-    table: TableInput, scan: TableScan, plan: TablePlan, seed: int, spill: Spill, folder: Path
+    table: TableSource, scan: TableScan, plan: TablePlan, seed: int, spill: Spill, folder: Path
 ) -> dict[str, Any]:
     """Store each split's rows as shards and fit the preprocessing on the training rows.
 
@@ -72,7 +72,7 @@ def write_table(
     return _fields(table, scan, plan, fits, entries)
 
 
-def _column_roles(table: TableInput, plan: TablePlan) -> ColumnRoles:
+def _column_roles(table: TableSource, plan: TablePlan) -> ColumnRoles:
     """Which columns are stored, which are features, and how their missing values are filled.
 
     Raises:
@@ -101,7 +101,7 @@ class _Fits:
     """The preprocessing fitted on the training rows, a batch at a time."""
 
     def __init__(
-        self, table: TableInput, roles: ColumnRoles, text_kind: str | None, seed: int
+        self, table: TableSource, roles: ColumnRoles, text_kind: str | None, seed: int
     ) -> None:
         self.spec = table.spec
         self.roles = roles
@@ -162,7 +162,7 @@ class _Fits:
 
 
 def _write_shards(
-    table: TableInput,
+    table: TableSource,
     plan: TablePlan,
     roles: ColumnRoles,
     fits: _Fits,
@@ -246,7 +246,7 @@ def _check_no_split_empty(entries: dict[str, Any], spec: DataSpec, plan: TablePl
 
 
 def _fields(
-    table: TableInput,
+    table: TableSource,
     scan: TableScan,
     plan: TablePlan,
     fits: _Fits,
@@ -264,7 +264,7 @@ def _fields(
     numeric_pre: list[dict[str, Any]] = []
     categorical_pre: list[dict[str, Any]] = []
     if plan.text_kind is not None:
-        from dltrain.data.text import fit_vocabulary
+        from dltrain.data.preparation.vocabulary import fit_vocabulary
 
         vocabulary, length = fit_vocabulary(fits.texts, spec.text)
         fields["features"] = {
@@ -291,7 +291,7 @@ def _fields(
     return fields
 
 
-def _columns_meta(table: TableInput, plan: TablePlan, roles: ColumnRoles) -> list[dict[str, Any]]:
+def _columns_meta(table: TableSource, plan: TablePlan, roles: ColumnRoles) -> list[dict[str, Any]]:
     return [
         {
             "name": n,

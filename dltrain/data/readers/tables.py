@@ -13,14 +13,12 @@ stray ``"`` inside messages), and a UTF-8 byte-order mark.
 from __future__ import annotations
 
 import csv
-import queue
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -38,7 +36,6 @@ BATCH_ROWS = 131_072
 PARQUET_BATCH_ROWS = BATCH_ROWS
 _DELIMITERS = [",", "\t", ";", "|"]
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|infinity|nan)$", re.I)
-TABLE_SUFFIXES = {".csv", ".tsv", ".tab", ".txt", ".data", ".test", ".dat", ".psv", ""}
 
 
 @dataclass(frozen=True)
@@ -151,85 +148,6 @@ class TableFile:
             f"`data.csv` (delimiter {self.csv.delimiter if self.csv else '?'!r}, quoting, "
             f"encoding) against the file."
         )
-
-
-def use_jemalloc() -> None:
-    """Make jemalloc pyarrow's allocator where this pyarrow build has it (Linux wheels do).
-
-    Measured on prepare of a 1M-row CSV (benchmarks/RESULTS.md): with the default mimalloc the
-    process spent 0.7-1.1 s in the kernel, returning freed batch buffers to the system and
-    faulting them back in; with jemalloc 0.4 s, 0.3-0.5 s less CPU and ~40 MB less peak RSS.
-    Batches of the same size come and go all through prepare, which is what jemalloc's caching
-    suits. Does nothing where jemalloc is missing or already chosen.
-    """
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        return
-    if pa.default_memory_pool().backend_name != pool.backend_name:
-        pa.set_memory_pool(pool)
-
-
-_DONE = object()
-T = TypeVar("T")
-
-
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer.
-
-    pyarrow parses, converts and trims with the GIL released, so on a second core the next
-    batches are parsed while this thread profiles and hashes the current one (pyarrow's own
-    read-ahead stops a block or two ahead). ``depth`` bounds the memory held in the queue.
-    Exceptions in the producer are raised here; abandoning the iterator stops the producer.
-
-    Args:
-        items: an iterator; it runs entirely on the background thread (also its ``finally``).
-        depth: items produced ahead at most.
-    """
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    break
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(_Raised(exc))
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # runs the generator's finally (closing the CSV reader) on this thread
-        put(_DONE)
-
-    thread = threading.Thread(target=produce, name="dltrain-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-@dataclass
-class _Raised:
-    exc: BaseException
 
 
 def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -522,3 +440,82 @@ def read_all(table: TableFile, types: dict[str, pa.DataType]) -> pa.Table:
     if not batches:
         return pa.table({name: pa.array([], type=types[name]) for name in table.columns})
     return pa.Table.from_batches(batches)
+
+
+def null_marker(markers: list[str]) -> str:
+    """The missing-value marker a null (Parquet's missing text) is read as."""
+    return "" if "" in markers or not markers else markers[0]
+
+
+# A whole number written with a zero fraction: "2.0", "-3.00" (spelled "2", "-3" canonically).
+_ZERO_FRACTION = r"^([+-]?[0-9]+)\.0+$"
+
+
+def canonical_text(column: pa.Array, null_as: str) -> pa.Array:
+    """A text column as prepare stores it and predict reads it: nulls as ``null_as``, values
+    trimmed, and whole numbers with a zero fraction spelled as integers.
+
+    A category column written ``2`` in one file is often ``2.0`` in another (a spreadsheet's
+    export, a float column cast to text); both must reach the category prepare learned, so both
+    paths read text through this one function.
+
+    Example:
+        >>> canonical_text(pa.array([" 2.0", "2", None, "F"]), "").to_pylist()
+        ['2', '2', '', 'F']
+    """
+    if column.null_count:
+        column = column.fill_null(null_as)
+    if needs_trim(column):
+        column = pc.utf8_trim_whitespace(column)
+    if _may_have_zero_fraction(column):
+        column = pc.replace_substring_regex(column, pattern=_ZERO_FRACTION, replacement=r"\1")
+    return column
+
+
+def _may_have_zero_fraction(column: pa.Array) -> bool:
+    """Whether any value ends in ".0" or "00": two bytes per value, where the regular
+    expression over every value costs several times the whole check."""
+    spans = _value_spans(column)
+    if spans is None:
+        return True
+    starts, ends, data = spans
+    long_enough = ends - starts >= 2
+    if not long_enough.any():
+        return False
+    last, before = data[ends[long_enough] - 1], data[ends[long_enough] - 2]
+    return bool(((last == ord("0")) & ((before == ord(".")) | (before == ord("0")))).any())
+
+
+# ASCII whitespace, plus every byte >= 0x80: a value may start or end with a Unicode space
+_MAY_BE_SPACE = np.zeros(256, bool)
+_MAY_BE_SPACE[[9, 10, 11, 12, 13, 32]] = True
+_MAY_BE_SPACE[0x80:] = True
+
+
+def needs_trim(column: pa.Array) -> bool:
+    """Whether any value starts or ends with whitespace: looks at two bytes per value, where
+    trimming every value (a copy of the column) costs ~5x the whole check."""
+    spans = _value_spans(column)
+    if spans is None:
+        return True
+    starts, ends, data = spans
+    nonempty = ends > starts
+    if not nonempty.any():
+        return False
+    first = data[starts[nonempty]]
+    last = data[ends[nonempty] - 1]
+    return bool(_MAY_BE_SPACE[first].any() or _MAY_BE_SPACE[last].any())
+
+
+def _value_spans(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each value's start and end offset in the column's data buffer, and that buffer, read in
+    place; None when the column is not a plain string array (the caller then assumes the worst)."""
+    if not isinstance(column, pa.StringArray) or len(column) == 0:
+        return None
+    _, offsets_buffer, data_buffer = column.buffers()
+    if data_buffer is None:
+        empty = np.zeros(len(column), np.int32)
+        return empty, empty, np.zeros(0, np.uint8)
+    offsets = np.frombuffer(offsets_buffer, np.int32)
+    offsets = offsets[column.offset : column.offset + len(column) + 1]
+    return offsets[:-1], offsets[1:], np.frombuffer(data_buffer, np.uint8)

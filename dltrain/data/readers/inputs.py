@@ -10,163 +10,35 @@ plus pass-through columns (ids, file names) that predict copies into its output:
   read with the run's own ``data.csv`` settings; columns the model does not take pass through;
 - ``lines``: a text file holding one text per line (text models).
 
-A new data kind plugs in with ``register_reader``: a class with ``matches(path, model)`` and
-``chunks(batch_size)``. The model carries its own preprocessing (scaling, imputation,
-vocabularies with an out-of-vocabulary bucket), so readers hand it raw values exactly as the
-training source had them.
+They share prepare's own pieces (``formats``, ``idx``, ``arrays``, ``images``, ``tables``), so
+a file prepare reads is one predict reads, the same way. A new data kind plugs in with
+``register_reader``: a class with ``matches(path, model)`` and ``chunks(batch_size)``. The model
+carries its own preprocessing (scaling, imputation, vocabularies with an out-of-vocabulary
+bucket), so readers hand it raw values exactly as the training source had them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from dltrain.data.readers.arrays import NPZ_EXAMPLE_KEYS, load_npz
+from dltrain.data.readers.formats import IMAGE_SUFFIXES, PARQUET_SUFFIXES, TABLE_SUFFIXES
+from dltrain.data.readers.idx import parse_idx_name, read_idx
+from dltrain.data.readers.images import check_image, decode
+from dltrain.data.readers.model_input import (
+    ArrayInput,
+    Features,
+    InputChunk,
+    InputReader,
+    ModelInput,
+    report_table,
+)
 from dltrain.errors import DataError
-from dltrain.manifest import FeatureKind, Manifest, TableFeatures, TextFeatures
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-_FEATURE_KEYS = ("x", "images", "x_test", "x_train", "inputs")
-_IDX_FILE = re.compile(r"[-_.]idx(?P<dims>\d)[-_.]", re.IGNORECASE)  # train-images-idx3-ubyte.gz
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """What one example looks like to the model.
-
-    Attributes:
-        kind: image, table, text or sequence (the manifest's ``features.kind``).
-        shape: one example's array shape (images, sequences); () for tables and texts.
-        dtype: the array's dtype.
-        columns: tables: (name, dtype) of every raw input column, in order.
-        text_column: texts: the column holding the text.
-        targets: the source's target column(s), passed through when an input holds them.
-        csv: the run's ``data.csv`` settings, so a table is read as the source was.
-        passthrough: tables: input columns the model ignores (identifiers), copied to the
-            output as well.
-    """
-
-    kind: FeatureKind
-    shape: tuple[int, ...] = ()
-    dtype: str = "float32"
-    columns: tuple[tuple[str, str], ...] = ()
-    text_column: str | None = None
-    targets: tuple[str, ...] = ()
-    csv: dict[str, Any] | None = None
-    passthrough: tuple[str, ...] = ()
-
-    @classmethod
-    def from_manifest(cls, manifest: Manifest, csv: dict[str, Any] | None = None) -> ModelInput:
-        features = manifest.features
-        columns: tuple[tuple[str, str], ...] = ()
-        passthrough: tuple[str, ...] = ()
-        if isinstance(features, TableFeatures):
-            columns = tuple((c.name, c.dtype) for c in features.columns)
-            passthrough = tuple(features.passthrough)
-        return cls(
-            kind=features.kind,
-            shape=tuple(getattr(features, "shape", ())),
-            dtype=str(getattr(features, "dtype", "float32")),
-            columns=columns,
-            text_column=features.column if isinstance(features, TextFeatures) else None,
-            targets=tuple(manifest.target_names),
-            csv=csv,
-            passthrough=passthrough,
-        )
-
-
-Features = np.ndarray | dict[str, np.ndarray]
-
-
-@dataclass
-class InputChunk:
-    """A batch of examples plus the columns that pass through to the output."""
-
-    features: Features
-    columns: dict[str, list[Any]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        if isinstance(self.features, dict):
-            return len(next(iter(self.features.values()))) if self.features else 0
-        return len(self.features)
-
-
-def conform_examples(x: np.ndarray, model: ModelInput, where: str) -> np.ndarray:
-    """Check raw examples against the model's input and cast them to its dtype.
-
-    Grey images without a channel axis get one, as prepare does.
-
-    Raises:
-        DataError: the shape differs, or values cannot be the raw values the model was trained on
-            (floats given to a model that takes 8-bit pixels and scales them itself).
-    """
-    if x.ndim == len(model.shape) and len(model.shape) == 3 and model.shape[-1] == 1:
-        x = x[..., np.newaxis]
-    if tuple(x.shape[1:]) != model.shape:
-        raise DataError(
-            f"{where} holds examples of shape {tuple(x.shape[1:])}, but the model takes "
-            f"{model.shape} ({model.dtype}). The data's schema differs from what the run was "
-            f"trained on; give data laid out like the training source."
-        )
-    target = np.dtype(model.dtype)
-    if np.issubdtype(target, np.integer) and not np.issubdtype(x.dtype, np.integer):
-        info = np.iinfo(target)
-        finite = np.isfinite(x).all()
-        low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-        if not finite or low < info.min or high > info.max or not np.all(x == np.round(x)):
-            raise DataError(
-                f"{where} holds {x.dtype} values in [{low:g}, {high:g}], but the model takes raw "
-                f"{model.dtype} values ({info.min}-{info.max}) as in its training source and "
-                f"scales them itself. Give the raw values (e.g. pixels 0-255), not rescaled ones."
-            )
-    return x.astype(target, copy=False)
-
-
-class InputReader:
-    """Base of the readers: ``num_examples``, ``columns`` and ``chunks(batch_size)``."""
-
-    format: ClassVar[str] = ""
-    description: ClassVar[str] = ""
-
-    def __init__(self, path: Path, model: ModelInput) -> None:
-        self.path = path
-        self.model = model
-        self.num_examples = 0
-        self.columns: list[str] = []
-
-    @classmethod
-    def matches(cls, path: Path, model: ModelInput) -> bool:
-        """Whether this reader takes ``path`` for ``model`` (auto-detection)."""
-        raise NotImplementedError
-
-    def chunks(self, batch_size: int) -> Iterator[InputChunk]:
-        raise NotImplementedError
-
-
-class ArrayInput(InputReader):
-    """Readers whose examples fit in memory as one array."""
-
-    def __init__(self, path: Path, model: ModelInput) -> None:
-        super().__init__(path, model)
-        self.features = np.empty((0, *model.shape))
-        self.extra: dict[str, np.ndarray] = {}
-
-    def _set(self, features: np.ndarray, extra: dict[str, np.ndarray]) -> None:
-        self.features = conform_examples(features, self.model, str(self.path))
-        self.num_examples = len(self.features)
-        self.extra = {"row": np.arange(self.num_examples), **extra}
-        self.columns = list(self.extra)
-
-    def chunks(self, batch_size: int) -> Iterator[InputChunk]:
-        for start in range(0, self.num_examples, batch_size):
-            part = slice(start, start + batch_size)
-            yield InputChunk(
-                self.features[part], {k: v[part].tolist() for k, v in self.extra.items()}
-            )
+from dltrain.manifest import FeatureKind
 
 
 class NpzInput(ArrayInput):
@@ -182,10 +54,8 @@ class NpzInput(ArrayInput):
 
     def __init__(self, path: Path, model: ModelInput) -> None:
         super().__init__(path, model)
-        from dltrain.data.sources import load_npz
-
         arrays = load_npz(path, "save it again with the examples in an array named x")
-        key = next((k for k in _FEATURE_KEYS if k in arrays), None)
+        key = next((k for k in NPZ_EXAMPLE_KEYS if k in arrays), None)
         if key is None:
             candidates = [k for k, v in arrays.items() if v.ndim >= 2]
             key = candidates[0] if len(candidates) == 1 else None
@@ -209,21 +79,18 @@ class IdxInput(ArrayInput):
     @classmethod
     def matches(cls, path: Path, model: ModelInput) -> bool:
         if path.is_file():
-            return bool(_IDX_FILE.search(path.name))
-        return path.is_dir() and any(_IDX_FILE.search(p.name) for p in path.iterdir())
+            return parse_idx_name(path.name) is not None
+        return path.is_dir() and any(parse_idx_name(p.name) for p in path.iterdir())
 
     def __init__(self, path: Path, model: ModelInput) -> None:
         super().__init__(path, model)
-        from dltrain.data.sources import read_idx
-
         images_file, labels_file = path, None
         if path.is_dir():
             found: dict[str, list[Path]] = {}
             for p in sorted(path.iterdir()):
-                match = _IDX_FILE.search(p.name)
-                if match and p.is_file():
-                    kind = "labels" if match["dims"] == "1" else "images"
-                    found.setdefault(kind, []).append(p)
+                name = parse_idx_name(p.name)
+                if name is not None and p.is_file():
+                    found.setdefault("labels" if name.labels else "images", []).append(p)
             images = found.get("images", [])
             if len(images) != 1:
                 raise DataError(
@@ -264,13 +131,15 @@ class ImageFilesInput(InputReader):
 
     def __init__(self, path: Path, model: ModelInput) -> None:
         super().__init__(path, model)
-        if model.kind != "image" or len(model.shape) != 3 or model.shape[-1] not in (1, 3, 4):
+        if (
+            model.kind != FeatureKind.IMAGE
+            or len(model.shape) != 3
+            or model.shape[-1] not in (1, 3, 4)
+        ):
             raise DataError(
                 f"{path} holds image files, but the model takes {model.kind} inputs of shape "
                 f"{model.shape}. Give the inputs in the form the model was trained on."
             )
-        from PIL import Image, UnidentifiedImageError
-
         if path.is_file():
             self.root, self.files = path.parent, [path]
         else:
@@ -279,47 +148,19 @@ class ImageFilesInput(InputReader):
                 p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
             )
         for file in self.files:  # headers only: a bad file fails now, before anything is written
-            try:
-                with Image.open(file) as image:
-                    image.size  # noqa: B018 - opening parses the header
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                raise DataError(
-                    f"{file} is not a readable image ({exc}). Remove or replace it; predict "
-                    f"reads PNG, JPEG, BMP, GIF, WebP and TIFF files."
-                ) from None
+            check_image(file)
         self.num_examples = len(self.files)
         self.columns = ["file"]
 
-    def _load(self, file: Path) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        height, width, channels = self.model.shape
-        if channels in (1, 3):
-            # exactly prepare's decoding (draft mode, bilinear resize): the same pixels as the
-            # images the model was trained on
-            from dltrain.data.images import decode
-
-            return decode(file, (height, width), channels)[0]
-        try:
-            with Image.open(file) as opened:
-                image = opened.convert("RGBA")
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                pixels = np.asarray(image, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise DataError(
-                f"{file} could not be decoded ({exc}); the file is truncated or damaged. "
-                f"Remove or replace it."
-            ) from None
-        return pixels.reshape(height, width, channels)
-
     def chunks(self, batch_size: int) -> Iterator[InputChunk]:
         dtype = np.dtype(self.model.dtype)
+        height, width, channels = self.model.shape
         for start in range(0, self.num_examples, batch_size):
             files = self.files[start : start + batch_size]
-            features = np.stack([self._load(f) for f in files]).astype(dtype)
+            # prepare's own decoding: the same pixels as the images the model was trained on
+            pixels = [decode(f, (height, width), channels)[0] for f in files]
             names = [f.relative_to(self.root).as_posix() for f in files]
-            yield InputChunk(features, {"file": names})
+            yield InputChunk(np.stack(pixels).astype(dtype), {"file": names})
 
 
 class TableInput(InputReader):
@@ -337,23 +178,23 @@ class TableInput(InputReader):
 
     @classmethod
     def matches(cls, path: Path, model: ModelInput) -> bool:
-        from dltrain.data.tables import TABLE_SUFFIXES
-
-        if not path.is_file() or model.kind not in ("table", "text"):
+        if not path.is_file() or model.kind not in (FeatureKind.TABLE, FeatureKind.TEXT):
             return False
         suffix = path.suffix.lower()
-        if model.kind == "text" and suffix == ".txt":
+        if model.kind == FeatureKind.TEXT and suffix == ".txt":
             return False  # one text per line: the lines reader
-        return suffix in (TABLE_SUFFIXES - {""}) | {".parquet", ".pq"}
+        return suffix in (TABLE_SUFFIXES - {""}) | PARQUET_SUFFIXES
 
     def __init__(self, path: Path, model: ModelInput) -> None:
         super().__init__(path, model)
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if model.kind == "table":
+        from dltrain.data.readers.tables import canonical_text, null_marker
+
+        if model.kind == FeatureKind.TABLE:
             needed = dict(model.columns)
-        elif model.kind == "text" and model.text_column:
+        elif model.kind == FeatureKind.TEXT and model.text_column:
             needed = {model.text_column: "string"}
         else:
             raise DataError(
@@ -372,19 +213,23 @@ class TableInput(InputReader):
         for name, dtype in needed.items():
             types[name] = pa.float64() if dtype == "float32" else pa.string()
         batches = list(table.batches(types))
+        markers = table.missing_markers(model.csv)
         arrays: dict[str, Any] = {}
         for name in table.columns:
             parts = [batch.column(name) for batch in batches]
             column = pa.concat_arrays(parts) if parts else pa.array([], types[name])
             if types[name] == pa.string():
-                column = pc.utf8_trim_whitespace(column).fill_null("")
+                # exactly as prepare read the training source's text (see canonical_text)
+                column = canonical_text(column, null_marker(markers))
                 arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
             else:
                 column = pc.cast(column, pa.float32()).fill_null(np.nan)
                 arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), np.float32)
         self.features: Features = {name: arrays[name] for name in needed}
-        if model.kind == "text":
+        if model.kind == FeatureKind.TEXT:
             self.features = arrays[next(iter(needed))]
+        else:
+            self.report = report_table(self.features, model, frozenset(markers))
         self.extra = {"row": np.arange(sum(batch.num_rows for batch in batches))}
         self.extra.update(
             {n: v for n, v in arrays.items() if n not in needed or n in model.passthrough}
@@ -394,10 +239,10 @@ class TableInput(InputReader):
 
     @staticmethod
     def _open(path: Path, model: ModelInput) -> Any:
-        from dltrain.data.tables import open_table
-        from dltrain.recipe.data import CsvSpec, DataFormat
+        from dltrain.data.readers.tables import open_table
+        from dltrain.recipe.data import DataFormat
 
-        spec = CsvSpec.model_validate(model.csv or {})
+        spec = model.csv
         try:
             return open_table(path, DataFormat.AUTO, spec)
         except DataError:
@@ -429,7 +274,11 @@ class TextLinesInput(ArrayInput):
 
     @classmethod
     def matches(cls, path: Path, model: ModelInput) -> bool:
-        return path.is_file() and model.kind == "text" and path.suffix.lower() in (".txt", "")
+        return (
+            path.is_file()
+            and model.kind == FeatureKind.TEXT
+            and path.suffix.lower() in (".txt", "")
+        )
 
     def __init__(self, path: Path, model: ModelInput) -> None:
         InputReader.__init__(self, path, model)

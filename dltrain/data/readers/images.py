@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dltrain.data.sources import IMAGE_SUFFIXES, SourceArrays, class_folders
+from dltrain.data.readers.arrays import SourceArrays
+from dltrain.data.readers.formats import IMAGE_SUFFIXES, class_folders
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat, ImageSpec
 
@@ -65,9 +66,9 @@ def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArray
 
 def _undecodable(path: Path, exc: Exception) -> DataError:
     return DataError(
-        f"Cannot decode the image {path} ({exc}). Expected a readable "
-        f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} file; the copy is truncated or "
-        f"not an image. Replace it or delete it."
+        f"Cannot decode the image {path}: it is not a readable image ({exc}). Expected a "
+        f"readable {'/'.join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES))} file; the copy is "
+        f"truncated or not an image. Replace it or delete it."
     )
 
 
@@ -80,8 +81,27 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def check_image(path: Path) -> None:
+    """Parse an image file's header, so a bad file is refused before any work starts.
+
+    Raises:
+        DataError: the file is not an image Pillow can read.
+    """
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018 - opening parses the header
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _undecodable(path, exc) from None
+
+
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
 def decode(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, bool]:
     """One image as uint8 (height, width, channels), resized with bilinear filtering.
+
+    JPEGs are decoded at reduced resolution when the size allows (``draft``); prepare and
+    predict both decode through here, so a model sees the same pixels in training and use.
 
     Returns:
         The array, and whether it had to be resized.
@@ -90,17 +110,17 @@ def decode(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray
         DataError: the file is not a decodable image.
     """
     height, width = size
+    mode = _MODES[channels]
     image: Image.Image
     try:
         image = Image.open(path)
-        image.draft("L" if channels == 1 else "RGB", (width, height))
-        image = image.convert("L" if channels == 1 else "RGB")
+        if mode != "RGBA":
+            image.draft(mode, (width, height))
+        image = image.convert(mode)
+        changed = image.size != (width, height)
+        if changed:
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _undecodable(path, exc) from None
-    changed = image.size != (width, height)
-    if changed:
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    if channels == 1:
-        array = array[..., np.newaxis]
-    return array, changed
+    return array.reshape(height, width, channels), changed
