@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from dltrain.cli.common import (
     JsonOption,
@@ -19,6 +22,9 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+
+if TYPE_CHECKING:
+    from dltrain.data.readers.model_input import InputReport
 from dltrain.recipe.durations import format_duration
 from dltrain.runs import resolve_recipe_and_run
 
@@ -29,8 +35,9 @@ def predict(
         typer.Option(
             "--input",
             "-i",
-            help="Raw inputs: an .npz (array x, 1-D id arrays pass through), an IDX images file, "
-            "or a folder of image files (PNG, JPEG, …).",
+            help="Raw inputs: a CSV/TSV or Parquet table with the training source's columns, an "
+            ".npz (array x, 1-D id arrays pass through), an IDX images file, a folder of image "
+            "files (PNG, JPEG, …), or a text file with one text per line.",
             show_default=False,
         ),
     ],
@@ -47,7 +54,7 @@ def predict(
     run: RunOption = None,
     input_format: Annotated[
         str,
-        typer.Option("--input-format", help="auto, or one of npz, idx, images."),
+        typer.Option("--input-format", help="auto, or one of npz, idx, images, table, lines."),
     ] = "auto",
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Examples per model call.")
@@ -109,6 +116,7 @@ def predict(
         if result.counts:
             counts = ", ".join(f"{k} {v:,}" for k, v in sorted(result.counts.items()))
             console.print(f"Predicted classes: {counts}", highlight=False)
+        render_input_report(console, result.inputs, result.num_examples)
         if json_:
             write_json(
                 {
@@ -121,6 +129,31 @@ def predict(
                     "task": result.task,
                     "threshold": result.threshold,
                     "counts": result.counts,
+                    "inputs": result.inputs.to_json(),
                     "seconds": round(result.seconds, 3),
                 }
             )
+
+
+def render_input_report(console: Console, report: InputReport, num_examples: int) -> None:
+    """A table of the input columns whose values the model filled in or did not recognise."""
+    noteworthy = report.noteworthy
+    if not noteworthy:
+        return
+    table = Table(
+        title="Inputs the model did not see as in training", title_justify="left", box=None
+    )
+    table.add_column("column")
+    table.add_column("missing (filled as in training)", justify="right")
+    table.add_column("unseen categories (out of vocabulary)", justify="right")
+    for column in noteworthy:
+        table.add_row(
+            escape(column.column),
+            _count(column.missing, num_examples),
+            _count(column.unseen, num_examples),
+        )
+    console.print(table)
+
+
+def _count(count: int, total: int) -> str:
+    return f"{count:,} ({count / max(total, 1):.1%})" if count else ""

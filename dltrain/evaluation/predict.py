@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from dltrain.data.readers.inputs import InputChunk, open_input
+from dltrain.data.readers.inputs import open_input
+from dltrain.data.readers.model_input import InputChunk, InputReport
 from dltrain.errors import DataError, UsageError
 from dltrain.evaluation.metrics import (
     anomaly_scores,
@@ -51,6 +52,7 @@ class PredictResult:
     threshold: float | None
     seconds: float  # reading, predicting and writing; loading TensorFlow and the model excluded
     counts: dict[str, int] = field(default_factory=dict)  # classification: examples per class
+    inputs: InputReport = field(default_factory=InputReport)  # missing and unseen, per column
 
 
 def output_format(path: Path) -> str:
@@ -270,6 +272,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
         threshold=threshold,
         seconds=time.perf_counter() - started,
         counts=dict(rows.counts),
+        inputs=reader.report,
     )
 
 

@@ -170,3 +170,20 @@ def test_table_rows_with_ids_gaps_and_unseen_categories(project: Path) -> None:
     expected = np.asarray(model.predict_on_batch(raw)).ravel()
     assert np.isnan(raw["rooms"][0]) and "atlantis" in raw["district"]
     np.testing.assert_allclose([float(r["prediction"]) for r in rows], expected, rtol=1e-5)
+
+
+def test_missing_values_and_unseen_categories_are_reported_per_column(project: Path) -> None:
+    from tests.cli.eval_projects import write_houses
+
+    write_houses(project / "new.csv", 12, seed=9)
+    text = (project / "new.csv").read_text().replace(",east,", ",atlantis,", 1)
+    (project / "new.csv").write_text(text)
+    empty_rooms = sum(line.split(",")[1] == "" for line in text.splitlines()[1:])
+    args = ("predict", "-r", "house.yaml", "-i", "new.csv", "-o", "prices.csv", "--json")
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    report = {c["column"]: c for c in json.loads(out)["inputs"]}
+    assert report["district"] == {"column": "district", "missing": 0, "unseen": 1}
+    assert report["rooms"]["missing"] == empty_rooms > 0 and report["rooms"]["unseen"] == 0
+    assert "house_id" not in report  # an identifier the model ignores
+    assert "atlantis" not in err and "district" in err and "unseen categories" in err
