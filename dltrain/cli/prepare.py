@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, assert_never
 
 import typer
 from rich.console import Console
@@ -192,6 +192,7 @@ def describe(manifest: Manifest) -> str:
         ImageFeatures,
         ImagePreprocessing,
         NumericTarget,
+        SequenceFeatures,
         TableFeatures,
         TextFeatures,
     )
@@ -214,12 +215,14 @@ def describe(manifest: Manifest) -> str:
             f"texts, vocabulary {features.vocabulary_size:,}, {features.sequence_length} "
             f"tokens each"
         )
-    else:
+    elif isinstance(features, SequenceFeatures):
         horizon = target.horizon if isinstance(target, NumericTarget) else None
         what = (
             f"windows of {features.shape[0]} steps × {features.shape[1]} feature(s), "
             f"predicting {horizon} step(s) of {', '.join(target.names)}"
         )
+    else:
+        assert_never(features)
     task = manifest.task.value
     if isinstance(target, ClassTarget):
         goal = f"{task} over {target.num_classes} classes"
