@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from dltrain.errors import RecipeError, UsageError
 from dltrain.recipe.models import ModelSpec
 from dltrain.recipe.schema import Recipe
+from dltrain.recipe.yaml_reader import RecipeYamlError, load_yaml
 
 DEFAULT_RECIPE = "dltrain.yaml"
 RECIPES_FOLDER = "recipes"
@@ -87,15 +88,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
             f"Received: {text!r}."
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw.strip() else ""
+    except (yaml.YAMLError, RecipeYamlError):
         value = raw
-    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-3 as a string; people mean the number
     return key, value
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def load_recipe(
@@ -172,7 +168,13 @@ def read_recipe_yaml(path: Path) -> dict[str, Any]:
             f"Cannot read recipe {path}: {exc}. Expected a UTF-8 YAML file."
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except RecipeYamlError as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        raise RecipeError(
+            f"Recipe {path} cannot be used: {exc.problem}{where}. A recipe is a small mapping of "
+            f"sections such as data:, model:, train:; fix the file there."
+        ) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
