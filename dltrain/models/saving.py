@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import zipfile
 from pathlib import Path
 
 from dltrain.backend import keras
@@ -20,7 +21,17 @@ CUSTOM_OBJECT_MODULES = (
 
 
 def load_model(path: Path, *, compile: bool = True) -> keras.Model:
-    """``keras.models.load_model`` for models written by dltrain (checkpoints included)."""
+    """``keras.models.load_model`` for models written by dltrain (checkpoints included).
+
+    Raises:
+        ValueError: the file is not a ``.keras`` archive at all (Keras itself would report a
+            truncated or overwritten file as "File not found").
+    """
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path.name} is not a .keras archive ({path.stat().st_size:,} bytes that are not a "
+            f"zip file): it was truncated or overwritten"
+        )
     for name in CUSTOM_OBJECT_MODULES:
         try:
             importlib.import_module(name)

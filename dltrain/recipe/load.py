@@ -66,6 +66,13 @@ def find_recipe(given: str | Path | None, cwd: Path | None = None) -> Path:
     named = cwd / RECIPES_FOLDER / f"{given}.yaml"
     if named.is_file():
         return named
+    if path.is_dir():
+        inside = path / DEFAULT_RECIPE
+        hint = f" It holds {DEFAULT_RECIPE}: pass --recipe {inside}." if inside.is_file() else ""
+        raise RecipeError(
+            f"--recipe {given} is a folder ({path}), not a recipe file. Expected a YAML recipe "
+            f"file or the name of one in {RECIPES_FOLDER}/.{hint}"
+        )
     available = sorted(p.stem for p in (cwd / RECIPES_FOLDER).glob("*.yaml"))
     hint = f" Recipes in {RECIPES_FOLDER}/: {', '.join(available)}." if available else ""
     raise RecipeError(

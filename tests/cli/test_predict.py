@@ -103,6 +103,10 @@ def test_idx_file_and_binary_thresholds(project: Path) -> None:
     assert {r["prediction"] for r in read_csv(project / "none.csv")} == {"ham"}
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
 @pytest.mark.parametrize(
     ("make_input", "args", "needles"),
     [
@@ -129,6 +133,12 @@ def test_idx_file_and_binary_thresholds(project: Path) -> None:
             ["-i", "x.npz"],
             ["not a readable"],
         ),
+        (
+            # a model file cut short (a full disk, a copy killed half way)
+            lambda p: _truncate(runs_of(p, "tiny")[-1] / "model.keras"),
+            ["-i", "raw/t10k-images-idx3-ubyte.gz"],
+            ["model.keras is not a .keras archive", "train the run again"],
+        ),
     ],
 )
 def test_bad_input_exits_2_and_keeps_the_old_output(
@@ -143,6 +153,7 @@ def test_bad_input_exits_2_and_keeps_the_old_output(
     assert "Traceback" not in err and out == ""
     for needle in needles:
         assert needle in err, err
+    assert "File not found" not in err
     assert (project / "old.csv").read_text() == "earlier predictions\n"
     assert not list(project.glob(".old.partial-*"))
 

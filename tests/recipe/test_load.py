@@ -167,3 +167,13 @@ def test_every_shipped_recipe_is_valid(path: Path) -> None:
     loaded = load_recipe(path)
     assert loaded.recipe.name == path.stem
     assert yaml.safe_load(path.read_text())["name"] == loaded.recipe.name
+
+
+def test_a_folder_given_as_the_recipe_is_named_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    with pytest.raises(RecipeError, match="is a folder .*not a recipe file") as caught:
+        find_recipe("project", cwd=tmp_path)
+    assert "does not exist" not in caught.value.message
+    (tmp_path / "project" / "dltrain.yaml").write_text("data: {source: x.npz}\n")
+    with pytest.raises(RecipeError, match=r"pass --recipe .*project/dltrain.yaml"):
+        find_recipe("project", cwd=tmp_path)
