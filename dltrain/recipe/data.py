@@ -113,7 +113,11 @@ class CsvSpec(_Section):
     quoting: bool = Field(
         True, description="false reads '\"' as an ordinary character (unbalanced quotes)."
     )
-    encoding: str = "utf-8"
+    encoding: str = Field(
+        "auto",
+        description="auto: UTF-8, else Windows-1252 (a superset of Latin-1), said in the "
+        "profile's notes; or any Python codec name (latin-1, utf-16, shift_jis, …).",
+    )
     missing_values: list[str] = Field(
         default_factory=lambda: list(DEFAULT_MISSING_VALUES),
         description="Cell values that mean 'missing' (after stripping spaces).",

@@ -87,3 +87,31 @@ def test_ragged_row_names_the_line(tmp_path: Path) -> None:
         "line 3" in caught.value.message
         and "3 fields where the header has 2" in caught.value.message
     )
+
+
+def test_a_windows_1252_file_is_detected_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes("name,city\nA,Zürich\nB,Málaga\nC,€ office\n".encode("cp1252"))
+    from dltrain.data.readers.formats import detect_format
+
+    assert detect_format(path) is DataFormat.CSV  # not refused as "cannot tell the format"
+    table = open_table(path, DataFormat.AUTO, CsvSpec())
+    assert table.csv is not None and table.csv.encoding == "cp1252"
+    assert any("read as cp1252" in note for note in table.csv.notes)
+    _, columns = read(path)
+    assert columns["city"] == ["Zürich", "Málaga", "€ office"]
+    # a named encoding is used as given, without `format: csv`
+    assert read(path, encoding="latin-1")[1]["city"][:2] == ["Zürich", "Málaga"]
+    with pytest.raises(DataError, match="not an encoding Python knows"):
+        open_table(path, DataFormat.AUTO, CsvSpec(encoding="klingon"))
+    with pytest.raises(DataError, match=r"not utf-8 text.*data\.csv\.encoding"):
+        open_table(path, DataFormat.AUTO, CsvSpec(encoding="utf-8"))
+
+
+def test_every_field_quoted_with_empty_quotes_as_missing(tmp_path: Path) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_text('"id","score","city"\n"a","1.5","x"\n"b","","y"\n"c","NA",""\n')
+    table = open_table(path, DataFormat.AUTO, CsvSpec())
+    batch = next(table.batches({"id": pa.string(), "score": pa.float64(), "city": pa.string()}))
+    assert batch.column("score").to_pylist() == [1.5, None, None]
+    assert batch.column("city").to_pylist() == ["x", "y", ""]  # markers stay text for cleaning

@@ -86,18 +86,14 @@ def detect_format(source: Path) -> DataFormat:
 
 
 def _looks_like_text(path: Path) -> bool:
+    """Whether a file reads as text in some encoding: no NUL byte in its first 4 KB (binary
+    files have them; text in UTF-8, Latin-1 or Windows-1252 never does), or a UTF-16 mark."""
     try:
         with path.open("rb") as handle:
             head = handle.read(4096)
     except OSError:
         return False
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start > len(head) - 4  # a character cut at the end of the sample
-    return True
+    return head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" not in head
 
 
 def _suffixes_below(folder: Path, depth: int = 3) -> set[str]:

@@ -92,7 +92,9 @@ class TableFile:
                     column_types=types,
                     null_values=options.missing_values,
                     strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
+                    # a quoted "" (or "NA") in a numeric column is missing, not text: files that
+                    # quote every field write missing numbers that way
+                    quoted_strings_can_be_null=True,
                 ),
             )
             try:
@@ -257,18 +259,15 @@ def sniff_csv(path: Path, spec: CsvSpec, skip_rows: int) -> CsvOptions:
             truncated = bool(handle.read(1))
     except OSError as exc:
         raise DataError(f"Cannot read {path}: {exc}. Check the path and its permissions.") from None
-    encoding = spec.encoding
     notes = []
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
         notes.append("removed a UTF-8 byte-order mark")
-    try:
-        text = head.decode(encoding, errors="strict" if not truncated else "ignore")
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise DataError(
-            f"{path} is not {encoding} text ({exc}). Set `data.csv.encoding` to the file's "
-            f"encoding (for example latin-1 or cp1252)."
-        ) from None
+    encoding, text = _decode(path, head, spec.encoding, truncated)
+    if spec.encoding == "auto" and encoding != "utf-8":
+        notes.append(
+            f"not UTF-8: read as {encoding} (set `data.csv.encoding` if that is not the file's)"
+        )
     lines = text.splitlines()
     if truncated and lines:
         lines = lines[:-1]  # the sample may end inside a line
@@ -321,6 +320,38 @@ def sniff_csv(path: Path, spec: CsvSpec, skip_rows: int) -> CsvOptions:
         encoding=encoding,
         missing_values=list(spec.missing_values),
         notes=notes,
+    )
+
+
+# Tried in order for `encoding: auto`: UTF-8, then Windows-1252 (what Excel and most Western
+# European exports write, and a superset of Latin-1's printable characters), then Latin-1, which
+# decodes any byte sequence.
+_AUTO_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+
+
+def _decode(path: Path, head: bytes, encoding: str, truncated: bool) -> tuple[str, str]:
+    """The sample as text, and the encoding that read it.
+
+    Raises:
+        DataError: the recipe's encoding is unknown or does not read the file.
+    """
+    errors = "ignore" if truncated else "strict"  # the sample may end inside a character
+    candidates = _AUTO_ENCODINGS if encoding == "auto" else (encoding,)
+    for candidate in candidates:
+        try:
+            return candidate, head.decode(
+                candidate, errors=errors if candidate == "utf-8" else "strict"
+            )
+        except UnicodeDecodeError:
+            continue
+        except LookupError:
+            raise DataError(
+                f"`data.csv.encoding: {encoding}` is not an encoding Python knows. Expected a "
+                f"codec name such as utf-8, cp1252, latin-1 or utf-16, or auto."
+            ) from None
+    raise DataError(
+        f"{path} is not {encoding} text. Set `data.csv.encoding` to the file's encoding (for "
+        f"example latin-1 or cp1252), or auto to detect UTF-8 and Windows-1252."
     )
 
 
