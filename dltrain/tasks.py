@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The most classes a classifier's target may have: beyond, a column is almost always an
+# identifier or a number to regress, and a softmax over it would dwarf the rest of the model.
+MAX_CLASSES = 1_000
+
 
 class Task(StrEnum):
     BINARY = "binary"  # two classes; the model outputs a probability per class

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dltrain import __version__
-from dltrain.data.readers.formats import detect_format, resolve_source
+from dltrain.data.readers.formats import detect_format, holds_dltrain_outputs, resolve_source
 from dltrain.data.store import (
     PROFILE_FILE,
     PreparedDataset,
@@ -203,8 +203,11 @@ def source_files(source: Path, spec: DataSpec, fmt: DataFormat) -> list[Path]:
             test = spec.test_source.path.expanduser()
             files.append(test if test.is_absolute() else (source.parent / test).resolve())
         return [f for f in files if f.is_file()] or files
+    outputs = [p for p in source.iterdir() if p.is_dir() and holds_dltrain_outputs(p)]
     return sorted(
         p
         for p in source.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        and not any(p.is_relative_to(output) for output in outputs)
     )

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.data.readers.arrays import FLOAT32_MAX
 from dltrain.recipe.data import CleanSpec, Missing, Outliers, Scaling
 
 RESERVOIR = 100_000
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass

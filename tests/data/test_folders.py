@@ -10,6 +10,7 @@ from PIL import Image
 
 from dltrain.data.prepare import prepare
 from dltrain.data.readers.formats import read_source
+from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat, DataSpec
 from tests.conftest import synthetic_images, write_idx
 
@@ -83,3 +84,24 @@ def test_debian_dataset_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert manifest["source"]["format"] == "idx"
     assert manifest["source"]["path"] == str(tmp_path / "usr-share-datasets" / "tiny-mnist")
     assert sum(s["num_examples"] for s in manifest["splits"].values()) == 50
+
+
+def test_a_single_class_folder_is_refused(tmp_path: Path) -> None:
+    for i in range(4):
+        photo(tmp_path / "imgs" / "daisy" / f"{i}.png", (8, 8), (250, 250, 250))
+    with pytest.raises(DataError, match=r"one class only \(daisy\).*at least two"):
+        prepare(spec(tmp_path / "imgs"), 1, tmp_path / "out")
+
+
+def test_prepare_in_the_image_folder_itself_skips_its_own_outputs(tmp_path: Path) -> None:
+    root = tmp_path / "pets"
+    for label, colour in (("cat", (250, 0, 0)), ("dog", (0, 0, 250))):
+        for i in range(20):
+            photo(root / label / f"{i}.png", (8, 8), colour)
+    # what `dltrain init .` then `prepare` and `train` leave inside the source folder
+    first = prepare(spec(root), 1, root / "data" / "pets")
+    (root / "runs" / "pets" / "20260101-000000-abcd").mkdir(parents=True)
+    (root / "runs" / "pets" / "20260101-000000-abcd" / "run.json").write_text("{}")
+    assert first.dataset.manifest.classes == ["cat", "dog"]
+    again = prepare(spec(root), 1, root / "data" / "pets")
+    assert again.up_to_date  # the outputs are not part of the source's fingerprint

@@ -109,3 +109,50 @@ def test_corrupt_npz_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "d.npz").write_bytes(blob[: len(blob) // 2])  # truncated copy
     with pytest.raises(DataError, match="not a readable .npz"):
         read_source(tmp_path / "d.npz", DataFormat.AUTO)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "needle"),
+    [
+        ({"x": np.zeros((0, 4), np.float32), "y": np.zeros(0, np.int64)}, "holds no examples"),
+        ({"x": np.array([1.0, np.nan, 2.0, 3.0]).reshape(2, 2), "y": np.array([0, 1])}, "NaN"),
+        ({"x": np.array([[1.0, np.inf], [0.0, 1.0]]), "y": np.array([0, 1])}, "infinite"),
+        ({"x": np.array([[1e300, 0.0], [0.0, 1.0]]), "y": np.array([0, 1])}, "float32's range"),
+        ({"x": np.zeros((2, 2), np.complex64), "y": np.array([0, 1])}, "complex64 examples"),
+        ({"x": np.array(["a", "b"]).reshape(2, 1), "y": np.array([0, 1])}, "<U1 examples"),
+        ({"x": np.zeros(2, np.float32), "y": np.array([0, 1])}, "one example per row"),
+    ],
+    ids=["empty", "nan", "inf", "1e300", "complex", "text", "scalar"],
+)
+def test_npz_examples_that_cannot_train_are_refused(
+    tmp_path: Path, arrays: dict[str, np.ndarray], needle: str
+) -> None:
+    np.savez(tmp_path / "d.npz", **arrays)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=needle):
+        read_source(tmp_path / "d.npz", DataFormat.AUTO)
+
+
+def test_an_idx_file_of_no_images_is_refused(tmp_path: Path) -> None:
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((0, 4, 4), np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match="holds no examples"):
+        read_source(tmp_path, DataFormat.AUTO)
+
+
+def test_a_gzip_bomb_behind_a_small_header_is_not_inflated(tmp_path: Path) -> None:
+    import gzip
+    import resource
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 10, 28, 28)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as handle:  # 10 images announced, 1 GB of zeros behind them
+        handle.write(header)
+        block = bytes(1 << 20)
+        for _ in range(1024):
+            handle.write(block)
+    assert path.stat().st_size < 2 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match="announces shape"):
+        read_idx(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 << 10  # KB: 100 MB

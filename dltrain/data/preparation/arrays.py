@@ -31,7 +31,7 @@ from dltrain.data.store import ShardWriter
 from dltrain.data.transforms import class_weights
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
-from dltrain.tasks import Task
+from dltrain.tasks import MAX_CLASSES, Task
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name → (examples, labels)
 
@@ -223,6 +223,24 @@ def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
         raise DataError(
             f"Labels in {spec.source} go down to {low}. Expected class indices 0, 1, 2, …; "
             f"relabel the data."
+        )
+    if high >= MAX_CLASSES:
+        raise DataError(
+            f"Labels in {spec.source} go up to {high:,}, which would make {high + 1:,} classes "
+            f"(dltrain takes at most {MAX_CLASSES:,}). Expected class indices 0, 1, 2, …; "
+            f"renumber the labels consecutively."
+        )
+    present = np.unique(labels)
+    if len(present) < 2:
+        what = (
+            (source.class_names or [str(int(present[0]))])[int(present[0])]
+            if len(present)
+            else "none"
+        )
+        raise DataError(
+            f"{spec.source} holds examples of one class only ({what}). A classifier needs at "
+            f"least two classes to tell apart; add examples of the others (for image or text "
+            f"folders, one subfolder per class)."
         )
     names = source.class_names
     if spec.classes is not None:

@@ -17,6 +17,7 @@ import numpy as np
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # The array names an .npz may use, as (examples, labels), in the order they are looked for:
 # keras.datasets' layout first (its x_test/y_test is the source's own test split).
 NPZ_PAIRS = (("x_train", "y_train"), ("x", "y"), ("images", "labels"), ("inputs", "targets"))
@@ -49,6 +50,11 @@ def check_examples(x: np.ndarray, where: str) -> None:
     Raises:
         DataError: naming the array and what to do.
     """
+    if len(x) == 0:
+        raise DataError(
+            f"{where} holds no examples (an array of shape {x.shape}). Expected at least one "
+            f"example per row; check that the export finished."
+        )
     if x.ndim < 2:
         raise DataError(
             f"{where} holds an array of shape {x.shape}; expected one example per row, shape "
@@ -59,12 +65,16 @@ def check_examples(x: np.ndarray, where: str) -> None:
             f"{where} holds {x.dtype} examples; expected integers or floats (pixels, features). "
             f"Convert the array before saving it."
         )
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
-        raise DataError(
-            f"{where} holds NaN or infinite values in {bad:,} example(s). A model cannot learn "
-            f"from them or predict them; fill or drop those examples first."
-        )
+    if np.issubdtype(x.dtype, np.floating):
+        # float32 is what the model computes in: larger values become infinite there
+        bad = ~np.isfinite(x) | (np.abs(np.nan_to_num(x)) > FLOAT32_MAX)
+        if bad.any():
+            rows = int(bad.reshape(len(x), -1).any(axis=1).sum())
+            raise DataError(
+                f"{where} holds NaN, infinite or out-of-range values (beyond ±3.4e38, "
+                f"float32's range) in {rows:,} example(s). A model cannot learn from them or "
+                f"predict them; fill, rescale or drop those examples first."
+            )
 
 
 def load_npz(path: Path, fix: str) -> dict[str, np.ndarray]:

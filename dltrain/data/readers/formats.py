@@ -17,6 +17,7 @@ from dltrain.data.readers.arrays import SourceArrays, read_npz
 from dltrain.data.readers.idx import find_idx_folder, read_idx_folder
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat, ImageSpec
+from dltrain.runs import MANIFEST_FILE, RUN_INFO_FILE
 
 # Every image format Pillow decodes that photos and scans come in.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -129,6 +130,25 @@ class ClassFolders:
     splits: dict[str, dict[str, list[Path]]]
 
 
+# Where dltrain writes, relative to the working directory: inside the source folder when a
+# user runs `dltrain init .` in a folder of class folders.
+OUTPUT_FOLDERS = frozenset({"data", "runs"})
+
+
+def holds_dltrain_outputs(folder: Path) -> bool:
+    """Whether ``folder`` is dltrain's own ``data/`` or ``runs/`` (prepared datasets, runs, or a
+    prepare under way), which a source folder around the working directory must not read."""
+    if folder.name not in OUTPUT_FOLDERS:
+        return False
+    entries = list(folder.iterdir())
+    return (
+        not entries
+        or any(e.name.startswith(".") for e in entries)
+        or any(folder.glob(f"*/{MANIFEST_FILE}"))
+        or any(folder.glob(f"*/*/{RUN_INFO_FILE}"))
+    )
+
+
 def class_folders(root: Path, suffixes: frozenset[str], what: str) -> ClassFolders:
     """Find ``root/[train/]<class>/*`` (and ``root/test/<class>/*``) files with ``suffixes``.
 
@@ -144,7 +164,8 @@ def class_folders(root: Path, suffixes: frozenset[str], what: str) -> ClassFolde
     splits: dict[str, dict[str, list[Path]]] = {}
     for split, folder in roots.items():
         per_class = {}
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        subfolders = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for sub in sorted(p for p in subfolders if not holds_dltrain_outputs(p)):
             files = sorted(p for p in walk(sub, 2) if p.suffix.lower() in suffixes)
             per_class[sub.name] = files
         splits[split] = per_class

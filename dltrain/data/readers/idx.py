@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from dltrain.data.readers.arrays import SourceArrays
+from dltrain.data.readers.arrays import SourceArrays, check_examples
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat
 
@@ -97,6 +97,7 @@ def read_idx_folder(folder: Path) -> SourceArrays:
                 f"{labels.shape}. Expected one label per image; the two files do not belong "
                 f"together."
             )
+        check_examples(images, str(images_file))
         splits[split] = (images, labels.astype(np.int64))
         files += [images_file, labels_file]
     if "train" not in splits:  # a lone pair is the whole pool, whatever its file name says

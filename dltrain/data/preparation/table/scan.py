@@ -30,8 +30,7 @@ from dltrain.data.profile import ColumnScan, identifier_like
 from dltrain.data.readers.tables import TableFile
 from dltrain.errors import DataError
 from dltrain.recipe.data import ColumnSpec, ColumnType, DataSpec, SplitMethod
-
-MAX_CLASSES = 1_000
+from dltrain.tasks import MAX_CLASSES
 
 
 @dataclass

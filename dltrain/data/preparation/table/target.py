@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from dltrain.data.preparation.table.reading import TableSource
-from dltrain.data.preparation.table.scan import MAX_CLASSES, TableScan
+from dltrain.data.preparation.table.scan import TableScan
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataSpec
-from dltrain.tasks import Task
+from dltrain.tasks import MAX_CLASSES, Task
 
 CHUNK_ROWS = 1 << 20  # rows per step where a per-row array is worked through in chunks
 
