@@ -105,3 +105,25 @@ def test_prepare_in_the_image_folder_itself_skips_its_own_outputs(tmp_path: Path
     assert first.dataset.manifest.classes == ["cat", "dog"]
     again = prepare(spec(root), 1, root / "data" / "pets")
     assert again.up_to_date  # the outputs are not part of the source's fingerprint
+
+
+def _png_announcing(path: Path, width: int, height: int) -> None:
+    """A tiny PNG whose header announces ``width`` × ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    photo(path, (1, 1), (0, 0, 0))
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_an_image_announcing_225_million_pixels_is_refused_not_decoded(tmp_path: Path) -> None:
+    photo(tmp_path / "imgs" / "a" / "0.png", (8, 8), (250, 0, 0))
+    photo(tmp_path / "imgs" / "b" / "0.png", (8, 8), (0, 0, 250))
+    _png_announcing(tmp_path / "imgs" / "a" / "bomb.png", 15_000, 15_000)
+    with pytest.raises(DataError, match=r"bomb.png.*exceeds limit"):
+        read_source(tmp_path / "imgs", DataFormat.AUTO)

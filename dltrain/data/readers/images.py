@@ -64,6 +64,17 @@ def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArray
     )
 
 
+# What Pillow raises for a file it cannot (or will not) decode; DecompressionBombError is a
+# small file announcing more than twice Image.MAX_IMAGE_PIXELS (~179M) pixels.
+_UNREADABLE = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+)
+
+
 def _undecodable(path: Path, exc: Exception) -> DataError:
     return DataError(
         f"Cannot decode the image {path}: it is not a readable image ({exc}). Expected a "
@@ -76,7 +87,7 @@ def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except _UNREADABLE as exc:
         raise _undecodable(path, exc) from None
     return image
 
@@ -90,7 +101,7 @@ def check_image(path: Path) -> None:
     try:
         with Image.open(path) as image:
             image.size  # noqa: B018 - opening parses the header
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except _UNREADABLE as exc:
         raise _undecodable(path, exc) from None
 
 
@@ -121,6 +132,6 @@ def decode(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray
         if changed:
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except _UNREADABLE as exc:
         raise _undecodable(path, exc) from None
     return array.reshape(height, width, channels), changed
