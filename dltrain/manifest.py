@@ -3,7 +3,9 @@
 ``prepare`` writes it; ``train``, ``evaluate``, ``predict``, ``export`` and ``tune`` read it, and a
 run folder keeps a copy so a model still describes its inputs when ``data/`` is gone. Every
 consumer reads typed fields from :class:`Manifest`; JSON exists only in :func:`read_manifest` and
-:meth:`Manifest.to_json`. Light: no TensorFlow, no NumPy.
+:meth:`Manifest.to_json`. The preparation paths build the typed parts and hand ``prepare`` a
+:class:`DatasetDescription`, which it completes with the dataset's identity into the manifest.
+Light: no TensorFlow, no NumPy.
 
 The input side depends on the feature kind, so ``features`` and ``preprocessing`` are each one of
 four classes, and the target one of two (classes, or numbers in their own units)::
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -313,16 +315,15 @@ class SeriesLayout(_Part):
 P = TypeVar("P", bound=BaseModel)
 
 
-class Manifest(_Part):
-    """Everything a later command needs to know about a prepared dataset."""
+class DatasetDescription(_Part):
+    """What a preparation path found and wrote: the manifest less the dataset's identity.
 
-    manifest_version: int = MANIFEST_VERSION  # parse_manifest refuses any other
-    created: str
-    dltrain_version: str
+    ``prepare`` adds where the data came from and the recipe it was prepared with to make the
+    :class:`Manifest`; the checks that tie the parts together run here, so a preparation path
+    cannot describe a dataset no later command could read back.
+    """
+
     task: Task
-    source: Source
-    data_spec_digest: str  # digest of the recipe's data section and seed: a change re-prepares
-    seed: int
     features: Features
     target: Target
     preprocessing: Preprocessing
@@ -344,10 +345,28 @@ class Manifest(_Part):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> Manifest:
+    def _consistent(self) -> Self:
         if self.task.is_classification != isinstance(self.target, ClassTarget):
             raise ValueError(f"a {self.task.value} task with a {type(self.target).__name__}")
+        # Read from JSON the kinds always agree (see above); built from typed parts they may not.
+        if self.preprocessing.kind != self.features.kind:
+            raise ValueError(
+                f"{self.features.kind.value} features with {self.preprocessing.kind.value} "
+                f"preprocessing"
+            )
         return self
+
+
+class Manifest(DatasetDescription):
+    """Everything a later command needs to know about a prepared dataset: its description,
+    plus where it came from and what it was prepared with."""
+
+    manifest_version: int = MANIFEST_VERSION  # parse_manifest refuses any other
+    created: str
+    dltrain_version: str
+    source: Source
+    data_spec_digest: str  # digest of the recipe's data section and seed: a change re-prepares
+    seed: int
 
     # Typed views for the consumers of one kind; a mismatch is a bug in the caller's dispatch.
 

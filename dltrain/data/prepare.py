@@ -15,23 +15,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from dltrain import __version__
 from dltrain.data.readers.formats import detect_format, holds_dltrain_outputs, resolve_source
 from dltrain.data.store import (
     PROFILE_FILE,
     PreparedDataset,
-    fingerprint_files,
+    fingerprint_source,
     open_store,
 )
 from dltrain.errors import DataError, DataQualityError
-from dltrain.manifest import MANIFEST_VERSION, Manifest
+from dltrain.manifest import Manifest, Source
 from dltrain.recipe.data import DataFormat, DataSpec
 from dltrain.runs import MANIFEST_FILE, atomic_path, read_json, write_json_atomic
 from dltrain.tasks import Task
 
 TABLE_FORMATS = (DataFormat.CSV, DataFormat.PARQUET)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,14 @@ def prepare(
     fmt = detect_format(source) if spec.format == DataFormat.AUTO else spec.format
     files = source_files(source, spec, fmt)
     digest = data_spec_digest(spec, seed)
-    fingerprint: dict[str, Any] | _InBackground
+    fingerprint: Source | _InBackground[Source]
     if not force and (folder / MANIFEST_FILE).is_file():
-        fingerprint = fingerprint_files(files)  # needed now: it decides whether to rebuild
+        # Needed now: it decides whether to rebuild.
+        fingerprint = fingerprint_source(source, fmt, files)
         existing = _existing(folder)
         if (
             existing is not None
-            and existing.manifest.source.fingerprint == fingerprint["fingerprint"]
+            and existing.manifest.source.fingerprint == fingerprint.fingerprint
             and existing.manifest.data_spec_digest == digest
         ):
             profile = _read_profile(folder)
@@ -89,7 +91,7 @@ def prepare(
     else:
         # Only the manifest needs it: hash the files on another thread (hashlib releases the
         # GIL) while the build reads them, rather than reading every byte once more up front.
-        fingerprint = _InBackground(fingerprint_files, files)
+        fingerprint = _InBackground(fingerprint_source, source, fmt, files)
     resolved = spec.model_copy(update={"source": source})
     created = [p for p in (folder.parent, folder.parent.parent) if not p.exists()]
     try:
@@ -109,17 +111,16 @@ def _build(
     fmt: DataFormat,
     *,
     strict: bool,
-    identity: tuple[dict[str, Any] | _InBackground, str],
+    identity: tuple[Source | _InBackground[Source], str],
 ) -> dict[str, Any]:
     """Prepare into a temporary folder that replaces ``folder`` when complete; the profile."""
     pending, digest = identity
-    source = spec.source
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         if fmt in TABLE_FORMATS and (spec.series is not None or spec.task == Task.FORECASTING):
             from dltrain.data.preparation.series import prepare_series
 
-            outcome: Any = prepare_series(spec, seed, tmp)
+            outcome = prepare_series(spec, seed, tmp)
         elif fmt in TABLE_FORMATS:
             from dltrain.data.preparation.table import prepare_table
 
@@ -128,34 +129,29 @@ def _build(
             from dltrain.data.preparation.arrays import prepare_arrays
 
             outcome = prepare_arrays(spec, seed, tmp, fmt, strict=strict)
-        fields, profile = outcome.fields, outcome.profile
-        fingerprint = pending.result() if isinstance(pending, _InBackground) else pending
-        # The preparation paths hand over JSON-shaped fields; validating them here means no
-        # manifest is written that a later command could not read back.
-        manifest = Manifest.model_validate(
-            {
-                "manifest_version": MANIFEST_VERSION,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "dltrain_version": __version__,
-                "task": fields.pop("task"),
-                "source": {"path": str(source), "format": fmt.value, **fingerprint},
-                "data_spec_digest": digest,
-                "seed": seed,
-                **fields,
-            }
+        source = pending.result() if isinstance(pending, _InBackground) else pending
+        # The description's parts were validated as they were built; its fields go in as they
+        # are (not dumped and re-read), and the manifest's own checks run once more on the whole.
+        manifest = Manifest(
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            dltrain_version=__version__,
+            source=source,
+            data_spec_digest=digest,
+            seed=seed,
+            **dict(outcome.description),
         )
-        profile_json = profile.to_json()
+        profile_json = outcome.profile.to_json()
         write_json_atomic(tmp / PROFILE_FILE, profile_json)
         write_json_atomic(tmp / MANIFEST_FILE, manifest.to_json())
     return profile_json
 
 
-class _InBackground:
+class _InBackground(Generic[T]):
     """``function(*args)`` computed on a daemon thread (an interrupted prepare does not wait
     for it); ``result()`` waits and returns it, or raises what it raised."""
 
-    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
-        self._value: Any = None
+    def __init__(self, function: Callable[..., T], *args: Any) -> None:
+        self._value: T | None = None
         self._error: BaseException | None = None
 
         def run() -> None:
@@ -167,7 +163,7 @@ class _InBackground:
         self._thread = threading.Thread(target=run, name="dltrain-fingerprint", daemon=True)
         self._thread.start()
 
-    def result(self) -> Any:
+    def result(self) -> T:
         """The function's return value.
 
         Raises:
@@ -176,7 +172,7 @@ class _InBackground:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._value
+        return cast(T, self._value)  # set: the function returned
 
 
 def _existing(folder: Path) -> PreparedDataset | None:

@@ -118,7 +118,9 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     inspection = inspect_table(DataSpec(source=path, target=target, task=probe))
     csv = inspection.table.csv
     if csv is not None:
-        _read_options(csv, data, reasons)
+        options = _read_options(csv, reasons)
+        if options:
+            data["csv"] = options
     data["target"] = target
     dates = [n for n, k in inspection.kinds.items() if k == ColumnType.DATETIME]
     numeric_target = not inspection.task.is_classification
@@ -141,7 +143,7 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     else:
         starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
         reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
-    starter.recipe["train"] = _table_training(inspection, reasons)
+    _table_training(starter, inspection)
 
 
 def _missing_target_error(path: Path) -> DataError:
@@ -155,28 +157,27 @@ def _missing_target_error(path: Path) -> DataError:
     )
 
 
-def _read_options(csv: CsvOptions, data: dict[str, Any], reasons: list[str]) -> None:
-    """The CSV read options that differ from the defaults go into ``data.csv``."""
-    options: dict[str, Any] = {}
+def _read_options(csv: CsvOptions, reasons: list[str]) -> dict[str, str | bool]:
+    """The CSV read options that differ from the defaults, for ``data.csv`` (empty: none)."""
+    options: dict[str, str | bool] = {}
     if csv.delimiter != ",":
         options["delimiter"] = csv.delimiter
     if not csv.header:
         options["header"] = False
     if not csv.quoting:
         options["quoting"] = False
-    if options:
-        data["csv"] = options
     reasons.extend(f"read: {note}" for note in csv.notes)
+    return options
 
 
 def _column_entries(
     inspection: TableInspection, forecasting: bool, reasons: list[str]
-) -> dict[str, Any]:
+) -> dict[str, dict[str, str]]:
     """Each column's kind, and log scaling for a long-tailed non-negative one (not for series)."""
     profile = {c.name: c for c in inspection.profile.columns}
-    columns: dict[str, Any] = {}
+    columns: dict[str, dict[str, str]] = {}
     for column, kind in inspection.kinds.items():
-        entry: dict[str, Any] = {"type": kind.value}
+        entry = {"type": kind.value}
         info = profile[column]
         if (
             kind == ColumnType.NUMERIC
@@ -225,7 +226,7 @@ def _forecasting(starter: Starter, path: Path, target: str, dates: list[str]) ->
     reasons.append("model: an LSTM over the windows")
 
 
-def _table_training(inspection: TableInspection, reasons: list[str]) -> dict[str, Any]:
+def _table_training(starter: Starter, inspection: TableInspection) -> None:
     """Training defaults for a table: larger batches for large tables, balanced class weights
     for a rare class."""
     train: dict[str, Any] = {
@@ -237,8 +238,8 @@ def _table_training(inspection: TableInspection, reasons: list[str]) -> dict[str
     share = inspection.profile.smallest_class_share()
     if share is not None and share < IMBALANCED_SHARE and _trains_with_class_weights():
         train["class_weight"] = "balanced"
-        reasons.append(f"smallest class is {share:.1%} of the rows: balanced class weights")
-    return train
+        starter.reasons.append(f"smallest class is {share:.1%} of the rows: balanced class weights")
+    starter.recipe["train"] = train
 
 
 def _trains_with_class_weights() -> bool:

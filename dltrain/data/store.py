@@ -36,8 +36,12 @@ from dltrain.manifest import (
     Manifest,
     Sampling,
     Shard,
+    Source,
+    SourceFile,
+    Split,
     read_manifest,
 )
+from dltrain.recipe.data import DataFormat
 from dltrain.runs import MANIFEST_FILE
 
 PROFILE_FILE = "profile.json"
@@ -60,11 +64,33 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint_files(files: list[Path]) -> dict[str, Any]:
-    """Name, size and SHA-256 of each source file, plus one digest over all of them."""
-    entries = [{"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files]
-    overall = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-    return {"files": entries, "fingerprint": overall}
+def fingerprint_source(source: Path, fmt: DataFormat, files: list[Path]) -> Source:
+    """The manifest's ``source``: each file's name, size and SHA-256, and one digest over them.
+
+    Args:
+        source: the recipe's source, as the manifest names it.
+        fmt: the source's format (not ``auto``).
+        files: the files the prepared dataset depends on.
+
+    Returns:
+        The source, whose ``fingerprint`` changes when any file's content does.
+    """
+    entries = [
+        SourceFile(name=p.name, bytes=p.stat().st_size, sha256=sha256_file(p)) for p in files
+    ]
+    # The digest is over the JSON of the entries, as manifests already written recorded it.
+    listed = json.dumps([e.model_dump() for e in entries], sort_keys=True)
+    overall = hashlib.sha256(listed.encode()).hexdigest()
+    return Source(path=str(source), format=fmt, files=entries, fingerprint=overall)
+
+
+@dataclass
+class _PendingShard:
+    """A shard as it is written: ``sha256`` is filled in once the (background) write ends."""
+
+    file: str
+    num_examples: int
+    sha256: str = ""
 
 
 @dataclass
@@ -73,7 +99,7 @@ class _SplitBuffer:
     parts_y: list[np.ndarray] = field(default_factory=list)
     buffered: int = 0
     total: int = 0
-    shards: list[dict[str, Any]] = field(default_factory=list)
+    shards: list[_PendingShard] = field(default_factory=list)
     class_counts: np.ndarray | None = None
 
 
@@ -81,7 +107,7 @@ class ShardWriter:
     """Write splits shard by shard as examples arrive, so memory stays flat for any size.
 
     ``write(split, x, y)`` takes arrays (``npz``) or Arrow tables of feature columns (``parquet``)
-    and their targets; ``close()`` flushes and returns the manifest's ``splits`` entries. Shards
+    and their targets; ``close()`` flushes and returns the manifest's ``splits``. Shards
     are first named ``<split>-<i>.part`` and renamed to ``<split>-<i>-of-<n>`` at the end.
     """
 
@@ -119,31 +145,37 @@ class ShardWriter:
         while buffer.buffered >= self.rows_per_shard:
             self._flush(split, buffer, self.rows_per_shard)
 
-    def close(self) -> dict[str, dict[str, Any]]:
-        """Flush what is left and name the shards; returns split → {num_examples, shards, …}.
+    def close(self) -> dict[str, Split]:
+        """Flush what is left and name the shards.
+
+        Returns:
+            The manifest's ``splits``: each split's examples, shards and (classes) class counts.
 
         Raises:
             OSError: a shard could not be written.
         """
-        entries: dict[str, dict[str, Any]] = {}
         for split, buffer in self._splits.items():
             if buffer.buffered or not buffer.shards:
                 self._flush(split, buffer, buffer.buffered)
         self.wait()
+        splits: dict[str, Split] = {}
         for split, buffer in self._splits.items():
             count = len(buffer.shards)
-            for i, shard in enumerate(buffer.shards):
+            shards = []
+            for i, pending in enumerate(buffer.shards):
                 final = f"{split}-{i:05d}-of-{count:05d}.{self.layout}"
-                (self.folder / shard["file"]).rename(self.folder / final)
-                shard["file"] = final
-            entry: dict[str, Any] = {"num_examples": buffer.total, "shards": buffer.shards}
+                (self.folder / pending.file).rename(self.folder / final)
+                shards.append(
+                    Shard(file=final, num_examples=pending.num_examples, sha256=pending.sha256)
+                )
+            class_counts = None
             if self.num_classes is not None:
                 counts = buffer.class_counts
-                entry["class_counts"] = (
-                    counts.tolist() if counts is not None else [0] * self.num_classes
-                )
-            entries[split] = entry
-        return entries
+                class_counts = counts.tolist() if counts is not None else [0] * self.num_classes
+            splits[split] = Split(
+                num_examples=buffer.total, shards=shards, class_counts=class_counts
+            )
+        return splits
 
     def wait(self) -> None:
         """Wait for the shards being written in the background (a no-op otherwise).
@@ -171,7 +203,7 @@ class ShardWriter:
     def _flush(self, split: str, buffer: _SplitBuffer, rows: int) -> None:
         x, y = self._take(buffer, rows)
         path = self.folder / f"{split}-{len(buffer.shards):05d}.part"
-        shard: dict[str, Any] = {"file": path.name, "num_examples": len(y), "sha256": None}
+        shard = _PendingShard(file=path.name, num_examples=len(y))
         buffer.shards.append(shard)
         if self._pool is None:
             self._write_shard(path, x, y, shard)
@@ -180,7 +212,7 @@ class ShardWriter:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self._write_shard, path, x, y, shard))
 
-    def _write_shard(self, path: Path, x: Any, y: np.ndarray, shard: dict[str, Any]) -> None:
+    def _write_shard(self, path: Path, x: Any, y: np.ndarray, shard: _PendingShard) -> None:
         if self.layout == "npz":
             with path.open("wb") as handle:
                 np.savez_compressed(handle, x=x, y=y)
@@ -193,7 +225,7 @@ class ShardWriter:
             # them, gives up, and costs 2x the write time.
             strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
             pq.write_table(table, path, compression=PARQUET_COMPRESSION, use_dictionary=strings)
-        shard["sha256"] = sha256_file(path)
+        shard.sha256 = sha256_file(path)
 
     def _take(self, buffer: _SplitBuffer, rows: int) -> tuple[Any, np.ndarray]:
         if self.layout == "npz":

@@ -1,7 +1,8 @@
 """Statistics fitted on the training split only, and the preprocessing they define.
 
-Each ``*Fit`` accumulates training rows batch by batch; ``finish`` turns it into the JSON the
-manifest stores and ``models/io.py`` builds Keras layers from (imputation, clipping, log,
+Each ``*Fit`` accumulates training rows batch by batch; ``finish`` turns it into the manifest's
+typed column entry (``NumericColumn``, ``CategoricalColumn``) that ``models/io.py`` builds Keras
+layers from (imputation, clipping, log,
 Normalization, StringLookup, TextVectorization). Medians and quantiles come from a uniform
 sample of ``RESERVOIR`` training values, exact for smaller training splits; means and variances
 are exact whatever the size.
@@ -10,11 +11,11 @@ are exact whatever the size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from dltrain.data.readers.arrays import FLOAT32_MAX
+from dltrain.manifest import CategoricalColumn, NumericColumn
 from dltrain.recipe.data import CleanSpec, Missing, Outliers, Scaling
 
 RESERVOIR = 100_000
@@ -97,19 +98,23 @@ class NumericFit:
         outliers: Outliers,
         clean: CleanSpec,
         scaling: Scaling,
-    ) -> dict[str, Any]:
-        """The column's preprocessing: ``fill``, clip ``low``/``high``, ``log`` ``shift``, then
-        ``mean``/``variance`` for Normalization, all computed on the training split."""
+    ) -> NumericColumn:
+        """The column's preprocessing, computed on the training split.
+
+        Args:
+            strategy: how missing values are filled.
+            constant: the fill value of ``constant``.
+            outliers: how values are clipped to ``low``/``high``.
+            clean: the recipe's cleaning thresholds (z-score, IQR multiplier).
+            scaling: the normalisation (``log`` first shifts and takes ``log1p``).
+
+        Returns:
+            ``fill``, clip ``low``/``high``, ``log`` ``shift``, then ``mean``/``variance`` for
+            Normalization; no ``expression`` (the caller sets it for a derived column).
+        """
         self._trim()
         fill = self.fill_value(strategy, constant)
-        low, high = -FLOAT32_MAX, FLOAT32_MAX
-        if outliers == Outliers.ZSCORE and self.count:
-            low = self.mean - clean.zscore_threshold * self.std
-            high = self.mean + clean.zscore_threshold * self.std
-        elif outliers == Outliers.IQR and self.count:
-            q1, q3 = np.percentile(self._sample, [25, 75])
-            low = float(q1 - clean.iqr_multiplier * (q3 - q1))
-            high = float(q3 + clean.iqr_multiplier * (q3 - q1))
+        low, high = self._clip_bounds(outliers, clean)
         log = scaling == Scaling.LOG
         shift = max(self.minimum, low) if log and self.count else 0.0
 
@@ -140,32 +145,55 @@ class NumericFit:
         hi = max(hi_present, filled) if self.missing else hi_present
         if not self.count:
             lo, hi = filled, filled
-        if scaling in (Scaling.STANDARD, Scaling.LOG):
-            norm_mean, norm_var = mean, variance
-        elif scaling == Scaling.UNIT:
-            norm_mean, norm_var = lo, (hi - lo) ** 2
-        elif scaling == Scaling.SYMMETRIC:
-            norm_mean, norm_var = (lo + hi) / 2, ((hi - lo) / 2) ** 2
-        else:
-            norm_mean, norm_var = 0.0, 1.0
-        if norm_var <= 1e-24:
-            norm_var = 1.0  # a constant column: centre it, do not blow it up
-        return {
-            "column": self.name,
-            "missing": strategy.value,
-            "fill": fill,
-            "outliers": outliers.value,
-            "low": low,
-            "high": high,
-            "scaling": scaling.value,
-            "log": log,
-            "shift": shift,
-            "mean": norm_mean,
-            "variance": norm_var,
-            "train_min": self.minimum if self.count else None,
-            "train_max": self.maximum if self.count else None,
-            "train_missing": self.missing,
-        }
+        norm_mean, norm_var = _normalisation(scaling, mean, variance, (lo, hi))
+        return NumericColumn(
+            column=self.name,
+            missing=strategy,
+            fill=fill,
+            outliers=outliers,
+            low=low,
+            high=high,
+            scaling=scaling,
+            log=log,
+            shift=shift,
+            mean=norm_mean,
+            variance=norm_var,
+            train_min=self.minimum if self.count else None,
+            train_max=self.maximum if self.count else None,
+            train_missing=self.missing,
+        )
+
+    def _clip_bounds(self, outliers: Outliers, clean: CleanSpec) -> tuple[float, float]:
+        """``(low, high)`` that ``outliers`` clips the column to (float32's range: none)."""
+        if outliers == Outliers.ZSCORE and self.count:
+            low = self.mean - clean.zscore_threshold * self.std
+            high = self.mean + clean.zscore_threshold * self.std
+            return low, high
+        if outliers == Outliers.IQR and self.count:
+            q1, q3 = np.percentile(self._sample, [25, 75])
+            low = float(q1 - clean.iqr_multiplier * (q3 - q1))
+            high = float(q3 + clean.iqr_multiplier * (q3 - q1))
+            return low, high
+        return -FLOAT32_MAX, FLOAT32_MAX
+
+
+def _normalisation(
+    scaling: Scaling, mean: float, variance: float, span: tuple[float, float]
+) -> tuple[float, float]:
+    """The ``(mean, variance)`` Normalization takes for ``scaling``, from the transformed
+    column's moments and its range ``span``."""
+    lo, hi = span
+    if scaling in (Scaling.STANDARD, Scaling.LOG):
+        norm_mean, norm_var = mean, variance
+    elif scaling == Scaling.UNIT:
+        norm_mean, norm_var = lo, (hi - lo) ** 2
+    elif scaling == Scaling.SYMMETRIC:
+        norm_mean, norm_var = (lo + hi) / 2, ((hi - lo) / 2) ** 2
+    else:
+        norm_mean, norm_var = 0.0, 1.0
+    if norm_var <= 1e-24:
+        norm_var = 1.0  # a constant column: centre it, do not blow it up
+    return norm_mean, norm_var
 
 
 @dataclass
@@ -186,9 +214,19 @@ class CategoryFit:
 
     def finish(
         self, strategy: Missing, constant: float | str | None, max_categories: int
-    ) -> dict[str, Any]:
-        """Vocabulary (most frequent first) and the index mapping StringLookup's output goes
-        through: 0 is the out-of-vocabulary bucket; missing markers go where ``strategy`` says."""
+    ) -> CategoricalColumn:
+        """The column's vocabulary and lookup mapping, from the training split's counts.
+
+        Args:
+            strategy: where missing markers map (``constant``: their own or the constant's
+                index; ``most_frequent``: the top category's; ``drop_row``: out of vocabulary).
+            constant: the fill value of ``constant``.
+            max_categories: how many of the most frequent values are kept.
+
+        Returns:
+            Vocabulary (most frequent first) and the index mapping StringLookup's output goes
+            through: 0 is the out-of-vocabulary bucket.
+        """
         present = [(v, c) for v, c in self.counts.items() if v not in self.markers]
         present.sort(key=lambda item: (-item[1], item[0]))
         tokens = [v for v, _ in present[:max_categories]]
@@ -208,16 +246,16 @@ class CategoryFit:
             missing_index, num_tokens = 0, len(tokens) + 1
         mapping += [missing_index] * len(markers)
         missing_rows = sum(self.counts.get(m, 0) for m in self.markers)
-        return {
-            "column": self.name,
-            "missing": strategy.value,
-            "vocabulary": vocabulary,
-            "mapping": mapping,
-            "num_tokens": num_tokens,
-            "out_of_vocabulary": len(present) - len(tokens[: len(present)]),
-            "train_missing": missing_rows,
-            "most_frequent": tokens[0] if tokens else None,
-        }
+        return CategoricalColumn(
+            column=self.name,
+            missing=strategy,
+            vocabulary=vocabulary,
+            mapping=mapping,
+            num_tokens=num_tokens,
+            out_of_vocabulary=len(present) - len(tokens[: len(present)]),
+            train_missing=missing_rows,
+            most_frequent=tokens[0] if tokens else None,
+        )
 
 
 def class_weights(counts: list[int]) -> list[float]:

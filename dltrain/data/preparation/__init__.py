@@ -4,3 +4,19 @@
 with a time column into windows, and ``arrays.py`` splits what fits in memory (IDX, ``.npz``,
 image and text class folders). ``data/prepare.py`` picks the path and writes the manifest.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dltrain.data.profile import Profile
+from dltrain.manifest import DatasetDescription
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a preparation path hands ``prepare``: the dataset's description (the manifest less
+    its identity) and the source's profile."""
+
+    description: DatasetDescription
+    profile: Profile

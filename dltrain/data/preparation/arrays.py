@@ -8,14 +8,13 @@ texts their vocabulary, fitted on the training split only.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from dltrain.data.hashing import hash_strings
+from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.quality import check_quality
 from dltrain.data.profile import Profile
 from dltrain.data.readers.arrays import SourceArrays
@@ -30,23 +29,25 @@ from dltrain.data.splits import (
 from dltrain.data.store import ShardWriter
 from dltrain.data.transforms import class_weights
 from dltrain.errors import DataError
+from dltrain.manifest import (
+    ClassTarget,
+    Cleaning,
+    DatasetDescription,
+    ImageFeatures,
+    ImagePreprocessing,
+    TextFeatures,
+    TextPreprocessing,
+)
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
 from dltrain.tasks import MAX_CLASSES, Task
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name → (examples, labels)
-
-
-@dataclass
-class ArraysOutcome:
-    """Everything a prepared in-memory dataset adds to the manifest, plus its profile."""
-
-    fields: dict[str, Any]
-    profile: Profile
+Inputs = tuple[ImageFeatures, ImagePreprocessing] | tuple[TextFeatures, TextPreprocessing]
 
 
 def prepare_arrays(
     spec: DataSpec, seed: int, folder: Path, fmt: DataFormat, *, strict: bool = False
-) -> ArraysOutcome:
+) -> Prepared:
     """Split and store a dataset that fits in memory (images, texts, IDX, npz).
 
     Args:
@@ -57,7 +58,7 @@ def prepare_arrays(
         strict: fail on any profile warning (``--strict``).
 
     Returns:
-        The manifest's fields and the profile.
+        The dataset's description and profile.
 
     Raises:
         DataError: unreadable data, or settings that do not apply to it.
@@ -81,27 +82,25 @@ def prepare_arrays(
             writer.write(name, pa.table({"text": pa.array(x.tolist(), pa.string())}), y)
         else:
             writer.write(name, _with_channels(x), y)
-    entries = writer.close()
-    target = {
-        "classes": classes,
-        "num_classes": len(classes),
-        "class_weights": class_weights(entries["train"]["class_counts"]),
-    }
-    fields: dict[str, Any] = {
-        "task": (Task.MULTICLASS if len(classes) > 2 else Task.BINARY).value,
-        "target": target,
-        "splits": entries,
-        "source_splits": sorted(source.splits),
-        "cleaning": {
-            "dropped_rows": {},
-            "filled": [],
-            "notes": source.notes,
-            "duplicates": "reported",
-        },
-    }
+    stored = writer.close()
     train_x = splits["train"][0]
-    fields.update(_text_fields(train_x, spec) if is_text else _image_fields(train_x, spec))
-    return ArraysOutcome(fields=fields, profile=profile)
+    features, preprocessing = (
+        _text_inputs(train_x, spec) if is_text else _image_inputs(train_x, spec)
+    )
+    counts = stored["train"].class_counts
+    assert counts is not None  # the writer counts classes: it was given their number
+    description = DatasetDescription(
+        task=Task.MULTICLASS if len(classes) > 2 else Task.BINARY,
+        features=features,
+        target=ClassTarget(
+            classes=classes, num_classes=len(classes), class_weights=class_weights(counts)
+        ),
+        preprocessing=preprocessing,
+        splits=stored,
+        source_splits=sorted(source.splits),
+        cleaning=Cleaning(notes=source.notes),
+    )
+    return Prepared(description=description, profile=profile)
 
 
 def _split(
@@ -139,43 +138,32 @@ def _split(
     }
 
 
-def _text_fields(train_x: np.ndarray, spec: DataSpec) -> dict[str, Any]:
+def _text_inputs(train_x: np.ndarray, spec: DataSpec) -> Inputs:
     """The manifest's features and preprocessing of texts: the training split's vocabulary."""
     from dltrain.data.preparation.vocabulary import fit_vocabulary
 
     vocabulary, length = fit_vocabulary(train_x.tolist(), spec.text)
-    return {
-        "features": {
-            "kind": "text",
-            "column": "text",
-            "dtype": "string",
-            "vocabulary_size": len(vocabulary) + 2,
-            "sequence_length": length,
-        },
-        "preprocessing": {
-            "vocabulary": vocabulary,
-            "standardize": spec.text.standardize.value,
-            "sequence_length": length,
-            "sampling": spec.sampling.value,
-        },
-    }
+    features = TextFeatures(
+        column="text", vocabulary_size=len(vocabulary) + 2, sequence_length=length
+    )
+    preprocessing = TextPreprocessing(
+        vocabulary=vocabulary,
+        standardize=spec.text.standardize,
+        sequence_length=length,
+        sampling=spec.sampling,
+    )
+    return features, preprocessing
 
 
-def _image_fields(train_x: np.ndarray, spec: DataSpec) -> dict[str, Any]:
+def _image_inputs(train_x: np.ndarray, spec: DataSpec) -> Inputs:
     """The manifest's features and preprocessing of images: the training split's scaling."""
     images = _with_channels(train_x)
-    return {
-        "features": {
-            "kind": "image",
-            "shape": list(images.shape[1:]),
-            "dtype": str(images.dtype),
-        },
-        "preprocessing": {
-            "scaling": spec.scaling.value,
-            **scaling_stats(images, spec.scaling),
-            "sampling": spec.sampling.value,
-        },
-    }
+    features = ImageFeatures(shape=list(images.shape[1:]), dtype=str(images.dtype))
+    stats = scaling_stats(images, spec.scaling)
+    preprocessing = ImagePreprocessing(
+        scaling=spec.scaling, scale=stats["scale"], offset=stats["offset"], sampling=spec.sampling
+    )
+    return features, preprocessing
 
 
 def _array_profile(

@@ -18,11 +18,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.table.reading import open_table_source, stripped_batches
 from dltrain.data.profile import ColumnProfile, ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
 from dltrain.data.store import ShardWriter
 from dltrain.errors import DataError
+from dltrain.manifest import (
+    Cleaning,
+    DatasetDescription,
+    FilledColumn,
+    NumericTarget,
+    SequenceFeatures,
+    SequencePreprocessing,
+    SeriesLayout,
+    Split,
+)
 from dltrain.recipe.data import (
     CalendarFeature,
     ColumnSpec,
@@ -31,20 +42,12 @@ from dltrain.recipe.data import (
     Missing,
     SeriesSpec,
 )
+from dltrain.tasks import Task
 
 _REACH = " (the lookback may reach into the split before, the horizon may not)"
 
 
-@dataclass
-class SeriesOutcome:
-    """Everything a prepared series adds to the manifest, plus its profile."""
-
-    fields: dict[str, Any]
-    profile: Profile
-    files: list[Path]
-
-
-def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
+def prepare_series(spec: DataSpec, seed: int, folder: Path) -> Prepared:
     """Read, order, fill, split and window a time series; fit its scaling on training rows.
 
     Args:
@@ -53,7 +56,7 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
         folder: the (temporary) dataset folder the shards go to.
 
     Returns:
-        The manifest's fields, the profile and the file read.
+        The dataset's description and profile.
 
     Raises:
         DataError: no time column, unparsable or repeated times, non-numeric targets, or a
@@ -87,8 +90,8 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> SeriesOutcome:
     profile = Profile(
         columns=_column_profiles(columns, features, spec), rows=columns.rows, notes=notes
     )
-    fields = _series_fields(spec, columns.time_column, windows, notes, filled)
-    return SeriesOutcome(fields=fields, profile=profile, files=[spec.source])
+    description = _describe_series(spec, columns.time_column, windows, notes, filled)
+    return Prepared(description=description, profile=profile)
 
 
 @dataclass
@@ -202,7 +205,7 @@ class _Windows:
     values: np.ndarray  # (steps, features) float32
     targets: np.ndarray  # (steps, targets) float32
     bounds: list[int]  # first step of train, validation, test, and the end
-    entries: dict[str, Any]  # the manifest's splits
+    splits: dict[str, Split]  # as stored
     counts: dict[str, int]  # windows per split
 
 
@@ -237,8 +240,8 @@ def _write_windows(
             )
         writer.write(name, x, y)
         window_counts[name] = len(x)
-    entries = writer.close()
-    return _Windows(frame, features, values, target_values, bounds, entries, window_counts)
+    stored = writer.close()
+    return _Windows(frame, features, values, target_values, bounds, stored, window_counts)
 
 
 def _column_profiles(
@@ -259,55 +262,52 @@ def _column_profiles(
     return profiles
 
 
-def _series_fields(
+def _describe_series(
     spec: DataSpec,
     time_column: str,
     windows: _Windows,
     notes: list[str],
-    filled: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The manifest's fields of a prepared series; statistics of the training steps only."""
+    filled: list[FilledColumn],
+) -> DatasetDescription:
+    """The description of a prepared series; statistics of the training steps only."""
     series = spec.series
     assert series is not None
     bounds, frame = windows.bounds, windows.frame
     train = windows.values[: bounds[1]]
     train_targets = windows.targets[: bounds[1]]
     variance = train.var(axis=0, dtype=np.float64)
-    return {
-        "task": "forecasting",
-        "features": {
-            "kind": "sequence",
-            "shape": [series.lookback, len(windows.features)],
-            "dtype": "float32",
-            "columns": windows.features,
-            "time_column": time_column,
-            "frequency": notes[0] if notes else None,
-        },
-        "target": {
-            "columns": spec.targets,
-            "horizon": series.horizon,
-            "lookback": series.lookback,
-            "mean": train_targets.mean(axis=0, dtype=np.float64).tolist(),
-            "std": [float(s) or 1.0 for s in train_targets.std(axis=0, dtype=np.float64)],
-            "min": train_targets.min(axis=0).astype(np.float64).tolist(),
-            "max": train_targets.max(axis=0).astype(np.float64).tolist(),
-        },
-        "preprocessing": {
-            "mean": train.mean(axis=0, dtype=np.float64).tolist(),
-            "variance": [float(v) if v > 1e-24 else 1.0 for v in variance],
-            "sampling": "none",
-        },
-        "splits": windows.entries,
-        "source_splits": ["train"],
-        "series": {
-            "steps": len(frame),
-            "split_steps": {n: bounds[i + 1] - bounds[i] for i, n in enumerate(SPLIT_NAMES)},
-            "windows": windows.counts,
-            "start": str(frame.index[0]),
-            "end": str(frame.index[-1]),
-        },
-        "cleaning": {"dropped_rows": {}, "filled": filled, "notes": notes, "duplicates": "n/a"},
-    }
+    return DatasetDescription(
+        task=Task.FORECASTING,
+        features=SequenceFeatures(
+            shape=[series.lookback, len(windows.features)],
+            columns=windows.features,
+            time_column=time_column,
+            frequency=notes[0] if notes else None,
+        ),
+        target=NumericTarget(
+            columns=spec.targets,
+            horizon=series.horizon,
+            lookback=series.lookback,
+            mean=train_targets.mean(axis=0, dtype=np.float64).tolist(),
+            std=[float(s) or 1.0 for s in train_targets.std(axis=0, dtype=np.float64)],
+            min=train_targets.min(axis=0).astype(np.float64).tolist(),
+            max=train_targets.max(axis=0).astype(np.float64).tolist(),
+        ),
+        preprocessing=SequencePreprocessing(
+            mean=train.mean(axis=0, dtype=np.float64).tolist(),
+            variance=[float(v) if v > 1e-24 else 1.0 for v in variance],
+        ),
+        splits=windows.splits,
+        source_splits=["train"],
+        series=SeriesLayout(
+            steps=len(frame),
+            split_steps={n: bounds[i + 1] - bounds[i] for i, n in enumerate(SPLIT_NAMES)},
+            windows=windows.counts,
+            start=str(frame.index[0]),
+            end=str(frame.index[-1]),
+        ),
+        cleaning=Cleaning(filled=filled, notes=notes, duplicates="n/a"),
+    )
 
 
 # Seconds in one turn of each cycle; a year is 365.25 days so that leap years do not drift.
@@ -394,7 +394,7 @@ def _parse_times(column: pa.ChunkedArray, name: str, source: Path) -> pd.Datetim
 
 def _regularise(
     frame: pd.DataFrame, series: SeriesSpec, source: Path
-) -> tuple[pd.DataFrame, list[str], list[dict[str, Any]]]:
+) -> tuple[pd.DataFrame, list[str], list[FilledColumn]]:
     """Sort by time, put back the missing steps of a regular series, fill the gaps."""
     frame = frame.sort_index()
     notes: list[str] = []
@@ -421,15 +421,14 @@ def _regularise(
             notes.append("irregular time steps: windows count rows, not time")
     missing = frame.isna().sum()
     filled = [
-        {
-            "column": n,
-            "missing": int(c),
-            "missing_in_train": int(c),
-            "strategy": series.missing.value,
-            "fill": "",
-            "clip": None,
-            "where": "prepare",
-        }
+        FilledColumn(
+            column=str(n),
+            missing=int(c),
+            missing_in_train=int(c),
+            strategy=series.missing,
+            fill="",
+            where="prepare",
+        )
         for n, c in missing.items()
         if c
     ]

@@ -18,11 +18,11 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dltrain.data.prefetch import use_jemalloc
+from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.quality import check_quality
 from dltrain.data.preparation.table.plan import find_duplicates, infer_kinds, plan_table
 from dltrain.data.preparation.table.reading import open_table_source
@@ -37,16 +37,7 @@ from dltrain.recipe.data import ColumnType, DataSpec
 from dltrain.tasks import Task
 
 
-@dataclass
-class TableOutcome:
-    """Everything a prepared table adds to the manifest, plus its profile."""
-
-    fields: dict[str, Any]
-    profile: Profile
-    files: list[Path]
-
-
-def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = False) -> TableOutcome:
+def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = False) -> Prepared:
     """Profile, clean, split and store a table; fit its preprocessing on the training split.
 
     Args:
@@ -56,7 +47,7 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
         strict: fail on any profile warning (``--strict``).
 
     Returns:
-        The manifest's fields, the profile and the files read.
+        The dataset's description and profile.
 
     Raises:
         DataError: unreadable files, unknown columns, a bad target, text among numbers, …
@@ -73,13 +64,13 @@ def prepare_table(spec: DataSpec, seed: int, folder: Path, *, strict: bool = Fal
         profile = build_profile(table, scan, plan)
         hashes.close()  # done with: free the disk for pass 2
         check_quality(profile, spec, strict=strict)
-        fields = write_table(table, scan, plan, seed, spill, folder)
+        description = write_table(table, scan, plan, seed, spill, folder)
     finally:
         spill.close()
         hashes.close()
     profile.dropped_rows = plan.dropped
     profile.notes = plan.notes
-    return TableOutcome(fields=fields, profile=profile, files=[f.path for f in table.files])
+    return Prepared(description=description, profile=profile)
 
 
 @dataclass

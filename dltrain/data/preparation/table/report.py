@@ -1,9 +1,7 @@
-"""What a prepared table reports: its profile, the target's manifest fields and what cleaning
-did, in numbers."""
+"""What a prepared table reports: its profile, the manifest's target and what cleaning did, in
+numbers."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
@@ -14,7 +12,16 @@ from dltrain.data.preparation.table.target import CHUNK_ROWS
 from dltrain.data.profile import ColumnProfile, Profile, column_profile
 from dltrain.data.splits import TRAIN
 from dltrain.data.transforms import class_weights
-from dltrain.recipe.data import ColumnType, DataSpec
+from dltrain.manifest import (
+    CategoricalColumn,
+    ClassTarget,
+    Cleaning,
+    FilledColumn,
+    NumericColumn,
+    NumericTarget,
+    Split,
+)
+from dltrain.recipe.data import ColumnType, DataSpec, Missing, Outliers
 from dltrain.tasks import Task
 
 
@@ -61,41 +68,44 @@ def count_classes(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarr
     return counts
 
 
-def describe_target(plan: TablePlan, targets: list[str], entries: dict[str, Any]) -> dict[str, Any]:
+def describe_target(
+    plan: TablePlan, targets: list[str], splits: dict[str, Split]
+) -> ClassTarget | NumericTarget:
     """The manifest's ``target``: classes and their weights, or the training values' statistics.
 
     Args:
         plan: the plan pass 2 carried out.
         targets: the target column(s).
-        entries: the manifest's ``splits`` (the training class counts).
+        splits: the splits as stored (the training class counts).
     """
     if plan.classes is not None:
-        counts = entries["train"]["class_counts"]
-        return {
-            "column": targets[0],
-            "classes": plan.classes,
-            "num_classes": len(plan.classes),
-            "class_weights": class_weights(counts),
-        }
+        counts = splits["train"].class_counts
+        assert counts is not None  # the writer counts classes: it was given their number
+        return ClassTarget(
+            column=targets[0],
+            classes=plan.classes,
+            num_classes=len(plan.classes),
+            class_weights=class_weights(counts),
+        )
     train_y = plan.y[plan.splits == TRAIN]  # regression only: classes need just the counts
     values = train_y.reshape(len(train_y), -1).astype(np.float64)
-    return {
-        "columns": targets,
-        "mean": values.mean(axis=0).tolist(),
-        "std": [float(s) or 1.0 for s in values.std(axis=0)],
+    return NumericTarget(
+        columns=targets,
+        mean=values.mean(axis=0).tolist(),
+        std=[float(s) or 1.0 for s in values.std(axis=0)],
         # The range seen in training: `model.clip_to_target_range` keeps predictions inside it.
-        "min": values.min(axis=0).tolist(),
-        "max": values.max(axis=0).tolist(),
-    }
+        min=values.min(axis=0).tolist(),
+        max=values.max(axis=0).tolist(),
+    )
 
 
 def describe_cleaning(
     plan: TablePlan,
-    numeric: list[dict[str, Any]],
-    categorical: list[dict[str, Any]],
+    numeric: list[NumericColumn],
+    categorical: list[CategoricalColumn],
     spec: DataSpec,
     scan: TableScan,
-) -> dict[str, Any]:
+) -> Cleaning:
     """What cleaning did, in numbers, for the manifest and the printed report.
 
     Args:
@@ -107,37 +117,37 @@ def describe_cleaning(
     """
     filled = []
     for entry in numeric:
-        column = entry["column"]
+        column = entry.column
         # A derived column has no scan: its missing values are counted on the training split.
-        missing = scan.scans[column].missing if column in scan.scans else entry["train_missing"]
-        if missing or entry["outliers"] != "none":
+        missing = scan.scans[column].missing if column in scan.scans else entry.train_missing
+        clipped = entry.outliers != Outliers.NONE
+        if missing or clipped:
             filled.append(
-                {
-                    "column": entry["column"],
-                    "missing": missing,
-                    "missing_in_train": entry["train_missing"],
-                    "strategy": entry["missing"],
-                    "fill": entry["fill"],
-                    "clip": [entry["low"], entry["high"]] if entry["outliers"] != "none" else None,
-                }
+                FilledColumn(
+                    column=column,
+                    missing=missing,
+                    missing_in_train=entry.train_missing,
+                    strategy=entry.missing,
+                    fill=entry.fill,
+                    clip=[entry.low, entry.high] if clipped else None,
+                )
             )
-    for entry in categorical:
-        missing = scan.scans[entry["column"]].missing
+    for category in categorical:
+        missing = scan.scans[category.column].missing
         if missing:
-            fill = "its own category" if entry["missing"] == "constant" else entry["most_frequent"]
+            own = category.missing == Missing.CONSTANT
             filled.append(
-                {
-                    "column": entry["column"],
-                    "missing": missing,
-                    "missing_in_train": entry["train_missing"],
-                    "strategy": entry["missing"],
-                    "fill": fill,
-                    "clip": None,
-                }
+                FilledColumn(
+                    column=category.column,
+                    missing=missing,
+                    missing_in_train=category.train_missing,
+                    strategy=category.missing,
+                    fill="its own category" if own else category.most_frequent,
+                )
             )
-    return {
-        "dropped_rows": plan.dropped,
-        "duplicates": spec.clean.duplicates.value,
-        "filled": filled,
-        "notes": plan.notes,
-    }
+    return Cleaning(
+        dropped_rows=plan.dropped,
+        duplicates=spec.clean.duplicates.value,
+        filled=filled,
+        notes=plan.notes,
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +27,21 @@ from dltrain.data.splits import SPLIT_NAMES, TRAIN
 from dltrain.data.store import ShardWriter
 from dltrain.data.transforms import CategoryFit, NumericFit
 from dltrain.errors import DataError
+from dltrain.manifest import (
+    CategoricalColumn,
+    DatasetDescription,
+    NumericColumn,
+    Split,
+    TableColumn,
+    TableFeatures,
+    TablePreprocessing,
+    TextFeatures,
+    TextPreprocessing,
+)
 from dltrain.recipe.data import ColumnSpec, ColumnType, DataSpec, Missing
 from dltrain.tasks import Task
+
+_Strategy = tuple[Missing, float | str | None]  # how missing values are handled, and the constant
 
 
 @dataclass(frozen=True)
@@ -41,13 +53,13 @@ class ColumnRoles:
     features: list[str]
     numeric: list[str]
     categorical: list[str]
-    strategies: dict[str, tuple[Missing, Any]]  # per numeric and categorical feature
+    strategies: dict[str, _Strategy]  # per numeric and categorical feature
     drop_row: list[str]  # features whose missing values drop the row
 
 
 def write_table(
     table: TableSource, scan: TableScan, plan: TablePlan, seed: int, spill: Spill, folder: Path
-) -> dict[str, Any]:
+) -> DatasetDescription:
     """Store each split's rows as shards and fit the preprocessing on the training rows.
 
     Args:
@@ -59,17 +71,17 @@ def write_table(
         folder: the (temporary) dataset folder the shards go to.
 
     Returns:
-        The manifest's fields: task, splits, source splits, target, features, preprocessing
-        and cleaning.
+        The dataset's description: task, splits, source splits, target, features,
+        preprocessing and cleaning.
 
     Raises:
         DataError: a cleaning setting that does not apply to a column, or a split left empty.
     """
     roles = _column_roles(table, plan)
     fits = _Fits(table, roles, plan.text_kind, seed)
-    entries = _write_shards(table, plan, roles, fits, spill, folder)
-    _check_no_split_empty(entries, table.spec, plan)
-    return _fields(table, scan, plan, fits, entries)
+    splits = _write_shards(table, plan, roles, fits, spill, folder)
+    _check_no_split_empty(splits, table.spec, plan)
+    return _describe_table(table, scan, plan, fits, splits)
 
 
 def _column_roles(table: TableSource, plan: TablePlan) -> ColumnRoles:
@@ -128,7 +140,7 @@ class _Fits:
         if self.text_kind is not None:
             self.texts.extend(pc.filter(columns[self.text_kind], train_mask).to_pylist())
 
-    def finish_numeric(self) -> list[dict[str, Any]]:
+    def finish_numeric(self) -> list[NumericColumn]:
         """The manifest's numeric preprocessing: source columns, then derived ones.
 
         Raises:
@@ -151,11 +163,11 @@ class _Fits:
             )
             if name in spec.derived:
                 # The model recomputes the column from its raw inputs with this expression.
-                entry["expression"] = spec.derived[name]
+                entry = entry.model_copy(update={"expression": spec.derived[name]})
             entries.append(entry)
         return entries
 
-    def finish_categorical(self) -> list[dict[str, Any]]:
+    def finish_categorical(self) -> list[CategoricalColumn]:
         """The manifest's categorical preprocessing, one entry per column."""
         strategies, most = self.roles.strategies, self.spec.max_categories
         return [self.categories[n].finish(*strategies[n], most) for n in self.roles.categorical]
@@ -168,11 +180,11 @@ def _write_shards(
     fits: _Fits,
     spill: Spill,
     folder: Path,
-) -> dict[str, Any]:
+) -> dict[str, Split]:
     """Replay the spilled batches into each split's shards, fitting on the training rows.
 
     Returns:
-        The manifest's ``splits`` entries.
+        The splits as stored.
     """
     writer = ShardWriter(
         folder,
@@ -203,11 +215,11 @@ def _write_shards(
                 fits.update(columns, train)
         if dropped_missing:
             plan.dropped["missing feature (drop_row)"] = dropped_missing
-        entries: dict[str, Any] = writer.close()
+        splits = writer.close()
     except BaseException:
         writer.abort()
         raise
-    return entries
+    return splits
 
 
 def _drop_missing(
@@ -235,9 +247,9 @@ def _drop_missing(
     return dropped
 
 
-def _check_no_split_empty(entries: dict[str, Any], spec: DataSpec, plan: TablePlan) -> None:
+def _check_no_split_empty(splits: dict[str, Split], spec: DataSpec, plan: TablePlan) -> None:
     for name in SPLIT_NAMES:
-        if entries.get(name, {}).get("num_examples", 0) == 0:
+        if name not in splits or splits[name].num_examples == 0:
             raise DataError(
                 f"After cleaning, the {name} split of {spec.source} is empty. Too many rows were "
                 f"dropped ({', '.join(f'{k}: {v:,}' for k, v in plan.dropped.items()) or 'none'}) "
@@ -245,65 +257,66 @@ def _check_no_split_empty(entries: dict[str, Any], spec: DataSpec, plan: TablePl
             )
 
 
-def _fields(
+def _describe_table(
     table: TableSource,
     scan: TableScan,
     plan: TablePlan,
     fits: _Fits,
-    entries: dict[str, Any],
-) -> dict[str, Any]:
-    """The manifest's fields of a prepared table, from what pass 2 wrote and fitted."""
+    splits: dict[str, Split],
+) -> DatasetDescription:
+    """The description of a prepared table, from what pass 2 wrote and fitted."""
     spec = table.spec
-    fields: dict[str, Any] = {
-        "task": plan.task.value,
-        "splits": entries,
-        "source_splits": ["train", "test"] if table.has_test else ["train"],
-    }
-    fields["target"] = describe_target(plan, spec.targets, entries)
-    preprocessing: dict[str, Any] = {"sampling": spec.sampling.value}
-    numeric_pre: list[dict[str, Any]] = []
-    categorical_pre: list[dict[str, Any]] = []
+    features: TableFeatures | TextFeatures
+    preprocessing: TablePreprocessing | TextPreprocessing
+    numeric: list[NumericColumn] = []
+    categorical: list[CategoricalColumn] = []
     if plan.text_kind is not None:
         from dltrain.data.preparation.vocabulary import fit_vocabulary
 
         vocabulary, length = fit_vocabulary(fits.texts, spec.text)
-        fields["features"] = {
-            "kind": "text",
-            "column": plan.text_kind,
-            "dtype": "string",
-            "vocabulary_size": len(vocabulary) + 2,
-            "sequence_length": length,
-        }
-        preprocessing.update(
-            vocabulary=vocabulary, standardize=spec.text.standardize.value, sequence_length=length
+        features = TextFeatures(
+            column=plan.text_kind, vocabulary_size=len(vocabulary) + 2, sequence_length=length
+        )
+        preprocessing = TextPreprocessing(
+            vocabulary=vocabulary,
+            standardize=spec.text.standardize,
+            sequence_length=length,
+            sampling=spec.sampling,
         )
     else:
-        numeric_pre = fits.finish_numeric()
-        categorical_pre = fits.finish_categorical()
-        fields["features"] = {
-            "kind": "table",
-            "columns": _columns_meta(table, plan, fits.roles),
-            "num_features": len(numeric_pre) + sum(c["num_tokens"] for c in categorical_pre),
-        }
-        preprocessing.update(numeric=numeric_pre, categorical=categorical_pre)
-    fields["preprocessing"] = preprocessing
-    fields["cleaning"] = describe_cleaning(plan, numeric_pre, categorical_pre, spec, scan)
-    return fields
+        numeric = fits.finish_numeric()
+        categorical = fits.finish_categorical()
+        features = TableFeatures(
+            columns=_table_columns(table, plan, fits.roles),
+            num_features=len(numeric) + sum(c.num_tokens for c in categorical),
+        )
+        preprocessing = TablePreprocessing(
+            numeric=numeric, categorical=categorical, sampling=spec.sampling
+        )
+    return DatasetDescription(
+        task=plan.task,
+        features=features,
+        target=describe_target(plan, spec.targets, splits),
+        preprocessing=preprocessing,
+        splits=splits,
+        source_splits=["train", "test"] if table.has_test else ["train"],
+        cleaning=describe_cleaning(plan, numeric, categorical, spec, scan),
+    )
 
 
-def _columns_meta(table: TableSource, plan: TablePlan, roles: ColumnRoles) -> list[dict[str, Any]]:
+def _table_columns(table: TableSource, plan: TablePlan, roles: ColumnRoles) -> list[TableColumn]:
     return [
-        {
-            "name": n,
-            "type": plan.kinds[n].value,
-            "dtype": "float32" if table.types[n] == pa.float64() else "string",
-            "used": n in roles.features,
-        }
+        TableColumn(
+            name=n,
+            type=plan.kinds[n],
+            dtype="float32" if table.types[n] == pa.float64() else "string",
+            used=n in roles.features,
+        )
         for n in roles.stored
     ]
 
 
-def _strategy(spec: DataSpec, name: str, kind: ColumnType) -> tuple[Missing, Any]:
+def _strategy(spec: DataSpec, name: str, kind: ColumnType) -> _Strategy:
     column = spec.columns.get(name, ColumnSpec())
     strategy = column.missing
     if strategy == Missing.AUTO:
@@ -335,7 +348,7 @@ def _strategy(spec: DataSpec, name: str, kind: ColumnType) -> tuple[Missing, Any
     return strategy, column.fill_value
 
 
-def _derived_strategy(spec: DataSpec, name: str) -> tuple[Missing, Any]:
+def _derived_strategy(spec: DataSpec, name: str) -> _Strategy:
     """A derived column's missing-value fill: a row cannot be dropped after it was stored.
 
     Raises:
