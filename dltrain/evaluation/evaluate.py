@@ -35,6 +35,7 @@ from dltrain.evaluation.metrics import (
     ForecastingScorer,
     RegressionScorer,
     Scorer,
+    ScoreReport,
     anomaly_scores,
     anomaly_threshold,
     bootstrap_intervals,
@@ -305,7 +306,7 @@ def _last_observed(x: Any, run: RunModel, width: int) -> np.ndarray | None:
 @dataclass
 class Scored:
     scorer: Scorer
-    report: dict[str, Any]
+    report: ScoreReport
     threshold: dict[str, Any] | None
 
 
@@ -424,9 +425,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     intervals = bootstrap(scored, request, say)
     against = compare_baseline(baseline, run, examples, scored, request, say)
     comparisons = against.comparisons
-    gate_results = apply_gates(
-        request.gates, scored.report["metrics"], scored.report.get("per_class", [])
-    )
+    gate_results = apply_gates(request.gates, scored.report.metrics, scored.report.per_class or [])
 
     written: list[Path] = []
     if spec.plots:
@@ -442,7 +441,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         "data": examples.source,
         "num_examples": int(len(examples.y)),
         "evaluated": datetime.now(UTC).isoformat(timespec="seconds"),
-        **scored.report,
+        **scored.report.to_json(),
         "intervals": intervals,
         "bootstrap": {"resamples": spec.bootstrap, "confidence": CONFIDENCE, "seed": request.seed}
         if spec.bootstrap
@@ -523,15 +522,15 @@ def compare_baseline(
     )
     comparisons = compare_with_baseline(
         names,
-        scored.report["metrics"],
-        base.report["metrics"],
+        scored.report.metrics,
+        base.report.metrics,
         spec.tolerance,
-        (scored.report.get("per_class", []), base.report.get("per_class", [])),
+        (scored.report.per_class or [], base.report.per_class or []),
     )
     document = {
         "run": str(baseline.run_dir),
         "tolerance": spec.tolerance,
-        "metrics": base.report["metrics"],
+        "metrics": base.report.metrics,
         "comparisons": [c.to_json() for c in comparisons],
     }
     return BaselineComparison(comparisons, document)
@@ -591,7 +590,8 @@ def draw_plots(
     written: list[Path] = []
     scorer = scored.scorer
     if isinstance(scorer, ClassificationScorer):
-        counts = np.asarray(scored.report["confusion_matrix"]["counts"])
+        assert scored.report.confusion_matrix is not None  # every classifier reports one
+        counts = np.asarray(scored.report.confusion_matrix.counts)
         written.append(
             plots.confusion_matrix_plot(counts, run.classes, folder / "confusion_matrix.png")
         )

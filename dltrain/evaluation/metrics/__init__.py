@@ -5,8 +5,8 @@ counts (how often each example was drawn), so confidence intervals cost one pass
 prepared once, rather than re-sorting and copying the data for every resample.
 
 One module per task family (``classification``, ``regression`` with forecasting,
-``reconstruction``), what they share in ``common``, and ``bootstrap``; this package's names are
-the ones the rest of dltrain imports.
+``reconstruction``), the arithmetic they share in ``common``, the typed report they return in
+``scores``, and ``bootstrap``; this package's names are the ones the rest of dltrain imports.
 """
 
 from dltrain.evaluation.metrics.bootstrap import Interval, bootstrap_intervals
@@ -20,7 +20,7 @@ from dltrain.evaluation.metrics.classification import (
     positive_scores,
     predicted_classes,
 )
-from dltrain.evaluation.metrics.common import Metrics, Scorer, weighted_quantile
+from dltrain.evaluation.metrics.common import weighted_quantile
 from dltrain.evaluation.metrics.reconstruction import (
     AutoencoderScorer,
     anomaly_scores,
@@ -28,15 +28,37 @@ from dltrain.evaluation.metrics.reconstruction import (
     reconstruction_errors,
 )
 from dltrain.evaluation.metrics.regression import ForecastingScorer, RegressionScorer
+from dltrain.evaluation.metrics.scores import (
+    Calibration,
+    CalibrationBin,
+    ClassScores,
+    ConfusionMatrix,
+    DetailRow,
+    DetailTable,
+    ErrorHistogram,
+    Metrics,
+    Scored,
+    Scorer,
+    ScoreReport,
+)
 
 __all__ = [
     "AutoencoderScorer",
+    "Calibration",
+    "CalibrationBin",
+    "ClassScores",
     "ClassificationScorer",
+    "ConfusionMatrix",
+    "DetailRow",
+    "DetailTable",
+    "ErrorHistogram",
     "ForecastingScorer",
     "Interval",
     "Metrics",
     "RankedScores",
     "RegressionScorer",
+    "ScoreReport",
+    "Scored",
     "Scorer",
     "anomaly_scores",
     "anomaly_threshold",

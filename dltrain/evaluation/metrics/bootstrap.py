@@ -6,13 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dltrain.evaluation.metrics.common import Scorer
+from dltrain.evaluation.metrics.scores import Scorer
 
 
 @dataclass(frozen=True)
 class Interval:
+    """A confidence interval of one metric."""
+
     low: float
     high: float
+
+    def to_json(self) -> dict[str, float]:
+        """The interval as the metrics document's ``intervals`` entry holds it."""
+        return {"low": self.low, "high": self.high}
 
 
 def bootstrap_intervals(

@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from dltrain.evaluation.catalog import top_k_name
-from dltrain.evaluation.metrics.common import Metrics, divide, mean_defined, unit_weights
+from dltrain.evaluation.metrics.common import divide, mean_defined, unit_weights
+from dltrain.evaluation.metrics.scores import (
+    Calibration,
+    CalibrationBin,
+    ClassScores,
+    ConfusionMatrix,
+    Metrics,
+    ScoreReport,
+)
 
 EPSILON = 1e-7  # the clip Keras's cross-entropy uses, so our loss matches model.evaluate
 
@@ -194,24 +202,24 @@ class ClassificationScorer:
         confident = np.bincount(self._bin, weights=w * self._confidence, minlength=bins)
         return float(np.abs(correct - confident).sum() / w.sum())
 
-    def calibration(self) -> list[dict[str, float | int]]:
+    def calibration(self) -> list[CalibrationBin]:
         """Per non-empty bin: its range, examples, mean confidence and accuracy."""
         rows = []
         for b in range(self.calibration_bins):
             members = self._bin == b
             if members.any():
                 rows.append(
-                    {
-                        "low": b / self.calibration_bins,
-                        "high": (b + 1) / self.calibration_bins,
-                        "count": int(members.sum()),
-                        "confidence": float(self._confidence[members].mean()),
-                        "accuracy": float(self._argmax_correct[members].mean()),
-                    }
+                    CalibrationBin(
+                        low=b / self.calibration_bins,
+                        high=(b + 1) / self.calibration_bins,
+                        count=int(members.sum()),
+                        confidence=float(self._confidence[members].mean()),
+                        accuracy=float(self._argmax_correct[members].mean()),
+                    )
                 )
         return rows
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ScoreReport:
         """Headline metrics, per-class table, confusion matrix (counts and row-normalised)."""
         w = unit_weights(self.num_examples, None)
         counts, precision, recall, f1, support = self._per_class(w)
@@ -219,32 +227,31 @@ class ClassificationScorer:
         for i, name in enumerate(self.classes):
             ranked = self._ranked.get(i) or RankedScores(self.probabilities[:, i], self.y_true == i)
             per_class.append(
-                {
-                    "class": name,
-                    "precision": float(precision[i]),
-                    "recall": float(recall[i]),
-                    "f1": float(f1[i]),
-                    "support": int(support[i]),
-                    "roc_auc": ranked.roc_auc(w),
-                    "pr_auc": ranked.average_precision(w),
-                }
+                ClassScores(
+                    name=name,
+                    precision=float(precision[i]),
+                    recall=float(recall[i]),
+                    f1=float(f1[i]),
+                    support=int(support[i]),
+                    roc_auc=ranked.roc_auc(w),
+                    pr_auc=ranked.average_precision(w),
+                )
             )
-        integer_counts = counts.round().astype(np.int64)
         normalized = divide(counts, counts.sum(axis=1, keepdims=True))
-        return {
-            "metrics": self.headline(),
-            "per_class": per_class,
-            "confusion_matrix": {
-                "labels": list(self.classes),
-                "counts": integer_counts.tolist(),
-                "normalized": [[round(float(v), 6) for v in row] for row in normalized],
-            },
-            "calibration": {"bins": self.calibration_bins, "table": self.calibration()},
-        }
+        return ScoreReport(
+            metrics=self.headline(),
+            per_class=per_class,
+            confusion_matrix=ConfusionMatrix(
+                labels=list(self.classes),
+                counts=counts.round().astype(np.int64).tolist(),
+                normalized=[[round(float(v), 6) for v in row] for row in normalized],
+            ),
+            calibration=Calibration(self.calibration_bins, self.calibration()),
+        )
 
 
 def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], **options: Any
-) -> dict[str, Any]:
+) -> ScoreReport:
     """The classification report of ``ClassificationScorer`` in one call (options as there)."""
     return ClassificationScorer(y_true, probabilities, classes, **options).report()

@@ -1,27 +1,9 @@
-"""What every task's metrics share: per-example weights, safe division, weighted quantiles, and
-the scorer protocol evaluate talks to (NumPy only)."""
+"""The arithmetic every task's metrics share: per-example weights, safe division, weighted
+quantiles (NumPy only)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import numpy as np
-
-Metrics = dict[str, float | None]
-
-
-class Scorer(Protocol):
-    """What evaluate needs from a task's metrics: headline numbers under weights, and a report."""
-
-    num_examples: int
-
-    def headline(self, weights: np.ndarray | None = None) -> Metrics:
-        """The headline metrics, with each example counted ``weights[i]`` times."""
-        ...
-
-    def report(self) -> dict[str, Any]:
-        """Headline metrics plus the task's detail (per class, per target, …)."""
-        ...
 
 
 def unit_weights(n: int, weights: np.ndarray | None) -> np.ndarray:

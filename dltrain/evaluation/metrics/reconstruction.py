@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.evaluation.metrics.common import Metrics, unit_weights, weighted_quantile
+from dltrain.evaluation.metrics.common import unit_weights, weighted_quantile
+from dltrain.evaluation.metrics.scores import ErrorHistogram, Metrics, ScoreReport
 
 
 def reconstruction_errors(inputs: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -60,15 +61,11 @@ class AutoencoderScorer:
             "anomaly_rate": float(w @ (self.errors > self.threshold) / w.sum()),
         }
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ScoreReport:
         """Headline metrics plus a histogram of the errors."""
         counts, edges = np.histogram(self.errors, bins=20)
-        return {
-            "metrics": self.headline(),
-            "reconstruction_error": {
-                "histogram": {"counts": counts.tolist(), "edges": edges.tolist()}
-            },
-        }
+        histogram = ErrorHistogram(counts.tolist(), edges.tolist())
+        return ScoreReport(self.headline(), reconstruction_error=histogram)
 
 
 def anomaly_threshold(errors: np.ndarray, percentile: float) -> float:

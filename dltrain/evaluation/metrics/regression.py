@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from dltrain.evaluation.metrics.common import Metrics, divide, mean_defined, unit_weights
+from dltrain.evaluation.metrics.common import divide, mean_defined, unit_weights
+from dltrain.evaluation.metrics.scores import DetailRow, DetailTable, Metrics, ScoreReport
 
 
 def _as_columns(values: np.ndarray, num_examples: int) -> np.ndarray:
@@ -71,16 +70,16 @@ class RegressionScorer:
         columns = self._columns(unit_weights(self.num_examples, weights))
         return {name: mean_defined(values) for name, values in columns.items()}
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ScoreReport:
         """Headline metrics, plus one row per target column when there are several."""
-        document: dict[str, Any] = {"metrics": self.headline()}
-        if len(self.names) > 1:
-            columns = self._columns(unit_weights(self.num_examples, None))
-            document["per_target"] = [
-                {"target": name, **{m: values[j] for m, values in columns.items()}}
-                for j, name in enumerate(self.names)
-            ]
-        return document
+        if len(self.names) <= 1:
+            return ScoreReport(self.headline())
+        columns = self._columns(unit_weights(self.num_examples, None))
+        rows = [
+            DetailRow(name, {m: values[j] for m, values in columns.items()})
+            for j, name in enumerate(self.names)
+        ]
+        return ScoreReport(self.headline(), per_target=DetailTable("target", rows))
 
 
 class ForecastingScorer:
@@ -134,17 +133,19 @@ class ForecastingScorer:
                     ratios[f"{name}_ratio_to_naive"] = model / base
         return {**metrics, **ratios}
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> ScoreReport:
         """Headline metrics plus MAE and RMSE at each step ahead."""
         error = (self._flat.y_pred - self._flat.y_true).reshape(
             self.num_examples, self.horizon, self.width
         )
         per_step = [
-            {
-                "step": step + 1,
-                "mae": float(np.abs(error[:, step]).mean()),
-                "rmse": float(np.sqrt((error[:, step] ** 2).mean())),
-            }
+            DetailRow(
+                step + 1,
+                {
+                    "mae": float(np.abs(error[:, step]).mean()),
+                    "rmse": float(np.sqrt((error[:, step] ** 2).mean())),
+                },
+            )
             for step in range(self.horizon)
         ]
-        return {"metrics": self.headline(), "per_step": per_step}
+        return ScoreReport(self.headline(), per_step=DetailTable("step", per_step))
