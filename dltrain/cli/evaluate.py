@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +28,12 @@ from dltrain.errors import GatesFailed, RunError, UsageError
 from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.schema import SplitName
 from dltrain.runs import resolve_recipe_and_run
+
+if TYPE_CHECKING:  # the evaluation modules load NumPy and TensorFlow; the CLI stays light
+    from dltrain.evaluation.gates import BaselineResult
+    from dltrain.evaluation.metrics import Cell, ClassScores, ConfusionMatrix, DetailTable
+    from dltrain.evaluation.result import MetricsDocument
+    from dltrain.evaluation.threshold import ThresholdSummary
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
 
@@ -149,8 +155,8 @@ def evaluate(
                 )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
         with console.status(f"Evaluating {run_dir} on {what} …") as status:
-            from dltrain.evaluation.evaluate import EvaluationRequest
             from dltrain.evaluation.evaluate import evaluate as evaluate_model
+            from dltrain.evaluation.request import EvaluationRequest
 
             result = evaluate_model(
                 EvaluationRequest(
@@ -168,7 +174,7 @@ def evaluate(
         render(document, console)
         console.print(f"Saved {result.metrics_path}", highlight=False)
         if json_ or report_format == ReportFormat.JSON:
-            write_json(document)
+            write_json(document.to_json())
         elif report_format == ReportFormat.MARKDOWN:
             from dltrain.evaluation.report import render_markdown
 
@@ -183,7 +189,7 @@ def evaluate(
             )
 
 
-def _value(value: Any) -> str:
+def _value(value: Cell) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
@@ -194,102 +200,115 @@ def _value(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def render(document: dict[str, Any], console: Console) -> None:
+def render(document: MetricsDocument, console: Console) -> None:
     """Headline metrics (with intervals), task detail, threshold, gates and baseline tables."""
-    where = document.get("split") or f"data {Path(document['data']['path']).name}"
+    console.print(_headline_table(document))
+    if document.threshold is not None and document.threshold.source != "default":
+        console.print(_threshold_line(document.threshold, document.task), highlight=False)
+    scores = document.scores
+    if scores.per_class:
+        console.print(_per_class_table(scores.per_class))
+        if scores.confusion_matrix and len(scores.confusion_matrix.labels) <= MAX_TABLE_CLASSES:
+            console.print(_confusion_table(scores.confusion_matrix))
+    for detail in scores.detail_tables:
+        if detail.rows:
+            console.print(_detail_table(detail))
+    if document.gates:
+        gates = _table("Gates", ("gate", "value", "result"))
+        for gate in document.gates:
+            verdict = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
+            gates.add_row(escape(gate.gate.text), _value(gate.value), verdict)
+        console.print(gates)
+    if document.baseline is not None:
+        console.print(_baseline_table(document.baseline))
+    if document.plots:
+        console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table whose first column is left-aligned and the others, numbers, right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    return table
+
+
+def _headline_table(document: MetricsDocument) -> Table:
+    where = document.split or f"data {Path(str(document.data['path'])).name}"
     title = (
-        f"{document['recipe']} · {Path(document['run']).name} · {where} "
-        f"({document['num_examples']:,} examples, {document['task']})"
+        f"{document.recipe} · {document.run.name} · {where} "
+        f"({document.num_examples:,} examples, {document.task})"
     )
     headline = Table(title=escape(title), title_justify="left")
     headline.add_column("metric")
     headline.add_column("value", justify="right")
-    intervals = document.get("intervals") or {}
+    intervals = document.intervals
     if intervals:
         headline.add_column("95% interval", justify="right")
-    for name, value in document["metrics"].items():
+    for name, value in document.scores.metrics.items():
         row = [name, _value(value)]
         if intervals:
             ci = intervals.get(name)
-            row.append(f"{_value(ci['low'])} – {_value(ci['high'])}" if ci else "")
+            row.append(f"{_value(ci.low)} – {_value(ci.high)}" if ci else "")
         headline.add_row(*row)
-    console.print(headline)
-    threshold = document.get("threshold")
-    if threshold and threshold.get("source") != "default":
-        kind = "Anomaly" if document["task"] == "reconstruction" else "Decision"
-        where = (
-            "chosen now and stored in threshold.json"
-            if threshold["source"] == "chosen now"
-            else "read from threshold.json"
-        )
-        console.print(
-            f"{kind} threshold {threshold['value']:.4g} ({threshold.get('objective')} on the "
-            f"{threshold.get('chosen_on')} split; {where}).",
-            highlight=False,
-        )
-    if document.get("per_class"):
-        _per_class(document, console)
-    for key, column in (("per_target", "target"), ("per_step", "step")):
-        if document.get(key):
-            rows = document[key]
-            table = Table(title=f"Per {column}", title_justify="left")
-            names = [k for k in rows[0] if k != column]
-            for name in [column, *names]:
-                table.add_column(name, justify="left" if name == column else "right")
-            for row in rows:
-                table.add_row(str(row[column]), *(_value(row[n]) for n in names))
-            console.print(table)
-    if document.get("gates"):
-        gates = Table(title="Gates", title_justify="left")
-        for name in ("gate", "value", "result"):
-            gates.add_column(name, justify="left" if name == "gate" else "right")
-        for gate in document["gates"]:
-            verdict = "[green]pass[/]" if gate["passed"] else "[bold red]FAIL[/]"
-            gates.add_row(escape(gate["gate"]), _value(gate["value"]), verdict)
-        console.print(gates)
-    if document.get("baseline"):
-        base = document["baseline"]
-        table = Table(
-            title=f"Versus baseline {Path(base['run']).name} (tolerance {base['tolerance']:g})",
-            title_justify="left",
-        )
-        for name in ("metric", "this run", "baseline", "change", "result"):
-            table.add_column(name, justify="left" if name == "metric" else "right")
-        for c in base["comparisons"]:
-            change = "n/a" if c["change"] is None else f"{c['change']:+.4f}"
-            verdict = "[green]ok[/]" if c["passed"] else "[bold red]DROP[/]"
-            table.add_row(c["metric"], _value(c["value"]), _value(c["baseline"]), change, verdict)
-        console.print(table)
-    if document.get("plots"):
-        console.print(
-            f"Plots: {', '.join(document['plots'])} (in {document['run']})", highlight=False
-        )
+    return headline
 
 
-def _per_class(document: dict[str, Any], console: Console) -> None:
-    per_class = Table(title="Per class", title_justify="left")
-    for column in ("class", "precision", "recall", "f1", "roc_auc", "support"):
-        per_class.add_column(column, justify="left" if column == "class" else "right")
-    for row in document["per_class"]:
-        per_class.add_row(
-            escape(row["class"]),
-            _value(row["precision"]),
-            _value(row["recall"]),
-            _value(row["f1"]),
-            _value(row.get("roc_auc")),
-            f"{row['support']:,}",
+def _threshold_line(threshold: ThresholdSummary, task: str) -> str:
+    kind = "Anomaly" if task == "reconstruction" else "Decision"
+    where = (
+        "chosen now and stored in threshold.json"
+        if threshold.source == "chosen now"
+        else "read from threshold.json"
+    )
+    return (
+        f"{kind} threshold {threshold.value:.4g} ({threshold.objective} on the "
+        f"{threshold.chosen_on} split; {where})."
+    )
+
+
+def _detail_table(detail: DetailTable) -> Table:
+    """Regression's per-target or forecasting's per-step metrics."""
+    names = detail.metric_names
+    table = Table(title=f"Per {detail.column}", title_justify="left")
+    for name in [detail.column, *names]:
+        table.add_column(name, justify="left" if name == detail.column else "right")
+    for row in detail.rows:
+        table.add_row(str(row.key), *(_value(row.values[n]) for n in names))
+    return table
+
+
+def _baseline_table(baseline: BaselineResult) -> Table:
+    title = f"Versus baseline {baseline.run.name} (tolerance {baseline.tolerance:g})"
+    table = _table(title, ("metric", "this run", "baseline", "change", "result"))
+    for c in baseline.comparisons:
+        change = "n/a" if c.change is None else f"{c.change:+.4f}"
+        verdict = "[green]ok[/]" if c.passed else "[bold red]DROP[/]"
+        table.add_row(c.metric, _value(c.value), _value(c.baseline), change, verdict)
+    return table
+
+
+def _per_class_table(per_class: list[ClassScores]) -> Table:
+    table = _table("Per class", ("class", "precision", "recall", "f1", "roc_auc", "support"))
+    for row in per_class:
+        table.add_row(
+            escape(row.name),
+            _value(row.precision),
+            _value(row.recall),
+            _value(row.f1),
+            _value(row.roc_auc),
+            f"{row.support:,}",
         )
-    console.print(per_class)
-    confusion = document["confusion_matrix"]
-    labels = confusion["labels"]
-    if len(labels) > MAX_TABLE_CLASSES:
-        return
+    return table
+
+
+def _confusion_table(confusion: ConfusionMatrix) -> Table:
     matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     matrix.add_column("")
-    for label in labels:
+    for label in confusion.labels:
         matrix.add_column(escape(label), justify="right")
-    for i, (label, row) in enumerate(zip(labels, confusion["counts"], strict=True)):
+    for i, (label, row) in enumerate(zip(confusion.labels, confusion.counts, strict=True)):
         matrix.add_row(
             escape(label), *(f"[bold]{c}[/]" if j == i else str(c) for j, c in enumerate(row))
         )
-    console.print(matrix)
+    return matrix

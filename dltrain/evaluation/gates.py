@@ -10,10 +10,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dltrain.errors import UsageError
-from dltrain.evaluation.catalog import PER_CLASS, Better, better
+from dltrain.evaluation.catalog import KEY_METRICS, PER_CLASS, Better, better
 from dltrain.recipe.gates import Gate
 
 if TYPE_CHECKING:  # the metrics package loads NumPy; this module stays light
@@ -145,3 +146,27 @@ def compare_with_baseline(
         worse_by = -change if direction == Better.HIGHER else change
         comparisons.append(Comparison(name, value, base, change, worse_by <= tolerance + 1e-12))
     return comparisons
+
+
+def compared_metrics(task: str, gates: Sequence[Gate]) -> list[str]:
+    """The metrics a baseline comparison checks: the task's key metrics, then the gated ones."""
+    return list(dict.fromkeys([*KEY_METRICS.get(task, ()), *(g.metric for g in gates)]))
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """How a run fared against a baseline run scored on the same examples."""
+
+    run: Path  # the baseline run's folder
+    tolerance: float
+    metrics: Metrics  # the baseline's headline metrics
+    comparisons: list[Comparison]
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as the metrics document's ``baseline`` entry."""
+        return {
+            "run": str(self.run),
+            "tolerance": self.tolerance,
+            "metrics": self.metrics,
+            "comparisons": [c.to_json() for c in self.comparisons],
+        }

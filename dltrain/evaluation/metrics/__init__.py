@@ -31,6 +31,7 @@ from dltrain.evaluation.metrics.regression import ForecastingScorer, RegressionS
 from dltrain.evaluation.metrics.scores import (
     Calibration,
     CalibrationBin,
+    Cell,
     ClassScores,
     ConfusionMatrix,
     DetailRow,
@@ -46,6 +47,7 @@ __all__ = [
     "AutoencoderScorer",
     "Calibration",
     "CalibrationBin",
+    "Cell",
     "ClassScores",
     "ClassificationScorer",
     "ConfusionMatrix",
