@@ -32,7 +32,8 @@ from dltrain.runs import resolve_recipe_and_run
 if TYPE_CHECKING:  # the evaluation modules load NumPy and TensorFlow; the CLI stays light
     from dltrain.evaluation.gates import BaselineResult
     from dltrain.evaluation.metrics import Cell, ClassScores, ConfusionMatrix, DetailTable
-    from dltrain.evaluation.result import MetricsDocument
+    from dltrain.evaluation.request import EvaluationRequest
+    from dltrain.evaluation.result import Evaluation, MetricsDocument
     from dltrain.evaluation.threshold import ThresholdSummary
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
@@ -125,12 +126,7 @@ def evaluate(
     """Evaluate a run's model; saves metrics.json, plots and report.md in the run folder."""
     console = make_console()
     with reported_errors(console):
-        if json_ and report_format == ReportFormat.MARKDOWN:
-            raise UsageError("--json and --format markdown both write stdout; choose one.")
-        if data is not None and split is not None:
-            raise UsageError(
-                f"--data {data} and --split {split.value} both say what to evaluate on; give one."
-            )
+        _refuse_conflicts(json_, report_format, data, split)
         flags = {
             "evaluate.split": split.value if split else None,
             "evaluate.bootstrap": bootstrap,
@@ -141,52 +137,84 @@ def evaluate(
         loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)
         spec = loaded.recipe.evaluate
 
+        from dltrain.evaluation.request import EvaluationRequest
         from dltrain.evaluation.threshold import parse_objective
 
-        gates = tuple(parse_gate(text) for text in [*spec.require, *(require or [])])
-        objective = parse_objective(optimize_threshold) if optimize_threshold else None
-        baseline_dir = None
-        if baseline is not None:
-            baseline_dir = from_workdir(baseline)
-            if not baseline_dir.is_dir():
-                raise RunError(
-                    f"Baseline run folder {baseline} does not exist. Expected a run folder such "
-                    f"as runs/{loaded.recipe.name}/<run id>/ (`dltrain runs` lists them)."
-                )
+        request = EvaluationRequest(
+            run_dir=run_dir,
+            spec=spec,
+            seed=loaded.recipe.seed,
+            gates=tuple(parse_gate(text) for text in [*spec.require, *(require or [])]),
+            optimize_threshold=parse_objective(optimize_threshold) if optimize_threshold else None,
+            baseline=None if baseline is None else _baseline_folder(baseline, loaded.recipe.name),
+            data=None if data is None else from_workdir(data),
+        )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
-        with console.status(f"Evaluating {run_dir} on {what} …") as status:
-            from dltrain.evaluation.evaluate import evaluate as evaluate_model
-            from dltrain.evaluation.request import EvaluationRequest
-
-            result = evaluate_model(
-                EvaluationRequest(
-                    run_dir=run_dir,
-                    spec=spec,
-                    seed=loaded.recipe.seed,
-                    data=None if data is None else from_workdir(data),
-                    gates=gates,
-                    optimize_threshold=objective,
-                    baseline=baseline_dir,
-                ),
-                status=lambda message: status.update(f"{message} …"),
-            )
-        document = result.document
-        render(document, console)
+        result = _evaluate_with_status(request, what, console)
+        render(result.document, console)
         console.print(f"Saved {result.metrics_path}", highlight=False)
-        if json_ or report_format == ReportFormat.JSON:
-            write_json(document.to_json())
-        elif report_format == ReportFormat.MARKDOWN:
-            from dltrain.evaluation.report import render_markdown
-
-            sys.stdout.write(render_markdown(document))
-            sys.stdout.flush()
+        _write_stdout(result.document, ReportFormat.JSON if json_ else report_format)
         if not result.passed:
-            failures = result.failures()
-            raise GatesFailed(
-                f"{len(failures)} check(s) failed on {what} of run {run_dir.name}: "
-                f"{'; '.join(failures)}. The metrics are saved in {result.metrics_path}; exit "
-                f"code 1 tells CI not to ship this model."
-            )
+            raise _gates_failed(result, what, run_dir)
+
+
+def _refuse_conflicts(
+    json_: bool, report_format: ReportFormat, data: Path | None, split: SplitName | None
+) -> None:
+    """Refuse flags that contradict each other, before any recipe or run is read.
+
+    Raises:
+        UsageError: --json with --format markdown, or --data with --split.
+    """
+    if json_ and report_format == ReportFormat.MARKDOWN:
+        raise UsageError("--json and --format markdown both write stdout; choose one.")
+    if data is not None and split is not None:
+        raise UsageError(
+            f"--data {data} and --split {split.value} both say what to evaluate on; give one."
+        )
+
+
+def _baseline_folder(baseline: Path, recipe_name: str) -> Path:
+    """The --baseline run folder, read from the working directory.
+
+    Raises:
+        RunError: no such folder.
+    """
+    folder = from_workdir(baseline)
+    if not folder.is_dir():
+        raise RunError(
+            f"Baseline run folder {baseline} does not exist. Expected a run folder such "
+            f"as runs/{recipe_name}/<run id>/ (`dltrain runs` lists them)."
+        )
+    return folder
+
+
+def _evaluate_with_status(request: EvaluationRequest, what: str, console: Console) -> Evaluation:
+    """Run the evaluation behind a status line that names each stage."""
+    with console.status(f"Evaluating {request.run_dir} on {what} …") as status:
+        from dltrain.evaluation.evaluate import evaluate as evaluate_model
+
+        return evaluate_model(request, status=lambda message: status.update(f"{message} …"))
+
+
+def _write_stdout(document: MetricsDocument, report_format: ReportFormat) -> None:
+    """The JSON document or the Markdown report on stdout; nothing for the table format."""
+    if report_format == ReportFormat.JSON:
+        write_json(document.to_json())
+    elif report_format == ReportFormat.MARKDOWN:
+        from dltrain.evaluation.report import render_markdown
+
+        sys.stdout.write(render_markdown(document))
+        sys.stdout.flush()
+
+
+def _gates_failed(result: Evaluation, what: str, run_dir: Path) -> GatesFailed:
+    failures = result.failures()
+    return GatesFailed(
+        f"{len(failures)} check(s) failed on {what} of run {run_dir.name}: "
+        f"{'; '.join(failures)}. The metrics are saved in {result.metrics_path}; exit "
+        f"code 1 tells CI not to ship this model."
+    )
 
 
 def _value(value: Cell) -> str:
