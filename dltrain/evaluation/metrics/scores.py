@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-Metrics = dict[str, float | None]
+from dltrain.evaluation.catalog import Metrics
+
 Cell = str | int | float | None  # one cell of a detail table, as JSON holds it
 
 
