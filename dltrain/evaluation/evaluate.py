@@ -284,7 +284,7 @@ def _threshold_for(
         )
         scores = positive_scores(class_probabilities(predict_batches(model, x, spec.batch_size)))
         choice = choose_threshold(y, scores, request.optimize_threshold, "validation")
-        return ThresholdInUse.chosen(choice.to_json())
+        return ThresholdInUse(StoredThreshold.model_validate(choice.to_json()), new=True)
     stored = read_stored_threshold(run.run_dir)
     if run.task == "binary":
         return ThresholdInUse(stored) if stored and stored.kind != "anomaly" else None
@@ -297,7 +297,7 @@ def _threshold_for(
         status(f"Setting the anomaly threshold at percentile {percentile:g} of validation errors")
         x, _ = _prepared(run).load_split("validation")
         document = validation_anomaly_threshold(model, x, spec.batch_size, percentile)
-        return ThresholdInUse.chosen(document)
+        return ThresholdInUse(StoredThreshold.model_validate(document), new=True)
     return None
 
 
@@ -357,7 +357,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         gates=gate_results,
         baseline=against,
     )
-    new_threshold = None if threshold is None else threshold.new_file
+    new_threshold = threshold.stored if threshold is not None and threshold.new else None
     path = write_evaluation(run.files, examples.label, document, new_threshold)
     return Evaluation(document, path)
 

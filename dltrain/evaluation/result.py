@@ -11,7 +11,7 @@ from typing import Any
 from dltrain.evaluation.gates import BaselineResult, GateResult
 from dltrain.evaluation.metrics import Interval, ScoreReport
 from dltrain.evaluation.report import render_markdown
-from dltrain.evaluation.threshold import ThresholdSummary, write_threshold
+from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
 from dltrain.runs import RunFolder, write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 2
@@ -122,7 +122,7 @@ class Evaluation:
 
 
 def write_evaluation(
-    files: RunFolder, label: str, document: MetricsDocument, new_threshold: dict[str, Any] | None
+    files: RunFolder, label: str, document: MetricsDocument, new_threshold: StoredThreshold | None
 ) -> Path:
     """Write the metrics document, its Markdown report and a newly chosen threshold.
 
@@ -130,7 +130,7 @@ def write_evaluation(
         files: the evaluated run's folder, which receives the files.
         label: the examples' label (test, validation, data-<name>), which names the files.
         document: the metrics document.
-        new_threshold: a threshold.json chosen by this evaluation, to be stored; None otherwise.
+        new_threshold: a threshold chosen by this evaluation, to be stored; None otherwise.
 
     Returns:
         The metrics file written.

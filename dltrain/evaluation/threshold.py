@@ -167,9 +167,9 @@ def read_threshold(run_dir: Path) -> dict[str, Any] | None:
     return document
 
 
-def write_threshold(run_dir: Path, document: dict[str, Any]) -> None:
-    """Store a threshold.json document in the run, atomically."""
-    write_json_atomic(RunFolder(run_dir).threshold, document)
+def write_threshold(run_dir: Path, threshold: StoredThreshold) -> None:
+    """Store a threshold in the run's threshold.json, atomically."""
+    write_json_atomic(RunFolder(run_dir).threshold, threshold.to_json())
 
 
 def _unreadable(path: Path, reason: object) -> RunError:
@@ -180,16 +180,28 @@ def _unreadable(path: Path, reason: object) -> RunError:
 
 
 class StoredThreshold(BaseModel):
-    """A threshold.json as evaluate reads it: the value, and how and where it was chosen."""
+    """threshold.json: a threshold, and how and where it was chosen.
+
+    A decision threshold (``kind`` binary_decision) has an objective and what it achieved; an
+    anomaly threshold (``kind`` anomaly) the percentile of validation errors it sits at. The
+    fields are in file order for both kinds, so ``to_json`` writes what was read.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    threshold: float
+    schema_version: int = THRESHOLD_SCHEMA_VERSION
     kind: str | None = None  # binary_decision or anomaly
+    threshold: float
     objective: str | None = None  # decision thresholds: the objective, e.g. f1
-    chosen_on: str | None = None  # the split it was chosen on
-    achieved: dict[str, float] | None = None  # decision thresholds: metrics where chosen
     percentile: float | None = None  # anomaly thresholds: the percentile of validation errors
+    chosen_on: str | None = None  # the split it was chosen on
+    num_examples: int | None = None
+    achieved: dict[str, float] | None = None  # decision thresholds: metrics where chosen
+    created: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The threshold.json document: the fields that were given, in file order."""
+        return self.model_dump(exclude_unset=True)
 
 
 def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
@@ -210,20 +222,15 @@ def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
 
 @dataclass(frozen=True)
 class ThresholdInUse:
-    """The threshold an evaluation applies, and the threshold.json to store when chosen now."""
+    """The threshold an evaluation applies, and whether it chose it now (then it is stored)."""
 
     stored: StoredThreshold
-    new_file: dict[str, Any] | None = None  # None: read from the run, nothing to write
-
-    @classmethod
-    def chosen(cls, document: dict[str, Any]) -> ThresholdInUse:
-        """A threshold chosen by this evaluation, from the threshold.json that will store it."""
-        return cls(StoredThreshold.model_validate(document), document)
+    new: bool = False  # chosen by this evaluation; False: read from the run
 
     @property
     def source(self) -> str:
         """Where the threshold came from, as the metrics document says it."""
-        return THRESHOLD_FILE if self.new_file is None else "chosen now"
+        return "chosen now" if self.new else THRESHOLD_FILE
 
 
 DEFAULT_SOURCE = "default"
@@ -240,9 +247,9 @@ class ThresholdSummary:
     achieved: dict[str, float] | None = None
     anomaly: bool = False  # an autoencoder's anomaly threshold, not a decision threshold
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, float | str | dict[str, float] | None]:
         """The summary as the metrics document holds it (``achieved``: chosen decisions only)."""
-        document: dict[str, Any] = {
+        document: dict[str, float | str | dict[str, float] | None] = {
             "value": self.value,
             "source": self.source,
             "objective": self.objective,
