@@ -231,7 +231,7 @@ def _value(value: Cell) -> str:
 def render(document: MetricsDocument, console: Console) -> None:
     """Headline metrics (with intervals), task detail, threshold, gates and baseline tables."""
     console.print(_headline_table(document))
-    if document.threshold is not None and document.threshold.source != "default":
+    if document.threshold is not None and not document.threshold.is_default:
         console.print(_threshold_line(document.threshold, document.task), highlight=False)
     scores = document.scores
     if scores.per_class:

@@ -94,7 +94,7 @@ def _metrics(document: MetricsDocument) -> list[str]:
 
 def _threshold(document: MetricsDocument) -> list[str]:
     threshold = document.threshold
-    if threshold is None or threshold.source == "default":
+    if threshold is None or threshold.is_default:
         return []
     return [
         f"Decision threshold **{threshold.value:.4g}** ({threshold.objective}, "

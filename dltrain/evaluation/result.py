@@ -86,7 +86,7 @@ class MetricsDocument:
             "recipe": self.recipe,
             "task": self.task,
             "split": self.data.get("split"),
-            "data": self.data,
+            "data": dict(self.data),
             "num_examples": self.num_examples,
             "evaluated": self.evaluated,
             **self.scores.to_json(),

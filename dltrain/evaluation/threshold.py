@@ -31,6 +31,7 @@ _CONSTRAINED = re.compile(
     r"^(?P<goal>precision|recall)@(?P<given>precision|recall)\s*=\s*(?P<bound>[0-9]*\.?[0-9]+)$"
 )
 EXAMPLES = "f1, accuracy, balanced_accuracy, precision@recall=0.9, recall@precision=0.95"
+DEFAULT_SOURCE = "default"  # a binary classifier evaluated at 0.5, no threshold stored
 
 
 @dataclass(frozen=True)
@@ -150,35 +151,6 @@ def choose_threshold(
     )
 
 
-def read_threshold(run_dir: Path) -> dict[str, Any] | None:
-    """The threshold.json document stored in a run by ``evaluate``, as written, if any.
-
-    Raises:
-        RunError: the file exists but is unreadable.
-    """
-    path = RunFolder(run_dir).threshold
-    if not path.is_file():
-        return None
-    try:
-        document: dict[str, Any] = read_json(path)
-        float(document["threshold"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _unreadable(path, exc) from None
-    return document
-
-
-def write_threshold(run_dir: Path, threshold: StoredThreshold) -> None:
-    """Store a threshold in the run's threshold.json, atomically."""
-    write_json_atomic(RunFolder(run_dir).threshold, threshold.to_json())
-
-
-def _unreadable(path: Path, reason: object) -> RunError:
-    return RunError(
-        f"{path} is unreadable ({reason}). Delete it and choose the threshold again with "
-        f"`dltrain evaluate --optimize-threshold f1`."
-    )
-
-
 class StoredThreshold(BaseModel):
     """threshold.json: a threshold, and how and where it was chosen.
 
@@ -204,6 +176,23 @@ class StoredThreshold(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+def read_threshold(run_dir: Path) -> dict[str, Any] | None:
+    """The threshold.json document stored in a run by ``evaluate``, as written, if any.
+
+    Raises:
+        RunError: the file exists but is unreadable.
+    """
+    path = RunFolder(run_dir).threshold
+    if not path.is_file():
+        return None
+    try:
+        document: dict[str, Any] = read_json(path)
+        float(document["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(path, exc) from None
+    return document
+
+
 def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
     """The run's stored threshold, typed; None when it has none.
 
@@ -220,6 +209,18 @@ def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
         raise _unreadable(RunFolder(run_dir).threshold, reason) from None
 
 
+def write_threshold(run_dir: Path, threshold: StoredThreshold) -> None:
+    """Store a threshold in the run's threshold.json, atomically."""
+    write_json_atomic(RunFolder(run_dir).threshold, threshold.to_json())
+
+
+def _unreadable(path: Path, reason: object) -> RunError:
+    return RunError(
+        f"{path} is unreadable ({reason}). Delete it and choose the threshold again with "
+        f"`dltrain evaluate --optimize-threshold f1`."
+    )
+
+
 @dataclass(frozen=True)
 class ThresholdInUse:
     """The threshold an evaluation applies, and whether it chose it now (then it is stored)."""
@@ -233,9 +234,6 @@ class ThresholdInUse:
         return "chosen now" if self.new else THRESHOLD_FILE
 
 
-DEFAULT_SOURCE = "default"
-
-
 @dataclass(frozen=True)
 class ThresholdSummary:
     """The metrics document's ``threshold``: the value applied and where it came from."""
@@ -247,6 +245,11 @@ class ThresholdSummary:
     achieved: dict[str, float] | None = None
     anomaly: bool = False  # an autoencoder's anomaly threshold, not a decision threshold
 
+    @property
+    def is_default(self) -> bool:
+        """Whether no threshold was chosen (a binary classifier at 0.5): nothing to report."""
+        return self.source == DEFAULT_SOURCE
+
     def to_json(self) -> dict[str, float | str | dict[str, float] | None]:
         """The summary as the metrics document holds it (``achieved``: chosen decisions only)."""
         document: dict[str, float | str | dict[str, float] | None] = {
@@ -255,7 +258,7 @@ class ThresholdSummary:
             "objective": self.objective,
             "chosen_on": self.chosen_on,
         }
-        if not self.anomaly and self.source != DEFAULT_SOURCE:
+        if not self.anomaly and not self.is_default:
             document["achieved"] = self.achieved
         return document
 
