@@ -62,7 +62,7 @@ class ConfusionMatrix:
     counts: list[list[int]]  # row = true class, column = predicted
     normalized: list[list[float]]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, list[str] | list[list[int]] | list[list[float]]]:
         """The matrix as the metrics document's ``confusion_matrix`` entry."""
         return {"labels": self.labels, "counts": self.counts, "normalized": self.normalized}
 
@@ -95,7 +95,7 @@ class Calibration:
     bins: int
     table: list[CalibrationBin]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, int | list[dict[str, float | int]]]:
         """The table as the metrics document's ``calibration`` entry."""
         return {"bins": self.bins, "table": [row.to_json() for row in self.table]}
 
@@ -132,7 +132,7 @@ class ErrorHistogram:
     counts: list[int]
     edges: list[float]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, dict[str, list[int] | list[float]]]:
         """The histogram as the metrics document's ``reconstruction_error`` entry."""
         return {"histogram": {"counts": self.counts, "edges": self.edges}}
 
