@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +28,13 @@ from dltrain.errors import GatesFailed, RunError, UsageError
 from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.schema import SplitName
 from dltrain.runs import resolve_recipe_and_run
+
+if TYPE_CHECKING:  # the evaluation modules load NumPy and TensorFlow; the CLI stays light
+    from dltrain.evaluation.gates import BaselineResult
+    from dltrain.evaluation.metrics import Cell, ClassScores, ConfusionMatrix, DetailTable
+    from dltrain.evaluation.request import EvaluationRequest
+    from dltrain.evaluation.result import Evaluation, MetricsDocument
+    from dltrain.evaluation.threshold import ThresholdSummary
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
 
@@ -119,12 +126,7 @@ def evaluate(
     """Evaluate a run's model; saves metrics.json, plots and report.md in the run folder."""
     console = make_console()
     with reported_errors(console):
-        if json_ and report_format == ReportFormat.MARKDOWN:
-            raise UsageError("--json and --format markdown both write stdout; choose one.")
-        if data is not None and split is not None:
-            raise UsageError(
-                f"--data {data} and --split {split.value} both say what to evaluate on; give one."
-            )
+        _refuse_conflicts(json_, report_format, data, split)
         flags = {
             "evaluate.split": split.value if split else None,
             "evaluate.bootstrap": bootstrap,
@@ -135,55 +137,87 @@ def evaluate(
         loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)
         spec = loaded.recipe.evaluate
 
+        from dltrain.evaluation.request import EvaluationRequest
         from dltrain.evaluation.threshold import parse_objective
 
-        gates = tuple(parse_gate(text) for text in [*spec.require, *(require or [])])
-        objective = parse_objective(optimize_threshold) if optimize_threshold else None
-        baseline_dir = None
-        if baseline is not None:
-            baseline_dir = from_workdir(baseline)
-            if not baseline_dir.is_dir():
-                raise RunError(
-                    f"Baseline run folder {baseline} does not exist. Expected a run folder such "
-                    f"as runs/{loaded.recipe.name}/<run id>/ (`dltrain runs` lists them)."
-                )
+        request = EvaluationRequest(
+            run_dir=run_dir,
+            spec=spec,
+            seed=loaded.recipe.seed,
+            gates=tuple(parse_gate(text) for text in [*spec.require, *(require or [])]),
+            optimize_threshold=parse_objective(optimize_threshold) if optimize_threshold else None,
+            baseline=None if baseline is None else _baseline_folder(baseline, loaded.recipe.name),
+            data=None if data is None else from_workdir(data),
+        )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
-        with console.status(f"Evaluating {run_dir} on {what} …") as status:
-            from dltrain.evaluation.evaluate import EvaluationRequest
-            from dltrain.evaluation.evaluate import evaluate as evaluate_model
-
-            result = evaluate_model(
-                EvaluationRequest(
-                    run_dir=run_dir,
-                    spec=spec,
-                    seed=loaded.recipe.seed,
-                    data=None if data is None else from_workdir(data),
-                    gates=gates,
-                    optimize_threshold=objective,
-                    baseline=baseline_dir,
-                ),
-                status=lambda message: status.update(f"{message} …"),
-            )
-        document = result.document
-        render(document, console)
+        result = _evaluate_with_status(request, what, console)
+        render(result.document, console)
         console.print(f"Saved {result.metrics_path}", highlight=False)
-        if json_ or report_format == ReportFormat.JSON:
-            write_json(document)
-        elif report_format == ReportFormat.MARKDOWN:
-            from dltrain.evaluation.report import render_markdown
-
-            sys.stdout.write(render_markdown(document))
-            sys.stdout.flush()
+        _write_stdout(result.document, ReportFormat.JSON if json_ else report_format)
         if not result.passed:
-            failures = result.failures()
-            raise GatesFailed(
-                f"{len(failures)} check(s) failed on {what} of run {run_dir.name}: "
-                f"{'; '.join(failures)}. The metrics are saved in {result.metrics_path}; exit "
-                f"code 1 tells CI not to ship this model."
-            )
+            raise _gates_failed(result, what, run_dir)
 
 
-def _value(value: Any) -> str:
+def _refuse_conflicts(
+    json_: bool, report_format: ReportFormat, data: Path | None, split: SplitName | None
+) -> None:
+    """Refuse flags that contradict each other, before any recipe or run is read.
+
+    Raises:
+        UsageError: --json with --format markdown, or --data with --split.
+    """
+    if json_ and report_format == ReportFormat.MARKDOWN:
+        raise UsageError("--json and --format markdown both write stdout; choose one.")
+    if data is not None and split is not None:
+        raise UsageError(
+            f"--data {data} and --split {split.value} both say what to evaluate on; give one."
+        )
+
+
+def _baseline_folder(baseline: Path, recipe_name: str) -> Path:
+    """The --baseline run folder, read from the working directory.
+
+    Raises:
+        RunError: no such folder.
+    """
+    folder = from_workdir(baseline)
+    if not folder.is_dir():
+        raise RunError(
+            f"Baseline run folder {baseline} does not exist. Expected a run folder such "
+            f"as runs/{recipe_name}/<run id>/ (`dltrain runs` lists them)."
+        )
+    return folder
+
+
+def _evaluate_with_status(request: EvaluationRequest, what: str, console: Console) -> Evaluation:
+    """Run the evaluation behind a status line that names each stage."""
+    with console.status(f"Evaluating {request.run_dir} on {what} …") as status:
+        from dltrain.evaluation.evaluate import evaluate as evaluate_model
+
+        return evaluate_model(request, status=lambda message: status.update(f"{message} …"))
+
+
+def _write_stdout(document: MetricsDocument, report_format: ReportFormat) -> None:
+    """The JSON document or the Markdown report on stdout; nothing for the table format."""
+    if report_format == ReportFormat.JSON:
+        write_json(document.to_json())
+    elif report_format == ReportFormat.MARKDOWN:
+        from dltrain.evaluation.report import render_markdown
+
+        sys.stdout.write(render_markdown(document))
+        sys.stdout.flush()
+
+
+def _gates_failed(result: Evaluation, what: str, run_dir: Path) -> GatesFailed:
+    failures = result.failures()
+    return GatesFailed(
+        f"{len(failures)} check(s) failed on {what} of run {run_dir.name}: "
+        f"{'; '.join(failures)}. The metrics are saved in {result.metrics_path}; exit "
+        f"code 1 tells CI not to ship this model."
+    )
+
+
+def _value(value: Cell) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
@@ -194,102 +228,115 @@ def _value(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def render(document: dict[str, Any], console: Console) -> None:
+def render(document: MetricsDocument, console: Console) -> None:
     """Headline metrics (with intervals), task detail, threshold, gates and baseline tables."""
-    where = document.get("split") or f"data {Path(document['data']['path']).name}"
+    console.print(_headline_table(document))
+    if document.threshold is not None and not document.threshold.is_default:
+        console.print(_threshold_line(document.threshold, document.task), highlight=False)
+    scores = document.scores
+    if scores.per_class:
+        console.print(_per_class_table(scores.per_class))
+        if scores.confusion_matrix and len(scores.confusion_matrix.labels) <= MAX_TABLE_CLASSES:
+            console.print(_confusion_table(scores.confusion_matrix))
+    for detail in scores.detail_tables:
+        if detail.rows:
+            console.print(_detail_table(detail))
+    if document.gates:
+        gates = _table("Gates", ("gate", "value", "result"))
+        for gate in document.gates:
+            verdict = "[green]pass[/]" if gate.passed else "[bold red]FAIL[/]"
+            gates.add_row(escape(gate.gate.text), _value(gate.value), verdict)
+        console.print(gates)
+    if document.baseline is not None:
+        console.print(_baseline_table(document.baseline))
+    if document.plots:
+        console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table whose first column is left-aligned and the others, numbers, right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    return table
+
+
+def _headline_table(document: MetricsDocument) -> Table:
+    where = document.split or f"data {Path(str(document.data['path'])).name}"
     title = (
-        f"{document['recipe']} · {Path(document['run']).name} · {where} "
-        f"({document['num_examples']:,} examples, {document['task']})"
+        f"{document.recipe} · {document.run.name} · {where} "
+        f"({document.num_examples:,} examples, {document.task})"
     )
     headline = Table(title=escape(title), title_justify="left")
     headline.add_column("metric")
     headline.add_column("value", justify="right")
-    intervals = document.get("intervals") or {}
+    intervals = document.intervals
     if intervals:
         headline.add_column("95% interval", justify="right")
-    for name, value in document["metrics"].items():
+    for name, value in document.scores.metrics.items():
         row = [name, _value(value)]
         if intervals:
             ci = intervals.get(name)
-            row.append(f"{_value(ci['low'])} – {_value(ci['high'])}" if ci else "")
+            row.append(f"{_value(ci.low)} – {_value(ci.high)}" if ci else "")
         headline.add_row(*row)
-    console.print(headline)
-    threshold = document.get("threshold")
-    if threshold and threshold.get("source") != "default":
-        kind = "Anomaly" if document["task"] == "reconstruction" else "Decision"
-        where = (
-            "chosen now and stored in threshold.json"
-            if threshold["source"] == "chosen now"
-            else "read from threshold.json"
-        )
-        console.print(
-            f"{kind} threshold {threshold['value']:.4g} ({threshold.get('objective')} on the "
-            f"{threshold.get('chosen_on')} split; {where}).",
-            highlight=False,
-        )
-    if document.get("per_class"):
-        _per_class(document, console)
-    for key, column in (("per_target", "target"), ("per_step", "step")):
-        if document.get(key):
-            rows = document[key]
-            table = Table(title=f"Per {column}", title_justify="left")
-            names = [k for k in rows[0] if k != column]
-            for name in [column, *names]:
-                table.add_column(name, justify="left" if name == column else "right")
-            for row in rows:
-                table.add_row(str(row[column]), *(_value(row[n]) for n in names))
-            console.print(table)
-    if document.get("gates"):
-        gates = Table(title="Gates", title_justify="left")
-        for name in ("gate", "value", "result"):
-            gates.add_column(name, justify="left" if name == "gate" else "right")
-        for gate in document["gates"]:
-            verdict = "[green]pass[/]" if gate["passed"] else "[bold red]FAIL[/]"
-            gates.add_row(escape(gate["gate"]), _value(gate["value"]), verdict)
-        console.print(gates)
-    if document.get("baseline"):
-        base = document["baseline"]
-        table = Table(
-            title=f"Versus baseline {Path(base['run']).name} (tolerance {base['tolerance']:g})",
-            title_justify="left",
-        )
-        for name in ("metric", "this run", "baseline", "change", "result"):
-            table.add_column(name, justify="left" if name == "metric" else "right")
-        for c in base["comparisons"]:
-            change = "n/a" if c["change"] is None else f"{c['change']:+.4f}"
-            verdict = "[green]ok[/]" if c["passed"] else "[bold red]DROP[/]"
-            table.add_row(c["metric"], _value(c["value"]), _value(c["baseline"]), change, verdict)
-        console.print(table)
-    if document.get("plots"):
-        console.print(
-            f"Plots: {', '.join(document['plots'])} (in {document['run']})", highlight=False
-        )
+    return headline
 
 
-def _per_class(document: dict[str, Any], console: Console) -> None:
-    per_class = Table(title="Per class", title_justify="left")
-    for column in ("class", "precision", "recall", "f1", "roc_auc", "support"):
-        per_class.add_column(column, justify="left" if column == "class" else "right")
-    for row in document["per_class"]:
-        per_class.add_row(
-            escape(row["class"]),
-            _value(row["precision"]),
-            _value(row["recall"]),
-            _value(row["f1"]),
-            _value(row.get("roc_auc")),
-            f"{row['support']:,}",
+def _threshold_line(threshold: ThresholdSummary, task: str) -> str:
+    kind = "Anomaly" if task == "reconstruction" else "Decision"
+    where = (
+        "chosen now and stored in threshold.json"
+        if threshold.source == "chosen now"
+        else "read from threshold.json"
+    )
+    return (
+        f"{kind} threshold {threshold.value:.4g} ({threshold.objective} on the "
+        f"{threshold.chosen_on} split; {where})."
+    )
+
+
+def _detail_table(detail: DetailTable) -> Table:
+    """Regression's per-target or forecasting's per-step metrics."""
+    names = detail.metric_names
+    table = Table(title=f"Per {detail.column}", title_justify="left")
+    for name in [detail.column, *names]:
+        table.add_column(name, justify="left" if name == detail.column else "right")
+    for row in detail.rows:
+        table.add_row(str(row.key), *(_value(row.values[n]) for n in names))
+    return table
+
+
+def _baseline_table(baseline: BaselineResult) -> Table:
+    title = f"Versus baseline {baseline.run.name} (tolerance {baseline.tolerance:g})"
+    table = _table(title, ("metric", "this run", "baseline", "change", "result"))
+    for c in baseline.comparisons:
+        change = "n/a" if c.change is None else f"{c.change:+.4f}"
+        verdict = "[green]ok[/]" if c.passed else "[bold red]DROP[/]"
+        table.add_row(c.metric, _value(c.value), _value(c.baseline), change, verdict)
+    return table
+
+
+def _per_class_table(per_class: list[ClassScores]) -> Table:
+    table = _table("Per class", ("class", "precision", "recall", "f1", "roc_auc", "support"))
+    for row in per_class:
+        table.add_row(
+            escape(row.name),
+            _value(row.precision),
+            _value(row.recall),
+            _value(row.f1),
+            _value(row.roc_auc),
+            f"{row.support:,}",
         )
-    console.print(per_class)
-    confusion = document["confusion_matrix"]
-    labels = confusion["labels"]
-    if len(labels) > MAX_TABLE_CLASSES:
-        return
+    return table
+
+
+def _confusion_table(confusion: ConfusionMatrix) -> Table:
     matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     matrix.add_column("")
-    for label in labels:
+    for label in confusion.labels:
         matrix.add_column(escape(label), justify="right")
-    for i, (label, row) in enumerate(zip(labels, confusion["counts"], strict=True)):
+    for i, (label, row) in enumerate(zip(confusion.labels, confusion.counts, strict=True)):
         matrix.add_row(
             escape(label), *(f"[bold]{c}[/]" if j == i else str(c) for j, c in enumerate(row))
         )
-    console.print(matrix)
+    return matrix

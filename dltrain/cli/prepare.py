@@ -202,8 +202,7 @@ def describe(manifest: Manifest) -> str:
     if isinstance(features, ImageFeatures):
         scaling = manifest.preprocessing_as(ImagePreprocessing).scaling
         what = (
-            f"images of shape {tuple(features.shape)} {features.dtype}, scaling "
-            f"'{scaling.value}'"
+            f"images of shape {tuple(features.shape)} {features.dtype}, scaling '{scaling.value}'"
         )
     elif isinstance(features, TableFeatures):
         what = (

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+Metrics = dict[str, float | None]  # headline metrics by name; None where undefined (AUC, one class)
+
 
 class Better(StrEnum):
     HIGHER = "higher"

@@ -7,10 +7,30 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.errors import UsageError
-from dltrain.evaluation.catalog import KEY_METRICS, Better, better
+from dltrain.evaluation.catalog import KEY_METRICS, Better, Metrics, better
 from dltrain.runs import RunFolder, read_json, run_folders
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
+
+
+@dataclass(frozen=True)
+class BestEpoch:
+    """What run.json says of the best epoch: the metric monitored, the epoch and its value."""
+
+    monitor: str | None = None
+    epoch: int | None = None
+    value: float | None = None
+
+    @classmethod
+    def from_json(cls, document: object) -> BestEpoch | None:
+        """Read run.json's ``best``; None when it has none (or not as a mapping)."""
+        if not isinstance(document, dict):
+            return None
+        return cls(document.get("monitor"), document.get("epoch"), document.get("value"))
+
+    def to_json(self) -> dict[str, str | int | float | None]:
+        """The entry as run.json and ``runs --json`` hold it."""
+        return {"monitor": self.monitor, "epoch": self.epoch, "value": self.value}
 
 
 @dataclass
@@ -23,25 +43,27 @@ class RunRow:
     epochs: int | None = None
     seconds: float | None = None
     parameters: int | None = None
-    best: dict[str, Any] | None = None  # {"monitor", "epoch", "value"}
+    best: BestEpoch | None = None
     task: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=dict)
     evaluated: str | None = None
     passed: bool | None = None
 
     @property
     def run(self) -> str:
+        """The run's id: its folder's name."""
         return self.path.name
 
     def value(self, key: str) -> Any:
         """A metric, or one of the training fields (``epochs``, ``seconds``, ``best``, …)."""
         if key == "best":
-            return None if self.best is None else self.best.get("value")
+            return None if self.best is None else self.best.value
         if key in RUN_FIELDS:
             return getattr(self, key)
         return self.metrics.get(key)
 
     def to_json(self) -> dict[str, Any]:
+        """The row as an entry of ``runs --json``."""
         return {
             "run": self.run,
             "path": str(self.path),
@@ -50,7 +72,7 @@ class RunRow:
             "epochs": self.epochs,
             "seconds": self.seconds,
             "parameters": self.parameters,
-            "best": self.best,
+            "best": None if self.best is None else self.best.to_json(),
             "task": self.task,
             "evaluated": self.evaluated,
             "passed": self.passed,
@@ -75,7 +97,7 @@ def read_run(path: Path, split: str) -> RunRow:
         epochs=info.get("epochs_run"),
         seconds=info.get("seconds"),
         parameters=info.get("parameters"),
-        best=info.get("best"),
+        best=BestEpoch.from_json(info.get("best")),
     )
     try:
         document: dict[str, Any] = read_json(files.metrics(split))
@@ -121,7 +143,7 @@ def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:
     descending = key in ("started", "run", "best") or better(key) == Better.HIGHER
     if key == "best":
         # best holds each run's monitored value; its direction is the monitor's
-        monitors = {r.best.get("monitor") for r in rows if r.best}
+        monitors = {r.best.monitor for r in rows if r.best}
         monitor = next(iter(monitors)) if len(monitors) == 1 else None
         descending = monitor is not None and better(monitor.removeprefix("val_")) == Better.HIGHER
     present = [r for r in rows if r.value(key) is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,22 +19,20 @@ import numpy as np
 from dltrain.data.readers.inputs import TableInput, open_input
 from dltrain.data.readers.model_input import conform_examples
 from dltrain.data.store import open_store
-from dltrain.errors import DataError, RunError, UsageError
-from dltrain.evaluation import plots
-from dltrain.evaluation.catalog import KEY_METRICS, task_metrics
+from dltrain.errors import DataError, RunError
 from dltrain.evaluation.gates import (
-    Comparison,
-    Gate,
-    GateResult,
+    BaselineResult,
     apply_gates,
-    check_gate_names,
     compare_with_baseline,
+    compared_metrics,
 )
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
     ForecastingScorer,
+    Interval,
     RegressionScorer,
+    Scored,
     Scorer,
     anomaly_scores,
     anomaly_threshold,
@@ -42,76 +40,28 @@ from dltrain.evaluation.metrics import (
     class_probabilities,
     positive_scores,
 )
+from dltrain.evaluation.plots import draw_plots
 from dltrain.evaluation.predict import predict_batches, validation_anomaly_threshold
-from dltrain.evaluation.report import render_markdown
+from dltrain.evaluation.request import EvaluationRequest, check_request
+from dltrain.evaluation.result import (
+    BootstrapSettings,
+    Evaluation,
+    MetricsDocument,
+    write_evaluation,
+)
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import (
-    ThresholdObjective,
+    StoredThreshold,
+    ThresholdInUse,
     choose_threshold,
-    read_threshold,
-    write_threshold,
+    read_stored_threshold,
+    summarize_threshold,
 )
 from dltrain.manifest import SequenceFeatures
 from dltrain.recipe.schema import EvaluateSpec
-from dltrain.runs import THRESHOLD_FILE, metrics_file, write_json_atomic, write_text_atomic
-from dltrain.training.curves import plot_learning_curves
 
-SCHEMA_VERSION = 2
 CONFIDENCE = 0.95
 Status = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class EvaluationRequest:
-    """What to evaluate and how.
-
-    Attributes:
-        run_dir: the run folder.
-        spec: the recipe's ``evaluate`` section (split, batch size, bootstrap, plots, …).
-        seed: fixes the bootstrap resamples.
-        data: labelled raw data to evaluate on instead of a prepared split.
-        gates: parsed gates (the recipe's and the command line's).
-        optimize_threshold: binary only: choose and store a decision threshold first.
-        baseline: another run to compare with on the same examples.
-    """
-
-    run_dir: Path
-    spec: EvaluateSpec = field(default_factory=EvaluateSpec)
-    seed: int = 0
-    data: Path | None = None
-    gates: tuple[Gate, ...] = ()
-    optimize_threshold: ThresholdObjective | None = None
-    baseline: Path | None = None
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    document: dict[str, Any]
-    metrics_path: Path
-    gates: list[GateResult]
-    comparisons: list[Comparison]
-
-    @property
-    def passed(self) -> bool:
-        return all(g.passed for g in self.gates) and all(c.passed for c in self.comparisons)
-
-    def failures(self) -> list[str]:
-        """One phrase per failed gate or comparison, for the error paragraph."""
-        found = [
-            f"{g.gate.metric} is {_number(g.value)}, not {g.gate.operator} {g.gate.bound:g}"
-            for g in self.gates
-            if not g.passed
-        ]
-        found += [
-            f"{c.metric} fell from {_number(c.baseline)} to {_number(c.value)}"
-            for c in self.comparisons
-            if not c.passed
-        ]
-        return found
-
-
-def _number(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.4f}"
 
 
 @dataclass
@@ -120,54 +70,6 @@ class Examples:
     y: np.ndarray
     label: str  # names the metrics file and the plots folder: test, validation, data-<name>
     source: dict[str, Any]
-
-
-def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
-    """Every headline metric name an evaluation of ``run`` reports."""
-    infos = task_metrics(run.task, num_classes=len(run.classes), top_k=spec.top_k)
-    return [info.name for info in infos]
-
-
-def check_request(request: EvaluationRequest, run: RunModel) -> RunModel | None:
-    """Refuse what cannot work before any model runs; returns the opened baseline run.
-
-    Raises:
-        UsageError: unknown gate metric, a threshold asked of a non-binary model, --data with
-            --split.
-        RunError: a baseline that does not match.
-    """
-    check_gate_names(request.gates, known_metrics(run, request.spec), run.classes)
-    if request.optimize_threshold is not None and run.task != "binary":
-        raise UsageError(
-            f"--optimize-threshold picks the decision threshold of a binary classifier, but run "
-            f"{run.run_dir.name} is a {run.task} model"
-            + (
-                f" with {len(run.classes)} classes (it predicts the likeliest one)"
-                if run.is_classifier
-                else " (it has no classes to threshold)"
-            )
-            + ". Drop --optimize-threshold."
-        )
-    if request.baseline is None:
-        return None
-    baseline = open_run(request.baseline)
-    if baseline.run_dir.resolve() == run.run_dir.resolve():
-        raise UsageError(
-            f"--baseline names the run being evaluated ({run.run_dir}); compare with another run."
-        )
-    if (baseline.task, baseline.classes, baseline.model_input.shape) != (
-        run.task,
-        run.classes,
-        run.model_input.shape,
-    ):
-        raise RunError(
-            f"Baseline run {baseline.run_dir} is a {baseline.task} model over "
-            f"{baseline.model_input.shape} inputs with classes {baseline.classes or 'none'}; run "
-            f"{run.run_dir} is a {run.task} model over {run.model_input.shape} with classes "
-            f"{run.classes or 'none'}. A baseline must answer the same question on the same "
-            f"inputs; pick a run of the same recipe."
-        )
-    return baseline
 
 
 def _prepared(run: RunModel) -> Any:
@@ -303,52 +205,46 @@ def _last_observed(x: Any, run: RunModel, width: int) -> np.ndarray | None:
     return None
 
 
-@dataclass
-class Scored:
-    scorer: Scorer
-    report: dict[str, Any]
-    threshold: dict[str, Any] | None
-
-
 def score(
     run: RunModel,
     examples: Examples,
     outputs: np.ndarray,
     spec: EvaluateSpec,
-    threshold: dict[str, Any] | None,
+    threshold: StoredThreshold | None,
 ) -> Scored:
-    """The task's scorer over ``outputs``, and its report."""
+    """The task's scorer over ``outputs``, and its report.
+
+    Args:
+        run: the run whose model gave ``outputs``.
+        examples: the examples it was run on, with their labels.
+        outputs: the model's outputs, one row per example.
+        spec: the evaluation settings (top-k, calibration bins, anomaly percentile).
+        threshold: the decision or anomaly threshold to apply; None: the default (0.5 for a
+            binary classifier, the percentile of the evaluated errors for an autoencoder).
+
+    Raises:
+        RunError: a task this dltrain cannot evaluate.
+    """
     scorer: Scorer
     if run.is_classifier:
-        value = float(threshold["threshold"]) if threshold else None
         scorer = ClassificationScorer(
             examples.y,
             outputs,
             run.classes,
-            threshold=value,
+            threshold=None if threshold is None else threshold.threshold,
             top_k=spec.top_k,
             calibration_bins=spec.calibration_bins,
         )
     elif run.task == "reconstruction":
         errors = anomaly_scores(examples.x, outputs)
         cut = (
-            float(threshold["threshold"])
-            if threshold
-            else anomaly_threshold(errors, spec.anomaly_percentile)
+            anomaly_threshold(errors, spec.anomaly_percentile)
+            if threshold is None
+            else threshold.threshold
         )
         scorer = AutoencoderScorer(errors, cut)
     elif run.task == "forecasting":
-        width = max(len(run.target_names), 1)
-        y = np.asarray(examples.y)
-        if y.ndim == 3:
-            width = y.shape[2]
-        scorer = ForecastingScorer(
-            y,
-            outputs.reshape(y.shape),
-            _last_observed(examples.x, run, width),
-            run.target_names,
-            width=width,
-        )
+        scorer = _forecasting_scorer(run, examples, outputs)
     elif run.task == "regression":
         y = np.asarray(examples.y)
         scorer = RegressionScorer(y, outputs.reshape(y.shape), run.target_names)
@@ -356,7 +252,21 @@ def score(
         raise RunError(
             f"Run {run.run_dir} is a {run.task!r} model, which this dltrain cannot evaluate yet."
         )
-    return Scored(scorer, scorer.report(), threshold)
+    return Scored(scorer, scorer.report())
+
+
+def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
+    width = max(len(run.target_names), 1)
+    y = np.asarray(examples.y)
+    if y.ndim == 3:
+        width = y.shape[2]
+    return ForecastingScorer(
+        y,
+        outputs.reshape(y.shape),
+        _last_observed(examples.x, run, width),
+        run.target_names,
+        width=width,
+    )
 
 
 def _threshold_for(
@@ -364,8 +274,8 @@ def _threshold_for(
     request: EvaluationRequest,
     model: Any,
     status: Status,
-) -> tuple[dict[str, Any] | None, bool]:
-    """The decision or anomaly threshold to use, and whether it is new (to be stored)."""
+) -> ThresholdInUse | None:
+    """The decision or anomaly threshold to apply; None for the default (or no threshold)."""
     spec = request.spec
     if request.optimize_threshold is not None:
         dataset = _prepared(run)
@@ -375,20 +285,21 @@ def _threshold_for(
         )
         scores = positive_scores(class_probabilities(predict_batches(model, x, spec.batch_size)))
         choice = choose_threshold(y, scores, request.optimize_threshold, "validation")
-        return choice.to_json(), True
-    stored = read_threshold(run.run_dir)
+        return ThresholdInUse(StoredThreshold.model_validate(choice.to_json()), new=True)
+    stored = read_stored_threshold(run.run_dir)
     if run.task == "binary":
-        return (stored if stored and stored.get("kind") != "anomaly" else None), False
+        return ThresholdInUse(stored) if stored and stored.kind != "anomaly" else None
     if run.task == "reconstruction":
         percentile = spec.anomaly_percentile
-        if stored and stored.get("kind") == "anomaly" and stored.get("percentile") == percentile:
-            return stored, False
+        if stored and stored.kind == "anomaly" and stored.percentile == percentile:
+            return ThresholdInUse(stored)
         if run.data_folder is None:
-            return None, False  # the threshold comes from the evaluated data itself
+            return None  # the threshold comes from the evaluated data itself
         status(f"Setting the anomaly threshold at percentile {percentile:g} of validation errors")
         x, _ = _prepared(run).load_split("validation")
-        return validation_anomaly_threshold(model, x, spec.batch_size, percentile), True
-    return None, False
+        document = validation_anomaly_threshold(model, x, spec.batch_size, percentile)
+        return ThresholdInUse(StoredThreshold.model_validate(document), new=True)
+    return None
 
 
 def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evaluation:
@@ -399,8 +310,8 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         status: receives a short line for each stage (prediction, bootstrap, plots).
 
     Returns:
-        The metrics document (``schema_version`` 2, see docs/metrics-schema.md), where it was
-        written, and the gate and baseline results.
+        The metrics document (``schema_version`` 2, see docs/metrics-schema.md) with the gate
+        and baseline results, and where it was written.
 
     Raises:
         RunError: the run (or baseline) has no usable model or data.
@@ -417,50 +328,42 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         raise DataError(f"There are no examples to evaluate in {examples.label}.")
 
     model = run.load_keras()
-    threshold, new_threshold = _threshold_for(run, request, model, say)
+    threshold = _threshold_for(run, request, model, say)
     say(f"Predicting {len(examples.y):,} examples ({examples.label})")
     outputs = predict_batches(model, examples.x, spec.batch_size)
-    scored = score(run, examples, outputs, spec, threshold)
+    scored = score(run, examples, outputs, spec, None if threshold is None else threshold.stored)
 
     intervals = bootstrap(scored, request, say)
     against = compare_baseline(baseline, run, examples, scored, request, say)
-    comparisons = against.comparisons
-    gate_results = apply_gates(
-        request.gates, scored.report["metrics"], scored.report.get("per_class", [])
-    )
-
+    gate_results = apply_gates(request.gates, scored.report.metrics, scored.report.per_class or [])
     written: list[Path] = []
     if spec.plots:
         say("Drawing plots")
-        written = draw_plots(run, examples, outputs, scored, spec)
+        written = draw_plots(run, examples.label, examples.y, outputs, scored)
 
-    document: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "run": str(run.run_dir),
-        "recipe": run.recipe_name,
-        "task": run.task,
-        "split": examples.source.get("split"),
-        "data": examples.source,
-        "num_examples": int(len(examples.y)),
-        "evaluated": datetime.now(UTC).isoformat(timespec="seconds"),
-        **scored.report,
-        "intervals": intervals,
-        "bootstrap": {"resamples": spec.bootstrap, "confidence": CONFIDENCE, "seed": request.seed}
+    document = MetricsDocument(
+        run=run.run_dir,
+        recipe=run.recipe_name,
+        task=run.task,
+        data=examples.source,
+        num_examples=int(len(examples.y)),
+        evaluated=datetime.now(UTC).isoformat(timespec="seconds"),
+        scores=scored.report,
+        intervals=intervals,
+        bootstrap=BootstrapSettings(spec.bootstrap, CONFIDENCE, request.seed)
         if spec.bootstrap
         else None,
-        "threshold": _threshold_summary(run, threshold, new_threshold),
-        "plots": [str(p.relative_to(run.run_dir)) for p in written],
-        "gates": [g.to_json() for g in gate_results],
-        "baseline": against.document,
-        "passed": all(g.passed for g in gate_results) and all(c.passed for c in comparisons),
-    }
-    path = write_evaluation(run, examples.label, document, threshold if new_threshold else None)
-    return Evaluation(document, path, gate_results, comparisons)
+        threshold=summarize_threshold(run.task, threshold),
+        plots=[str(p.relative_to(run.run_dir)) for p in written],
+        gates=gate_results,
+        baseline=against,
+    )
+    new_threshold = threshold.stored if threshold is not None and threshold.new else None
+    path = write_evaluation(run.files, examples.label, document, new_threshold)
+    return Evaluation(document, path)
 
 
-def bootstrap(
-    scored: Scored, request: EvaluationRequest, say: Status
-) -> dict[str, dict[str, float]]:
+def bootstrap(scored: Scored, request: EvaluationRequest, say: Status) -> dict[str, Interval]:
     """Bootstrap confidence intervals of the headline metrics; none when not asked for.
 
     Args:
@@ -469,7 +372,7 @@ def bootstrap(
         say: receives a line when resampling starts.
 
     Returns:
-        ``{metric: {"low": …, "high": …}}``.
+        Each metric's interval, by name.
     """
     spec = request.spec
     if spec.bootstrap <= 0:
@@ -478,15 +381,7 @@ def bootstrap(
     found = bootstrap_intervals(scored.scorer, spec.bootstrap, request.seed, CONFIDENCE)
     # the anomaly threshold is a setting read off the validation split, not an estimate
     found.pop("anomaly_threshold", None)
-    return {k: {"low": v.low, "high": v.high} for k, v in found.items()}
-
-
-@dataclass(frozen=True)
-class BaselineComparison:
-    """How the run fared against its baseline: each comparison, and the document's entry."""
-
-    comparisons: list[Comparison] = field(default_factory=list)
-    document: dict[str, Any] | None = None
+    return found
 
 
 def compare_baseline(
@@ -496,7 +391,7 @@ def compare_baseline(
     scored: Scored,
     request: EvaluationRequest,
     say: Status,
-) -> BaselineComparison:
+) -> BaselineResult | None:
     """Score the baseline run on the same examples and compare the key and gated metrics.
 
     Args:
@@ -508,115 +403,22 @@ def compare_baseline(
         say: receives a line when the baseline is evaluated.
 
     Returns:
-        The comparisons and the metrics document's ``baseline`` entry.
+        The baseline's metrics and each comparison; None without a baseline.
     """
     if baseline is None:
-        return BaselineComparison()
+        return None
     spec = request.spec
     say(f"Evaluating the baseline {baseline.run_dir.name} on the same examples")
     base_outputs = predict_batches(baseline.load_keras(), examples.x, spec.batch_size)
     base_threshold = None
     if baseline.task in ("binary", "reconstruction"):
-        base_threshold = read_threshold(baseline.run_dir)
-    base = score(baseline, examples, base_outputs, spec, base_threshold)
-    names = list(
-        dict.fromkeys([*KEY_METRICS.get(run.task, ()), *(g.metric for g in request.gates)])
-    )
+        base_threshold = read_stored_threshold(baseline.run_dir)
+    base = score(baseline, examples, base_outputs, spec, base_threshold).report
     comparisons = compare_with_baseline(
-        names,
-        scored.report["metrics"],
-        base.report["metrics"],
+        compared_metrics(run.task, request.gates),
+        scored.report.metrics,
+        base.metrics,
         spec.tolerance,
-        (scored.report.get("per_class", []), base.report.get("per_class", [])),
+        (scored.report.per_class or [], base.per_class or []),
     )
-    document = {
-        "run": str(baseline.run_dir),
-        "tolerance": spec.tolerance,
-        "metrics": base.report["metrics"],
-        "comparisons": [c.to_json() for c in comparisons],
-    }
-    return BaselineComparison(comparisons, document)
-
-
-def write_evaluation(
-    run: RunModel, label: str, document: dict[str, Any], new_threshold: dict[str, Any] | None
-) -> Path:
-    """Write the metrics document, its Markdown report and a newly chosen threshold.
-
-    Args:
-        run: the evaluated run, whose folder receives the files.
-        label: the examples' label (test, validation, data-<name>), which names the files.
-        document: the metrics document.
-        new_threshold: a threshold chosen by this evaluation, to be stored; None otherwise.
-
-    Returns:
-        The metrics file written.
-    """
-    if new_threshold is not None:
-        write_threshold(run.run_dir, new_threshold)
-    path = run.run_dir / metrics_file(label)
-    write_json_atomic(path, document)
-    report_name = "report.md" if label == "test" else f"report-{label}.md"
-    write_text_atomic(run.run_dir / report_name, render_markdown(document))
-    return path
-
-
-def _threshold_summary(
-    run: RunModel, threshold: dict[str, Any] | None, new: bool
-) -> dict[str, Any] | None:
-    if run.task == "binary":
-        if threshold is None:
-            return {"value": 0.5, "source": "default", "objective": None, "chosen_on": None}
-        return {
-            "value": float(threshold["threshold"]),
-            "source": "chosen now" if new else THRESHOLD_FILE,
-            "objective": threshold.get("objective"),
-            "chosen_on": threshold.get("chosen_on"),
-            "achieved": threshold.get("achieved"),
-        }
-    if run.task == "reconstruction" and threshold is not None:
-        return {
-            "value": float(threshold["threshold"]),
-            "source": "chosen now" if new else THRESHOLD_FILE,
-            "objective": f"percentile {threshold.get('percentile', '?')} of reconstruction errors",
-            "chosen_on": threshold.get("chosen_on"),
-        }
-    return None
-
-
-def draw_plots(
-    run: RunModel, examples: Examples, outputs: np.ndarray, scored: Scored, spec: EvaluateSpec
-) -> list[Path]:
-    """The task's PNG plots in plots/<label>/, and the run's learning curves."""
-    folder = run.files.plots(examples.label)
-    written: list[Path] = []
-    scorer = scored.scorer
-    if isinstance(scorer, ClassificationScorer):
-        counts = np.asarray(scored.report["confusion_matrix"]["counts"])
-        written.append(
-            plots.confusion_matrix_plot(counts, run.classes, folder / "confusion_matrix.png")
-        )
-        probabilities, y = scorer.probabilities, scorer.y_true
-        written.append(plots.roc_plot(y, probabilities, run.classes, folder / "roc_curve.png"))
-        written.append(plots.pr_plot(y, probabilities, run.classes, folder / "pr_curve.png"))
-        written.append(
-            plots.calibration_plot(
-                y, probabilities, spec.calibration_bins, folder / "calibration.png"
-            )
-        )
-    elif isinstance(scorer, AutoencoderScorer):
-        written.append(
-            plots.reconstruction_plot(
-                scorer.errors, scorer.threshold, folder / "reconstruction_error.png"
-            )
-        )
-    elif isinstance(scorer, RegressionScorer | ForecastingScorer):
-        names = run.target_names or ["value"]
-        written.append(plots.residuals_plot(examples.y, outputs, names, folder / "residuals.png"))
-    if run.files.learning_curves.is_file():
-        written.append(run.files.learning_curves)  # training drew them; no second copy
-    else:  # a run from before training drew them: draw them where training would have
-        curves = plot_learning_curves(run.files.history, run.files.learning_curves)
-        if curves is not None:
-            written.append(curves)
-    return written
+    return BaselineResult(baseline.run_dir, spec.tolerance, base.metrics, comparisons)

@@ -57,7 +57,8 @@ class ExportResult:
     agreement: float | None  # classifiers: share of examples with the same predicted class
     seconds: float
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, str | int | float | None]:
+        """The export as ``export --json`` and metadata.json's ``exports`` hold it."""
         return {
             "format": self.format.value,
             "path": str(self.path),

@@ -10,11 +10,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dltrain.errors import UsageError
-from dltrain.evaluation.catalog import PER_CLASS, Better, better
+from dltrain.evaluation.catalog import KEY_METRICS, PER_CLASS, Better, better
 from dltrain.recipe.gates import Gate
+
+if TYPE_CHECKING:  # the metrics package loads NumPy; this module stays light
+    from dltrain.evaluation.metrics import ClassScores, Metrics
 
 
 def check_gate_names(gates: Sequence[Gate], known: Sequence[str], classes: Sequence[str]) -> None:
@@ -49,11 +53,14 @@ def check_gate_names(gates: Sequence[Gate], known: Sequence[str], classes: Seque
 
 @dataclass(frozen=True)
 class GateResult:
+    """A gate, the value it was checked against (None: undefined), and whether it held."""
+
     gate: Gate
     value: float | None
     passed: bool
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, str | float | bool | None]:
+        """The result as an entry of the metrics document's ``gates``."""
         return {
             "gate": self.gate.text,
             "metric": self.gate.metric,
@@ -64,23 +71,20 @@ class GateResult:
         }
 
 
-def metric_value(
-    name: str, metrics: dict[str, Any], per_class: Sequence[dict[str, Any]]
-) -> float | None:
+def metric_value(name: str, metrics: Metrics, per_class: Sequence[ClassScores]) -> float | None:
     """The value of a headline metric, or of a per-class one written ``recall[cat]``."""
     if "[" not in name:
         value = metrics.get(name)
         return None if value is None else float(value)
     base, cls = name.split("[", 1)
     for row in per_class:
-        if row["class"] == cls[:-1]:
-            value = row.get(base)
-            return None if value is None else float(value)
+        if row.name == cls[:-1]:
+            return row.value(base)
     return None
 
 
 def apply_gates(
-    gates: Sequence[Gate], metrics: dict[str, Any], per_class: Sequence[dict[str, Any]] = ()
+    gates: Sequence[Gate], metrics: Metrics, per_class: Sequence[ClassScores] = ()
 ) -> list[GateResult]:
     """Check each gate; an undefined metric (AUC of a split with one class) fails its gate."""
     results = []
@@ -92,13 +96,16 @@ def apply_gates(
 
 @dataclass(frozen=True)
 class Comparison:
+    """One metric of a run beside its baseline's, and whether it held within the tolerance."""
+
     metric: str
     value: float | None
     baseline: float | None
     change: float | None  # value - baseline
     passed: bool
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, str | float | bool | None]:
+        """The comparison as an entry of the metrics document's ``baseline.comparisons``."""
         return {
             "metric": self.metric,
             "value": self.value,
@@ -110,10 +117,10 @@ class Comparison:
 
 def compare_with_baseline(
     names: Sequence[str],
-    metrics: dict[str, Any],
-    baseline: dict[str, Any],
+    metrics: Metrics,
+    baseline: Metrics,
     tolerance: float,
-    per_class: tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]]] = ((), ()),
+    per_class: tuple[Sequence[ClassScores], Sequence[ClassScores]] = ((), ()),
 ) -> list[Comparison]:
     """Compare metrics with a baseline's; a metric fails when it got worse by more than tolerance.
 
@@ -139,3 +146,27 @@ def compare_with_baseline(
         worse_by = -change if direction == Better.HIGHER else change
         comparisons.append(Comparison(name, value, base, change, worse_by <= tolerance + 1e-12))
     return comparisons
+
+
+def compared_metrics(task: str, gates: Sequence[Gate]) -> list[str]:
+    """The metrics a baseline comparison checks: the task's key metrics, then the gated ones."""
+    return list(dict.fromkeys([*KEY_METRICS.get(task, ()), *(g.metric for g in gates)]))
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """How a run fared against a baseline run scored on the same examples."""
+
+    run: Path  # the baseline run's folder
+    tolerance: float
+    metrics: Metrics  # the baseline's headline metrics
+    comparisons: list[Comparison]
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as the metrics document's ``baseline`` entry."""
+        return {
+            "run": str(self.run),
+            "tolerance": self.tolerance,
+            "metrics": self.metrics,
+            "comparisons": [c.to_json() for c in self.comparisons],
+        }

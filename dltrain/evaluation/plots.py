@@ -13,8 +13,17 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dltrain.evaluation.metrics import calibration_bin_index
+from dltrain.evaluation.metrics import (
+    AutoencoderScorer,
+    ClassificationScorer,
+    ForecastingScorer,
+    RegressionScorer,
+    Scored,
+    calibration_bin_index,
+)
+from dltrain.evaluation.run_model import RunModel
 from dltrain.runs import atomic_path
+from dltrain.training.curves import plot_learning_curves
 
 MAX_POINTS = 5000  # residual scatter: enough to see the shape, small enough to stay a small PNG
 MAX_LEGEND = 12
@@ -173,3 +182,52 @@ def reconstruction_plot(errors: np.ndarray, threshold: float, path: Path) -> Pat
     axes.legend()
     axes.set_title("Reconstruction error")
     return _save(figure, path)
+
+
+def draw_plots(
+    run: RunModel, label: str, y_true: np.ndarray, outputs: np.ndarray, scored: Scored
+) -> list[Path]:
+    """The task's PNG plots in plots/<label>/, and the run's learning curves.
+
+    Args:
+        run: the evaluated run, whose folder receives the plots.
+        label: the examples' label (test, validation, data-<name>), which names the folder.
+        y_true: the examples' targets.
+        outputs: the model's outputs on them.
+        scored: the task's scorer over the outputs, and its report.
+
+    Returns:
+        Every plot written or found, the learning curves last.
+    """
+    folder = run.files.plots(label)
+    written = _task_plots(run, folder, y_true, outputs, scored)
+    if run.files.learning_curves.is_file():
+        written.append(run.files.learning_curves)  # training drew them; no second copy
+    else:  # a run from before training drew them: draw them where training would have
+        curves = plot_learning_curves(run.files.history, run.files.learning_curves)
+        if curves is not None:
+            written.append(curves)
+    return written
+
+
+def _task_plots(
+    run: RunModel, folder: Path, y_true: np.ndarray, outputs: np.ndarray, scored: Scored
+) -> list[Path]:
+    scorer = scored.scorer
+    if isinstance(scorer, ClassificationScorer):
+        assert scored.report.confusion_matrix is not None  # every classifier reports one
+        counts = np.asarray(scored.report.confusion_matrix.counts)
+        probabilities, y = scorer.probabilities, scorer.y_true
+        return [
+            confusion_matrix_plot(counts, run.classes, folder / "confusion_matrix.png"),
+            roc_plot(y, probabilities, run.classes, folder / "roc_curve.png"),
+            pr_plot(y, probabilities, run.classes, folder / "pr_curve.png"),
+            calibration_plot(y, probabilities, scorer.calibration_bins, folder / "calibration.png"),
+        ]
+    if isinstance(scorer, AutoencoderScorer):
+        path = folder / "reconstruction_error.png"
+        return [reconstruction_plot(scorer.errors, scorer.threshold, path)]
+    if isinstance(scorer, RegressionScorer | ForecastingScorer):
+        names = run.target_names or ["value"]
+        return [residuals_plot(y_true, outputs, names, folder / "residuals.png")]
+    return []

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dltrain.evaluation.metrics import Cell
+    from dltrain.evaluation.result import MetricsDocument
 
 MAX_MATRIX = 15  # larger confusion matrices do not fit a pull-request comment
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Cell) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -20,14 +24,14 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _table(header: list[str], rows: list[list[Any]], align: str = "") -> list[str]:
+def _table(header: list[str], rows: list[list[Cell]], align: str = "") -> list[str]:
     marks = [":--" if i == 0 else "--:" for i in range(len(header))] if not align else list(align)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
     lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
     return lines
 
 
-def render_markdown(document: dict[str, Any]) -> str:
+def render_markdown(document: MetricsDocument) -> str:
     """A Markdown report of a metrics document: verdict, metrics, gates, baseline, detail.
 
     Args:
@@ -52,125 +56,120 @@ def render_markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _title(document: dict[str, Any]) -> list[str]:
-    where = document.get("split") or Path(str(document.get("data", {}).get("path", "data"))).name
+def _title(document: MetricsDocument) -> list[str]:
+    where = document.split or Path(str(document.data.get("path", "data"))).name
     title = (
-        f"### dltrain evaluate · {document.get('recipe')} · run `{Path(document['run']).name}` · "
-        f"{where} ({document['num_examples']:,} examples, {document.get('task')})"
+        f"### dltrain evaluate · {document.recipe} · run `{document.run.name}` · "
+        f"{where} ({document.num_examples:,} examples, {document.task})"
     )
     return [title, ""]
 
 
-def _verdict(document: dict[str, Any]) -> list[str]:
+def _verdict(document: MetricsDocument) -> list[str]:
     """How many gates and baseline comparisons passed; nothing when there were none."""
-    gates, baseline = document.get("gates") or [], document.get("baseline")
-    checks = len(gates) + (len(baseline["comparisons"]) if baseline else 0)
+    comparisons = document.baseline.comparisons if document.baseline else []
+    checks = len(document.gates) + len(comparisons)
     if not checks:
         return []
-    failed = sum(not g["passed"] for g in gates)
-    if baseline:
-        failed += sum(not c["passed"] for c in baseline["comparisons"])
-    verdict = "✅ **passed**" if document.get("passed") else "❌ **failed**"
+    failed = sum(not g.passed for g in document.gates) + sum(not c.passed for c in comparisons)
+    verdict = "✅ **passed**" if document.passed else "❌ **failed**"
     return [f"{verdict}: {checks - failed} of {checks} checks passed.", ""]
 
 
-def _metrics(document: dict[str, Any]) -> list[str]:
+def _metrics(document: MetricsDocument) -> list[str]:
     """The headline metrics, with their bootstrap intervals when there are any."""
-    intervals = document.get("intervals") or {}
-    header = ["metric", "value"] + (
-        [f"{document['bootstrap']['confidence']:.0%} CI"] if intervals else []
-    )
-    rows = []
-    for name, value in document["metrics"].items():
-        row = [name, value]
+    intervals = document.intervals
+    header = ["metric", "value"]
+    if intervals and document.bootstrap is not None:
+        header.append(f"{document.bootstrap.confidence:.0%} CI")
+    rows: list[list[Cell]] = []
+    for name, value in document.scores.metrics.items():
+        row: list[Cell] = [name, value]
         if intervals:
             ci = intervals.get(name)
-            row.append(f"{ci['low']:.4f} – {ci['high']:.4f}" if ci else "")
+            row.append(f"{ci.low:.4f} – {ci.high:.4f}" if ci else "")
         rows.append(row)
     return _table(header, rows) + [""]
 
 
-def _threshold(document: dict[str, Any]) -> list[str]:
-    threshold = document.get("threshold")
-    if not threshold or threshold.get("source") == "default":
+def _threshold(document: MetricsDocument) -> list[str]:
+    threshold = document.threshold
+    if threshold is None or threshold.is_default:
         return []
     return [
-        f"Decision threshold **{threshold['value']:.4g}** ({threshold.get('objective')}, "
-        f"chosen on the {threshold.get('chosen_on')} split).",
+        f"Decision threshold **{threshold.value:.4g}** ({threshold.objective}, "
+        f"chosen on the {threshold.chosen_on} split).",
         "",
     ]
 
 
-def _gates(document: dict[str, Any]) -> list[str]:
-    gates = document.get("gates") or []
-    if not gates:
+def _gates(document: MetricsDocument) -> list[str]:
+    if not document.gates:
         return []
     table = _table(
         ["gate", "value", "result"],
-        [[g["gate"], g["value"], "✅ pass" if g["passed"] else "❌ fail"] for g in gates],
+        [[g.gate.text, g.value, "✅ pass" if g.passed else "❌ fail"] for g in document.gates],
     )
     return ["**Gates**", "", *table, ""]
 
 
-def _baseline(document: dict[str, Any]) -> list[str]:
-    baseline = document.get("baseline")
-    if not baseline:
+def _baseline(document: MetricsDocument) -> list[str]:
+    baseline = document.baseline
+    if baseline is None:
         return []
     table = _table(
         ["metric", "this run", "baseline", "change", "result"],
         [
             [
-                c["metric"],
-                c["value"],
-                c["baseline"],
-                "n/a" if c["change"] is None else f"{c['change']:+.4f}",
-                "✅" if c["passed"] else "❌",
+                c.metric,
+                c.value,
+                c.baseline,
+                "n/a" if c.change is None else f"{c.change:+.4f}",
+                "✅" if c.passed else "❌",
             ]
-            for c in baseline["comparisons"]
+            for c in baseline.comparisons
         ],
     )
-    heading = f"**Baseline** `{Path(baseline['run']).name}` (tolerance {baseline['tolerance']:g})"
+    heading = f"**Baseline** `{baseline.run.name}` (tolerance {baseline.tolerance:g})"
     return [heading, "", *table, ""]
 
 
-def _per_class(document: dict[str, Any]) -> list[str]:
-    if not document.get("per_class"):
+def _per_class(document: MetricsDocument) -> list[str]:
+    per_class = document.scores.per_class
+    if not per_class:
         return []
     table = _table(
         ["class", "precision", "recall", "f1", "roc_auc", "support"],
-        [
-            [r["class"], r["precision"], r["recall"], r["f1"], r.get("roc_auc"), r["support"]]
-            for r in document["per_class"]
-        ],
+        [[r.name, r.precision, r.recall, r.f1, r.roc_auc, r.support] for r in per_class],
     )
     return ["<details><summary>Per class</summary>", "", *table, "", "</details>", ""]
 
 
-def _confusion_matrix(document: dict[str, Any]) -> list[str]:
-    matrix = document.get("confusion_matrix")
-    if not matrix or len(matrix["labels"]) > MAX_MATRIX:
+def _confusion_matrix(document: MetricsDocument) -> list[str]:
+    matrix = document.scores.confusion_matrix
+    if matrix is None or len(matrix.labels) > MAX_MATRIX:
         return []
     table = _table(
-        ["", *matrix["labels"]],
-        [[label, *row] for label, row in zip(matrix["labels"], matrix["counts"], strict=True)],
+        ["", *matrix.labels],
+        [[label, *row] for label, row in zip(matrix.labels, matrix.counts, strict=True)],
     )
     summary = "<details><summary>Confusion matrix (rows: true, columns: predicted)</summary>"
     return [summary, "", *table, "", "</details>", ""]
 
 
-def _per_target_and_step(document: dict[str, Any]) -> list[str]:
+def _per_target_and_step(document: MetricsDocument) -> list[str]:
     """Regression's per-target and forecasting's per-step rows, each as a table."""
     lines: list[str] = []
-    for key, column in (("per_target", "target"), ("per_step", "step")):
-        if document.get(key):
-            rows = document[key]
-            names = [k for k in rows[0] if k != column]
-            lines += _table([column, *names], [[r[column], *(r[n] for n in names)] for r in rows])
+    for table in document.scores.detail_tables:
+        if table.rows:
+            names = table.metric_names
+            rows: list[list[Cell]] = [[r.key, *(r.values[n] for n in names)] for r in table.rows]
+            lines += _table([table.column, *names], rows)
             lines.append("")
     return lines
 
 
-def _plots(document: dict[str, Any]) -> list[str]:
-    if not document.get("plots"):
+def _plots(document: MetricsDocument) -> list[str]:
+    if not document.plots:
         return []
-    return ["Plots in the run folder: " + ", ".join(f"`{p}`" for p in document["plots"]), ""]
+    return ["Plots in the run folder: " + ", ".join(f"`{p}`" for p in document.plots), ""]

@@ -1,4 +1,5 @@
-"""Choosing a binary classifier's decision threshold on the validation split.
+"""Choosing a binary classifier's decision threshold on the validation split, and the
+threshold an evaluation applies (stored in threshold.json, or chosen now).
 
 Objectives, as users type them:
 
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dltrain.errors import RunError, ThresholdUnreachable, UsageError
-from dltrain.runs import RunFolder, read_json, write_json_atomic
+from dltrain.runs import THRESHOLD_FILE, RunFolder, read_json, write_json_atomic
 
 THRESHOLD_SCHEMA_VERSION = 1
 _PLAIN = ("f1", "accuracy", "balanced_accuracy")
@@ -29,6 +31,7 @@ _CONSTRAINED = re.compile(
     r"^(?P<goal>precision|recall)@(?P<given>precision|recall)\s*=\s*(?P<bound>[0-9]*\.?[0-9]+)$"
 )
 EXAMPLES = "f1, accuracy, balanced_accuracy, precision@recall=0.9, recall@precision=0.95"
+DEFAULT_SOURCE = "default"  # a binary classifier evaluated at 0.5, no threshold stored
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def parse_objective(text: str) -> ThresholdObjective:
 
 @dataclass(frozen=True)
 class ThresholdChoice:
+    """The threshold ``choose_threshold`` picked, and what it achieved where it was chosen."""
+
     value: float
     objective: str
     achieved: dict[str, float]  # precision, recall, f1, accuracy, … on the split it was chosen on
@@ -71,6 +76,7 @@ class ThresholdChoice:
     num_examples: int
 
     def to_json(self) -> dict[str, Any]:
+        """The threshold.json document that stores the choice."""
         return {
             "schema_version": THRESHOLD_SCHEMA_VERSION,
             "kind": "binary_decision",
@@ -145,8 +151,33 @@ def choose_threshold(
     )
 
 
+class StoredThreshold(BaseModel):
+    """threshold.json: a threshold, and how and where it was chosen.
+
+    A decision threshold (``kind`` binary_decision) has an objective and what it achieved; an
+    anomaly threshold (``kind`` anomaly) the percentile of validation errors it sits at. The
+    fields are in file order for both kinds, so ``to_json`` writes what was read.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = THRESHOLD_SCHEMA_VERSION
+    kind: str | None = None  # binary_decision or anomaly
+    threshold: float
+    objective: str | None = None  # decision thresholds: the objective, e.g. f1
+    percentile: float | None = None  # anomaly thresholds: the percentile of validation errors
+    chosen_on: str | None = None  # the split it was chosen on
+    num_examples: int | None = None
+    achieved: dict[str, float] | None = None  # decision thresholds: metrics where chosen
+    created: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The threshold.json document: the fields that were given, in file order."""
+        return self.model_dump(exclude_unset=True)
+
+
 def read_threshold(run_dir: Path) -> dict[str, Any] | None:
-    """The decision threshold stored in a run by ``evaluate --optimize-threshold``, if any.
+    """The threshold.json document stored in a run by ``evaluate``, as written, if any.
 
     Raises:
         RunError: the file exists but is unreadable.
@@ -158,12 +189,105 @@ def read_threshold(run_dir: Path) -> dict[str, Any] | None:
         document: dict[str, Any] = read_json(path)
         float(document["threshold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunError(
-            f"{path} is unreadable ({exc}). Delete it and choose the threshold again with "
-            f"`dltrain evaluate --optimize-threshold f1`."
-        ) from None
+        raise _unreadable(path, exc) from None
     return document
 
 
-def write_threshold(run_dir: Path, document: dict[str, Any]) -> None:
-    write_json_atomic(RunFolder(run_dir).threshold, document)
+def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
+    """The run's stored threshold, typed; None when it has none.
+
+    Raises:
+        RunError: the file exists but is unreadable.
+    """
+    document = read_threshold(run_dir)
+    if document is None:
+        return None
+    try:
+        return StoredThreshold.model_validate(document)
+    except ValidationError as exc:
+        reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise _unreadable(RunFolder(run_dir).threshold, reason) from None
+
+
+def write_threshold(run_dir: Path, threshold: StoredThreshold) -> None:
+    """Store a threshold in the run's threshold.json, atomically."""
+    write_json_atomic(RunFolder(run_dir).threshold, threshold.to_json())
+
+
+def _unreadable(path: Path, reason: object) -> RunError:
+    return RunError(
+        f"{path} is unreadable ({reason}). Delete it and choose the threshold again with "
+        f"`dltrain evaluate --optimize-threshold f1`."
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdInUse:
+    """The threshold an evaluation applies, and whether it chose it now (then it is stored)."""
+
+    stored: StoredThreshold
+    new: bool = False  # chosen by this evaluation; False: read from the run
+
+    @property
+    def source(self) -> str:
+        """Where the threshold came from, as the metrics document says it."""
+        return "chosen now" if self.new else THRESHOLD_FILE
+
+
+@dataclass(frozen=True)
+class ThresholdSummary:
+    """The metrics document's ``threshold``: the value applied and where it came from."""
+
+    value: float
+    source: str  # "default", "chosen now" or threshold.json
+    objective: str | None = None
+    chosen_on: str | None = None
+    achieved: dict[str, float] | None = None
+    anomaly: bool = False  # an autoencoder's anomaly threshold, not a decision threshold
+
+    @property
+    def is_default(self) -> bool:
+        """Whether no threshold was chosen (a binary classifier at 0.5): nothing to report."""
+        return self.source == DEFAULT_SOURCE
+
+    def to_json(self) -> dict[str, float | str | dict[str, float] | None]:
+        """The summary as the metrics document holds it (``achieved``: chosen decisions only)."""
+        document: dict[str, float | str | dict[str, float] | None] = {
+            "value": self.value,
+            "source": self.source,
+            "objective": self.objective,
+            "chosen_on": self.chosen_on,
+        }
+        if not self.anomaly and not self.is_default:
+            document["achieved"] = self.achieved
+        return document
+
+
+def summarize_threshold(task: str, in_use: ThresholdInUse | None) -> ThresholdSummary | None:
+    """What the metrics document says of the threshold a ``task`` model was evaluated at.
+
+    Args:
+        task: the run's task; binary classifiers and autoencoders have thresholds.
+        in_use: the threshold applied; None for a binary classifier means the default 0.5.
+
+    Returns:
+        The summary, or None when the task has no threshold.
+    """
+    if task == "binary":
+        if in_use is None:
+            return ThresholdSummary(0.5, DEFAULT_SOURCE)
+        stored = in_use.stored
+        return ThresholdSummary(
+            stored.threshold, in_use.source, stored.objective, stored.chosen_on, stored.achieved
+        )
+    if task == "reconstruction" and in_use is not None:
+        stored = in_use.stored
+        percentile = "?" if stored.percentile is None else stored.percentile
+        return ThresholdSummary(
+            stored.threshold,
+            in_use.source,
+            objective=f"percentile {percentile} of reconstruction errors",
+            chosen_on=stored.chosen_on,
+            anomaly=True,
+        )
+    return None

@@ -7,11 +7,14 @@ import pytest
 from dltrain.errors import UsageError
 from dltrain.evaluation.catalog import Better, better, task_metrics
 from dltrain.evaluation.gates import apply_gates, check_gate_names, compare_with_baseline
+from dltrain.evaluation.metrics import ClassScores
 from dltrain.recipe.gates import parse_gate
 
 PER_CLASS = [
-    {"class": "cat", "precision": 0.9, "recall": 0.7, "f1": 0.79, "roc_auc": None},
-    {"class": "T-shirt/top", "precision": 0.5, "recall": 0.95, "f1": 0.66, "roc_auc": 0.9},
+    ClassScores("cat", precision=0.9, recall=0.7, f1=0.79, support=10, roc_auc=None, pr_auc=None),
+    ClassScores(
+        "T-shirt/top", precision=0.5, recall=0.95, f1=0.66, support=20, roc_auc=0.9, pr_auc=0.8
+    ),
 ]
 
 

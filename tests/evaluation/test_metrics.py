@@ -53,7 +53,7 @@ def binary() -> tuple[np.ndarray, np.ndarray]:
 def test_multiclass_against_scikit_learn(predictions: tuple[np.ndarray, np.ndarray]) -> None:
     y_true, probabilities = predictions
     y_pred = probabilities.argmax(axis=1)
-    result = classification_metrics(y_true, probabilities, CLASSES, top_k=2)
+    result = classification_metrics(y_true, probabilities, CLASSES, top_k=2).to_json()
     m = result["metrics"]
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y_true, y_pred))
     assert m["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y_true, y_pred))
@@ -153,7 +153,7 @@ def test_expected_calibration_error_by_hand() -> None:
     # bin 2 holds .9 (right), .8 (wrong), .7 (right), .6 (wrong): |2/4 - 3.0/4| = 0.25, weight 4/5
     # bin 1 holds .5 (argmax 0, right): |1 - .5| = .5, weight 1/5
     assert scorer.headline()["expected_calibration_error"] == pytest.approx(0.8 * 0.25 + 0.2 * 0.5)
-    table = scorer.calibration()
+    table = [row.to_json() for row in scorer.calibration()]
     assert [row["count"] for row in table] == [1, 4]
 
 
@@ -177,7 +177,7 @@ def test_expected_calibration_error_against_a_loop(
 
 def test_perfect_predictions() -> None:
     y = np.array([0, 1, 2, 1])
-    result = classification_metrics(y, np.eye(3)[y], ["x", "y", "z"])
+    result = classification_metrics(y, np.eye(3)[y], ["x", "y", "z"]).to_json()
     assert result["metrics"]["accuracy"] == 1.0 and result["metrics"]["f1_macro"] == 1.0
     assert result["metrics"]["loss"] == pytest.approx(-np.log(1 - 1e-7))
     assert result["metrics"]["expected_calibration_error"] == pytest.approx(0.0)
@@ -200,7 +200,7 @@ def test_regression_against_scikit_learn() -> None:
         sk.mean_absolute_percentage_error(y[:, 1], pred[:, 1]),
     ]
     assert m["mape"] == pytest.approx(100 * np.mean(mape))
-    report = RegressionScorer(y, pred, ["price", "rent"]).report()
+    report = RegressionScorer(y, pred, ["price", "rent"]).report().to_json()
     assert [row["target"] for row in report["per_target"]] == ["price", "rent"]
     assert report["per_target"][1]["mae"] == pytest.approx(
         sk.mean_absolute_error(y[:, 1], pred[:, 1])
@@ -234,7 +234,7 @@ def test_forecasting_ratio_to_the_naive_forecast() -> None:
         sk.root_mean_squared_error(y.ravel(), pred.ravel())
         / sk.root_mean_squared_error(y.ravel(), naive.ravel())
     )
-    steps = scorer.report()["per_step"]
+    steps = scorer.report().to_json()["per_step"]
     assert [s["step"] for s in steps] == [1, 2, 3]
     assert steps[2]["mae"] == pytest.approx(sk.mean_absolute_error(y[:, 2], pred[:, 2]))
     assert ForecastingScorer(y, pred).headline()["mae_ratio_to_naive"] is None
