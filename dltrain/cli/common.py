@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from dltrain.errors import DltrainError, ExitCode
 from dltrain.recipe import LoadedRecipe, find_recipe, load_recipe, parse_assignment
+
+if TYPE_CHECKING:
+    from dltrain.data.readers.model_input import InputReport
 
 RecipeOption = Annotated[
     str | None,
@@ -118,3 +121,27 @@ def workdir() -> Path:
 def from_workdir(path: Path) -> Path:
     """A path typed on the command line, read from the working directory as a shell user expects."""
     return path if path.is_absolute() else workdir() / path
+
+
+def render_input_report(console: Console, report: InputReport, num_examples: int) -> None:
+    """A table of the input columns whose values the model filled in or did not recognise."""
+    noteworthy = report.noteworthy
+    if not noteworthy:
+        return
+    table = Table(
+        title="Inputs the model did not see as in training", title_justify="left", box=None
+    )
+    table.add_column("column")
+    table.add_column("missing (filled as in training)", justify="right")
+    table.add_column("unseen categories (out of vocabulary)", justify="right")
+    for column in noteworthy:
+        table.add_row(
+            escape(column.column),
+            _count(column.missing, num_examples),
+            _count(column.unseen, num_examples),
+        )
+    console.print(table)
+
+
+def _count(count: int, total: int) -> str:
+    return f"{count:,} ({count / max(total, 1):.1%})" if count else ""

@@ -20,6 +20,7 @@ from dltrain.cli.common import (
     SetOption,
     collect_overrides,
     from_workdir,
+    render_input_report,
     reported_errors,
     workdir,
 )
@@ -251,6 +252,7 @@ def render(document: MetricsDocument, console: Console) -> None:
         console.print(_baseline_table(document.baseline))
     if document.plots:
         console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
+    render_input_report(console, document.inputs, document.num_examples)
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from dltrain.cli.common import (
     JsonOption,
@@ -18,13 +15,11 @@ from dltrain.cli.common import (
     SetOption,
     collect_overrides,
     from_workdir,
+    render_input_report,
     reported_errors,
     workdir,
 )
 from dltrain.console import make_console, write_json
-
-if TYPE_CHECKING:
-    from dltrain.data.readers.model_input import InputReport
 from dltrain.recipe.durations import format_duration
 from dltrain.runs import resolve_recipe_and_run
 
@@ -133,27 +128,3 @@ def predict(
                     "seconds": round(result.seconds, 3),
                 }
             )
-
-
-def render_input_report(console: Console, report: InputReport, num_examples: int) -> None:
-    """A table of the input columns whose values the model filled in or did not recognise."""
-    noteworthy = report.noteworthy
-    if not noteworthy:
-        return
-    table = Table(
-        title="Inputs the model did not see as in training", title_justify="left", box=None
-    )
-    table.add_column("column")
-    table.add_column("missing (filled as in training)", justify="right")
-    table.add_column("unseen categories (out of vocabulary)", justify="right")
-    for column in noteworthy:
-        table.add_row(
-            escape(column.column),
-            _count(column.missing, num_examples),
-            _count(column.unseen, num_examples),
-        )
-    console.print(table)
-
-
-def _count(count: int, total: int) -> str:
-    return f"{count:,} ({count / max(total, 1):.1%})" if count else ""

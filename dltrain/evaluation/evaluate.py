@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.data.readers.inputs import TableInput, open_input
-from dltrain.data.readers.model_input import conform_examples
+from dltrain.data.readers.model_input import InputReport, conform_examples
 from dltrain.data.store import open_store
 from dltrain.errors import DataError, RunError
 from dltrain.evaluation.gates import (
@@ -70,6 +70,7 @@ class Examples:
     y: np.ndarray
     label: str  # names the metrics file and the plots folder: test, validation, data-<name>
     source: dict[str, Any]
+    inputs: InputReport = field(default_factory=InputReport)  # --data tables: missing, unseen
 
 
 def _prepared(run: RunModel) -> Any:
@@ -103,9 +104,9 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
     path = request.data
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.split(".")[0]).strip("_") or "input"
     if run.model_input.kind in ("table", "text"):
-        x, y = _labelled_table(run, path)
+        x, y, inputs = _labelled_table(run, path)
         source = {"kind": "file", "path": str(path), "files": [str(path)]}
-        return Examples(x, y, f"data-{slug}", source)
+        return Examples(x, y, f"data-{slug}", source, inputs)
     from dltrain.data.readers.formats import read_source
     from dltrain.recipe.data import DataFormat, ImageSpec
 
@@ -139,8 +140,9 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
     return Examples(x, y, f"data-{slug}", {"kind": "file", "path": str(path), "files": files})
 
 
-def _labelled_table(run: RunModel, path: Path) -> tuple[Any, np.ndarray]:
-    """A table's feature columns as the model takes them, and its target column as labels.
+def _labelled_table(run: RunModel, path: Path) -> tuple[Any, np.ndarray, InputReport]:
+    """A table's feature columns as the model takes them, its target column as labels, and
+    what the model will fill in or not recognise per column.
 
     Class labels are matched to the run's class names (a trailing '.', as in adult.test, is
     forgiven); numeric targets are read in their own units.
@@ -169,7 +171,7 @@ def _labelled_table(run: RunModel, path: Path) -> tuple[Any, np.ndarray]:
                 f"{', '.join(map(repr, unknown[:8]))}. Its classes: {', '.join(run.classes)}. "
                 f"The data's schema differs from the run's; relabel the rows."
             )
-        return reader.features, np.asarray(labels, dtype=np.int64)
+        return reader.features, np.asarray(labels, dtype=np.int64), reader.report
     try:
         values = np.stack([np.asarray(reader.extra[t], dtype=np.float64) for t in targets], 1)
     except ValueError as exc:
@@ -182,7 +184,7 @@ def _labelled_table(run: RunModel, path: Path) -> tuple[Any, np.ndarray]:
             f"{path}: {int((~np.isfinite(values)).any(axis=1).sum())} row(s) have no target "
             f"value. Drop them; a row without a target cannot be scored."
         )
-    return reader.features, values[:, 0] if values.shape[1] == 1 else values
+    return reader.features, values[:, 0] if values.shape[1] == 1 else values, reader.report
 
 
 def _last_observed(x: Any, run: RunModel, width: int) -> np.ndarray | None:
@@ -347,6 +349,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         task=run.task,
         data=examples.source,
         num_examples=int(len(examples.y)),
+        inputs=examples.inputs,
         evaluated=datetime.now(UTC).isoformat(timespec="seconds"),
         scores=scored.report,
         intervals=intervals,

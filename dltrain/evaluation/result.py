@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dltrain.data.readers.model_input import InputReport
 from dltrain.evaluation.gates import BaselineResult, GateResult
 from dltrain.evaluation.metrics import Interval, ScoreReport
 from dltrain.evaluation.report import render_markdown
@@ -50,6 +51,7 @@ class MetricsDocument:
     plots: list[str] = field(default_factory=list)  # relative to the run folder
     gates: list[GateResult] = field(default_factory=list)
     baseline: BaselineResult | None = None
+    inputs: InputReport = field(default_factory=InputReport)  # --data tables: per column
 
     @property
     def split(self) -> str | None:
@@ -88,6 +90,7 @@ class MetricsDocument:
             "split": self.data.get("split"),
             "data": dict(self.data),
             "num_examples": self.num_examples,
+            "inputs": self.inputs.to_json(),
             "evaluated": self.evaluated,
             **self.scores.to_json(),
             "intervals": {name: ci.to_json() for name, ci in self.intervals.items()},

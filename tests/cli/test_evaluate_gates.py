@@ -230,6 +230,10 @@ def test_evaluate_a_labelled_table(project: Path) -> None:
     metrics = document["metrics"]
     assert metrics["rmse"] == pytest.approx(sk.root_mean_squared_error(price, predicted), rel=1e-4)
     assert metrics["r2"] == pytest.approx(sk.r2_score(price, predicted), rel=1e-4)
+    # per column, what the model filled in or did not know, as predict reports it
+    report = {c["column"]: c for c in document["inputs"]}
+    assert report["rooms"]["missing"] == int(np.isnan(raw["rooms"]).sum())
+    assert set(report) == {"rooms", "area", "district"}  # the identifier is not the model's
     (project / "unlabelled.csv").write_text("house_id,rooms,area,district\nh1,3,50,north\n")
     code, _, err = evaluate_json("--recipe", "house.yaml", "--data", "unlabelled.csv")
     assert code == 2 and "no target column price" in err
