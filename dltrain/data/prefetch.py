@@ -88,5 +88,3 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 @dataclass
 class _Raised:
     exc: BaseException
-
-

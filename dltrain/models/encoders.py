@@ -57,9 +57,7 @@ def table_inputs(manifest: Manifest) -> tuple[dict[str, Any], Any]:
     preprocessing = manifest.preprocessing_as(TablePreprocessing)
     raw: dict[str, Any] = {}
     for column in features.columns:
-        raw[column.name] = keras.Input(
-            shape=(), dtype=column.dtype, name=_layer_name(column.name)
-        )
+        raw[column.name] = keras.Input(shape=(), dtype=column.dtype, name=_layer_name(column.name))
     parts = []
     numeric = preprocessing.numeric
     if numeric:

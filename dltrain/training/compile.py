@@ -125,4 +125,3 @@ def class_weights(
             )
         weights[index] = float(weight)
     return weights
-
