@@ -20,7 +20,7 @@ from dltrain.tasks import Task
 
 if TYPE_CHECKING:  # read only at type-checking time: `dltrain init` on images never loads them
     from dltrain.data.preparation.table import TableInspection
-    from dltrain.data.readers.tables import CsvOptions
+    from dltrain.data.readers.csv_sniff import CsvOptions
 
 LONG_TAIL_RATIO = 20.0  # max / mean above which a non-negative column gets a log scaling
 IMBALANCED_SHARE = 0.2  # smallest class share below which class weights are proposed

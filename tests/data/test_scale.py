@@ -22,7 +22,7 @@ from dltrain.data.hashing import HashBuckets
 from dltrain.data.prefetch import prefetched
 from dltrain.data.preparation.table import plan, reading
 from dltrain.data.prepare import prepare
-from dltrain.data.readers.tables import needs_trim
+from dltrain.data.readers.text_values import needs_trim
 from dltrain.data.splits import (
     TEST,
     TRAIN,

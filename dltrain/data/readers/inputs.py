@@ -190,7 +190,7 @@ class TableInput(InputReader):
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from dltrain.data.readers.tables import canonical_text, null_marker
+        from dltrain.data.readers.text_values import canonical_text, null_marker
 
         if model.kind == FeatureKind.TABLE:
             needed = dict(model.columns)

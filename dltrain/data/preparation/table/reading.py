@@ -11,15 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dltrain.data.readers.tables import (
-    ConversionError,
-    TableFile,
-    canonical_text,
-    is_number,
-    null_marker,
-    open_table,
-)
-from dltrain.errors import DataError
+from dltrain.data.readers.csv_sniff import is_number
+from dltrain.data.readers.tables import TableFile, open_table
+from dltrain.data.readers.text_values import canonical_text, null_marker
+from dltrain.errors import ConversionError, DataError
 from dltrain.recipe.data import ColumnSpec, ColumnType, DataFormat, DataSpec
 
 
