@@ -18,17 +18,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dltrain.errors import RecipeError, RunError
-from dltrain.recipe import (
-    LoadedRecipe,
-    find_recipe,
-    load_recipe,
-    load_recipe_dict,
-    read_recipe_yaml,
-)
-from dltrain.recipe.load import DEFAULT_RECIPE
+from dltrain.recipe.files import DEFAULT_RECIPE
+
+if TYPE_CHECKING:
+    from dltrain.recipe import LoadedRecipe
 
 # The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
 RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
@@ -181,6 +177,9 @@ class RunFolder:
         Raises:
             RecipeError: not even those parts validate; the message is the whole recipe's.
         """
+        # the recipe package builds every pydantic model: only commands that read a recipe pay
+        from dltrain.recipe.load import load_recipe_dict, read_recipe_yaml
+
         saved = read_recipe_yaml(self.recipe)
         try:
             return load_recipe_dict(saved, self.recipe, overrides, cwd)
@@ -381,6 +380,8 @@ def resolve_recipe_and_run(
         if saved.recipe.is_file():
             loaded = saved.load_recipe(overrides, workdir)
             return loaded, resolve_run(saved.path, workdir, loaded.recipe.name)
+    from dltrain.recipe.load import find_recipe, load_recipe
+
     loaded = load_recipe(find_recipe(recipe, workdir), overrides, workdir)
     return loaded, resolve_run(run, workdir, loaded.recipe.name)
 

@@ -16,10 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from dltrain.errors import DltrainError, ExitCode
-from dltrain.recipe import LoadedRecipe, find_recipe, load_recipe, parse_assignment
 
 if TYPE_CHECKING:
     from dltrain.data.readers.model_input import InputReport
+    from dltrain.recipe import LoadedRecipe
 
 RecipeOption = Annotated[
     str | None,
@@ -61,6 +61,8 @@ def collect_overrides(
         UsageError: a malformed ``--set``.
     """
     overrides = [(key, value) for key, value in (flags or {}).items() if value is not None]
+    from dltrain.recipe.load import parse_assignment
+
     return overrides + [parse_assignment(text) for text in sets or []]
 
 
@@ -68,6 +70,8 @@ def load(
     recipe: str | None, sets: list[str] | None, flags: dict[str, Any] | None = None
 ) -> LoadedRecipe:
     """Find and load the recipe; named flags apply first, then ``--set`` in order."""
+    from dltrain.recipe.load import find_recipe, load_recipe
+
     return load_recipe(find_recipe(recipe), collect_overrides(sets, flags))
 
 

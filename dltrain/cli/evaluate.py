@@ -26,8 +26,8 @@ from dltrain.cli.common import (
 )
 from dltrain.console import make_console, write_json
 from dltrain.errors import GatesFailed, RunError, UsageError
+from dltrain.recipe.choices import SplitName
 from dltrain.recipe.gates import parse_gate
-from dltrain.recipe.schema import SplitName
 from dltrain.runs import resolve_recipe_and_run
 
 if TYPE_CHECKING:  # the evaluation modules load NumPy and TensorFlow; the CLI stays light

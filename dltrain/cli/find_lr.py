@@ -21,7 +21,7 @@ from dltrain.cli.common import (
 )
 from dltrain.console import make_console, write_json
 from dltrain.errors import TrainingFailed, UsageError
-from dltrain.recipe.schema import OptimizerName
+from dltrain.recipe.choices import OptimizerName
 
 
 def find_lr(

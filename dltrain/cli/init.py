@@ -12,8 +12,7 @@ from rich.markup import escape
 from dltrain.cli.common import JsonOption, from_workdir, reported_errors
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
-from dltrain.recipe import load_recipe
-from dltrain.recipe.load import DEFAULT_RECIPE
+from dltrain.recipe.files import DEFAULT_RECIPE
 from dltrain.runs import write_text_atomic
 from dltrain.tasks import Task
 
@@ -59,6 +58,8 @@ def init(
         staging = output.with_name(f".{output.name}.check.yaml")
         try:
             write_text_atomic(staging, text)
+            from dltrain.recipe.load import load_recipe
+
             load_recipe(staging)  # what we write must load: the next command reads it
             staging.replace(output)
         finally:

@@ -18,8 +18,8 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+from dltrain.recipe.choices import SplitName
 from dltrain.recipe.durations import format_duration
-from dltrain.recipe.schema import SplitName
 from dltrain.runs import runs_dir
 
 if TYPE_CHECKING:

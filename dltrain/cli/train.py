@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,10 +20,12 @@ from dltrain.cli.common import (
 )
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
-from dltrain.recipe import LoadedRecipe, load_recipe
+from dltrain.recipe.choices import OptimizerName, ScheduleName
 from dltrain.recipe.durations import format_duration
-from dltrain.recipe.schema import OptimizerName, ScheduleName
 from dltrain.runs import RunFolder, latest_unfinished_run, resolve_path
+
+if TYPE_CHECKING:
+    from dltrain.recipe import LoadedRecipe
 
 
 def train(
@@ -192,6 +194,8 @@ def _resumable(
     else:
         run_dir = latest_unfinished_run(workdir(), load(recipe, None).recipe.name)
     overrides = [(k, flags[k]) for k in _RESUMABLE if flags.get(k) is not None]
+    from dltrain.recipe.load import load_recipe
+
     return run_dir, load_recipe(RunFolder(run_dir).recipe, overrides)
 
 

@@ -24,9 +24,11 @@ from dltrain.cli.common import (
 )
 from dltrain.console import make_console, write_json
 from dltrain.errors import NoTrialCompleted
-from dltrain.recipe import find_recipe, load_recipe
 from dltrain.recipe.durations import format_duration
-from dltrain.recipe.tune import ParamKind, ParamSpec, PrunerName, SamplerName
+
+if TYPE_CHECKING:
+    from dltrain.recipe.tune import ParamSpec
+from dltrain.recipe.choices import ParamKind, PrunerName, SamplerName
 
 if TYPE_CHECKING:
     from dltrain.tuning.records import TrialRecord
@@ -104,6 +106,8 @@ def tune(
             "tune.pruner": pruner.value if pruner else None,
         }
         overrides = collect_overrides(sets, flags)
+        from dltrain.recipe.load import find_recipe, load_recipe
+
         loaded = load_recipe(find_recipe(recipe), overrides)
         if print_recipe_:
             print_recipe(loaded)

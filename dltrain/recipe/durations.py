@@ -1,4 +1,6 @@
-"""Durations as recipes and flags write them, and as dltrain prints them. Light.
+"""Durations as recipes and flags write them, and as dltrain prints them. Light: no pydantic,
+so the CLI formats durations without building the recipe's models (the field type is in
+``recipe/fields.py``).
 
 One grammar for every duration field (``train.time_budget``, ``tune.timeout``,
 ``tune.trial_timeout``): plain seconds (``5400``, ``"0.5"``) or numbers with units d, h, m, s,
@@ -10,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, Field
+from typing import Any
 
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _WITH_UNITS = re.compile("".join(f"(?:{_NUMBER}{unit})?" for unit in "dhms"), re.IGNORECASE)
@@ -85,7 +85,3 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
-
-
-# A recipe field holding a duration; null (no limit) is allowed where the field says `| None`.
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]

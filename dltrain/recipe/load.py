@@ -17,12 +17,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dltrain.errors import RecipeError, UsageError
+from dltrain.recipe.files import DEFAULT_RECIPE, RECIPES_FOLDER
 from dltrain.recipe.models import ModelSpec
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.yaml_reader import RecipeYamlError, load_yaml
-
-DEFAULT_RECIPE = "dltrain.yaml"
-RECIPES_FOLDER = "recipes"
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from dltrain.errors import UsageError
+from dltrain.recipe.choices import OptimizerName, ScheduleName, SplitName
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
-from dltrain.recipe.durations import Duration
+from dltrain.recipe.fields import Duration
 from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.models import CnnSpec, ModelSpec
 from dltrain.recipe.tune import TuneSpec
@@ -32,18 +33,6 @@ __all__ = ["DataFormat", "DataSpec", "Scaling", "SplitSpec"]
 # --- model: one class per family, in recipe/models.py ---------------------------------------
 
 # --- training ---------------------------------------------------------------------------------
-
-
-class OptimizerName(StrEnum):
-    SGD = "sgd"
-    MOMENTUM = "momentum"
-    NESTEROV = "nesterov"
-    ADAGRAD = "adagrad"
-    RMSPROP = "rmsprop"
-    ADAM = "adam"
-    ADAMW = "adamw"
-    NADAM = "nadam"
-    ADAMAX = "adamax"
 
 
 # Optimizers whose Keras class has a `momentum` argument (sgd's defaults to 0, plain SGD).
@@ -104,16 +93,6 @@ class OptimizerSpec(Section):
                 f"momentum={self.momentum}"
             )
         return self
-
-
-class ScheduleName(StrEnum):
-    CONSTANT = "constant"
-    EXPONENTIAL = "exponential"
-    STEP = "step"
-    COSINE = "cosine"
-    COSINE_RESTARTS = "cosine_restarts"
-    POLYNOMIAL = "polynomial"
-    INVERSE_TIME = "inverse_time"
 
 
 class PlateauSpec(Section):
@@ -350,12 +329,6 @@ class TrainSpec(Section):
 
 
 # --- evaluation -------------------------------------------------------------------------------
-
-
-class SplitName(StrEnum):
-    TRAIN = "train"
-    VALIDATION = "validation"
-    TEST = "test"
 
 
 class EvaluateSpec(Section):

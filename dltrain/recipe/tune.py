@@ -38,7 +38,8 @@ from pydantic import (
     model_validator,
 )
 
-from dltrain.recipe.durations import Duration
+from dltrain.recipe.choices import ParamKind, PrunerName, SamplerName
+from dltrain.recipe.fields import Duration
 
 DOTTED_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -57,16 +58,6 @@ RESERVED_PATHS = {
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ParamKind(StrEnum):
-    """How a parameter is drawn; the values are the keys users write."""
-
-    UNIFORM = "uniform"  # a float in [low, high]
-    LOG_UNIFORM = "log_uniform"  # a float in [low, high], uniform in log space
-    INT = "int"  # an integer in [low, high], every `step`
-    LOG_INT = "log_int"  # an integer in [low, high], uniform in log space
-    CHOICE = "choice"  # one of a list of values (numbers, strings, lists, mappings)
 
 
 RANGE_KINDS = (ParamKind.UNIFORM, ParamKind.LOG_UNIFORM, ParamKind.INT, ParamKind.LOG_INT)
@@ -249,21 +240,6 @@ class Direction(StrEnum):
     AUTO = "auto"  # minimise losses and errors, maximise everything else
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
-
-
-class SamplerName(StrEnum):
-    TPE = "tpe"
-    RANDOM = "random"
-    GRID = "grid"
-    CMAES = "cmaes"
-    QMC = "qmc"
-
-
-class PrunerName(StrEnum):
-    HYPERBAND = "hyperband"
-    MEDIAN = "median"
-    SUCCESSIVE_HALVING = "successive_halving"
-    NONE = "none"
 
 
 _MINIMISED = re.compile(r"(loss|error|mse|mae|rmse|mape|seconds)$")
