@@ -11,8 +11,8 @@ from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe import LoadedRecipe
 from dltrain.training.device import plan_devices
-from dltrain.training.fit import check_monitor, open_prepared
 from dltrain.training.optimizers import make_schedule
+from dltrain.training.plan import check_monitor, open_prepared
 
 
 @dataclass(frozen=True)

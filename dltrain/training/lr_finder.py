@@ -280,9 +280,9 @@ def find_learning_rate(
     from dltrain.models import build_model
     from dltrain.models.io import ModelIO
     from dltrain.training.compile import class_weights
-    from dltrain.training.fit import open_prepared
     from dltrain.training.losses import make_loss
     from dltrain.training.optimizers import make_optimizer
+    from dltrain.training.plan import open_prepared
 
     recipe = loaded.recipe
     train = recipe.train
