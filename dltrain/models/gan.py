@@ -20,7 +20,7 @@ from dltrain.manifest import FeatureKind, ImagePreprocessing, Manifest
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
 from dltrain.recipe.schema import TrainSpec
-from dltrain.runs import atomic_path
+from dltrain.runs import RunFolder, atomic_path
 from dltrain.tasks import Task
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks
@@ -228,11 +228,13 @@ class GanTraining(TrainingHooks):
         d_spec = train.optimizer.model_copy(update={"learning_rate": rate})
         model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
 
-    def callbacks(self, run_dir: Path, dataset: PreparedDataset) -> list[keras.callbacks.Callback]:
+    def callbacks(
+        self, files: RunFolder, dataset: PreparedDataset
+    ) -> list[keras.callbacks.Callback]:
         """The sample grid, in samples/ of the run folder."""
         return [
             SampleGrid(
-                run_dir / "samples",
+                files.samples,
                 dataset.manifest,
                 self.spec.samples,
                 self.spec.latent_dim,

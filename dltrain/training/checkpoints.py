@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.backend import keras
-from dltrain.runs import BEST_FILE as BEST_FILE  # fit.py's import, until it reads RunFolder
-from dltrain.runs import CHECKPOINTS as CHECKPOINTS
 from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
 
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")

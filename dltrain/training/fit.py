@@ -18,11 +18,9 @@ from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
-from dltrain.runs import HISTORY_FILE, MODEL_FILE, atomic_path, write_text_atomic
+from dltrain.runs import RunFolder, atomic_path, write_text_atomic
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
-    BEST_FILE,
-    CHECKPOINTS,
     EpochCheckpoint,
     ResumableEarlyStopping,
     best_weights,
@@ -42,9 +40,6 @@ from dltrain.training.record import (
     read_outcome,
     record_interruption,
 )
-
-CURVES_FILE = "learning_curves.png"
-SUMMARY_FILE = "model_summary.txt"
 
 
 @dataclass(frozen=True)
@@ -111,8 +106,8 @@ def train(
     record = open_run_record(plan, workdir, run_info)
     splits = load_batches(plan)
     if not plan.trial:
-        write_summary(model, record.run_dir / SUMMARY_FILE)
-    watch = watch_training(plan, record.run_dir, parts, console, extra_callbacks)
+        write_summary(model, record.files.summary)
+    watch = watch_training(plan, record.files, parts, console, extra_callbacks)
     seconds = fit_phases(plan, model, parts, watch, splits, record)
     check_converged(plan, watch, record)
     return finish(plan, model, watch, record, seconds)
@@ -158,7 +153,7 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
         parts = compile_parts(plan.spec, plan.task, dataset.manifest, plan.steps_per_epoch)
         if plan.state is not None:
             assert plan.resume_dir is not None
-            model = load_model(plan.resume_dir / CHECKPOINTS / plan.state["checkpoint"])
+            model = load_model(RunFolder(plan.resume_dir).checkpoints / plan.state["checkpoint"])
         else:
             model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
             plan.hooks.compile(model, parts, plan.spec)
@@ -204,7 +199,7 @@ def write_summary(model: keras.Model, path: Path) -> None:
 
 def watch_training(
     plan: RunPlan,
-    run_dir: Path,
+    files: RunFolder,
     parts: CompileParts,
     console: Console,
     extra_callbacks: Sequence[keras.callbacks.Callback],
@@ -213,7 +208,7 @@ def watch_training(
 
     Args:
         plan: the run's plan.
-        run_dir: the run folder they write into.
+        files: the run folder they write into.
         parts: the compile parts, whose callbacks run after the logger of the learning rate.
         console: where the progress display draws.
         extra_callbacks: the caller's, run last.
@@ -226,7 +221,7 @@ def watch_training(
     callbacks: list[keras.callbacks.Callback] = [
         guard,
         EpochStats(),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=plan.state is not None),
+        keras.callbacks.CSVLogger(str(files.history), append=plan.state is not None),
         ProgressDisplay(
             console,
             epochs=spec.epochs,
@@ -236,16 +231,16 @@ def watch_training(
         *parts.callbacks,
     ]
     if spec.tensorboard and not plan.trial:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
-    stopper = early_stopping(plan, run_dir)
+        callbacks.append(keras.callbacks.TensorBoard(str(files.tensorboard), profile_batch=0))
+    stopper = early_stopping(plan, files.path)
     if stopper is not None:
         callbacks.append(stopper)
     if not plan.trial:
         checkpoint_monitor = spec.early_stopping.monitor if stopper is not None else "val_loss"
         callbacks.append(
-            EpochCheckpoint(run_dir, checkpoint_monitor, spec.early_stopping.mode, stopper)
+            EpochCheckpoint(files.path, checkpoint_monitor, spec.early_stopping.mode, stopper)
         )
-    callbacks.extend(plan.hooks.callbacks(run_dir, plan.dataset))
+    callbacks.extend(plan.hooks.callbacks(files, plan.dataset))
     budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if budget is not None:
         callbacks.append(budget)
@@ -362,7 +357,7 @@ def check_converged(plan: RunPlan, watch: Watchers, record: RunRecord) -> None:
         return
     epoch, batch = watch.guard.diverged_at
     record.write(status="diverged")
-    best = record.run_dir / CHECKPOINTS / BEST_FILE
+    best = record.files.best_checkpoint
     kept = f" The best epoch so far is kept in {best}." if best.is_file() else ""
     raise TrainingFailed(
         f"Training diverged at epoch {epoch}, batch {batch}: the loss became NaN or infinite."
@@ -386,20 +381,19 @@ def finish(
     Returns:
         The run's result.
     """
-    run_dir = record.run_dir
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
+    files = record.files
+    with atomic_path(files.model) as tmp:
         model.save(tmp)
-    outcome = read_outcome(read_history(run_dir / HISTORY_FILE), watch.stopper, watch.budget)
+    outcome = read_outcome(read_history(files.history), watch.stopper, watch.budget)
     if not plan.trial:
-        plot_learning_curves(
-            run_dir / HISTORY_FILE, run_dir / CURVES_FILE, f"{plan.recipe.name} · {run_dir.name}"
-        )
+        title = f"{plan.recipe.name} · {files.path.name}"
+        plot_learning_curves(files.history, files.learning_curves, title)
     digest = weights_digest(model) if plan.devices.cluster is not None else None
     parameters = int(model.count_params())
     complete_record(record, plan, watch.stopper is not None, outcome, seconds, digest, parameters)
     cluster = plan.devices.cluster
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=files.path,
         epochs_run=outcome.epochs_run,
         monitor=plan.spec.early_stopping.monitor if watch.stopper else None,
         best_epoch=outcome.best_epoch,

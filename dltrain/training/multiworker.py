@@ -29,6 +29,7 @@ from dltrain.backend import keras, tf
 from dltrain.errors import TrainingFailed, UsageError
 from dltrain.models import training_hooks
 from dltrain.recipe.schema import Recipe
+from dltrain.runs import PLOTS, TENSORBOARD
 from dltrain.training.device import cluster_from_env
 
 # A worker that died or cannot be reached surfaces as one of these in the others.
@@ -90,7 +91,7 @@ def private_copy(run_dir: Path) -> Path:
     under the same path); the copy keeps this worker's writes out of the chief's folder.
     """
     copy = scratch_root() / run_dir.name
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("tensorboard", "plots"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(TENSORBOARD, PLOTS))
     return copy
 
 

@@ -23,7 +23,7 @@ from dltrain.errors import DataError, RecipeError, RunError
 from dltrain.models import training_hooks
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import Recipe, TrainSpec
-from dltrain.runs import MODEL_FILE, data_dir
+from dltrain.runs import RunFolder, data_dir
 from dltrain.tasks import Task
 from dltrain.training.checkpoints import load_state
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
@@ -93,11 +93,12 @@ def unfinished_run(run_dir: Path) -> dict[str, Any]:
     Raises:
         RunError: the run finished already or never completed an epoch.
     """
-    if (run_dir / MODEL_FILE).is_file():
+    files = RunFolder(run_dir)
+    if files.finished:
         raise RunError(
-            f"Run {run_dir} finished already (it has {MODEL_FILE}); there is nothing to resume. "
-            f"Start a new run with `dltrain train`, or resume with more epochs only from a run "
-            f"that was interrupted."
+            f"Run {run_dir} finished already (it has {files.model.name}); there is nothing to "
+            f"resume. Start a new run with `dltrain train`, or resume with more epochs only from "
+            f"a run that was interrupted."
         )
     state = load_state(run_dir)
     if state is None:

@@ -18,10 +18,7 @@ from typing import Any
 
 from dltrain.errors import TrainingInterrupted
 from dltrain.runs import (
-    HISTORY_FILE,
-    MANIFEST_FILE,
-    RECIPE_FILE,
-    RUN_INFO_FILE,
+    RunFolder,
     new_run_dir,
     read_json,
     write_json_atomic,
@@ -40,10 +37,15 @@ class RunRecord:
     run_dir: Path
     info: dict[str, Any]
 
+    @property
+    def files(self) -> RunFolder:
+        """The paths of the run's files."""
+        return RunFolder(self.run_dir)
+
     def write(self, status: str | None = None) -> None:
         """Write run.json; with ``status``, that status without changing the record's own."""
         info = self.info if status is None else {**self.info, "status": status}
-        write_json_atomic(self.run_dir / RUN_INFO_FILE, info)
+        write_json_atomic(self.files.info, info)
 
 
 def open_run_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None) -> RunRecord:
@@ -69,9 +71,10 @@ def _new_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None
     """A new run folder holding the resolved recipe and the data's manifest."""
     recipe, dataset = plan.recipe, plan.dataset
     run_dir = new_run_dir(workdir if plan.devices.is_chief else scratch_root(), recipe.name)
-    write_text_atomic(run_dir / RECIPE_FILE, plan.loaded.to_yaml())
+    files = RunFolder(run_dir)
+    write_text_atomic(files.recipe, plan.loaded.to_yaml())
     # the manifest too, so the run describes its inputs and classes without data/
-    write_json_atomic(run_dir / MANIFEST_FILE, dataset.manifest.to_json())
+    write_json_atomic(files.manifest, dataset.manifest.to_json())
     info: dict[str, Any] = {
         "recipe": recipe.name,
         "recipe_file": str(plan.loaded.path),
@@ -90,9 +93,10 @@ def _resumed(plan: RunPlan) -> RunRecord:
     """The resumed run's folder, its history cut back to its last checkpoint."""
     assert plan.resume_dir is not None
     run_dir = plan.resume_dir
-    info = read_json(run_dir / RUN_INFO_FILE)
+    files = RunFolder(run_dir)
+    info = read_json(files.info)
     info["resumed"] = [*info.get("resumed", []), {"at_epoch": plan.initial_epoch, "when": _now()}]
-    _truncate_history(run_dir / HISTORY_FILE, plan.initial_epoch)
+    _truncate_history(files.history, plan.initial_epoch)
     return RunRecord(run_dir, info)
 
 
