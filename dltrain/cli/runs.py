@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from dltrain.console import make_console, write_json
 from dltrain.recipe.durations import format_duration
 from dltrain.recipe.schema import SplitName
 from dltrain.runs import runs_dir
+
+if TYPE_CHECKING:
+    from dltrain.evaluation.compare import RunRow
 
 
 def runs(
@@ -100,7 +103,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render(rows: list[Any], columns: list[str], split: str, console: Console, title: str) -> None:
+def render(
+    rows: list[RunRow], columns: list[str], split: str, console: Console, title: str
+) -> None:
     """The runs table: training facts, then the chosen metrics of ``split``."""
     table = Table(title=title, title_justify="left")
     for name in ("run", "status", "epochs", "time", "params", "best (monitor)"):
@@ -109,9 +114,11 @@ def render(rows: list[Any], columns: list[str], split: str, console: Console, ti
         table.add_column(name, justify="right")
     table.add_column("gates", justify="center")
     for row in rows:
-        best = row.best or {}
+        best = row.best
         best_text = (
-            f"{best['value']:.4f} ({best.get('monitor')})" if best.get("value") is not None else "-"
+            f"{best.value:.4f} ({best.monitor})"
+            if best is not None and best.value is not None
+            else "-"
         )
         gates = {True: "[green]pass[/]", False: "[red]fail[/]", None: "-"}[row.passed]
         table.add_row(

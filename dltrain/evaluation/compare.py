@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import UsageError
+from dltrain.errors import RunError, UsageError
 from dltrain.evaluation.catalog import KEY_METRICS, Better, better
+from dltrain.run_info import BestEpoch, RunInfo
 from dltrain.runs import RunFolder, read_json, run_folders
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
@@ -23,7 +24,7 @@ class RunRow:
     epochs: int | None = None
     seconds: float | None = None
     parameters: int | None = None
-    best: dict[str, Any] | None = None  # {"monitor", "epoch", "value"}
+    best: BestEpoch | None = None  # None: no early stopping watched the run
     task: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     evaluated: str | None = None
@@ -36,7 +37,7 @@ class RunRow:
     def value(self, key: str) -> Any:
         """A metric, or one of the training fields (``epochs``, ``seconds``, ``best``, …)."""
         if key == "best":
-            return None if self.best is None else self.best.get("value")
+            return None if self.best is None else self.best.value
         if key in RUN_FIELDS:
             return getattr(self, key)
         return self.metrics.get(key)
@@ -50,7 +51,7 @@ class RunRow:
             "epochs": self.epochs,
             "seconds": self.seconds,
             "parameters": self.parameters,
-            "best": self.best,
+            "best": self.best.to_json() if self.best else None,
             "task": self.task,
             "evaluated": self.evaluated,
             "passed": self.passed,
@@ -62,20 +63,20 @@ def read_run(path: Path, split: str) -> RunRow:
     """Read one run folder; missing or unreadable files leave their fields empty."""
     files = RunFolder(path)
     try:
-        info: dict[str, Any] = read_json(files.info)
-    except (OSError, ValueError):
-        info = {}
-    status = str(info.get("status") or "unknown")
+        info = files.read_info()
+    except RunError:
+        info = RunInfo()
+    status = str(info.status or "unknown")
     if status == "completed" and not files.finished:
         status = "no model"
     row = RunRow(
         path=path,
         status=status,
-        started=info.get("started"),
-        epochs=info.get("epochs_run"),
-        seconds=info.get("seconds"),
-        parameters=info.get("parameters"),
-        best=info.get("best"),
+        started=info.started,
+        epochs=info.epochs_run,
+        seconds=info.seconds,
+        parameters=info.parameters,
+        best=info.best,
     )
     try:
         document: dict[str, Any] = read_json(files.metrics(split))
@@ -121,7 +122,7 @@ def sort_runs(rows: list[RunRow], key: str | None) -> list[RunRow]:
     descending = key in ("started", "run", "best") or better(key) == Better.HIGHER
     if key == "best":
         # best holds each run's monitored value; its direction is the monitor's
-        monitors = {r.best.get("monitor") for r in rows if r.best}
+        monitors = {r.best.monitor for r in rows if r.best}
         monitor = next(iter(monitors)) if len(monitors) == 1 else None
         descending = monitor is not None and better(monitor.removeprefix("val_")) == Better.HIGHER
     present = [r for r in rows if r.value(key) is not None]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -18,6 +17,7 @@ from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
+from dltrain.run_info import RunStatus, StopReason, TrialMarker
 from dltrain.runs import RunFolder, atomic_path, write_text_atomic
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
@@ -51,7 +51,7 @@ class TrainResult:
     best_value: float | None
     final_logs: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-    stopped_by: str = "epochs"  # epochs | early_stopping | time_budget
+    stopped_by: StopReason = StopReason.EPOCHS
     num_workers: int = 1  # machines training together (TF_CONFIG)
     chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
     weights_sha256: str | None = None  # across workers: the same on each when in sync
@@ -65,7 +65,7 @@ def train(
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_dir: Path | None = None,
     trial: bool = False,
-    run_info: Mapping[str, Any] | None = None,
+    tune: TrialMarker | None = None,
 ) -> TrainResult:
     """Train the recipe's model on its prepared dataset into a run folder.
 
@@ -88,8 +88,8 @@ def train(
             per-epoch checkpoints, TensorBoard, learning curves or model summary, which would
             cost a trial pruned after one short epoch more than its training (the winner is
             trained again, with everything, from best.yaml). It runs on one machine only.
-        run_info: entries added to a new run's run.json before training starts (a trial's
-            ``tune``: which study and trial it is).
+        tune: a trial's marker, written into run.json before training starts (which study
+            and trial it is), so commands looking for the user's latest run pass it by.
 
     Raises:
         DataError: no usable prepared dataset.
@@ -103,7 +103,7 @@ def train(
     # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
     # happens before the run folder exists, so a refusal leaves nothing behind.
     model, parts = build_and_compile(plan)
-    record = open_run_record(plan, workdir, run_info)
+    record = open_run_record(plan, workdir, tune)
     splits = load_batches(plan)
     if not plan.trial:
         write_summary(model, record.files.summary)
@@ -356,7 +356,7 @@ def check_converged(plan: RunPlan, watch: Watchers, record: RunRecord) -> None:
     if watch.guard.diverged_at is None:
         return
     epoch, batch = watch.guard.diverged_at
-    record.write(status="diverged")
+    record.write(status=RunStatus.DIVERGED)
     best = record.files.best_checkpoint
     kept = f" The best epoch so far is kept in {best}." if best.is_file() else ""
     raise TrainingFailed(
@@ -389,15 +389,14 @@ def finish(
         title = f"{plan.recipe.name} · {files.path.name}"
         plot_learning_curves(files.history, files.learning_curves, title)
     digest = weights_digest(model) if plan.devices.cluster is not None else None
-    parameters = int(model.count_params())
-    complete_record(record, plan, watch.stopper is not None, outcome, seconds, digest, parameters)
+    complete_record(record, outcome, seconds, digest, int(model.count_params()))
     cluster = plan.devices.cluster
     return TrainResult(
         run_dir=files.path,
         epochs_run=outcome.epochs_run,
-        monitor=plan.spec.early_stopping.monitor if watch.stopper else None,
-        best_epoch=outcome.best_epoch,
-        best_value=outcome.best_value,
+        monitor=outcome.best.monitor if outcome.best else None,
+        best_epoch=outcome.best.epoch if outcome.best else None,
+        best_value=outcome.best.value if outcome.best else None,
         final_logs=outcome.final_logs,
         seconds=seconds,
         stopped_by=outcome.stopped_by,

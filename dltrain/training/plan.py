@@ -23,6 +23,7 @@ from dltrain.errors import DataError, RecipeError, RunError
 from dltrain.models import training_hooks
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import Recipe, TrainSpec
+from dltrain.run_info import Distribution, RunEnvironment, WorkerTask
 from dltrain.runs import RunFolder, data_dir
 from dltrain.tasks import Task
 from dltrain.training.checkpoints import load_state
@@ -49,28 +50,29 @@ def open_prepared(loaded: LoadedRecipe, workdir: Path) -> PreparedDataset:
     return dataset
 
 
-def environment(seed: int, plan: DevicePlan, deterministic: bool) -> dict[str, Any]:
+def environment(seed: int, plan: DevicePlan, deterministic: bool) -> RunEnvironment:
     """Versions, seed and device, so a run says how to reproduce it."""
-    return {
-        "seed": seed,
-        "deterministic": deterministic,
-        "device": plan.description,
+    cluster = plan.cluster
+    return RunEnvironment(
+        seed=seed,
+        deterministic=deterministic,
+        device=plan.description,
         # None on one machine, so a resumed run does not keep a cluster it no longer has
-        "distribution": {
-            "strategy": "MultiWorkerMirroredStrategy",
-            "num_workers": plan.cluster.num_workers,
-            "task": {"type": plan.cluster.task_type, "index": plan.cluster.task_index},
-        }
-        if plan.cluster
+        distribution=Distribution(
+            strategy="MultiWorkerMirroredStrategy",
+            num_workers=cluster.num_workers,
+            task=WorkerTask(type=cluster.task_type, index=cluster.task_index),
+        )
+        if cluster
         else None,
-        "versions": {
+        versions={
             "dltrain": __version__,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
-    }
+    )
 
 
 def check_monitor(monitor: str, task: Task) -> None:

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from dltrain.errors import TrainingInterrupted
-from dltrain.runs import (
-    RunFolder,
-    new_run_dir,
-    read_json,
-    write_json_atomic,
-    write_text_atomic,
-)
+from dltrain.run_info import BestEpoch, DataRef, Resume, RunInfo, RunStatus, StopReason, TrialMarker
+from dltrain.runs import RunFolder, new_run_dir, write_json_atomic, write_text_atomic
 from dltrain.training.callbacks import TimeBudget
 from dltrain.training.checkpoints import ResumableEarlyStopping, load_state
 from dltrain.training.multiworker import scratch_root
@@ -35,39 +28,43 @@ class RunRecord:
     """The run folder training writes into, and its run.json as it stands."""
 
     run_dir: Path
-    info: dict[str, Any]
+    info: RunInfo
 
     @property
     def files(self) -> RunFolder:
         """The paths of the run's files."""
         return RunFolder(self.run_dir)
 
-    def write(self, status: str | None = None) -> None:
+    def write(self, status: RunStatus | None = None) -> None:
         """Write run.json; with ``status``, that status without changing the record's own."""
-        info = self.info if status is None else {**self.info, "status": status}
-        write_json_atomic(self.files.info, info)
+        info = self.info if status is None else self.info.model_copy(update={"status": status})
+        self.files.write_info(info)
 
 
-def open_run_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None) -> RunRecord:
+def open_run_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRecord:
     """Start a new run folder, or take up the resumed one; its run.json says it is running.
 
     Args:
         plan: the run's plan.
         workdir: the folder holding runs/.
-        run_info: entries for a new run's run.json.
+        tune: a trial's marker, for a new run's run.json; None for a user's run.
 
     Returns:
-        The run folder and its run.json entries.
+        The run folder and its record.
+
+    Raises:
+        RunError: the resumed run's run.json cannot be read.
     """
-    record = _new_record(plan, workdir, run_info) if plan.resume_dir is None else _resumed(plan)
-    record.info.update(
-        status="running", **environment(plan.recipe.seed, plan.devices, plan.spec.deterministic)
+    record = _new_record(plan, workdir, tune) if plan.resume_dir is None else _resumed(plan)
+    record.info.status = RunStatus.RUNNING
+    record.info.take_environment(
+        environment(plan.recipe.seed, plan.devices, plan.spec.deterministic)
     )
     record.write()
     return record
 
 
-def _new_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None) -> RunRecord:
+def _new_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRecord:
     """A new run folder holding the resolved recipe and the data's manifest."""
     recipe, dataset = plan.recipe, plan.dataset
     run_dir = new_run_dir(workdir if plan.devices.is_chief else scratch_root(), recipe.name)
@@ -75,29 +72,26 @@ def _new_record(plan: RunPlan, workdir: Path, run_info: Mapping[str, Any] | None
     write_text_atomic(files.recipe, plan.loaded.to_yaml())
     # the manifest too, so the run describes its inputs and classes without data/
     write_json_atomic(files.manifest, dataset.manifest.to_json())
-    info: dict[str, Any] = {
-        "recipe": recipe.name,
-        "recipe_file": str(plan.loaded.path),
-        "status": "running",
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        **(run_info or {}),
-        "data": {
-            "folder": str(dataset.folder),
-            "fingerprint": dataset.manifest.source.fingerprint,
-        },
-    }
+    info = RunInfo(
+        recipe=recipe.name,
+        recipe_file=str(plan.loaded.path),
+        status=RunStatus.RUNNING,
+        started=_now(),
+        data=DataRef(folder=str(dataset.folder), fingerprint=dataset.manifest.source.fingerprint),
+    )
+    if tune is not None:
+        info.tune = tune
     return RunRecord(run_dir, info)
 
 
 def _resumed(plan: RunPlan) -> RunRecord:
     """The resumed run's folder, its history cut back to its last checkpoint."""
     assert plan.resume_dir is not None
-    run_dir = plan.resume_dir
-    files = RunFolder(run_dir)
-    info = read_json(files.info)
-    info["resumed"] = [*info.get("resumed", []), {"at_epoch": plan.initial_epoch, "when": _now()}]
+    files = RunFolder(plan.resume_dir)
+    info = files.read_info()
+    info.resumed = [*info.resumed, Resume(at_epoch=plan.initial_epoch, when=_now())]
     _truncate_history(files.history, plan.initial_epoch)
-    return RunRecord(run_dir, info)
+    return RunRecord(files.path, info)
 
 
 def record_interruption(plan: RunPlan, record: RunRecord) -> TrainingInterrupted:
@@ -110,7 +104,7 @@ def record_interruption(plan: RunPlan, record: RunRecord) -> TrainingInterrupted
     Returns:
         The error to raise.
     """
-    record.write(status="interrupted")
+    record.write(status=RunStatus.INTERRUPTED)
     done = (load_state(record.run_dir) or {}).get("epoch", 0)
     return TrainingInterrupted(
         f"Training stopped at your request after {done} completed epoch(s) of "
@@ -125,9 +119,8 @@ class Outcome:
 
     epochs_run: int
     final_logs: dict[str, float]
-    best_epoch: int | None  # 1-based
-    best_value: float | None
-    stopped_by: str  # epochs | early_stopping | time_budget
+    best: BestEpoch | None  # None: no early stopping watched the run
+    stopped_by: StopReason
 
 
 def read_outcome(
@@ -143,53 +136,42 @@ def read_outcome(
         budget: the run's time budget, if set.
     """
     final_logs = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
-    best_epoch = best_value = None
-    if stopper is not None and stopper.best is not None and math.isfinite(stopper.best):
-        best_epoch, best_value = stopper.best_epoch + 1, float(stopper.best)
-    stopped_by = "epochs"
+    best = None
+    if stopper is not None:
+        best = BestEpoch(monitor=stopper.monitor, epoch=None, value=None)
+        if stopper.best is not None and math.isfinite(stopper.best):
+            best.epoch, best.value = stopper.best_epoch + 1, float(stopper.best)
+    stopped_by = StopReason.EPOCHS
     if budget is not None and budget.exhausted:
-        stopped_by = "time_budget"
+        stopped_by = StopReason.TIME_BUDGET
     elif stopper is not None and stopper.stopped_epoch > 0:
-        stopped_by = "early_stopping"
-    return Outcome(len(history), final_logs, best_epoch, best_value, stopped_by)
+        stopped_by = StopReason.EARLY_STOPPING
+    return Outcome(len(history), final_logs, best, stopped_by)
 
 
 def complete_record(
-    record: RunRecord,
-    plan: RunPlan,
-    early_stopping: bool,
-    outcome: Outcome,
-    seconds: float,
-    digest: str | None,
-    parameters: int,
+    record: RunRecord, outcome: Outcome, seconds: float, digest: str | None, parameters: int
 ) -> None:
     """Write run.json as completed, with what training did.
 
     Args:
         record: the run's record.
-        plan: the run's plan.
-        early_stopping: whether early stopping watched the run (it then has a best epoch).
         outcome: what training did.
         seconds: how long this session's fitting took (a resumed run adds its earlier time).
         digest: the weights' SHA-256 across workers; None on one machine.
         parameters: the model's parameter count.
     """
     info = record.info
-    if digest is not None:
-        info["distribution"]["weights_sha256"] = digest
-    monitor = plan.spec.early_stopping.monitor
-    info.update(
-        status="completed",
-        finished=_now(),
-        seconds=round(seconds + float(info.get("seconds", 0.0)), 2),
-        epochs_run=outcome.epochs_run,
-        stopped_by=outcome.stopped_by,
-        parameters=parameters,
-        best={"monitor": monitor, "epoch": outcome.best_epoch, "value": outcome.best_value}
-        if early_stopping
-        else None,
-        final=outcome.final_logs,
-    )
+    if digest is not None and info.distribution is not None:
+        info.distribution.weights_sha256 = digest
+    info.status = RunStatus.COMPLETED
+    info.finished = _now()
+    info.seconds = round(seconds + (info.seconds or 0.0), 2)
+    info.epochs_run = outcome.epochs_run
+    info.stopped_by = outcome.stopped_by
+    info.parameters = parameters
+    info.best = outcome.best
+    info.final = outcome.final_logs
     record.write()
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
+from dltrain.run_info import TrialMarker
 from dltrain.runs import write_json_atomic
 
 STORAGE_ENV = "DLTRAIN_TUNE_STORAGE"
@@ -174,14 +175,14 @@ def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str,
         trial=True,  # only what tuning reads: best.yaml retrains the winner with everything
         # Written before training starts, so even a trial cut short is known as one: commands
         # looking for the user's latest run skip it (dltrain.runs.is_tune_trial).
-        run_info={"tune": trial_marker(spec)},
+        tune=trial_marker(spec),
     )
     return {"run_dir": str(result.run_dir), "epochs_run": result.epochs_run}
 
 
-def trial_marker(spec: dict[str, Any]) -> dict[str, Any]:
+def trial_marker(spec: dict[str, Any]) -> TrialMarker:
     """The ``tune`` entry of a trial's run.json: its study, trial number and parameters."""
-    return {"study": spec["study"], "trial": spec["trial_number"], "params": spec["params"]}
+    return TrialMarker(study=spec["study"], trial=spec["trial_number"], params=spec["params"])
 
 
 def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
