@@ -22,6 +22,7 @@ from dltrain.recipe.models import GanSpec
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import RunFolder, atomic_path
 from dltrain.tasks import Task
+from dltrain.training.callbacks import Logs
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks
 from dltrain.training.optimizers import make_optimizer
@@ -190,7 +191,7 @@ class SampleGrid(keras.callbacks.Callback):
             np.random.default_rng(0).normal(size=(side * side, latent_dim)).astype("float32")
         )
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         from PIL import Image
 
         images = to_pixels(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -153,7 +153,7 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
         parts = compile_parts(plan.spec, plan.task, dataset.manifest, plan.steps_per_epoch)
         if plan.state is not None:
             assert plan.resume_dir is not None
-            model = load_model(RunFolder(plan.resume_dir).checkpoints / plan.state["checkpoint"])
+            model = load_model(RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint)
         else:
             model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
             plan.hooks.compile(model, parts, plan.spec)
@@ -258,9 +258,9 @@ def early_stopping(plan: RunPlan, run_dir: Path) -> ResumableEarlyStopping | Non
     es = plan.spec.early_stopping
     if not es.enabled:
         return None
-    resumed = plan.state.get("early_stopping") if plan.state else None
-    if resumed:
-        resumed = {**resumed, "best_weights": best_weights(run_dir)}
+    resumed = plan.state.early_stopping if plan.state else None
+    if resumed is not None:
+        resumed = replace(resumed, best_weights=best_weights(run_dir))
     return ResumableEarlyStopping(
         monitor=es.monitor,
         mode=monitor_mode(es.monitor, es.mode),
@@ -415,4 +415,4 @@ def _continue_callbacks(
             callback.append = True  # a second fit must not start history.csv afresh
     if stopper is not None and stopper.best is not None:
         # patience starts anew for fine-tuning; the best epoch so far still counts
-        stopper.resume_from({**stopper.state(), "wait": 0, "best_weights": stopper.best_weights})
+        stopper.resume_from(replace(stopper.state(), wait=0, best_weights=stopper.best_weights))

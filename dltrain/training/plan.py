@@ -11,7 +11,6 @@ import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from dltrain.recipe.schema import Recipe, TrainSpec
 from dltrain.run_info import Distribution, RunEnvironment, WorkerTask
 from dltrain.runs import RunFolder, data_dir
 from dltrain.tasks import Task
-from dltrain.training.checkpoints import load_state
+from dltrain.training.checkpoints import CheckpointState, load_state
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
 from dltrain.training.hooks import TrainingHooks
 from dltrain.training.losses import logged_names
@@ -89,11 +88,12 @@ def check_monitor(monitor: str, task: Task) -> None:
         )
 
 
-def unfinished_run(run_dir: Path) -> dict[str, Any]:
+def unfinished_run(run_dir: Path) -> CheckpointState:
     """The checkpoint state of a run that can be resumed.
 
     Raises:
-        RunError: the run finished already or never completed an epoch.
+        RunError: the run finished already, never completed an epoch, or its checkpoint state
+            cannot be read.
     """
     files = RunFolder(run_dir)
     if files.finished:
@@ -133,7 +133,7 @@ class RunPlan:
     hooks: TrainingHooks
     task: Task
     devices: DevicePlan
-    state: dict[str, Any] | None
+    state: CheckpointState | None
     initial_epoch: int
     resume_dir: Path | None
     trial: bool
@@ -174,7 +174,7 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
     if spec.early_stopping.enabled:
         check_monitor(spec.early_stopping.monitor, task)
     state = unfinished_run(resume_dir) if resume_dir is not None else None
-    initial_epoch = int(state["epoch"]) if state else 0
+    initial_epoch = state.epoch if state else 0
     if initial_epoch >= spec.epochs:
         raise RunError(
             f"Run {resume_dir} already completed {initial_epoch} of {spec.epochs} epochs. To train "

@@ -105,7 +105,8 @@ def record_interruption(plan: RunPlan, record: RunRecord) -> TrainingInterrupted
         The error to raise.
     """
     record.write(status=RunStatus.INTERRUPTED)
-    done = (load_state(record.run_dir) or {}).get("epoch", 0)
+    state = load_state(record.run_dir)
+    done = state.epoch if state else 0
     return TrainingInterrupted(
         f"Training stopped at your request after {done} completed epoch(s) of "
         f"{plan.spec.epochs}; run {record.run_dir} keeps its last checkpoint. Continue it with: "

@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -72,7 +72,7 @@ class EpochReporter:
         self.epochs_run = 0
         self.pruned_at: int | None = None
 
-    def epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:
+    def epoch_end(self, epoch: int, logs: Mapping[str, float]) -> bool:
         """Record epoch ``epoch`` (1-based); return True when the trial should stop (pruned).
 
         Raises:
