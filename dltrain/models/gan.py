@@ -214,6 +214,10 @@ class GanTraining(TrainingHooks):
     single_machine_reason = (
         "its adversarial steps are not written for gradients summed across machines"
     )
+    range_test_reason = (
+        "its two networks take turns with two optimizers, so there is no one loss that falls "
+        "as one learning rate grows"
+    )
 
     def task(self, dataset: PreparedDataset) -> Task:
         """Generation, whatever the prepared data's task."""

@@ -50,6 +50,8 @@ class TrainingHooks:
 
     # Why the family cannot train across the machines of a TF_CONFIG cluster; None: it can.
     single_machine_reason: str | None = None
+    # Why the LR range test (training/lr_finder.py) cannot probe the family; None: it can.
+    range_test_reason: str | None = None
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
