@@ -29,9 +29,10 @@ from dltrain.recipe.durations import format_duration
 from dltrain.recipe.tune import ParamKind, ParamSpec, PrunerName, SamplerName
 
 if TYPE_CHECKING:
+    from dltrain.tuning.plan import StudyStart, TunePlan
     from dltrain.tuning.records import TrialRecord
     from dltrain.tuning.report import TuneReport
-    from dltrain.tuning.runner import StudyStart, TuneEvent, TuneOutcome, TunePlan
+    from dltrain.tuning.runner import TuneEvent, TuneOutcome
 
 LIVE_ROWS = 12  # finished trials kept in the live table, besides the running ones
 
@@ -108,7 +109,7 @@ def tune(
         if print_recipe_:
             print_recipe(loaded)
             return
-        from dltrain.tuning.runner import plan_study
+        from dltrain.tuning.plan import plan_study
 
         plan = plan_study(
             loaded, overrides, workdir(), storage=storage, study_name=study_name, jobs=jobs
@@ -119,8 +120,9 @@ def tune(
             if json_:
                 write_json(_plan_document(plan))
             return
+        from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
-        from dltrain.tuning.runner import run_trials, start_study
+        from dltrain.tuning.runner import run_trials
 
         with console.status("Preparing the data and opening the study …"):
             start = start_study(plan)

@@ -36,10 +36,11 @@ from typing import Any, TextIO
 from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
 from dltrain.run_info import TrialMarker
 from dltrain.runs import write_json_atomic
+from dltrain.tuning.protocol import EpochEvent, TrainedTrial, TrialOutcome, TrialSpec
 
 STORAGE_ENV = "DLTRAIN_TUNE_STORAGE"
 
-TrainFunction = Callable[[dict[str, Any], "EpochReporter"], dict[str, Any]]
+TrainFunction = Callable[[TrialSpec, "EpochReporter"], TrainedTrial]
 
 
 class EpochReporter:
@@ -87,7 +88,7 @@ class EpochReporter:
             )
         value = float(logs[self.objective])
         self.epochs_run = epoch
-        self.emit({"event": "epoch", "epoch": epoch, "value": value})
+        self.emit(EpochEvent(event="epoch", epoch=epoch, value=value))
         if not math.isfinite(value):
             return False  # a diverging loss is the divergence guard's to report
         self.last = value
@@ -101,11 +102,11 @@ class EpochReporter:
             return True
         return False
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: EpochEvent) -> None:
         self.events.write(json.dumps(event) + "\n")
         self.events.flush()
 
-    def outcome(self) -> dict[str, Any]:
+    def outcome(self) -> TrialOutcome:
         """The trial's state and value once training returned normally."""
         if self.pruned_at is not None:
             return {"state": "pruned", "value": self.last, "pruned_at_epoch": self.pruned_at}
@@ -141,7 +142,7 @@ def trial_storage(url: str) -> Any:
     return open_storage(url, heartbeat=False)
 
 
-def attach(spec: dict[str, Any]) -> Any:
+def attach(spec: TrialSpec) -> Any:
     """The Optuna trial this process runs, through the shared storage."""
     import optuna
 
@@ -157,7 +158,7 @@ def attach(spec: dict[str, Any]) -> Any:
     return optuna.trial.Trial(study, spec["trial_id"])
 
 
-def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str, Any]:
+def train_with_keras(spec: TrialSpec, reporter: EpochReporter) -> TrainedTrial:
     """Train the trial's recipe exactly as ``dltrain train`` would, reporting every epoch."""
     from dltrain.console import make_console
     from dltrain.recipe import load_recipe
@@ -177,10 +178,10 @@ def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str,
         # looking for the user's latest run skip it (dltrain.runs.is_tune_trial).
         tune=trial_marker(spec),
     )
-    return {"run_dir": str(result.run_dir), "epochs_run": result.epochs_run}
+    return TrainedTrial(run_dir=str(result.run_dir), epochs_run=result.epochs_run)
 
 
-def trial_marker(spec: dict[str, Any]) -> TrialMarker:
+def trial_marker(spec: TrialSpec) -> TrialMarker:
     """The ``tune`` entry of a trial's run.json: its study, trial number and parameters."""
     return TrialMarker(study=spec["study"], trial=spec["trial_number"], params=spec["params"])
 
@@ -192,7 +193,7 @@ def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
         spec_path: the trial spec the tuner wrote.
         train_fn: trains and returns ``{"run_dir": ..., "epochs_run": ...}``.
     """
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec: TrialSpec = json.loads(spec_path.read_text(encoding="utf-8"))
     die_with_parent(int(spec["parent_pid"]))
     if spec.get("log"):  # from here on, what training prints is this trial's log
         sys.stderr.flush()
@@ -201,7 +202,7 @@ def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
         os.close(log)
     started = time.perf_counter()
     reporter: EpochReporter | None = None
-    result: dict[str, Any]
+    result: TrialOutcome
     try:
         reporter = EpochReporter(
             attach(spec), spec["objective"], spec["direction"], sys.stdout, spec.get("epochs")
@@ -273,7 +274,7 @@ def warm_up_keras() -> None:
             trial_storage(url)
 
 
-def _failed(kind: str, reason: str) -> dict[str, Any]:
+def _failed(kind: str, reason: str) -> TrialOutcome:
     return {"state": "fail", "kind": kind, "reason": reason}
 
 
