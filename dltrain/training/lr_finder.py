@@ -249,6 +249,7 @@ def finder_dir(workdir: Path, name: str) -> Path:
 class LrFinderReport:
     """Where the range test of a recipe wrote its plot and curve, and what it found."""
 
+    recipe: str  # the recipe's name
     folder: Path
     plot: Path
     curve: Path
@@ -357,6 +358,7 @@ def write_range_test(
         },
     )
     return LrFinderReport(
+        recipe=recipe.name,
         folder=folder,
         plot=plot,
         curve=curve,
