@@ -4,12 +4,14 @@ The tuner (tuning/runner.py) writes a trial's spec to ``trial.json`` and starts
 ``python -m dltrain.tuning.trial`` on it; the trial prints one JSON line per epoch on stdout and
 writes its outcome to the spec's ``result`` file. Both sides are the same dltrain, so these are
 ``TypedDict``s: the documents stay plain JSON on disk and in tests, and mypy checks every key.
-Light: typing only.
+Light: no TensorFlow, no Optuna.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
+
+from dltrain.tuning.space import Params
 
 
 class PrunerConfig(TypedDict):
@@ -26,7 +28,7 @@ class TrialSpec(TypedDict):
 
     recipe: str  # the study's base recipe; the overrides go on top
     overrides: list[tuple[str, Any]]  # (recipe path, value), in order; JSON reads them as lists
-    params: dict[str, Any]  # recipe path → the value drawn (what the trial is known by)
+    params: Params  # the values drawn, which the trial is known by
     workdir: str
     study: str
     trial_id: int  # the storage's id, which Optuna's trial API takes

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -43,7 +42,7 @@ from dltrain.tuning.process import (
 )
 from dltrain.tuning.protocol import TrialOutcome, TrialSpec
 from dltrain.tuning.records import TrialRecord, trial_record
-from dltrain.tuning.space import ordered_overrides, refusal_reason
+from dltrain.tuning.space import Params, ordered_overrides, refusal_reason
 from dltrain.tuning.study import (
     HEARTBEAT_SECONDS,
     budget_used,
@@ -64,7 +63,7 @@ TRIAL_COMMAND: list[str] = [sys.executable, "-m", "dltrain.tuning.trial"]
 @dataclass(frozen=True)
 class TrialStarted:
     number: int
-    params: dict[str, Any]
+    params: Params
     retry_of: int | None
 
 
@@ -200,7 +199,7 @@ class _Session:
         if not self.stop_reason:
             self.stop_reason = reason
 
-    def _next_trial(self) -> tuple[optuna.Trial, dict[str, Any]] | None:
+    def _next_trial(self) -> tuple[optuna.Trial, Params] | None:
         with self.lock:
             if self.stop_reason:
                 return None
@@ -237,7 +236,7 @@ class _Session:
 
     # --- one trial ------------------------------------------------------------------------------
 
-    def _run(self, trial: optuna.Trial, values: dict[str, Any], *, slot: int) -> None:
+    def _run(self, trial: optuna.Trial, values: Params, *, slot: int) -> None:
         plan = self.plan
         number = trial.number
         retry_of = trial.user_attrs.get("retry_of")
