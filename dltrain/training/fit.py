@@ -44,6 +44,8 @@ from dltrain.training.record import (
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What one training run did, and where its folder is."""
+
     run_dir: Path
     epochs_run: int
     monitor: str | None
