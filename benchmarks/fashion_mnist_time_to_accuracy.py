@@ -51,7 +51,8 @@ def dltrain_child(recipe: Path, sets: list[str], target: float, out: Path) -> No
     from dltrain.backend import keras
     from dltrain.cli.common import load
     from dltrain.console import make_console
-    from dltrain.training.fit import open_prepared, train
+    from dltrain.training.fit import train
+    from dltrain.training.plan import open_prepared
 
     loaded = load(str(recipe), sets)
     workdir = Path.cwd()

@@ -25,6 +25,7 @@ from dltrain.recipe.files import DEFAULT_RECIPE
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
+from dltrain.run_info import RunInfo
 
 # The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
 RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
@@ -159,10 +160,28 @@ class RunFolder:
     def is_tune_trial(self) -> bool:
         """Whether ``dltrain tune`` trained this run (its run.json has a ``tune`` entry)."""
         try:
-            info = read_json(self.info)
-        except (OSError, ValueError):
+            return self.read_info().is_tune_trial
+        except RunError:
             return False  # no readable run.json: not known to be a trial
-        return isinstance(info, dict) and "tune" in info
+
+    def read_info(self) -> RunInfo:
+        """The run's record, run.json (run_info.py).
+
+        Raises:
+            RunError: run.json is missing, not JSON, or not a run record.
+        """
+        try:
+            document = read_json(self.info)
+        except (OSError, ValueError) as exc:
+            raise RunError(
+                f"{self.info} is missing or unreadable ({exc}). Every run folder written by "
+                f"`dltrain train` has one; train the run again."
+            ) from None
+        return RunInfo.from_json(document, self.info)
+
+    def write_info(self, info: RunInfo) -> None:
+        """Write the run's record to run.json atomically."""
+        write_json_atomic(self.info, info.to_json())
 
     def load_recipe(
         self, overrides: Sequence[tuple[str, Any]] = (), cwd: Path | None = None

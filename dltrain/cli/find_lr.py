@@ -6,9 +6,10 @@ and its answer is meant to be read (or scripted with --json) before choosing tra
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from dltrain.cli.common import (
@@ -22,6 +23,10 @@ from dltrain.cli.common import (
 from dltrain.console import make_console, write_json
 from dltrain.errors import TrainingFailed, UsageError
 from dltrain.recipe.choices import OptimizerName
+
+if TYPE_CHECKING:
+    from dltrain.recipe import LoadedRecipe
+    from dltrain.training.lr_finder import LrFinderReport, RangeTestSpec
 
 
 def find_lr(
@@ -62,7 +67,7 @@ def find_lr(
         loaded = load(recipe, sets, flags)
         r = loaded.recipe
         with console.status("Loading TensorFlow …"):
-            from dltrain.training.lr_finder import RangeTestSpec, find_learning_rate
+            from dltrain.training.lr_finder import RangeTestSpec
         try:
             spec = RangeTestSpec(
                 start_learning_rate=start_lr, end_learning_rate=end_lr, num_steps=steps
@@ -78,64 +83,99 @@ def find_lr(
             f"{start_lr:.0e} → {end_lr:.0e} over at most {steps} steps",
             highlight=False,
         )
-        with Progress(
-            TextColumn("sweep"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=console,
-            transient=True,
-        ) as progress:
-            bar = progress.add_task("sweep", total=spec.num_steps, stats="")
+        report = sweep(console, loaded, spec)
+        show_range_test(console, report, spec, recipe, json_)
 
-            def on_step(step: int, rate: float, loss: float) -> None:
-                progress.update(bar, completed=step + 1, stats=f"lr {rate:.1e}  loss {loss:.4f}")
 
-            report = find_learning_rate(loaded, workdir(), spec, on_step)
-        result = report.result
-        endings = {
-            "completed": "the loss had not blown up by the last rate",
-            "diverged": f"the smoothed loss rose to {spec.divergence_factor:g}x its minimum",
-            "non_finite": "the loss became NaN or infinite",
-        }
+def sweep(console: Console, loaded: LoadedRecipe, spec: RangeTestSpec) -> LrFinderReport:
+    """Run the range test with a progress bar on ``console``.
+
+    Args:
+        console: where the bar draws.
+        loaded: the recipe.
+        spec: the sweep.
+
+    Returns:
+        Where the plot and curve were written, and the result.
+    """
+    from dltrain.training.lr_finder import find_learning_rate
+
+    with Progress(
+        TextColumn("sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("sweep", total=spec.num_steps, stats="")
+
+        def on_step(step: int, rate: float, loss: float) -> None:
+            progress.update(bar, completed=step + 1, stats=f"lr {rate:.1e}  loss {loss:.4f}")
+
+        return find_learning_rate(loaded, workdir(), spec, on_step)
+
+
+def show_range_test(
+    console: Console, report: LrFinderReport, spec: RangeTestSpec, recipe: str | None, json_: bool
+) -> None:
+    """Say why the sweep stopped and which rate it suggests; with ``json_``, on stdout too.
+
+    Args:
+        console: where the human output goes.
+        report: the range test's files and result.
+        spec: the sweep.
+        recipe: ``--recipe`` as typed, for the train command it suggests.
+        json_: also write the answer as one JSON document on stdout.
+
+    Raises:
+        TrainingFailed: the loss never fell, so there is no rate to suggest.
+    """
+    result = report.result
+    endings = {
+        "completed": "the loss had not blown up by the last rate",
+        "diverged": f"the smoothed loss rose to {spec.divergence_factor:g}x its minimum",
+        "non_finite": "the loss became NaN or infinite",
+    }
+    console.print(
+        f"Swept {len(result.learning_rates)} steps; stopped because "
+        f"{endings[result.stopped]}. Plot: {report.plot}",
+        highlight=False,
+    )
+    if json_:
+        write_json(
+            {
+                "recipe": report.recipe,
+                "suggestion": result.suggestion,
+                "rule": "minimum / 10",
+                "minimum_learning_rate": result.minimum_learning_rate,
+                "steepest_learning_rate": result.steepest_learning_rate,
+                "stopped": result.stopped,
+                "steps_run": len(result.learning_rates),
+                "plot": str(report.plot),
+                "curve": str(report.curve),
+            }
+        )
+    start_lr, end_lr = spec.start_learning_rate, spec.end_learning_rate
+    if result.suggestion is None:
+        raise TrainingFailed(
+            f"The loss never fell while the learning rate grew from {start_lr:g} to "
+            f"{result.learning_rates[-1] if result.learning_rates else start_lr:g}, so there "
+            f"is no rate to suggest (see {report.plot}). Start lower (--start-lr "
+            f"{start_lr / 100:g}), take more steps (--steps {spec.num_steps * 2}), or check that "
+            f"the loss and data are right by training a few epochs."
+        )
+    recipe_flag = f" --recipe {recipe}" if recipe else ""
+    console.print(
+        f"[green]Suggested learning rate {result.suggestion:.2g}[/] (a tenth of "
+        f"{result.minimum_learning_rate:.2g}, where the loss was lowest; the loss fell "
+        f"fastest at {result.steepest_learning_rate:.2g}, a more cautious choice). Use it: "
+        f"dltrain train{recipe_flag} --lr {result.suggestion:.2g}",
+        highlight=False,
+    )
+    if result.stopped == "completed":
         console.print(
-            f"Swept {len(result.learning_rates)} steps; stopped because "
-            f"{endings[result.stopped]}. Plot: {report.plot}",
+            f"The loss did not blow up before --end-lr {end_lr:g}; if its minimum sits at the "
+            f"right edge of the plot, rerun with a higher --end-lr.",
             highlight=False,
         )
-        if json_:
-            write_json(
-                {
-                    "recipe": r.name,
-                    "suggestion": result.suggestion,
-                    "rule": "minimum / 10",
-                    "minimum_learning_rate": result.minimum_learning_rate,
-                    "steepest_learning_rate": result.steepest_learning_rate,
-                    "stopped": result.stopped,
-                    "steps_run": len(result.learning_rates),
-                    "plot": str(report.plot),
-                    "curve": str(report.curve),
-                }
-            )
-        if result.suggestion is None:
-            raise TrainingFailed(
-                f"The loss never fell while the learning rate grew from {start_lr:g} to "
-                f"{result.learning_rates[-1] if result.learning_rates else start_lr:g}, so there "
-                f"is no rate to suggest (see {report.plot}). Start lower (--start-lr "
-                f"{start_lr / 100:g}), take more steps (--steps {steps * 2}), or check that the "
-                f"loss and data are right by training a few epochs."
-            )
-        recipe_flag = f" --recipe {recipe}" if recipe else ""
-        console.print(
-            f"[green]Suggested learning rate {result.suggestion:.2g}[/] (a tenth of "
-            f"{result.minimum_learning_rate:.2g}, where the loss was lowest; the loss fell "
-            f"fastest at {result.steepest_learning_rate:.2g}, a more cautious choice). Use it: "
-            f"dltrain train{recipe_flag} --lr {result.suggestion:.2g}",
-            highlight=False,
-        )
-        if result.stopped == "completed":
-            console.print(
-                f"The loss did not blow up before --end-lr {end_lr:g}; if its minimum sits at the "
-                f"right edge of the plot, rerun with a higher --end-lr.",
-                highlight=False,
-            )

@@ -115,7 +115,11 @@ def render(
     table.add_column("gates", justify="center")
     for row in rows:
         best = row.best
-        best_text = f"{best.value:.4f} ({best.monitor})" if best and best.value is not None else "-"
+        best_text = (
+            f"{best.value:.4f} ({best.monitor})"
+            if best is not None and best.value is not None
+            else "-"
+        )
         gates = {True: "[green]pass[/]", False: "[red]fail[/]", None: "-"}[row.passed]
         table.add_row(
             row.run,

@@ -26,6 +26,7 @@ from dltrain.runs import RunFolder, latest_unfinished_run, resolve_path
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
+    from dltrain.training.fit import TrainResult
 
 
 def train(
@@ -138,48 +139,60 @@ def train(
                 highlight=False,
             )
         result = train_model(loaded, workdir(), console, resume_dir=resume_dir)
-        if result.stopped_by == "time_budget":
-            console.print("[yellow]Stopped at the time budget.[/]")
-        if result.best_epoch is not None:
-            console.print(
-                f"Best {result.monitor} {result.best_value:.4f} at epoch {result.best_epoch} of "
-                f"{result.epochs_run}; the saved model holds that epoch's weights.",
-                highlight=False,
-            )
-        if result.chief:
-            console.print(
-                f"[green]Saved[/] {result.run_dir} in {format_duration(result.seconds)}. "
-                f"Next: dltrain evaluate{' --recipe ' + recipe if recipe else ''}",
-                highlight=False,
-            )
-        else:
-            console.print(
-                f"[green]Done[/] in {format_duration(result.seconds)}, one of {result.num_workers} "
-                f"workers; "
-                f"the chief saved the run. Weights sha256 {result.weights_sha256}.",
-                highlight=False,
-            )
-        if json_:
-            workers = {
-                "num_workers": result.num_workers,
-                "chief": result.chief,
-                "weights_sha256": result.weights_sha256,
+        show_result(console, result, recipe, json_)
+
+
+def show_result(console: Console, result: TrainResult, recipe: str | None, json_: bool) -> None:
+    """Say how training ended and what comes next; with ``json_``, the result on stdout.
+
+    Args:
+        console: where the human output goes.
+        result: what ``train`` returned.
+        recipe: ``--recipe`` as typed, for the next command it suggests.
+        json_: also write the result as one JSON document on stdout.
+    """
+    if result.stopped_by == "time_budget":
+        console.print("[yellow]Stopped at the time budget.[/]")
+    if result.best_epoch is not None:
+        console.print(
+            f"Best {result.monitor} {result.best_value:.4f} at epoch {result.best_epoch} of "
+            f"{result.epochs_run}; the saved model holds that epoch's weights.",
+            highlight=False,
+        )
+    if result.chief:
+        console.print(
+            f"[green]Saved[/] {result.run_dir} in {format_duration(result.seconds)}. "
+            f"Next: dltrain evaluate{' --recipe ' + recipe if recipe else ''}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"[green]Done[/] in {format_duration(result.seconds)}, one of {result.num_workers} "
+            f"workers; "
+            f"the chief saved the run. Weights sha256 {result.weights_sha256}.",
+            highlight=False,
+        )
+    if json_:
+        workers = {
+            "num_workers": result.num_workers,
+            "chief": result.chief,
+            "weights_sha256": result.weights_sha256,
+        }
+        write_json(
+            {
+                "run": str(result.run_dir) if result.chief else None,  # others' is scratch
+                "workers": workers if result.num_workers > 1 else None,  # TF_CONFIG
+                "epochs_run": result.epochs_run,
+                "stopped_by": result.stopped_by,
+                "best": {
+                    "monitor": result.monitor,
+                    "epoch": result.best_epoch,
+                    "value": result.best_value,
+                },
+                "final": result.final_logs,
+                "seconds": round(result.seconds, 2),
             }
-            write_json(
-                {
-                    "run": str(result.run_dir) if result.chief else None,  # others' is scratch
-                    "workers": workers if result.num_workers > 1 else None,  # TF_CONFIG
-                    "epochs_run": result.epochs_run,
-                    "stopped_by": result.stopped_by,
-                    "best": {
-                        "monitor": result.monitor,
-                        "epoch": result.best_epoch,
-                        "value": result.best_value,
-                    },
-                    "final": result.final_logs,
-                    "seconds": round(result.seconds, 2),
-                }
-            )
+        )
 
 
 _RESUMABLE = ("train.epochs", "train.time_budget")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,9 +32,11 @@ if TYPE_CHECKING:
 from dltrain.recipe.choices import ParamKind, PrunerName, SamplerName
 
 if TYPE_CHECKING:
+    from dltrain.tuning.plan import StudyStart, TunePlan
     from dltrain.tuning.records import TrialRecord
     from dltrain.tuning.report import TuneReport
-    from dltrain.tuning.runner import StudyStart, TuneEvent, TuneOutcome, TunePlan
+    from dltrain.tuning.runner import TuneEvent, TuneOutcome
+    from dltrain.tuning.space import Params
 
 LIVE_ROWS = 12  # finished trials kept in the live table, besides the running ones
 
@@ -112,7 +115,7 @@ def tune(
         if print_recipe_:
             print_recipe(loaded)
             return
-        from dltrain.tuning.runner import plan_study
+        from dltrain.tuning.plan import plan_study
 
         plan = plan_study(
             loaded, overrides, workdir(), storage=storage, study_name=study_name, jobs=jobs
@@ -123,8 +126,9 @@ def tune(
             if json_:
                 write_json(_plan_document(plan))
             return
+        from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
-        from dltrain.tuning.runner import run_trials, start_study
+        from dltrain.tuning.runner import run_trials
 
         with console.status("Preparing the data and opening the study …"):
             start = start_study(plan)
@@ -246,6 +250,17 @@ def show_start(console: Console, plan: TunePlan, start: StudyStart) -> None:
         )
 
 
+@dataclass
+class _BoardRow:
+    """One trial of the live table: running (its epoch and value so far), or finished."""
+
+    params: Params
+    started: float  # time.monotonic() when it started
+    epoch: str | None = None  # "3/10"
+    value: float | None = None  # the objective at the last epoch
+    record: TrialRecord | None = None  # set once it finished
+
+
 class TrialBoard:
     """The live table of trials on a terminal; one line per finished trial otherwise (CI logs)."""
 
@@ -254,7 +269,7 @@ class TrialBoard:
         self.plan = plan
         self.names = _leaf(list(plan.space.params))
         self.lock = threading.Lock()
-        self.rows: dict[int, dict[str, Any]] = {}
+        self.rows: dict[int, _BoardRow] = {}
         self.live: Live | None = None
         if console.is_terminal and not console.is_dumb_terminal:
             self.live = Live(
@@ -279,14 +294,7 @@ class TrialBoard:
 
         with self.lock:
             if isinstance(event, TrialStarted):
-                self.rows[event.number] = {
-                    "state": "running",
-                    "params": event.params,
-                    "started": time.monotonic(),
-                    "epoch": None,
-                    "value": None,
-                    "retry_of": event.retry_of,
-                }
+                self.rows[event.number] = _BoardRow(event.params, time.monotonic())
                 if self.live is None:  # CI logs: say what is running, not only what finished
                     again = (
                         f" (again, for trial {event.retry_of})"
@@ -299,17 +307,15 @@ class TrialBoard:
                         highlight=False,
                     )
             elif isinstance(event, TrialProgress):
-                row = self.rows.setdefault(
-                    event.number, {"params": {}, "started": time.monotonic()}
-                )
-                row.update(epoch=f"{event.epoch}/{event.epochs}", value=event.value)
+                row = self.rows.setdefault(event.number, _BoardRow({}, time.monotonic()))
+                row.epoch, row.value = f"{event.epoch}/{event.epochs}", event.value
             elif isinstance(event, TrialFinished):
                 record = event.record
-                self.rows[record.number] = {"record": record}
+                self.rows[record.number] = _BoardRow(record.params, 0.0, record=record)
                 if self.live is None:
                     self.console.print(self._line(record), highlight=False)
 
-    def _params(self, params: dict[str, Any]) -> str:
+    def _params(self, params: Params) -> str:
         return "  ".join(f"{self.names.get(k, k)}={_fmt(v)}" for k, v in params.items())
 
     def _line(self, r: TrialRecord) -> str:
@@ -339,10 +345,10 @@ class TrialBoard:
             table.add_column(leaf)
         with self.lock:
             items = sorted(self.rows.items())
-        running = [(n, row) for n, row in items if "record" not in row]
-        done = [(n, row) for n, row in items if "record" in row][-LIVE_ROWS:]
+        running = [(n, row) for n, row in items if row.record is None]
+        done = [(n, row) for n, row in items if row.record is not None][-LIVE_ROWS:]
         for number, row in [*done, *running]:
-            record = row.get("record")
+            record = row.record
             if record is not None:
                 value = f"{record.value:.4f}" if record.value is not None else ""
                 style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(record.state)
@@ -357,17 +363,17 @@ class TrialBoard:
                 ]
                 params = record.params
             else:
-                value = f"{row['value']:.4f}" if row.get("value") is not None else ""
-                elapsed = time.monotonic() - row["started"]
+                value = f"{row.value:.4f}" if row.value is not None else ""
+                elapsed = time.monotonic() - row.started
                 cells = [
                     str(number),
                     "[cyan]running[/]",
                     value,
-                    row.get("epoch") or "",
+                    row.epoch or "",
                     "",
                     _duration_cell(elapsed),
                 ]
-                params = row.get("params", {})
+                params = row.params
             cells += [escape(_fmt(params[p])) if p in params else "" for p in self.names]
             table.add_row(*cells)
         return table

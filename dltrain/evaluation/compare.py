@@ -6,31 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import UsageError
+from dltrain.errors import RunError, UsageError
 from dltrain.evaluation.catalog import KEY_METRICS, Better, Metrics, better
+from dltrain.run_info import BestEpoch, RunInfo
 from dltrain.runs import RunFolder, read_json, run_folders
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
-
-
-@dataclass(frozen=True)
-class BestEpoch:
-    """What run.json says of the best epoch: the metric monitored, the epoch and its value."""
-
-    monitor: str | None = None
-    epoch: int | None = None
-    value: float | None = None
-
-    @classmethod
-    def from_json(cls, document: object) -> BestEpoch | None:
-        """Read run.json's ``best``; None when it has none (or not as a mapping)."""
-        if not isinstance(document, dict):
-            return None
-        return cls(document.get("monitor"), document.get("epoch"), document.get("value"))
-
-    def to_json(self) -> dict[str, str | int | float | None]:
-        """The entry as run.json and ``runs --json`` hold it."""
-        return {"monitor": self.monitor, "epoch": self.epoch, "value": self.value}
 
 
 @dataclass
@@ -43,7 +24,7 @@ class RunRow:
     epochs: int | None = None
     seconds: float | None = None
     parameters: int | None = None
-    best: BestEpoch | None = None
+    best: BestEpoch | None = None  # None: no early stopping watched the run
     task: str | None = None
     metrics: Metrics = field(default_factory=dict)
     evaluated: str | None = None
@@ -72,7 +53,7 @@ class RunRow:
             "epochs": self.epochs,
             "seconds": self.seconds,
             "parameters": self.parameters,
-            "best": None if self.best is None else self.best.to_json(),
+            "best": self.best.to_json() if self.best else None,
             "task": self.task,
             "evaluated": self.evaluated,
             "passed": self.passed,
@@ -84,20 +65,20 @@ def read_run(path: Path, split: str) -> RunRow:
     """Read one run folder; missing or unreadable files leave their fields empty."""
     files = RunFolder(path)
     try:
-        info: dict[str, Any] = read_json(files.info)
-    except (OSError, ValueError):
-        info = {}
-    status = str(info.get("status") or "unknown")
+        info = files.read_info()
+    except RunError:
+        info = RunInfo()
+    status = str(info.status or "unknown")
     if status == "completed" and not files.finished:
         status = "no model"
     row = RunRow(
         path=path,
         status=status,
-        started=info.get("started"),
-        epochs=info.get("epochs_run"),
-        seconds=info.get("seconds"),
-        parameters=info.get("parameters"),
-        best=BestEpoch.from_json(info.get("best")),
+        started=info.started,
+        epochs=info.epochs_run,
+        seconds=info.seconds,
+        parameters=info.parameters,
+        best=info.best,
     )
     try:
         document: dict[str, Any] = read_json(files.metrics(split))

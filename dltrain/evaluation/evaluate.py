@@ -80,7 +80,7 @@ def _prepared(run: RunModel) -> Any:
             f"on labelled raw data with --data PATH instead."
         )
     dataset = open_store(run.data_folder)
-    if dataset.manifest.source.fingerprint != run.info["data"]["fingerprint"]:
+    if dataset.manifest.source.fingerprint != run.info.data_fingerprint:
         raise RunError(
             f"The prepared dataset {dataset.folder} was rebuilt from a different source since run "
             f"{run.run_dir.name} was trained, so its splits are not the ones the run held out. "

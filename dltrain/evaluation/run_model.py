@@ -11,7 +11,8 @@ import yaml
 from dltrain.data.readers.model_input import ModelInput
 from dltrain.errors import DataError, RunError
 from dltrain.manifest import Manifest, read_manifest
-from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir, read_json
+from dltrain.run_info import RunInfo
+from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir
 
 if TYPE_CHECKING:
     import keras
@@ -22,7 +23,7 @@ class RunModel:
     """A run folder with a saved model, and the manifest of the data it was trained on."""
 
     run_dir: Path
-    info: dict[str, Any]
+    info: RunInfo  # run.json
     manifest: Manifest
     data_folder: Path | None  # None when the manifest came from the run folder itself
 
@@ -35,8 +36,8 @@ class RunModel:
     def task(self) -> str:
         """What the model answers: the data's task, or ``reconstruction`` for an autoencoder
         (whose output is each example's reconstruction error, whatever the data's labels)."""
-        if self.info.get("task"):
-            return str(self.info["task"])
+        if self.info.task:
+            return self.info.task
         if self.model_family == "autoencoder":
             return "reconstruction"
         return self.manifest.task.value
@@ -98,7 +99,7 @@ class RunModel:
 
     @property
     def recipe_name(self) -> str:
-        return str(self.info.get("recipe") or self.run_dir.parent.name)
+        return self.info.recipe or self.run_dir.parent.name
 
     def load_keras(self) -> keras.Model:
         """The saved Keras model, uncompiled: evaluation and prediction need no optimizer.
@@ -134,20 +135,14 @@ def open_run(run_dir: Path) -> RunModel:
             f"Run folder {run_dir} holds no {MODEL_FILE}: its training did not finish (or this "
             f"is not a run folder). Train again with `dltrain train`, or pick another run."
         )
-    try:
-        info: dict[str, Any] = read_json(files.info)
-    except (OSError, ValueError) as exc:
-        raise RunError(
-            f"{files.info} is missing or unreadable ({exc}). Every run folder written "
-            f"by `dltrain train` has one; train the run again."
-        ) from None
-    recorded = info.get("data", {}).get("folder")
+    info = files.read_info()
+    recorded = info.data.folder if info.data is not None else None
     # The prepared data the run was trained on (with its splits) comes first; the run's own copy
     # of the manifest still describes the model's inputs when that data is gone.
     candidates: list[tuple[Path, Path | None]] = []
     if recorded:
         candidates.append((Path(recorded) / MANIFEST_FILE, Path(recorded)))
-    recipe = info.get("recipe") or run_dir.parent.name
+    recipe = info.recipe or run_dir.parent.name
     if len(run_dir.parents) >= 3:
         moved = data_dir(run_dir.parents[2], str(recipe))
         candidates.append((moved / MANIFEST_FILE, moved))
@@ -161,7 +156,7 @@ def open_run(run_dir: Path) -> RunModel:
                 unreadable = unreadable or exc
                 continue
             fingerprint = manifest.source.fingerprint
-            if folder is not None and fingerprint != info.get("data", {}).get("fingerprint"):
+            if folder is not None and fingerprint != info.data_fingerprint:
                 continue
             return RunModel(run_dir, info, manifest, folder)
     if unreadable is not None:

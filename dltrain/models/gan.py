@@ -20,8 +20,9 @@ from dltrain.manifest import FeatureKind, ImagePreprocessing, Manifest
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
 from dltrain.recipe.schema import TrainSpec
-from dltrain.runs import atomic_path
+from dltrain.runs import RunFolder, atomic_path
 from dltrain.tasks import Task
+from dltrain.training.callbacks import Logs
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks
 from dltrain.training.optimizers import make_optimizer
@@ -190,7 +191,7 @@ class SampleGrid(keras.callbacks.Callback):
             np.random.default_rng(0).normal(size=(side * side, latent_dim)).astype("float32")
         )
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         from PIL import Image
 
         images = to_pixels(
@@ -213,6 +214,10 @@ class GanTraining(TrainingHooks):
     single_machine_reason = (
         "its adversarial steps are not written for gradients summed across machines"
     )
+    range_test_reason = (
+        "its two networks take turns with two optimizers, so there is no one loss that falls "
+        "as one learning rate grows"
+    )
 
     def task(self, dataset: PreparedDataset) -> Task:
         """Generation, whatever the prepared data's task."""
@@ -228,11 +233,13 @@ class GanTraining(TrainingHooks):
         d_spec = train.optimizer.model_copy(update={"learning_rate": rate})
         model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
 
-    def callbacks(self, run_dir: Path, dataset: PreparedDataset) -> list[keras.callbacks.Callback]:
+    def callbacks(
+        self, files: RunFolder, dataset: PreparedDataset
+    ) -> list[keras.callbacks.Callback]:
         """The sample grid, in samples/ of the run folder."""
         return [
             SampleGrid(
-                run_dir / "samples",
+                files.samples,
                 dataset.manifest,
                 self.spec.samples,
                 self.spec.latent_dim,

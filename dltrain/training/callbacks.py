@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -19,6 +18,11 @@ from rich.progress import (
 
 from dltrain.backend import keras
 
+# What Keras passes a callback: each metric's value by its logged name (``loss``, ``val_accuracy``)
+# and, from ``EpochStats`` on, ``learning_rate`` and ``epoch_seconds``. Keras's own signatures
+# leave it untyped; every callback of dltrain's names it so.
+Logs = dict[str, float]
+
 
 class EpochStats(keras.callbacks.Callback):
     """Adds ``learning_rate`` and ``epoch_seconds`` to each epoch's logs.
@@ -30,10 +34,10 @@ class EpochStats(keras.callbacks.Callback):
         super().__init__()
         self._started = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._started = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if logs is None:
             return
         logs["learning_rate"] = float(
@@ -42,7 +46,7 @@ class EpochStats(keras.callbacks.Callback):
         logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
-def format_logs(logs: dict[str, Any], keys: list[str] | None = None) -> str:
+def format_logs(logs: Logs, keys: list[str] | None = None) -> str:
     """``loss 0.3120  accuracy 0.9010 …`` for the given keys (default: all but timing)."""
     parts = []
     for key in keys or [k for k in logs if k not in ("epoch_seconds",)]:
@@ -72,7 +76,7 @@ class ProgressDisplay(keras.callbacks.Callback):
         self._batch_task: TaskID | None = None
         self._epoch_started = 0.0
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         if not self.live:
             return
         self._progress = Progress(
@@ -90,14 +94,14 @@ class ProgressDisplay(keras.callbacks.Callback):
         self._epoch_task = self._progress.add_task("epochs", total=self.epochs, stats="")
         self._batch_task = self._progress.add_task("batches", total=self.steps_per_epoch, stats="")
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch_started = time.perf_counter()
         if self._progress is not None and self._batch_task is not None:
             self._progress.reset(
                 self._batch_task, total=self.steps_per_epoch, description=f"epoch {epoch + 1}"
             )
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if self._progress is None or self._batch_task is None:
             return
         elapsed = max(time.perf_counter() - self._epoch_started, 1e-9)
@@ -106,7 +110,7 @@ class ProgressDisplay(keras.callbacks.Callback):
         stats = f"{format_logs(logs or {})}  lr {learning_rate:.3g}  {rate:,.0f} samples/s"
         self._progress.update(self._batch_task, completed=batch + 1, stats=stats)
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         seconds = logs.get("epoch_seconds", time.perf_counter() - self._epoch_started)
         rate = self.steps_per_epoch * self.batch_size / max(seconds, 1e-9)
@@ -121,7 +125,7 @@ class ProgressDisplay(keras.callbacks.Callback):
         else:
             self.console.print(line, highlight=False, soft_wrap=True)
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_end(self, logs: Logs | None = None) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -135,10 +139,10 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.diverged_at: tuple[int, int] | None = None  # (epoch, batch), 1-based
         self._epoch = 0
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged_at = (self._epoch + 1, batch + 1)
@@ -158,11 +162,11 @@ class TimeBudget(keras.callbacks.Callback):
         self.exhausted = False
         self._started = 0.0
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         if not self._started:  # a second fit (fine-tuning) spends what is left, not a new budget
             self._started = time.perf_counter()
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         if time.perf_counter() - self._started >= self.seconds:
             self.exhausted = True
             self.model.stop_training = True

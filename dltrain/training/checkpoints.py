@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dltrain.backend import keras
-from dltrain.runs import BEST_FILE as BEST_FILE  # fit.py's import, until it reads RunFolder
-from dltrain.runs import CHECKPOINTS as CHECKPOINTS
+from dltrain.errors import RunError
 from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
+from dltrain.training.callbacks import Logs
 
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 
@@ -31,6 +32,89 @@ def monitor_mode(monitor: str, mode: str) -> str:
     return "max" if any(word in monitor for word in _HIGHER_IS_BETTER) else "min"
 
 
+@dataclass(frozen=True)
+class StopperState:
+    """Where early stopping stood: the best value so far, its epoch, and the epochs waited since.
+
+    Attributes:
+        best: the best monitored value; None before the first epoch counted.
+        best_epoch: its epoch, counted from 0 as Keras counts.
+        wait: epochs since the best, which patience counts.
+        best_weights: the best epoch's weights, carried in memory only (the best checkpoint
+            holds them on disk).
+    """
+
+    best: float | None
+    best_epoch: int
+    wait: int
+    best_weights: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """checkpoints/state.json: the last completed epoch, its checkpoint, and the best so far.
+
+    Attributes:
+        epoch: epochs completed (the checkpoint holds the model after this many).
+        checkpoint: the file name of that epoch's checkpoint in checkpoints/.
+        monitor: what ``best_value`` measures.
+        best_value: the best monitored value so far; None when never finite.
+        best_epoch: its epoch, counted from 1.
+        early_stopping: where early stopping stood; None when it was off.
+    """
+
+    epoch: int
+    checkpoint: str
+    monitor: str
+    best_value: float | None
+    best_epoch: int | None
+    early_stopping: StopperState | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The document state.json holds (best weights stay out: best.keras holds them)."""
+        stopper = self.early_stopping
+        return {
+            "epoch": self.epoch,
+            "checkpoint": self.checkpoint,
+            "monitor": self.monitor,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "early_stopping": None
+            if stopper is None
+            else {"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait},
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any], source: Path) -> CheckpointState:
+        """Read a parsed state.json.
+
+        Raises:
+            RunError: a field is missing or of the wrong kind.
+        """
+        try:
+            stopper = document.get("early_stopping")
+            return cls(
+                epoch=int(document["epoch"]),
+                checkpoint=str(document["checkpoint"]),
+                monitor=str(document["monitor"]),
+                best_value=document.get("best_value"),
+                best_epoch=document.get("best_epoch"),
+                early_stopping=None
+                if not stopper
+                else StopperState(
+                    best=stopper["best"],
+                    best_epoch=int(stopper["best_epoch"]),
+                    wait=int(stopper["wait"]),
+                ),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunError(
+                f"{source} is not a checkpoint state dltrain can read (missing or wrong: {exc}). "
+                f"It is written after every epoch with the epoch, its checkpoint file and the "
+                f"best value so far. Start a new run with `dltrain train`."
+            ) from None
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """Keras's EarlyStopping whose counters and best weights carry over a resume.
 
@@ -38,25 +122,26 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     which is what we want: the saved model is always the best epoch's.
     """
 
-    def __init__(self, *args: Any, resume_from: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, resume_from: StopperState | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._resume_from = resume_from
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         super().on_train_begin(logs)
         state, self._resume_from = self._resume_from, None
-        if state:
-            self.best = state["best"]
-            self.best_epoch = state["best_epoch"]
-            self.wait = state["wait"]
-            self.best_weights = state.get("best_weights")
+        if state is not None:
+            self.best = state.best
+            self.best_epoch = state.best_epoch
+            self.wait = state.wait
+            self.best_weights = state.best_weights
 
-    def resume_from(self, state: dict[str, Any]) -> None:
+    def resume_from(self, state: StopperState) -> None:
         """Start the next ``fit`` from this state instead of afresh."""
         self._resume_from = state
 
-    def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+    def state(self) -> StopperState:
+        """Where early stopping stands now (without the best weights)."""
+        return StopperState(self.best, self.best_epoch, self.wait)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -72,15 +157,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.maximize = monitor_mode(monitor, mode) == "max"
         self.stopper = stopper
         previous = load_state(run_dir)
-        self.best: float | None = previous.get("best_value") if previous else None
-        self.best_epoch: int | None = previous.get("best_epoch") if previous else None
+        self.best: float | None = previous.best_value if previous else None
+        self.best_epoch: int | None = previous.best_epoch if previous else None
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
             return True
         return value > self.best if self.maximize else value < self.best
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         path = self.files.checkpoint(epoch + 1)
         with atomic_path(path) as tmp:
@@ -90,24 +175,37 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.best, self.best_epoch = float(value), epoch + 1
             with atomic_path(self.files.best_checkpoint) as tmp:
                 shutil.copyfile(path, tmp)
-        state = {
-            "epoch": epoch + 1,
-            "checkpoint": path.name,
-            "monitor": self.monitor,
-            "best_value": self.best,
-            "best_epoch": self.best_epoch,
-            "early_stopping": self.stopper.state() if self.stopper else None,
-        }
-        write_json_atomic(self.files.state, state)
+        state = CheckpointState(
+            epoch=epoch + 1,
+            checkpoint=path.name,
+            monitor=self.monitor,
+            best_value=self.best,
+            best_epoch=self.best_epoch,
+            early_stopping=self.stopper.state() if self.stopper else None,
+        )
+        write_json_atomic(self.files.state, state.to_json())
         for old in self.files.checkpoints.glob("epoch-*.keras"):
             if old != path:
                 old.unlink(missing_ok=True)
 
 
-def load_state(run_dir: Path) -> dict[str, Any] | None:
-    """The last completed epoch's state, or None when the run has no checkpoint yet."""
+def load_state(run_dir: Path) -> CheckpointState | None:
+    """The last completed epoch's state, or None when the run has no checkpoint yet.
+
+    Raises:
+        RunError: state.json is there but cannot be read.
+    """
     path = RunFolder(run_dir).state
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        document = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise RunError(
+            f"{path} is unreadable ({exc}). It is written atomically after every epoch, so "
+            f"something else changed it. Start a new run with `dltrain train`."
+        ) from None
+    return CheckpointState.from_json(document, path)
 
 
 def best_weights(run_dir: Path) -> list[Any] | None:

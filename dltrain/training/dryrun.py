@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dltrain.backend import keras
-from dltrain.models import build_model
+from dltrain.models import build_model, training_hooks
 from dltrain.models.io import ModelIO
 from dltrain.recipe import LoadedRecipe
 from dltrain.training.device import plan_devices
-from dltrain.training.fit import check_monitor, open_prepared
 from dltrain.training.optimizers import make_schedule
+from dltrain.training.plan import check_monitor, open_prepared
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     spec = recipe.train
     dataset = open_prepared(loaded, workdir)
     if spec.early_stopping.enabled:
-        check_monitor(spec.early_stopping.monitor, dataset.manifest.task)
+        # the family's task, as train checks it: an autoencoder logs no accuracy
+        check_monitor(spec.early_stopping.monitor, training_hooks(recipe.model).task(dataset))
     model = build_model(recipe.model, ModelIO(dataset.manifest))
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from dltrain.backend import keras
 from dltrain.data.store import PreparedDataset
 from dltrain.recipe.schema import TrainSpec
+from dltrain.runs import RunFolder
 from dltrain.tasks import Task
 from dltrain.training.compile import CompileParts
 
@@ -50,6 +50,8 @@ class TrainingHooks:
 
     # Why the family cannot train across the machines of a TF_CONFIG cluster; None: it can.
     single_machine_reason: str | None = None
+    # Why the LR range test (training/lr_finder.py) cannot probe the family; None: it can.
+    range_test_reason: str | None = None
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
@@ -86,11 +88,13 @@ class TrainingHooks:
         """
         model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
 
-    def callbacks(self, run_dir: Path, dataset: PreparedDataset) -> list[keras.callbacks.Callback]:
+    def callbacks(
+        self, files: RunFolder, dataset: PreparedDataset
+    ) -> list[keras.callbacks.Callback]:
         """Callbacks of the family's own, run after the checkpoint is written each epoch.
 
         Args:
-            run_dir: the run folder they may write into.
+            files: the run folder they may write into.
             dataset: the prepared dataset the run trains on.
 
         Returns:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import keras
+from dltrain.errors import RecipeError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import Recipe
 from dltrain.runs import atomic_path, runs_dir, write_json_atomic
@@ -39,6 +40,8 @@ PLOT_FILE = "lr_finder.png"
 CURVE_FILE = "lr_finder.json"
 
 StepCallback = Callable[[int, float, float], None]  # (step, learning rate, loss)
+# Compiles the probe as its family trains, with an optimizer whose rate is a plain float.
+ProbeCompiler = Callable[[keras.Model], None]
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,7 @@ def range_test(
     model: keras.Model,
     batches: Iterable[tuple[Any, Any]],
     *,
-    optimizer: keras.optimizers.Optimizer,
-    loss: keras.losses.Loss | str,
+    compile_probe: ProbeCompiler,
     spec: RangeTestSpec,
     class_weight: dict[int, float] | None = None,
     on_step: StepCallback | None = None,
@@ -111,8 +113,8 @@ def range_test(
     Args:
         model: the (built) model to probe; its weights are copied, never changed.
         batches: at least ``spec.num_steps`` (examples, labels) batches of the training split.
-        optimizer: a fresh optimizer with a plain (float) learning rate, which the sweep sets.
-        loss: the training loss.
+        compile_probe: compiles the copy with the training loss and a fresh optimizer whose
+            learning rate is a plain float, which the sweep sets.
         spec: the sweep.
         class_weight: as for ``model.fit``.
         on_step: called after each step with (step, rate, loss), for a progress display.
@@ -122,7 +124,7 @@ def range_test(
     """
     probe = keras.models.clone_model(model)
     probe.set_weights(model.get_weights())
-    probe.compile(optimizer=optimizer, loss=loss)
+    compile_probe(probe)
     rates: list[float] = []
     losses: list[float] = []
     average = 0.0
@@ -247,6 +249,7 @@ def finder_dir(workdir: Path, name: str) -> Path:
 class LrFinderReport:
     """Where the range test of a recipe wrote its plot and curve, and what it found."""
 
+    recipe: str  # the recipe's name
     folder: Path
     plot: Path
     curve: Path
@@ -263,6 +266,8 @@ def find_learning_rate(
 ) -> LrFinderReport:
     """Run the range test for a recipe's model, optimizer, loss and batch size on its data.
 
+    The model's family decides what the sweep learns, as in training (training/hooks.py): an
+    autoencoder's copy learns to reconstruct its input, a predictor's the data's target.
     Writes ``runs/<recipe>/lr-finder/lr_finder.png`` and ``lr_finder.json`` (replacing the
     previous test's). The recipe's schedule is not used: the sweep sets the rate itself.
 
@@ -274,39 +279,50 @@ def find_learning_rate(
 
     Raises:
         DataError: no usable prepared dataset.
-        RecipeError: a loss or class weighting that does not fit the data.
+        RecipeError: a family the test cannot probe (a GAN), or a loss or class weighting that
+            does not fit the data.
     """
     from dltrain.data.pipeline import make_dataset
-    from dltrain.models import build_model
+    from dltrain.models import build_model, training_hooks
     from dltrain.models.io import ModelIO
-    from dltrain.training.compile import class_weights
-    from dltrain.training.fit import open_prepared
+    from dltrain.training.compile import CompileParts, class_weights
     from dltrain.training.losses import make_loss
     from dltrain.training.optimizers import make_optimizer
+    from dltrain.training.plan import open_prepared
 
     recipe = loaded.recipe
     train = recipe.train
+    hooks = training_hooks(recipe.model)
+    if hooks.range_test_reason is not None:
+        raise RecipeError(
+            f"The LR range test cannot probe recipe {loaded.path}'s {recipe.model.family} "
+            f"model: {hooks.range_test_reason}. Expected a family that learns one loss (mlp, cnn, "
+            f"rnn, text, transfer, autoencoder). Search its learning rates with `dltrain tune` "
+            f"instead, or train a few epochs at the recipe's rates and compare."
+        )
     dataset = open_prepared(loaded, workdir)
     manifest = dataset.manifest
-    task = manifest.task
+    task = hooks.task(dataset)
     num_classes = manifest.num_classes if task.is_classification else None
-    loss = make_loss(train.loss, task, num_classes)
-    weights = class_weights(train.class_weight, task, manifest)
+    parts = CompileParts(
+        optimizer=make_optimizer(train.optimizer, spec.start_learning_rate),
+        loss=make_loss(train.loss, task, num_classes),
+        metrics=[],  # the sweep reads the loss alone
+        class_weight=class_weights(train.class_weight, task, manifest),
+    )
 
     keras.utils.set_random_seed(recipe.seed)
     x, y = dataset.load_split("train")
-    batches = make_dataset(x, y, train.batch_size, shuffle=True, seed=recipe.seed).repeat()
+    batches = make_dataset(x, hooks.labels(y), train.batch_size, shuffle=True, seed=recipe.seed)
     model = build_model(recipe.model, ModelIO(manifest))
     result = range_test(
         model,
-        batches,
-        optimizer=make_optimizer(train.optimizer, spec.start_learning_rate),
-        loss=loss,
+        batches.repeat(),
+        compile_probe=lambda probe: hooks.compile(probe, parts, train),
         spec=spec,
-        class_weight=weights,
+        class_weight=parts.class_weight,
         on_step=on_step,
     )
-
     return write_range_test(finder_dir(workdir, recipe.name), recipe, spec, result)
 
 
@@ -342,6 +358,7 @@ def write_range_test(
         },
     )
     return LrFinderReport(
+        recipe=recipe.name,
         folder=folder,
         plot=plot,
         curve=curve,

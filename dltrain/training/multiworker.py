@@ -19,7 +19,7 @@ import atexit
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from dltrain.backend import keras, tf
 from dltrain.errors import TrainingFailed, UsageError
 from dltrain.models import training_hooks
 from dltrain.recipe.schema import Recipe
+from dltrain.runs import PLOTS, TENSORBOARD
+from dltrain.training.callbacks import Logs
 from dltrain.training.device import cluster_from_env
 
 # A worker that died or cannot be reached surfaces as one of these in the others.
@@ -90,7 +92,7 @@ def private_copy(run_dir: Path) -> Path:
     under the same path); the copy keeps this worker's writes out of the chief's folder.
     """
     copy = scratch_root() / run_dir.name
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("tensorboard", "plots"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(TENSORBOARD, PLOTS))
     return copy
 
 
@@ -168,7 +170,7 @@ def fit(
     )
     model.stop_training = False
     callback_list.on_train_begin()
-    training_logs: dict[str, Any] = {}
+    training_logs: Logs = {}
     try:
         for epoch in range(initial_epoch, epochs):
             training_logs = loop.run_epoch(epoch, callback_list)
@@ -223,7 +225,7 @@ class _DistributedLoop:
         self.train_function = _step_function(model, strategy, model.train_step)
         self.test_function = _step_function(model, strategy, model.test_step)
 
-    def run_epoch(self, epoch: int, callbacks: keras.callbacks.CallbackList) -> dict[str, Any]:
+    def run_epoch(self, epoch: int, callbacks: keras.callbacks.CallbackList) -> Logs:
         """Train one epoch, then validate; returns the epoch's logs, ``val_`` ones included.
 
         Args:
@@ -239,15 +241,15 @@ class _DistributedLoop:
         callbacks.on_epoch_end(epoch, epoch_logs)
         return epoch_logs
 
-    def _train(self, callbacks: keras.callbacks.CallbackList) -> dict[str, Any]:
+    def _train(self, callbacks: keras.callbacks.CallbackList) -> Logs:
         """The epoch's training batches; stops every worker after the batch where any wished."""
         iterator = iter(self.train_batches)
         wish = False  # this worker's wish to stop, voted on in the next step
-        logs: dict[str, Any] = {}
+        logs: Logs = {}
         for step in range(self.steps):
             callbacks.on_train_batch_begin(step)
-            logs, anyone_stops = self.train_function(iterator, tf.constant(wish))
-            logs = _to_floats(logs)
+            results, anyone_stops = self.train_function(iterator, tf.constant(wish))
+            logs = _to_floats(results)
             callbacks.on_train_batch_end(step, logs)
             if bool(anyone_stops):
                 self.model.stop_training = True
@@ -255,17 +257,17 @@ class _DistributedLoop:
             wish = bool(self.model.stop_training)
         return dict(logs)
 
-    def _validate(self, callbacks: keras.callbacks.CallbackList) -> dict[str, Any]:
+    def _validate(self, callbacks: keras.callbacks.CallbackList) -> Logs:
         """The validation pass, as ``on_test_*`` callbacks see it; returns its logs."""
         assert self.val_batches is not None
         self.model.reset_metrics()
         callbacks.on_test_begin()
         iterator = iter(self.val_batches)
-        logs: dict[str, Any] = {}
+        logs: Logs = {}
         for step in range(self.validation_steps):
             callbacks.on_test_batch_begin(step)
-            logs, _ = self.test_function(iterator, tf.constant(False))
-            logs = _to_floats(logs)
+            results, _ = self.test_function(iterator, tf.constant(False))
+            logs = _to_floats(results)
             callbacks.on_test_batch_end(step, logs)
         callbacks.on_test_end(logs)
         return logs
@@ -280,7 +282,7 @@ def _step_function(model: keras.Model, strategy: Any, step: Any) -> Any:
     """
 
     @tf.function
-    def run(iterator: Any, wish: tf.Tensor) -> tuple[dict[str, Any], tf.Tensor]:
+    def run(iterator: Any, wish: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         outputs = strategy.run(step, args=(next(iterator),))
         logs = dict(model.get_metrics_result())
         for name, value in outputs.items():
@@ -298,5 +300,5 @@ def _anyone(strategy: Any, flag: bool) -> bool:
     return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0)
 
 
-def _to_floats(logs: dict[str, Any]) -> dict[str, float]:
+def _to_floats(logs: Mapping[str, tf.Tensor]) -> Logs:
     return {name: float(value) for name, value in logs.items()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dltrain.backend import keras
 from dltrain.recipe.schema import OptimizerName, OptimizerSpec
 from dltrain.training.schedules import LearningRate, make_schedule
@@ -35,7 +33,8 @@ def make_optimizer(spec: OptimizerSpec, learning_rate: LearningRate) -> keras.op
     Returns:
         The optimizer, not yet built (``model.compile`` builds it).
     """
-    common: dict[str, Any] = {"learning_rate": learning_rate}
+    # keyword arguments every Keras optimizer takes; settings left unset keep its defaults
+    common: dict[str, LearningRate] = {"learning_rate": learning_rate}
     for key in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay"):
         value = getattr(spec, key)
         if value is not None:

@@ -22,6 +22,7 @@ import numpy as np
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec
+from dltrain.training.callbacks import Logs
 
 LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 _schedules = keras.optimizers.schedules
@@ -179,7 +180,7 @@ class ReduceOnPlateau(keras.callbacks.Callback):
         self.cooldown_counter = 0
         self.reductions: list[tuple[int, float]] = []  # (1-based epoch, rate after it)
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best, self.wait, self.cooldown_counter = None, 0, 0
         optimizer = self.model.optimizer
         # A mixed-precision LossScaleOptimizer holds the real optimizer as inner_optimizer.
@@ -191,7 +192,7 @@ class ReduceOnPlateau(keras.callbacks.Callback):
                 "schedule (make_schedule builds one when reduce_on_plateau is enabled)."
             )
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         value = (logs or {}).get(self.spec.monitor)
         if self.schedule is None or value is None or not math.isfinite(float(value)):
             return

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dltrain.backend import keras
+from dltrain.training.callbacks import Logs
 from dltrain.tuning.trial import EpochReporter
 
 
@@ -19,6 +18,6 @@ class PruningCallback(keras.callbacks.Callback):
         super().__init__()
         self.reporter = reporter
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self.reporter.epoch_end(epoch + 1, dict(logs or {})):
             self.model.stop_training = True

@@ -7,7 +7,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from dltrain.tuning.space import SearchSpace
+from dltrain.tuning.space import Params, SearchSpace
 
 INTERRUPTED_REASON = "its tuner stopped before it finished (killed); it was queued to run again"
 
@@ -17,7 +17,7 @@ class TrialRecord:
     number: int
     state: str  # complete | pruned | fail | running | waiting
     value: float | None
-    params: dict[str, Any] = field(default_factory=dict)  # recipe path → recipe value
+    params: Params = field(default_factory=dict)
     seconds: float | None = None
     epochs_run: int | None = None
     best_epoch: int | None = None

@@ -20,8 +20,9 @@ import optuna
 
 from dltrain.recipe import load_recipe
 from dltrain.runs import atomic_path, write_json_atomic, write_text_atomic
+from dltrain.tuning.plan import TunePlan
 from dltrain.tuning.records import TrialRecord, trial_record
-from dltrain.tuning.runner import TuneOutcome, TunePlan
+from dltrain.tuning.runner import TuneOutcome
 from dltrain.tuning.space import ordered_overrides
 from dltrain.tuning.study import display_url, quiet_optuna
 

@@ -18,176 +18,43 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dltrain.errors import DltrainError, RecipeError, UsageError
-from dltrain.recipe import LoadedRecipe, load_recipe
+from dltrain.errors import DltrainError, RecipeError
+from dltrain.recipe import load_recipe
 from dltrain.recipe.durations import format_duration
-from dltrain.recipe.tune import TuneSpec
-from dltrain.runs import StudyFolder, data_dir, write_json_atomic, write_text_atomic
+from dltrain.runs import write_json_atomic
+from dltrain.tuning.plan import StudyStart, TunePlan
+from dltrain.tuning.process import (
+    INTERRUPTED_BY_USER,
+    discard,
+    expire,
+    explain_exit,
+    hand,
+    send_signal,
+    spawn_standby,
+    trial_env,
+)
+from dltrain.tuning.protocol import TrialOutcome, TrialSpec
 from dltrain.tuning.records import TrialRecord, trial_record
-from dltrain.tuning.space import SearchSpace, ordered_overrides, refusal_reason
+from dltrain.tuning.space import Params, ordered_overrides, refusal_reason
 from dltrain.tuning.study import (
     HEARTBEAT_SECONDS,
-    OpenedStudy,
     budget_used,
-    default_storage,
-    joining_seed,
-    make_pruner,
-    make_sampler,
-    open_storage,
-    open_study,
     pruner_config,
-    quiet_optuna,
     recover_stale_trials,
     requeue,
     silence_optuna,
-    study_identity,
     this_worker,
-    tune_root,
 )
-from dltrain.tuning.trial import STORAGE_ENV
 
 # How a trial process is started; the tests put a TensorFlow-free stand-in here.
 TRIAL_COMMAND: list[str] = [sys.executable, "-m", "dltrain.tuning.trial"]
-INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C); it was queued to run again"
-
-
-@dataclass(frozen=True)
-class TunePlan:
-    """A validated search, ready to run: what, where, and how many at once."""
-
-    loaded: LoadedRecipe
-    spec: TuneSpec
-    space: SearchSpace
-    workdir: Path
-    storage_url: str
-    study_name: str
-    study_dir: Path  # runs/<recipe>/tune/<study>/
-    jobs: int
-    num_trials: int | None  # the study's trial budget (a grid caps it at its size)
-    grid_size: int | None
-
-    @property
-    def files(self) -> StudyFolder:
-        """The paths of the study's files: its base recipe, summary, trials and their logs."""
-        return StudyFolder(self.study_dir)
-
-    @property
-    def max_epochs(self) -> int:
-        return self.space.max_epochs(self.loaded.recipe)
-
-
-def plan_study(
-    loaded: LoadedRecipe,
-    base_overrides: Sequence[tuple[str, Any]],
-    workdir: Path,
-    *,
-    storage: str | None = None,
-    study_name: str | None = None,
-    jobs: int = 1,
-) -> TunePlan:
-    """Check the recipe's search space against the recipe and settle where the study lives.
-
-    Args:
-        loaded: the recipe, command-line overrides applied.
-        base_overrides: those overrides, to validate every proposed value with them.
-        workdir: the folder holding data/ and runs/.
-        storage: a database URL; default: ``runs/<recipe>/tune/study.db``.
-        study_name: default: ``tune.study_name``, else the recipe's name.
-        jobs: trials to run at once in this process.
-
-    Raises:
-        RecipeError: no tune section, or a space that cannot produce valid recipes.
-        UsageError: a bad ``jobs`` or study name.
-    """
-    recipe = loaded.recipe
-    spec = recipe.tune
-    if spec is None:
-        raise RecipeError(
-            f"Recipe {loaded.path} has no `tune:` section, so there is nothing to search. Add "
-            f"one naming the objective and the fields to tune, for example\n  tune:\n"
-            f"    objective: val_accuracy\n    num_trials: 20\n    space:\n"
-            f"      train.optimizer.learning_rate: {{log_uniform: [1.0e-4, 1.0e-2]}}\n"
-            f"      model.dropout: {{uniform: [0.1, 0.6]}}\n(see the README's recipe reference)."
-        )
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1. Received: --jobs {jobs}.")
-    name = study_name or spec.study_name or recipe.name
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(
-            f"--study-name {name!r} cannot name a folder. Use letters, digits, '.', '_', '-'."
-        )
-    space = SearchSpace.from_spec(spec)
-    space.check(loaded.path, base_overrides, spec.sampler)
-    grid_size = space.grid_size() if spec.sampler.value == "grid" else None
-    num_trials = spec.num_trials
-    if grid_size is not None:
-        num_trials = grid_size if num_trials is None else min(num_trials, grid_size)
-    return TunePlan(
-        loaded=loaded,
-        spec=spec,
-        space=space,
-        workdir=workdir,
-        storage_url=storage or default_storage(workdir, recipe.name),
-        study_name=name,
-        study_dir=tune_root(workdir, recipe.name) / name,
-        jobs=jobs,
-        num_trials=num_trials,
-        grid_size=grid_size,
-    )
-
-
-@dataclass(frozen=True)
-class StudyStart:
-    """The study as this session found it."""
-
-    opened: OpenedStudy
-    data_prepared: bool  # False: the prepared dataset was already up to date
-    existing: int  # trials already in the study
-    recovered: list[int]  # trials whose tuner had died, queued again
-
-
-def start_study(plan: TunePlan) -> StudyStart:
-    """Prepare the data once (a no-op when up to date) and open or join the study.
-
-    Raises:
-        DataError: the data cannot be prepared.
-        RunError: the storage cannot be opened.
-        RecipeError: the study exists with a different recipe.
-    """
-    from dltrain.data.prepare import prepare
-
-    recipe = plan.loaded.recipe
-    prepared = prepare(recipe.data, recipe.seed, data_dir(plan.workdir, recipe.name))
-    storage = open_storage(plan.storage_url)
-    spec, space = plan.spec, plan.space
-    pruner = make_pruner(pruner_config(spec, plan.max_epochs))
-    with quiet_optuna():
-        opened = open_study(
-            storage,
-            plan.study_name,
-            spec,
-            study_identity(recipe, spec),
-            make_sampler(spec, space, recipe.seed),
-            pruner,
-        )
-        if not opened.created:
-            # Resuming or joining: draw a fresh sequence, or two tuners would propose the same
-            # parameters (and a resumed random search would repeat its first trials).
-            opened.study.sampler = make_sampler(
-                spec, space, joining_seed(recipe.seed, opened.study)
-            )
-        existing = len(opened.study.trials)
-        recovered = recover_stale_trials(opened.study)
-    write_text_atomic(plan.files.base_recipe, plan.loaded.to_yaml())
-    return StudyStart(opened, not prepared.up_to_date, existing, recovered)
 
 
 # --- events for the live display ----------------------------------------------------------------
@@ -196,7 +63,7 @@ def start_study(plan: TunePlan) -> StudyStart:
 @dataclass(frozen=True)
 class TrialStarted:
     number: int
-    params: dict[str, Any]
+    params: Params
     retry_of: int | None
 
 
@@ -322,7 +189,7 @@ class _Session:
                 self.error = self.error or exc
                 self._stop("an error stopped the tuner")
         finally:
-            _discard(self.standby.pop(slot, None))
+            discard(self.standby.pop(slot, None))
             with self.lock:
                 self.active -= 1
                 if self.active == 0:
@@ -332,7 +199,7 @@ class _Session:
         if not self.stop_reason:
             self.stop_reason = reason
 
-    def _next_trial(self) -> tuple[optuna.Trial, dict[str, Any]] | None:
+    def _next_trial(self) -> tuple[optuna.Trial, Params] | None:
         with self.lock:
             if self.stop_reason:
                 return None
@@ -369,7 +236,7 @@ class _Session:
 
     # --- one trial ------------------------------------------------------------------------------
 
-    def _run(self, trial: optuna.Trial, values: dict[str, Any], *, slot: int) -> None:
+    def _run(self, trial: optuna.Trial, values: Params, *, slot: int) -> None:
         plan = self.plan
         number = trial.number
         retry_of = trial.user_attrs.get("retry_of")
@@ -378,59 +245,47 @@ class _Session:
         try:
             epochs = load_recipe(plan.files.base_recipe, overrides).recipe.train.epochs
         except RecipeError as exc:  # a combination no single value showed (e.g. two clippings)
-            self._finish(trial, {"state": "fail", "kind": "invalid", "reason": refusal_reason(exc)})
+            self._finish(
+                trial, TrialOutcome(state="fail", kind="invalid", reason=refusal_reason(exc))
+            )
             return
         files = plan.files
         files.trial(number).mkdir(parents=True, exist_ok=True)
-        result_path = files.trial_result(number)
-        spec = {
-            "recipe": str(plan.files.base_recipe),
-            "overrides": [[path, value] for path, value in overrides],
-            "params": values,
-            "workdir": str(plan.workdir),
-            "study": plan.study_name,
-            "trial_id": trial._trial_id,
-            "trial_number": number,
-            "epochs": epochs,
-            "objective": plan.spec.objective,
-            "direction": plan.spec.resolved_direction.value,
-            "pruner": pruner_config(plan.spec, plan.max_epochs),
-            "parent_pid": os.getpid(),
-            "result": str(result_path),
-            "log": str(files.trial_log(number)),
-        }
-        spec_path = files.trial_spec(number)
-        write_json_atomic(spec_path, spec)
-        trial.set_user_attr("log", str(files.trial_log(number)))
-        outcome = self._launch(spec_path, files.trial_log(number), result_path, number, slot)
-        self._finish(trial, outcome)
+        spec = TrialSpec(
+            recipe=str(files.base_recipe),
+            overrides=overrides,
+            params=values,
+            workdir=str(plan.workdir),
+            study=plan.study_name,
+            trial_id=trial._trial_id,
+            trial_number=number,
+            epochs=epochs,
+            objective=plan.spec.objective,
+            direction=plan.spec.resolved_direction.value,
+            pruner=pruner_config(plan.spec, plan.max_epochs),
+            parent_pid=os.getpid(),
+            result=str(files.trial_result(number)),
+            log=str(files.trial_log(number)),
+        )
+        write_json_atomic(files.trial_spec(number), spec)
+        trial.set_user_attr("log", spec["log"])
+        self._finish(trial, self._launch(number, slot))
 
     def _spawn(self, slot: int) -> subprocess.Popen[str]:
-        """Start a trial process in standby: it warms up, then reads its spec path on stdin."""
-        files = self.plan.files
-        files.trials.mkdir(parents=True, exist_ok=True)
-        with files.standby_log(slot).open("a", encoding="utf-8") as log:
-            return subprocess.Popen(
-                [*TRIAL_COMMAND, "--standby"],
-                cwd=self.plan.workdir,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,  # the trial's own log takes over once it has its spec
-                env=self._trial_env(),
-                text=True,
-                start_new_session=True,  # Ctrl-C reaches the tuner, which stops trials cleanly
-            )
+        """Start a trial process in standby (``TRIAL_COMMAND``, which tests replace)."""
+        env = trial_env(self.plan.storage_url, self.plan.jobs)
+        return spawn_standby(TRIAL_COMMAND, self.plan.files, slot, self.plan.workdir, env)
 
     def _start(self, spec_path: Path, slot: int) -> subprocess.Popen[str]:
         """A process running the trial ``spec_path``: the warm standby, else a fresh one."""
         process = self.standby.pop(slot, None)
         if process is None or process.poll() is not None:
-            _discard(process)
+            discard(process)
             process = self._spawn(slot)
-        if not _hand(process, spec_path):  # it died warming up (its standby log says why)
-            _discard(process)
+        if not hand(process, spec_path):  # it died warming up (its standby log says why)
+            discard(process)
             process = self._spawn(slot)
-            _hand(process, spec_path)  # if this one fails too, the trial fails with its log
+            hand(process, spec_path)  # if this one fails too, the trial fails with its log
         if self._more_trials_ahead():
             self.standby[slot] = self._spawn(slot)
         return process
@@ -444,80 +299,53 @@ class _Session:
         limit = self.plan.num_trials
         return limit is None or budget_used(self.study) < limit
 
-    def _launch(
-        self, spec_path: Path, log_path: Path, result_path: Path, number: int, slot: int
-    ) -> dict[str, Any]:
-        plan = self.plan
-        process = self._start(spec_path, slot)
+    def _launch(self, number: int, slot: int) -> TrialOutcome:
+        """Run trial ``number``'s process to its end, relaying its epochs; its outcome."""
+        files, timeout = self.plan.files, self.plan.spec.trial_timeout
+        process = self._start(files.trial_spec(number), slot)
         with self.lock:
             self.processes[number] = process
             if self.interrupting:
-                _signal(process, signal.SIGINT)
+                send_signal(process, signal.SIGINT)
         timed_out = threading.Event()
-        timer = None
-        if plan.spec.trial_timeout:
-            timer = threading.Timer(plan.spec.trial_timeout, _expire, (process, timed_out))
+        timer = threading.Timer(timeout, expire, (process, timed_out)) if timeout else None
+        if timer is not None:
             timer.daemon = True
             timer.start()
-        assert process.stdout is not None
-        for line in process.stdout:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                event = json.loads(line)
-                if event.get("event") == "epoch":
-                    self.on_event(
-                        TrialProgress(
-                            number, int(event["epoch"]), plan.max_epochs, float(event["value"])
-                        )
-                    )
+        self._relay_epochs(process, number)
         code = process.wait()
         if timer is not None:
             timer.cancel()
         with self.lock:
             self.processes.pop(number, None)
+        result_path = files.trial_result(number)
         if result_path.is_file() and not timed_out.is_set():
             try:
-                return dict(json.loads(result_path.read_text(encoding="utf-8")))
+                outcome: TrialOutcome = json.loads(result_path.read_text(encoding="utf-8"))
+                return outcome
             except (OSError, ValueError):
                 pass
-        return self._explain_exit(code, timed_out.is_set(), log_path, slot)
+        return explain_exit(
+            code,
+            timed_out=timed_out.is_set(),
+            interrupted=self.interrupting,
+            trial_timeout=timeout,
+            log_path=files.trial_log(number),
+            standby_log=files.standby_log(slot),
+        )
 
-    def _explain_exit(
-        self, code: int, timed_out: bool, log_path: Path, slot: int
-    ) -> dict[str, Any]:
-        if timed_out:
-            timeout = self.plan.spec.trial_timeout
-            limit = "none" if timeout is None else format_duration(timeout)
-            return {
-                "state": "fail",
-                "kind": "timeout",
-                "reason": f"ran longer than tune.trial_timeout ({limit}) and was stopped.",
-            }
-        if self.interrupting:
-            return {"state": "interrupted", "reason": INTERRUPTED_BY_USER}
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            if -code == signal.SIGKILL:
-                reason = (
-                    "its process was killed (SIGKILL) before it finished; most often the system "
-                    "ran out of memory (see `dmesg`). A smaller batch_size or model may fit."
-                )
-            else:
-                reason = f"its process was killed by {name} before it finished."
-            return {"state": "fail", "kind": "killed", "reason": reason}
-        # A process that died before it had its spec wrote to its standby log instead.
-        tail = _last_line(log_path) or _last_line(log_path.parent.parent / f"standby-{slot}.log")
-        return {
-            "state": "fail",
-            "kind": "crashed",
-            "reason": f"its process exited with code {code} without a result"
-            + (f": {tail}" if tail else f"; see {log_path}."),
-        }
+    def _relay_epochs(self, process: subprocess.Popen[str], number: int) -> None:
+        """Pass the epoch lines a trial prints on to the live display, until it exits."""
+        assert process.stdout is not None
+        for line in process.stdout:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                event = json.loads(line)
+                if event.get("event") == "epoch":
+                    epoch, value = int(event["epoch"]), float(event["value"])
+                    self.on_event(TrialProgress(number, epoch, self.plan.max_epochs, value))
 
-    def _finish(self, trial: optuna.Trial, result: dict[str, Any]) -> None:
-        state = result.get("state")
+    def _finish(self, trial: optuna.Trial, result: TrialOutcome) -> None:
+        state = result["state"]
         try:
             frozen = self._record(trial, result)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
@@ -532,20 +360,24 @@ class _Session:
                 if limit and self.failures_in_a_row >= limit:
                     self._stop(f"{self.failures_in_a_row} trials failed in a row")
                 if result.get("kind") == "objective_missing" and self.fatal is None:
-                    self.fatal = RecipeError(f"Recipe {self.plan.loaded.path}: {result['reason']}")
+                    reason = result.get("reason")
+                    self.fatal = RecipeError(f"Recipe {self.plan.loaded.path}: {reason}")
                     self._stop("the objective is not logged")
             elif state in ("complete", "pruned"):
                 self.failures_in_a_row = 0
         self.on_event(TrialFinished(trial_record(frozen, self.plan.space)))
 
-    def _record(self, trial: optuna.Trial, result: dict[str, Any]) -> FrozenTrial:
+    def _record(self, trial: optuna.Trial, result: TrialOutcome) -> FrozenTrial:
         """Write a trial's outcome into the study."""
-        state = result.get("state")
+        state = result["state"]
         for key in ("epochs_run", "best_epoch", "pruned_at_epoch", "run_dir", "seconds"):
-            if result.get(key) is not None:
-                trial.set_user_attr(key, result[key])
+            value = result.get(key)
+            if value is not None:
+                trial.set_user_attr(key, value)
         if state == "complete":
-            return self.study.tell(trial, float(result["value"]))
+            value = result.get("value")
+            assert value is not None, "a complete trial scores its best epoch"
+            return self.study.tell(trial, float(value))
         if state == "pruned":
             return self.study.tell(trial, state=TrialState.PRUNED)
         reason = str(result.get("reason") or "failed without a reason")
@@ -560,24 +392,6 @@ class _Session:
             requeue(self.study, frozen)
         return frozen
 
-    def _trial_env(self) -> dict[str, str]:
-        env = {
-            **os.environ,
-            STORAGE_ENV: self.plan.storage_url,
-            "PYTHONUNBUFFERED": "1",
-            "NO_COLOR": "1",
-        }
-        jobs = self.plan.jobs
-        if jobs > 1:
-            # Trials share the machine: split the cores instead of letting every TensorFlow
-            # claim all of them, and let them share a GPU instead of the first taking its memory.
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-            env.setdefault("TF_NUM_INTEROP_THREADS", str(min(2, threads)))
-            env.setdefault("OMP_NUM_THREADS", str(threads))
-            env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-        return env
-
     def _signal_trials(self, sig: signal.Signals) -> None:
         with self.lock:
             self.interrupting = True
@@ -585,45 +399,6 @@ class _Session:
             processes = list(self.processes.values())
             waiting = [p for p in self.standby.values() if p is not None]
         for process in processes:
-            _signal(process, sig)
+            send_signal(process, sig)
         for process in waiting:
-            _discard(process)
-
-
-def _signal(process: subprocess.Popen[str], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-def _hand(process: subprocess.Popen[str], spec_path: Path) -> bool:
-    """Give a standby trial process its spec; False if it is no longer listening."""
-    try:
-        assert process.stdin is not None
-        process.stdin.write(f"{spec_path}\n")
-        process.stdin.close()
-        return True
-    except (BrokenPipeError, OSError):
-        return False
-
-
-def _discard(process: subprocess.Popen[str] | None) -> None:
-    """Stop a standby trial process that will not be needed."""
-    if process is None or process.poll() is not None:
-        return
-    _signal(process, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
-def _expire(process: subprocess.Popen[str], flag: threading.Event) -> None:
-    flag.set()
-    _signal(process, signal.SIGKILL)
-
-
-def _last_line(path: Path) -> str:
-    with contextlib.suppress(OSError):
-        lines = [x.strip() for x in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-        lines = [x for x in lines if x]
-        if lines:
-            return lines[-1][:300]
-    return ""
+            discard(process)

@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import JsonValue
+
 from dltrain.errors import RecipeError
 from dltrain.recipe import load_recipe
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.tune import ParamKind, ParamSpec, SamplerName, TuneSpec, order_parameters
 
 _SCALARS = (type(None), bool, int, float, str)
+
+# One drawn configuration: recipe path → recipe value (a number, a string, or a list or mapping
+# choice), what a trial is known by in the study, its spec, its run.json and the reports.
+Params = dict[str, JsonValue]
 
 
 class SuggestingTrial(Protocol):
@@ -45,9 +51,9 @@ class SearchSpace:
     def from_spec(cls, spec: TuneSpec) -> SearchSpace:
         return cls({path: spec.space[path] for path in order_parameters(spec.space)})
 
-    def suggest(self, trial: SuggestingTrial) -> dict[str, Any]:
+    def suggest(self, trial: SuggestingTrial) -> Params:
         """Draw one configuration: recipe path → recipe value, active parameters only."""
-        values: dict[str, Any] = {}
+        values: Params = {}
         for path, param in self.params.items():
             if not self.is_active(param, values):
                 continue
@@ -69,7 +75,7 @@ class SearchSpace:
         return values
 
     @staticmethod
-    def is_active(param: ParamSpec, values: dict[str, Any]) -> bool:
+    def is_active(param: ParamSpec, values: Params) -> bool:
         """Whether ``param``'s conditions hold for the values drawn so far."""
         return all(
             other in values and values[other] in allowed
@@ -97,7 +103,7 @@ class SearchSpace:
             return raw  # scalar choices are stored as themselves
         return choices[encoded.index(raw)] if raw in encoded else json.loads(raw)
 
-    def decode_all(self, params: dict[str, Any]) -> dict[str, Any]:
+    def decode_all(self, params: dict[str, Any]) -> Params:
         """An Optuna trial's ``params`` → recipe path → recipe value."""
         return {path: self.decode(path, raw) for path, raw in params.items()}
 
@@ -193,7 +199,7 @@ class SearchSpace:
         return pairs
 
 
-def ordered_overrides(values: dict[str, Any]) -> list[tuple[str, Any]]:
+def ordered_overrides(values: Params) -> list[tuple[str, Any]]:
     """Overrides in an order that lets a whole section be chosen and then refined."""
     return sorted(values.items(), key=lambda item: item[0].count("."))
 

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
@@ -29,6 +29,7 @@ from dltrain.errors import DltrainError, RecipeError, RunError, UsageError
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.tune import Direction, PrunerName, SamplerName, TuneSpec
 from dltrain.runs import TUNE_DIR, runs_dir
+from dltrain.tuning.protocol import PrunerConfig
 from dltrain.tuning.space import SearchSpace
 
 STUDY_ATTR = "dltrain"  # the study's user attribute recording what it was started from
@@ -214,17 +215,17 @@ class _GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def pruner_config(spec: TuneSpec, max_epochs: int) -> dict[str, Any]:
+def pruner_config(spec: TuneSpec, max_epochs: int) -> PrunerConfig:
     """What a trial process needs to build the same pruner (see ``make_pruner``)."""
-    return {
-        "name": spec.pruner.value,
-        "min_epochs": spec.min_epochs,
-        "max_epochs": max(max_epochs, spec.min_epochs),
-        "reduction_factor": spec.reduction_factor,
-    }
+    return PrunerConfig(
+        name=spec.pruner.value,
+        min_epochs=spec.min_epochs,
+        max_epochs=max(max_epochs, spec.min_epochs),
+        reduction_factor=spec.reduction_factor,
+    )
 
 
-def make_pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
+def make_pruner(config: PrunerConfig) -> optuna.pruners.BasePruner:
     """The pruner a ``pruner_config`` describes; steps are 1-based epochs."""
     name = PrunerName(config["name"])
     low, high, factor = config["min_epochs"], config["max_epochs"], config["reduction_factor"]
@@ -369,15 +370,19 @@ def _process_start(pid: int) -> str | None:
     return None
 
 
-def this_worker() -> dict[str, Any]:
+class Worker(TypedDict):
+    """How a tuner process names itself in the trials it runs (an Optuna user attribute)."""
+
+    host: str
+    pid: int
+    boot: str | None  # the machine's boot id: a reboot since means the process is gone
+    started: str | None  # the process's start time, which tells a reused pid apart
+
+
+def this_worker() -> Worker:
     """How this process names itself in the trials it runs."""
     pid = os.getpid()
-    return {
-        "host": socket.gethostname(),
-        "pid": pid,
-        "boot": _boot_id(),
-        "started": _process_start(pid),
-    }
+    return Worker(host=socket.gethostname(), pid=pid, boot=_boot_id(), started=_process_start(pid))
 
 
 def worker_is_dead(worker: Any) -> bool:

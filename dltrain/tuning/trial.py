@@ -29,16 +29,18 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
+from dltrain.run_info import TrialMarker
 from dltrain.runs import write_json_atomic
+from dltrain.tuning.protocol import EpochEvent, TrainedTrial, TrialOutcome, TrialSpec
 
 STORAGE_ENV = "DLTRAIN_TUNE_STORAGE"
 
-TrainFunction = Callable[[dict[str, Any], "EpochReporter"], dict[str, Any]]
+TrainFunction = Callable[[TrialSpec, "EpochReporter"], TrainedTrial]
 
 
 class EpochReporter:
@@ -71,7 +73,7 @@ class EpochReporter:
         self.epochs_run = 0
         self.pruned_at: int | None = None
 
-    def epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool:
+    def epoch_end(self, epoch: int, logs: Mapping[str, float]) -> bool:
         """Record epoch ``epoch`` (1-based); return True when the trial should stop (pruned).
 
         Raises:
@@ -86,7 +88,7 @@ class EpochReporter:
             )
         value = float(logs[self.objective])
         self.epochs_run = epoch
-        self.emit({"event": "epoch", "epoch": epoch, "value": value})
+        self.emit(EpochEvent(event="epoch", epoch=epoch, value=value))
         if not math.isfinite(value):
             return False  # a diverging loss is the divergence guard's to report
         self.last = value
@@ -100,11 +102,11 @@ class EpochReporter:
             return True
         return False
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: EpochEvent) -> None:
         self.events.write(json.dumps(event) + "\n")
         self.events.flush()
 
-    def outcome(self) -> dict[str, Any]:
+    def outcome(self) -> TrialOutcome:
         """The trial's state and value once training returned normally."""
         if self.pruned_at is not None:
             return {"state": "pruned", "value": self.last, "pruned_at_epoch": self.pruned_at}
@@ -140,7 +142,7 @@ def trial_storage(url: str) -> Any:
     return open_storage(url, heartbeat=False)
 
 
-def attach(spec: dict[str, Any]) -> Any:
+def attach(spec: TrialSpec) -> Any:
     """The Optuna trial this process runs, through the shared storage."""
     import optuna
 
@@ -156,7 +158,7 @@ def attach(spec: dict[str, Any]) -> Any:
     return optuna.trial.Trial(study, spec["trial_id"])
 
 
-def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str, Any]:
+def train_with_keras(spec: TrialSpec, reporter: EpochReporter) -> TrainedTrial:
     """Train the trial's recipe exactly as ``dltrain train`` would, reporting every epoch."""
     from dltrain.console import make_console
     from dltrain.recipe import load_recipe
@@ -174,14 +176,14 @@ def train_with_keras(spec: dict[str, Any], reporter: EpochReporter) -> dict[str,
         trial=True,  # only what tuning reads: best.yaml retrains the winner with everything
         # Written before training starts, so even a trial cut short is known as one: commands
         # looking for the user's latest run skip it (dltrain.runs.is_tune_trial).
-        run_info={"tune": trial_marker(spec)},
+        tune=trial_marker(spec),
     )
-    return {"run_dir": str(result.run_dir), "epochs_run": result.epochs_run}
+    return TrainedTrial(run_dir=str(result.run_dir), epochs_run=result.epochs_run)
 
 
-def trial_marker(spec: dict[str, Any]) -> dict[str, Any]:
+def trial_marker(spec: TrialSpec) -> TrialMarker:
     """The ``tune`` entry of a trial's run.json: its study, trial number and parameters."""
-    return {"study": spec["study"], "trial": spec["trial_number"], "params": spec["params"]}
+    return TrialMarker(study=spec["study"], trial=spec["trial_number"], params=spec["params"])
 
 
 def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
@@ -191,7 +193,7 @@ def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
         spec_path: the trial spec the tuner wrote.
         train_fn: trains and returns ``{"run_dir": ..., "epochs_run": ...}``.
     """
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec: TrialSpec = json.loads(spec_path.read_text(encoding="utf-8"))
     die_with_parent(int(spec["parent_pid"]))
     if spec.get("log"):  # from here on, what training prints is this trial's log
         sys.stderr.flush()
@@ -200,7 +202,7 @@ def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
         os.close(log)
     started = time.perf_counter()
     reporter: EpochReporter | None = None
-    result: dict[str, Any]
+    result: TrialOutcome
     try:
         reporter = EpochReporter(
             attach(spec), spec["objective"], spec["direction"], sys.stdout, spec.get("epochs")
@@ -272,7 +274,7 @@ def warm_up_keras() -> None:
             trial_storage(url)
 
 
-def _failed(kind: str, reason: str) -> dict[str, Any]:
+def _failed(kind: str, reason: str) -> TrialOutcome:
     return {"state": "fail", "kind": kind, "reason": reason}
 
 

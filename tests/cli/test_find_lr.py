@@ -51,3 +51,26 @@ def test_no_prepared_data_is_a_data_error(project: Path) -> None:
     code, _, err = invoke("find-lr", "--steps", "20")
     assert code == 2
     assert "data error" in err and "dltrain prepare" in err
+
+
+def test_a_gan_is_refused_with_what_to_do_instead(project: Path) -> None:
+    gan = "model={family: gan, latent_dim: 8, filters: [8]}"
+    code, out, err = invoke("find-lr", "--set", gan, "--set", "train.loss.name=auto")
+    assert code == 2 and out == ""
+    text = " ".join(err.split())
+    assert "cannot probe" in text and "gan model" in text and "dltrain tune" in text
+    assert not (project / "runs").exists()
+
+
+@pytest.mark.slow
+def test_an_autoencoder_sweeps_its_own_reconstruction_error(project: Path) -> None:
+    assert invoke("prepare")[0] == 0
+    autoencoder = "model={family: autoencoder, units: [16], latent_dim: 4}"
+    code, out, err = invoke(
+        "find-lr", "--json", "--steps", "40", "--set", autoencoder, "--set", "train.loss.name=auto"
+    )
+    assert code in (0, 1), err  # 1: no suggestion, which a 40-step sweep may give
+    curve = json.loads((project / "runs" / "tiny" / "lr-finder" / "lr_finder.json").read_text())
+    # the mean squared reconstruction error of pixels scaled to [0, 1], not a cross-entropy of
+    # class labels against an error score
+    assert 0 < curve["losses"][0] < 1 and min(curve["losses"]) >= 0

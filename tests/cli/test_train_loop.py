@@ -125,6 +125,17 @@ def test_dry_run_trains_nothing(project: Path) -> None:
     assert not (project / "runs").exists()
 
 
+def test_dry_run_refuses_the_monitor_train_refuses(project: Path) -> None:
+    # the project monitors val_accuracy, which an autoencoder never logs
+    autoencoder = "model={family: autoencoder, architecture: conv, filters: [4]}"
+    dry_code, _, dry_err = invoke("train", "--dry-run", "--set", autoencoder)
+    code, _, err = invoke("train", "--set", autoencoder)
+    assert dry_code == code == 2
+    for text in (" ".join(dry_err.split()), " ".join(err.split())):
+        assert "'val_accuracy'" in text and "reconstruction task" in text
+    assert not (project / "runs").exists()
+
+
 def test_divergence_exits_1_and_says_where(
     tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

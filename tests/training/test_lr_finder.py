@@ -89,8 +89,9 @@ def test_range_test_on_tiny_data(tmp_path: Path) -> None:
     result = range_test(
         model,
         batches,
-        optimizer=keras.optimizers.SGD(1e-5),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        compile_probe=lambda probe: probe.compile(
+            optimizer=keras.optimizers.SGD(1e-5), loss=keras.losses.SparseCategoricalCrossentropy()
+        ),
         spec=spec,
         on_step=lambda *step: seen.append(step),
     )

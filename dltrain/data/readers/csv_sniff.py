@@ -208,5 +208,3 @@ def _unique_names(names: list[str]) -> list[str]:
 def is_number(value: str) -> bool:
     """Whether a cell reads as a number (the same rule the profile uses)."""
     return bool(_NUMBER.match(value.strip()))
-
-

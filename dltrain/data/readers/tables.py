@@ -276,5 +276,3 @@ def read_all(table: TableFile, types: dict[str, pa.DataType]) -> pa.Table:
     if not batches:
         return pa.table({name: pa.array([], type=types[name]) for name in table.columns})
     return pa.Table.from_batches(batches)
-
-

@@ -1,0 +1,195 @@
+"""The run record: a run folder's run.json, opened when training starts and closed when it ends.
+
+A new run writes the resolved recipe, the data's manifest and run.json (status ``running``)
+before training starts; a resumed run notes the resume and cuts its history back to its last
+checkpoint. At the end, run.json says what training did (``completed``), or why it stopped
+(``interrupted``, ``diverged``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dltrain.errors import TrainingInterrupted
+from dltrain.run_info import BestEpoch, DataRef, Resume, RunInfo, RunStatus, StopReason, TrialMarker
+from dltrain.runs import RunFolder, new_run_dir, write_json_atomic, write_text_atomic
+from dltrain.training.callbacks import TimeBudget
+from dltrain.training.checkpoints import ResumableEarlyStopping, load_state
+from dltrain.training.multiworker import scratch_root
+from dltrain.training.plan import RunPlan, environment
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The run folder training writes into, and its run.json as it stands."""
+
+    run_dir: Path
+    info: RunInfo
+
+    @property
+    def files(self) -> RunFolder:
+        """The paths of the run's files."""
+        return RunFolder(self.run_dir)
+
+    def write(self, status: RunStatus | None = None) -> None:
+        """Write run.json; with ``status``, that status without changing the record's own."""
+        info = self.info if status is None else self.info.model_copy(update={"status": status})
+        self.files.write_info(info)
+
+
+def open_run_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRecord:
+    """Start a new run folder, or take up the resumed one; its run.json says it is running.
+
+    Args:
+        plan: the run's plan.
+        workdir: the folder holding runs/.
+        tune: a trial's marker, for a new run's run.json; None for a user's run.
+
+    Returns:
+        The run folder and its record.
+
+    Raises:
+        RunError: the resumed run's run.json cannot be read.
+    """
+    record = _new_record(plan, workdir, tune) if plan.resume_dir is None else _resumed(plan)
+    record.info.status = RunStatus.RUNNING
+    record.info.take_environment(
+        environment(plan.recipe.seed, plan.devices, plan.spec.deterministic)
+    )
+    record.write()
+    return record
+
+
+def _new_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRecord:
+    """A new run folder holding the resolved recipe and the data's manifest."""
+    recipe, dataset = plan.recipe, plan.dataset
+    run_dir = new_run_dir(workdir if plan.devices.is_chief else scratch_root(), recipe.name)
+    files = RunFolder(run_dir)
+    write_text_atomic(files.recipe, plan.loaded.to_yaml())
+    # the manifest too, so the run describes its inputs and classes without data/
+    write_json_atomic(files.manifest, dataset.manifest.to_json())
+    info = RunInfo(
+        recipe=recipe.name,
+        recipe_file=str(plan.loaded.path),
+        status=RunStatus.RUNNING,
+        started=_now(),
+        data=DataRef(folder=str(dataset.folder), fingerprint=dataset.manifest.source.fingerprint),
+    )
+    if tune is not None:
+        info.tune = tune
+    return RunRecord(run_dir, info)
+
+
+def _resumed(plan: RunPlan) -> RunRecord:
+    """The resumed run's folder, its history cut back to its last checkpoint."""
+    assert plan.resume_dir is not None
+    files = RunFolder(plan.resume_dir)
+    info = files.read_info()
+    info.resumed = [*info.resumed, Resume(at_epoch=plan.initial_epoch, when=_now())]
+    _truncate_history(files.history, plan.initial_epoch)
+    return RunRecord(files.path, info)
+
+
+def record_interruption(plan: RunPlan, record: RunRecord) -> TrainingInterrupted:
+    """Mark the run interrupted; the error that tells how to resume it.
+
+    Args:
+        plan: the run's plan.
+        record: the run's record.
+
+    Returns:
+        The error to raise.
+    """
+    record.write(status=RunStatus.INTERRUPTED)
+    state = load_state(record.run_dir)
+    done = state.epoch if state else 0
+    return TrainingInterrupted(
+        f"Training stopped at your request after {done} completed epoch(s) of "
+        f"{plan.spec.epochs}; run {record.run_dir} keeps its last checkpoint. Continue it with: "
+        f"dltrain train --resume --run {record.run_dir}"
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the finished training did, read from its history and its callbacks."""
+
+    epochs_run: int
+    final_logs: dict[str, float]
+    best: BestEpoch | None  # None: no early stopping watched the run
+    stopped_by: StopReason
+
+
+def read_outcome(
+    history: list[dict[str, float]],
+    stopper: ResumableEarlyStopping | None,
+    budget: TimeBudget | None,
+) -> Outcome:
+    """What training did: epochs run, last logs, best epoch and why it stopped.
+
+    Args:
+        history: history.csv's rows.
+        stopper: the run's early stopping, if on.
+        budget: the run's time budget, if set.
+    """
+    final_logs = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
+    best = None
+    if stopper is not None:
+        best = BestEpoch(monitor=stopper.monitor, epoch=None, value=None)
+        if stopper.best is not None and math.isfinite(stopper.best):
+            best.epoch, best.value = stopper.best_epoch + 1, float(stopper.best)
+    stopped_by = StopReason.EPOCHS
+    if budget is not None and budget.exhausted:
+        stopped_by = StopReason.TIME_BUDGET
+    elif stopper is not None and stopper.stopped_epoch > 0:
+        stopped_by = StopReason.EARLY_STOPPING
+    return Outcome(len(history), final_logs, best, stopped_by)
+
+
+def complete_record(
+    record: RunRecord, outcome: Outcome, seconds: float, digest: str | None, parameters: int
+) -> None:
+    """Write run.json as completed, with what training did.
+
+    Args:
+        record: the run's record.
+        outcome: what training did.
+        seconds: how long this session's fitting took (a resumed run adds its earlier time).
+        digest: the weights' SHA-256 across workers; None on one machine.
+        parameters: the model's parameter count.
+    """
+    info = record.info
+    if digest is not None and info.distribution is not None:
+        info.distribution.weights_sha256 = digest
+    info.status = RunStatus.COMPLETED
+    info.finished = _now()
+    info.seconds = round(seconds + (info.seconds or 0.0), 2)
+    info.epochs_run = outcome.epochs_run
+    info.stopped_by = outcome.stopped_by
+    info.parameters = parameters
+    info.best = outcome.best
+    info.final = outcome.final_logs
+    record.write()
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """history.csv's rows, one per epoch, as numbers (cells left empty are left out)."""
+    with path.open(newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    """Keep the header and the first ``epochs`` rows: a crash may have logged an epoch whose
+    checkpoint was never completed, and that epoch is trained again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    write_text_atomic(path, "".join(lines[: epochs + 1]))
