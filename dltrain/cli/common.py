@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,9 +52,11 @@ RunOption = Annotated[
 ]
 
 
-def collect_overrides(
-    sets: list[str] | None, flags: dict[str, Any] | None = None
-) -> list[tuple[str, Any]]:
+# Named command-line options that override recipe keys: dotted key → value (None: not given).
+Flags = Mapping[str, object]
+
+
+def collect_overrides(sets: list[str] | None, flags: Flags | None = None) -> list[tuple[str, Any]]:
     """The recipe overrides a command line gives: named flags first, then ``--set`` in order.
 
     Raises:
@@ -66,9 +68,7 @@ def collect_overrides(
     return overrides + [parse_assignment(text) for text in sets or []]
 
 
-def load(
-    recipe: str | None, sets: list[str] | None, flags: dict[str, Any] | None = None
-) -> LoadedRecipe:
+def load(recipe: str | None, sets: list[str] | None, flags: Flags | None = None) -> LoadedRecipe:
     """Find and load the recipe; named flags apply first, then ``--set`` in order."""
     from dltrain.recipe.load import find_recipe, load_recipe
 

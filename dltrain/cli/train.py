@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from dltrain.cli.common import (
+    Flags,
     JsonOption,
     PrintRecipeOption,
     RecipeOption,
@@ -198,9 +199,7 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
 _RESUMABLE = ("train.epochs", "train.time_budget")
 
 
-def _resumable(
-    recipe: str | None, run: Path | None, flags: dict[str, Any]
-) -> tuple[Path, LoadedRecipe]:
+def _resumable(recipe: str | None, run: Path | None, flags: Flags) -> tuple[Path, LoadedRecipe]:
     """The run to resume and its own recipe, with --epochs/--time-budget applied."""
     if run is not None:
         run_dir = resolve_path(run, workdir())

@@ -8,7 +8,7 @@ computed, so bad input never overwrites an earlier evaluation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +69,7 @@ class Examples:
     x: Any  # an array, or one array per column for tables
     y: np.ndarray
     label: str  # names the metrics file and the plots folder: test, validation, data-<name>
-    source: dict[str, Any]
+    source: Mapping[str, object]  # where the examples came from, as metrics.json says it
     inputs: InputReport = field(default_factory=InputReport)  # --data tables: missing, unseen
 
 
@@ -99,7 +99,11 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
         split = request.spec.split.value
         dataset = _prepared(run)
         x, y = dataset.load_split(split, resample=False)  # the train split as stored, unbalanced
-        source: dict[str, Any] = {"kind": "split", "folder": str(dataset.folder), "split": split}
+        source: Mapping[str, object] = {
+            "kind": "split",
+            "folder": str(dataset.folder),
+            "split": split,
+        }
         return Examples(x, y, split, source)
     path = request.data
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.split(".")[0]).strip("_") or "input"
@@ -299,8 +303,8 @@ def _threshold_for(
             return None  # the threshold comes from the evaluated data itself
         status(f"Setting the anomaly threshold at percentile {percentile:g} of validation errors")
         x, _ = _prepared(run).load_split("validation")
-        document = validation_anomaly_threshold(model, x, spec.batch_size, percentile)
-        return ThresholdInUse(StoredThreshold.model_validate(document), new=True)
+        chosen = validation_anomaly_threshold(model, x, spec.batch_size, percentile)
+        return ThresholdInUse(chosen, new=True)
     return None
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from dltrain.backend import _silenced_stderr, keras, tf
 from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
-from dltrain.evaluation.threshold import read_threshold
+from dltrain.evaluation.threshold import read_stored_threshold
 from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
 
 METADATA_FILE = "metadata.json"
@@ -336,7 +336,7 @@ def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: Exp
         existing: dict[str, Any] = read_json(path) if path.is_file() else {}
     except (OSError, ValueError):
         existing = {}
-    threshold = read_threshold(run.run_dir)
+    stored = read_stored_threshold(run.run_dir)
     document = {
         "run": str(run.run_dir),
         "recipe": run.recipe_name,
@@ -348,7 +348,7 @@ def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: Exp
             for spec in model.inputs
         ],
         "outputs": "class probabilities" if run.is_classifier else "values in the target's units",
-        "threshold": threshold,
+        "threshold": stored.to_json() if stored is not None else None,
         "exports": {**existing.get("exports", {}), result.format.value: result.to_json()},
     }
     write_json_atomic(path, document)

@@ -25,10 +25,12 @@ from dltrain.evaluation.metrics import (
     predicted_classes,
 )
 from dltrain.evaluation.run_model import RunModel, open_run
-from dltrain.evaluation.threshold import read_threshold
+from dltrain.evaluation.threshold import StoredThreshold, read_stored_threshold
 from dltrain.runs import atomic_path
 
 Progress = Callable[[int, int], None]  # (examples done, examples in all)
+# One output row: pass-through columns and predictions, as CSV cells or one JSON object.
+Row = dict[str, object]
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -96,19 +98,19 @@ def predict_batches(
 
 def validation_anomaly_threshold(
     model: Any, x: Any, batch_size: int, percentile: float
-) -> dict[str, Any]:
-    """The anomaly threshold document: ``percentile`` of the reconstruction errors of ``x``
-    (the validation split), as stored in a run's threshold.json."""
+) -> StoredThreshold:
+    """The anomaly threshold: ``percentile`` of the reconstruction errors of ``x`` (the
+    validation split), as stored in a run's threshold.json."""
     errors = anomaly_scores(x, predict_batches(model, x, batch_size))
-    return {
-        "schema_version": 1,
-        "kind": "anomaly",
-        "threshold": anomaly_threshold(errors, percentile),
-        "percentile": percentile,
-        "chosen_on": "validation",
-        "num_examples": len(errors),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return StoredThreshold(
+        schema_version=1,
+        kind="anomaly",
+        threshold=anomaly_threshold(errors, percentile),
+        percentile=percentile,
+        chosen_on="validation",
+        num_examples=len(errors),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 class Rows:
@@ -122,9 +124,9 @@ class Rows:
         self.anomaly = anomaly
         self.counts: Counter[str] = Counter()
 
-    def make(self, chunk: InputChunk, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def make(self, chunk: InputChunk, outputs: np.ndarray) -> list[Row]:
         n = len(chunk)
-        rows: list[dict[str, Any]] = [
+        rows: list[Row] = [
             {name: values[i] for name, values in chunk.columns.items()} for i in range(n)
         ]
         if self.run.is_classifier:
@@ -176,7 +178,7 @@ class Writer:
         self.fmt = fmt
         self.csv: csv.DictWriter[str] | None = None
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, rows: list[Row]) -> None:
         if self.fmt == "jsonl":
             for row in rows:
                 self.handle.write(json.dumps(_plain(row)) + "\n")
@@ -189,15 +191,15 @@ class Writer:
             self.csv.writerows(flat)
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
+def _plain(row: Row) -> Row:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
 
 
-def _flatten(row: dict[str, Any]) -> dict[str, Any]:
+def _flatten(row: Row) -> Row:
     # CSV has no nesting: {"probabilities": {"cat": p}} becomes a column probability_cat
-    flat: dict[str, Any] = {}
+    flat: Row = {}
     for key, value in row.items():
-        if key == "probabilities":
+        if key == "probabilities" and isinstance(value, dict):
             flat.update({f"probability_{k}": _cell(v) for k, v in value.items()})
         else:
             flat[key] = _cell(value)
@@ -233,14 +235,14 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
     if request.output.resolve() == request.input.resolve():
         raise UsageError(f"--output {request.output} is the input file; choose another name.")
     reader = open_input(request.input, run.model_input, request.input_format)
-    stored = read_threshold(run.run_dir)
+    stored = read_stored_threshold(run.run_dir)
     threshold = request.threshold
     anomaly = None
     if stored is not None:
-        if stored.get("kind") == "anomaly":
-            anomaly = float(stored["threshold"])
+        if stored.kind == "anomaly":
+            anomaly = stored.threshold
         elif threshold is None and run.task == "binary":
-            threshold = float(stored["threshold"])
+            threshold = stored.threshold
     model = run.load_keras()
     if run.task == "reconstruction" and anomaly is None and run.data_folder is not None:
         # not evaluated yet: the same threshold evaluate would choose (and store)
@@ -248,9 +250,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
 
         x, _ = open_store(run.data_folder).load_split("validation")
         percentile = float(run.evaluate_settings().get("anomaly_percentile", 99.0))
-        anomaly = float(
-            validation_anomaly_threshold(model, x, request.batch_size, percentile)["threshold"]
-        )
+        anomaly = validation_anomaly_threshold(model, x, request.batch_size, percentile).threshold
     rows = Rows(run, threshold, anomaly)
     started = time.perf_counter()
     done = 0

@@ -176,8 +176,8 @@ class StoredThreshold(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
-def read_threshold(run_dir: Path) -> dict[str, Any] | None:
-    """The threshold.json document stored in a run by ``evaluate``, as written, if any.
+def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
+    """The run's stored threshold, typed; None when it has none.
 
     Raises:
         RunError: the file exists but is unreadable.
@@ -186,22 +186,9 @@ def read_threshold(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        document: dict[str, Any] = read_json(path)
-        float(document["threshold"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        document = read_json(path)
+    except (OSError, ValueError) as exc:
         raise _unreadable(path, exc) from None
-    return document
-
-
-def read_stored_threshold(run_dir: Path) -> StoredThreshold | None:
-    """The run's stored threshold, typed; None when it has none.
-
-    Raises:
-        RunError: the file exists but is unreadable.
-    """
-    document = read_threshold(run_dir)
-    if document is None:
-        return None
     try:
         return StoredThreshold.model_validate(document)
     except ValidationError as exc:

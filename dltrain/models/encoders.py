@@ -34,6 +34,9 @@ from dltrain.manifest import (
     TextPreprocessing,
 )
 
+# A table model's raw inputs: one keras.Input per source column, by column name.
+RawInputs = dict[str, keras.KerasTensor]
+
 
 def _layer_name(column: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
@@ -49,13 +52,13 @@ def image_inputs(manifest: Manifest) -> tuple[Any, Any]:
     return raw, scaled
 
 
-def table_inputs(manifest: Manifest) -> tuple[dict[str, Any], Any]:
+def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
     """One raw Input per source column (the target excepted) and the encoded feature vector."""
     ops = keras.ops
     features = manifest.features
     assert isinstance(features, TableFeatures)
     preprocessing = manifest.preprocessing_as(TablePreprocessing)
-    raw: dict[str, Any] = {}
+    raw: RawInputs = {}
     for column in features.columns:
         raw[column.name] = keras.Input(shape=(), dtype=column.dtype, name=_layer_name(column.name))
     parts = []
@@ -100,7 +103,7 @@ def table_inputs(manifest: Manifest) -> tuple[dict[str, Any], Any]:
     return raw, encoded
 
 
-def _numeric_input(entry: NumericColumn, raw: dict[str, Any]) -> Any:
+def _numeric_input(entry: NumericColumn, raw: RawInputs) -> Any:
     """A numeric column's raw values: a source input, or a derived column computed from them.
 
     Derived values that are not finite (a division by zero) become NaN, so the column's fill value

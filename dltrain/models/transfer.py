@@ -66,7 +66,7 @@ def build_transfer(spec: TransferSpec, io: ModelIO) -> keras.Model:
         x = keras.layers.Normalization(mean=app.mean, variance=app.variance, name="backbone_norm")(
             x
         )
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, object] = {
         "input_shape": (spec.image_size, spec.image_size, 3),
         "include_top": False,
         "weights": None,

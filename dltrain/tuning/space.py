@@ -8,7 +8,7 @@ naturally in Optuna's own tools. Choices that are lists or mappings (``model.fil
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,7 +103,7 @@ class SearchSpace:
             return raw  # scalar choices are stored as themselves
         return choices[encoded.index(raw)] if raw in encoded else json.loads(raw)
 
-    def decode_all(self, params: dict[str, Any]) -> Params:
+    def decode_all(self, params: Mapping[str, object]) -> Params:
         """An Optuna trial's ``params`` → recipe path → recipe value."""
         return {path: self.decode(path, raw) for path, raw in params.items()}
 

@@ -214,7 +214,7 @@ class TableInput(InputReader):
             types[name] = pa.float64() if dtype == "float32" else pa.string()
         batches = list(table.batches(types))
         markers = table.missing_markers(model.csv)
-        arrays: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {}
         for name in table.columns:
             parts = [batch.column(name) for batch in batches]
             column = pa.concat_arrays(parts) if parts else pa.array([], types[name])
