@@ -11,6 +11,7 @@ import yaml
 from dltrain.data.readers.model_input import ModelInput
 from dltrain.errors import DataError, RunError
 from dltrain.manifest import Manifest, read_manifest
+from dltrain.models import family_task
 from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir, read_json
 
 if TYPE_CHECKING:
@@ -33,13 +34,12 @@ class RunModel:
 
     @property
     def task(self) -> str:
-        """What the model answers: the data's task, or ``reconstruction`` for an autoencoder
-        (whose output is each example's reconstruction error, whatever the data's labels)."""
+        """What the model answers: the data's task, or the one its family learns whatever the
+        data's labels (``reconstruction`` for an autoencoder, ``generation`` for a GAN)."""
         if self.info.get("task"):
             return str(self.info["task"])
-        if self.model_family == "autoencoder":
-            return "reconstruction"
-        return self.manifest.task.value
+        fixed = family_task(self.model_family)
+        return (fixed or self.manifest.task).value
 
     @property
     def model_family(self) -> str | None:

@@ -21,7 +21,6 @@ from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import atomic_path
-from dltrain.tasks import Task
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks
 from dltrain.training.optimizers import make_optimizer
@@ -213,10 +212,6 @@ class GanTraining(TrainingHooks):
     single_machine_reason = (
         "its adversarial steps are not written for gradients summed across machines"
     )
-
-    def task(self, dataset: PreparedDataset) -> Task:
-        """Generation, whatever the prepared data's task."""
-        return Task.GENERATION
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         """Zeros: ``fit`` wants labels, and the adversarial steps ignore them."""

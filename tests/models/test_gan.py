@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from dltrain.backend import keras
-from dltrain.models import build_model
+from dltrain.models import build_model, family_task
 from dltrain.models.gan import Gan, SampleGrid, to_pixels
 from dltrain.models.saving import load_model
 from dltrain.recipe.models import GanSpec
+from dltrain.tasks import Task
 from tests.models.test_builders import image_io
 
 SPEC = GanSpec(latent_dim=8, filters=[16, 8])
@@ -57,3 +58,9 @@ def test_sample_grid_is_a_png_of_pixels(tmp_path: Path) -> None:
     picture = Image.open(tmp_path / "epoch-0001.png")
     assert picture.size == (3 * 28, 3 * 28)
     assert to_pixels(np.array([-1.0, 0.0, 1.0]), SYMMETRIC.manifest).tolist() == [0, 128, 255]
+
+
+def test_a_gan_learns_generation_whatever_the_data() -> None:
+    assert family_task("gan") is Task.GENERATION
+    assert family_task("autoencoder") is Task.RECONSTRUCTION
+    assert family_task("cnn") is None and family_task(None) is None
