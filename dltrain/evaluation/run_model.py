@@ -43,8 +43,13 @@ class RunModel:
 
     @property
     def model_family(self) -> str | None:
-        model = self._recipe().get("model")
-        return str(model.get("family")) if isinstance(model, dict) else None
+        family = self.model_settings().get("family")
+        return None if family is None else str(family)
+
+    def model_settings(self) -> dict[str, Any]:
+        """The ``model`` section of the recipe the run saved (plain YAML)."""
+        section = self._recipe().get("model")
+        return section if isinstance(section, dict) else {}
 
     def _recipe(self) -> dict[str, Any]:
         """The resolved recipe the run saved (read as plain YAML: old runs need not validate)."""
