@@ -113,6 +113,16 @@ def evaluate(
         bool | None,
         typer.Option("--plots/--no-plots", help="Write PNG plots (default: evaluate.plots)."),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help="Fixes the bootstrap resamples and a GAN's generated images (default: the "
+            "recipe's seed).",
+            show_default=False,
+        ),
+    ] = None,
     report_format: Annotated[
         ReportFormat,
         typer.Option(
@@ -133,6 +143,7 @@ def evaluate(
             "evaluate.bootstrap": bootstrap,
             "evaluate.tolerance": tolerance,
             "evaluate.plots": plots,
+            "seed": seed,
         }
         overrides = collect_overrides(sets, flags)
         loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)

@@ -1,11 +1,13 @@
-"""dltrain predict: raw inputs → predictions (CSV or JSON lines) with a run's model."""
+"""dltrain predict: raw inputs → predictions (CSV or JSON lines) with a run's model, or a GAN
+run's generated images (PNG files in a folder)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dltrain.cli.common import (
@@ -20,31 +22,46 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+from dltrain.errors import UsageError
 from dltrain.recipe.durations import format_duration
 from dltrain.runs import resolve_recipe_and_run
 
+if TYPE_CHECKING:  # the generation module loads TensorFlow; the CLI stays light
+    from dltrain.evaluation.generation import GenerateRequest
+
 
 def predict(
-    input_: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            "-i",
-            help="Raw inputs: a CSV/TSV or Parquet table with the training source's columns, an "
-            ".npz (array x, 1-D id arrays pass through), an IDX images file, a folder of image "
-            "files (PNG, JPEG, …), or a text file with one text per line.",
-            show_default=False,
-        ),
-    ],
     output: Annotated[
         Path,
         typer.Option(
             "--output",
             "-o",
-            help="Where to write: .csv, or .jsonl for JSON lines. Replaced atomically at the end.",
+            help="Where to write: .csv, or .jsonl for JSON lines; with --num-samples, a new (or "
+            "empty) folder for the PNG files. Put in place atomically at the end.",
             show_default=False,
         ),
     ],
+    input_: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Raw inputs: a CSV/TSV or Parquet table with the training source's columns, an "
+            ".npz (array x, 1-D id arrays pass through), an IDX images file, a folder of image "
+            "files (PNG, JPEG, …), or a text file with one text per line. Not for a GAN run.",
+            show_default=False,
+        ),
+    ] = None,
+    num_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--num-samples",
+            min=1,
+            help="GAN runs: generate this many images, one PNG each in the --output folder "
+            "(no --input).",
+            show_default=False,
+        ),
+    ] = None,
     recipe: RecipeOption = None,
     run: RunOption = None,
     input_format: Annotated[
@@ -65,19 +82,44 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help="With --num-samples: fixes the images (default: the recipe's seed).",
+            show_default=False,
+        ),
+    ] = None,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Predict raw inputs with a run's model: predicted class (or value) and probabilities."""
+    """Predict raw inputs with a run's model (predicted class or value, and probabilities), or
+    generate images with a GAN run (--num-samples)."""
     console = make_console()
     with reported_errors(console):
+        if num_samples is not None:
+            _refuse_input_options(num_samples, input_, input_format, threshold)
+            overrides = collect_overrides(sets, {"seed": seed})
+            loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)
+            with console.status("Loading TensorFlow and the model …"):
+                from dltrain.evaluation.generation import GenerateRequest
+            generation = GenerateRequest(
+                run_dir, from_workdir(output), num_samples, loaded.recipe.seed, batch_size
+            )
+            _generate(console, generation, json_)
+            return
+        if seed is not None:
+            raise UsageError(
+                f"--seed {seed} fixes the images a GAN run generates with --num-samples, which "
+                f"was not given; predictions of inputs need no seed. Drop --seed, or add "
+                f"--num-samples N for a GAN run."
+            )
         _, run_dir = resolve_recipe_and_run(recipe, run, workdir(), collect_overrides(sets))
-        source = from_workdir(input_)
+        source = None if input_ is None else from_workdir(input_)
         target = from_workdir(output)
         with console.status("Loading TensorFlow and the model …"):
-            from dltrain.evaluation.predict import PredictRequest, output_format, predict_file
-
-            output_format(target)  # a wrong suffix fails before TensorFlow loads
+            from dltrain.evaluation.predict import PredictRequest, predict_file
         request = PredictRequest(
             run_dir=run_dir,
             input=source,
@@ -128,3 +170,57 @@ def predict(
                     "seconds": round(result.seconds, 3),
                 }
             )
+
+
+def _refuse_input_options(
+    num_samples: int, input_: Path | None, input_format: str, threshold: float | None
+) -> None:
+    """Refuse options that read or threshold inputs beside --num-samples, before any run is read.
+
+    Raises:
+        UsageError: --input, --input-format or --threshold given with --num-samples.
+    """
+    given = [
+        text
+        for text, present in (
+            (f"--input {input_}", input_ is not None),
+            (f"--input-format {input_format}", input_format != "auto"),
+            (f"--threshold {threshold}", threshold is not None),
+        )
+        if present
+    ]
+    if given:
+        raise UsageError(
+            f"--num-samples {num_samples} generates images with a GAN run, which reads no "
+            f"inputs, but {' and '.join(given)} {'was' if len(given) == 1 else 'were'} given too. "
+            f"Drop {'it' if len(given) == 1 else 'them'} to generate images, or drop "
+            f"--num-samples to predict inputs with a run that takes them."
+        )
+
+
+def _generate(console: Console, request: GenerateRequest, json_: bool) -> None:
+    """Generate the request's images with its GAN run, behind a progress bar; report them."""
+    from dltrain.evaluation.generation import generate_images
+
+    with Progress(
+        TextColumn("Generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("generate", total=request.num_samples)
+        result = generate_images(
+            request, lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    height, width, channels = result.image_shape
+    console.print(
+        f"[green]Wrote[/] {result.num_images:,} generated images ({width}×{height}, "
+        f"{channels} channel{'s' if channels > 1 else ''}, PNG) into {result.output} in "
+        f"{format_duration(result.seconds)} with run {request.run_dir.name} (seed "
+        f"{result.seed}).",
+        highlight=False,
+    )
+    if json_:
+        write_json(result.to_json(request.run_dir))

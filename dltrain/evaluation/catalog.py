@@ -72,6 +72,17 @@ AUTOENCODER = (
     _m("anomaly_threshold", N, "errors above it are anomalies (a percentile of validation errors)"),
     _m("anomaly_rate", N, "share of the evaluated examples above the anomaly threshold"),
 )
+GENERATION = (
+    # the run's own discriminator judges the test split's real images against as many generated
+    # ones; 0.5 means it cannot tell them apart (the generator wins), 1.0 that it always can
+    _m(
+        "discriminator_accuracy", L, "share of real and generated images it tells apart (0.5: none)"
+    ),
+    _m("real_accuracy", N, "share of real images the discriminator calls real"),
+    _m("fake_accuracy", L, "share of generated images the discriminator calls generated"),
+    _m("real_score_mean", N, "mean probability of being real the discriminator gives real images"),
+    _m("fake_score_mean", H, "mean probability of being real it gives generated images"),
+)
 # Per-class metrics gates can name as `recall[cat]`.
 PER_CLASS = ("precision", "recall", "f1", "roc_auc", "pr_auc")
 # The metrics a baseline comparison checks, besides those named in gates.
@@ -81,6 +92,7 @@ KEY_METRICS = {
     "regression": ("rmse", "mae", "r2"),
     "forecasting": ("rmse", "mae", "mae_ratio_to_naive"),
     "reconstruction": ("reconstruction_error_mean",),
+    "generation": ("discriminator_accuracy",),
 }
 CLASSIFICATION_TASKS = ("binary", "multiclass")
 
@@ -94,7 +106,8 @@ def task_metrics(task: str, *, num_classes: int = 0, top_k: int = 3) -> list[Met
     """Every headline metric evaluate reports for ``task``, in report order.
 
     Args:
-        task: binary, multiclass, regression, forecasting or reconstruction (autoencoders).
+        task: binary, multiclass, regression, forecasting, reconstruction (autoencoders) or
+            generation (GANs).
         num_classes: classification only; top-k accuracy is reported when there are more than k.
         top_k: the k of top-k accuracy.
     """
@@ -113,6 +126,8 @@ def task_metrics(task: str, *, num_classes: int = 0, top_k: int = 3) -> list[Met
         return [*REGRESSION, *FORECASTING_ONLY]
     if task == "reconstruction":
         return list(AUTOENCODER)
+    if task == "generation":
+        return list(GENERATION)
     return []
 
 
@@ -121,7 +136,8 @@ def better(name: str) -> Better:
     base = name.split("[", 1)[0]
     if base.startswith("top_") and base.endswith("_accuracy"):
         return Better.HIGHER
-    for group in (CLASSIFICATION, BINARY_ONLY, REGRESSION, FORECASTING_ONLY, AUTOENCODER):
+    groups = (CLASSIFICATION, BINARY_ONLY, REGRESSION, FORECASTING_ONLY, AUTOENCODER, GENERATION)
+    for group in groups:
         for info in group:
             if info.name == base:
                 return info.better

@@ -30,6 +30,7 @@ from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
     ForecastingScorer,
+    GenerationScorer,
     Interval,
     RegressionScorer,
     Scored,
@@ -227,6 +228,8 @@ def score(
         spec: the evaluation settings (top-k, calibration bins, anomaly percentile).
         threshold: the decision or anomaly threshold to apply; None: the default (0.5 for a
             binary classifier, the percentile of the evaluated errors for an autoencoder).
+            A generation run's ``outputs`` are ``model_outputs``' two columns of
+            discriminator scores.
 
     Raises:
         RunError: a task this dltrain cannot evaluate.
@@ -251,6 +254,8 @@ def score(
         scorer = AutoencoderScorer(errors, cut)
     elif run.task == "forecasting":
         scorer = _forecasting_scorer(run, examples, outputs)
+    elif run.task == "generation":
+        scorer = GenerationScorer(outputs[:, 0], outputs[:, 1])
     elif run.task == "regression":
         y = np.asarray(examples.y)
         scorer = RegressionScorer(y, outputs.reshape(y.shape), run.target_names)
@@ -259,6 +264,30 @@ def score(
             f"Run {run.run_dir} is a {run.task!r} model, which this dltrain cannot evaluate yet."
         )
     return Scored(scorer, scorer.report())
+
+
+def model_outputs(run: RunModel, model: Any, x: Any, request: EvaluationRequest) -> np.ndarray:
+    """The model's outputs on the examples ``x``, as the task's scorer reads them.
+
+    Args:
+        run: the run the model belongs to.
+        model: its loaded Keras model.
+        x: the examples' inputs.
+        request: the evaluation's batch size, and the seed that fixes generated images.
+
+    Returns:
+        The model's predictions, one row per example; for a generation run, its discriminator's
+        score of each real image beside that of one generated image (evaluation/generation.py).
+
+    Raises:
+        RunError: a generation run whose model is not a GAN.
+    """
+    batch_size = request.spec.batch_size
+    if run.task == "generation":
+        from dltrain.evaluation.generation import as_generator, judge
+
+        return judge(as_generator(model, run), run, x, request.seed, batch_size)
+    return predict_batches(model, x, batch_size)
 
 
 def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
@@ -336,7 +365,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     model = run.load_keras()
     threshold = _threshold_for(run, request, model, say)
     say(f"Predicting {len(examples.y):,} examples ({examples.label})")
-    outputs = predict_batches(model, examples.x, spec.batch_size)
+    outputs = model_outputs(run, model, examples.x, request)
     scored = score(run, examples, outputs, spec, None if threshold is None else threshold.stored)
 
     intervals = bootstrap(scored, request, say)
@@ -345,13 +374,13 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     written: list[Path] = []
     if spec.plots:
         say("Drawing plots")
-        written = draw_plots(run, examples.label, examples.y, outputs, scored)
+        written = _draw_plots(run, model, examples, outputs, scored, request.seed)
 
     document = MetricsDocument(
         run=run.run_dir,
         recipe=run.recipe_name,
         task=run.task,
-        data=examples.source,
+        data=_described_source(run, examples, request.seed),
         num_examples=int(len(examples.y)),
         inputs=examples.inputs,
         evaluated=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -368,6 +397,27 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     new_threshold = threshold.stored if threshold is not None and threshold.new else None
     path = write_evaluation(run.files, examples.label, document, new_threshold)
     return Evaluation(document, path)
+
+
+def _draw_plots(
+    run: RunModel, model: Any, examples: Examples, outputs: np.ndarray, scored: Scored, seed: int
+) -> list[Path]:
+    """The task's plots; a generation run's grid of generated images (from ``seed``) first."""
+    written = draw_plots(run, examples.label, examples.y, outputs, scored)
+    if run.task == "generation":
+        from dltrain.evaluation.generation import as_generator, write_sample_grid
+
+        folder = run.files.plots(examples.label)
+        written.insert(0, write_sample_grid(as_generator(model, run), run, folder, seed))
+    return written
+
+
+def _described_source(run: RunModel, examples: Examples, seed: int) -> Mapping[str, object]:
+    """Where the examples came from; for a generation run, also the images generated to
+    judge against them and the seed that makes them again."""
+    if run.task != "generation":
+        return examples.source
+    return {**examples.source, "generated": {"num_images": len(examples.y), "seed": seed}}
 
 
 def bootstrap(scored: Scored, request: EvaluationRequest, say: Status) -> dict[str, Interval]:
@@ -416,7 +466,7 @@ def compare_baseline(
         return None
     spec = request.spec
     say(f"Evaluating the baseline {baseline.run_dir.name} on the same examples")
-    base_outputs = predict_batches(baseline.load_keras(), examples.x, spec.batch_size)
+    base_outputs = model_outputs(baseline, baseline.load_keras(), examples.x, request)
     base_threshold = None
     if baseline.task in ("binary", "reconstruction"):
         base_threshold = read_stored_threshold(baseline.run_dir)

@@ -37,7 +37,7 @@ OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 @dataclass(frozen=True)
 class PredictRequest:
     run_dir: Path
-    input: Path
+    input: Path | None  # None: not given, refused (only a GAN's --num-samples needs none)
     output: Path
     input_format: str = "auto"
     batch_size: int = 256
@@ -222,19 +222,20 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
     Raises:
         RunError: the run has no usable model or manifest.
         DataError: the input is missing, unreadable or shaped unlike the training data.
-        UsageError: an output suffix that is neither .csv nor .jsonl; a threshold for a model
-            that is not a binary classifier.
+        UsageError: no input; a GAN run, which takes none; an output suffix that is neither
+            .csv nor .jsonl; a threshold for a model that is not a binary classifier.
     """
-    fmt = output_format(request.output)
     run = open_run(request.run_dir)
+    source = _input_for(run, request.input)
+    fmt = output_format(request.output)
     if request.threshold is not None and run.task != "binary":
         raise UsageError(
             f"--threshold applies to binary classifiers, but run {run.run_dir.name} is a "
             f"{run.task} model. Drop --threshold."
         )
-    if request.output.resolve() == request.input.resolve():
+    if request.output.resolve() == source.resolve():
         raise UsageError(f"--output {request.output} is the input file; choose another name.")
-    reader = open_input(request.input, run.model_input, request.input_format)
+    reader = open_input(source, run.model_input, request.input_format)
     stored = read_stored_threshold(run.run_dir)
     threshold = request.threshold
     anomaly = None
@@ -274,6 +275,31 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
         counts=dict(rows.counts),
         inputs=reader.report,
     )
+
+
+def _input_for(run: RunModel, given: Path | None) -> Path:
+    """The input file to predict, refused for a run that takes no input.
+
+    Raises:
+        UsageError: a GAN run (generation: it makes images, it reads none), or no input.
+    """
+    if run.task == "generation":
+        received = (
+            f"--input {given}, which a GAN does not read"
+            if given is not None
+            else "no --num-samples to say how many images to make"
+        )
+        raise UsageError(
+            f"Run {run.run_dir.name} is a GAN (task generation): it makes new images rather "
+            f"than answering inputs. Received {received}. Generate images with `dltrain "
+            f"predict --num-samples N --output DIR` and no --input: one PNG per image in DIR."
+        )
+    if given is None:
+        raise UsageError(
+            f"Predict needs --input: the raw inputs for run {run.run_dir.name}'s {run.task} "
+            f"model, shaped like its training source. Received none; give --input FILE."
+        )
+    return given
 
 
 def _batches(chunks: Iterator[InputChunk]) -> Iterator[InputChunk]:

@@ -11,6 +11,7 @@ import yaml
 from dltrain.data.readers.model_input import ModelInput
 from dltrain.errors import DataError, RunError
 from dltrain.manifest import Manifest, read_manifest
+from dltrain.models import family_task
 from dltrain.run_info import RunInfo
 from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir
 
@@ -34,18 +35,22 @@ class RunModel:
 
     @property
     def task(self) -> str:
-        """What the model answers: the data's task, or ``reconstruction`` for an autoencoder
-        (whose output is each example's reconstruction error, whatever the data's labels)."""
+        """What the model answers: the data's task, or the one its family learns whatever the
+        data's labels (``reconstruction`` for an autoencoder, ``generation`` for a GAN)."""
         if self.info.task:
             return self.info.task
-        if self.model_family == "autoencoder":
-            return "reconstruction"
-        return self.manifest.task.value
+        fixed = family_task(self.model_family)
+        return (fixed or self.manifest.task).value
 
     @property
     def model_family(self) -> str | None:
-        model = self._recipe().get("model")
-        return str(model.get("family")) if isinstance(model, dict) else None
+        family = self.model_settings().get("family")
+        return None if family is None else str(family)
+
+    def model_settings(self) -> dict[str, Any]:
+        """The ``model`` section of the recipe the run saved (plain YAML)."""
+        section = self._recipe().get("model")
+        return section if isinstance(section, dict) else {}
 
     def _recipe(self) -> dict[str, Any]:
         """The resolved recipe the run saved (read as plain YAML: old runs need not validate)."""

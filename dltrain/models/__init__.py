@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dltrain.tasks import Task
+
 if TYPE_CHECKING:
     import keras
 
@@ -38,6 +40,14 @@ TRAINING = {
 }
 PREDICTOR_TRAINING = "dltrain.training.hooks:TrainingHooks"
 
+# family → the task it learns whatever the prepared data's target. Declared here, light, rather
+# than only in the family's hooks, so evaluate and predict can tell a run's task from the family
+# its recipe names without building anything; a family not named here learns the data's task.
+TASKS = {
+    "autoencoder": Task.RECONSTRUCTION,  # its output is each example's reconstruction error
+    "gan": Task.GENERATION,  # it makes new images; the data's labels are unused
+}
+
 
 def build_model(spec: Any, io: ModelIO) -> keras.Model:
     """Build the model the recipe's ``model`` section describes for the prepared data."""
@@ -58,6 +68,18 @@ def training_hooks(spec: Any) -> TrainingHooks:
     """
     hooks: TrainingHooks = _resolve(TRAINING.get(spec.family, PREDICTOR_TRAINING))(spec)
     return hooks
+
+
+def family_task(family: str | None) -> Task | None:
+    """The task a model family learns whatever its data's, or None when it learns the data's.
+
+    Args:
+        family: the family a recipe's ``model`` section names (None: unknown).
+
+    Returns:
+        ``Task.RECONSTRUCTION`` for autoencoders, ``Task.GENERATION`` for GANs, else None.
+    """
+    return TASKS.get(family) if family is not None else None
 
 
 def _resolve(target: str) -> Any:

@@ -13,13 +13,11 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import keras
-from dltrain.data.store import PreparedDataset
 from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack, regularizer
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import AutoencoderSpec
 from dltrain.recipe.schema import TrainSpec
-from dltrain.tasks import Task
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks
 
@@ -60,10 +58,6 @@ class AutoencoderTraining(TrainingHooks):
     reconstruction error the model outputs."""
 
     spec: AutoencoderSpec
-
-    def task(self, dataset: PreparedDataset) -> Task:
-        """Reconstruction, whatever the prepared data's task."""
-        return Task.RECONSTRUCTION
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         """Zeros: ``fit`` wants labels, and ``reconstruction_loss`` ignores them."""

@@ -21,7 +21,6 @@ from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import RunFolder, atomic_path
-from dltrain.tasks import Task
 from dltrain.training.callbacks import Logs
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks
@@ -109,6 +108,45 @@ class Gan(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss}
 
+    def generate(self, noise: np.ndarray, manifest: Manifest, batch_size: int = 256) -> np.ndarray:
+        """One generated image per row of ``noise``, as 0-255 pixels like the training data's.
+
+        Args:
+            noise: latent vectors, shape (n, latent_dim) (``latent_noise`` makes them).
+            manifest: the prepared dataset's manifest, whose scaling the generator answers in.
+            batch_size: images per generator call.
+
+        Returns:
+            uint8 images, shape (n, height, width, channels).
+        """
+        batches = [
+            np.asarray(self.generator(noise[start : start + batch_size], training=False))
+            for start in range(0, len(noise), batch_size)
+        ]
+        return to_pixels(np.concatenate(batches), manifest)
+
+    def realness(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The discriminator's probability that each image is real.
+
+        Args:
+            images: raw 0-255 images, shape (n, height, width, channels): real ones as the
+                data holds them, or generated ones as ``generate`` gives them.
+            batch_size: images per discriminator call.
+
+        Returns:
+            float64 probabilities, shape (n,).
+        """
+        logits = [
+            np.asarray(
+                self.discriminator(self.scaler(images[start : start + batch_size]), training=False)
+            )
+            for start in range(0, len(images), batch_size)
+        ]
+        if not logits:
+            return np.empty(0)
+        # the logistic function written with tanh, which cannot overflow for large logits
+        return 0.5 * (1.0 + np.tanh(np.concatenate(logits).astype(np.float64).reshape(-1) / 2))
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -179,17 +217,69 @@ def to_pixels(images: np.ndarray, manifest: Manifest) -> np.ndarray:
     return np.clip(np.rint(raw), 0, 255).astype(np.uint8)
 
 
-class SampleGrid(keras.callbacks.Callback):
-    """Saves a grid of generated images, always from the same noise, after every epoch."""
+def latent_noise(num: int, latent_dim: int, seed: int | np.random.Generator) -> np.ndarray:
+    """Standard normal latent vectors, shape (num, latent_dim), fixed by ``seed``.
 
-    def __init__(self, folder: Path, manifest: Manifest, side: int, latent_dim: int):
+    Rows are drawn one after another, so the first k rows from a seed do not depend on
+    ``num``, and batches drawn in turn from one ``np.random.Generator`` are the rows of one
+    large draw: a grid of k images shows the first k of any batch made from the same seed.
+
+    Args:
+        num: how many vectors.
+        latent_dim: the generator's noise size.
+        seed: an int, or a generator to continue drawing from.
+    """
+    return np.random.default_rng(seed).normal(size=(num, latent_dim)).astype("float32")
+
+
+def tile(images: np.ndarray, side: int) -> np.ndarray:
+    """``side`` × ``side`` images (n, h, w, c), n = side², as one picture (side·h, side·w, c)."""
+    _, h, w, c = images.shape
+    grid = images.reshape(side, side, h, w, c).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(side * h, side * w, c)
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    """Write one uint8 image (h, w, c) as a PNG, atomically; one channel is saved as grey.
+
+    Returns:
+        ``path``.
+    """
+    from PIL import Image
+
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+    return path
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Saves a grid of generated images, always from the same noise, after every epoch.
+
+    Args:
+        folder: where the grids go, one PNG per epoch.
+        manifest: the prepared dataset's manifest (its scaling turns output into pixels).
+        side: the grid is ``side`` × ``side`` images.
+        latent_dim: the generator's noise size.
+        seed: fixes the noise.
+    """
+
+    def __init__(
+        self, folder: Path, manifest: Manifest, side: int, latent_dim: int, seed: int = 0
+    ) -> None:
         super().__init__()
         self.folder = folder
         self.manifest = manifest
         self.side = side
-        self.noise = (
-            np.random.default_rng(0).normal(size=(side * side, latent_dim)).astype("float32")
-        )
+        self.noise = latent_noise(side * side, latent_dim, seed)
+
+    def write(self, gan: Gan, path: Path) -> Path:
+        """Save the grid ``gan`` makes from this grid's noise as the PNG ``path``.
+
+        Returns:
+            ``path``.
+        """
+        return save_png(tile(gan.generate(self.noise, self.manifest), self.side), path)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         from PIL import Image
@@ -218,10 +308,6 @@ class GanTraining(TrainingHooks):
         "its two networks take turns with two optimizers, so there is no one loss that falls "
         "as one learning rate grows"
     )
-
-    def task(self, dataset: PreparedDataset) -> Task:
-        """Generation, whatever the prepared data's task."""
-        return Task.GENERATION
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         """Zeros: ``fit`` wants labels, and the adversarial steps ignore them."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from dltrain.backend import keras
 from dltrain.data.store import PreparedDataset
+from dltrain.models import family_task
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import RunFolder
 from dltrain.tasks import Task
@@ -63,9 +64,10 @@ class TrainingHooks:
             dataset: the prepared dataset it trains on.
 
         Returns:
-            The task; a predictor's is the prepared data's.
+            The task the family declares in models/__init__.py ``TASKS`` (an autoencoder's
+            reconstruction, a GAN's generation); a predictor's is the prepared data's.
         """
-        return dataset.manifest.task
+        return family_task(getattr(self.spec, "family", None)) or dataset.manifest.task
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         """The labels ``fit`` is given for a split's targets ``y``.

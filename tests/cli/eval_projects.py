@@ -93,6 +93,49 @@ def template() -> Path:
     return root
 
 
+GAN_SAMPLES = 3  # the recipe's grid side: evaluate's samples.png is 3 × 3 images
+
+
+@functools.cache
+def gan_template() -> Path:
+    """A project with a GAN trained one epoch on 12×12 synthetic images (``gan``, the
+    working directory's recipe) and a small classifier of the same images (``cls``), to be
+    refused what only a GAN does."""
+    root = Path(tempfile.mkdtemp(prefix="dltrain-gan-template-"))
+    images, labels = synthetic_images(200, seed=5)
+    np.savez(root / "images.npz", x=images, y=labels.astype(np.int64))
+    gan = recipe(
+        "gan",
+        "images.npz",
+        model={"family": "gan", "latent_dim": 8, "filters": [8, 4], "samples": GAN_SAMPLES},
+        train={
+            "epochs": 1,
+            "batch_size": 32,
+            "optimizer": {"learning_rate": 0.01},
+            "early_stopping": {"monitor": "val_g_loss"},
+        },
+    )
+    (root / "dltrain.yaml").write_text(yaml.safe_dump(gan))
+    (root / "cls.yaml").write_text(yaml.safe_dump(recipe("cls", "images.npz")))
+    with working_directory(root):
+        for args in (
+            ["prepare"],
+            ["train"],
+            ["prepare", "--recipe", "cls.yaml"],
+            ["train", "--recipe", "cls.yaml"],
+        ):
+            code, _, err = invoke(*args)
+            assert code == 0, f"{args}: {err}"
+    return root
+
+
+def copy_gan_project(destination: Path) -> Path:
+    """A private copy of the GAN template in ``destination``/project."""
+    target = destination / "project"
+    shutil.copytree(gan_template(), target)
+    return target
+
+
 def write_houses(path: Path, rows: int, seed: int) -> None:
     """A small table: an id, two numbers (one with gaps), a category, and a price in dollars."""
     rng = np.random.default_rng(seed)

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from dltrain.evaluation.catalog import task_metrics
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
     ForecastingScorer,
+    GenerationScorer,
     RankedScores,
     RegressionScorer,
     anomaly_threshold,
@@ -285,3 +287,25 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_reproducible(
     assert 0.7 * 3.92 * se < width < 1.3 * 3.92 * se
     assert bootstrap_intervals(scorer, resamples=300, seed=1) == intervals
     assert bootstrap_intervals(scorer, resamples=300, seed=2) != intervals
+
+
+def test_generation_scores_by_hand_and_under_weights() -> None:
+    real = np.array([0.9, 0.6, 0.4, 0.5])  # 0.5 counts as "real": three of four called real
+    fake = np.array([0.1, 0.7, 0.2, 0.3])  # three of four called generated
+    scorer = GenerationScorer(real, fake)
+    assert scorer.headline() == pytest.approx(
+        {
+            "discriminator_accuracy": 6 / 8,
+            "real_accuracy": 3 / 4,
+            "fake_accuracy": 3 / 4,
+            "real_score_mean": 0.6,
+            "fake_score_mean": 0.325,
+        }
+    )
+    # weights count a pair (real i, generated i) that many times, like repeating it
+    weights = np.array([2.0, 0.0, 1.0, 1.0])
+    repeated = GenerationScorer(np.repeat(real, [2, 0, 1, 1]), np.repeat(fake, [2, 0, 1, 1]))
+    assert scorer.headline(weights) == pytest.approx(repeated.headline())
+    assert [m.name for m in task_metrics("generation")] == list(scorer.report().metrics)
+    with pytest.raises(ValueError, match="as many generated images as real ones"):
+        GenerationScorer(real, fake[:3])

@@ -5,8 +5,9 @@ counts (how often each example was drawn), so confidence intervals cost one pass
 prepared once, rather than re-sorting and copying the data for every resample.
 
 One module per task family (``classification``, ``regression`` with forecasting,
-``reconstruction``), the arithmetic they share in ``common``, the typed report they return in
-``scores``, and ``bootstrap``; this package's names are the ones the rest of dltrain imports.
+``reconstruction``, ``generation``), the arithmetic they share in ``common``, the typed report
+they return in ``scores``, and ``bootstrap``; this package's names are the ones the rest of
+dltrain imports.
 """
 
 from dltrain.evaluation.metrics.bootstrap import Interval, bootstrap_intervals
@@ -21,6 +22,7 @@ from dltrain.evaluation.metrics.classification import (
     predicted_classes,
 )
 from dltrain.evaluation.metrics.common import weighted_quantile
+from dltrain.evaluation.metrics.generation import GenerationScorer
 from dltrain.evaluation.metrics.reconstruction import (
     AutoencoderScorer,
     anomaly_scores,
@@ -55,6 +57,7 @@ __all__ = [
     "DetailTable",
     "ErrorHistogram",
     "ForecastingScorer",
+    "GenerationScorer",
     "Interval",
     "Metrics",
     "RankedScores",
