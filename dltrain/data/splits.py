@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from dltrain.data.hashing import unit_interval
 from dltrain.errors import DataError
@@ -182,6 +181,10 @@ def _hold_out(
 ) -> tuple[np.ndarray, np.ndarray]:
     if len(indices) > SKLEARN_LIMIT:
         return _fast_hold_out(indices, count, seed, labels)
+    # Imported here: scikit-learn costs ~1 s of CPU and 80 MB to import, which a large table's
+    # prepare (our own split above) never needs.
+    from sklearn.model_selection import train_test_split
+
     try:
         kept, held = train_test_split(indices, test_size=count, random_state=seed, stratify=labels)
     except ValueError as exc:

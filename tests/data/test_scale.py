@@ -334,3 +334,30 @@ def test_shell_prepare_of_a_table_above_every_in_memory_limit(
     }
     again = json.loads(invoke("prepare", "--json")[1])
     assert again["up_to_date"] is True  # the fingerprint hashed beside the build matches
+
+
+def test_a_large_table_prepares_without_importing_scikit_learn(tmp_path: Path) -> None:
+    # Importing scikit-learn costs ~1 s of CPU and 80 MB; a table above SKLEARN_LIMIT rows is
+    # split by our own code, so its prepare must not pay for it (a subprocess: the suite has
+    # imported scikit-learn long before this test).
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "label": rng.choice(["a", "b"], 300)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from dltrain.data import splits\n"
+        "from dltrain.data.prepare import prepare\n"
+        "from dltrain.recipe.data import DataSpec\n"
+        "splits.SKLEARN_LIMIT = 10\n"
+        f"source = Path(r'{tmp_path / 't.csv'}')\n"
+        "spec = DataSpec.model_validate({'source': source, 'target': 'label'})\n"
+        f"prepare(spec, 1, Path(r'{tmp_path / 'out'}'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
