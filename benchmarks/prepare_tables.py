@@ -93,11 +93,11 @@ print(json.dumps({"seconds": seconds, "splits": splits, "cpu_seconds": cpu() - c
 """
 
 # The least any prepare must do with the file, with none of its analysis: parse it (pyarrow's
-# multi-threaded reader, all cores), fingerprint it (SHA-256) and store it (Parquet, LZ4,
-# dictionary pages for text only, as dltrain's shards). No profile, duplicates, split or fit.
+# multi-threaded reader, all cores), fingerprint it (SHA-256) and store it (an Arrow IPC file,
+# as dltrain's shards). No profile, duplicates, split or fit.
 FLOOR = """
 import hashlib, resource, sys, tempfile, time, json
-import pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
+import pyarrow as pa, pyarrow.csv as pacsv, pyarrow.ipc
 pa.set_memory_pool(pa.jemalloc_memory_pool())
 cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 started, cpu_started = time.perf_counter(), cpu()
@@ -105,9 +105,9 @@ table = pacsv.read_csv(sys.argv[1])
 parsed = time.perf_counter() - started
 with open(sys.argv[1], "rb") as handle:
     hashlib.file_digest(handle, "sha256")
-strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
 with tempfile.TemporaryDirectory() as folder:
-    pq.write_table(table, folder + "/t.parquet", compression="lz4", use_dictionary=strings)
+    with pa.OSFile(folder + "/t.arrow", "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+        out.write_table(table)
 seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "parse_seconds": parsed, "cpu_seconds": cpu() - cpu_started}))
 """

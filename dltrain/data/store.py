@@ -5,13 +5,15 @@ Layout of ``data/<recipe>/``::
     manifest.json                  schema, statistics, split sizes, class counts, checksums
     profile.json                   the source's column profile (what `prepare` printed)
     train-00000-of-00003.npz       images and windows: arrays x (examples) and y (targets)
-    train-00000-of-00003.parquet   tables and texts: one column per source column, plus y
+    train-00000-of-00003.arrow     tables and texts: one column per source column, plus y
 
-Arrays go to compressed ``.npz``; tables to Parquet (LZ4), which keeps strings and column names
-and was measured 5x faster to write than ``savez_compressed`` for the same 1M-row table
-(benchmarks/RESULTS.md). The whole folder is written under a temporary name and renamed into
-place, and every shard's SHA-256 is in the manifest, so a later command never trusts a
-half-written or edited dataset.
+Arrays go to compressed ``.npz``; tables to Arrow IPC files, uncompressed, which keep strings
+and column names: measured on a 250k-row shard of the prepare benchmark's table against
+Parquet-LZ4 (our format before), 7x cheaper to write and 2x faster to read back into NumPy, at
+1.9x the disk (benchmarks/RESULTS.md, "Table shard formats"). Prepare pays the write and every
+epoch of a streamed training the read; disk is the cheap side. The whole folder is written
+under a temporary name and renamed into place, and every shard's SHA-256 is in the manifest, so
+a later command never trusts a half-written or edited dataset.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.ipc
 
 from dltrain.errors import DataError
 from dltrain.manifest import (
@@ -46,14 +49,18 @@ from dltrain.runs import MANIFEST_FILE
 
 PROFILE_FILE = "profile.json"
 SHARD_EXAMPLES = 20_000  # ~16 MB of 28×28 images per shard: small enough to verify and reload fast
-SHARD_ROWS = 250_000  # table rows per Parquet shard: ~5 MB compressed, ~20 MB in memory
+SHARD_ROWS = 250_000  # table rows per Arrow shard: ~18 MB on disk and in memory
 TARGET_COLUMN = "__y__"
-# LZ4 over zstd, measured on a 250k-row shard of the benchmark table (benchmarks/RESULTS.md):
-# 28 ms of CPU to write against 47 ms, reads 2-3x faster, files 23% larger (9.7 MB / 7.9 MB).
-PARQUET_COMPRESSION = "lz4"
 MAX_PENDING = 2  # shards queued for the background writer
 
 Features = np.ndarray | dict[str, np.ndarray]
+
+
+class ShardLayout(StrEnum):
+    """A shard's file format, which is also its suffix."""
+
+    NPZ = "npz"  # arrays: images and windows
+    ARROW = "arrow"  # tables and texts: Arrow IPC files
 
 
 def sha256_file(path: Path) -> str:
@@ -106,20 +113,23 @@ class _SplitBuffer:
 class ShardWriter:
     """Write splits shard by shard as examples arrive, so memory stays flat for any size.
 
-    ``write(split, x, y)`` takes arrays (``npz``) or Arrow tables of feature columns (``parquet``)
+    ``write(split, x, y)`` takes arrays (``npz``) or Arrow tables of feature columns (``arrow``)
     and their targets; ``close()`` flushes and returns the manifest's ``splits``. Shards
     are first named ``<split>-<i>.part`` and renamed to ``<split>-<i>-of-<n>`` at the end.
     """
 
     def __init__(
-        self, folder: Path, *, layout: str, num_classes: int | None, background: bool = False
+        self,
+        folder: Path,
+        *,
+        layout: ShardLayout,
+        num_classes: int | None,
+        background: bool = False,
     ) -> None:
-        if layout not in ("npz", "parquet"):
-            raise ValueError(f"layout must be npz or parquet. Received: {layout!r}")
         self.folder = folder
-        self.layout = layout
+        self.layout = ShardLayout(layout)
         self.num_classes = num_classes
-        self.rows_per_shard = SHARD_EXAMPLES if layout == "npz" else SHARD_ROWS
+        self.rows_per_shard = SHARD_EXAMPLES if layout == ShardLayout.NPZ else SHARD_ROWS
         self._splits: dict[str, _SplitBuffer] = {}
         # background: shards are encoded, written and checksummed on one worker thread (Parquet
         # and hashlib release the GIL) while the caller prepares the next rows; at most
@@ -163,7 +173,7 @@ class ShardWriter:
             count = len(buffer.shards)
             shards = []
             for i, pending in enumerate(buffer.shards):
-                final = f"{split}-{i:05d}-of-{count:05d}.{self.layout}"
+                final = f"{split}-{i:05d}-of-{count:05d}.{self.layout.value}"
                 (self.folder / pending.file).rename(self.folder / final)
                 shards.append(
                     Shard(file=final, num_examples=pending.num_examples, sha256=pending.sha256)
@@ -213,7 +223,7 @@ class ShardWriter:
         self._pending.append(self._pool.submit(self._write_shard, path, x, y, shard))
 
     def _write_shard(self, path: Path, x: Any, y: np.ndarray, shard: _PendingShard) -> None:
-        if self.layout == "npz":
+        if self.layout == ShardLayout.NPZ:
             with path.open("wb") as handle:
                 np.savez_compressed(handle, x=x, y=y)
         else:
@@ -221,14 +231,12 @@ class ShardWriter:
             if y.ndim == 2:
                 for i in range(y.shape[1]):
                     table = table.append_column(f"{TARGET_COLUMN}{i}", pa.array(y[:, i]))
-            # Dictionary pages pay for category columns only; for float columns Parquet tries
-            # them, gives up, and costs 2x the write time.
-            strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
-            pq.write_table(table, path, compression=PARQUET_COMPRESSION, use_dictionary=strings)
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
         shard.sha256 = sha256_file(path)
 
     def _take(self, buffer: _SplitBuffer, rows: int) -> tuple[Any, np.ndarray]:
-        if self.layout == "npz":
+        if self.layout == ShardLayout.NPZ:
             x_all = np.concatenate(buffer.parts_x) if buffer.parts_x else np.zeros((0,))
         else:
             x_all = pa.concat_tables(buffer.parts_x) if buffer.parts_x else pa.table({})
@@ -279,7 +287,7 @@ class PreparedDataset:
         ys: list[np.ndarray] = []
         for shard in entry.shards:
             blob = self._verified_bytes(shard)
-            if shard.file.endswith(".parquet"):
+            if shard.file.endswith(f".{ShardLayout.ARROW.value}"):
                 x, y = self._read_table(blob)
             else:
                 with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
@@ -318,7 +326,7 @@ class PreparedDataset:
         return blob
 
     def _read_table(self, blob: bytes) -> tuple[Features, np.ndarray]:
-        table = pq.read_table(pa.BufferReader(blob))
+        table = pa.ipc.open_file(pa.BufferReader(blob)).read_all()
         targets = [n for n in table.column_names if n.startswith(TARGET_COLUMN)]
         if targets == [TARGET_COLUMN]:
             y = table[TARGET_COLUMN].to_numpy()

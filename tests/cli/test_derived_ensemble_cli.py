@@ -42,7 +42,7 @@ def test_derived_columns_and_an_ensemble_from_raw_rows_to_predictions(
     rmse = json.loads(out)["metrics"]["rmse"]
 
     # the training split's rows as a user holds them (the source's columns, no target)
-    rows = pd.read_parquet(next((tmp_path / "data" / "house").glob("train-*.parquet")))
+    rows = pd.read_feather(next((tmp_path / "data" / "house").glob("train-*.arrow")))
     assert rows["rooms"].isna().any()  # derived values with a missing input are filled
     rows.drop(columns="__y__").to_csv(tmp_path / "rows.csv", index=False)
     code, _, err = invoke("predict", "-i", "rows.csv", "-o", "predictions.csv")

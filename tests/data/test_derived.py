@@ -65,7 +65,7 @@ def test_derived_columns_are_fitted_on_train_and_recomputed_from_raw_rows(
         "bedrooms",
         "coast",
     ]
-    train = pd.read_parquet(next(dataset.folder.glob("train-*.parquet")))
+    train = pd.read_feather(next(dataset.folder.glob("train-*.arrow")))
     share = (train["bedrooms"] + 1) / (train["rooms"] * 2)
     assert numeric["share"]["train_missing"] == int(share.isna().sum()) > 0
     assert numeric["share"]["mean"] == pytest.approx(share.fillna(share.median()).mean(), rel=1e-4)

@@ -31,7 +31,7 @@ from dltrain.data.splits import (
     assign_in_chunks,
     split_indices,
 )
-from dltrain.data.store import ShardWriter, open_store
+from dltrain.data.store import ShardLayout, ShardWriter, open_store
 from dltrain.data.transforms import NumericFit
 from dltrain.errors import DataError
 from dltrain.recipe.data import Missing, SplitMethod
@@ -287,7 +287,7 @@ def test_background_shards_equal_foreground_ones(tmp_path: Path) -> None:
     for background in (False, True):
         folder = tmp_path / str(background)
         folder.mkdir()
-        writer = ShardWriter(folder, layout="parquet", num_classes=3, background=background)
+        writer = ShardWriter(folder, layout=ShardLayout.ARROW, num_classes=3, background=background)
         writer.rows_per_shard = 7_000
         for start in range(0, 50_000, 9_000):
             writer.write("train", table.slice(start, 9_000), y[start : start + 9_000])
@@ -297,7 +297,9 @@ def test_background_shards_equal_foreground_ones(tmp_path: Path) -> None:
 
 
 def test_background_shard_errors_surface_at_close(tmp_path: Path) -> None:
-    writer = ShardWriter(tmp_path / "gone", layout="parquet", num_classes=None, background=True)
+    writer = ShardWriter(
+        tmp_path / "gone", layout=ShardLayout.ARROW, num_classes=None, background=True
+    )
     writer.write("train", pa.table({"x": [1.0]}), np.array([1.0], np.float32))
     with pytest.raises(OSError):
         writer.close()

@@ -26,7 +26,7 @@ from dltrain.data.splits import (
     resolve_method,
     split_indices,
 )
-from dltrain.data.store import ShardWriter
+from dltrain.data.store import ShardLayout, ShardWriter
 from dltrain.data.transforms import class_weights
 from dltrain.errors import DataError
 from dltrain.manifest import (
@@ -75,7 +75,9 @@ def prepare_arrays(
     is_text = source.splits["train"][0].dtype == object
     profile = _array_profile(splits, classes, source, is_text)
     check_quality(profile, spec, strict=strict)
-    writer = ShardWriter(folder, layout="parquet" if is_text else "npz", num_classes=len(classes))
+    writer = ShardWriter(
+        folder, layout=ShardLayout.ARROW if is_text else ShardLayout.NPZ, num_classes=len(classes)
+    )
     for name in SPLIT_NAMES:
         x, y = splits[name]
         if is_text:

@@ -22,7 +22,7 @@ from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.table.reading import open_table_source, stripped_batches
 from dltrain.data.profile import ColumnProfile, ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
-from dltrain.data.store import ShardWriter
+from dltrain.data.store import ShardLayout, ShardWriter
 from dltrain.errors import DataError
 from dltrain.manifest import (
     Cleaning,
@@ -225,7 +225,7 @@ def _write_windows(
     num_test = max(1, round(spec.split.test * num))
     num_validation = max(1, round(spec.split.validation * num))
     bounds = [0, num - num_validation - num_test, num - num_test, num]
-    writer = ShardWriter(folder, layout="npz", num_classes=None)
+    writer = ShardWriter(folder, layout=ShardLayout.NPZ, num_classes=None)
     window_counts = {}
     for i, name in enumerate(SPLIT_NAMES):
         x, y = _windows(values, target_values, bounds[i], bounds[i + 1], series)

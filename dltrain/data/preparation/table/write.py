@@ -24,7 +24,7 @@ from dltrain.data.preparation.table.report import describe_cleaning, describe_ta
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.spill import Spill
 from dltrain.data.splits import SPLIT_NAMES, TRAIN
-from dltrain.data.store import ShardWriter
+from dltrain.data.store import ShardLayout, ShardWriter
 from dltrain.data.transforms import CategoryFit, NumericFit
 from dltrain.errors import DataError
 from dltrain.manifest import (
@@ -188,7 +188,7 @@ def _write_shards(
     """
     writer = ShardWriter(
         folder,
-        layout="parquet",
+        layout=ShardLayout.ARROW,
         num_classes=len(plan.classes) if plan.classes else None,
         background=True,
     )
