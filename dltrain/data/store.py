@@ -9,9 +9,10 @@ Layout of ``data/<recipe>/``::
 
 Arrays go to compressed ``.npz``; tables to Arrow IPC files, uncompressed, which keep strings
 and column names: measured on a 250k-row shard of the prepare benchmark's table against
-Parquet-LZ4 (our format before), 7x cheaper to write and 2x faster to read back into NumPy, at
-1.9x the disk (benchmarks/RESULTS.md, "Table shard formats"). Prepare pays the write and every
-epoch of a streamed training the read; disk is the cheap side. The whole folder is written
+Parquet-LZ4 (our format before), about 7x cheaper to write and 1.4-2x faster to read back into
+NumPy (two runs), at 1.9x the disk (benchmarks/RESULTS.md, "Table shard formats"). Prepare
+pays the write and every epoch of a streamed training the read; disk is the cheap side. The
+whole folder is written
 under a temporary name and renamed into place, and every shard's SHA-256 is in the manifest, so
 a later command never trusts a half-written or edited dataset.
 """
