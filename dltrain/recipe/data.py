@@ -16,7 +16,11 @@ from dltrain.tasks import Task
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
+    # number a recipe holds is finite, so both are refused as what they are.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
+    )
 
 
 class DataFormat(StrEnum):
