@@ -266,7 +266,7 @@ def _explain(exc: ValidationError, path: Path, overridden: set[str]) -> str:
                 f"Received: {received!r}.{hint}"
             )
         elif kind == "value_error":  # our own validators say what they received
-            message = error["msg"].removeprefix("Value error, ")
+            message = error["msg"].removeprefix("Value error, ").rstrip(".")
             sentences.append(f"`{dotted}`: {message}." if dotted else f"{message}.")
         else:
             sentences.append(
