@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from dltrain.data.readers.arrays import FLOAT32_MAX
 from dltrain.data.readers.csv_sniff import CsvOptions, sniff_csv
 from dltrain.errors import ConversionError, DataError
 from dltrain.recipe.data import CsvSpec, DataFormat
@@ -59,8 +61,11 @@ class TableFile:
             DataError: a ragged row, or a value that does not convert (see ``ConversionError``).
         """
         if self.format == DataFormat.PARQUET:
-            yield from self._parquet_batches(types)
+            yield from self._finite(self._parquet_batches(types))
             return
+        yield from self._finite(self._csv_batches(types))
+
+    def _csv_batches(self, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
         assert self.csv is not None
         options = self.csv
         try:
@@ -83,6 +88,41 @@ class TableFile:
                 reader.close()
         except pa.ArrowInvalid as exc:
             raise self._explain(str(exc)) from None
+
+    def _finite(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches``, refusing numbers a model cannot take: inf, or beyond float32's range
+        (the precision models compute in, where they become inf). Prepare, predict and evaluate
+        --data all read tables here, so all three refuse the same values.
+
+        Raises:
+            DataError: naming the column, the first rows and their values.
+        """
+        row = 0
+        for batch in batches:
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                if pa.types.is_floating(column.type):
+                    self._check_finite(name, column, row)
+            row += batch.num_rows
+            yield batch
+
+    def _check_finite(self, name: str, column: pa.Array, first_row: int) -> None:
+        huge = pc.fill_null(pc.greater(pc.abs(column), FLOAT32_MAX), False)
+        if not pc.any(huge).as_py():
+            return
+        rows = np.flatnonzero(huge.to_numpy(zero_copy_only=False))
+        values = column.take(pa.array(rows[:5])).to_pylist()
+        shown = "; ".join(
+            f"row {first_row + r + 1}"
+            + (f" (line {self.line_of(first_row + r)})" if self.csv else "")
+            + f": {v:g}"
+            for r, v in zip(rows[:5], values, strict=True)
+        )
+        more = f" and {len(rows) - 5:,} more in this batch" if len(rows) > 5 else ""
+        raise DataError(
+            f"Column {name!r} of {self.path} holds numbers a model cannot compute with (infinite, "
+            f"or beyond ±3.4e38, float32's range): {shown}{more}. Expected finite numbers; fix or "
+            f"drop those rows, or empty those cells so they are filled as missing values."
+        )
 
     def _parquet_batches(self, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
         try:
