@@ -220,6 +220,20 @@ def _open_parquet(path: Path) -> TableFile:
             f"Cannot read {path} as Parquet ({exc}). Expected a Parquet file; the copy may be "
             f"truncated. Copy it again, or set `data.format: csv` if it is a text table."
         ) from None
+    names = list(schema.names)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # pyarrow can write them; no column could be told from its twin
+        raise DataError(
+            f"{path} names the column(s) {', '.join(map(repr, repeated))} more than once. "
+            f"Expected one column per name; rename the duplicates when writing the file."
+        )
+    nested = [f"{f.name} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise DataError(
+            f"{path} has column(s) of nested values: {', '.join(nested)}. dltrain reads flat "
+            f"columns (numbers, text, dates, booleans); write one column per value, or leave "
+            f"those columns out of the file."
+        )
     guessed = {}
     for f in schema:
         if (
