@@ -258,7 +258,9 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
         if pa.types.is_temporal(array.type):
             return pc.cast(pc.cast(array, pa.timestamp("s")), pa.string()).fill_null("")
         return pc.cast(array, pa.string()).fill_null("")
-    return pc.cast(array, target)
+    # float64 holds integers beyond 2**53 only approximately, as the model's float32 does: a
+    # safe cast would refuse them, and the file with them
+    return pc.cast(array, target, safe=not pa.types.is_integer(array.type))
 
 
 def _read_options(options: CsvOptions, block_size: int) -> pacsv.ReadOptions:
