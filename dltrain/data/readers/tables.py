@@ -160,6 +160,13 @@ class TableFile:
         if conversion:
             index, _, value = conversion.groups()
             return ConversionError(self.columns[int(index)], value)
+        if "straddling object straddles two block boundaries" in message:
+            return DataError(
+                f"{self.path} holds a row longer than {BLOCK_BYTES >> 20} MB, which no table row "
+                f"should be: usually a quote that opens a value and never closes, so the rest of "
+                f"the file reads as one value. Fix that quote, or set `data.csv.quoting: false` "
+                f"to read '\"' as an ordinary character."
+            )
         if "Empty CSV file" in message:
             return DataError(
                 f"{self.path} is empty. Expected a table with a header row and data rows; check "
