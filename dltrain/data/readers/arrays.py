@@ -50,6 +50,11 @@ def check_examples(x: np.ndarray, where: str) -> None:
     Raises:
         DataError: naming the array and what to do.
     """
+    if x.ndim == 0:
+        raise DataError(
+            f"{where} holds a single number ({x.dtype}), not an array of examples. Expected "
+            f"shape (examples, …); save the examples as a 2-D (or larger) array."
+        )
     if len(x) == 0:
         raise DataError(
             f"{where} holds no examples (an array of shape {x.shape}). Expected at least one "
@@ -118,7 +123,9 @@ def read_npz(path: Path) -> SourceArrays:
             f"Rename the arrays when saving."
         )
     for name, (x, y) in splits.items():
-        if len(x) != len(y) or y.ndim != 1:
+        if x.ndim == 0:  # len() of a scalar would fail before check_examples could say so
+            check_examples(x, f"{path} ({name} split)")
+        if y.ndim != 1 or len(x) != len(y):
             raise DataError(
                 f"{path}: the {name} split has {len(x)} examples but labels of shape {y.shape}. "
                 f"Expected one integer label per example."
