@@ -92,6 +92,14 @@ def load_npz(path: Path, fix: str) -> dict[str, np.ndarray]:
     Raises:
         DataError: the archive is truncated, corrupt or not an .npz at all.
     """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04" and head != b"PK\x05\x06":  # zip's local header, empty archive
+        # np.load would read it as a pickle and suggest allow_pickle=True: never for a user's file
+        raise DataError(
+            f"{path} is not an .npz archive: it does not start like a zip file (first bytes: "
+            f"{head.hex() or 'none, it is empty'}). Expected a file written by numpy.savez; {fix}."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
