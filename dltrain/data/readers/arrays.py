@@ -82,6 +82,23 @@ def check_examples(x: np.ndarray, where: str) -> None:
             )
 
 
+def check_splits_agree(splits: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:
+    """The source's own test examples must be shaped like its training examples: one model
+    takes both, and prepare stores each split as it comes.
+
+    Raises:
+        DataError: naming both shapes.
+    """
+    shape = splits["train"][0].shape[1:]
+    for name, (x, _) in splits.items():
+        if x.shape[1:] != shape:
+            raise DataError(
+                f"{where}: the {name} examples have shape {x.shape[1:]} but the training "
+                f"examples {shape}. Expected one shape for every split (a model takes one); "
+                f"resize or re-export the {name} examples like the training ones."
+            )
+
+
 def load_npz(path: Path, fix: str) -> dict[str, np.ndarray]:
     """Every array of an .npz archive, without pickled objects.
 
@@ -145,4 +162,5 @@ def read_npz(path: Path) -> SourceArrays:
             )
         check_examples(x, f"{path} ({name} split)")
         splits[name] = (x, y.astype(np.int64))
+    check_splits_agree(splits, str(path))
     return SourceArrays(splits=splits, files=[path], format=DataFormat.NPZ)

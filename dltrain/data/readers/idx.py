@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from dltrain.data.readers.arrays import SourceArrays, check_examples
+from dltrain.data.readers.arrays import SourceArrays, check_examples, check_splits_agree
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat
 
@@ -102,6 +102,7 @@ def read_idx_folder(folder: Path) -> SourceArrays:
         files += [images_file, labels_file]
     if "train" not in splits:  # a lone pair is the whole pool, whatever its file name says
         splits = {"train": splits.pop("test")}
+    check_splits_agree(splits, str(folder))
     return SourceArrays(splits=splits, files=files, format=DataFormat.IDX)
 
 
