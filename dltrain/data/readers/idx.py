@@ -98,6 +98,12 @@ def read_idx_folder(folder: Path) -> SourceArrays:
                 f"together."
             )
         check_examples(images, str(images_file))
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(
+                f"{labels_file} holds {labels.dtype} values, not integer class labels. Expected "
+                f"an IDX labels file of type 0x08 (unsigned bytes) or another integer type, as "
+                f"MNIST's; check that {labels_file.name} is the labels file."
+            )
         splits[split] = (images, labels.astype(np.int64))
         files += [images_file, labels_file]
     if "train" not in splits:  # a lone pair is the whole pool, whatever its file name says
