@@ -9,6 +9,7 @@ One name pattern serves ``prepare`` (which pairs images with labels per split) a
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -127,8 +128,9 @@ def read_idx(path: Path) -> np.ndarray:
             dtype, ndim = _check_magic(path, head)
             dims = handle.read(4 * ndim)
             shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            data = handle.read(size + 1) if len(shape) == ndim else b""
+            # Python ints: a forged header's product overflows int64 (to 0, which "matched")
+            size = math.prod(shape) * dtype.itemsize
+            data = _read_at_most(handle, size + 1) if len(shape) == ndim else b""
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path} is not a readable gzip file ({exc}). Expected an IDX file compressed with "
@@ -142,6 +144,20 @@ def read_idx(path: Path) -> np.ndarray:
             f"{got}. The file is truncated or damaged; copy it again."
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(handle: BinaryIO, size: int, chunk: int = 1 << 24) -> bytes:
+    """Up to ``size`` bytes, read in chunks: memory follows what the file holds, not what its
+    header claims (a forged header may announce exabytes)."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = handle.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _open(path: Path) -> BinaryIO:
