@@ -20,6 +20,7 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+from dltrain.errors import UsageError
 from dltrain.recipe.durations import format_duration
 from dltrain.runs import resolve_recipe_and_run
 
@@ -78,6 +79,7 @@ def predict(
             from dltrain.evaluation.predict import PredictRequest, output_format, predict_file
 
             output_format(target)  # a wrong suffix fails before TensorFlow loads
+        _refuse_output(target)
         request = PredictRequest(
             run_dir=run_dir,
             input=source,
@@ -128,3 +130,25 @@ def predict(
                     "seconds": round(result.seconds, 3),
                 }
             )
+
+
+def _refuse_output(target: Path) -> None:
+    """Refuse an --output that would replace a folder, or a file of a run folder.
+
+    Raises:
+        UsageError: naming the path and another to use.
+    """
+    from dltrain.data.readers.formats import enclosing_run
+
+    if target.is_dir():
+        raise UsageError(
+            f"--output {target} is a folder; predict writes one file. Name a file, such as "
+            f"{target / 'predictions.csv'}."
+        )
+    run = enclosing_run(target)
+    if run is not None and target.exists():
+        raise UsageError(
+            f"--output {target} is a file of run folder {run}, which dltrain keeps as the run's "
+            f"record; predict does not write over it. Write the predictions elsewhere, such as "
+            f"predictions.csv in the working directory."
+        )

@@ -149,6 +149,15 @@ def holds_dltrain_outputs(folder: Path) -> bool:
     )
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder ``path`` lies in (the nearest folder above it holding run.json), or None:
+    predict and export must not write over a run's own record."""
+    for folder in path.resolve().parents:
+        if (folder / RUN_INFO_FILE).is_file():
+            return folder
+    return None
+
+
 def class_folders(root: Path, suffixes: frozenset[str], what: str) -> ClassFolders:
     """Find ``root/[train/]<class>/*`` (and ``root/test/<class>/*``) files with ``suffixes``.
 
