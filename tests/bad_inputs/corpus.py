@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
-import re
+import shutil
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,18 +169,6 @@ def recipe(data: dict[str, Any], model: dict[str, Any] | None = None, **sections
     return write("dltrain.yaml", yaml.safe_dump(document, sort_keys=False))
 
 
-def edit_text(pattern: str, old: str, new: str) -> Setup:
-    """A setup step replacing ``old`` by ``new`` in the one file matching ``pattern``."""
-
-    def step(project: Path) -> None:
-        (path,) = project.glob(pattern)
-        text = path.read_text()
-        assert old in text, f"{old!r} not in {path}"
-        path.write_text(text.replace(old, new))
-
-    return step
-
-
 def rewrite_paths(project: Path, template: Path) -> None:
     """Point a copied project's run records at the copy, as if the project had been moved, so
     its runs read the copy's prepared data rather than the template's."""
@@ -191,15 +181,60 @@ def run_folder(project: Path, recipe_name: str = "tiny", index: int = -1) -> Pat
     return sorted(p for p in (project / "runs" / recipe_name).iterdir() if p.is_dir())[index]
 
 
-def in_run(name: str, recipe_name: str = "tiny") -> str:
-    """The glob pattern of file ``name`` in the latest run of ``recipe_name``."""
-    return f"runs/{recipe_name}/*/{name}" if name else f"runs/{recipe_name}/*"
+def prepare(id: str, names: Any, fix: Any, setup: tuple[Setup, ...], **options: Any) -> Case:
+    """A case of `dltrain prepare`, with its setup steps as one tuple."""
+    return case(id, "prepare", names, fix, *setup, **options)
 
 
-def latest_run_glob(project: Path, recipe_name: str = "tiny") -> str:
-    return run_folder(project, recipe_name).relative_to(project).as_posix()
+# --- damaging a copied project's runs and prepared data -----------------------------------------
 
 
-def words(text: str) -> tuple[str, ...]:
-    """Split a needle list written as one string with ' | ' between needles."""
-    return tuple(part.strip() for part in re.split(r"\s\|\s", text) if part.strip())
+def in_run(name: str, content: str | bytes, recipe_name: str = "tiny") -> Setup:
+    """A setup step replacing file ``name`` of the recipe's latest run."""
+
+    def step(project: Path) -> None:
+        path = run_folder(project, recipe_name) / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    return step
+
+
+def other_version(*patterns: str) -> Setup:
+    """A setup step stamping manifest.json files with a manifest version that does not exist."""
+
+    def step(project: Path) -> None:
+        for pattern in patterns:
+            for path in project.glob(pattern):
+                document = json.loads(path.read_text())
+                path.write_text(json.dumps({**document, "version": 999}))
+
+    return step
+
+
+def model_of(recipe_name: str) -> Setup:
+    """A setup step putting another recipe's model.keras into the latest tiny run."""
+
+    def step(project: Path) -> None:
+        source = run_folder(project, recipe_name) / "model.keras"
+        (run_folder(project) / "model.keras").write_bytes(source.read_bytes())
+
+    return step
+
+
+def model_without_config(project: Path) -> None:
+    """The latest tiny run's model.keras replaced by a zip archive holding no model."""
+    with zipfile.ZipFile(run_folder(project) / "model.keras", "w") as archive:
+        archive.writestr("notes.txt", "no model here")
+
+
+RUN_ID = "20990101-000000-zzzz"  # later than any real run id, as ids sort by time
+
+
+def copy_run(recipe_name: str = "tiny") -> Setup:
+    """A setup step copying the recipe's latest run to runs/<recipe>/RUN_ID, so a case can name
+    that run's files on its command line."""
+
+    def step(project: Path) -> None:
+        shutil.copytree(run_folder(project, recipe_name), project / "runs" / recipe_name / RUN_ID)
+
+    return step

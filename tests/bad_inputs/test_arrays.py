@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.bad_inputs.corpus import Case, case, check, params, recipe, write
+from tests.bad_inputs.corpus import Case, check, params, prepare, recipe, write
 from tests.conftest import synthetic_images, write_idx
 
 X, Y = synthetic_images(40)  # 12×12 uint8 images of three classes
@@ -85,10 +85,6 @@ def texts(
 ) -> tuple:
     steps = [write(f"txt/{c}/{i}.txt", text.format(c=c, i=i)) for c in classes for i in range(10)]
     return source("txt", *steps, *extra, model={"family": "text"}, **data)
-
-
-def prepare(id: str, names: Any, fix: Any, setup: tuple, **options: Any) -> Case:
-    return case(id, "prepare", names, fix, *setup, **options)
 
 
 FLOATS = X.astype(np.float64)

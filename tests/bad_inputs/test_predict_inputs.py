@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,20 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from tests.bad_inputs.corpus import Case, case, check, params, run_folder, write
+from tests.bad_inputs.corpus import (
+    RUN_ID,
+    Case,
+    case,
+    check,
+    copy_run,
+    in_run,
+    model_of,
+    model_without_config,
+    other_version,
+    params,
+    run_folder,
+    write,
+)
 
 EARLIER = write("old.csv", "row,prediction\n0,earlier\n")
 PIXELS = np.zeros((3, 12, 12), np.uint8)
@@ -46,28 +58,6 @@ def png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(PIXELS[0]).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def in_run(name: str, content: str | bytes, recipe_name: str = "tiny") -> Any:
-    """A setup step replacing file ``name`` of the recipe's latest run."""
-
-    def step(project: Path) -> None:
-        path = run_folder(project, recipe_name) / name
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
-
-    return step
-
-
-def other_version(*paths: str) -> Any:
-    """A setup step stamping manifest.json files with a manifest version that does not exist."""
-
-    def step(project: Path) -> None:
-        for pattern in paths:
-            for path in project.glob(pattern):
-                document = json.loads(path.read_text())
-                path.write_text(json.dumps({**document, "version": 999}))
-
-    return step
 
 
 INPUTS = [
@@ -334,10 +324,10 @@ OUTPUTS = [
     ),
     case(
         "output is a run's history.csv",
-        ["predict", "-i", "binary.npz", "-o", "runs/tiny/20990101-000000-zzzz/history.csv"],
+        ["predict", "-i", "binary.npz", "-o", f"runs/tiny/{RUN_ID}/history.csv"],
         ["history.csv is a file of run folder"],
         "Write the predictions elsewhere",
-        lambda project: _copy_run_as(project, "20990101-000000-zzzz"),
+        copy_run(),
     ),
     predict(
         "output is a run's model.keras",
@@ -346,22 +336,6 @@ OUTPUTS = [
         "Name the file accordingly",
     ),
 ]
-
-
-def _copy_run_as(project: Path, run_id: str) -> None:
-    """A copy of the latest tiny run under a known id (the latest, as ids sort by time), so a
-    case can name its files on the command line."""
-    import shutil
-
-    shutil.copytree(run_folder(project), project / "runs" / "tiny" / run_id)
-
-
-def _zip_without_config() -> Any:
-    def step(project: Path) -> None:
-        with zipfile.ZipFile(run_folder(project) / "model.keras", "w") as archive:
-            archive.writestr("notes.txt", "no model here")
-
-    return step
 
 
 RUN_FOLDERS = [
@@ -405,7 +379,7 @@ RUN_FOLDERS = [
         "-i binary.npz",
         ["model.keras", "no item named 'config.json'"],
         "train the run again",
-        _zip_without_config(),
+        model_without_config,
     ),
     predict(
         "run.json not JSON",
@@ -456,9 +430,7 @@ RUN_FOLDERS = [
         "-i binary.npz",
         ["model.keras", "house"],
         "train the run again",
-        lambda project: (run_folder(project) / "model.keras").write_bytes(
-            (run_folder(project, "house") / "model.keras").read_bytes()
-        ),
+        model_of("house"),
         owner="owned by evaluation (run_model.py/predict.py, outside the corpus's scope): a "
         "model.keras whose inputs differ from the run's manifest fails inside Keras, "
         "'internal error: ValueError: Layer \"mlp\" expects 4 named input(s)'",

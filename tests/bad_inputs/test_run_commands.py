@@ -9,40 +9,30 @@ from __future__ import annotations
 
 import json
 import shutil
-import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.bad_inputs.corpus import Case, case, check, params, run_folder, working_directory, write
+from tests.bad_inputs.corpus import (
+    RUN_ID,
+    Case,
+    case,
+    check,
+    copy_run,
+    in_run,
+    model_of,
+    model_without_config,
+    other_version,
+    params,
+    run_folder,
+    working_directory,
+    write,
+)
 from tests.conftest import invoke
 
 HOUSE = "house_id,rooms,area,district,price\n"
 TUNED = "tune:\n  space:\n    model.dropout: {uniform: [0.1, 0.5]}\n"
-
-
-def in_run(name: str, content: str | bytes, recipe_name: str = "tiny") -> Any:
-    """A setup step replacing file ``name`` of the recipe's latest run."""
-
-    def step(project: Path) -> None:
-        path = run_folder(project, recipe_name) / name
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
-
-    return step
-
-
-def other_version(*patterns: str) -> Any:
-    """A setup step stamping manifest.json files with a manifest version that does not exist."""
-
-    def step(project: Path) -> None:
-        for pattern in patterns:
-            for path in project.glob(pattern):
-                document = json.loads(path.read_text())
-                path.write_text(json.dumps({**document, "version": 999}))
-
-    return step
 
 
 def prepared_again(project: Path) -> None:
@@ -53,31 +43,6 @@ def prepared_again(project: Path) -> None:
     assert code == 0, err
 
 
-def copy_run(run_id: str, recipe_name: str = "tiny") -> Any:
-    """A copy of the recipe's latest run under a known id (the latest, as ids sort by time), so
-    a case can name its files on the command line."""
-
-    def step(project: Path) -> None:
-        shutil.copytree(run_folder(project, recipe_name), project / "runs" / recipe_name / run_id)
-
-    return step
-
-
-def model_of(recipe_name: str) -> Any:
-    """A setup step putting another run's model.keras in the latest tiny run."""
-
-    def step(project: Path) -> None:
-        source = run_folder(project, recipe_name) / "model.keras"
-        (run_folder(project) / "model.keras").write_bytes(source.read_bytes())
-
-    return step
-
-
-def zip_without_config(project: Path) -> None:
-    with zipfile.ZipFile(run_folder(project) / "model.keras", "w") as archive:
-        archive.writestr("notes.txt", "no model here")
-
-
 def evaluated(project: Path) -> None:
     """An earlier evaluation's metrics.json in the latest tiny run, for runs --metric."""
     (run_folder(project) / "metrics.json").write_text(
@@ -85,7 +50,6 @@ def evaluated(project: Path) -> None:
     )
 
 
-RUN = "20990101-000000-zzzz"  # the id copy_run gives: later than any real run
 OWNED_BY_EVALUATION = "owned by evaluation (run_model.py/evaluate.py, outside the corpus's scope)"
 
 EVALUATE = [
@@ -300,24 +264,24 @@ EXPORT = [
     ),
     case(
         "tflite --output over a run's model.keras",
-        f"export -f tflite -o runs/tiny/{RUN}/model.keras",
+        f"export -f tflite -o runs/tiny/{RUN_ID}/model.keras",
         ["model.keras", "'.keras'"],
         "such as model.tflite",
-        copy_run(RUN),
+        copy_run(),
     ),
     case(
         "saved_model --output over a run's checkpoints",
-        f"export -f saved_model -o runs/tiny/{RUN}/checkpoints",
+        f"export -f saved_model -o runs/tiny/{RUN_ID}/checkpoints",
         ["checkpoints is part of run folder"],
         "leave --output out",
-        copy_run(RUN),
+        copy_run(),
     ),
     case(
         "saved_model --output the run folder",
-        f"export -f saved_model -o runs/tiny/{RUN}",
+        f"export -f saved_model -o runs/tiny/{RUN_ID}",
         ["would replace the run folder"],
         "pick a new path",
-        copy_run(RUN),
+        copy_run(),
     ),
     case(
         "saved_model --output an existing file",
@@ -338,7 +302,7 @@ EXPORT = [
         "export",
         ["model.keras", "'config.json'"],
         "train the run again",
-        zip_without_config,
+        model_without_config,
     ),
     case("export --run missing", "export --run runs/tiny/none", "runs/tiny/none", "`ls"),
 ]

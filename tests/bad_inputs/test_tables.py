@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.bad_inputs.corpus import Case, case, check, params, recipe, write
+from tests.bad_inputs.corpus import Case, case, check, params, prepare, recipe, write
 
 RNG = np.random.default_rng(3)
 X = RNG.normal(size=60).round(3)  # not a row number: an identifier-like column is not a feature
@@ -54,10 +54,6 @@ def parquet_arrays(arrays: list[pa.Array], names: list[str], target: str = "y") 
         pq.write_table(pa.Table.from_arrays(arrays, names=names), path)
 
     return table(make, target, "t.parquet")  # type: ignore[arg-type]
-
-
-def prepare(id: str, names: Any, fix: Any, setup: tuple, **options: Any) -> Case:
-    return case(id, "prepare", names, fix, *setup, **options)
 
 
 CLASSES = ["ab"[i % 2] for i in range(60)]
