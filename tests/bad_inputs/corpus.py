@@ -54,6 +54,10 @@ class Case:
     may_write: tuple[str, ...] = ()  # glob patterns (relative paths) a failure may leave behind
     owner: str | None = None  # "owned by <area>: <what fails>" makes the case a strict xfail
 
+    def __post_init__(self) -> None:
+        # a case that checks no words would pass on any message
+        assert self.names and self.fix, f"{self.id}: say what the error names and its fix"
+
     def param(self) -> Any:
         marks = [pytest.mark.xfail(strict=True, reason=self.owner)] if self.owner else []
         return pytest.param(self, id=self.id, marks=marks)
