@@ -6,6 +6,7 @@ and its answer is meant to be read (or scripted with --json) before choosing tra
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -59,6 +60,13 @@ def find_lr(
     """
     console = make_console()
     with reported_errors(console):
+        # --end-lr inf passes 0 < start < end and sweeps into a NaN loss (exit 1, "training
+        # failed"); it is a bad flag, said before TensorFlow loads
+        if not (math.isfinite(start_lr) and math.isfinite(end_lr)):
+            raise UsageError(
+                f"--start-lr {start_lr:g} and --end-lr {end_lr:g} must be finite learning rates, "
+                f"for example --start-lr 1e-6 --end-lr 1."
+            )
         flags = {
             "train.optimizer.name": optimizer.value if optimizer else None,
             "train.batch_size": batch_size,

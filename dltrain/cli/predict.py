@@ -119,7 +119,10 @@ def predict(
         source = None if input_ is None else from_workdir(input_)
         target = from_workdir(output)
         with console.status("Loading TensorFlow and the model …"):
-            from dltrain.evaluation.predict import PredictRequest, predict_file
+            from dltrain.evaluation.predict import PredictRequest, output_format, predict_file
+
+            output_format(target)  # a wrong suffix fails before TensorFlow loads
+        _refuse_output(target)
         request = PredictRequest(
             run_dir=run_dir,
             input=source,
@@ -224,3 +227,25 @@ def _generate(console: Console, request: GenerateRequest, json_: bool) -> None:
     )
     if json_:
         write_json(result.to_json(request.run_dir))
+
+
+def _refuse_output(target: Path) -> None:
+    """Refuse an --output that would replace a folder, or a file of a run folder.
+
+    Raises:
+        UsageError: naming the path and another to use.
+    """
+    from dltrain.data.readers.formats import enclosing_run
+
+    if target.is_dir():
+        raise UsageError(
+            f"--output {target} is a folder; predict writes one file. Name a file, such as "
+            f"{target / 'predictions.csv'}."
+        )
+    run = enclosing_run(target)
+    if run is not None and target.exists():
+        raise UsageError(
+            f"--output {target} is a file of run folder {run}, which dltrain keeps as the run's "
+            f"record; predict does not write over it. Write the predictions elsewhere, such as "
+            f"predictions.csv in the working directory."
+        )

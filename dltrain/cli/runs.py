@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,6 +19,7 @@ from dltrain.cli.common import (
     workdir,
 )
 from dltrain.console import make_console, write_json
+from dltrain.errors import UsageError
 from dltrain.recipe.choices import SplitName
 from dltrain.recipe.durations import format_duration
 from dltrain.runs import runs_dir
@@ -69,6 +71,7 @@ def runs(
         rows = sort_runs(listed, sort)
         if limit is not None:
             rows = rows[:limit]
+        _check_metrics(metric, listed)
         columns = list(metric or default_metrics(rows))
         if json_:
             write_json(
@@ -91,6 +94,24 @@ def runs(
         render(rows, columns, split.value, console, title=f"Runs of {loaded.recipe.name} ({root})")
         if trials_note:
             console.print(trials_note)
+
+
+def _check_metrics(metric: list[str] | None, rows: list[RunRow]) -> None:
+    """Refuse a --metric no evaluated run reports (a typo showed as a column of '-').
+
+    Raises:
+        UsageError: naming the metric, the closest known one and the known ones.
+    """
+    known = sorted({name for row in rows for name in row.metrics})
+    unknown = [name for name in metric or [] if name not in known]
+    if not known or not unknown:  # no run evaluated yet: nothing to tell a typo by
+        return
+    guess = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f" Did you mean {guess[0]!r}?" if guess else ""
+    raise UsageError(
+        f"--metric {unknown[0]!r} is not a metric of these runs.{hint} Their metrics: "
+        f"{', '.join(known)}."
+    )
 
 
 def _cell(value: Any) -> str:

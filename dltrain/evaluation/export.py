@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import _silenced_stderr, keras, tf
+from dltrain.data.readers.formats import enclosing_run
 from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
@@ -295,6 +296,8 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
         ExportMismatch: the export's outputs differ from the Keras model's (exit 1).
     """
     started = time.perf_counter()
+    if output is not None:
+        _check_output(output, fmt)
     run = open_run(run_dir)
     target = output or RunFolder(run_dir).export / DEFAULT_NAMES[fmt]
     if target.resolve() == run_dir.resolve() or target.resolve() in run_dir.resolve().parents:
@@ -326,6 +329,34 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
     )
     _write_metadata(run, model, target.parent, result)
     return result
+
+
+SUFFIXES = {ExportFormat.TFLITE: ".tflite", ExportFormat.ONNX: ".onnx"}
+
+
+def _check_output(output: Path, fmt: ExportFormat) -> None:
+    """Refuse an --output named for another format, or one that would replace a file or folder
+    of a run folder (its model, its checkpoints) rather than an earlier export.
+
+    Raises:
+        UsageError: naming the path and the fix.
+    """
+    suffix = SUFFIXES.get(fmt)
+    if suffix is not None and output.suffix.lower() != suffix:
+        raise UsageError(
+            f"--output {output} has the suffix {output.suffix or '(none)'!r}, but a {fmt.value} "
+            f"export is a {suffix} file. Name it so, such as model{suffix}, so that nothing "
+            f"reads it as another format."
+        )
+    run = enclosing_run(output)
+    if run is not None and output.exists():
+        exports = RunFolder(run).export.resolve()
+        if not output.resolve().is_relative_to(exports):
+            raise UsageError(
+                f"--output {output} is part of run folder {run}, which dltrain keeps as the "
+                f"run's record; export does not write over it. Pick a new path, or leave "
+                f"--output out to write into {exports}."
+            )
 
 
 def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: ExportResult) -> None:

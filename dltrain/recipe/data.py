@@ -16,7 +16,11 @@ from dltrain.tasks import Task
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
+    # number a recipe holds is finite, so both are refused as what they are.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
+    )
 
 
 class DataFormat(StrEnum):
@@ -188,6 +192,11 @@ class ChecksSpec(_Section):
     )
 
 
+# A batch of 32 RGB images of 4096×4096 is already 6 GiB as float32; the pixels of a whole
+# folder at [100000, 100000] asked for hundreds of GiB before a clear error could be given.
+MAX_IMAGE_SIDE = 4096
+
+
 class ImageSpec(_Section):
     size: list[int] | None = Field(
         None, description="[height, width] every image is resized to (default: the first's)."
@@ -199,6 +208,11 @@ class ImageSpec(_Section):
     def _two_positive(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and (len(value) != 2 or min(value) < 1):
             raise ValueError(f"size is [height, width], both > 0. Received: {value}")
+        if value is not None and max(value) > MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"size is [height, width], each at most {MAX_IMAGE_SIDE}: a batch of larger "
+                f"images does not fit an accelerator; downscale or tile them. Received: {value}"
+            )
         return value
 
     @field_validator("channels")

@@ -248,6 +248,12 @@ def _explain(exc: ValidationError, path: Path, overridden: set[str]) -> str:
             )
         elif kind == "missing":
             sentences.append(f"Missing required key `{dotted}`.")
+        elif kind == "union_tag_not_found":  # `model:` a list, empty, or `family` not a word
+            families = ", ".join(str(_family(m)) for m in _models_in(ModelSpec))
+            sentences.append(
+                f"`{dotted}`{origin} must be a mapping such as {{family: mlp, units: [64]}}, "
+                f"whose `family` is one of {families}. Received: {error.get('input')!r}."
+            )
         elif kind in ("union_tag_invalid", "enum", "literal_error"):
             choices = _choices(error)
             received = error.get("input")
@@ -260,7 +266,7 @@ def _explain(exc: ValidationError, path: Path, overridden: set[str]) -> str:
                 f"Received: {received!r}.{hint}"
             )
         elif kind == "value_error":  # our own validators say what they received
-            message = error["msg"].removeprefix("Value error, ")
+            message = error["msg"].removeprefix("Value error, ").rstrip(".")
             sentences.append(f"`{dotted}`: {message}." if dotted else f"{message}.")
         else:
             sentences.append(

@@ -16,7 +16,9 @@ PositiveInts = list[Annotated[int, Field(gt=0)]]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
+    # number a recipe holds is finite, so both are refused as what they are.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Activation(StrEnum):

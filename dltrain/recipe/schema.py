@@ -22,7 +22,11 @@ from dltrain.recipe.tune import TuneSpec
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
+    # number a recipe holds is finite, so both are refused as what they are.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
+    )
 
 
 # --- data: DataSpec and its parts live in recipe/data.py -------------------------------------

@@ -57,7 +57,9 @@ RESERVED_PATHS = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
+    # number a recipe holds is finite, so both are refused as what they are.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 RANGE_KINDS = (ParamKind.UNIFORM, ParamKind.LOG_UNIFORM, ParamKind.INT, ParamKind.LOG_INT)
@@ -73,7 +75,7 @@ class ParamSpec(BaseModel):
     took one of those values.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: ParamKind
     low: float | None = None

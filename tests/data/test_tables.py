@@ -115,3 +115,12 @@ def test_every_field_quoted_with_empty_quotes_as_missing(tmp_path: Path) -> None
     batch = next(table.batches({"id": pa.string(), "score": pa.float64(), "city": pa.string()}))
     assert batch.column("score").to_pylist() == [1.5, None, None]
     assert batch.column("city").to_pylist() == ["x", "y", ""]  # markers stay text for cleaning
+
+
+def test_parquet_integers_beyond_2_to_the_53_read_as_numbers(tmp_path: Path) -> None:
+    # float64 (and the model's float32) hold them approximately; a safe cast refused the file
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"n": pa.array([2**62, 1], pa.int64())}), path)
+    table = open_table(path, DataFormat.AUTO, CsvSpec())
+    values = read_all(table, {"n": pa.float64()}).column("n").to_pylist()
+    assert values == [float(2**62), 1.0]

@@ -220,6 +220,16 @@ def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
             f"(dltrain takes at most {MAX_CLASSES:,}). Expected class indices 0, 1, 2, …; "
             f"renumber the labels consecutively."
         )
+    if source.has_test:  # class folders check this by name; arrays by label
+        unseen = np.setdiff1d(source.splits["test"][1], source.splits["train"][1])
+        if len(unseen):
+            shown = ", ".join(str(int(label)) for label in unseen[:10])
+            raise DataError(
+                f"The test split of {spec.source} has label(s) {shown} that its training "
+                f"examples never have. Expected the test classes among the training ones (a "
+                f"model cannot predict a class it never saw); fix the labels, or move those "
+                f"examples into the training arrays."
+            )
     present = np.unique(labels)
     if len(present) < 2:
         what = (

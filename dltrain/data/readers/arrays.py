@@ -50,6 +50,11 @@ def check_examples(x: np.ndarray, where: str) -> None:
     Raises:
         DataError: naming the array and what to do.
     """
+    if x.ndim == 0:
+        raise DataError(
+            f"{where} holds a single number ({x.dtype}), not an array of examples. Expected "
+            f"shape (examples, …); save the examples as a 2-D (or larger) array."
+        )
     if len(x) == 0:
         raise DataError(
             f"{where} holds no examples (an array of shape {x.shape}). Expected at least one "
@@ -77,6 +82,23 @@ def check_examples(x: np.ndarray, where: str) -> None:
             )
 
 
+def check_splits_agree(splits: dict[str, tuple[np.ndarray, np.ndarray]], where: str) -> None:
+    """The source's own test examples must be shaped like its training examples: one model
+    takes both, and prepare stores each split as it comes.
+
+    Raises:
+        DataError: naming both shapes.
+    """
+    shape = splits["train"][0].shape[1:]
+    for name, (x, _) in splits.items():
+        if x.shape[1:] != shape:
+            raise DataError(
+                f"{where}: the {name} examples have shape {x.shape[1:]} but the training "
+                f"examples {shape}. Expected one shape for every split (a model takes one); "
+                f"resize or re-export the {name} examples like the training ones."
+            )
+
+
 def load_npz(path: Path, fix: str) -> dict[str, np.ndarray]:
     """Every array of an .npz archive, without pickled objects.
 
@@ -87,6 +109,14 @@ def load_npz(path: Path, fix: str) -> dict[str, np.ndarray]:
     Raises:
         DataError: the archive is truncated, corrupt or not an .npz at all.
     """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04" and head != b"PK\x05\x06":  # zip's local header, empty archive
+        # np.load would read it as a pickle and suggest allow_pickle=True: never for a user's file
+        raise DataError(
+            f"{path} is not an .npz archive: it does not start like a zip file (first bytes: "
+            f"{head.hex() or 'none, it is empty'}). Expected a file written by numpy.savez; {fix}."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -118,7 +148,9 @@ def read_npz(path: Path) -> SourceArrays:
             f"Rename the arrays when saving."
         )
     for name, (x, y) in splits.items():
-        if len(x) != len(y) or y.ndim != 1:
+        if x.ndim == 0:  # len() of a scalar would fail before check_examples could say so
+            check_examples(x, f"{path} ({name} split)")
+        if y.ndim != 1 or len(x) != len(y):
             raise DataError(
                 f"{path}: the {name} split has {len(x)} examples but labels of shape {y.shape}. "
                 f"Expected one integer label per example."
@@ -130,4 +162,5 @@ def read_npz(path: Path) -> SourceArrays:
             )
         check_examples(x, f"{path} ({name} split)")
         splits[name] = (x, y.astype(np.int64))
+    check_splits_agree(splits, str(path))
     return SourceArrays(splits=splits, files=[path], format=DataFormat.NPZ)

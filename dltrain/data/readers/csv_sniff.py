@@ -35,6 +35,9 @@ class CsvOptions:
     notes: list[str] = field(default_factory=list)
 
 
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def sniff_csv(path: Path, spec: CsvSpec, skip_rows: int) -> CsvOptions:
     """Resolve the ``auto`` settings of ``spec`` from the first lines of ``path``.
 
@@ -47,6 +50,13 @@ def sniff_csv(path: Path, spec: CsvSpec, skip_rows: int) -> CsvOptions:
             truncated = bool(handle.read(1))
     except OSError as exc:
         raise DataError(f"Cannot read {path}: {exc}. Check the path and its permissions.") from None
+    if spec.encoding == "auto" and b"\x00" in head[:4096] and not head.startswith(_UTF16_MARKS):
+        # text in UTF-8 or Windows-1252 never holds a NUL byte: this is not a table
+        raise DataError(
+            f"{path} is not a text table: it holds NUL bytes, as binary files (.npz, .xlsx, "
+            f"images) do. Point `data.source` at the table, set `data.format` to the file's real "
+            f"format, or name its encoding in `data.csv.encoding` if it is UTF-16 or UTF-32 text."
+        )
     notes = []
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]

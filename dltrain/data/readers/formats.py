@@ -149,6 +149,15 @@ def holds_dltrain_outputs(folder: Path) -> bool:
     )
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder ``path`` lies in (the nearest folder above it holding run.json), or None:
+    predict and export must not write over a run's own record."""
+    for folder in path.resolve().parents:
+        if (folder / RUN_INFO_FILE).is_file():
+            return folder
+    return None
+
+
 def class_folders(root: Path, suffixes: frozenset[str], what: str) -> ClassFolders:
     """Find ``root/[train/]<class>/*`` (and ``root/test/<class>/*``) files with ``suffixes``.
 
@@ -192,6 +201,14 @@ def class_folders(root: Path, suffixes: frozenset[str], what: str) -> ClassFolde
     return ClassFolders(classes=classes, splits=splits)
 
 
+# The formats whose source is a folder, and what they expect in it.
+FOLDER_FORMATS = {
+    DataFormat.IDX: "MNIST-style IDX files such as train-images-idx3-ubyte.gz",
+    DataFormat.IMAGES: "one subfolder of images per class",
+    DataFormat.TEXT: "one subfolder of .txt files per class",
+}
+
+
 def read_source(source: Path, fmt: DataFormat, image: ImageSpec | None = None) -> SourceArrays:
     """Read a raw array dataset (IDX, npz, image or text folders).
 
@@ -205,6 +222,18 @@ def read_source(source: Path, fmt: DataFormat, image: ImageSpec | None = None) -
     """
     source = resolve_source(source)
     fmt = detect_format(source) if fmt == DataFormat.AUTO else fmt
+    folder = FOLDER_FORMATS.get(fmt)
+    if folder is not None and not source.is_dir():
+        raise DataError(
+            f"`data.format: {fmt.value}` reads a folder ({folder}), but {source} is a file. "
+            f"Point `data.source` at that folder, or set `data.format: auto` to read the file "
+            f"as its name says."
+        )
+    if fmt == DataFormat.NPZ and not source.is_file():
+        raise DataError(
+            f"`data.format: npz` reads one .npz file, but {source} is a folder. Point "
+            f"`data.source` at the file, or set `data.format: auto` to tell the folder's format."
+        )
     if fmt == DataFormat.IDX:
         return read_idx_folder(find_idx_folder(source) or source)
     if fmt == DataFormat.IMAGES:

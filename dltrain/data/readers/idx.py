@@ -9,6 +9,7 @@ One name pattern serves ``prepare`` (which pairs images with labels per split) a
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from dltrain.data.readers.arrays import SourceArrays, check_examples
+from dltrain.data.readers.arrays import SourceArrays, check_examples, check_splits_agree
 from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat
 
@@ -98,10 +99,17 @@ def read_idx_folder(folder: Path) -> SourceArrays:
                 f"together."
             )
         check_examples(images, str(images_file))
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(
+                f"{labels_file} holds {labels.dtype} values, not integer class labels. Expected "
+                f"an IDX labels file of type 0x08 (unsigned bytes) or another integer type, as "
+                f"MNIST's; check that {labels_file.name} is the labels file."
+            )
         splits[split] = (images, labels.astype(np.int64))
         files += [images_file, labels_file]
     if "train" not in splits:  # a lone pair is the whole pool, whatever its file name says
         splits = {"train": splits.pop("test")}
+    check_splits_agree(splits, str(folder))
     return SourceArrays(splits=splits, files=files, format=DataFormat.IDX)
 
 
@@ -120,8 +128,9 @@ def read_idx(path: Path) -> np.ndarray:
             dtype, ndim = _check_magic(path, head)
             dims = handle.read(4 * ndim)
             shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            data = handle.read(size + 1) if len(shape) == ndim else b""
+            # Python ints: a forged header's product overflows int64 (to 0, which "matched")
+            size = math.prod(shape) * dtype.itemsize
+            data = _read_at_most(handle, size + 1) if len(shape) == ndim else b""
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path} is not a readable gzip file ({exc}). Expected an IDX file compressed with "
@@ -135,6 +144,20 @@ def read_idx(path: Path) -> np.ndarray:
             f"{got}. The file is truncated or damaged; copy it again."
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(handle: BinaryIO, size: int, chunk: int = 1 << 24) -> bytes:
+    """Up to ``size`` bytes, read in chunks: memory follows what the file holds, not what its
+    header claims (a forged header may announce exabytes)."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = handle.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _open(path: Path) -> BinaryIO:

@@ -44,7 +44,15 @@ def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArray
             for index, name in enumerate(layout.classes)
             for path in per_class.get(name, [])
         ]
-        images = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+        try:
+            images = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+        except MemoryError:
+            needed = len(paths) * size[0] * size[1] * channels
+            raise DataError(
+                f"{root}: {len(paths):,} {split} images of {size[0]}×{size[1]}×{channels} "
+                f"pixels need {needed / 2**30:,.1f} GiB of memory, more than this machine can "
+                f"give. Set a smaller `data.image.size` (such as [224, 224])."
+            ) from None
         labels = np.empty(len(paths), dtype=np.int64)
         for row, (index, path) in enumerate(paths):
             images[row], changed = decode(path, size, channels)

@@ -37,7 +37,7 @@ from dltrain.data.readers.model_input import (
     ModelInput,
     report_table,
 )
-from dltrain.errors import DataError
+from dltrain.errors import ConversionError, DataError
 from dltrain.manifest import FeatureKind
 
 
@@ -212,8 +212,15 @@ class TableInput(InputReader):
         types = {name: pa.string() for name in table.columns}
         for name, dtype in needed.items():
             types[name] = pa.float64() if dtype == "float32" else pa.string()
-        batches = list(table.batches(types))
         markers = table.missing_markers(model.csv)
+        try:
+            batches = list(table.batches(types))
+        except ConversionError as exc:
+            raise DataError(
+                f"Column {exc.column!r} of {path} holds the text {exc.value!r}, but the model "
+                f"takes numbers there (the column was numeric in training). Fix the value, or "
+                f"leave the cell empty to have it filled as training filled missing values."
+            ) from None
         arrays: dict[str, np.ndarray] = {}
         for name in table.columns:
             parts = [batch.column(name) for batch in batches]

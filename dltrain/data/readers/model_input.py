@@ -162,6 +162,12 @@ def conform_examples(x: np.ndarray, model: ModelInput, where: str) -> np.ndarray
             cannot be the raw values the model was trained on (floats given to a model that
             takes 8-bit pixels and scales them itself).
     """
+    if model.kind == FeatureKind.TABLE:  # its shape is (): "takes ()" would say nothing
+        names = ", ".join(name for name, _ in model.columns)
+        raise DataError(
+            f"{where} holds an array of examples, but the model takes table rows with the "
+            f"columns {names}. Give a CSV/TSV or Parquet file with those columns."
+        )
     if x.ndim == len(model.shape) and len(model.shape) == 3 and model.shape[-1] == 1:
         x = x[..., np.newaxis]
     if tuple(x.shape[1:]) != model.shape:

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from dltrain.data.readers.arrays import FLOAT32_MAX
 from dltrain.data.readers.csv_sniff import CsvOptions, sniff_csv
 from dltrain.errors import ConversionError, DataError
 from dltrain.recipe.data import CsvSpec, DataFormat
@@ -59,8 +61,11 @@ class TableFile:
             DataError: a ragged row, or a value that does not convert (see ``ConversionError``).
         """
         if self.format == DataFormat.PARQUET:
-            yield from self._parquet_batches(types)
+            yield from self._finite(self._parquet_batches(types))
             return
+        yield from self._finite(self._csv_batches(types))
+
+    def _csv_batches(self, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
         assert self.csv is not None
         options = self.csv
         try:
@@ -83,6 +88,41 @@ class TableFile:
                 reader.close()
         except pa.ArrowInvalid as exc:
             raise self._explain(str(exc)) from None
+
+    def _finite(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches``, refusing numbers a model cannot take: inf, or beyond float32's range
+        (the precision models compute in, where they become inf). Prepare, predict and evaluate
+        --data all read tables here, so all three refuse the same values.
+
+        Raises:
+            DataError: naming the column, the first rows and their values.
+        """
+        row = 0
+        for batch in batches:
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                if pa.types.is_floating(column.type):
+                    self._check_finite(name, column, row)
+            row += batch.num_rows
+            yield batch
+
+    def _check_finite(self, name: str, column: pa.Array, first_row: int) -> None:
+        huge = pc.fill_null(pc.greater(pc.abs(column), FLOAT32_MAX), False)
+        if not pc.any(huge).as_py():
+            return
+        rows = np.flatnonzero(huge.to_numpy(zero_copy_only=False))
+        values = column.take(pa.array(rows[:5])).to_pylist()
+        shown = "; ".join(
+            f"row {first_row + r + 1}"
+            + (f" (line {self.line_of(first_row + r)})" if self.csv else "")
+            + f": {v:g}"
+            for r, v in zip(rows[:5], values, strict=True)
+        )
+        more = f" and {len(rows) - 5:,} more in this batch" if len(rows) > 5 else ""
+        raise DataError(
+            f"Column {name!r} of {self.path} holds numbers a model cannot compute with (infinite, "
+            f"or beyond ±3.4e38, float32's range): {shown}{more}. Expected finite numbers; fix or "
+            f"drop those rows, or empty those cells so they are filled as missing values."
+        )
 
     def _parquet_batches(self, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
         try:
@@ -120,6 +160,13 @@ class TableFile:
         if conversion:
             index, _, value = conversion.groups()
             return ConversionError(self.columns[int(index)], value)
+        if "straddling object straddles two block boundaries" in message:
+            return DataError(
+                f"{self.path} holds a row longer than {BLOCK_BYTES >> 20} MB, which no table row "
+                f"should be: usually a quote that opens a value and never closes, so the rest of "
+                f"the file reads as one value. Fix that quote, or set `data.csv.quoting: false` "
+                f"to read '\"' as an ordinary character."
+            )
         if "Empty CSV file" in message:
             return DataError(
                 f"{self.path} is empty. Expected a table with a header row and data rows; check "
@@ -180,6 +227,20 @@ def _open_parquet(path: Path) -> TableFile:
             f"Cannot read {path} as Parquet ({exc}). Expected a Parquet file; the copy may be "
             f"truncated. Copy it again, or set `data.format: csv` if it is a text table."
         ) from None
+    names = list(schema.names)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # pyarrow can write them; no column could be told from its twin
+        raise DataError(
+            f"{path} names the column(s) {', '.join(map(repr, repeated))} more than once. "
+            f"Expected one column per name; rename the duplicates when writing the file."
+        )
+    nested = [f"{f.name} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise DataError(
+            f"{path} has column(s) of nested values: {', '.join(nested)}. dltrain reads flat "
+            f"columns (numbers, text, dates, booleans); write one column per value, or leave "
+            f"those columns out of the file."
+        )
     guessed = {}
     for f in schema:
         if (
@@ -204,7 +265,9 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
         if pa.types.is_temporal(array.type):
             return pc.cast(pc.cast(array, pa.timestamp("s")), pa.string()).fill_null("")
         return pc.cast(array, pa.string()).fill_null("")
-    return pc.cast(array, target)
+    # float64 holds integers beyond 2**53 only approximately, as the model's float32 does: a
+    # safe cast would refuse them, and the file with them
+    return pc.cast(array, target, safe=not pa.types.is_integer(array.type))
 
 
 def _read_options(options: CsvOptions, block_size: int) -> pacsv.ReadOptions:

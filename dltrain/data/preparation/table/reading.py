@@ -122,7 +122,9 @@ def check_columns(spec: DataSpec, columns: list[str], source: Path) -> None:
         named += [(c, "data.series.features") for c in spec.series.features or []]
     for name, key in named:
         if name not in columns:
-            guess = difflib.get_close_matches(name, columns, n=1, cutoff=0.5)
+            # difflib sees 'Y' and 'y' as unlike as 'Y' and 'q': try the spelling first
+            guess = [c for c in columns if c.casefold() == name.casefold()][:1]
+            guess = guess or difflib.get_close_matches(name, columns, n=1, cutoff=0.5)
             hint = f" Did you mean {guess[0]!r}?" if guess else ""
             raise DataError(
                 f"`{key}` names the column {name!r}, which {source} does not have.{hint} Its "
