@@ -84,7 +84,16 @@ def read_run(path: Path, split: str) -> RunRow:
         document: dict[str, Any] = read_json(files.metrics(split))
     except (OSError, ValueError):
         return row
-    row.metrics = dict(document.get("metrics") or {})
+    metrics = document.get("metrics") if isinstance(document, dict) else None
+    if not isinstance(metrics, dict) or not all(
+        isinstance(v, int | float) or v is None for v in metrics.values()
+    ):
+        raise RunError(
+            f"{files.metrics(split)} is not a metrics document this dltrain reads (its "
+            f"`metrics` should map names to numbers). To write it anew, evaluate the run again "
+            f"(`dltrain evaluate --run {path}`), or delete the file."
+        )
+    row.metrics = dict(metrics)
     row.task = document.get("task")
     row.evaluated = document.get("evaluated")
     row.passed = document.get("passed")

@@ -76,9 +76,11 @@ class Examples:
 
 def _prepared(run: RunModel) -> Any:
     if run.data_folder is None:
+        why = run.data_problem or "its run.json names no prepared dataset"
         raise DataError(
-            f"Run {run.run_dir} does not name a prepared dataset to read splits from. Evaluate "
-            f"on labelled raw data with --data PATH instead."
+            f"Run {run.run_dir} cannot read the prepared data it was trained on: {why.rstrip('.')}"
+            f". Prepare it again with the run's recipe (`dltrain prepare --recipe "
+            f"{run.files.recipe}`), or evaluate on labelled raw data with --data PATH."
         )
     dataset = open_store(run.data_folder)
     if dataset.manifest.source.fingerprint != run.info.data_fingerprint:
@@ -177,19 +179,42 @@ def _labelled_table(run: RunModel, path: Path) -> tuple[Any, np.ndarray, InputRe
                 f"The data's schema differs from the run's; relabel the rows."
             )
         return reader.features, np.asarray(labels, dtype=np.int64), reader.report
-    try:
-        values = np.stack([np.asarray(reader.extra[t], dtype=np.float64) for t in targets], 1)
-    except ValueError as exc:
+    markers = set(model_input.csv.missing_values)
+    values = np.stack([_numeric_targets(path, t, reader.extra[t], markers) for t in targets], 1)
+    missing = np.isnan(values).any(axis=1)
+    if missing.any():
         raise DataError(
-            f"{path}: the target column(s) {', '.join(targets)} hold values that are not "
-            f"numbers ({exc}). Expected the target in its own units."
-        ) from None
-    if not np.isfinite(values).all():
-        raise DataError(
-            f"{path}: {int((~np.isfinite(values)).any(axis=1).sum())} row(s) have no target "
-            f"value. Drop them; a row without a target cannot be scored."
+            f"{path}: {int(missing.sum())} row(s) have no target value (an empty cell or a "
+            f"missing-value marker in {', '.join(targets)}). Drop them; a row without a target "
+            f"cannot be scored."
         )
     return reader.features, values[:, 0] if values.shape[1] == 1 else values, reader.report
+
+
+def _numeric_targets(path: Path, column: str, cells: np.ndarray, markers: set[str]) -> np.ndarray:
+    """A target column's cells as numbers, NaN where missing.
+
+    Raises:
+        DataError: a cell that is not a number, or a number that is not finite.
+    """
+    values = np.full(len(cells), np.nan)
+    for row, cell in enumerate(cells):
+        text = str(cell).strip()
+        if text in markers:
+            continue
+        try:
+            values[row] = float(text)
+        except ValueError:
+            raise DataError(
+                f"{path}: the target column {column!r} holds {text!r} (row {row + 1}), which is "
+                f"not a number. Expected the target in its own units; fix or drop the row."
+            ) from None
+        if not np.isfinite(values[row]):
+            raise DataError(
+                f"{path}: the target column {column!r} holds {text} (row {row + 1}). A score "
+                f"needs finite targets; fix or drop the row."
+            )
+    return values
 
 
 def _last_observed(x: Any, run: RunModel, width: int) -> np.ndarray | None:

@@ -27,6 +27,7 @@ class RunModel:
     info: RunInfo  # run.json
     manifest: Manifest
     data_folder: Path | None  # None when the manifest came from the run folder itself
+    data_problem: str = ""  # with no data folder: why the prepared data cannot be used
 
     @property
     def files(self) -> RunFolder:
@@ -122,7 +123,32 @@ class RunModel:
                 f"Cannot load {path} ({exc}). The file is damaged or was written by another "
                 f"Keras version; train the run again."
             ) from None
+        self._check_inputs(model)
         return model
+
+    def _check_inputs(self, model: keras.Model) -> None:
+        """Refuse a model whose raw inputs are not the ones this run's data describes.
+
+        Raises:
+            RunError: the file holds another run's model (copied over, or the run overwritten).
+        """
+        expected = self.model_input
+        taken: object
+        if isinstance(getattr(model, "input", None), dict):
+            taken = sorted(model.input)
+            wanted: object = sorted(name for name, _ in expected.columns)
+        elif expected.shape and len(getattr(model, "inputs", None) or []) == 1:
+            taken = tuple(model.inputs[0].shape[1:])
+            wanted = expected.shape
+        else:
+            return  # texts, and families whose model is not a plain functional one (GANs)
+        if taken != wanted:
+            raise RunError(
+                f"{self.files.model} takes the inputs {taken}, but run {self.run_dir.name} was "
+                f"trained on data whose inputs are {wanted}: the file holds another run's "
+                f"model (copied or overwritten). Restore the run's own model.keras, or train "
+                f"the run again."
+            )
 
 
 def open_run(run_dir: Path) -> RunModel:
@@ -153,17 +179,22 @@ def open_run(run_dir: Path) -> RunModel:
         candidates.append((moved / MANIFEST_FILE, moved))
     candidates.append((files.manifest, None))
     unreadable: DataError | None = None
+    problems: list[str] = []  # why each prepared-data folder could not be used, in order
     for path, folder in candidates:
-        if path.is_file():
-            try:
-                manifest = read_manifest(path)
-            except DataError as exc:
-                unreadable = unreadable or exc
-                continue
-            fingerprint = manifest.source.fingerprint
-            if folder is not None and fingerprint != info.data_fingerprint:
-                continue
-            return RunModel(run_dir, info, manifest, folder)
+        if not path.is_file():
+            if folder is not None:
+                problems.append(f"{folder} holds no prepared dataset (no {MANIFEST_FILE})")
+            continue
+        try:
+            manifest = read_manifest(path)
+        except DataError as exc:
+            unreadable = unreadable or exc
+            problems.append(exc.message)
+            continue
+        if folder is not None and manifest.source.fingerprint != info.data_fingerprint:
+            problems.append(f"{folder} was prepared again from another source since")
+            continue
+        return RunModel(run_dir, info, manifest, folder, problems[0] if problems else "")
     if unreadable is not None:
         raise RunError(
             f"Run {run_dir} cannot be used: {unreadable.message} A model keeps the "

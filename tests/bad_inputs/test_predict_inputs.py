@@ -431,9 +431,6 @@ RUN_FOLDERS = [
         ["model.keras", "house"],
         "train the run again",
         model_of("house"),
-        owner="owned by evaluation (run_model.py/predict.py, outside the corpus's scope): a "
-        "model.keras whose inputs differ from the run's manifest fails inside Keras, "
-        "'internal error: ValueError: Layer \"mlp\" expects 4 named input(s)'",
     ),
 ]
 

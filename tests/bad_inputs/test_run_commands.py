@@ -50,8 +50,6 @@ def evaluated(project: Path) -> None:
     )
 
 
-OWNED_BY_EVALUATION = "owned by evaluation (run_model.py/evaluate.py, outside the corpus's scope)"
-
 EVALUATE = [
     case(
         "gate with a misspelt metric",
@@ -159,8 +157,6 @@ EVALUATE = [
         ["new.csv", "price", "inf"],
         "finite",
         write("new.csv", HOUSE + "h1,3,50,north,inf\nh2,2,50,south,3\n"),
-        owner=f"{OWNED_BY_EVALUATION}: _labelled_table reads the target as text and calls an "
-        "inf target '1 row(s) have no target value'",
     ),
     case(
         "--data table target missing",
@@ -168,8 +164,6 @@ EVALUATE = [
         ["new.csv", "1 row(s) have no target value"],
         "Drop them",
         write("new.csv", HOUSE + "h1,3,50,north,\nh2,2,50,south,3\n"),
-        owner=f"{OWNED_BY_EVALUATION}: _labelled_table calls an empty target cell 'values that "
-        "are not numbers (could not convert string to float: '')'",
     ),
     case(
         "model.keras of bytes",
@@ -225,9 +219,6 @@ EVALUATE = [
         ["data/tiny/manifest.json"],
         "`dltrain prepare --force`",
         other_version("data/tiny/manifest.json"),
-        owner=f"{OWNED_BY_EVALUATION}: with the run's own manifest still readable, evaluate says "
-        "'Run … does not name a prepared dataset' and names neither data/tiny/manifest.json nor "
-        "its version",
     ),
     case(
         "prepared dataset deleted",
@@ -235,8 +226,6 @@ EVALUATE = [
         ["data/tiny"],
         "dltrain prepare",
         lambda project: shutil.rmtree(project / "data/tiny"),
-        owner=f"{OWNED_BY_EVALUATION}: evaluate says 'Run … does not name a prepared dataset' "
-        "instead of naming the missing data/tiny and `dltrain prepare`",
     ),
     case(
         "model.keras of another run",
@@ -244,8 +233,6 @@ EVALUATE = [
         ["model.keras", "house"],
         "train the run again",
         model_of("house"),
-        owner=f"{OWNED_BY_EVALUATION}: a model.keras whose inputs differ from the manifest fails "
-        "inside Keras: 'internal error: ValueError: Layer \"mlp\" expects 4 named input(s)'",
     ),
 ]
 
@@ -322,9 +309,6 @@ RUNS = [
         ["metrics.json"],
         "evaluate the run again",
         in_run("metrics.json", json.dumps({"schema": 99, "metrics": "x"})),
-        owner="owned by evaluation (compare.py's read_run, outside the corpus's scope): a "
-        "metrics.json whose metrics are not a mapping fails with 'internal error: ValueError: "
-        "dictionary update sequence element #0 has length 1'",
     ),
 ]
 
