@@ -177,10 +177,19 @@ def load_batches(plan: RunPlan) -> Splits:
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
     seed = plan.recipe.seed + plan.initial_epoch
+    train = make_dataset(
+        train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
+    )
+    batches = int(train.cardinality())
+    if batches != plan.steps_per_epoch:
+        # The schedule was built for plan.steps_per_epoch: training on another count would end
+        # it early (cosine at zero two-thirds in) or never reach its end.
+        raise RuntimeError(
+            f"The training pipeline yields {batches} batches per epoch, but the run was planned "
+            f"for {plan.steps_per_epoch}; this is a dltrain bug, please report it."
+        )
     return Splits(
-        train=make_dataset(
-            train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
-        ),
+        train=train,
         validation=make_dataset(
             val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
         ),

@@ -88,6 +88,19 @@ def check_monitor(monitor: str, task: Task) -> None:
         )
 
 
+def epoch_steps(dataset: PreparedDataset, batch_size: int) -> int:
+    """Batches in one training epoch: the training split as the pipeline yields it, resampled.
+
+    Args:
+        dataset: the prepared dataset.
+        batch_size: examples per batch (the last batch may be smaller).
+
+    Returns:
+        Optimizer steps per epoch, which schedules count in and progress shows.
+    """
+    return math.ceil(dataset.num_examples("train") / batch_size)
+
+
 def unfinished_run(run_dir: Path) -> CheckpointState:
     """The checkpoint state of a run that can be resumed.
 
@@ -184,7 +197,7 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
     devices = plan_devices(spec)
     if resume_dir is not None and not devices.is_chief:
         resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere
-    steps_per_epoch = math.ceil(dataset.num_examples("train") / spec.batch_size)
+    steps_per_epoch = epoch_steps(dataset, spec.batch_size)
     return RunPlan(
         loaded=loaded,
         dataset=dataset,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from dltrain.data.store import open_store
 from tests.conftest import RecipeWriter, invoke
 
 
@@ -265,3 +268,48 @@ def test_run_keeps_its_manifest_and_readable_files(project: Path) -> None:
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest == json.loads((project / "data" / "tiny" / "manifest.json").read_text())
     assert (run / "run.json").stat().st_mode & 0o044  # group/others may read results
+
+
+def write_table_project(folder: Path, **train: object) -> None:
+    """A 300-row table whose two classes stand 4:1, oversampled, and an MLP recipe for it."""
+    rng = np.random.default_rng(0)
+    labels = ["a"] * 240 + ["b"] * 60
+    rows = zip(rng.normal(size=300), rng.normal(size=300), labels, strict=True)
+    lines = ["x1,x2,label", *(f"{a:.4f},{b:.4f},{c}" for a, b, c in rows)]
+    (folder / "t.csv").write_text("\n".join(lines) + "\n")
+    recipe = {
+        "name": "tiny",
+        "seed": 7,
+        "data": {
+            "source": "t.csv",
+            "target": "label",
+            "sampling": "oversample",
+            "split": {"validation": 0.2, "test": 0.2},
+        },
+        "model": {"family": "mlp", "units": [8], "dropout": 0.0},
+        "train": {"batch_size": 32, "optimizer": {"learning_rate": 0.01}, **train},
+    }
+    (folder / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def test_oversampling_sizes_the_schedule_progress_and_dry_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an epoch runs the balanced split (2 × 144 rows), not the stored one (180)
+    write_table_project(tmp_path, epochs=2, lr_schedule={"name": "cosine"})
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("prepare")
+    assert code == 0, err
+    dataset = open_store(tmp_path / "data" / "tiny")
+    steps = math.ceil(len(dataset.load_split("train")[1]) / 32)
+    assert steps > math.ceil(len(dataset.load_split("train", resample=False)[1]) / 32)
+
+    code, out, err = invoke("train", "--dry-run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["steps_per_epoch"] == steps
+
+    code, _, err = invoke("train")
+    assert code == 0, err
+    # cosine over the batches an epoch really runs is exactly halfway down after epoch 1 of 2
+    rates = [float(row["learning_rate"]) for row in history(runs(tmp_path)[0])]
+    assert rates[0] == pytest.approx(0.005, rel=1e-3)
