@@ -16,6 +16,7 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RunError
+from dltrain.faults import crash_point
 from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
 from dltrain.training.callbacks import Logs
 
@@ -170,11 +171,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
         path = self.files.checkpoint(epoch + 1)
         with atomic_path(path) as tmp:
             self.model.save(tmp)
+            crash_point("train.checkpoint")
         value = logs.get(self.monitor)
         if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
             self.best, self.best_epoch = float(value), epoch + 1
             with atomic_path(self.files.best_checkpoint) as tmp:
                 shutil.copyfile(path, tmp)
+                crash_point("train.best")
         state = CheckpointState(
             epoch=epoch + 1,
             checkpoint=path.name,
@@ -183,7 +186,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             best_epoch=self.best_epoch,
             early_stopping=self.stopper.state() if self.stopper else None,
         )
+        crash_point("train.state")
         write_json_atomic(self.files.state, state.to_json())
+        crash_point("train.prune")
         for old in self.files.checkpoints.glob("epoch-*.keras"):
             if old != path:
                 old.unlink(missing_ok=True)

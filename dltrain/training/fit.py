@@ -13,6 +13,7 @@ from rich.console import Console
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.errors import TrainingFailed
+from dltrain.faults import crash_point
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
@@ -395,11 +396,13 @@ def finish(
     files = record.files
     with atomic_path(files.model) as tmp:
         model.save(tmp)
+        crash_point("train.model")
     outcome = read_outcome(read_history(files.history), watch.stopper, watch.budget)
     if not plan.trial:
         title = f"{plan.recipe.name} · {files.path.name}"
         plot_learning_curves(files.history, files.learning_curves, title)
     digest = weights_digest(model) if plan.devices.cluster is not None else None
+    crash_point("train.record")
     complete_record(record, outcome, seconds, digest, int(model.count_params()))
     cluster = plan.devices.cluster
     return TrainResult(
