@@ -19,6 +19,7 @@ from dltrain.errors import RunError
 from dltrain.faults import crash_point
 from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
 from dltrain.training.callbacks import Logs
+from dltrain.training.schedules import PlateauState, ReduceOnPlateau
 
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 
@@ -62,6 +63,8 @@ class CheckpointState:
         best_value: the best monitored value so far; None when never finite.
         best_epoch: its epoch, counted from 1.
         early_stopping: where early stopping stood; None when it was off.
+        reduce_on_plateau: where reduce-on-plateau stood; None when it was off (or the state
+            was written by a dltrain that did not keep it).
     """
 
     epoch: int
@@ -70,11 +73,12 @@ class CheckpointState:
     best_value: float | None
     best_epoch: int | None
     early_stopping: StopperState | None
+    reduce_on_plateau: PlateauState | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The document state.json holds (best weights stay out: best.keras holds them)."""
         stopper = self.early_stopping
-        return {
+        document: dict[str, Any] = {
             "epoch": self.epoch,
             "checkpoint": self.checkpoint,
             "monitor": self.monitor,
@@ -84,6 +88,15 @@ class CheckpointState:
             if stopper is None
             else {"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait},
         }
+        plateau = self.reduce_on_plateau
+        if plateau is not None:
+            document["reduce_on_plateau"] = {
+                "factor": plateau.factor,
+                "best": plateau.best,
+                "wait": plateau.wait,
+                "cooldown": plateau.cooldown,
+            }
+        return document
 
     @classmethod
     def from_json(cls, document: dict[str, Any], source: Path) -> CheckpointState:
@@ -94,6 +107,7 @@ class CheckpointState:
         """
         try:
             stopper = document.get("early_stopping")
+            plateau = document.get("reduce_on_plateau")
             return cls(
                 epoch=int(document["epoch"]),
                 checkpoint=str(document["checkpoint"]),
@@ -106,6 +120,14 @@ class CheckpointState:
                     best=stopper["best"],
                     best_epoch=int(stopper["best_epoch"]),
                     wait=int(stopper["wait"]),
+                ),
+                reduce_on_plateau=None
+                if not plateau
+                else PlateauState(
+                    factor=float(plateau["factor"]),
+                    best=plateau["best"],
+                    wait=int(plateau["wait"]),
+                    cooldown=int(plateau["cooldown"]),
                 ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -146,10 +168,18 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Writes the epoch's checkpoint, the best checkpoint and state.json after every epoch."""
+    """Writes the epoch's checkpoint, the best checkpoint and state.json after every epoch.
+
+    It must run after the callbacks whose state it records (early stopping, reduce-on-plateau).
+    """
 
     def __init__(
-        self, run_dir: Path, monitor: str, mode: str, stopper: ResumableEarlyStopping | None
+        self,
+        run_dir: Path,
+        monitor: str,
+        mode: str,
+        stopper: ResumableEarlyStopping | None,
+        plateau: ReduceOnPlateau | None = None,
     ):
         super().__init__()
         self.files = RunFolder(run_dir)
@@ -157,6 +187,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.maximize = monitor_mode(monitor, mode) == "max"
         self.stopper = stopper
+        self.plateau = plateau
         previous = load_state(run_dir)
         self.best: float | None = previous.best_value if previous else None
         self.best_epoch: int | None = previous.best_epoch if previous else None
@@ -185,6 +216,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             best_value=self.best,
             best_epoch=self.best_epoch,
             early_stopping=self.stopper.state() if self.stopper else None,
+            reduce_on_plateau=self.plateau.state() if self.plateau else None,
         )
         crash_point("train.state")
         write_json_atomic(self.files.state, state.to_json())

@@ -12,12 +12,13 @@ from rich.console import Console
 
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
-from dltrain.errors import TrainingFailed
+from dltrain.errors import RunError, TrainingFailed
 from dltrain.faults import crash_point
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
+from dltrain.recipe.schema import TrainSpec
 from dltrain.run_info import RunStatus, StopReason, TrialMarker
 from dltrain.runs import RunFolder, atomic_path, write_text_atomic
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
@@ -29,7 +30,7 @@ from dltrain.training.checkpoints import (
 )
 from dltrain.training.compile import CompileParts, compile_parts
 from dltrain.training.curves import plot_learning_curves
-from dltrain.training.hooks import Phase
+from dltrain.training.hooks import Phase, TrainingHooks
 from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan, configure_tensorflow, plan_run
@@ -41,6 +42,7 @@ from dltrain.training.record import (
     read_outcome,
     record_interruption,
 )
+from dltrain.training.schedules import ReduceOnPlateau
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,11 @@ class Watchers:
 
 
 def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
-    """Build and compile the family's model, or load the resumed run's last checkpoint.
+    """Build and compile the family's model, or restore the resumed run's last checkpoint.
+
+    A resumed model is compiled from the recipe, as the uninterrupted run was at this epoch,
+    never from the compile settings Keras saved in the checkpoint: Keras leaves some out (a
+    Huber loss's ``delta``, a GAN's second optimizer), and the run would go on with others.
 
     Args:
         plan: the run's plan.
@@ -150,19 +156,56 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
 
     Raises:
         RecipeError: a loss, schedule, class weighting or model that does not fit the data.
+        RunError: the resumed run's checkpoint does not fit its recipe.
     """
     dataset = plan.dataset
+    # a run resumed in a later phase (fine-tuning) compiles with that phase's settings
+    train = plan.hooks.phases(plan.spec, plan.initial_epoch)[0].train
     with plan.devices.strategy.scope():
-        parts = compile_parts(plan.spec, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(train, plan.task, dataset.manifest, plan.steps_per_epoch)
         if plan.state is not None:
             assert plan.resume_dir is not None
-            model = load_model(RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint)
+            checkpoint = RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint
+            model = restore_checkpoint(plan.hooks, checkpoint, parts, train)
         else:
             model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
-            plan.hooks.compile(model, parts, plan.spec)
+            plan.hooks.compile(model, parts, train)
     if plan.devices.jit_compile is not None:
         model.jit_compile = plan.devices.jit_compile
     return model, parts
+
+
+def restore_checkpoint(
+    hooks: TrainingHooks, checkpoint: Path, parts: CompileParts, train: TrainSpec
+) -> keras.Model:
+    """A checkpoint's model, compiled as the recipe says, with its optimizers' state restored.
+
+    Args:
+        hooks: how the model's family compiles and builds its optimizers.
+        checkpoint: the ``.keras`` file an epoch ended with.
+        parts: the optimizer, loss and metrics made from ``train``.
+        train: the settings the model trains under from here on.
+
+    Returns:
+        The model, its weights, optimizer steps and moments as they were after that epoch.
+
+    Raises:
+        RunError: the checkpoint cannot be read, or its optimizer state does not fit.
+    """
+    try:
+        model = load_model(checkpoint, compile=False)
+        hooks.compile(model, parts, train)
+        hooks.build_optimizers(model)
+        # Weights again, and with them every optimizer's variables (steps, moments), which
+        # the weights file of a .keras checkpoint holds under each optimizer's attribute name.
+        model.load_weights(checkpoint)
+    except ValueError as exc:
+        raise RunError(
+            f"Checkpoint {checkpoint} cannot be resumed under its run's recipe ({exc}). The "
+            f"checkpoint or recipe.yaml beside it was changed since training wrote them. Start "
+            f"a new run with `dltrain train`."
+        ) from None
+    return model
 
 
 def load_batches(plan: RunPlan) -> Splits:
@@ -247,10 +290,15 @@ def watch_training(
     stopper = early_stopping(plan, files.path)
     if stopper is not None:
         callbacks.append(stopper)
+    plateau = next((c for c in parts.callbacks if isinstance(c, ReduceOnPlateau)), None)
+    if plateau is not None and plan.state is not None and plan.state.reduce_on_plateau:
+        plateau.resume_from(plan.state.reduce_on_plateau)
     if not plan.trial:
         checkpoint_monitor = spec.early_stopping.monitor if stopper is not None else "val_loss"
         callbacks.append(
-            EpochCheckpoint(files.path, checkpoint_monitor, spec.early_stopping.mode, stopper)
+            EpochCheckpoint(
+                files.path, checkpoint_monitor, spec.early_stopping.mode, stopper, plateau
+            )
         )
     callbacks.extend(plan.hooks.callbacks(files, plan.dataset))
     budget = TimeBudget(spec.time_budget) if spec.time_budget else None

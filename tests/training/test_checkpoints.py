@@ -10,6 +10,7 @@ import pytest
 from dltrain.errors import RunError
 from dltrain.runs import RunFolder
 from dltrain.training.checkpoints import CheckpointState, StopperState, load_state
+from dltrain.training.schedules import PlateauState
 
 # state.json as EpochCheckpoint has always written it
 WRITTEN = {
@@ -47,3 +48,11 @@ def test_no_state_yet_is_none_and_a_broken_one_a_clear_error(tmp_path: Path) -> 
     files.state.write_text("{not json")
     with pytest.raises(RunError, match="unreadable"):
         load_state(tmp_path)
+
+
+def test_reduce_on_plateau_state_round_trips() -> None:
+    plateau = {"factor": 0.25, "best": 1.5, "wait": 1, "cooldown": 2}
+    state = CheckpointState.from_json({**WRITTEN, "reduce_on_plateau": plateau}, Path("s.json"))
+    assert state.reduce_on_plateau == PlateauState(factor=0.25, best=1.5, wait=1, cooldown=2)
+    assert state.to_json() == {**WRITTEN, "reduce_on_plateau": plateau}
+    assert CheckpointState.from_json(WRITTEN, Path("s.json")).reduce_on_plateau is None

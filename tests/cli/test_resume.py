@@ -1,0 +1,186 @@
+"""Resume and crashes: ``kill -9`` at each write point, then the rerun or ``--resume``.
+
+The kills are real: ``python -m dltrain`` runs with ``DLTRAIN_CRASH_AT`` naming a write point
+(dltrain/faults.py), where it sends itself SIGKILL on the real write path. A resumed run is
+checked against the same run trained without a break.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from tests.cli.eval_projects import write_houses
+from tests.conftest import invoke
+
+pytestmark = pytest.mark.slow  # each test starts TensorFlow in a process of its own
+
+
+def killed_at(point: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``dltrain ARGS`` in its own process, killed with SIGKILL at write point ``point``."""
+    env = {**os.environ, "DLTRAIN_CRASH_AT": point}
+    result = subprocess.run(
+        [sys.executable, "-m", "dltrain", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == -signal.SIGKILL, (point, result.returncode, result.stderr)
+    return result
+
+
+def history(run: Path) -> list[dict[str, float]]:
+    with (run / "history.csv").open() as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def runs(project: Path, name: str) -> list[Path]:
+    root = project / "runs" / name
+    return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
+
+
+def write_recipe(project: Path, name: str, **train: Any) -> None:
+    """A regression recipe on a small table of house prices (in dollars), 3 epochs, no shuffle,
+    so that a resumed run must retrace the uninterrupted one step for step."""
+    recipe = {
+        "name": name,
+        "seed": 7,
+        "data": {
+            "source": "houses.csv",
+            "target": "price",
+            "columns": {"house_id": {"type": "identifier"}},
+            "split": {"validation": 0.2, "test": 0.2},
+        },
+        "model": {"family": "mlp", "units": [16], "dropout": 0.0},
+        "train": {
+            "epochs": 3,
+            "batch_size": 32,
+            "shuffle": False,
+            "deterministic": True,
+            "tensorboard": False,
+            **train,
+        },
+    }
+    (project / f"{name}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+@pytest.fixture
+def houses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_houses(tmp_path / "houses.csv", 300, seed=4)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# Every setting a resume must carry over: a loss parameter Keras does not save (Huber's delta),
+# optimizer parameters, a warmup, a decay and reduce-on-plateau, whose counters decide epoch
+# 2's reduction (min_delta so large that every epoch after the first counts as a plateau).
+EVERYTHING = {
+    "loss": {"name": "huber", "delta": 50_000.0},
+    "optimizer": {
+        "name": "adamw",
+        "learning_rate": 0.05,
+        "weight_decay": 0.01,
+        "clipnorm": 1e6,
+    },
+    "lr_schedule": {
+        "name": "cosine",
+        "warmup_epochs": 1,
+        "min_learning_rate": 1e-4,
+        "reduce_on_plateau": {"enabled": True, "patience": 1, "min_delta": 1e12},
+    },
+}
+
+
+def test_a_resumed_run_retraces_the_uninterrupted_one(houses: Path) -> None:
+    write_recipe(houses, "whole", **EVERYTHING)
+    write_recipe(houses, "cut", **EVERYTHING)
+    for name in ("whole", "cut"):
+        code, _, err = invoke("prepare", "--recipe", f"{name}.yaml")
+        assert code == 0, err
+    code, _, err = invoke("train", "--recipe", "whole.yaml")
+    assert code == 0, err
+    # killed as epoch 2's checkpoint is being renamed into place: epoch 1 is what survives
+    killed_at("train.checkpoint@2", "train", "--recipe", "cut.yaml", cwd=houses)
+    code, _, err = invoke("train", "--recipe", "cut.yaml", "--resume")
+    assert code == 0, err
+
+    (whole,) = runs(houses, "whole")
+    (cut,) = runs(houses, "cut")
+    expected, resumed = history(whole), history(cut)
+    assert [row["epoch"] for row in resumed] == [0, 1, 2]
+    rates = [row["learning_rate"] for row in expected]
+    assert rates[2] < rates[1] / 2 * 1.01  # the plateau halved the rate (and the cosine fell)
+    for want, got in zip(expected, resumed, strict=True):
+        for key in ("loss", "val_loss", "val_mae", "learning_rate"):
+            assert got[key] == pytest.approx(want[key], rel=1e-4), (key, want, got)
+    info = json.loads((cut / "run.json").read_text())
+    assert info["status"] == "completed" and info["resumed"][0]["at_epoch"] == 1
+
+
+def optimizer_variables(model: Path, optimizer: str) -> list[Any]:
+    """An optimizer's saved variables (iterations, learning rate, moments) in a .keras file."""
+    with zipfile.ZipFile(model) as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")))
+        saved = weights[f"{optimizer}/vars"]
+        return [np.asarray(saved[str(i)]) for i in range(len(saved))]
+
+
+def test_a_resumed_gan_keeps_both_optimizers(
+    tmp_path: Path, idx_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keras saves no compile settings for a model with its own compile (a GAN's second
+    # optimizer): they must come from the recipe, the optimizers' state from the checkpoint.
+    # (The noise a GAN draws starts afresh on resume, so its losses are not compared.)
+    monkeypatch.chdir(tmp_path)
+    for name in ("whole", "cut"):
+        recipe = {
+            "name": name,
+            "seed": 7,
+            "data": {"source": str(idx_folder), "split": {"validation": 0.2, "test": 0.2}},
+            "model": {
+                "family": "gan",
+                "latent_dim": 8,
+                "filters": [8, 4],
+                "samples": 4,
+                "discriminator_learning_rate": 0.0004,
+            },
+            "train": {
+                "epochs": 2,
+                "batch_size": 32,
+                "tensorboard": False,
+                "early_stopping": {"monitor": "val_g_loss"},
+            },
+        }
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        code, _, err = invoke("prepare", "--recipe", f"{name}.yaml")
+        assert code == 0, err
+    code, _, err = invoke("train", "--recipe", "whole.yaml")
+    assert code == 0, err
+    killed_at("train.checkpoint@2", "train", "--recipe", "cut.yaml", cwd=tmp_path)
+    code, _, err = invoke("train", "--recipe", "cut.yaml", "--resume")
+    assert code == 0, err
+    whole, cut = (runs(tmp_path, name)[0] / "model.keras" for name in ("whole", "cut"))
+    for optimizer in ("optimizer", "d_optimizer"):
+        expected, resumed = (
+            optimizer_variables(whole, optimizer),
+            optimizer_variables(cut, optimizer),
+        )
+        # iterations: both epochs' steps, the first epoch's counted before the kill
+        assert resumed[0] == expected[0] > 0, optimizer
+        assert resumed[1] == pytest.approx(expected[1]), optimizer  # the learning rate
+    assert optimizer_variables(cut, "d_optimizer")[1] == pytest.approx(0.0004)
