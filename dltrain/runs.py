@@ -25,7 +25,7 @@ from dltrain.recipe.files import DEFAULT_RECIPE
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
-from dltrain.run_info import RunInfo
+from dltrain.run_info import RunInfo, RunStatus
 
 # The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
 RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
@@ -345,13 +345,31 @@ def latest_unfinished_run(workdir: Path, name: str, *, include_trials: bool = Fa
     """
     root = runs_dir(workdir, name)
     runs, _ = run_folders(root, include_trials)
-    resumable = [p for p in runs if RunFolder(p).resumable]
+    unfinished = [p for p in runs if RunFolder(p).resumable]
+    # A diverged run resumed as it was diverges again: it is taken up only when named.
+    diverged = [p for p in unfinished if _status(p) == RunStatus.DIVERGED]
+    resumable = [p for p in unfinished if p not in diverged]
     if not resumable:
+        passed_by = (
+            f" {len(diverged)} diverged run(s) there were left out (the newest: "
+            f"{diverged[-1]}); resume one anyway with --run PATH."
+            if diverged
+            else ""
+        )
         raise RunError(
             f"No unfinished run of recipe '{name}' to resume under {root}: every run there either "
-            f"finished or stopped before its first epoch ended. Start one with `dltrain train`."
+            f"finished or stopped before its first epoch ended.{passed_by} Start one with "
+            f"`dltrain train`."
         )
     return resumable[-1]
+
+
+def _status(run_dir: Path) -> RunStatus | None:
+    """The status run.json records; None when it cannot be read."""
+    try:
+        return RunFolder(run_dir).read_info().status
+    except RunError:
+        return None
 
 
 def resolve_path(given: Path, workdir: Path) -> Path:

@@ -82,17 +82,21 @@ class CheckpointState:
             "epoch": self.epoch,
             "checkpoint": self.checkpoint,
             "monitor": self.monitor,
-            "best_value": self.best_value,
+            "best_value": finite_or_none(self.best_value),
             "best_epoch": self.best_epoch,
             "early_stopping": None
             if stopper is None
-            else {"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait},
+            else {
+                "best": finite_or_none(stopper.best),
+                "best_epoch": stopper.best_epoch,
+                "wait": stopper.wait,
+            },
         }
         plateau = self.reduce_on_plateau
         if plateau is not None:
             document["reduce_on_plateau"] = {
                 "factor": plateau.factor,
-                "best": plateau.best,
+                "best": finite_or_none(plateau.best),
                 "wait": plateau.wait,
                 "cooldown": plateau.cooldown,
             }
@@ -112,12 +116,13 @@ class CheckpointState:
                 epoch=int(document["epoch"]),
                 checkpoint=str(document["checkpoint"]),
                 monitor=str(document["monitor"]),
-                best_value=document.get("best_value"),
+                # a state written before non-finite values were kept out may hold a NaN
+                best_value=finite_or_none(document.get("best_value")),
                 best_epoch=document.get("best_epoch"),
                 early_stopping=None
                 if not stopper
                 else StopperState(
-                    best=stopper["best"],
+                    best=finite_or_none(stopper["best"]),
                     best_epoch=int(stopper["best_epoch"]),
                     wait=int(stopper["wait"]),
                 ),
@@ -125,7 +130,7 @@ class CheckpointState:
                 if not plateau
                 else PlateauState(
                     factor=float(plateau["factor"]),
-                    best=plateau["best"],
+                    best=finite_or_none(plateau["best"]),
                     wait=int(plateau["wait"]),
                     cooldown=int(plateau["cooldown"]),
                 ),
@@ -157,6 +162,15 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best_epoch = state.best_epoch
             self.wait = state.wait
             self.best_weights = state.best_weights
+
+    def _is_improvement(self, monitor_value: Any, reference_value: Any) -> bool:
+        # Keras takes a NaN first value as the best, and nothing compares better than NaN, so
+        # one diverged epoch would end every improvement; a non-finite value never improves.
+        if monitor_value is None or not math.isfinite(float(monitor_value)):
+            return False
+        if reference_value is not None and not math.isfinite(float(reference_value)):
+            return True  # a NaN best from a run written before this rule
+        return bool(super()._is_improvement(monitor_value, reference_value))
 
     def resume_from(self, state: StopperState) -> None:
         """Start the next ``fit`` from this state instead of afresh."""
@@ -199,12 +213,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
+        if not is_finite(logs.get("loss")) or not weights_finite(self.model):
+            # A diverged epoch: its weights are no state to resume from or to keep as best;
+            # the last good epoch's checkpoint and state.json stay what a resume starts from.
+            return
         path = self.files.checkpoint(epoch + 1)
         with atomic_path(path) as tmp:
             self.model.save(tmp)
             crash_point("train.checkpoint")
         value = logs.get(self.monitor)
-        if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
+        if value is not None and is_finite(value) and self._improved(float(value)):
             self.best, self.best_epoch = float(value), epoch + 1
             with atomic_path(self.files.best_checkpoint) as tmp:
                 shutil.copyfile(path, tmp)
@@ -224,6 +242,26 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for old in self.files.checkpoints.glob("epoch-*.keras"):
             if old != path:
                 old.unlink(missing_ok=True)
+
+
+def is_finite(value: float | None) -> bool:
+    """Whether a logged value is a finite number (None, NaN and infinities are not)."""
+    return value is not None and math.isfinite(float(value))
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` when finite, else None: JSON has no NaN, and a NaN best is no best."""
+    return float(value) if value is not None and is_finite(value) else None
+
+
+def weights_finite(model: keras.Model) -> bool:
+    """Whether every floating-point weight of ``model`` is finite (no NaN, no infinity)."""
+    ops = keras.ops
+    return all(
+        bool(ops.convert_to_numpy(ops.all(ops.isfinite(variable))))
+        for variable in model.weights
+        if "float" in str(variable.dtype)  # counters and seeds are integers
+    )
 
 
 def load_state(run_dir: Path) -> CheckpointState | None:

@@ -158,6 +158,20 @@ def test_divergence_exits_1_and_says_where(
     (run,) = runs(tmp_path)
     assert json.loads((run / "run.json").read_text())["status"] == "diverged"
     assert not (run / "model.keras").exists()
+    # epoch 1 diverged: no checkpoint of it, nothing to resume, no best to point at
+    assert not list((run / "checkpoints").iterdir())
+    assert "best epoch so far" not in err
+
+
+def test_a_diverged_run_is_resumed_only_when_named(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    simulate_kill_after_first_epoch(run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "diverged"}))
+    code, _, err = invoke("train", "--resume")
+    assert code == 2 and "1 diverged run(s)" in err and "--run" in err
+    assert invoke("train", "--resume", "--run", str(run))[0] == 0
 
 
 def test_unknown_monitor_for_the_task(project: Path) -> None:
