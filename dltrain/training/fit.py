@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from dltrain.training.checkpoints import (
     ResumableEarlyStopping,
     best_weights,
     monitor_mode,
+    stop_reason,
 )
 from dltrain.training.compile import CompileParts, compile_parts
 from dltrain.training.curves import plot_learning_curves
@@ -35,7 +37,9 @@ from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan, configure_tensorflow, plan_run
 from dltrain.training.record import (
+    Outcome,
     RunRecord,
+    best_epoch,
     complete_record,
     open_run_record,
     read_history,
@@ -78,6 +82,8 @@ def train(
     epoch leaves a checkpoint, so an interrupted run (Ctrl-C, ``kill -9``) continues with
     ``resume_dir`` from its last completed epoch, optimizer state and schedule position intact.
     The final model is written atomically, so a run folder with ``model.keras`` is finished.
+    A resumed run whose training was over when it was killed (while saving its model or
+    closing run.json) is finished from its checkpoints without training.
     Where model families differ (labels, compilation, phases, callbacks), the family's
     ``TrainingHooks`` (training/hooks.py) decide.
 
@@ -104,6 +110,8 @@ def train(
         TrainingInterrupted: Ctrl-C; the run can be resumed.
     """
     plan = plan_run(loaded, workdir, resume_dir, trial)
+    if plan.finishing:
+        return finish_resumed(plan, workdir, tune)
     configure_tensorflow(plan)
     # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
     # happens before the run folder exists, so a refusal leaves nothing behind.
@@ -293,15 +301,20 @@ def watch_training(
     plateau = next((c for c in parts.callbacks if isinstance(c, ReduceOnPlateau)), None)
     if plateau is not None and plan.state is not None and plan.state.reduce_on_plateau:
         plateau.resume_from(plan.state.reduce_on_plateau)
+    budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if not plan.trial:
         checkpoint_monitor = spec.early_stopping.monitor if stopper is not None else "val_loss"
         callbacks.append(
             EpochCheckpoint(
-                files.path, checkpoint_monitor, spec.early_stopping.mode, stopper, plateau
+                files.path,
+                checkpoint_monitor,
+                spec.early_stopping.mode,
+                stopper,
+                plateau,
+                budget,
             )
         )
     callbacks.extend(plan.hooks.callbacks(files, plan.dataset))
-    budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if budget is not None:
         callbacks.append(budget)
     callbacks.extend(extra_callbacks)
@@ -445,13 +458,81 @@ def finish(
     with atomic_path(files.model) as tmp:
         model.save(tmp)
         crash_point("train.model")
-    outcome = read_outcome(read_history(files.history), watch.stopper, watch.budget)
+    stopper = watch.stopper
+    outcome = read_outcome(
+        read_history(files.history),
+        best_epoch(stopper.monitor, stopper.state()) if stopper else None,
+        stop_reason(stopper, watch.budget),
+    )
+    digest = weights_digest(model) if plan.devices.cluster is not None else None
+    return close_run(plan, record, outcome, seconds, digest, int(model.count_params()))
+
+
+def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> TrainResult:
+    """Finish a resumed run whose training was over: save its model and close run.json.
+
+    The model is the one the run would have saved: with early stopping restoring the best
+    weights, the best checkpoint; otherwise the last. A model already in place (the kill came
+    while closing run.json) is kept.
+
+    Args:
+        plan: the run's plan (``finishing``).
+        workdir: the folder holding runs/.
+        tune: a trial's marker; None for a user's run.
+
+    Returns:
+        The run's result.
+    """
+    state = plan.state
+    assert state is not None
+    record = open_run_record(plan, workdir, tune)  # notes the resume, settles best.keras
+    files = record.files
+    if not files.finished:
+        es = plan.spec.early_stopping
+        best = files.best_checkpoint
+        restores_best = es.enabled and es.restore_best_weights and best.is_file()
+        source = best if restores_best else files.checkpoints / state.checkpoint
+        with atomic_path(files.model) as tmp:
+            shutil.copyfile(source, tmp)  # a checkpoint is a whole model, as model.keras is
+            crash_point("train.model")
+    for old in files.checkpoints.glob("epoch-*.keras"):  # one a kill kept from pruning
+        if old.name != state.checkpoint:
+            old.unlink(missing_ok=True)
+    monitor = plan.spec.early_stopping.monitor
+    outcome = read_outcome(
+        read_history(files.history), best_epoch(monitor, state.early_stopping), state.stopped_by
+    )
+    parameters = int(load_model(files.model, compile=False).count_params())
+    return close_run(plan, record, outcome, 0.0, None, parameters)
+
+
+def close_run(
+    plan: RunPlan,
+    record: RunRecord,
+    outcome: Outcome,
+    seconds: float,
+    digest: str | None,
+    parameters: int,
+) -> TrainResult:
+    """Draw the learning curves and close run.json as completed, once the model is saved.
+
+    Args:
+        plan: the run's plan.
+        record: the run's record.
+        outcome: what training did.
+        seconds: how long this session's fitting took.
+        digest: the weights' SHA-256 across workers; None on one machine.
+        parameters: the model's parameter count.
+
+    Returns:
+        The run's result.
+    """
+    files = record.files
     if not plan.trial:
         title = f"{plan.recipe.name} · {files.path.name}"
         plot_learning_curves(files.history, files.learning_curves, title)
-    digest = weights_digest(model) if plan.devices.cluster is not None else None
     crash_point("train.record")
-    complete_record(record, outcome, seconds, digest, int(model.count_params()))
+    complete_record(record, outcome, seconds, digest, parameters)
     cluster = plan.devices.cluster
     return TrainResult(
         run_dir=files.path,

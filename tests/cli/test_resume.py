@@ -184,3 +184,105 @@ def test_a_resumed_gan_keeps_both_optimizers(
         assert resumed[0] == expected[0] > 0, optimizer
         assert resumed[1] == pytest.approx(expected[1]), optimizer  # the learning rate
     assert optimizer_variables(cut, "d_optimizer")[1] == pytest.approx(0.0004)
+
+
+# --- kill -9 at each write point of train, then --resume ----------------------------------------
+
+
+@pytest.fixture
+def images(tmp_path: Path, idx_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A prepared 3-class image project; its recipe trains a tiny CNN for 3 epochs."""
+    recipe = {
+        "name": "tiny",
+        "seed": 7,
+        "data": {"source": str(idx_folder), "split": {"validation": 0.2, "test": 0.2}},
+        "model": {"family": "cnn", "filters": [4], "dense": [8], "dropout": 0.0},
+        "train": {
+            "epochs": 3,
+            "batch_size": 32,
+            "tensorboard": False,
+            "optimizer": {"learning_rate": 0.01},
+            "early_stopping": {"monitor": "val_accuracy"},
+        },
+    }
+    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("prepare")
+    assert code == 0, err
+    return tmp_path
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    from dltrain.models.saving import load_model
+
+    left, right = (load_model(p, compile=False).get_weights() for p in (a, b))
+    return len(left) == len(right) and all(np.array_equal(x, y) for x, y in zip(left, right))
+
+
+def status_of(project: Path) -> list[str]:
+    code, out, err = invoke("runs", "--json")
+    assert code == 0, err
+    return [row["status"] for row in json.loads(out)["runs"]]
+
+
+@pytest.mark.parametrize(
+    ("point", "survived"),
+    [
+        ("train.checkpoint@2", 1),  # epoch 2's checkpoint not yet renamed into place
+        ("train.state@2", 1),  # epoch 2's checkpoint in place, state.json still epoch 1's
+        ("train.best@1", 1),  # state.json names epoch 1 best, best.keras not yet written
+        ("train.prune@2", 2),  # state.json at epoch 2, epoch 1's checkpoint not yet removed
+        ("train.model", 3),  # every epoch done, model.keras not yet renamed into place
+        ("train.record", 3),  # model.keras in place, run.json not yet completed
+    ],
+)
+def test_a_run_killed_at_any_write_point_resumes_losing_at_most_the_current_epoch(
+    images: Path, point: str, survived: int
+) -> None:
+    killed_at(point, "train", cwd=images)
+    (run,) = runs(images, "tiny")
+    assert status_of(images) == ["killed"]  # not "running" forever
+    code, out, err = invoke("train", "--resume", "--json")
+    assert code == 0, err
+    assert json.loads(out)["run"] == str(run) and runs(images, "tiny") == [run]
+
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["epochs_run"] == 3
+    assert info["resumed"][-1]["at_epoch"] == survived  # nothing lost beyond the current epoch
+    assert [row["epoch"] for row in history(run)] == [0, 1, 2]
+    checkpoints = run / "checkpoints"
+    state = json.loads((checkpoints / "state.json").read_text())
+    assert state["epoch"] == 3 and sorted(p.name for p in checkpoints.glob("epoch-*")) == [
+        "epoch-0003.keras"
+    ]
+    # early stopping restores the best epoch: the model and best.keras hold the same weights
+    assert info["best"]["epoch"] == state["best_epoch"]
+    assert same_weights(run / "model.keras", checkpoints / "best.keras")
+    assert status_of(images) == ["completed"]
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_trained_anew(images: Path) -> None:
+    killed_at("train.state", "train", cwd=images)
+    code, _, err = invoke("train", "--resume")
+    assert code == 2 and "No unfinished run" in err  # nothing to resume: epoch 1 was current
+    assert status_of(images) == ["killed"]
+    code, _, err = invoke("train")
+    assert code == 0, err
+    assert status_of(images) == ["killed", "completed"]
+
+
+def test_a_run_early_stopping_ended_is_finished_not_trained_on(images: Path) -> None:
+    # patience 1 and a min_delta no accuracy can make: training stops after epoch 2 of 6
+    recipe = yaml.safe_load((images / "dltrain.yaml").read_text())
+    recipe["train"]["epochs"] = 6
+    recipe["train"]["early_stopping"].update(patience=1, min_delta=10.0)
+    (images / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    killed_at("train.model", "train", cwd=images)
+    code, out, err = invoke("train", "--resume", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["stopped_by"] == "early_stopping" and result["epochs_run"] == 2
+    (run,) = runs(images, "tiny")
+    assert len(history(run)) == 2
+    assert result["best"]["epoch"] == 1
+    assert same_weights(run / "model.keras", run / "checkpoints" / "best.keras")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 import yaml
 
 from dltrain.data.store import open_store
+from dltrain.run_info import this_process
 from tests.conftest import RecipeWriter, invoke
 
 
@@ -63,7 +67,16 @@ def simulate_kill_after_first_epoch(run: Path) -> None:
     state.update(epoch=1)
     state_path.write_text(json.dumps(state))
     info = json.loads((run / "run.json").read_text())
-    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    # still marked running, by a process that is gone (as after kill -9)
+    owner = {**info["owner"], "pid": dead_pid()}
+    (run / "run.json").write_text(json.dumps({**info, "status": "running", "owner": owner}))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def test_resume_continues_from_the_last_completed_epoch(project: Path) -> None:
@@ -90,6 +103,26 @@ def test_resume_refuses_finished_runs_and_recipe_changes(project: Path) -> None:
     assert code == 2 and "only --epochs and --time-budget" in err
     code, _, err = invoke("train", "--resume")
     assert code == 2 and "No unfinished run" in err
+
+
+def test_a_run_still_training_is_not_taken_up_twice(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    simulate_kill_after_first_epoch(run)
+    info = json.loads((run / "run.json").read_text())
+    alive = this_process().to_json()  # this test's own process: alive
+    (run / "run.json").write_text(json.dumps({**info, "owner": alive}))
+    code, _, err = invoke("train", "--resume")
+    assert code == 2 and "1 still training run(s)" in " ".join(err.split())
+    code, _, err = invoke("train", "--resume", "--run", str(run))
+    assert code == 2 and "being trained right now" in err and str(os.getpid()) in err
+    # once its process is gone, it reads as killed and is resumed
+    gone = {**alive, "pid": dead_pid()}
+    (run / "run.json").write_text(json.dumps({**info, "owner": gone}))
+    code, out, err = invoke("runs", "--json")
+    assert code == 0, err
+    assert [row["status"] for row in json.loads(out)["runs"]] == ["killed"]
+    assert invoke("train", "--resume")[0] == 0
 
 
 def test_resume_with_more_epochs(project: Path) -> None:

@@ -18,6 +18,7 @@ from dltrain.training.checkpoints import (
     ResumableEarlyStopping,
     StopperState,
     load_state,
+    settle_best,
 )
 from dltrain.training.schedules import PlateauState
 
@@ -121,3 +122,20 @@ def test_a_non_finite_monitor_is_never_the_best_and_state_json_stays_json(
     # a state written before this rule, NaN and all, reads back without the NaN
     legacy = CheckpointState.from_json({**WRITTEN, "best_value": float("nan")}, Path("s.json"))
     assert legacy.best_value is None
+
+
+def test_settle_best_puts_right_a_best_checkpoint_a_crash_left_behind(tmp_path: Path) -> None:
+    files = RunFolder(tmp_path)
+    files.checkpoints.mkdir()
+    files.checkpoint(3).write_bytes(b"epoch 3")
+    files.best_checkpoint.write_bytes(b"epoch 1")
+    # state.json names epoch 3 best; the crash came before best.keras was replaced
+    state = CheckpointState.from_json(
+        {**WRITTEN, "epoch": 3, "best_epoch": 3, "checkpoint": "epoch-0003.keras"}, Path("s")
+    )
+    settle_best(tmp_path, state)
+    assert files.best_checkpoint.read_bytes() == b"epoch 3"
+    # a best epoch before the last is in best.keras already: left alone
+    files.best_checkpoint.write_bytes(b"epoch 2")
+    settle_best(tmp_path, CheckpointState.from_json(WRITTEN, Path("s")))
+    assert files.best_checkpoint.read_bytes() == b"epoch 2"
