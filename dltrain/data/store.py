@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dltrain.errors import DataError
+from dltrain.faults import crash_point
 from dltrain.manifest import (
     FeatureKind,
     Manifest,
@@ -226,6 +227,7 @@ class ShardWriter:
             strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
             pq.write_table(table, path, compression=PARQUET_COMPRESSION, use_dictionary=strings)
         shard.sha256 = sha256_file(path)
+        crash_point("prepare.shard")
 
     def _take(self, buffer: _SplitBuffer, rows: int) -> tuple[Any, np.ndarray]:
         if self.layout == "npz":

@@ -216,7 +216,9 @@ def same_weights(a: Path, b: Path) -> bool:
     from dltrain.models.saving import load_model
 
     left, right = (load_model(p, compile=False).get_weights() for p in (a, b))
-    return len(left) == len(right) and all(np.array_equal(x, y) for x, y in zip(left, right))
+    if len(left) != len(right):
+        return False
+    return all(np.array_equal(x, y) for x, y in zip(left, right, strict=True))
 
 
 def status_of(project: Path) -> list[str]:
@@ -286,3 +288,39 @@ def test_a_run_early_stopping_ended_is_finished_not_trained_on(images: Path) -> 
     assert len(history(run)) == 2
     assert result["best"]["epoch"] == 1
     assert same_weights(run / "model.keras", run / "checkpoints" / "best.keras")
+
+
+# --- kill -9 at each write point of prepare, then the rerun -----------------------------------
+
+
+def verified_dataset(project: Path) -> list[int]:
+    """Every split of the prepared dataset, read and checked against its checksums."""
+    from dltrain.data.store import open_store
+
+    dataset = open_store(project / "data" / "tiny")
+    return [len(dataset.load_split(split)[1]) for split in ("train", "validation", "test")]
+
+
+@pytest.mark.parametrize("point", ["prepare.shard", "prepare.manifest"])
+def test_a_killed_prepare_leaves_no_dataset_that_looks_whole_and_reruns(
+    tmp_path: Path, idx_folder: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    recipe = {"name": "tiny", "data": {"source": str(idx_folder)}, "model": {"family": "cnn"}}
+    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.chdir(tmp_path)
+    killed_at(point, "prepare", cwd=tmp_path)
+    assert not (tmp_path / "data" / "tiny").exists()
+    code, _, err = invoke("train")
+    assert code == 2 and "No prepared dataset" in err  # nothing half-written is trusted
+    code, _, err = invoke("prepare")
+    assert code == 0, err
+    sizes = verified_dataset(tmp_path)
+
+    # a rebuild killed before its swap leaves the dataset it would have replaced intact
+    manifest = (tmp_path / "data" / "tiny" / "manifest.json").read_text()
+    killed_at(point, "prepare", "--force", cwd=tmp_path)
+    assert (tmp_path / "data" / "tiny" / "manifest.json").read_text() == manifest
+    assert verified_dataset(tmp_path) == sizes
+    code, _, err = invoke("prepare", "--force")
+    assert code == 0, err
+    assert verified_dataset(tmp_path) == sizes
