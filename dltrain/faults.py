@@ -16,9 +16,11 @@ The points:
   not yet replaced; ``train.prune``: ``state.json`` replaced, older checkpoints not yet removed;
   ``train.model``: ``model.keras`` complete under its temporary name, not renamed;
   ``train.record``: ``model.keras`` in place, ``run.json`` not yet completed.
-- ``tune.trial_spec``: a trial's spec written, its process not yet given it;
-  ``tune.trial_result``: a trial trained, its result not yet written; ``tune.report``: the
-  study's trials.csv and plots written, ``summary.json`` not yet.
+- ``tune.trial_spec`` (the tuner): a trial's spec written, its process not yet given it;
+  ``tune.trial_record``: a trial's process done and its result written, the study not yet
+  told; ``tune.report``: best.yaml, trials.csv and the plots written, summary.json not yet.
+  The variable reaches trial processes too, which train with ``train.model`` and
+  ``train.record`` points of their own.
 
 Example:
     DLTRAIN_CRASH_AT=train.state@2 dltrain train   # dies before epoch 2's state.json

@@ -324,3 +324,58 @@ def test_a_killed_prepare_leaves_no_dataset_that_looks_whole_and_reruns(
     code, _, err = invoke("prepare", "--force")
     assert code == 0, err
     assert verified_dataset(tmp_path) == sizes
+
+
+# --- kill -9 at each write point of tune, then the rerun --------------------------------------
+
+
+@pytest.fixture
+def study(images: Path) -> Path:
+    """The image project with a two-trial search of the learning rate, one epoch a trial."""
+    recipe = yaml.safe_load((images / "dltrain.yaml").read_text())
+    recipe["train"]["epochs"] = 1
+    recipe["tune"] = {
+        "num_trials": 2,
+        "space": {"train.optimizer.learning_rate": [0.005, 0.01]},
+        "sampler": "grid",
+    }
+    (images / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return images
+
+
+def tune_summary(project: Path) -> dict[str, Any]:
+    rerun = subprocess.run(
+        [sys.executable, "-m", "dltrain", "tune", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    document: dict[str, Any] = json.loads(rerun.stdout)
+    summary = json.loads((project / "runs/tiny/tune/tiny/summary.json").read_text())
+    assert summary == document
+    return document
+
+
+@pytest.mark.parametrize(
+    ("point", "kept"),
+    [
+        ("tune.trial_spec@2", 1),  # trial 0 recorded; trial 1 drawn, its spec just written
+        ("tune.trial_record@2", 1),  # trial 1 trained and its result written; study not told
+        ("tune.report", 2),  # both trials recorded; summary.json not yet written
+    ],
+)
+def test_a_killed_tune_reruns_keeping_every_recorded_trial(
+    study: Path, point: str, kept: int
+) -> None:
+    killed_at(point, "tune", cwd=study)
+    assert not (study / "runs/tiny/tune/tiny/summary.json").exists()
+    document = tune_summary(study)
+    trials = document["trials"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    # both values searched, each once to completion: the trials recorded before the kill were
+    # kept, a cut-short one was run again with its values
+    assert sorted(t["params"]["train.optimizer.learning_rate"] for t in complete) == [0.005, 0.01]
+    assert len(trials) - len(complete) == 2 - kept  # the cut-short trial, recorded as failed
+    assert document["session"]["trials_run"] == 2 - kept
