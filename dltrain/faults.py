@@ -12,10 +12,11 @@ The points:
 - ``prepare.shard``: a shard written, before the next; ``prepare.manifest``: the whole dataset
   written into its temporary folder, before it replaces ``data/<recipe>/``.
 - ``train.checkpoint``: an epoch's checkpoint complete under its temporary name, not renamed;
-  ``train.best``: the same for ``best.keras``; ``train.state``: both in place, ``state.json``
-  not yet replaced; ``train.prune``: ``state.json`` replaced, older checkpoints not yet removed;
-  ``train.model``: ``model.keras`` complete under its temporary name, not renamed;
-  ``train.record``: ``model.keras`` in place, ``run.json`` not yet completed.
+  ``train.state``: it in place, ``state.json`` not yet replaced; ``train.best``: ``state.json``
+  names the epoch best, ``best.keras`` complete under its temporary name, not renamed;
+  ``train.prune``: both in place, older checkpoints not yet removed; ``train.model``:
+  ``model.keras`` complete under its temporary name, not renamed; ``train.record``:
+  ``model.keras`` in place, ``run.json`` not yet completed.
 - ``tune.trial_spec`` (the tuner): a trial's spec written, its process not yet given it;
   ``tune.trial_record``: a trial's process done and its result written, the study not yet
   told; ``tune.report``: best.yaml, trials.csv and the plots written, summary.json not yet.
