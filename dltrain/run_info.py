@@ -20,22 +20,28 @@ Example:
 
 from __future__ import annotations
 
+import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
+from dltrain import processes
 from dltrain.errors import RunError
 
 
 class RunStatus(StrEnum):
     """Where a run's training stands."""
 
-    RUNNING = "running"  # or killed without a word (kill -9): the checkpoint says how far it got
+    RUNNING = "running"  # training now (run.json's owner says which process)
     INTERRUPTED = "interrupted"  # Ctrl-C; resumable
     DIVERGED = "diverged"  # the loss became NaN or infinite
     COMPLETED = "completed"  # the model is saved
+    # Never written: how a run marked running reads once its owner is gone (kill -9, a crash,
+    # a lost machine). The checkpoint says how far it got; it is resumable.
+    KILLED = "killed"
 
 
 class StopReason(StrEnum):
@@ -86,6 +92,31 @@ class Distribution(_Part):
     weights_sha256: str | None = None  # the same on every worker after a synchronous run
 
 
+class RunOwner(_Part):
+    """The process training the run (dltrain/processes.py), so a run marked running whose
+    process is gone reads as killed, and no second process takes up a run still training."""
+
+    host: str
+    pid: int
+    boot: str | None = None  # the machine's boot id: a reboot since means the process is gone
+    started: str | None = None  # the process's start time, which tells a reused pid apart
+
+    def is_alive(self) -> bool | None:
+        """Whether the process still runs: None when it ran on another machine (no telling)."""
+        return processes.is_alive(self.host, self.pid, self.boot, self.started)
+
+
+def this_process() -> RunOwner:
+    """The record of the process calling it, as the owner of the run it trains."""
+    pid = os.getpid()
+    return RunOwner(
+        host=socket.gethostname(),
+        pid=pid,
+        boot=processes.boot_id(),
+        started=processes.process_started(pid),
+    )
+
+
 class Resume(_Part):
     at_epoch: int  # epochs done when training was taken up again
     when: str  # ISO 8601, UTC
@@ -115,6 +146,7 @@ class RunInfo(_Part):
     recipe: str | None = None  # the recipe's name
     recipe_file: str | None = None
     status: RunStatus | None = None
+    owner: RunOwner | None = None  # the process that last trained the run
     started: str | None = None  # ISO 8601, UTC
     tune: TrialMarker | None = None  # set: a `dltrain tune` trial, not a user's run
     data: DataRef | None = None
@@ -134,6 +166,20 @@ class RunInfo(_Part):
     # What the model answers, where a run says so itself (dltrain train leaves it to the
     # manifest and the model family; see evaluation/run_model.py).
     task: str | None = None
+
+    @property
+    def current_status(self) -> RunStatus | None:
+        """The status, where a run marked running whose process is gone reads as killed.
+
+        Returns:
+            ``status``; ``KILLED`` for a run still marked running when its owner no longer runs
+            on this machine (on another machine, or with no owner recorded, there is no telling,
+            and it stays ``RUNNING``).
+        """
+        owner = self.owner
+        if self.status is RunStatus.RUNNING and owner is not None and owner.is_alive() is False:
+            return RunStatus.KILLED
+        return self.status
 
     @property
     def is_tune_trial(self) -> bool:

@@ -25,7 +25,7 @@ from dltrain.recipe.files import DEFAULT_RECIPE
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
-from dltrain.run_info import RunInfo
+from dltrain.run_info import RunInfo, RunStatus
 
 # The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
 RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
@@ -153,8 +153,18 @@ class RunFolder:
 
     @property
     def resumable(self) -> bool:
-        """Whether training stopped early but left a checkpoint to continue from."""
-        return not self.finished and self.state.is_file()
+        """Whether training stopped before its end but left a checkpoint to continue or finish
+        from: no model yet, or a model whose run.json was never completed (a kill between the
+        two), which ``train --resume`` completes."""
+        if not self.state.is_file():
+            return False
+        if not self.finished:
+            return True
+        try:
+            status = self.read_info().status
+        except RunError:
+            return False
+        return status in (RunStatus.RUNNING, RunStatus.INTERRUPTED)
 
     @property
     def is_tune_trial(self) -> bool:
@@ -338,20 +348,53 @@ def latest_run(workdir: Path, name: str, *, include_trials: bool = False) -> Pat
 def latest_unfinished_run(workdir: Path, name: str, *, include_trials: bool = False) -> Path:
     """The newest run of recipe ``name`` that stopped before finishing but left a checkpoint.
 
-    Tune trials are skipped unless ``include_trials`` (a cut-short trial is run again by tune).
+    Passed by: tune trials unless ``include_trials`` (a cut-short trial is run again by tune);
+    diverged runs, which resumed as they were diverge again; and runs still training, in a
+    process alive on this machine or on another machine (no telling whether it is). Each is
+    taken up only when named with ``--run``.
 
     Raises:
         RunError: there is none.
     """
     root = runs_dir(workdir, name)
     runs, _ = run_folders(root, include_trials)
-    resumable = [p for p in runs if RunFolder(p).resumable]
+    passed_by: dict[str, list[Path]] = {"diverged": [], "still training": []}
+    resumable: list[Path] = []
+    for path in runs:
+        files = RunFolder(path)
+        if not files.resumable:
+            continue
+        reason = _passed_by(files)
+        if reason is None:
+            resumable.append(path)
+        else:
+            passed_by[reason].append(path)
     if not resumable:
+        notes = "".join(
+            f" {len(left)} {why} run(s) there were left out (the newest: {left[-1]}); resume "
+            f"one anyway with --run PATH."
+            for why, left in passed_by.items()
+            if left
+        )
         raise RunError(
             f"No unfinished run of recipe '{name}' to resume under {root}: every run there either "
-            f"finished or stopped before its first epoch ended. Start one with `dltrain train`."
+            f"finished or stopped before its first epoch ended.{notes} Start one with "
+            f"`dltrain train`."
         )
     return resumable[-1]
+
+
+def _passed_by(files: RunFolder) -> str | None:
+    """Why a plain ``--resume`` passes an unfinished run by; None when it may take it up."""
+    try:
+        info = files.read_info()
+    except RunError:
+        return None  # resuming it says what is wrong with its record
+    if info.status is RunStatus.DIVERGED:
+        return "diverged"
+    if info.current_status is RunStatus.RUNNING and info.owner is not None:
+        return "still training"  # alive here, or on another machine: no telling
+    return None
 
 
 def resolve_path(given: Path, workdir: Path) -> Path:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dltrain.errors import RunError
-from dltrain.run_info import BestEpoch, RunInfo, RunStatus, StopReason, TrialMarker
+from dltrain.run_info import (
+    BestEpoch,
+    RunInfo,
+    RunStatus,
+    StopReason,
+    TrialMarker,
+    this_process,
+)
 from dltrain.runs import RunFolder
 
 # run.json as dltrain train wrote it before the record was typed (keys in their written order).
@@ -96,3 +106,42 @@ def test_fields_set_during_training_are_checked() -> None:
     info = RunInfo()
     with pytest.raises(ValueError):
         info.epochs_run = "many"  # type: ignore[assignment]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_marked_running_by_a_process_that_is_gone_reads_as_killed() -> None:
+    me = this_process()
+    assert me.is_alive() is True
+    running = RunInfo(status=RunStatus.RUNNING, owner=me)
+    assert running.current_status is RunStatus.RUNNING
+    gone = [
+        me.model_copy(update={"pid": dead_pid()}),
+        me.model_copy(update={"started": "1"}),  # the pid now belongs to a later process
+    ]
+    if me.boot is not None:
+        gone.append(me.model_copy(update={"boot": "another boot"}))  # the machine rebooted
+    for owner in gone:
+        assert owner.is_alive() is False, owner
+        assert RunInfo(status=RunStatus.RUNNING, owner=owner).current_status is RunStatus.KILLED
+    # another machine's process: no telling, so it stays running
+    elsewhere = me.model_copy(update={"host": "not-" + me.host})
+    assert elsewhere.is_alive() is None
+    assert RunInfo(status=RunStatus.RUNNING, owner=elsewhere).current_status is RunStatus.RUNNING
+    # a finished run's owner is gone too, and that changes nothing
+    done = RunInfo(status=RunStatus.COMPLETED, owner=gone[0])
+    assert done.current_status is RunStatus.COMPLETED
+    assert RunInfo(status=RunStatus.RUNNING).current_status is RunStatus.RUNNING  # no owner
+
+
+def test_the_owner_round_trips_through_run_json(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    run.write_info(RunInfo(status=RunStatus.RUNNING, owner=this_process()))
+    document = json.loads(run.info.read_text())
+    assert document["owner"]["pid"] == os.getpid()
+    assert run.read_info().owner == this_process()

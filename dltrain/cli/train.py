@@ -68,8 +68,9 @@ def train(
         bool,
         typer.Option(
             "--resume",
-            help="Continue an interrupted run from its last completed epoch (the recipe's "
-            "latest unfinished run, or --run PATH). Only --epochs and --time-budget may change.",
+            help="Continue an interrupted run from its last completed epoch, or finish one "
+            "killed while saving its model (the recipe's latest unfinished run, or --run PATH). "
+            "Only --epochs and --time-budget may change.",
         ),
     ] = False,
     run: Annotated[

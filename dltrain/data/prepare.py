@@ -26,6 +26,7 @@ from dltrain.data.store import (
     open_store,
 )
 from dltrain.errors import DataError, DataQualityError
+from dltrain.faults import crash_point
 from dltrain.manifest import Manifest, Source
 from dltrain.recipe.data import DataFormat, DataSpec
 from dltrain.runs import MANIFEST_FILE, atomic_path, read_json, write_json_atomic
@@ -143,6 +144,7 @@ def _build(
         profile_json = outcome.profile.to_json()
         write_json_atomic(tmp / PROFILE_FILE, profile_json)
         write_json_atomic(tmp / MANIFEST_FILE, manifest.to_json())
+        crash_point("prepare.manifest")
     return profile_json
 
 

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.ipc
 
 from dltrain.errors import DataError
+from dltrain.faults import crash_point
 from dltrain.manifest import (
     FeatureKind,
     Manifest,
@@ -235,6 +236,7 @@ class ShardWriter:
             with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
                 out.write_table(table)
         shard.sha256 = sha256_file(path)
+        crash_point("prepare.shard")
 
     def _take(self, buffer: _SplitBuffer, rows: int) -> tuple[Any, np.ndarray]:
         if self.layout == ShardLayout.NPZ:
@@ -262,8 +264,28 @@ class PreparedDataset:
         """One example's array shape (images, windows); () for tables and texts."""
         return tuple(getattr(self.manifest.features, "shape", ()))
 
-    def num_examples(self, split: str) -> int:
-        return self.manifest.num_examples(split)
+    def num_examples(self, split: str, *, resample: bool = True) -> int:
+        """How many examples ``load_split(split, resample=resample)`` yields.
+
+        Over- or under-sampling changes the training split's size (an epoch of a 4:1 split
+        oversampled has 8/5 of its rows), so schedules, progress and ``--dry-run`` count the
+        batches training really runs. The class counts the manifest holds decide it, as they
+        decide ``resample_rows``; nothing is read.
+
+        Args:
+            split: the split's name.
+            resample: count the training split as resampled, as ``load_split`` reads it.
+
+        Returns:
+            The number of examples.
+        """
+        stored = self.manifest.splits[split]
+        sampling = self.manifest.sampling
+        if not resample or split != "train" or sampling == Sampling.NONE:
+            return stored.num_examples
+        if stored.class_counts is None:  # a manifest that does not say: count what is read
+            return len(self.load_split(split)[1])
+        return resampled_size(np.asarray(stored.class_counts), sampling)
 
     def load_split(self, split: str, *, resample: bool = True) -> tuple[Features, np.ndarray]:
         """Read one split, checking every shard against its recorded checksum.
@@ -352,6 +374,25 @@ def column_array(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
 
 
+def _rows_per_class(counts: np.ndarray, sampling: Sampling) -> int:
+    """Every class's rows after resampling: the largest class's count, or the smallest's."""
+    present = counts[counts > 0]  # a class the split lacks cannot be drawn from
+    return int(present.max() if sampling == Sampling.OVERSAMPLE else present.min())
+
+
+def resampled_size(counts: np.ndarray, sampling: Sampling) -> int:
+    """How many rows ``resample_rows`` returns for a split with these class counts.
+
+    Args:
+        counts: examples per class (classes with none are left out, as they are when resampling).
+        sampling: over- or under-sampling.
+
+    Returns:
+        The resampled split's size.
+    """
+    return _rows_per_class(counts, sampling) * int(np.count_nonzero(counts))
+
+
 def resample_rows(y: np.ndarray, sampling: Sampling, seed: int) -> np.ndarray:
     """Row indices that over- or under-sample ``y``'s classes to the largest/smallest count.
 
@@ -359,7 +400,7 @@ def resample_rows(y: np.ndarray, sampling: Sampling, seed: int) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
-    target = counts.max() if sampling == Sampling.OVERSAMPLE else counts.min()
+    target = _rows_per_class(counts, sampling)
     rows = []
     for cls, count in zip(classes, counts, strict=True):
         members = np.flatnonzero(y == cls)

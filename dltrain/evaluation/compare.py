@@ -68,7 +68,7 @@ def read_run(path: Path, split: str) -> RunRow:
         info = files.read_info()
     except RunError:
         info = RunInfo()
-    status = str(info.status or "unknown")
+    status = str(info.current_status or "unknown")
     if status == "completed" and not files.finished:
         status = "no model"
     row = RunRow(

@@ -319,6 +319,11 @@ class GanTraining(TrainingHooks):
         d_spec = train.optimizer.model_copy(update={"learning_rate": rate})
         model.compile(optimizer=parts.optimizer, d_optimizer=make_optimizer(d_spec, rate))
 
+    def build_optimizers(self, model: keras.Model) -> None:
+        """Each optimizer over the network it trains, as ``Gan.train_step`` applies them."""
+        model.optimizer.build(model.generator.trainable_weights)
+        model.d_optimizer.build(model.discriminator.trainable_weights)
+
     def callbacks(
         self, files: RunFolder, dataset: PreparedDataset
     ) -> list[keras.callbacks.Callback]:

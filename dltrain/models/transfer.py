@@ -112,19 +112,21 @@ class TransferTraining(TrainingHooks):
     spec: TransferSpec
 
     def phases(self, train: TrainSpec, initial_epoch: int) -> list[Phase]:
-        """Frozen, then fine-tuning; one phase when the run starts (or resumes) past the
-        freeze, or the freeze lasts the whole run.
+        """Frozen, then fine-tuning; one phase when the freeze lasts the whole run, or when a
+        resumed run is past it (fine-tuning, from a checkpoint already unfrozen).
 
         Keras must compile again after unfreezing, or it trains the head only: the second
         phase's ``prepare`` unfreezes and its settings compile at the fine-tuning rate.
         """
         freeze = self.spec.freeze_epochs
-        if not initial_epoch < freeze < train.epochs:
+        if not 0 < freeze < train.epochs:
             return super().phases(train, initial_epoch)
         fine_rate = train.optimizer.learning_rate * self.spec.fine_tune_learning_rate
         fine_train = train.model_copy(
             update={"optimizer": train.optimizer.model_copy(update={"learning_rate": fine_rate})}
         )
+        if initial_epoch >= freeze:
+            return [Phase(train.epochs, fine_train)]
         return [
             Phase(freeze, train),
             Phase(train.epochs, fine_train, prepare=lambda model: unfreeze(model, self.spec)),

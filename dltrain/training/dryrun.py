@@ -12,7 +12,7 @@ from dltrain.models.io import ModelIO
 from dltrain.recipe import LoadedRecipe
 from dltrain.training.device import plan_devices
 from dltrain.training.optimizers import make_schedule
-from dltrain.training.plan import check_monitor, open_prepared
+from dltrain.training.plan import check_monitor, epoch_steps, open_prepared
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     model = build_model(recipe.model, ModelIO(dataset.manifest))
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))
-    steps = math.ceil(dataset.num_examples("train") / spec.batch_size)
+    steps = epoch_steps(dataset, spec.batch_size)
     schedule = make_schedule(spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps)
     points = sorted({*range(0, spec.epochs, max(1, spec.epochs // 10)), spec.epochs})
     rates = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -12,11 +13,13 @@ from rich.console import Console
 
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
-from dltrain.errors import TrainingFailed
+from dltrain.errors import RunError, TrainingFailed
+from dltrain.faults import crash_point
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
+from dltrain.recipe.schema import TrainSpec
 from dltrain.run_info import RunStatus, StopReason, TrialMarker
 from dltrain.runs import RunFolder, atomic_path, write_text_atomic
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
@@ -25,21 +28,25 @@ from dltrain.training.checkpoints import (
     ResumableEarlyStopping,
     best_weights,
     monitor_mode,
+    stop_reason,
 )
 from dltrain.training.compile import CompileParts, compile_parts
 from dltrain.training.curves import plot_learning_curves
-from dltrain.training.hooks import Phase
+from dltrain.training.hooks import Phase, TrainingHooks
 from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan, configure_tensorflow, plan_run
 from dltrain.training.record import (
+    Outcome,
     RunRecord,
+    best_epoch,
     complete_record,
     open_run_record,
     read_history,
     read_outcome,
     record_interruption,
 )
+from dltrain.training.schedules import ReduceOnPlateau
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ def train(
     epoch leaves a checkpoint, so an interrupted run (Ctrl-C, ``kill -9``) continues with
     ``resume_dir`` from its last completed epoch, optimizer state and schedule position intact.
     The final model is written atomically, so a run folder with ``model.keras`` is finished.
+    A resumed run whose training was over when it was killed (while saving its model or
+    closing run.json) is finished from its checkpoints without training.
     Where model families differ (labels, compilation, phases, callbacks), the family's
     ``TrainingHooks`` (training/hooks.py) decide.
 
@@ -101,6 +110,8 @@ def train(
         TrainingInterrupted: Ctrl-C; the run can be resumed.
     """
     plan = plan_run(loaded, workdir, resume_dir, trial)
+    if plan.finishing:
+        return finish_resumed(plan, workdir, tune)
     configure_tensorflow(plan)
     # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
     # happens before the run folder exists, so a refusal leaves nothing behind.
@@ -139,7 +150,11 @@ class Watchers:
 
 
 def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
-    """Build and compile the family's model, or load the resumed run's last checkpoint.
+    """Build and compile the family's model, or restore the resumed run's last checkpoint.
+
+    A resumed model is compiled from the recipe, as the uninterrupted run was at this epoch,
+    never from the compile settings Keras saved in the checkpoint: Keras leaves some out (a
+    Huber loss's ``delta``, a GAN's second optimizer), and the run would go on with others.
 
     Args:
         plan: the run's plan.
@@ -149,19 +164,56 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
 
     Raises:
         RecipeError: a loss, schedule, class weighting or model that does not fit the data.
+        RunError: the resumed run's checkpoint does not fit its recipe.
     """
     dataset = plan.dataset
+    # a run resumed in a later phase (fine-tuning) compiles with that phase's settings
+    train = plan.hooks.phases(plan.spec, plan.initial_epoch)[0].train
     with plan.devices.strategy.scope():
-        parts = compile_parts(plan.spec, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(train, plan.task, dataset.manifest, plan.steps_per_epoch)
         if plan.state is not None:
             assert plan.resume_dir is not None
-            model = load_model(RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint)
+            checkpoint = RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint
+            model = restore_checkpoint(plan.hooks, checkpoint, parts, train)
         else:
             model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
-            plan.hooks.compile(model, parts, plan.spec)
+            plan.hooks.compile(model, parts, train)
     if plan.devices.jit_compile is not None:
         model.jit_compile = plan.devices.jit_compile
     return model, parts
+
+
+def restore_checkpoint(
+    hooks: TrainingHooks, checkpoint: Path, parts: CompileParts, train: TrainSpec
+) -> keras.Model:
+    """A checkpoint's model, compiled as the recipe says, with its optimizers' state restored.
+
+    Args:
+        hooks: how the model's family compiles and builds its optimizers.
+        checkpoint: the ``.keras`` file an epoch ended with.
+        parts: the optimizer, loss and metrics made from ``train``.
+        train: the settings the model trains under from here on.
+
+    Returns:
+        The model, its weights, optimizer steps and moments as they were after that epoch.
+
+    Raises:
+        RunError: the checkpoint cannot be read, or its optimizer state does not fit.
+    """
+    try:
+        model = load_model(checkpoint, compile=False)
+        hooks.compile(model, parts, train)
+        hooks.build_optimizers(model)
+        # Weights again, and with them every optimizer's variables (steps, moments), which
+        # the weights file of a .keras checkpoint holds under each optimizer's attribute name.
+        model.load_weights(checkpoint)
+    except ValueError as exc:
+        raise RunError(
+            f"Checkpoint {checkpoint} cannot be resumed under its run's recipe ({exc}). The "
+            f"checkpoint or recipe.yaml beside it was changed since training wrote them. Start "
+            f"a new run with `dltrain train`."
+        ) from None
+    return model
 
 
 def load_batches(plan: RunPlan) -> Splits:
@@ -177,10 +229,19 @@ def load_batches(plan: RunPlan) -> Splits:
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
     seed = plan.recipe.seed + plan.initial_epoch
+    train = make_dataset(
+        train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
+    )
+    batches = int(train.cardinality())
+    if batches != plan.steps_per_epoch:
+        # The schedule was built for plan.steps_per_epoch: training on another count would end
+        # it early (cosine at zero two-thirds in) or never reach its end.
+        raise RuntimeError(
+            f"The training pipeline yields {batches} batches per epoch, but the run was planned "
+            f"for {plan.steps_per_epoch}; this is a dltrain bug, please report it."
+        )
     return Splits(
-        train=make_dataset(
-            train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
-        ),
+        train=train,
         validation=make_dataset(
             val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
         ),
@@ -237,13 +298,23 @@ def watch_training(
     stopper = early_stopping(plan, files.path)
     if stopper is not None:
         callbacks.append(stopper)
+    plateau = next((c for c in parts.callbacks if isinstance(c, ReduceOnPlateau)), None)
+    if plateau is not None and plan.state is not None and plan.state.reduce_on_plateau:
+        plateau.resume_from(plan.state.reduce_on_plateau)
+    budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if not plan.trial:
         checkpoint_monitor = spec.early_stopping.monitor if stopper is not None else "val_loss"
         callbacks.append(
-            EpochCheckpoint(files.path, checkpoint_monitor, spec.early_stopping.mode, stopper)
+            EpochCheckpoint(
+                files.path,
+                checkpoint_monitor,
+                spec.early_stopping.mode,
+                stopper,
+                plateau,
+                budget,
+            )
         )
     callbacks.extend(plan.hooks.callbacks(files, plan.dataset))
-    budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if budget is not None:
         callbacks.append(budget)
     callbacks.extend(extra_callbacks)
@@ -386,12 +457,82 @@ def finish(
     files = record.files
     with atomic_path(files.model) as tmp:
         model.save(tmp)
-    outcome = read_outcome(read_history(files.history), watch.stopper, watch.budget)
+        crash_point("train.model")
+    stopper = watch.stopper
+    outcome = read_outcome(
+        read_history(files.history),
+        best_epoch(stopper.monitor, stopper.state()) if stopper else None,
+        stop_reason(stopper, watch.budget),
+    )
+    digest = weights_digest(model) if plan.devices.cluster is not None else None
+    return close_run(plan, record, outcome, seconds, digest, int(model.count_params()))
+
+
+def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> TrainResult:
+    """Finish a resumed run whose training was over: save its model and close run.json.
+
+    The model is the one the run would have saved: with early stopping restoring the best
+    weights, the best checkpoint; otherwise the last. A model already in place (the kill came
+    while closing run.json) is kept.
+
+    Args:
+        plan: the run's plan (``finishing``).
+        workdir: the folder holding runs/.
+        tune: a trial's marker; None for a user's run.
+
+    Returns:
+        The run's result.
+    """
+    state = plan.state
+    assert state is not None
+    record = open_run_record(plan, workdir, tune)  # notes the resume, settles best.keras
+    files = record.files
+    if not files.finished:
+        es = plan.spec.early_stopping
+        best = files.best_checkpoint
+        restores_best = es.enabled and es.restore_best_weights and best.is_file()
+        source = best if restores_best else files.checkpoints / state.checkpoint
+        with atomic_path(files.model) as tmp:
+            shutil.copyfile(source, tmp)  # a checkpoint is a whole model, as model.keras is
+            crash_point("train.model")
+    for old in files.checkpoints.glob("epoch-*.keras"):  # one a kill kept from pruning
+        if old.name != state.checkpoint:
+            old.unlink(missing_ok=True)
+    monitor = plan.spec.early_stopping.monitor
+    outcome = read_outcome(
+        read_history(files.history), best_epoch(monitor, state.early_stopping), state.stopped_by
+    )
+    parameters = int(load_model(files.model, compile=False).count_params())
+    return close_run(plan, record, outcome, 0.0, None, parameters)
+
+
+def close_run(
+    plan: RunPlan,
+    record: RunRecord,
+    outcome: Outcome,
+    seconds: float,
+    digest: str | None,
+    parameters: int,
+) -> TrainResult:
+    """Draw the learning curves and close run.json as completed, once the model is saved.
+
+    Args:
+        plan: the run's plan.
+        record: the run's record.
+        outcome: what training did.
+        seconds: how long this session's fitting took.
+        digest: the weights' SHA-256 across workers; None on one machine.
+        parameters: the model's parameter count.
+
+    Returns:
+        The run's result.
+    """
+    files = record.files
     if not plan.trial:
         title = f"{plan.recipe.name} · {files.path.name}"
         plot_learning_curves(files.history, files.learning_curves, title)
-    digest = weights_digest(model) if plan.devices.cluster is not None else None
-    complete_record(record, outcome, seconds, digest, int(model.count_params()))
+    crash_point("train.record")
+    complete_record(record, outcome, seconds, digest, parameters)
     cluster = plan.devices.cluster
     return TrainResult(
         run_dir=files.path,

@@ -90,6 +90,17 @@ class TrainingHooks:
         """
         model.compile(optimizer=parts.optimizer, loss=parts.loss, metrics=parts.metrics)
 
+    def build_optimizers(self, model: keras.Model) -> None:
+        """Create the compiled model's optimizer variables, as its first training step would.
+
+        A resumed run builds them before loading a checkpoint's optimizer state into them, so
+        they must be built over the same variables in the same order as training builds them.
+
+        Args:
+            model: the compiled model.
+        """
+        model.optimizer.build(model.trainable_variables)
+
     def callbacks(
         self, files: RunFolder, dataset: PreparedDataset
     ) -> list[keras.callbacks.Callback]:

@@ -22,7 +22,7 @@ from dltrain.errors import DataError, RecipeError, RunError
 from dltrain.models import training_hooks
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import Recipe, TrainSpec
-from dltrain.run_info import Distribution, RunEnvironment, WorkerTask
+from dltrain.run_info import Distribution, RunEnvironment, RunStatus, WorkerTask
 from dltrain.runs import RunFolder, data_dir
 from dltrain.tasks import Task
 from dltrain.training.checkpoints import CheckpointState, load_state
@@ -88,19 +88,40 @@ def check_monitor(monitor: str, task: Task) -> None:
         )
 
 
+def epoch_steps(dataset: PreparedDataset, batch_size: int) -> int:
+    """Batches in one training epoch: the training split as the pipeline yields it, resampled.
+
+    Args:
+        dataset: the prepared dataset.
+        batch_size: examples per batch (the last batch may be smaller).
+
+    Returns:
+        Optimizer steps per epoch, which schedules count in and progress shows.
+    """
+    return math.ceil(dataset.num_examples("train") / batch_size)
+
+
 def unfinished_run(run_dir: Path) -> CheckpointState:
-    """The checkpoint state of a run that can be resumed.
+    """The checkpoint state of a run that can be resumed (or, its training over, finished).
 
     Raises:
-        RunError: the run finished already, never completed an epoch, or its checkpoint state
-            cannot be read.
+        RunError: the run finished already, is being trained by a process still alive, never
+            completed an epoch, or its checkpoint state or run.json cannot be read.
     """
     files = RunFolder(run_dir)
-    if files.finished:
+    if files.finished and not files.resumable:
         raise RunError(
             f"Run {run_dir} finished already (it has {files.model.name}); there is nothing to "
             f"resume. Start a new run with `dltrain train`, or resume with more epochs only from "
             f"a run that was interrupted."
+        )
+    info = files.read_info()
+    owner = info.owner
+    if info.status is RunStatus.RUNNING and owner is not None and owner.is_alive():
+        raise RunError(
+            f"Run {run_dir} is being trained right now by process {owner.pid} on {owner.host}; "
+            f"resuming it too would have two processes write one run. Wait for it to end, or "
+            f"stop it (Ctrl-C, or kill {owner.pid}) and resume it then."
         )
     state = load_state(run_dir)
     if state is None:
@@ -124,6 +145,9 @@ class RunPlan:
         state: the checkpoint state of the run being resumed; None for a new run.
         initial_epoch: the epoch training starts from: the resumed run's epochs done, or 0.
         resume_dir: the run being resumed (on a worker other than the chief, its own copy).
+        finishing: the resumed run's training is over (its epochs done, or early stopping or
+            the time budget ended it) and it was killed while saving its model or closing
+            run.json: only those are left to write.
         trial: a ``dltrain tune`` trial (see ``train``).
         steps_per_epoch: batches per epoch, which schedules count in.
     """
@@ -138,6 +162,7 @@ class RunPlan:
     resume_dir: Path | None
     trial: bool
     steps_per_epoch: int
+    finishing: bool = False
 
     @property
     def recipe(self) -> Recipe:
@@ -163,7 +188,7 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
     Raises:
         DataError: no usable prepared dataset.
         RecipeError: an early-stopping monitor training does not log.
-        RunError: ``resume_dir`` cannot be resumed, or has no epochs left to train.
+        RunError: ``resume_dir`` cannot be resumed.
         UsageError: the run cannot train across the ``TF_CONFIG`` workers.
     """
     recipe = loaded.recipe
@@ -175,16 +200,14 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
         check_monitor(spec.early_stopping.monitor, task)
     state = unfinished_run(resume_dir) if resume_dir is not None else None
     initial_epoch = state.epoch if state else 0
-    if initial_epoch >= spec.epochs:
-        raise RunError(
-            f"Run {resume_dir} already completed {initial_epoch} of {spec.epochs} epochs. To train "
-            f"it further, resume with more epochs: --epochs {initial_epoch + 5}."
-        )
+    # --epochs beyond those done trains on; a run that early stopping or its time budget ended
+    # stays ended, as it would have had the kill come a moment later
+    finishing = state is not None and (state.stopped_by is not None or initial_epoch >= spec.epochs)
     check_supported(recipe, trial=trial)
     devices = plan_devices(spec)
     if resume_dir is not None and not devices.is_chief:
         resume_dir = private_copy(resume_dir)  # resume from the chief's run; write elsewhere
-    steps_per_epoch = math.ceil(dataset.num_examples("train") / spec.batch_size)
+    steps_per_epoch = epoch_steps(dataset, spec.batch_size)
     return RunPlan(
         loaded=loaded,
         dataset=dataset,
@@ -196,6 +219,7 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
         resume_dir=resume_dir,
         trial=trial,
         steps_per_epoch=steps_per_epoch,
+        finishing=finishing,
     )
 
 

@@ -15,10 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dltrain.errors import TrainingInterrupted
-from dltrain.run_info import BestEpoch, DataRef, Resume, RunInfo, RunStatus, StopReason, TrialMarker
+from dltrain.run_info import (
+    BestEpoch,
+    DataRef,
+    Resume,
+    RunInfo,
+    RunStatus,
+    StopReason,
+    TrialMarker,
+    this_process,
+)
 from dltrain.runs import RunFolder, new_run_dir, write_json_atomic, write_text_atomic
-from dltrain.training.callbacks import TimeBudget
-from dltrain.training.checkpoints import ResumableEarlyStopping, load_state
+from dltrain.training.checkpoints import StopperState, load_state, settle_best
 from dltrain.training.multiworker import scratch_root
 from dltrain.training.plan import RunPlan, environment
 
@@ -57,6 +65,7 @@ def open_run_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> R
     """
     record = _new_record(plan, workdir, tune) if plan.resume_dir is None else _resumed(plan)
     record.info.status = RunStatus.RUNNING
+    record.info.owner = this_process()  # read back as killed once this process is gone
     record.info.take_environment(
         environment(plan.recipe.seed, plan.devices, plan.spec.deterministic)
     )
@@ -85,12 +94,14 @@ def _new_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRe
 
 
 def _resumed(plan: RunPlan) -> RunRecord:
-    """The resumed run's folder, its history cut back to its last checkpoint."""
-    assert plan.resume_dir is not None
+    """The resumed run's folder, its history cut back to its last checkpoint and its best
+    checkpoint the one state.json names."""
+    assert plan.resume_dir is not None and plan.state is not None
     files = RunFolder(plan.resume_dir)
     info = files.read_info()
     info.resumed = [*info.resumed, Resume(at_epoch=plan.initial_epoch, when=_now())]
     _truncate_history(files.history, plan.initial_epoch)
+    settle_best(files.path, plan.state)
     return RunRecord(files.path, info)
 
 
@@ -126,28 +137,33 @@ class Outcome:
 
 def read_outcome(
     history: list[dict[str, float]],
-    stopper: ResumableEarlyStopping | None,
-    budget: TimeBudget | None,
+    best: BestEpoch | None,
+    stopped_by: StopReason | None,
 ) -> Outcome:
     """What training did: epochs run, last logs, best epoch and why it stopped.
 
     Args:
         history: history.csv's rows.
-        stopper: the run's early stopping, if on.
-        budget: the run's time budget, if set.
+        best: the best epoch by early stopping's monitor (``best_epoch``); None when it was off.
+        stopped_by: what ended training before its last epoch; None: the epochs ran out.
     """
     final_logs = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
-    best = None
-    if stopper is not None:
-        best = BestEpoch(monitor=stopper.monitor, epoch=None, value=None)
-        if stopper.best is not None and math.isfinite(stopper.best):
-            best.epoch, best.value = stopper.best_epoch + 1, float(stopper.best)
-    stopped_by = StopReason.EPOCHS
-    if budget is not None and budget.exhausted:
-        stopped_by = StopReason.TIME_BUDGET
-    elif stopper is not None and stopper.stopped_epoch > 0:
-        stopped_by = StopReason.EARLY_STOPPING
-    return Outcome(len(history), final_logs, best, stopped_by)
+    return Outcome(len(history), final_logs, best, stopped_by or StopReason.EPOCHS)
+
+
+def best_epoch(monitor: str, stopper: StopperState | None) -> BestEpoch | None:
+    """Early stopping's best epoch, as run.json records it; None when early stopping was off.
+
+    Args:
+        monitor: what early stopping watched.
+        stopper: where it stood at the end (from the callback, or a resumed run's state.json).
+    """
+    if stopper is None:
+        return None
+    best = BestEpoch(monitor=monitor, epoch=None, value=None)
+    if stopper.best is not None and math.isfinite(stopper.best):
+        best.epoch, best.value = stopper.best_epoch + 1, float(stopper.best)
+    return best
 
 
 def complete_record(

@@ -15,6 +15,7 @@ Both wrappers are registered Keras objects, so a compiled model saves and loads 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -158,13 +159,30 @@ class PlateauScaled(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
+@dataclass(frozen=True)
+class PlateauState:
+    """Where reduce-on-plateau stood after an epoch, so a resumed run reduces as it would have.
+
+    Attributes:
+        factor: the schedule's factor (1.0 until a reduction).
+        best: the best monitored value so far; None before the first finite one.
+        wait: epochs without improvement since the best, which patience counts.
+        cooldown: epochs of cooldown left after the last reduction.
+    """
+
+    factor: float
+    best: float | None
+    wait: int
+    cooldown: int
+
+
 class ReduceOnPlateau(keras.callbacks.Callback):
     """Lowers the optimizer's ``PlateauScaled`` factor when ``monitor`` stops improving.
 
     Keras's ``ReduceLROnPlateau`` semantics (monitor, mode, factor, patience, min_delta,
     cooldown, min_lr), but it scales the schedule instead of replacing it. The schedule is
-    looked up on the model's optimizer when training begins, so a model reloaded from a
-    checkpoint (whose factor was saved with it) is the one reduced.
+    looked up on the model's optimizer when training begins; a resumed run hands its saved
+    ``PlateauState`` to ``resume_from`` first, so the factor and the counters carry over.
 
     Args:
         spec: the recipe's ``train.lr_schedule.reduce_on_plateau`` section.
@@ -179,6 +197,22 @@ class ReduceOnPlateau(keras.callbacks.Callback):
         self.wait = 0
         self.cooldown_counter = 0
         self.reductions: list[tuple[int, float]] = []  # (1-based epoch, rate after it)
+        self._resume_from: PlateauState | None = None
+
+    def resume_from(self, state: PlateauState) -> None:
+        """Start the next ``fit`` where a checkpointed run stood, instead of afresh."""
+        self._resume_from = state
+
+    def state(self) -> PlateauState:
+        """Where reduce-on-plateau stands now.
+
+        Raises:
+            ValueError: training has not begun, so there is no schedule yet.
+        """
+        if self.schedule is None:
+            raise ValueError("ReduceOnPlateau.state() is known once training has begun.")
+        factor = float(keras.ops.convert_to_numpy(self.schedule.factor))
+        return PlateauState(factor, self.best, self.wait, self.cooldown_counter)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best, self.wait, self.cooldown_counter = None, 0, 0
@@ -191,6 +225,10 @@ class ReduceOnPlateau(keras.callbacks.Callback):
                 "ReduceOnPlateau needs an optimizer whose learning rate is a PlateauScaled "
                 "schedule (make_schedule builds one when reduce_on_plateau is enabled)."
             )
+        state, self._resume_from = self._resume_from, None
+        if state is not None:
+            self.schedule.factor.assign(state.factor)
+            self.best, self.wait, self.cooldown_counter = state.best, state.wait, state.cooldown
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         value = (logs or {}).get(self.spec.monitor)

@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
 from dltrain.runs import atomic_path, write_json_atomic, write_text_atomic
 from dltrain.tuning.plan import TunePlan
@@ -86,6 +87,7 @@ def build_report(plan: TunePlan, outcome: TuneOutcome) -> TuneReport:
         summary=files.summary,
     )
     document = summary_document(plan, outcome, report)
+    crash_point("tune.report")
     write_json_atomic(files.summary, document)
     return TuneReport(**{**report.__dict__, "document": document})
 

@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dltrain.errors import DltrainError, RecipeError
+from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
 from dltrain.recipe.durations import format_duration
 from dltrain.runs import write_json_atomic
@@ -209,7 +210,10 @@ class _Session:
                 return None
             self.outcome.recovered += recover_stale_trials(self.study)
             limit = self.plan.num_trials
-            if limit is not None and budget_used(self.study) >= limit:
+            # A trial queued again after a kill counts toward the budget already, so with the
+            # budget spent it still runs: its values were never tried to the end.
+            queued = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if limit is not None and budget_used(self.study) >= limit and not queued:
                 what = (
                     "every grid point is tried"
                     if self.plan.grid_size
@@ -268,6 +272,7 @@ class _Session:
             log=str(files.trial_log(number)),
         )
         write_json_atomic(files.trial_spec(number), spec)
+        crash_point("tune.trial_spec")
         trial.set_user_attr("log", spec["log"])
         self._finish(trial, self._launch(number, slot))
 
@@ -346,6 +351,7 @@ class _Session:
 
     def _finish(self, trial: optuna.Trial, result: TrialOutcome) -> None:
         state = result["state"]
+        crash_point("tune.trial_record")
         try:
             frozen = self._record(trial, result)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):

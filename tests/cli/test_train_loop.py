@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from dltrain.data.store import open_store
+from dltrain.run_info import this_process
 from tests.conftest import RecipeWriter, invoke
 
 
@@ -60,7 +67,16 @@ def simulate_kill_after_first_epoch(run: Path) -> None:
     state.update(epoch=1)
     state_path.write_text(json.dumps(state))
     info = json.loads((run / "run.json").read_text())
-    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    # still marked running, by a process that is gone (as after kill -9)
+    owner = {**info["owner"], "pid": dead_pid()}
+    (run / "run.json").write_text(json.dumps({**info, "status": "running", "owner": owner}))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def test_resume_continues_from_the_last_completed_epoch(project: Path) -> None:
@@ -87,6 +103,26 @@ def test_resume_refuses_finished_runs_and_recipe_changes(project: Path) -> None:
     assert code == 2 and "only --epochs and --time-budget" in err
     code, _, err = invoke("train", "--resume")
     assert code == 2 and "No unfinished run" in err
+
+
+def test_a_run_still_training_is_not_taken_up_twice(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    simulate_kill_after_first_epoch(run)
+    info = json.loads((run / "run.json").read_text())
+    alive = this_process().to_json()  # this test's own process: alive
+    (run / "run.json").write_text(json.dumps({**info, "owner": alive}))
+    code, _, err = invoke("train", "--resume")
+    assert code == 2 and "1 still training run(s)" in " ".join(err.split())
+    code, _, err = invoke("train", "--resume", "--run", str(run))
+    assert code == 2 and "being trained right now" in err and str(os.getpid()) in err
+    # once its process is gone, it reads as killed and is resumed
+    gone = {**alive, "pid": dead_pid()}
+    (run / "run.json").write_text(json.dumps({**info, "owner": gone}))
+    code, out, err = invoke("runs", "--json")
+    assert code == 0, err
+    assert [row["status"] for row in json.loads(out)["runs"]] == ["killed"]
+    assert invoke("train", "--resume")[0] == 0
 
 
 def test_resume_with_more_epochs(project: Path) -> None:
@@ -155,6 +191,20 @@ def test_divergence_exits_1_and_says_where(
     (run,) = runs(tmp_path)
     assert json.loads((run / "run.json").read_text())["status"] == "diverged"
     assert not (run / "model.keras").exists()
+    # epoch 1 diverged: no checkpoint of it, nothing to resume, no best to point at
+    assert not list((run / "checkpoints").iterdir())
+    assert "best epoch so far" not in err
+
+
+def test_a_diverged_run_is_resumed_only_when_named(project: Path) -> None:
+    assert invoke("train")[0] == 0
+    (run,) = runs(project)
+    simulate_kill_after_first_epoch(run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "diverged"}))
+    code, _, err = invoke("train", "--resume")
+    assert code == 2 and "1 diverged run(s)" in err and "--run" in err
+    assert invoke("train", "--resume", "--run", str(run))[0] == 0
 
 
 def test_unknown_monitor_for_the_task(project: Path) -> None:
@@ -265,3 +315,48 @@ def test_run_keeps_its_manifest_and_readable_files(project: Path) -> None:
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest == json.loads((project / "data" / "tiny" / "manifest.json").read_text())
     assert (run / "run.json").stat().st_mode & 0o044  # group/others may read results
+
+
+def write_table_project(folder: Path, **train: object) -> None:
+    """A 300-row table whose two classes stand 4:1, oversampled, and an MLP recipe for it."""
+    rng = np.random.default_rng(0)
+    labels = ["a"] * 240 + ["b"] * 60
+    rows = zip(rng.normal(size=300), rng.normal(size=300), labels, strict=True)
+    lines = ["x1,x2,label", *(f"{a:.4f},{b:.4f},{c}" for a, b, c in rows)]
+    (folder / "t.csv").write_text("\n".join(lines) + "\n")
+    recipe = {
+        "name": "tiny",
+        "seed": 7,
+        "data": {
+            "source": "t.csv",
+            "target": "label",
+            "sampling": "oversample",
+            "split": {"validation": 0.2, "test": 0.2},
+        },
+        "model": {"family": "mlp", "units": [8], "dropout": 0.0},
+        "train": {"batch_size": 32, "optimizer": {"learning_rate": 0.01}, **train},
+    }
+    (folder / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
+def test_oversampling_sizes_the_schedule_progress_and_dry_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an epoch runs the balanced split (2 × 144 rows), not the stored one (180)
+    write_table_project(tmp_path, epochs=2, lr_schedule={"name": "cosine"})
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("prepare")
+    assert code == 0, err
+    dataset = open_store(tmp_path / "data" / "tiny")
+    steps = math.ceil(len(dataset.load_split("train")[1]) / 32)
+    assert steps > math.ceil(len(dataset.load_split("train", resample=False)[1]) / 32)
+
+    code, out, err = invoke("train", "--dry-run", "--json")
+    assert code == 0, err
+    assert json.loads(out)["steps_per_epoch"] == steps
+
+    code, _, err = invoke("train")
+    assert code == 0, err
+    # cosine over the batches an epoch really runs is exactly halfway down after epoch 1 of 2
+    rates = [float(row["learning_rate"]) for row in history(runs(tmp_path)[0])]
+    assert rates[0] == pytest.approx(0.005, rel=1e-3)

@@ -164,6 +164,11 @@ def test_oversampling_balances_the_training_split_only(tmp_path: Path) -> None:
     assert np.bincount(y).tolist() == [128, 128]
     assert np.bincount(dataset.load_split("train", resample=False)[1]).tolist() == [128, 32]
     assert np.bincount(dataset.load_split("test")[1]).tolist() == [16, 4]
+    # what an epoch runs, counted without reading the shards
+    assert dataset.num_examples("train") == 256
+    assert dataset.num_examples("train", resample=False) == 160
+    under = prepare(spec(source, target="label", sampling="undersample"), 1, tmp_path / "u")
+    assert under.dataset.num_examples("train") == len(under.dataset.load_split("train")[1]) == 64
 
 
 def test_time_group_and_hash_splits(tmp_path: Path) -> None:

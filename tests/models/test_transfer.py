@@ -10,8 +10,9 @@ import pytest
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.models import build_model
-from dltrain.models.transfer import BACKBONE_LAYER, unfreeze
+from dltrain.models.transfer import BACKBONE_LAYER, TransferTraining, unfreeze
 from dltrain.recipe.models import TransferSpec
+from dltrain.recipe.schema import TrainSpec
 from tests.models.test_builders import image_io
 
 SMALL = {"image_size": 32, "dense": [8]}
@@ -63,3 +64,15 @@ def test_weights_file_round_trip_and_errors(tmp_path: Path) -> None:
         build_model(
             TransferSpec(**{**SMALL, "backbone": "efficientnet_b0"}, weights=path), image_io()
         )
+
+
+def test_a_run_resumed_while_fine_tuning_compiles_at_the_fine_tuning_rate() -> None:
+    hooks = TransferTraining(TransferSpec(**SMALL, freeze_epochs=2, fine_tune_learning_rate=0.1))
+    train = TrainSpec(epochs=5, optimizer={"learning_rate": 0.01})
+    frozen, fine = hooks.phases(train, initial_epoch=0)
+    assert (frozen.end, fine.end) == (2, 5) and fine.prepare is not None
+    # resumed past the freeze: one phase, from a checkpoint that is unfrozen already
+    (resumed,) = hooks.phases(train, initial_epoch=3)
+    assert resumed.end == 5 and resumed.prepare is None
+    assert resumed.train.optimizer.learning_rate == pytest.approx(0.001)
+    assert fine.train.optimizer.learning_rate == pytest.approx(0.001)
