@@ -113,11 +113,12 @@ def train(
     if plan.finishing:
         return finish_resumed(plan, workdir, tune)
     configure_tensorflow(plan)
-    # Everything that can still refuse the recipe (loss, schedule, model family, weights file)
-    # happens before the run folder exists, so a refusal leaves nothing behind.
+    # Everything that can still refuse the recipe or the data (loss, schedule, model family,
+    # weights file, a shard changed since prepare) happens before the run folder exists, so a
+    # refusal leaves nothing behind.
     model, parts = build_and_compile(plan)
-    record = open_run_record(plan, workdir, tune)
     splits = load_batches(plan)
+    record = open_run_record(plan, workdir, tune)
     if not plan.trial:
         write_summary(model, record.files.summary)
     watch = watch_training(plan, record.files, parts, console, extra_callbacks)

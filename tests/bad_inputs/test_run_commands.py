@@ -385,8 +385,6 @@ TRAIN = [
         "`dltrain prepare --force`",
         prepared_again,
         lambda project: (project / "data/tiny/train-00000-of-00001.npz").write_bytes(b"junk"),
-        owner="owned by training (fit.py): the shard's checksum is checked after the run folder "
-        "is made, so the refused run stays behind with run.json saying status 'running'",
     ),
     case(
         "train a text model on images",
