@@ -3,12 +3,14 @@ or join the study, before any trial runs."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import RecipeError, UsageError
+from dltrain.data.store import PreparedDataset
+from dltrain.errors import ObjectiveNotLogged, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.tune import TuneSpec
 from dltrain.runs import StudyFolder, data_dir, write_text_atomic
@@ -124,6 +126,28 @@ class StudyStart:
     recovered: list[int]  # trials whose tuner had died, queued again
 
 
+def check_objective(plan: TunePlan, dataset: PreparedDataset) -> None:
+    """Refuse an objective training never logs, before any trial trains (each would fail).
+
+    Raises:
+        ObjectiveNotLogged: naming the objective and the names training logs for the task.
+    """
+    from dltrain.models import training_hooks
+    from dltrain.training.losses import logged_names
+
+    task = training_hooks(plan.loaded.recipe.model).task(dataset)
+    known = logged_names(task)
+    objective = plan.spec.objective
+    if objective not in known:
+        guess = difflib.get_close_matches(objective, known, n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        raise ObjectiveNotLogged(
+            f"`tune.objective` is {objective!r}, which training does not log for a {task.value} "
+            f"task, so every trial would fail after its first epoch.{hint} Set tune.objective "
+            f"to one of {', '.join(known)} (val_* score the validation split)."
+        )
+
+
 def start_study(plan: TunePlan) -> StudyStart:
     """Prepare the data once (a no-op when up to date) and open or join the study.
 
@@ -136,6 +160,7 @@ def start_study(plan: TunePlan) -> StudyStart:
 
     recipe = plan.loaded.recipe
     prepared = prepare(recipe.data, recipe.seed, data_dir(plan.workdir, recipe.name))
+    check_objective(plan, prepared.dataset)
     storage = open_storage(plan.storage_url)
     spec, space = plan.spec, plan.space
     pruner = make_pruner(pruner_config(spec, plan.max_epochs))

@@ -430,8 +430,6 @@ TUNE = [
         ),
         prepared_again,
         may_write=("runs/tiny/tune/*",),
-        owner="owned by tuning (runner): an objective no trial logs is found only after the "
-        "first trial trained, which stays behind in runs/tiny/ with its history.csv",
     ),
 ]
 

@@ -73,7 +73,7 @@ def test_a_study_where_every_trial_fails_exits_1(
     assert "Traceback" not in err
 
 
-def test_an_objective_training_does_not_log_stops_the_study_with_exit_2(
+def test_an_objective_training_does_not_log_is_refused_before_any_trial(
     project: Path, idx_folder: Path, write_recipe: RecipeWriter
 ) -> None:
     write_tuned(
@@ -87,11 +87,20 @@ def test_an_objective_training_does_not_log_stops_the_study_with_exit_2(
     assert code == 2, err
     assert "`tune.objective` is 'val_f1', which training does not log" in err
     assert "val_accuracy" in err  # it lists what is logged
+    # checked against the task before the study opens: no trial trained to find it out
+    assert not (project / "runs" / "tiny" / "tune" / "study.db").exists()
+
+
+def test_a_study_resumed_from_a_changed_recipe_is_refused(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(write_recipe, idx_folder, num_trials=1, space={"train.batch_size": [32, 64]})
+    code, _, err = invoke("tune")
+    assert code == 0, err
     study = optuna.load_study(
         study_name="tiny", storage=f"sqlite:///{project}/runs/tiny/tune/study.db"
     )
-    assert len(study.trials) == 1  # stopped after the first, instead of failing five
-
+    assert len(study.trials) == 1
     # Resuming that study from a changed recipe would mix incomparable trials: refused.
     code, _, err = invoke("tune", "--set", "train.epochs=5")
     assert code == 2
