@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, ExitCode
 
 if TYPE_CHECKING:
@@ -91,28 +92,41 @@ def print_wide(console: Console, table: Table) -> None:
 
 
 @contextlib.contextmanager
-def reported_errors(console: Console) -> Iterator[None]:
-    """Turn dltrain's errors into one paragraph and an exit code; tracebacks only with --debug."""
+def reported_errors(console: Console, secret_url: str | None = None) -> Iterator[None]:
+    """Turn dltrain's errors into one paragraph and an exit code; tracebacks only with --debug.
+
+    Every text printed here, tracebacks included, has its passwords hidden
+    (``mask_credentials``).
+
+    Args:
+        console: where the paragraph goes.
+        secret_url: a URL the command was given whose password must not appear even in pieces
+            (``tune --storage``).
+    """
     debug = bool(os.environ.get("DLTRAIN_DEBUG"))
+
+    def say(kind: str, message: str) -> None:
+        if debug:
+            trace = mask_credentials(traceback.format_exc(), secret_url)
+            console.print(trace, markup=False, highlight=False)
+        console.print(f"[bold red]{kind}:[/] {escape(mask_credentials(message, secret_url))}")
+
     try:
         yield
     except DltrainError as exc:
-        if debug:
-            console.print(traceback.format_exc(), markup=False, highlight=False)
-        console.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}")
+        say(exc.kind, exc.message)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stopped at your request.")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except typer.Exit:
         raise
-    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for --debug
-        if debug:
-            raise
-        console.print(
-            f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}. "
-            f"This is a bug in dltrain, not in your input; rerun with --debug for the traceback "
-            f"and report it."
+    except Exception as exc:
+        # A bug of ours: say so plainly; the traceback (passwords hidden) only with --debug.
+        say(
+            "internal error",
+            f"{type(exc).__name__}: {exc}. This is a bug in dltrain, not in your input; rerun "
+            f"with --debug for the traceback and report it.",
         )
         raise typer.Exit(int(ExitCode.FAILED)) from None
 

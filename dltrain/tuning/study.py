@@ -25,6 +25,7 @@ import optuna
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
+from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, RecipeError, RunError, UsageError
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.tune import Direction, PrunerName, SamplerName, TuneSpec
@@ -78,16 +79,6 @@ def default_storage(workdir: Path, name: str) -> str:
     return f"sqlite:///{(tune_root(workdir, name) / 'study.db').resolve()}"
 
 
-def display_url(url: str) -> str:
-    """The storage URL with any password hidden, for messages and reports."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads; say it as given, it holds no parsed secret
-        return url
-
-
 def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
     """Connect to a study database, creating Optuna's tables on first use.
 
@@ -100,7 +91,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
         UsageError: not a database URL.
         RunError: the database cannot be reached or its driver is not installed.
     """
-    shown = display_url(url)
+    given = url  # as typed, for messages: the driver rewrite below changes the scheme
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
@@ -122,7 +113,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
             if attempt < 4 and ("duplicate key" in str(exc) or "already exists" in str(exc)):
                 time.sleep(random.uniform(0.2, 1.0))
                 continue
-            raise _storage_error(exc, shown) from None
+            raise _storage_error(exc, given) from None
     raise AssertionError("unreachable")
 
 
@@ -143,8 +134,28 @@ def _connect(
         )
 
 
-def _storage_error(exc: Exception, shown: str) -> DltrainError:
-    """The user's version of a failure to open the study database."""
+def _database_cause(exc: BaseException) -> str:
+    """The database's own words: the driver's error under SQLAlchemy's and Optuna's wrappers."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        orig = getattr(seen, "orig", None)
+        if orig is not None:
+            return str(orig)
+        if seen.__cause__ is None:
+            break
+        seen = seen.__cause__
+    return str(seen or exc)
+
+
+def _storage_error(exc: BaseException, url: str) -> DltrainError:
+    """The user's version of a failure to open the study database.
+
+    Args:
+        exc: what the driver, SQLAlchemy or Optuna raised.
+        url: the storage URL as given; only its masked form, and a detail from which every
+            piece of its password is hidden, reach the message.
+    """
+    shown = mask_credentials(url, url)
     if isinstance(exc, ImportError):  # Optuna wraps the driver's ModuleNotFoundError
         driver = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
         return RunError(
@@ -152,14 +163,18 @@ def _storage_error(exc: Exception, shown: str) -> DltrainError:
             f"installed. dltrain installs psycopg for postgresql:// URLs; for another database "
             f"install its SQLAlchemy driver (pip install pymysql for mysql+pymysql://)."
         )
-    if type(exc).__name__ == "ArgumentError":
+    detail = mask_credentials(_database_cause(exc).strip(), url).splitlines()
+    cause = detail[0] if detail else type(exc).__name__
+    if type(exc).__name__ == "ArgumentError" or isinstance(exc, ValueError):
+        # ValueError: SQLAlchemy read the URL but not its parts (a port that is no number)
         return UsageError(
-            f"--storage {shown} is not a database URL. Expected an SQLAlchemy URL such as "
-            f"sqlite:///runs/study.db or postgresql://user:password@host:5432/dbname."
+            f"--storage {shown} is not a database URL ({cause}). Expected an SQLAlchemy URL "
+            f"such as sqlite:///runs/study.db or postgresql://user@host:5432/dbname (the "
+            f"password after the user and a colon), with special characters in the password "
+            f"written as %XX: @ as %40, : as %3A, / as %2F."
         )
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     return RunError(
-        f"Cannot open study storage {shown}: {detail}. Check that the database server is "
+        f"Cannot open study storage {shown}: {cause}. Check that the database server is "
         f"running and reachable, that the database exists and that the user may write to it."
     )
 
@@ -306,7 +321,7 @@ def open_study(
     except DuplicatedStudyError:
         pass
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    shown = display_url(storage.url)
+    shown = mask_credentials(storage.url, storage.url)
     hint = (
         f"Give this search its own name (--study-name {name}-2), or delete the old study with "
         f"`optuna delete-study --storage {shown} --study-name {name}`."
