@@ -13,14 +13,19 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dltrain.errors import RecipeError, RunError
+from dltrain.errors import (
+    FileSystemError,
+    RecipeError,
+    RunError,
+    file_system_error,
+    os_error_of,
+)
 from dltrain.recipe.files import DEFAULT_RECIPE
 
 if TYPE_CHECKING:
@@ -256,15 +261,6 @@ class StudyFolder:
         return self.trials / f"standby-{slot}.log"
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 def data_dir(workdir: Path, name: str) -> Path:
     """The prepared dataset of recipe ``name``."""
     return workdir / "data" / name
@@ -428,20 +424,16 @@ def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; others may need to read results
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write a file so that a crash leaves either the old file or the new one, never half.
+
+    Raises:
+        FileSystemError: the disk is read-only, full or forbidden (nothing half-written kept).
+    """
+    # "x" creates the file with the umask's mode, as a plain open would: others may read it
+    with atomic_path(path) as tmp, tmp.open("x", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -459,11 +451,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; rename it into place on success.
 
     Works for files and folders. The temporary keeps ``path``'s suffix, since some writers
-    (Keras's ``model.save``) insist on it.
+    (Keras's ``model.save``) insist on it; on failure it is deleted.
+
+    Raises:
+        FileSystemError: writing met a read-only, full or forbidden disk; the message names
+            ``path`` (not the temporary) and nothing half-written is left.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial-{secrets.token_hex(3)}{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if path.is_dir() and tmp.is_dir():
             # Swap folders: the old one moves aside first, so at no moment is a half one in place.
@@ -473,8 +469,40 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except Exception as exc:
+        fault = _write_fault(exc, path, tmp)
+        if fault is None:
+            raise
+        raise fault from exc
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _write_fault(exc: BaseException, path: Path, tmp: Path) -> FileSystemError | None:
+    """What a failure while writing ``path`` (through ``tmp``) is, when it is the disk's fault.
+
+    An error about a file elsewhere (a source that cannot be read) is not this writer's to
+    explain; an error inside the temporary is said of ``path``, which is what the user knows.
+    """
+    if isinstance(exc, FileSystemError):  # from a writer nested in this one's temporary
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and _within(exc.path, tmp):
+            return file_system_error(cause, path, writing=True)
+        return None
+    error = os_error_of(exc)
+    if error is None:
+        return None
+    named = error.filename
+    if named is None or _within(named, tmp) or Path(named) in (path, path.parent):
+        return file_system_error(error, path, writing=True)
+    return None
+
+
+def _within(named: object, folder: Path) -> bool:
+    if not isinstance(named, str | os.PathLike):
+        return False
+    candidate = Path(named)
+    return candidate == folder or folder in candidate.parents

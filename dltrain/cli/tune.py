@@ -129,15 +129,18 @@ def tune(
         from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
         from dltrain.tuning.runner import run_trials
+        from dltrain.tuning.study import storage_errors
 
-        with console.status("Preparing the data and opening the study …"):
-            start = start_study(plan)
-        show_start(console, plan, start)
-        board = TrialBoard(console, plan)
-        with board:
-            outcome = run_trials(plan, start, board.handle)
-        with console.status("Writing the report and plots …"):
-            report = build_report(plan, outcome)
+        # A database that turns read-only, fills up or goes away mid-session is named, not a bug.
+        with storage_errors(plan.storage_url):
+            with console.status("Preparing the data and opening the study …"):
+                start = start_study(plan)
+            show_start(console, plan, start)
+            board = TrialBoard(console, plan)
+            with board:
+                outcome = run_trials(plan, start, board.handle)
+            with console.status("Writing the report and plots …"):
+                report = build_report(plan, outcome)
         show_report(console, plan, outcome, report)
         if json_:
             write_json(report.document)

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypedDict
 import optuna
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, RecipeError, RunError, UsageError
@@ -134,6 +135,23 @@ def _connect(
         )
 
 
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Report a study database that fails once open (read-only, full disk, server gone) as one
+    paragraph naming it, rather than as a bug.
+
+    Args:
+        url: the storage URL as the user gave it (its password is hidden in the message).
+
+    Raises:
+        RunError: the database refused a read or a write.
+    """
+    try:
+        yield
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise _storage_error(exc, url) from None
+
+
 def _database_cause(exc: BaseException) -> str:
     """The database's own words: the driver's error under SQLAlchemy's and Optuna's wrappers."""
     seen: BaseException | None = exc
@@ -147,8 +165,19 @@ def _database_cause(exc: BaseException) -> str:
     return str(seen or exc)
 
 
+# SQLite's messages for a file it cannot write, and what the user can do about each.
+_SQLITE_FAULTS = {
+    "readonly database": "make the file and its folder writable by your user (SQLite writes a "
+    "journal beside the file)",
+    "unable to open database file": "make its folder exist and be writable by your user",
+    "disk is full": "free space on that disk (df -h shows it)",
+    "disk i/o error": "check the disk (dmesg shows device errors)",
+    "not a database": "it is some other file: point --storage at a new path",
+}
+
+
 def _storage_error(exc: BaseException, url: str) -> DltrainError:
-    """The user's version of a failure to open the study database.
+    """The user's version of a failure to open or use the study database.
 
     Args:
         exc: what the driver, SQLAlchemy or Optuna raised.
@@ -172,6 +201,16 @@ def _storage_error(exc: BaseException, url: str) -> DltrainError:
             f"such as sqlite:///runs/study.db or postgresql://user@host:5432/dbname (the "
             f"password after the user and a colon), with special characters in the password "
             f"written as %XX: @ as %40, : as %3A, / as %2F."
+        )
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        fix = next(
+            (f for key, f in _SQLITE_FAULTS.items() if key in cause.lower()),
+            "check that the file is an SQLite database your user may write",
+        )
+        return RunError(
+            f"Cannot write the study database {path}: {cause}. To fix it, {fix}, or give "
+            f"--storage another database (sqlite:///path/to/study.db)."
         )
     return RunError(
         f"Cannot open study storage {shown}: {cause}. Check that the database server is "
