@@ -23,7 +23,12 @@ from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
 from dltrain.recipe.choices import OptimizerName, ScheduleName
 from dltrain.recipe.durations import format_duration
-from dltrain.runs import RunFolder, latest_unfinished_run, resolve_path
+from dltrain.runs import (
+    RunFolder,
+    latest_unfinished_run,
+    remove_stale_run_partials,
+    resolve_path,
+)
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
@@ -128,6 +133,8 @@ def train(
             f"{r.train.epochs} epochs · batch {r.train.batch_size} · seed {r.seed}",
             highlight=False,
         )
+        # What a killed `dltrain train` of this recipe left half-written (never a live run's).
+        remove_stale_run_partials(workdir(), r.name)
         with console.status("Loading TensorFlow and the prepared data …"):
             from dltrain.training.device import cluster_from_env
             from dltrain.training.fit import train as train_model

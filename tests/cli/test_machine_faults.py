@@ -1,10 +1,11 @@
 """Faults of the machine (#12): a read-only folder, a full disk, an unwritable study database
 end in exit 2 naming the path and the cause, with nothing half-written left that a later command
-would trust.
+would trust; what a killed command left half-written, the next run of that command removes.
 
 Read-only: as root (who ignores file modes) a read-only bind mount, else the write bits taken
 off. A full disk: a small tmpfs when this process may mount one, and everywhere an ENOSPC raised
-at the atomic writer's own write.
+at the atomic writer's own write. Killed commands: the real command in its own process, killed
+with SIGKILL by a patch at the moment its temporary is written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import errno
 import functools
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dltrain.runs import HOST_TAG
 from tests.conftest import invoke, synthetic_images, write_idx
 
 RECIPE: dict[str, Any] = {
@@ -235,3 +239,117 @@ def test_an_unwritable_study_database_is_named(project: Path) -> None:
         code, err, f"Cannot write the study database {database}", "readonly database", "--storage"
     )
     assert out == ""
+
+
+# --- killed commands ------------------------------------------------------------------------------
+
+# `python -c KILLER ARGS` runs `dltrain ARGS`, killed by SIGKILL right after it writes a
+# temporary: what the kernel's OOM killer or a power cut leaves.
+KILLER = """
+import os, signal, sys
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+when = sys.argv.pop(1)
+if when == "prepare":
+    import dltrain.data.prepare as prepare
+    write = prepare.write_json_atomic
+    def write_then_die(path, document):
+        write(path, document)
+        if path.name == "manifest.json":
+            die()
+    prepare.write_json_atomic = write_then_die
+elif when == "train":
+    import keras
+    save = keras.Model.save
+    def save_then_die(self, path, *args, **kwargs):
+        save(self, path, *args, **kwargs)
+        if ".model.partial-" in str(path):
+            die()
+    keras.Model.save = save_then_die
+elif when == "export":
+    import dltrain.evaluation.export as export
+    writer = export.WRITERS[export.ExportFormat.SAVED_MODEL]
+    def write_then_die(model, path):
+        writer(model, path)
+        die()
+    export.WRITERS[export.ExportFormat.SAVED_MODEL] = write_then_die
+from dltrain.cli import main
+sys.argv = ["dltrain", *sys.argv[1:]]
+main()
+"""
+
+
+def killed(when: str, *args: str) -> list[Path]:
+    """Run ``dltrain ARGS`` until it has written its temporary, then kill it; what it left."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, when, *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = temporaries(Path.cwd())
+    assert left, "the killed command left no temporary: nothing to test"
+    return left
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def plant_foreign(folder: Path, name: str, suffix: str = "") -> list[Path]:
+    """Temporaries beside ``name`` that are not this command's to delete: another target's
+    whose writer is dead, one of a live writer, another machine's, and a user's own file."""
+    other_host = "000000" if HOST_TAG != "000000" else "111111"
+    dead = dead_pid()
+    planted = [
+        folder / f".other.partial-{HOST_TAG}-{dead}-abcdef{suffix}",
+        folder / f".{name}.partial-{HOST_TAG}-{os.getpid()}-abcdef{suffix}",
+        folder / f".{name}.partial-{other_host}-{dead}-abcdef{suffix}",
+        folder / f".{name}.partial-notes{suffix}",
+    ]
+    for path in planted:
+        path.write_text("not yours")
+    return planted
+
+
+@pytest.mark.slow
+def test_the_next_prepare_removes_what_a_killed_prepare_left(project: Path) -> None:
+    before = (project / "data" / "tiny" / "manifest.json").read_bytes()
+    (left,) = killed("prepare", "prepare", "--force")
+    assert left.parent == project / "data" and left.name.startswith(".tiny.partial-")
+    assert (left / "manifest.json").is_file()  # a whole-looking dataset, under its temporary name
+    assert (project / "data" / "tiny" / "manifest.json").read_bytes() == before
+    foreign = plant_foreign(project / "data", "tiny")
+    code, _, err = invoke("prepare")
+    assert code == 0, err
+    assert not left.exists()
+    assert all(p.exists() for p in foreign)
+
+
+@pytest.mark.slow
+def test_the_next_train_removes_what_a_killed_train_left(project: Path) -> None:
+    (left,) = killed("train", "train")
+    assert left.name.startswith(".model.partial-") and left.suffix == ".keras"
+    run = left.parent
+    assert not (run / "model.keras").exists()  # never taken for a finished run
+    foreign = plant_foreign(run, "model", ".keras") + [
+        run / f".metrics.partial-{HOST_TAG}-{dead_pid()}-abcdef.json"  # evaluate's, not train's
+    ]
+    foreign[-1].write_text("evaluate's")
+    code, _, err = invoke("train")
+    assert code == 0, err
+    assert not left.exists()
+    assert all(p.exists() for p in foreign)
+
+
+@pytest.mark.slow
+def test_the_next_export_removes_what_a_killed_export_left(project: Path) -> None:
+    (left,) = killed("export", "export", "-f", "saved_model")
+    assert left.name.startswith(".saved_model.partial-") and left.is_dir()
+    foreign = plant_foreign(left.parent.parent, "model", ".keras")  # train's, in the run folder
+    code, _, err = invoke("export", "-f", "saved_model")
+    assert code == 0, err
+    assert not left.exists() and (left.parent / "saved_model").is_dir()
+    assert all(p.exists() for p in foreign)
