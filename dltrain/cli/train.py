@@ -221,17 +221,21 @@ def _resumable(recipe: str | None, run: Path | None, flags: Flags) -> tuple[Path
 def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
     from rich.table import Table
 
-    from dltrain.training.dryrun import dry_run
+    from dltrain.training.dryrun import dry_run, format_bytes
 
     report = dry_run(loaded, workdir())
-    console.print("\n".join(report.summary), markup=False, highlight=False)
+    size = report.size
+    console.print("\n".join(size.summary), markup=False, highlight=False)
     table = Table(title="Dry run (nothing trained)", title_justify="left", show_header=False)
-    table.add_row(
-        "parameters", f"{report.parameters:,} ({report.trainable_parameters:,} trainable)"
-    )
+    table.add_row("parameters", f"{size.parameters:,} ({size.trainable_parameters:,} trainable)")
     table.add_row(
         "activations per batch",
-        f"≈ {report.activation_bytes / 2**20:,.1f} MiB at batch {loaded.recipe.train.batch_size}",
+        f"≈ {size.activation_bytes / 2**20:,.1f} MiB at batch {loaded.recipe.train.batch_size}",
+    )
+    table.add_row(
+        "memory",
+        f"weights {format_bytes(size.weight_bytes)}, training ≈ "
+        f"{format_bytes(size.training_bytes)} of {size.memory.where}",
     )
     table.add_row("steps per epoch", f"{report.steps_per_epoch:,}")
     table.add_row("device", report.device)
@@ -241,9 +245,12 @@ def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
     if json_:
         write_json(
             {
-                "parameters": report.parameters,
-                "trainable_parameters": report.trainable_parameters,
-                "activation_bytes_per_batch": report.activation_bytes,
+                "parameters": size.parameters,
+                "trainable_parameters": size.trainable_parameters,
+                "activation_bytes_per_batch": size.activation_bytes,
+                "weight_bytes": size.weight_bytes,
+                "training_bytes": size.training_bytes,
+                "memory_bytes": size.memory.bytes,
                 "steps_per_epoch": report.steps_per_epoch,
                 "learning_rates": [
                     {"epoch": e, "learning_rate": r} for e, r in report.learning_rates
