@@ -96,7 +96,9 @@ def test_a_malformed_storage_url_never_echoes_its_password(
     tuned(write_recipe, idx_folder)
     for given, pieces in MALFORMED:
         url = given.replace("db.example", "127.0.0.1:9")
-        monkeypatch.delenv("DLTRAIN_DEBUG", raising=False)  # --debug sets it for the process
+        # --debug sets it for the whole process: clear it for each URL, and (setenv records what
+        # was there before) leave none behind for the tests after this one
+        monkeypatch.setenv("DLTRAIN_DEBUG", "")
         runs = [
             ("plan", invoke("tune", "--storage", url, "--dry-run", "--json"), 0),
             ("open", invoke("tune", "--storage", url, "--json"), 2),
