@@ -16,7 +16,7 @@ from tests.conftest import RecipeWriter, invoke
 
 # The CLI in this process, then what it cost: its peak memory and whether TensorFlow loaded.
 PROBE = """
-import json, resource, sys
+import json, sys
 sys.argv = ["dltrain", *json.loads(sys.argv[1])]
 from dltrain.cli import main
 code = 0
@@ -25,7 +25,9 @@ try:
 except SystemExit as exit:
     code = exit.code
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent through exec
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+peak = int(status.split()[0]) * 1024
 print("COST=" + json.dumps({"code": code, "heavy": heavy, "peak": peak}), file=sys.stderr)
 """
 
