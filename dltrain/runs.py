@@ -9,18 +9,26 @@ same for a tune study's folder.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+import socket
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dltrain.errors import RecipeError, RunError
+from dltrain.errors import (
+    FileSystemError,
+    RecipeError,
+    RunError,
+    file_system_error,
+    os_error_of,
+)
 from dltrain.recipe.files import DEFAULT_RECIPE
 
 if TYPE_CHECKING:
@@ -266,15 +274,6 @@ class StudyFolder:
         return self.trials / f"standby-{slot}.log"
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 def data_dir(workdir: Path, name: str) -> Path:
     """The prepared dataset of recipe ``name``."""
     return workdir / "data" / name
@@ -471,20 +470,16 @@ def resolve_run(given: Path | None, workdir: Path, name: str) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; others may need to read results
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write a file so that a crash leaves either the old file or the new one, never half.
+
+    Raises:
+        FileSystemError: the disk is read-only, full or forbidden (nothing half-written kept).
+    """
+    # "x" creates the file with the umask's mode, as a plain open would: others may read it
+    with atomic_path(path) as tmp, tmp.open("x", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -497,27 +492,155 @@ def read_json(path: Path) -> Any:
         return json.load(handle)
 
 
+# A temporary's name says whose it is: ".<stem>.<kind>-<host tag>-<pid>-<random><suffix>", so
+# the next run of a command can tell a killed writer's leftovers from a live writer's work.
+# HOST_TAG: this machine, for a disk that several share.
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TEMPORARY = re.compile(
+    r"^\.(?P<stem>.+)\.(?P<kind>partial|old)-(?P<host>[0-9a-f]{6})-(?P<pid>[0-9]+)-[0-9a-f]{6}"
+    r"(?P<suffix>.*)$"
+)
+
+
+def _temporary(path: Path, kind: str) -> Path:
+    """A fresh sibling of ``path`` for this process to write (``partial``) or to move the old
+    one aside to (``old``); it keeps ``path``'s suffix, since some writers insist on it."""
+    owner = f"{HOST_TAG}-{os.getpid()}-{secrets.token_hex(3)}"
+    return path.with_name(f".{path.stem}.{kind}-{owner}{path.suffix}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; rename it into place on success.
 
-    Works for files and folders. The temporary keeps ``path``'s suffix, since some writers
-    (Keras's ``model.save``) insist on it.
+    Works for files and folders. On failure the temporary is deleted; a process killed before
+    that leaves it behind for ``remove_stale_partials``.
+
+    Raises:
+        FileSystemError: writing met a read-only, full or forbidden disk; the message names
+            ``path`` (not the temporary) and nothing half-written is left.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial-{secrets.token_hex(3)}{path.suffix}")
+    tmp = _temporary(path, "partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if path.is_dir() and tmp.is_dir():
             # Swap folders: the old one moves aside first, so at no moment is a half one in place.
-            old = path.with_name(f".{path.name}.old-{secrets.token_hex(3)}")
+            old = _temporary(path, "old")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except Exception as exc:
+        fault = _write_fault(exc, path, tmp)
+        if fault is None:
+            raise
+        raise fault from exc
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _write_fault(exc: BaseException, path: Path, tmp: Path) -> FileSystemError | None:
+    """What a failure while writing ``path`` (through ``tmp``) is, when it is the disk's fault.
+
+    An error about a file elsewhere (a source that cannot be read) is not this writer's to
+    explain; an error inside the temporary is said of ``path``, which is what the user knows.
+    """
+    if isinstance(exc, FileSystemError):  # from a writer nested in this one's temporary
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and _within(exc.path, tmp):
+            return file_system_error(cause, path, writing=True)
+        return None
+    error = os_error_of(exc)
+    if error is None:
+        return None
+    named = error.filename
+    if named is None or _within(named, tmp) or Path(named) in (path, path.parent):
+        return file_system_error(error, path, writing=True)
+    return None
+
+
+def _within(named: object, folder: Path) -> bool:
+    if not isinstance(named, str | os.PathLike):
+        return False
+    candidate = Path(named)
+    return candidate == folder or folder in candidate.parents
+
+
+def remove_stale_partials(folder: Path, names: Collection[str] | None = None) -> list[Path]:
+    """Delete the temporaries that killed writers left in ``folder``; the paths deleted.
+
+    A temporary is deleted only when its writer, named in it, was a process of this machine that
+    is gone: a live writer's work (another command running now) and another machine's (a shared
+    disk) are left alone, and so is every file dltrain did not name.
+
+    Args:
+        folder: where to look (not below it).
+        names: the files or folders whose temporaries the calling command owns (``model.keras``,
+            the dataset folder's name); None: every temporary in ``folder``.
+
+    Returns:
+        What was deleted. Deleting is best effort: a read-only folder keeps its leftovers, and
+        the command then meets the real problem when it writes.
+    """
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    for entry in folder.iterdir():
+        found = _TEMPORARY.match(entry.name)
+        if found is None or (names is not None and found["stem"] + found["suffix"] not in names):
+            continue
+        if found["host"] != HOST_TAG or _alive(int(found["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+# What `dltrain train` writes in a run folder, and so may find half-written there.
+TRAIN_FILES = (
+    RECIPE_FILE,
+    RUN_INFO_FILE,
+    MODEL_FILE,
+    HISTORY_FILE,
+    CURVES_FILE,
+    SUMMARY_FILE,
+    MANIFEST_FILE,
+)
+
+
+def remove_stale_run_partials(workdir: Path, name: str) -> list[Path]:
+    """Delete what killed ``dltrain train`` processes of recipe ``name`` left half-written in
+    its runs: temporaries of a run's own files, its checkpoints and a GAN's samples.
+
+    Evaluate's and export's files in the same folders are theirs to clean; see
+    ``remove_stale_partials`` for which temporaries count as left behind.
+    """
+    root = runs_dir(workdir, name)
+    removed: list[Path] = []
+    for run in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        removed += remove_stale_partials(run, TRAIN_FILES)
+        removed += remove_stale_partials(run / CHECKPOINTS)
+        removed += remove_stale_partials(run / SAMPLES)
+    return removed

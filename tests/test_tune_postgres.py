@@ -168,3 +168,86 @@ def test_two_tuners_split_one_postgresql_study_without_duplicates(
     )
     assert optuna_cli.returncode == 0, optuna_cli.stderr
     assert len(json.loads(optuna_cli.stdout)) == 6
+
+
+# A password that trust authentication ignores, written as a user must (%40 is @, %3A is :);
+# neither its written nor its decoded form, nor any piece a parser could cut, may be shown.
+PASSWORD = "Zq7%40Xw9%3APk4"
+PASSWORD_PIECES = [PASSWORD, "Zq7@Xw9:Pk4", "Zq7", "Xw9", "Pk4"]
+TEXT_SUFFIXES = {".json", ".yaml", ".csv", ".log", ".txt", ".md"}
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgresql://dltrain@", f"postgresql://dltrain:{PASSWORD}@")
+
+
+def assert_nowhere(pieces: list[str], texts: dict[str, str], folder: Path) -> None:
+    """No piece in any text, nor in any text file under ``folder`` (run.json, logs,
+    summary.json, trials.csv, best.yaml, trial specs and results)."""
+    written = [p for p in folder.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES]
+    assert any(p.name == "summary.json" for p in written) and any(
+        p.suffix == ".log" for p in written
+    )
+    for path in written:
+        texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    for name, text in texts.items():
+        for piece in pieces:
+            assert piece not in text, f"{name} shows {piece!r}"
+
+
+def study_attributes(url: str) -> str:
+    """Every row of every table of the study database, as one text."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    rows: list[str] = []
+    try:
+        with engine.connect() as connection:
+            for table in sqlalchemy.inspect(connection).get_table_names():
+                result = connection.execute(sqlalchemy.text(f'SELECT * FROM "{table}"'))
+                rows += [repr(tuple(row)) for row in result]
+    finally:
+        engine.dispose()
+    assert rows, "the study database is empty"
+    return "\n".join(rows)
+
+
+def test_a_password_in_the_storage_url_reaches_no_output_file_or_study_record(
+    postgres_url: str, tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    """Trial 23 fails with an error quoting the storage URL (as a driver's error may)."""
+    url = with_password(postgres_url)
+    write_recipe(
+        idx_folder,
+        train={"epochs": 2},
+        tune={"sampler": "grid", "space": {"train.batch_size": [16, 23]}},
+    )
+    tuner = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, "tune", "--storage", url, "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert tuner.returncode == 0, tuner.stderr
+    document = json.loads(tuner.stdout)
+    failed = [t for t in document["trials"] if t["state"] == "fail"]
+    assert len(failed) == 1 and "lost the study database postgresql://dltrain:***@" in str(
+        failed[0]["reason"]
+    )
+    texts = {"stdout": tuner.stdout, "stderr": tuner.stderr, "study": study_attributes(url)}
+    assert_nowhere(PASSWORD_PIECES, texts, tmp_path)
+
+
+def test_a_real_trial_keeps_the_password_out_of_its_run_folder(
+    postgres_url: str, tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    """One trial of real training: its run.json, recipe, log and the study's summary."""
+    url = with_password(postgres_url)
+    write_recipe(idx_folder, tune={"num_trials": 1, "space": {"model.dropout": [0.0]}})
+    tuner = run_dltrain("tune", "--storage", url, "--json", cwd=tmp_path)
+    assert tuner.returncode == 0, tuner.stderr
+    assert list(tmp_path.glob("runs/tiny/*/run.json")), "the trial wrote no run.json"
+    assert list(tmp_path.glob("runs/tiny/tune/tiny/summary.json"))
+    texts = {"stdout": tuner.stdout, "stderr": tuner.stderr, "study": study_attributes(url)}
+    assert_nowhere(PASSWORD_PIECES, texts, tmp_path)

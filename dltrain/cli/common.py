@@ -15,7 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dltrain.errors import DltrainError, ExitCode
+from dltrain.credentials import mask_credentials
+from dltrain.errors import (
+    DltrainError,
+    ExitCode,
+    OutOfMemory,
+    file_system_error,
+    os_error_of,
+)
 
 if TYPE_CHECKING:
     from dltrain.data.readers.model_input import InputReport
@@ -91,30 +98,66 @@ def print_wide(console: Console, table: Table) -> None:
 
 
 @contextlib.contextmanager
-def reported_errors(console: Console) -> Iterator[None]:
-    """Turn dltrain's errors into one paragraph and an exit code; tracebacks only with --debug."""
+def reported_errors(console: Console, secret_url: str | None = None) -> Iterator[None]:
+    """Turn dltrain's errors into one paragraph and an exit code; tracebacks only with --debug.
+
+    Faults of the machine (a read-only or full disk, no permission, no memory) are the user's to
+    fix, not bugs: they get their own paragraph and exit 2. Every text printed here, tracebacks
+    included, has its passwords hidden (``mask_credentials``).
+
+    Args:
+        console: where the paragraph goes.
+        secret_url: a URL the command was given whose password must not appear even in pieces
+            (``tune --storage``).
+    """
     debug = bool(os.environ.get("DLTRAIN_DEBUG"))
+
+    def say(kind: str, message: str) -> None:
+        if debug:
+            trace = mask_credentials(traceback.format_exc(), secret_url)
+            console.print(trace, markup=False, highlight=False)
+        console.print(f"[bold red]{kind}:[/] {escape(mask_credentials(message, secret_url))}")
+
     try:
         yield
     except DltrainError as exc:
-        if debug:
-            console.print(traceback.format_exc(), markup=False, highlight=False)
-        console.print(f"[bold red]{exc.kind}:[/] {escape(exc.message)}")
+        say(exc.kind, exc.message)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stopped at your request.")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except typer.Exit:
         raise
-    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for --debug
-        if debug:
-            raise
-        console.print(
-            f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}. "
-            f"This is a bug in dltrain, not in your input; rerun with --debug for the traceback "
-            f"and report it."
+    except Exception as exc:
+        known = _machine_fault(exc)
+        if known is not None:
+            say(known.kind, known.message)
+            raise typer.Exit(int(known.exit_code)) from None
+        # A bug of ours: say so plainly; the traceback (passwords hidden) only with --debug.
+        say(
+            "internal error",
+            f"{type(exc).__name__}: {exc}. This is a bug in dltrain, not in your input; rerun "
+            f"with --debug for the traceback and report it.",
         )
         raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def _machine_fault(exc: Exception) -> DltrainError | None:
+    """A fault of the machine that reached the boundary unexplained: disk or memory."""
+    error = os_error_of(exc)
+    if error is not None:
+        return file_system_error(error)
+    # TensorFlow's allocation failure, named rather than imported: this module stays light.
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if len(detail) > 300:
+            detail = detail[:300] + " …"
+        return OutOfMemory(
+            f"The machine ran out of memory ({detail}). The model or a batch of the recipe does "
+            f"not fit: `dltrain train --dry-run` shows the model's size and the memory a batch "
+            f"takes; lower train.batch_size or the model's widths."
+        )
+    return None
 
 
 def workdir() -> Path:

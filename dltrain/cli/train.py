@@ -23,7 +23,12 @@ from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
 from dltrain.recipe.choices import OptimizerName, ScheduleName
 from dltrain.recipe.durations import format_duration
-from dltrain.runs import RunFolder, latest_unfinished_run, resolve_path
+from dltrain.runs import (
+    RunFolder,
+    latest_unfinished_run,
+    remove_stale_run_partials,
+    resolve_path,
+)
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
@@ -129,6 +134,8 @@ def train(
             f"{r.train.epochs} epochs · batch {r.train.batch_size} · seed {r.seed}",
             highlight=False,
         )
+        # What a killed `dltrain train` of this recipe left half-written (never a live run's).
+        remove_stale_run_partials(workdir(), r.name)
         with console.status("Loading TensorFlow and the prepared data …"):
             from dltrain.training.device import cluster_from_env
             from dltrain.training.fit import train as train_model
@@ -215,17 +222,21 @@ def _resumable(recipe: str | None, run: Path | None, flags: Flags) -> tuple[Path
 def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
     from rich.table import Table
 
-    from dltrain.training.dryrun import dry_run
+    from dltrain.training.dryrun import dry_run, format_bytes
 
     report = dry_run(loaded, workdir())
-    console.print("\n".join(report.summary), markup=False, highlight=False)
+    size = report.size
+    console.print("\n".join(size.summary), markup=False, highlight=False)
     table = Table(title="Dry run (nothing trained)", title_justify="left", show_header=False)
-    table.add_row(
-        "parameters", f"{report.parameters:,} ({report.trainable_parameters:,} trainable)"
-    )
+    table.add_row("parameters", f"{size.parameters:,} ({size.trainable_parameters:,} trainable)")
     table.add_row(
         "activations per batch",
-        f"≈ {report.activation_bytes / 2**20:,.1f} MiB at batch {loaded.recipe.train.batch_size}",
+        f"≈ {size.activation_bytes / 2**20:,.1f} MiB at batch {loaded.recipe.train.batch_size}",
+    )
+    table.add_row(
+        "memory",
+        f"weights {format_bytes(size.weight_bytes)}, training ≈ "
+        f"{format_bytes(size.training_bytes)} of {size.memory.where}",
     )
     table.add_row("steps per epoch", f"{report.steps_per_epoch:,}")
     table.add_row("device", report.device)
@@ -235,9 +246,12 @@ def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
     if json_:
         write_json(
             {
-                "parameters": report.parameters,
-                "trainable_parameters": report.trainable_parameters,
-                "activation_bytes_per_batch": report.activation_bytes,
+                "parameters": size.parameters,
+                "trainable_parameters": size.trainable_parameters,
+                "activation_bytes_per_batch": size.activation_bytes,
+                "weight_bytes": size.weight_bytes,
+                "training_bytes": size.training_bytes,
+                "memory_bytes": size.memory.bytes,
                 "steps_per_epoch": report.steps_per_epoch,
                 "learning_rates": [
                     {"epoch": e, "learning_rate": r} for e, r in report.learning_rates

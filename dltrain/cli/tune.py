@@ -101,7 +101,7 @@ def tune(
     Running it again resumes the study; several tuners given the same --storage share it.
     """
     console = make_console()
-    with reported_errors(console):
+    with reported_errors(console, secret_url=storage):
         flags = {
             "tune.num_trials": trials,
             "tune.timeout": timeout,
@@ -129,15 +129,18 @@ def tune(
         from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
         from dltrain.tuning.runner import run_trials
+        from dltrain.tuning.study import storage_errors
 
-        with console.status("Preparing the data and opening the study …"):
-            start = start_study(plan)
-        show_start(console, plan, start)
-        board = TrialBoard(console, plan)
-        with board:
-            outcome = run_trials(plan, start, board.handle)
-        with console.status("Writing the report and plots …"):
-            report = build_report(plan, outcome)
+        # A database that turns read-only, fills up or goes away mid-session is named, not a bug.
+        with storage_errors(plan.storage_url):
+            with console.status("Preparing the data and opening the study …"):
+                start = start_study(plan)
+            show_start(console, plan, start)
+            board = TrialBoard(console, plan)
+            with board:
+                outcome = run_trials(plan, start, board.handle)
+            with console.status("Writing the report and plots …"):
+                report = build_report(plan, outcome)
         show_report(console, plan, outcome, report)
         if json_:
             write_json(report.document)
@@ -210,8 +213,6 @@ def show_plan(console: Console, plan: TunePlan) -> None:
         if spec.pruner is PrunerName.NONE
         else f"{spec.pruner.value} pruning from epoch {spec.min_epochs} of {plan.max_epochs}"
     )
-    from dltrain.tuning.study import display_url
-
     console.print(
         f"Tuning [bold]{escape(plan.loaded.recipe.name)}[/]: {spec.resolved_direction.value} "
         f"{spec.objective} · {spec.sampler.value} · {pruning} · {' · '.join(budget)}"
@@ -219,7 +220,7 @@ def show_plan(console: Console, plan: TunePlan) -> None:
         highlight=False,
     )
     console.print(
-        f"Study '{escape(plan.study_name)}' in {escape(display_url(plan.storage_url))}",
+        f"Study '{escape(plan.study_name)}' in {escape(plan.storage_shown)}",
         highlight=False,
     )
     table = Table(title="Search space", title_justify="left")
@@ -436,11 +437,9 @@ def show_report(console: Console, plan: TunePlan, outcome: TuneOutcome, report: 
 
 
 def _plan_document(plan: TunePlan) -> dict[str, Any]:
-    from dltrain.tuning.study import display_url
-
     return {
         "study": plan.study_name,
-        "storage": display_url(plan.storage_url),
+        "storage": plan.storage_shown,
         "objective": plan.spec.objective,
         "direction": plan.spec.resolved_direction.value,
         "sampler": plan.spec.sampler.value,

@@ -29,7 +29,13 @@ from dltrain.errors import DataError, DataQualityError
 from dltrain.faults import crash_point
 from dltrain.manifest import Manifest, Source
 from dltrain.recipe.data import DataFormat, DataSpec
-from dltrain.runs import MANIFEST_FILE, atomic_path, read_json, write_json_atomic
+from dltrain.runs import (
+    MANIFEST_FILE,
+    atomic_path,
+    read_json,
+    remove_stale_partials,
+    write_json_atomic,
+)
 from dltrain.tasks import Task
 
 TABLE_FORMATS = (DataFormat.CSV, DataFormat.PARQUET)
@@ -66,6 +72,8 @@ def prepare(
         DataError: the source cannot be read, cleaned or split as asked (exit 2).
         DataQualityError: the data failed a check (exit 1); nothing is written.
     """
+    # A prepare of this recipe that was killed mid-build left its half-built folder beside it.
+    remove_stale_partials(folder.parent, [folder.name])
     source = resolve_source(spec.source)
     fmt = detect_format(source) if spec.format == DataFormat.AUTO else spec.format
     files = source_files(source, spec, fmt)

@@ -25,7 +25,13 @@ from dltrain.data.readers.formats import enclosing_run
 from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
-from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
+from dltrain.runs import (
+    RunFolder,
+    atomic_path,
+    read_json,
+    remove_stale_partials,
+    write_json_atomic,
+)
 
 METADATA_FILE = "metadata.json"
 SAMPLE_SIZE = 64
@@ -314,6 +320,11 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
     expected = np.asarray(model.predict_on_batch(x))
     if fmt == ExportFormat.ONNX and len(model.inputs) != 1:
         _onnx(model, target)  # refuses with the reason, before anything is written
+    # An export killed mid-write left its temporary beside the target: in the run's export/
+    # every leftover is export's; in a folder of the user's, only this target's.
+    in_run = target.parent.resolve() == RunFolder(run_dir).export.resolve()
+    own = None if in_run else [target.name, METADATA_FILE]
+    remove_stale_partials(target.parent, own)
     with atomic_path(target) as tmp:
         WRITERS[fmt](model, tmp)
         actual = RUNNERS[fmt](tmp, x)

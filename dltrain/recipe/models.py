@@ -10,9 +10,36 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
-PositiveInts = list[Annotated[int, Field(gt=0)]]
+# The widest layer a recipe may ask for: 128 times the widest reference recipe's (512). Wider is
+# a slip (`dense: [1e11]`), and building it would try to allocate terabytes before anything
+# could measure the model; `train --dry-run` measures what passes (training/dryrun.py).
+MAX_WIDTH = 65_536
+
+
+def _bounded_width(value: int) -> int:
+    if value > MAX_WIDTH:
+        raise ValueError(
+            f"a layer width is at most {MAX_WIDTH:,} (one dense layer that wide on as many "
+            f"inputs already holds {MAX_WIDTH**2 / 1e9:.1f} billion weights, "
+            f"{MAX_WIDTH**2 * 4 / 2**30:.0f} GiB). Received: {value:,}; lower it (64 to 1,024 "
+            f"fit most models here)"
+        )
+    return value
+
+
+# A layer's width (units, filters, an embedding's size): positive and at most MAX_WIDTH.
+Width = Annotated[int, Field(gt=0), AfterValidator(_bounded_width)]
+Widths = list[Width]
 
 
 class _Section(BaseModel):
@@ -79,8 +106,8 @@ class NumericEmbeddingSpec(_Section):
     dense layer on the standardised number approximates poorly.
     """
 
-    frequencies: int = Field(16, gt=0, description="Trainable frequencies per numeric column.")
-    dim: int = Field(16, gt=0, description="Width of each column's embedding.")
+    frequencies: Width = Field(16, description="Trainable frequencies per numeric column.")
+    dim: Width = Field(16, description="Width of each column's embedding.")
     scale: float = Field(
         0.1,
         gt=0,
@@ -91,7 +118,7 @@ class NumericEmbeddingSpec(_Section):
 
 class MlpSpec(PredictorBase):
     family: Literal["mlp"] = "mlp"
-    units: PositiveInts = Field(
+    units: Widths = Field(
         default_factory=lambda: [256, 128], min_length=1, description="Width of each hidden layer."
     )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout after each hidden layer.")
@@ -109,7 +136,7 @@ class MlpSpec(PredictorBase):
 
 class CnnSpec(PredictorBase):
     family: Literal["cnn"] = "cnn"
-    filters: PositiveInts = Field(
+    filters: Widths = Field(
         default_factory=lambda: [32, 64],
         min_length=1,
         description="Filters of each conv block; each block is conv → (BN) → act → max-pool.",
@@ -124,7 +151,7 @@ class CnnSpec(PredictorBase):
     global_pooling: bool = Field(
         False, description="Global average pooling instead of flattening before the dense layers."
     )
-    dense: PositiveInts = Field(
+    dense: Widths = Field(
         default_factory=lambda: [64], description="Widths of the dense layers after the blocks."
     )
     dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
@@ -157,12 +184,12 @@ class RnnSpec(PredictorBase):
 
     family: Literal["rnn"] = "rnn"
     cell: RnnCell = RnnCell.LSTM
-    units: PositiveInts = Field(
+    units: Widths = Field(
         default_factory=lambda: [64], min_length=1, description="Units of each stacked layer."
     )
     bidirectional: bool = False
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)
-    dense: PositiveInts = Field(default_factory=list, description="Dense layers after the RNN.")
+    dense: Widths = Field(default_factory=list, description="Dense layers after the RNN.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
 
 
@@ -177,13 +204,13 @@ class TextSpec(PredictorBase):
 
     family: Literal["text"] = "text"
     encoder: TextEncoder = TextEncoder.CONV
-    embedding_dim: int = Field(64, gt=0)
-    filters: int = Field(128, gt=0, description="conv: filters of the 1D convolution.")
+    embedding_dim: Width = 64
+    filters: Width = Field(128, description="conv: filters of the 1D convolution.")
     kernel_size: int = Field(5, gt=0, description="conv: window of the 1D convolution.")
-    units: int = Field(64, gt=0, description="bilstm: units of each direction.")
+    units: Width = Field(64, description="bilstm: units of each direction.")
     num_heads: int = Field(2, gt=0, description="attention: attention heads.")
-    ff_dim: int = Field(128, gt=0, description="attention: width of the feed-forward layer.")
-    dense: PositiveInts = Field(default_factory=lambda: [64])
+    ff_dim: Width = Field(128, description="attention: width of the feed-forward layer.")
+    dense: Widths = Field(default_factory=lambda: [64])
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the output layer.")
 
 
@@ -195,13 +222,13 @@ class AutoencoderSpec(ModelBase):
     architecture: Literal["dense", "conv"] = Field(
         "dense", description="dense: any features; conv: images (Conv2D down, Conv2DTranspose up)."
     )
-    units: PositiveInts = Field(
+    units: Widths = Field(
         default_factory=lambda: [128, 64], min_length=1, description="dense: encoder widths."
     )
-    filters: PositiveInts = Field(
+    filters: Widths = Field(
         default_factory=lambda: [32, 64], min_length=1, description="conv: encoder filters."
     )
-    latent_dim: int = Field(16, gt=0, description="Width of the bottleneck.")
+    latent_dim: Width = Field(16, description="Width of the bottleneck.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each encoder layer.")
 
 
@@ -237,7 +264,7 @@ class TransferSpec(PredictorBase):
         le=1,
         description="Fine-tuning rate as a fraction of train.optimizer.learning_rate.",
     )
-    dense: PositiveInts = Field(default_factory=list, description="Dense layers on the backbone.")
+    dense: Widths = Field(default_factory=list, description="Dense layers on the backbone.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
 
 
@@ -246,8 +273,8 @@ class GanSpec(ModelBase):
     Labels are not used; a grid of samples is saved as PNG after every epoch."""
 
     family: Literal["gan"] = "gan"
-    latent_dim: int = Field(64, gt=0, description="Size of the generator's noise vector.")
-    filters: PositiveInts = Field(
+    latent_dim: Width = Field(64, description="Size of the generator's noise vector.")
+    filters: Widths = Field(
         default_factory=lambda: [128, 64],
         min_length=1,
         description="Generator: filters of each upsampling block (the discriminator mirrors it).",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dltrain.credentials import mask_credentials
 from dltrain.data.store import PreparedDataset
 from dltrain.errors import ObjectiveNotLogged, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe
@@ -50,6 +51,11 @@ class TunePlan:
     def files(self) -> StudyFolder:
         """The paths of the study's files: its base recipe, summary, trials and their logs."""
         return StudyFolder(self.study_dir)
+
+    @property
+    def storage_shown(self) -> str:
+        """The storage URL as messages and files show it: its password hidden."""
+        return mask_credentials(self.storage_url, self.storage_url)
 
     @property
     def max_epochs(self) -> int:

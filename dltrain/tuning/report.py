@@ -25,7 +25,7 @@ from dltrain.tuning.plan import TunePlan
 from dltrain.tuning.records import TrialRecord, trial_record
 from dltrain.tuning.runner import TuneOutcome
 from dltrain.tuning.space import ordered_overrides
-from dltrain.tuning.study import display_url, quiet_optuna
+from dltrain.tuning.study import quiet_optuna
 
 LEADERBOARD_SIZE = 10
 MIN_TRIALS_FOR_IMPORTANCES = 4  # below this, importances are noise presented as insight
@@ -199,7 +199,7 @@ def summary_document(plan: TunePlan, outcome: TuneOutcome, report: TuneReport) -
     ]
     return {
         "study": plan.study_name,
-        "storage": display_url(plan.storage_url),
+        "storage": plan.storage_shown,
         "recipe": plan.loaded.recipe.name,
         "objective": plan.spec.objective,
         "direction": plan.spec.resolved_direction.value,

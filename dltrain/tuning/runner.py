@@ -25,6 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, RecipeError
 from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
@@ -386,7 +387,10 @@ class _Session:
             return self.study.tell(trial, float(value))
         if state == "pruned":
             return self.study.tell(trial, state=TrialState.PRUNED)
-        reason = str(result.get("reason") or "failed without a reason")
+        # a trial process hides the password itself; a crashed one's log tail may not have
+        reason = mask_credentials(
+            str(result.get("reason") or "failed without a reason"), self.plan.storage_url
+        )
         trial.set_user_attr(
             "fail_reason", INTERRUPTED_BY_USER if state == "interrupted" else reason
         )

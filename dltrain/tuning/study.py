@@ -24,8 +24,11 @@ from typing import Any, Literal, TypedDict
 import optuna
 from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
+from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, RecipeError, RunError, UsageError
+from dltrain.processes import boot_id, is_alive, process_started
 from dltrain.recipe.schema import Recipe
 from dltrain.recipe.tune import Direction, PrunerName, SamplerName, TuneSpec
 from dltrain.runs import TUNE_DIR, runs_dir
@@ -78,16 +81,6 @@ def default_storage(workdir: Path, name: str) -> str:
     return f"sqlite:///{(tune_root(workdir, name) / 'study.db').resolve()}"
 
 
-def display_url(url: str) -> str:
-    """The storage URL with any password hidden, for messages and reports."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads; say it as given, it holds no parsed secret
-        return url
-
-
 def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
     """Connect to a study database, creating Optuna's tables on first use.
 
@@ -100,7 +93,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
         UsageError: not a database URL.
         RunError: the database cannot be reached or its driver is not installed.
     """
-    shown = display_url(url)
+    given = url  # as typed, for messages: the driver rewrite below changes the scheme
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
@@ -122,7 +115,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
             if attempt < 4 and ("duplicate key" in str(exc) or "already exists" in str(exc)):
                 time.sleep(random.uniform(0.2, 1.0))
                 continue
-            raise _storage_error(exc, shown) from None
+            raise _storage_error(exc, given) from None
     raise AssertionError("unreachable")
 
 
@@ -143,8 +136,56 @@ def _connect(
         )
 
 
-def _storage_error(exc: Exception, shown: str) -> DltrainError:
-    """The user's version of a failure to open the study database."""
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Report a study database that fails once open (read-only, full disk, server gone) as one
+    paragraph naming it, rather than as a bug.
+
+    Args:
+        url: the storage URL as the user gave it (its password is hidden in the message).
+
+    Raises:
+        RunError: the database refused a read or a write.
+    """
+    try:
+        yield
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise _storage_error(exc, url) from None
+
+
+def _database_cause(exc: BaseException) -> str:
+    """The database's own words: the driver's error under SQLAlchemy's and Optuna's wrappers."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        orig = getattr(seen, "orig", None)
+        if orig is not None:
+            return str(orig)
+        if seen.__cause__ is None:
+            break
+        seen = seen.__cause__
+    return str(seen or exc)
+
+
+# SQLite's messages for a file it cannot write, and what the user can do about each.
+_SQLITE_FAULTS = {
+    "readonly database": "make the file and its folder writable by your user (SQLite writes a "
+    "journal beside the file)",
+    "unable to open database file": "make its folder exist and be writable by your user",
+    "disk is full": "free space on that disk (df -h shows it)",
+    "disk i/o error": "check the disk (dmesg shows device errors)",
+    "not a database": "it is some other file: point --storage at a new path",
+}
+
+
+def _storage_error(exc: BaseException, url: str) -> DltrainError:
+    """The user's version of a failure to open or use the study database.
+
+    Args:
+        exc: what the driver, SQLAlchemy or Optuna raised.
+        url: the storage URL as given; only its masked form, and a detail from which every
+            piece of its password is hidden, reach the message.
+    """
+    shown = mask_credentials(url, url)
     if isinstance(exc, ImportError):  # Optuna wraps the driver's ModuleNotFoundError
         driver = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
         return RunError(
@@ -152,14 +193,28 @@ def _storage_error(exc: Exception, shown: str) -> DltrainError:
             f"installed. dltrain installs psycopg for postgresql:// URLs; for another database "
             f"install its SQLAlchemy driver (pip install pymysql for mysql+pymysql://)."
         )
-    if type(exc).__name__ == "ArgumentError":
+    detail = mask_credentials(_database_cause(exc).strip(), url).splitlines()
+    cause = detail[0] if detail else type(exc).__name__
+    if type(exc).__name__ == "ArgumentError" or isinstance(exc, ValueError):
+        # ValueError: SQLAlchemy read the URL but not its parts (a port that is no number)
         return UsageError(
-            f"--storage {shown} is not a database URL. Expected an SQLAlchemy URL such as "
-            f"sqlite:///runs/study.db or postgresql://user:password@host:5432/dbname."
+            f"--storage {shown} is not a database URL ({cause}). Expected an SQLAlchemy URL "
+            f"such as sqlite:///runs/study.db or postgresql://user@host:5432/dbname (the "
+            f"password after the user and a colon), with special characters in the password "
+            f"written as %XX: @ as %40, : as %3A, / as %2F."
         )
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        fix = next(
+            (f for key, f in _SQLITE_FAULTS.items() if key in cause.lower()),
+            "check that the file is an SQLite database your user may write",
+        )
+        return RunError(
+            f"Cannot write the study database {path}: {cause}. To fix it, {fix}, or give "
+            f"--storage another database (sqlite:///path/to/study.db)."
+        )
     return RunError(
-        f"Cannot open study storage {shown}: {detail}. Check that the database server is "
+        f"Cannot open study storage {shown}: {cause}. Check that the database server is "
         f"running and reachable, that the database exists and that the user may write to it."
     )
 
@@ -306,7 +361,7 @@ def open_study(
     except DuplicatedStudyError:
         pass
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    shown = display_url(storage.url)
+    shown = mask_credentials(storage.url, storage.url)
     hint = (
         f"Give this search its own name (--study-name {name}-2), or delete the old study with "
         f"`optuna delete-study --storage {shown} --study-name {name}`."
@@ -356,20 +411,6 @@ def joining_seed(seed: int, study: optuna.Study) -> int:
 # --- workers and their trials -----------------------------------------------------------------
 
 
-def _boot_id() -> str | None:
-    with contextlib.suppress(OSError):
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return None
-
-
-def _process_start(pid: int) -> str | None:
-    # Field 22 of /proc/<pid>/stat: start time in ticks since boot; tells a reused pid apart.
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    return None
-
-
 class Worker(TypedDict):
     """How a tuner process names itself in the trials it runs (an Optuna user attribute)."""
 
@@ -382,26 +423,16 @@ class Worker(TypedDict):
 def this_worker() -> Worker:
     """How this process names itself in the trials it runs."""
     pid = os.getpid()
-    return Worker(host=socket.gethostname(), pid=pid, boot=_boot_id(), started=_process_start(pid))
+    return Worker(host=socket.gethostname(), pid=pid, boot=boot_id(), started=process_started(pid))
 
 
 def worker_is_dead(worker: Any) -> bool:
     """Whether a worker recorded on this machine is certainly gone (others: unknown → False)."""
-    if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
+    if not isinstance(worker, dict) or not isinstance(worker.get("pid"), int):
         return False
-    if worker.get("boot") and _boot_id() and worker["boot"] != _boot_id():
-        return True  # the machine rebooted since
-    pid = worker.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # alive, another user's
-    started = _process_start(pid)
-    return bool(worker.get("started") and started and started != worker["started"])
+    host = worker.get("host")
+    alive = is_alive(str(host), worker["pid"], worker.get("boot"), worker.get("started"))
+    return alive is False
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:

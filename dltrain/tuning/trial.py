@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
 from dltrain.run_info import TrialMarker
 from dltrain.runs import write_json_atomic
@@ -223,7 +224,8 @@ def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
     except MemoryError:
         result = _failed("out_of_memory", "ran out of memory (MemoryError).")
     except Exception as exc:
-        traceback.print_exc()  # into the trial's log
+        # into the trial's log, which the user reads: the study's password stays out of it
+        sys.stderr.write(mask_credentials(traceback.format_exc(), os.environ.get(STORAGE_ENV)))
         if type(exc).__name__ == "ResourceExhaustedError":
             result = _failed(
                 "out_of_memory",
@@ -234,6 +236,8 @@ def run_trial(spec_path: Path, train_fn: TrainFunction) -> int:
             result = _failed("error", f"{type(exc).__name__}: {exc}".strip())
     if reporter is not None:
         result.setdefault("epochs_run", reporter.epochs_run)
+    if "reason" in result:  # the study, trials.csv and summary.json keep it
+        result["reason"] = mask_credentials(result["reason"], os.environ.get(STORAGE_ENV))
     result["seconds"] = round(time.perf_counter() - started, 2)
     write_json_atomic(Path(spec["result"]), result)
     return 130 if result["state"] == "interrupted" else 0
@@ -285,9 +289,14 @@ def main(argv: list[str] | None = None) -> int:
             "usage: python -m dltrain.tuning.trial SPEC.json | --standby (run by dltrain tune)\n"
         )
         return 2
-    if args[0] == "--standby":
-        return serve(train_with_keras, warm_up_keras)
-    return run_trial(Path(args[0]), train_with_keras)
+    try:
+        if args[0] == "--standby":
+            return serve(train_with_keras, warm_up_keras)
+        return run_trial(Path(args[0]), train_with_keras)
+    except Exception:  # run_trial reports the trial's own failures; this is what is left
+        # Python's own report would go to the log as it is: hide the study's password first.
+        sys.stderr.write(mask_credentials(traceback.format_exc(), os.environ.get(STORAGE_ENV)))
+        return 1
 
 
 if __name__ == "__main__":

@@ -86,6 +86,35 @@ def test_an_unreachable_storage_is_a_clear_error(
     assert code == 2 and "is not a database URL" in err
 
 
+def test_a_malformed_storage_url_never_echoes_its_password(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every shape of tests/test_credentials.py, pointed at a closed local port so that no
+    lookup waits on the network: the plan, the JSON, the error and --debug's traceback."""
+    from tests.test_credentials import MALFORMED
+
+    tuned(write_recipe, idx_folder)
+    for given, pieces in MALFORMED:
+        url = given.replace("db.example", "127.0.0.1:9")
+        # --debug sets it for the whole process: clear it for each URL, and (setenv records what
+        # was there before) leave none behind for the tests after this one
+        monkeypatch.setenv("DLTRAIN_DEBUG", "")
+        runs = [
+            ("plan", invoke("tune", "--storage", url, "--dry-run", "--json"), 0),
+            ("open", invoke("tune", "--storage", url, "--json"), 2),
+            ("debug", invoke("--debug", "tune", "--storage", url), 2),
+        ]
+        for what, (code, out, err), expected in runs:
+            assert code == expected, f"{url} ({what}): {err}"
+            assert "internal error" not in err, f"{url} ({what}): {err}"
+            for piece in pieces:
+                assert piece not in out + err, f"{url} ({what}) shows {piece!r}: {out}{err}"
+            if what == "plan":
+                assert "***" in json.loads(out)["storage"]
+            else:
+                assert "Traceback" in err if what == "debug" else "Traceback" not in err
+
+
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600

@@ -6,7 +6,9 @@ trial takes a second instead of TensorFlow's start-up. Some batch sizes act out 
 
 - 13: the training step raises (a bug in a trial);
 - 17: the process is killed by SIGKILL (what the kernel's out-of-memory killer does);
-- 19: training diverges (dltrain's TrainingFailed).
+- 19: training diverges (dltrain's TrainingFailed);
+- 23: the training step raises an error that quotes the study's storage URL, password and all
+  (what a database driver's error may do).
 
 ``FAKE_EPOCH_SECONDS`` sets how long each epoch takes (default 0.01 s).
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from dltrain.errors import TrainingFailed
 from dltrain.recipe import load_recipe
-from dltrain.tuning.trial import EpochReporter, run_trial, serve
+from dltrain.tuning.trial import STORAGE_ENV, EpochReporter, run_trial, serve
 
 COMMAND = [sys.executable, str(Path(__file__).resolve())]
 # `python -c LAUNCHER tune ...` is `dltrain tune ...` with this stand-in as its trial process.
@@ -45,6 +47,8 @@ def fake_train(spec: dict[str, Any], reporter: EpochReporter) -> dict[str, Any]:
         raise RuntimeError("simulated crash in the training step")
     if batch_size == 17:
         os.kill(os.getpid(), signal.SIGKILL)
+    if batch_size == 23:
+        raise RuntimeError(f"lost the study database {os.environ[STORAGE_ENV]}")
     learning_rate = recipe.train.optimizer.learning_rate
     dropout = getattr(recipe.model, "dropout", 0.0)
     # Best at learning rate 0.01 and no dropout; rises towards that over the epochs.

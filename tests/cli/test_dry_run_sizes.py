@@ -1,0 +1,89 @@
+"""`dltrain train --dry-run` on models too big to build (#12): refused in seconds and bounded
+memory, with one paragraph and exit 2, never an allocation or an internal error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import RecipeWriter, invoke
+
+# The CLI in this process, then what it cost: its peak memory and whether TensorFlow loaded.
+PROBE = """
+import json, sys
+sys.argv = ["dltrain", *json.loads(sys.argv[1])]
+from dltrain.cli import main
+code = 0
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forked parent through exec
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+peak = int(status.split()[0]) * 1024
+print("COST=" + json.dumps({"code": code, "heavy": heavy, "peak": peak}), file=sys.stderr)
+"""
+
+
+def test_a_width_of_1e11_is_refused_in_a_second_without_tensorflow(
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    recipe = write_recipe(idx_folder)
+    document = yaml.safe_load(recipe.read_text())
+    document["model"]["dense"] = ["BOMB"]  # YAML's own spelling of the number below
+    recipe.write_text(yaml.safe_dump(document).replace("- BOMB", "- 1e11"))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(["train", "--dry-run"])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    seconds = time.perf_counter() - started
+    cost = json.loads(next(x for x in done.stderr.splitlines() if x.startswith("COST="))[5:])
+    assert cost["code"] == 2, done.stderr
+    assert "`model.dense.0`: a layer width is at most 65,536" in done.stderr
+    assert "Received: 100,000,000,000" in done.stderr and "Traceback" not in done.stderr
+    assert cost["heavy"] == []  # refused while reading the recipe: nothing was built
+    assert cost["peak"] < 300 * 2**20, cost
+    assert seconds < 20, seconds  # about half a second; generous for a loaded CI machine
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    write_recipe(idx_folder)
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    return tmp_path
+
+
+def test_a_model_too_big_for_this_machine_is_refused_before_it_is_built(project: Path) -> None:
+    """Within the width limit, but 8.6 billion weights: measured, not allocated, and refused."""
+    started = time.perf_counter()
+    code, out, err = invoke("train", "--dry-run", "--set", "model.dense=[65536, 65536, 65536]")
+    assert time.perf_counter() - started < 60
+    text = " ".join(err.split())
+    assert code == 2 and out == "", err
+    assert "recipe error: The recipe's cnn model cannot be trained on this machine" in text
+    assert "The largest layers: dense" in text and "Narrow them" in text
+    assert "Traceback" not in err and "internal error" not in err
+    assert not (project / "runs").exists()
+
+
+def test_the_dry_run_reports_the_memory_training_takes(project: Path) -> None:
+    code, out, err = invoke("train", "--dry-run", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["weight_bytes"] == 4 * report["parameters"]
+    assert report["weight_bytes"] < report["training_bytes"] < report["memory_bytes"]
+    assert "memory" in err and "training ≈" in err
