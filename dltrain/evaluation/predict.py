@@ -26,7 +26,7 @@ from dltrain.evaluation.metrics import (
 )
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import StoredThreshold, read_stored_threshold
-from dltrain.runs import atomic_path
+from dltrain.runs import atomic_path, remove_stale_partials
 
 Progress = Callable[[int, int], None]  # (examples done, examples in all)
 # One output row: pass-through columns and predictions, as CSV cells or one JSON object.
@@ -256,6 +256,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
     started = time.perf_counter()
     done = 0
     request.output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(request.output.parent, [request.output.name])  # a killed predict's
     with atomic_path(request.output) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = Writer(handle, fmt)
         for chunk in _batches(reader.chunks(request.batch_size)):

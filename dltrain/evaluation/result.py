@@ -13,7 +13,7 @@ from dltrain.evaluation.gates import BaselineResult, GateResult
 from dltrain.evaluation.metrics import Interval, ScoreReport
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
-from dltrain.runs import RunFolder, write_json_atomic, write_text_atomic
+from dltrain.runs import RunFolder, remove_stale_partials, write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 2
 
@@ -138,6 +138,8 @@ def write_evaluation(
     Returns:
         The metrics file written.
     """
+    own = [files.metrics(label).name, files.report(label).name, files.threshold.name]
+    remove_stale_partials(files.path, own)  # what a killed evaluate of these files left
     if new_threshold is not None:
         write_threshold(files.path, new_threshold)
     write_json_atomic(files.metrics(label), document.to_json())

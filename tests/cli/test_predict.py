@@ -198,3 +198,22 @@ def test_missing_values_and_unseen_categories_are_reported_per_column(project: P
     assert report["rooms"]["missing"] == empty_rooms > 0 and report["rooms"]["unseen"] == 0
     assert "house_id" not in report  # an identifier the model ignores
     assert "atlantis" not in err and "district" in err and "unseen categories" in err
+
+
+def test_predict_and_evaluate_remove_what_killed_ones_left(project: Path) -> None:
+    from dltrain.runs import HOST_TAG
+    from tests.cli.test_machine_faults import dead_pid, plant_foreign
+
+    # what a predict and an evaluate killed mid-write leave: their temporaries, writer gone
+    stale_output = project / f".idx.partial-{HOST_TAG}-{dead_pid()}-abcdef.csv"
+    run = runs_of(project, "tiny")[-1]
+    stale_metrics = run / f".metrics.partial-{HOST_TAG}-{dead_pid()}-abcdef.json"
+    for path in (stale_output, stale_metrics):
+        path.write_text("half written")
+    foreign = plant_foreign(project, "idx", ".csv") + plant_foreign(run, "model", ".keras")
+    code, _, err = invoke("predict", "-i", "raw/t10k-images-idx3-ubyte.gz", "-o", "idx.csv")
+    assert code == 0, err
+    code, _, err = invoke("evaluate")
+    assert code == 0, err
+    assert not stale_output.exists() and not stale_metrics.exists()
+    assert all(p.exists() for p in foreign)  # live writers', other machines', others' files
