@@ -9,11 +9,11 @@ import typer
 import yaml
 from rich.markup import escape
 
+from dltrain.atomic import write_text_atomic
 from dltrain.cli.common import JsonOption, from_workdir, reported_errors
 from dltrain.console import make_console, write_json
 from dltrain.errors import UsageError
 from dltrain.recipe.files import DEFAULT_RECIPE
-from dltrain.runs import write_text_atomic
 from dltrain.tasks import Task
 
 

@@ -32,7 +32,7 @@ from dltrain.runs import (
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
-    from dltrain.training.fit import TrainResult
+    from dltrain.training.finish import TrainResult
 
 
 def train(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from dltrain import __version__
+from dltrain.atomic import atomic_path, read_json, remove_stale_partials, write_json_atomic
 from dltrain.data.readers.formats import detect_format, holds_dltrain_outputs, resolve_source
 from dltrain.data.store import (
     PROFILE_FILE,
@@ -29,13 +30,7 @@ from dltrain.errors import DataError, DataQualityError
 from dltrain.faults import crash_point
 from dltrain.manifest import Manifest, Source
 from dltrain.recipe.data import DataFormat, DataSpec
-from dltrain.runs import (
-    MANIFEST_FILE,
-    atomic_path,
-    read_json,
-    remove_stale_partials,
-    write_json_atomic,
-)
+from dltrain.runs import MANIFEST_FILE
 from dltrain.tasks import Task
 
 TABLE_FORMATS = (DataFormat.CSV, DataFormat.PARQUET)

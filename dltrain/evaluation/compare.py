@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dltrain.atomic import read_json
 from dltrain.errors import RunError, UsageError
 from dltrain.evaluation.catalog import KEY_METRICS, Better, Metrics, better
 from dltrain.run_info import BestEpoch, RunInfo
-from dltrain.runs import RunFolder, read_json, run_folders
+from dltrain.runs import RunFolder, run_folders
 
 RUN_FIELDS = ("run", "status", "started", "epochs", "seconds", "parameters", "best")
 

@@ -20,18 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.atomic import atomic_path, read_json, remove_stale_partials, write_json_atomic
 from dltrain.backend import _silenced_stderr, keras, tf
 from dltrain.data.readers.formats import enclosing_run
 from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
-from dltrain.runs import (
-    RunFolder,
-    atomic_path,
-    read_json,
-    remove_stale_partials,
-    write_json_atomic,
-)
+from dltrain.runs import RunFolder
 
 METADATA_FILE = "metadata.json"
 SAMPLE_SIZE = 64

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.atomic import atomic_path
 from dltrain.errors import RunError, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.models.gan import Gan, SampleGrid, latent_noise, save_png
-from dltrain.runs import atomic_path
 
 Progress = Callable[[int, int], None]  # (images written, images asked for)
 GRID_FILE = "samples.png"

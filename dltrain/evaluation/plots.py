@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from dltrain.atomic import atomic_path
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
@@ -22,7 +23,6 @@ from dltrain.evaluation.metrics import (
     calibration_bin_index,
 )
 from dltrain.evaluation.run_model import RunModel
-from dltrain.runs import atomic_path
 from dltrain.training.curves import plot_learning_curves
 
 MAX_POINTS = 5000  # residual scatter: enough to see the shape, small enough to stay a small PNG

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from dltrain.atomic import atomic_path, remove_stale_partials
 from dltrain.data.readers.inputs import open_input
 from dltrain.data.readers.model_input import InputChunk, InputReport
 from dltrain.errors import DataError, UsageError
@@ -26,7 +27,6 @@ from dltrain.evaluation.metrics import (
 )
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import StoredThreshold, read_stored_threshold
-from dltrain.runs import atomic_path, remove_stale_partials
 
 Progress = Callable[[int, int], None]  # (examples done, examples in all)
 # One output row: pass-through columns and predictions, as CSV cells or one JSON object.

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dltrain.atomic import remove_stale_partials, write_json_atomic, write_text_atomic
 from dltrain.data.readers.model_input import InputReport
 from dltrain.evaluation.gates import BaselineResult, GateResult
 from dltrain.evaluation.metrics import Interval, ScoreReport
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
-from dltrain.runs import RunFolder, remove_stale_partials, write_json_atomic, write_text_atomic
+from dltrain.runs import RunFolder
 
 SCHEMA_VERSION = 2
 

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from dltrain.atomic import read_json, write_json_atomic
 from dltrain.errors import RunError, ThresholdUnreachable, UsageError
-from dltrain.runs import THRESHOLD_FILE, RunFolder, read_json, write_json_atomic
+from dltrain.runs import THRESHOLD_FILE, RunFolder
 
 THRESHOLD_SCHEMA_VERSION = 1
 _PLAIN = ("f1", "accuracy", "balanced_accuracy")

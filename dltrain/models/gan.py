@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.atomic import atomic_path
 from dltrain.backend import keras, tf
 from dltrain.data.store import PreparedDataset
 from dltrain.manifest import FeatureKind, ImagePreprocessing, Manifest
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import GanSpec
 from dltrain.recipe.schema import TrainSpec
-from dltrain.runs import RunFolder, atomic_path
+from dltrain.runs import RunFolder
 from dltrain.training.callbacks import Logs
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import TrainingHooks

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dltrain.atomic import atomic_path, read_json, write_json_atomic
 from dltrain.backend import keras
 from dltrain.errors import RunError
 from dltrain.faults import crash_point
 from dltrain.run_info import StopReason
-from dltrain.runs import RunFolder, atomic_path, read_json, write_json_atomic
+from dltrain.runs import RunFolder
 from dltrain.training.callbacks import Logs, TimeBudget
 from dltrain.training.schedules import PlateauState, ReduceOnPlateau
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from dltrain.runs import atomic_path
+from dltrain.atomic import atomic_path
 
 _NOT_PLOTTED = ("epoch", "epoch_seconds")  # the x axis, and timing that is not a curve
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 
+from dltrain.atomic import atomic_path, write_text_atomic
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.errors import RunError, TrainingFailed
@@ -20,8 +20,8 @@ from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import TrainSpec
-from dltrain.run_info import RunStatus, StopReason, TrialMarker
-from dltrain.runs import RunFolder, atomic_path, write_text_atomic
+from dltrain.run_info import RunStatus, TrialMarker
+from dltrain.runs import RunFolder
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
     EpochCheckpoint,
@@ -31,39 +31,20 @@ from dltrain.training.checkpoints import (
     stop_reason,
 )
 from dltrain.training.compile import CompileParts, compile_parts
-from dltrain.training.curves import plot_learning_curves
+from dltrain.training.finish import TrainResult, close_run, finish_resumed
 from dltrain.training.hooks import Phase, TrainingHooks
 from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan, configure_tensorflow, plan_run
 from dltrain.training.record import (
-    Outcome,
     RunRecord,
     best_epoch,
-    complete_record,
     open_run_record,
     read_history,
     read_outcome,
     record_interruption,
 )
 from dltrain.training.schedules import ReduceOnPlateau
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What one training run did, and where its folder is."""
-
-    run_dir: Path
-    epochs_run: int
-    monitor: str | None
-    best_epoch: int | None  # 1-based epoch whose weights the saved model holds
-    best_value: float | None
-    final_logs: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    stopped_by: StopReason = StopReason.EPOCHS
-    num_workers: int = 1  # machines training together (TF_CONFIG)
-    chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
-    weights_sha256: str | None = None  # across workers: the same on each when in sync
 
 
 def train(
@@ -467,87 +448,6 @@ def finish(
     )
     digest = weights_digest(model) if plan.devices.cluster is not None else None
     return close_run(plan, record, outcome, seconds, digest, int(model.count_params()))
-
-
-def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> TrainResult:
-    """Finish a resumed run whose training was over: save its model and close run.json.
-
-    The model is the one the run would have saved: with early stopping restoring the best
-    weights, the best checkpoint; otherwise the last. A model already in place (the kill came
-    while closing run.json) is kept.
-
-    Args:
-        plan: the run's plan (``finishing``).
-        workdir: the folder holding runs/.
-        tune: a trial's marker; None for a user's run.
-
-    Returns:
-        The run's result.
-    """
-    state = plan.state
-    assert state is not None
-    record = open_run_record(plan, workdir, tune)  # notes the resume, settles best.keras
-    files = record.files
-    if not files.finished:
-        es = plan.spec.early_stopping
-        best = files.best_checkpoint
-        restores_best = es.enabled and es.restore_best_weights and best.is_file()
-        source = best if restores_best else files.checkpoints / state.checkpoint
-        with atomic_path(files.model) as tmp:
-            shutil.copyfile(source, tmp)  # a checkpoint is a whole model, as model.keras is
-            crash_point("train.model")
-    for old in files.checkpoints.glob("epoch-*.keras"):  # one a kill kept from pruning
-        if old.name != state.checkpoint:
-            old.unlink(missing_ok=True)
-    monitor = plan.spec.early_stopping.monitor
-    outcome = read_outcome(
-        read_history(files.history), best_epoch(monitor, state.early_stopping), state.stopped_by
-    )
-    parameters = int(load_model(files.model, compile=False).count_params())
-    return close_run(plan, record, outcome, 0.0, None, parameters)
-
-
-def close_run(
-    plan: RunPlan,
-    record: RunRecord,
-    outcome: Outcome,
-    seconds: float,
-    digest: str | None,
-    parameters: int,
-) -> TrainResult:
-    """Draw the learning curves and close run.json as completed, once the model is saved.
-
-    Args:
-        plan: the run's plan.
-        record: the run's record.
-        outcome: what training did.
-        seconds: how long this session's fitting took.
-        digest: the weights' SHA-256 across workers; None on one machine.
-        parameters: the model's parameter count.
-
-    Returns:
-        The run's result.
-    """
-    files = record.files
-    if not plan.trial:
-        title = f"{plan.recipe.name} · {files.path.name}"
-        plot_learning_curves(files.history, files.learning_curves, title)
-    crash_point("train.record")
-    complete_record(record, outcome, seconds, digest, parameters)
-    cluster = plan.devices.cluster
-    return TrainResult(
-        run_dir=files.path,
-        epochs_run=outcome.epochs_run,
-        monitor=outcome.best.monitor if outcome.best else None,
-        best_epoch=outcome.best.epoch if outcome.best else None,
-        best_value=outcome.best.value if outcome.best else None,
-        final_logs=outcome.final_logs,
-        seconds=seconds,
-        stopped_by=outcome.stopped_by,
-        num_workers=cluster.num_workers if cluster else 1,
-        chief=plan.devices.is_chief,
-        weights_sha256=digest,
-    )
 
 
 def _continue_callbacks(

@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.atomic import atomic_path, write_json_atomic
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import Recipe
-from dltrain.runs import atomic_path, runs_dir, write_json_atomic
+from dltrain.runs import runs_dir
 
 # runs/<recipe>/lr-finder/, beside the recipe's runs (as tune/ is); it holds no model, so commands
 # looking for a finished run pass it by.

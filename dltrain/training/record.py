@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dltrain.atomic import write_json_atomic, write_text_atomic
 from dltrain.errors import TrainingInterrupted
 from dltrain.run_info import (
     BestEpoch,
@@ -25,7 +26,7 @@ from dltrain.run_info import (
     TrialMarker,
     this_process,
 )
-from dltrain.runs import RunFolder, new_run_dir, write_json_atomic, write_text_atomic
+from dltrain.runs import RunFolder, new_run_dir
 from dltrain.training.checkpoints import StopperState, load_state, settle_best
 from dltrain.training.multiworker import scratch_root
 from dltrain.training.plan import RunPlan, environment

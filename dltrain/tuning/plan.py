@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dltrain.atomic import write_text_atomic
 from dltrain.credentials import mask_credentials
 from dltrain.data.store import PreparedDataset
 from dltrain.errors import ObjectiveNotLogged, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.tune import TuneSpec
-from dltrain.runs import StudyFolder, data_dir, write_text_atomic
+from dltrain.runs import StudyFolder, data_dir
 from dltrain.tuning.space import SearchSpace
 from dltrain.tuning.study import (
     OpenedStudy,

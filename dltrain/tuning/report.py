@@ -18,9 +18,9 @@ from typing import Any
 
 import optuna
 
+from dltrain.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
-from dltrain.runs import atomic_path, write_json_atomic, write_text_atomic
 from dltrain.tuning.plan import TunePlan
 from dltrain.tuning.records import TrialRecord, trial_record
 from dltrain.tuning.runner import TuneOutcome

@@ -25,12 +25,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dltrain.atomic import write_json_atomic
 from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, RecipeError
 from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
 from dltrain.recipe.durations import format_duration
-from dltrain.runs import write_json_atomic
 from dltrain.tuning.plan import StudyStart, TunePlan
 from dltrain.tuning.process import (
     INTERRUPTED_BY_USER,

@@ -33,10 +33,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from dltrain.atomic import write_json_atomic
 from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
 from dltrain.run_info import TrialMarker
-from dltrain.runs import write_json_atomic
 from dltrain.tuning.protocol import EpochEvent, TrainedTrial, TrialOutcome, TrialSpec
 
 STORAGE_ENV = "DLTRAIN_TUNE_STORAGE"

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dltrain.runs import HOST_TAG
+from dltrain.atomic import HOST_TAG
 from tests.conftest import invoke, synthetic_images, write_idx
 
 RECIPE: dict[str, Any] = {

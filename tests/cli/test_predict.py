@@ -201,7 +201,7 @@ def test_missing_values_and_unseen_categories_are_reported_per_column(project: P
 
 
 def test_predict_and_evaluate_remove_what_killed_ones_left(project: Path) -> None:
-    from dltrain.runs import HOST_TAG
+    from dltrain.atomic import HOST_TAG
     from tests.cli.test_machine_faults import dead_pid, plant_foreign
 
     # what a predict and an evaluate killed mid-write leave: their temporaries, writer gone

@@ -1,0 +1,123 @@
+"""The end of a training run: its result, the learning curves, and run.json closed as completed;
+and a resumed run whose training was already over (killed while saving) finished from its
+checkpoints."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dltrain.atomic import atomic_path
+from dltrain.faults import crash_point
+from dltrain.models.saving import load_model
+from dltrain.run_info import StopReason, TrialMarker
+from dltrain.training.curves import plot_learning_curves
+from dltrain.training.plan import RunPlan
+from dltrain.training.record import (
+    Outcome,
+    RunRecord,
+    best_epoch,
+    complete_record,
+    open_run_record,
+    read_history,
+    read_outcome,
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run did, and where its folder is."""
+
+    run_dir: Path
+    epochs_run: int
+    monitor: str | None
+    best_epoch: int | None  # 1-based epoch whose weights the saved model holds
+    best_value: float | None
+    final_logs: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    stopped_by: StopReason = StopReason.EPOCHS
+    num_workers: int = 1  # machines training together (TF_CONFIG)
+    chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
+    weights_sha256: str | None = None  # across workers: the same on each when in sync
+
+
+def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> TrainResult:
+    """Finish a resumed run whose training was over: save its model and close run.json.
+
+    The model is the one the run would have saved: with early stopping restoring the best
+    weights, the best checkpoint; otherwise the last. A model already in place (the kill came
+    while closing run.json) is kept.
+
+    Args:
+        plan: the run's plan (``finishing``).
+        workdir: the folder holding runs/.
+        tune: a trial's marker; None for a user's run.
+
+    Returns:
+        The run's result.
+    """
+    state = plan.state
+    assert state is not None
+    record = open_run_record(plan, workdir, tune)  # notes the resume, settles best.keras
+    files = record.files
+    if not files.finished:
+        es = plan.spec.early_stopping
+        best = files.best_checkpoint
+        restores_best = es.enabled and es.restore_best_weights and best.is_file()
+        source = best if restores_best else files.checkpoints / state.checkpoint
+        with atomic_path(files.model) as tmp:
+            shutil.copyfile(source, tmp)  # a checkpoint is a whole model, as model.keras is
+            crash_point("train.model")
+    for old in files.checkpoints.glob("epoch-*.keras"):  # one a kill kept from pruning
+        if old.name != state.checkpoint:
+            old.unlink(missing_ok=True)
+    monitor = plan.spec.early_stopping.monitor
+    outcome = read_outcome(
+        read_history(files.history), best_epoch(monitor, state.early_stopping), state.stopped_by
+    )
+    parameters = int(load_model(files.model, compile=False).count_params())
+    return close_run(plan, record, outcome, 0.0, None, parameters)
+
+
+def close_run(
+    plan: RunPlan,
+    record: RunRecord,
+    outcome: Outcome,
+    seconds: float,
+    digest: str | None,
+    parameters: int,
+) -> TrainResult:
+    """Draw the learning curves and close run.json as completed, once the model is saved.
+
+    Args:
+        plan: the run's plan.
+        record: the run's record.
+        outcome: what training did.
+        seconds: how long this session's fitting took.
+        digest: the weights' SHA-256 across workers; None on one machine.
+        parameters: the model's parameter count.
+
+    Returns:
+        The run's result.
+    """
+    files = record.files
+    if not plan.trial:
+        title = f"{plan.recipe.name} · {files.path.name}"
+        plot_learning_curves(files.history, files.learning_curves, title)
+    crash_point("train.record")
+    complete_record(record, outcome, seconds, digest, parameters)
+    cluster = plan.devices.cluster
+    return TrainResult(
+        run_dir=files.path,
+        epochs_run=outcome.epochs_run,
+        monitor=outcome.best.monitor if outcome.best else None,
+        best_epoch=outcome.best.epoch if outcome.best else None,
+        best_value=outcome.best.value if outcome.best else None,
+        final_logs=outcome.final_logs,
+        seconds=seconds,
+        stopped_by=outcome.stopped_by,
+        num_workers=cluster.num_workers if cluster else 1,
+        chief=plan.devices.is_chief,
+        weights_sha256=digest,
+    )
