@@ -77,12 +77,20 @@ def png_bomb(folder: Path) -> list[str]:
     return ["prepare", "--recipe", "r.yaml"]
 
 
+def huge_dense(folder: Path) -> list[str]:
+    (folder / "r.yaml").write_text(
+        "name: bomb\ndata:\n  source: x.npz\nmodel:\n  family: mlp\n  units: [1.0e+11]\n"
+    )
+    return ["train", "--recipe", "r.yaml", "--dry-run"]
+
+
 BOMBS: dict[str, tuple[str, Callable[[Path], list[str]]]] = {
     "YAML aliases (9 levels of 9)": ("375 B", alias_bomb),
     "YAML nested 5,000 deep": ("10 KB", deep_recipe),
     ".npz label 2^40": ("1 KB", huge_label),
     "gzip IDX: 3 GB behind a 10-image header": ("3 MB", gzip_idx_bomb),
     "PNG announcing 15000×15000": ("70 B", png_bomb),
+    "MLP of 1e11 units under --dry-run": ("70 B", huge_dense),
 }
 
 
@@ -97,7 +105,7 @@ def run(args: list[str], folder: Path) -> tuple[float, int, float, str]:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     # ru_maxrss of children is the largest child so far: run the bombs smallest-first or read it
     # as "at most"; every bomb below is refused long before it could approach the others.
-    last = (done.stderr.strip().splitlines() or [""])[-1][:90]
+    last = " ".join(done.stderr.split())  # Rich wraps the paragraph: join it again
     return seconds, done.returncode, max(peak, before) / 1024, last
 
 
@@ -115,7 +123,7 @@ def main() -> None:
             )
         rows.append(
             f"| {name} | {size} | `dltrain {' '.join(command)}` | {code} | "
-            f"{seconds:.1f} s | ≤ {peak_mb:.0f} MB | {message.split('.')[0]} |"
+            f"{seconds:.1f} s | ≤ {peak_mb:.0f} MB | {message[:90]}… |"
         )
         print(rows[-1], flush=True)
     section = [
