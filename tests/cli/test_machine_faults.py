@@ -204,7 +204,7 @@ def test_an_injected_enospc_at_the_atomic_writer_keeps_the_old_dataset(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No mount needed: the disk fills as prepare writes the new manifest."""
-    import dltrain.runs
+    import dltrain.atomic
 
     real_fsync = os.fsync
 
@@ -215,7 +215,7 @@ def test_an_injected_enospc_at_the_atomic_writer_keeps_the_old_dataset(
 
     data = snapshot(project / "data")
     with monkeypatch.context() as patch:
-        patch.setattr(dltrain.runs.os, "fsync", full_at_the_manifest)
+        patch.setattr(dltrain.atomic.os, "fsync", full_at_the_manifest)
         code, out, err = invoke("prepare", "--force")
     assert_reported(code, err, f"Cannot write {project / 'data' / 'tiny'}", "errno 28, ENOSPC")
     assert out == ""
