@@ -3,6 +3,8 @@ run's generated images (PNG files in a folder)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -131,18 +133,8 @@ def predict(
             batch_size=batch_size,
             threshold=threshold,
         )
-        with Progress(
-            TextColumn("Predicting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("predict", total=None)
-            result = predict_file(
-                request, lambda done, total: progress.update(task, completed=done, total=total)
-            )
+        with counting_bar(console, "Predicting") as advance:
+            result = predict_file(request, advance)
         rate = result.num_examples / max(result.seconds, 1e-9)
         console.print(
             f"[green]Wrote[/] {result.output}: {result.num_examples:,} predictions "
@@ -205,18 +197,8 @@ def _generate(console: Console, request: GenerateRequest, json_: bool) -> None:
     """Generate the request's images with its GAN run, behind a progress bar; report them."""
     from dltrain.evaluation.generation import generate_images
 
-    with Progress(
-        TextColumn("Generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("generate", total=request.num_samples)
-        result = generate_images(
-            request, lambda done, total: progress.update(task, completed=done, total=total)
-        )
+    with counting_bar(console, "Generating") as advance:
+        result = generate_images(request, advance)
     height, width, channels = result.image_shape
     console.print(
         f"[green]Wrote[/] {result.num_images:,} generated images ({width}×{height}, "
@@ -249,3 +231,18 @@ def _refuse_output(target: Path) -> None:
             f"record; predict does not write over it. Write the predictions elsewhere, such as "
             f"predictions.csv in the working directory."
         )
+
+
+@contextlib.contextmanager
+def counting_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar; yields the ``(done, total)`` callback that moves it."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
