@@ -3,13 +3,14 @@ case sees another's files and none pays for a preparation or a training of its o
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.bad_inputs.corpus import recipe, rewrite_paths, working_directory
+from tests.bad_inputs.corpus import recipe, rewrite_paths
 from tests.conftest import invoke
 
 
@@ -30,7 +31,7 @@ def source_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bad-inputs-source")
     (root / "good.csv").write_text(good_table())
     recipe({"source": "good.csv", "target": "y"})(root)
-    with working_directory(root):
+    with contextlib.chdir(root):
         code, _, err = invoke("prepare")
     assert code == 0, err
     return root

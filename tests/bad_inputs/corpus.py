@@ -17,14 +17,13 @@ xfail, so it turns into a failure (to be promoted) the day it is fixed.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
-import os
 import shutil
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,16 +99,6 @@ def checksums(root: Path) -> dict[str, str]:
     }
 
 
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def flat(text: str) -> str:
     """Whitespace and the command line parser's box drawing collapsed, so a message wrapped by
     the console still matches a phrase."""
@@ -122,7 +111,7 @@ def check(item: Case, project: Path) -> None:
     for step in steps:
         step(project)
     before = checksums(project)
-    with working_directory(project):
+    with contextlib.chdir(project):
         code, out, err = invoke(*item.args)
     said = flat(err)
     assert code == item.exit_code, f"exit {code}, expected {item.exit_code}: {err}"

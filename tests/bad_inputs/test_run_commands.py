@@ -7,6 +7,7 @@ The cases run in a copy of the trained fixture project: a failed command must le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -26,7 +27,6 @@ from tests.bad_inputs.corpus import (
     other_version,
     params,
     run_folder,
-    working_directory,
     write,
 )
 from tests.conftest import invoke
@@ -38,7 +38,7 @@ TUNED = "tune:\n  space:\n    model.dropout: {uniform: [0.1, 0.5]}\n"
 def prepared_again(project: Path) -> None:
     """Prepare data/tiny/ again in the copy, so train and find-lr find data made from the copy's
     own source (the template's was made from the template's)."""
-    with working_directory(project):
+    with contextlib.chdir(project):
         code, _, err = invoke("prepare", "--force")
     assert code == 0, err
 

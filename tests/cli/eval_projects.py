@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from tests.conftest import invoke, synthetic_images, write_idx
-
-
-@contextlib.contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def recipe(name: str, source: str, **extra: object) -> dict[str, object]:
@@ -75,7 +63,7 @@ def template() -> Path:
     autoencoder = recipe("ae", "raw")
     autoencoder["model"] = {"family": "autoencoder", "units": [16], "latent_dim": 4}
     (root / "ae.yaml").write_text(yaml.safe_dump(autoencoder))
-    with working_directory(root):
+    with contextlib.chdir(root):
         for args in (
             ["prepare"],
             ["train"],
@@ -117,7 +105,7 @@ def gan_template() -> Path:
     )
     (root / "dltrain.yaml").write_text(yaml.safe_dump(gan))
     (root / "cls.yaml").write_text(yaml.safe_dump(recipe("cls", "images.npz")))
-    with working_directory(root):
+    with contextlib.chdir(root):
         for args in (
             ["prepare"],
             ["train"],
