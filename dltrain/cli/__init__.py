@@ -17,6 +17,7 @@ from dltrain.cli.prepare import prepare
 from dltrain.cli.runs import runs
 from dltrain.cli.train import train
 from dltrain.cli.tune import tune
+from dltrain.cli.verify import verify
 
 app = typer.Typer(
     name="dltrain",
@@ -57,6 +58,7 @@ app.command()(export)
 app.command()(runs)
 app.command("find-lr")(find_lr)
 app.command()(tune)
+app.command()(verify)
 
 
 def main() -> None:
