@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dltrain import __version__
+from dltrain.cli.compare import compare
 from dltrain.cli.evaluate import evaluate
 from dltrain.cli.export import export
 from dltrain.cli.find_lr import find_lr
@@ -59,6 +60,7 @@ app.command()(runs)
 app.command("find-lr")(find_lr)
 app.command()(tune)
 app.command()(verify)
+app.command()(compare)
 
 
 def main() -> None:
