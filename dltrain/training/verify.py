@@ -1,9 +1,9 @@
 """``dltrain verify``: train a finished run again from its saved recipe and seed, and say whether
 the rerun reproduced it (history, final logs, best epoch, weights).
 
-The rerun trains in a scratch folder whose ``data/<recipe>`` points at the run's own prepared
-data, so nothing under ``runs/`` changes unless it is kept; a kept rerun becomes a sibling run
-folder, ``runs/<recipe>/<new run id>/``.
+The rerun trains in a hidden scratch folder beside the run (``runs/<recipe>/.verify-…/``) whose
+``data/<recipe>`` points at the run's own prepared data, so no run changes; it is deleted at the
+end, or, kept, renamed into a sibling run folder, ``runs/<recipe>/<new run id>/``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltrain.errors import DataError, RunError, UsageError
+from dltrain.errors import DataError, RunError, TrainingFailed, TrainingInterrupted, UsageError
 from dltrain.recipe import LoadedRecipe
 from dltrain.run_info import RunInfo, RunStatus, StopReason
 from dltrain.runs import RunFolder, new_run_in
@@ -115,12 +115,14 @@ def verify_run(request: VerifyRequest, trainer: Trainer) -> VerifyResult:
     """
     original = _check_original(request.run)
     started = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="dltrain-verify-"))
+    # beside the run: the same disk (checkpoints), and a kept rerun is renamed, not copied; no
+    # command takes it for a run (it has no run.json of its own)
+    scratch = Path(tempfile.mkdtemp(prefix=".verify-", dir=original.files.path.parent))
     try:
         data_link = scratch / "data" / original.loaded.recipe.name
         data_link.parent.mkdir()
         data_link.symlink_to(original.data.resolve(), target_is_directory=True)
-        rerun = trainer(original.loaded, scratch)
+        rerun = _retrain(trainer, original, scratch)
         reproduction = compare_runs(original.files, RunFolder(rerun), request.tolerance)
         reproduction.notes[:0] = original.notes
         kept = _keep(rerun, original) if request.keep else None
@@ -134,6 +136,22 @@ def verify_run(request: VerifyRequest, trainer: Trainer) -> VerifyResult:
         kept=kept,
         overrides=original.overrides,
     )
+
+
+def _retrain(trainer: Trainer, original: _Original, scratch: Path) -> Path:
+    """The rerun's folder; its failures said as verify's, since its scratch folder goes."""
+    run = original.files.path
+    try:
+        return trainer(original.loaded, scratch)
+    except TrainingInterrupted:
+        raise TrainingInterrupted(
+            f"verify stopped at your request; the rerun is deleted and {run} is unchanged."
+        ) from None
+    except TrainingFailed as exc:
+        raise TrainingFailed(
+            f"Not reproduced: the rerun of {run} failed where the run completed. "
+            f"{exc.message.split(' The best epoch so far')[0]}"
+        ) from None
 
 
 def _check_original(run: Path) -> _Original:

@@ -51,7 +51,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def runs(project: Path) -> list[Path]:
-    return sorted(p for p in (project / "runs" / "house").iterdir() if p.is_dir())
+    return sorted(p for p in (project / "runs" / "house").iterdir() if (p / "run.json").is_file())
 
 
 def test_verify_reproduces_a_deterministic_run(project: Path) -> None:

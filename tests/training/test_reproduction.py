@@ -110,3 +110,18 @@ def test_checks_as_json_say_infinities_and_nans() -> None:
     document = check.to_json()
     assert document["original"] == "inf" and document["rerun"] is None
     assert document["verdict"] == "differs" and document["passed"] is False
+
+
+def test_verify_says_what_makes_a_rerun_inexact() -> None:
+    from dltrain.run_info import Resume, RunInfo, StopReason
+    from dltrain.training.verify import _notes, _overrides
+
+    assert _notes(RunInfo(deterministic=True)) == []
+    notes = _notes(
+        RunInfo(deterministic=False, resumed=[Resume(at_epoch=3, when="2026-01-01T00:00:00")])
+    )
+    assert "not deterministic" in notes[0] and "after epoch 3" in notes[1]
+    assert _overrides(RunInfo(stopped_by=StopReason.EARLY_STOPPING, epochs_run=4)) == ([], [])
+    overrides, said = _overrides(RunInfo(stopped_by=StopReason.TIME_BUDGET, epochs_run=4))
+    assert overrides == [("train.time_budget", None), ("train.epochs", 4)]
+    assert "time budget after 4 epochs" in said[0]
