@@ -277,7 +277,11 @@ def runs_dir(workdir: Path, name: str) -> Path:
 
 def new_run_dir(workdir: Path, name: str) -> Path:
     """Create a fresh, uniquely named run folder and return it."""
-    root = runs_dir(workdir, name)
+    return new_run_in(runs_dir(workdir, name))
+
+
+def new_run_in(root: Path) -> Path:
+    """Create a fresh, uniquely named run folder in ``root`` (a recipe's runs) and return it."""
     root.mkdir(parents=True, exist_ok=True)
     while True:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -446,7 +446,7 @@ def finish(
         best_epoch(stopper.monitor, stopper.state()) if stopper else None,
         stop_reason(stopper, watch.budget),
     )
-    digest = weights_digest(model) if plan.devices.cluster is not None else None
+    digest = weights_digest(model)  # recorded on every run: `dltrain verify` checks it
     return close_run(plan, record, outcome, seconds, digest, int(model.count_params()))
 
 

@@ -176,12 +176,14 @@ def complete_record(
         record: the run's record.
         outcome: what training did.
         seconds: how long this session's fitting took (a resumed run adds its earlier time).
-        digest: the weights' SHA-256 across workers; None on one machine.
+        digest: the saved weights' SHA-256 (the same on every worker); None if not computed.
         parameters: the model's parameter count.
     """
     info = record.info
-    if digest is not None and info.distribution is not None:
-        info.distribution.weights_sha256 = digest
+    if digest is not None:
+        info.weights_sha256 = digest
+        if info.distribution is not None:
+            info.distribution.weights_sha256 = digest
     info.status = RunStatus.COMPLETED
     info.finished = _now()
     info.seconds = round(seconds + (info.seconds or 0.0), 2)
