@@ -40,13 +40,15 @@ from dltrain.data.folds import (
 from dltrain.data.store import Features, PreparedDataset, resample_rows
 from dltrain.errors import TrainingFailed, TrainingInterrupted, UsageError
 from dltrain.faults import crash_point
-from dltrain.manifest import FeatureKind, Sampling
+from dltrain.manifest import FeatureKind, Manifest, Sampling
 from dltrain.models import family_task
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.data import SplitMethod
+from dltrain.recipe.schema import Recipe
 from dltrain.run_info import RunStatus, StopReason
 from dltrain.runs import RunFolder
+from dltrain.tasks import Task
 from dltrain.training.fit import train
 from dltrain.training.plan import RunPlan, plan_run
 from dltrain.training.record import (
@@ -164,14 +166,12 @@ def cross_validate(
         TrainingFailed: a fold's loss diverged.
         TrainingInterrupted: Ctrl-C.
     """
-    num_folds = loaded.recipe.train.folds
-    assert num_folds is not None
     plan = plan_run(loaded, workdir, None, False)
     _check_supported(plan)
     pool = pool_splits(
         plan.dataset.load_split("train", resample=False), plan.dataset.load_split("validation")
     )
-    method, request, notes = fold_request(plan, pool, num_folds)
+    method, request, notes = fold_request(loaded.recipe, plan.dataset.manifest, plan.task, pool)
     folds = assign_folds(len(pool[1]), request)
     record = open_run_record(plan, workdir, None)
     started = time.perf_counter()
@@ -191,19 +191,20 @@ def cross_validate(
 
 
 def fold_request(
-    plan: RunPlan, pool: tuple[Features, np.ndarray], num_folds: int
+    recipe: Recipe, manifest: Manifest, task: Task, pool: tuple[Features, np.ndarray]
 ) -> tuple[FoldMethod, FoldRequest, list[str]]:
-    """How the recipe's data is cut into folds, and what the user should know about it.
+    """How the recipe's data is cut into ``train.folds`` folds, and what the user should know.
 
     Args:
-        plan: the cross-validated run's plan.
+        recipe: the recipe, ``train.folds`` set.
+        manifest: the prepared dataset's manifest.
+        task: what the model learns.
         pool: the training and validation rows, pooled.
-        num_folds: K.
 
     Returns:
         The method, the request for ``assign_folds`` and notes for the user.
     """
-    recipe, manifest = plan.recipe, plan.dataset.manifest
+    assert recipe.train.folds is not None
     x, y = pool
     split = recipe.data.split
     notes: list[str] = []
@@ -219,14 +220,14 @@ def fold_request(
     time_ordered = manifest.features.kind == FeatureKind.SEQUENCE or (
         split.method == SplitMethod.TIME
     )
-    classification = plan.task.is_classification and y.ndim == 1
+    classification = task.is_classification and y.ndim == 1
     method = choose_method(
         classification=classification, time_ordered=time_ordered, grouped=groups is not None
     )
     horizon = getattr(manifest.target, "horizon", None) or 1  # a forecast's NumericTarget
     gap = horizon - 1
     request = FoldRequest(
-        num_folds=num_folds,
+        num_folds=recipe.train.folds,
         seed=recipe.seed,
         method=method,
         labels=y if classification else None,
