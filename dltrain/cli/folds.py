@@ -29,7 +29,7 @@ def train_folds(
         recipe: ``--recipe`` as typed, for the next command it suggests.
         json_: write the result as one JSON document on stdout.
     """
-    from dltrain.training.crossval import cross_validate
+    from dltrain.training.crossval import FoldOptions, cross_validate
 
     def announce(fold: Fold, num_folds: int) -> None:
         console.print(
@@ -38,7 +38,7 @@ def train_folds(
             highlight=False,
         )
 
-    result = cross_validate(loaded, workdir, console, announce=announce)
+    result = cross_validate(loaded, workdir, console, FoldOptions(announce=announce))
     console.print(folds_table(result))
     for note in result.notes:
         console.print(f"[yellow]Note:[/] {note}", highlight=False)

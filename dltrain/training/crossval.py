@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.data import SplitMethod
 from dltrain.recipe.schema import Recipe
-from dltrain.run_info import RunStatus, StopReason
+from dltrain.run_info import RunStatus, StopReason, TrialMarker
 from dltrain.runs import RunFolder
 from dltrain.tasks import Task
 from dltrain.training.fit import train
@@ -139,15 +139,28 @@ class CrossValidation:
         }
 
 
-FoldAnnouncer = Callable[[Fold, int], None]
+@dataclass(frozen=True)
+class FoldOptions:
+    """What a caller adds to each fold's training.
+
+    Attributes:
+        announce: called with each fold and K before the fold trains (the CLI says which).
+        callbacks: each fold's extra callbacks (a tune trial's objective reporter).
+        trial: train as a ``dltrain tune`` trial (``train(trial=True)``: light run folders).
+        tune: a trial's marker for the cross-validated run's run.json and its folds'.
+    """
+
+    announce: Callable[[Fold, int], None] | None = None
+    callbacks: Callable[[Fold], Sequence[keras.callbacks.Callback]] | None = None
+    trial: bool = False
+    tune: TrialMarker | None = None
 
 
 def cross_validate(
     loaded: LoadedRecipe,
     workdir: Path,
     console: Console,
-    *,
-    announce: FoldAnnouncer | None = None,
+    options: FoldOptions | None = None,
 ) -> CrossValidation:
     """Train ``train.folds`` fold runs into one run folder, and save their averaged model.
 
@@ -155,7 +168,7 @@ def cross_validate(
         loaded: the validated recipe, ``train.folds`` set.
         workdir: the folder holding data/ and runs/.
         console: where each fold's progress display draws.
-        announce: called with each fold and K before the fold trains (the CLI says which).
+        options: what the caller adds to each fold's training.
 
     Returns:
         The folds' results and their summary.
@@ -166,16 +179,22 @@ def cross_validate(
         TrainingFailed: a fold's loss diverged.
         TrainingInterrupted: Ctrl-C.
     """
-    plan = plan_run(loaded, workdir, None, False)
+    options = options or FoldOptions()
+    plan = plan_run(loaded, workdir, None, options.trial)
     _check_supported(plan)
     pool = pool_splits(
         plan.dataset.load_split("train", resample=False), plan.dataset.load_split("validation")
     )
     method, request, notes = fold_request(loaded.recipe, plan.dataset.manifest, plan.task, pool)
     folds = assign_folds(len(pool[1]), request)
-    record = open_run_record(plan, workdir, None)
+    record = open_run_record(plan, workdir, options.tune)
     started = time.perf_counter()
-    results = _train_folds(loaded, workdir, console, plan, pool, folds, record, announce)
+    results = [
+        _train_fold(
+            loaded, workdir, console, _FoldJob(plan, pool, fold, len(folds), record), options
+        )
+        for fold in folds
+    ]
     mean, sd = summarize([r.metrics for r in results])
     model = average_models([load_model(RunFolder(r.run_dir).model, compile=False) for r in results])
     files = record.files
@@ -237,56 +256,64 @@ def fold_request(
     return method, request, notes
 
 
-def _train_folds(
-    loaded: LoadedRecipe,
-    workdir: Path,
-    console: Console,
-    plan: RunPlan,
-    pool: tuple[Features, np.ndarray],
-    folds: list[Fold],
-    record: RunRecord,
-    announce: FoldAnnouncer | None,
-) -> list[FoldResult]:
-    """Train each fold into its own run folder inside the cross-validated run's."""
-    dataset = plan.dataset
-    results = []
-    for fold in folds:
-        if announce is not None:
-            announce(fold, len(folds))
-        view = FoldData(
-            folder=dataset.folder,
-            manifest=dataset.manifest,
-            pool_x=pool[0],
-            pool_y=pool[1],
-            fold=fold,
+@dataclass(frozen=True)
+class _FoldJob:
+    """One fold to train: the cross-validated run's plan and record, the pool, the fold."""
+
+    plan: RunPlan
+    pool: tuple[Features, np.ndarray]
+    fold: Fold
+    num_folds: int
+    record: RunRecord
+
+
+def _train_fold(
+    loaded: LoadedRecipe, workdir: Path, console: Console, job: _FoldJob, options: FoldOptions
+) -> FoldResult:
+    """Train one fold into its own run folder inside the cross-validated run's."""
+    fold, record, dataset = job.fold, job.record, job.plan.dataset
+    if options.announce is not None:
+        options.announce(fold, job.num_folds)
+    view = FoldData(
+        folder=dataset.folder,
+        manifest=dataset.manifest,
+        pool_x=job.pool[0],
+        pool_y=job.pool[1],
+        fold=fold,
+    )
+    run_dir = record.files.fold(fold.number)
+    try:
+        trained = train(
+            loaded,
+            workdir,
+            console,
+            extra_callbacks=options.callbacks(fold) if options.callbacks else (),
+            trial=options.trial,
+            tune=options.tune,
+            dataset=view,
+            run_dir=run_dir,
         )
-        run_dir = record.files.fold(fold.number)
-        try:
-            trained = train(loaded, workdir, console, dataset=view, run_dir=run_dir)
-        except TrainingInterrupted:
-            record.write(status=RunStatus.INTERRUPTED)
-            raise TrainingInterrupted(
-                f"Cross-validation stopped at your request during fold {fold.number} of "
-                f"{len(folds)}; {record.run_dir} has no averaged model. Start it again with "
-                f"`dltrain train --folds {len(folds)}`."
-            ) from None
-        except TrainingFailed:
-            record.write(status=RunStatus.DIVERGED)
-            raise
-        keras.backend.clear_session()  # the next fold builds its own graph; free this one's
-        epoch = _kept_epoch(plan, trained.best_epoch, trained.epochs_run)
-        results.append(
-            FoldResult(
-                number=fold.number,
-                run_dir=run_dir,
-                train_examples=len(fold.train),
-                held_out_examples=len(fold.held_out),
-                epoch=epoch,
-                metrics=held_out_metrics(read_history(RunFolder(run_dir).history), epoch),
-                seconds=trained.seconds,
-            )
-        )
-    return results
+    except TrainingInterrupted:
+        record.write(status=RunStatus.INTERRUPTED)
+        raise TrainingInterrupted(
+            f"Cross-validation stopped at your request during fold {fold.number} of "
+            f"{job.num_folds}; {record.run_dir} has no averaged model. Start it again with "
+            f"`dltrain train --folds {job.num_folds}`."
+        ) from None
+    except TrainingFailed:
+        record.write(status=RunStatus.DIVERGED)
+        raise
+    keras.backend.clear_session()  # the next fold builds its own graph; free this one's
+    epoch = _kept_epoch(job.plan, trained.best_epoch, trained.epochs_run)
+    return FoldResult(
+        number=fold.number,
+        run_dir=run_dir,
+        train_examples=len(fold.train),
+        held_out_examples=len(fold.held_out),
+        epoch=epoch,
+        metrics=held_out_metrics(read_history(RunFolder(run_dir).history), epoch),
+        seconds=trained.seconds,
+    )
 
 
 def _kept_epoch(plan: RunPlan, best_epoch: int | None, epochs_run: int) -> int:
