@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from dltrain.backend import keras
 from dltrain.data.folds import FoldMethod, assign_folds, pool_splits
@@ -175,3 +176,24 @@ def test_held_out_metrics_are_the_kept_epochs_and_summarized_as_mean_and_sd() ->
     mean, sd = summarize([{"loss": 0.2, "mae": 1.0}, {"loss": 0.4, "mae": 3.0}, {"loss": 0.6}])
     assert mean == pytest.approx({"loss": 0.4})  # only what every fold has
     assert sd == pytest.approx({"loss": 0.2})
+
+
+def test_a_family_with_no_target_to_hold_out_is_refused_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import invoke
+
+    source = _table(tmp_path)
+    recipe = {
+        "name": "ae",
+        "data": {"source": str(source), "target": "label"},
+        "model": {"family": "autoencoder", "units": [4], "latent_dim": 2},
+        "train": {"epochs": 1},
+    }
+    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    code, _, err = invoke("train", "--folds", "3")
+    assert code == 2
+    assert "autoencoder" in err and "train.folds" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "ae").exists() or not any((tmp_path / "runs" / "ae").iterdir())
