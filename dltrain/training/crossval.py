@@ -67,9 +67,9 @@ class FoldData(PreparedDataset):
     """The prepared dataset as one fold sees it: its training rows and its held-out rows are
     the training and validation splits; the test split is the prepared one, untouched."""
 
-    pool_x: Features = field(default_factory=dict)
-    pool_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    fold: Fold = field(default_factory=lambda: Fold(0, np.zeros(0, int), np.zeros(0, int)))
+    pool_x: Features
+    pool_y: np.ndarray
+    fold: Fold
 
     def num_examples(self, split: str, *, resample: bool = True) -> int:
         if split in ("train", "validation"):
@@ -97,6 +97,7 @@ class FoldResult:
     run_dir: Path
     train_examples: int
     held_out_examples: int
+    epochs_run: int
     epoch: int  # 1-based epoch whose weights the fold's model holds
     metrics: dict[str, float]  # held-out metrics at that epoch (Keras's names without val_)
     seconds: float
@@ -127,6 +128,7 @@ class CrossValidation:
                     "run": str(f.run_dir.relative_to(self.run_dir)),
                     "train_examples": f.train_examples,
                     "held_out_examples": f.held_out_examples,
+                    "epochs_run": f.epochs_run,
                     "epoch": f.epoch,
                     "metrics": f.metrics,
                     "seconds": round(f.seconds, 2),
@@ -198,13 +200,15 @@ def cross_validate(
     mean, sd = summarize([r.metrics for r in results])
     model = average_models([load_model(RunFolder(r.run_dir).model, compile=False) for r in results])
     files = record.files
-    with atomic_path(files.model) as tmp:
-        model.save(tmp)
-        crash_point("train.model")
     seconds = time.perf_counter() - started
     result = CrossValidation(files.path, method, results, mean, sd, seconds, notes)
     write_json_atomic(files.cross_validation, result.to_json())
-    outcome = Outcome(max(r.epoch for r in results), mean, None, StopReason.EPOCHS)
+    with atomic_path(files.model) as tmp:  # last: a run holding its model is finished
+        model.save(tmp)
+        crash_point("train.model")
+    # run.json's `final` holds the folds' mean held-out metrics, named as validation metrics
+    held_out = {f"val_{k}": v for k, v in mean.items()}
+    outcome = Outcome(max(r.epochs_run for r in results), held_out, None, StopReason.EPOCHS)
     complete_record(record, outcome, seconds, None, int(model.count_params()))
     return result
 
@@ -310,6 +314,7 @@ def _train_fold(
         run_dir=run_dir,
         train_examples=len(fold.train),
         held_out_examples=len(fold.held_out),
+        epochs_run=trained.epochs_run,
         epoch=epoch,
         metrics=held_out_metrics(read_history(RunFolder(run_dir).history), epoch),
         seconds=trained.seconds,

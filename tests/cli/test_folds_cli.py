@@ -56,7 +56,7 @@ def test_folds_then_evaluate_and_predict_on_the_averaged_model(tmp_path: Path) -
     assert json.loads((run / "cross_validation.json").read_text())["folds"] == document["folds"]
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed"
-    assert info["final"]["accuracy"] == pytest.approx(np.mean(accuracies))
+    assert info["final"]["val_accuracy"] == pytest.approx(np.mean(accuracies))
 
     evaluated = dltrain("evaluate", "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
