@@ -139,6 +139,15 @@ def test_missing_categories_duplicates_and_drop_row(tmp_path: Path) -> None:
     assert "identifier-like" in flags["id"]
 
 
+def test_rows_at_different_times_are_not_duplicates(tmp_path: Path) -> None:
+    days = pd.date_range("2021-01-01", periods=120, freq="D").strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"day": days, "x": [1.0, 2.0] * 60, "y": [0.5, 1.5] * 60})
+    source = write(pd.concat([frame, frame.iloc[:3]]), tmp_path / "daily.csv")  # 3 true repeats
+    result = prepare(spec(source, target="y", task="regression"), 1, tmp_path / "o")
+    assert result.profile["duplicate_rows"] == 3  # not 121: each day is its own reading
+    assert result.dataset.manifest.to_json()["cleaning"]["dropped_rows"]["duplicate"] == 3
+
+
 def test_stratified_split_and_class_weights(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     label = np.array(["a"] * 160 + ["b"] * 40)
