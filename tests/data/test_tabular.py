@@ -266,6 +266,16 @@ def test_checks_fail_with_exit_1_and_write_nothing(tmp_path: Path) -> None:
     assert prepare(spec(source, target="label"), 1, tmp_path / "o").up_to_date is False
 
 
+def test_min_class_share_is_checked_on_its_own(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=100)
+    frame = pd.DataFrame({"x": x, "label": ["a"] * 95 + ["b"] * 5})
+    source = write(frame, tmp_path / "p.csv")
+    with pytest.raises(DataQualityError, match=r"smallest class is 5\.0% of the rows"):
+        prepare(spec(source, target="label", checks={"min_class_share": 0.1}), 1, tmp_path / "o")
+    result = prepare(spec(source, target="label", checks={"min_class_share": 0.04}), 1, tmp_path)
+    assert result.profile["class_counts"] == {"a": 95, "b": 5}
+
+
 def test_rerun_is_a_no_op_and_edits_are_caught(tmp_path: Path) -> None:
     source = write(people(), tmp_path / "p.csv")
     out = tmp_path / "o"
