@@ -170,3 +170,15 @@ def test_a_series_with_unique_times_has_no_duplicate_rows(shop: Path) -> None:
     result = runner.invoke(app, ["init", "plain.csv", "-t", "y", "-o", "plain.yaml"])
     assert result.exit_code == 0, result.stderr
     assert "57 duplicate row(s)" in result.stderr
+
+
+def test_init_scales_the_training_of_a_text_folder(shop: Path) -> None:
+    for label in ("spam", "ham"):
+        (shop / "mail" / label).mkdir(parents=True)
+        for i in range(10):
+            (shop / "mail" / label / f"{i}.txt").write_text(f"{label} message number {i}")
+    result = runner.invoke(app, ["init", "mail", "-o", "mail.yaml", "--json"])
+    assert result.exit_code == 0, result.stderr
+    train = json.loads(result.stdout)["content"]["train"]
+    assert train["epochs"] == 100 and train["early_stopping"]["patience"] == 15
+    assert "about 16 training examples" in result.stderr
