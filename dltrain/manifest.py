@@ -173,10 +173,13 @@ class ImagePreprocessing(_Part):
     scale: float
     offset: float
     sampling: Sampling = Sampling.NONE
+    # The raw [low, high] the scale was chosen from (data/pixels.py); manifests written before
+    # it was recorded scaled 8-bit pixels.
+    pixel_range: list[float] = Field(default_factory=lambda: [0.0, 255.0])
 
     def value_range(self) -> tuple[float, float]:
-        """The range of scaled pixel values (what 0 and 255 become)."""
-        low, high = self.offset, 255.0 * self.scale + self.offset
+        """The range of scaled pixel values (what the raw ``pixel_range`` becomes)."""
+        low, high = (v * self.scale + self.offset for v in self.pixel_range)
         return (min(low, high), max(low, high))
 
 
