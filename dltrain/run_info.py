@@ -163,6 +163,9 @@ class RunInfo(_Part):
     parameters: int | None = None
     best: BestEpoch | None = None  # None: no early stopping watched the run
     final: dict[str, float] = {}  # the last epoch's logs
+    # What the user should know about how training went (the best epoch was the last, …),
+    # one sentence each with its fix; shown by train and readable by later commands.
+    warnings: list[str] = []
     # What the model answers, where a run says so itself (dltrain train leaves it to the
     # manifest and the model family; see evaluation/run_model.py).
     task: str | None = None
