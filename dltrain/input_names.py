@@ -22,14 +22,30 @@ from collections.abc import Iterable
 
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _FIRST = re.compile(r"^[A-Za-z0-9]")
+# Names dltrain gives its own layers (models/): a model's layer and input names must all differ,
+# so an input may not take one ("The name "features" is used 2 times in the model"). The names
+# Keras gives its ops on its own (maximum, where, …) are kept off the inputs' names in
+# ``encoders.table_inputs`` instead.
+_RESERVED = re.compile(
+    r"^(features|numeric_scaling|mlp|ensemble_mean|flatten|latent|autoencoder|expand|crop"
+    r"|unflatten|scaling|input|window|vectorize|probabilities|standardized|steps|target_units"
+    r"|clip_to_target_range|head_flatten|embedded_features|numeric_embedding"
+    r"|numeric_embedding_flatten|numeric_frequencies|reconstruction"
+    r"|reconstruction_error|reconstruction_shape)$"
+    r"|^(tower\d+_|hidden\d+|encoder\d+|decoder\d+|dense\d+|augment_)"
+    r"|_(lookup|onehot)$"
+)
 
 
 def keras_input_name(column: str) -> str:
     """One column's Keras name, before collisions are resolved: every run of characters
     outside ``A-Z a-z 0-9 _ . -`` becomes one ``_``; leading and trailing ``_`` are dropped; a
-    name that then does not start with a letter or digit is prefixed with ``column_``."""
+    name that then does not start with a letter or digit, or that dltrain names one of its own
+    layers (``features``, ``steps``, ``…_lookup``), is prefixed with ``column_``."""
     name = _INVALID.sub("_", column).strip("_")
-    return name if _FIRST.match(name) else f"column_{name}".rstrip("_")
+    if _FIRST.match(name) and not _RESERVED.search(name):
+        return name
+    return f"column_{name}".rstrip("_")
 
 
 def keras_input_names(columns: Iterable[str]) -> dict[str, str]:

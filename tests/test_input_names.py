@@ -56,6 +56,18 @@ def test_a_column_already_spelled_as_a_renamed_one_keeps_its_name() -> None:
         assert names["type_code"] == "type_code" and names["type (code)"] == "type_code_2"
 
 
+def test_names_dltrain_gives_its_own_layers_are_left_to_them() -> None:
+    names = keras_input_names(["features", "steps", "city_lookup", "hidden0", "Features", "price"])
+    assert names == {
+        "features": "column_features",
+        "steps": "column_steps",
+        "city_lookup": "column_city_lookup",
+        "hidden0": "column_hidden0",
+        "Features": "Features",  # layer names are case-sensitive: no clash
+        "price": "price",
+    }
+
+
 def test_the_names_are_deterministic() -> None:
     assert keras_input_names(AWKWARD) == keras_input_names(list(AWKWARD))
 

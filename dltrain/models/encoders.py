@@ -70,6 +70,10 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
     layer_names: dict[str, str] = {}
     for column in features.columns:
         name = column.input_name or _layer_name(column.name)
+        # Keras names its ops itself (maximum, where, stack, …) and knows nothing of an Input's
+        # given name: counting the name as used makes its ops take maximum_1, … instead, so a
+        # column called "maximum" does not clash with the clipping op.
+        keras.backend.get_uid(name)
         layer_names[column.name] = name
         raw[column.name] = keras.Input(shape=(), dtype=column.dtype, name=name)
         keyed[column.model_key] = raw[column.name]

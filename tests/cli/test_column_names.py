@@ -14,16 +14,25 @@ import yaml
 
 from tests.conftest import invoke, run_dltrain
 
-COLUMNS = {"Sale Price/m2": "Sale_Price_m2", "type (code)": "type_code", "rooms #": "rooms"}
+# Besides the awkward spellings, "maximum" is the name Keras gives the clipping op and
+# "features" the one dltrain gives its concatenation: a model's names must all differ.
+COLUMNS = {
+    "Sale Price/m2": "Sale_Price_m2",
+    "type (code)": "type_code",
+    "rooms #": "rooms",
+    "maximum": "maximum",
+    "features": "column_features",
+}
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     rng = np.random.default_rng(0)
     price = rng.normal(100, 10, 120)
-    lines = ["Sale Price/m2,type (code),rooms #,expensive"]
+    lines = ["Sale Price/m2,type (code),rooms #,maximum,features,expensive"]
     for i, p in enumerate(price):
-        lines.append(f"{p:.2f},{'abc'[i % 3]},{1 + i % 4},{int(p > 100)}")
+        extra = f"{rng.normal():.3f},{rng.normal():.3f}"
+        lines.append(f"{p:.2f},{'abc'[i % 3]},{1 + i % 4},{extra},{int(p > 100)}")
     (tmp_path / "homes.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "new.csv").write_text("\n".join(lines[:6]) + "\n")
     recipe = {
@@ -78,7 +87,13 @@ def test_awkward_column_names_draw_no_keras_warning_and_the_mapping_is_recorded(
     from dltrain.backend import keras, tf
 
     served = tf.saved_model.load(str(run / "export/saved_model"))
-    row = {"Sale_Price_m2": [120.0], "type_code": ["a"], "rooms": [2.0]}
+    row = {
+        "Sale_Price_m2": [120.0],
+        "type_code": ["a"],
+        "rooms": [2.0],
+        "maximum": [0.5],
+        "column_features": [-0.5],
+    }
     tensors = {k: tf.constant(v) for k, v in row.items()}
     model = keras.models.load_model(run / "model.keras", compile=False)
     np.testing.assert_allclose(
