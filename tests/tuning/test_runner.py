@@ -243,3 +243,24 @@ def test_killing_the_tuner_loses_no_finished_trial_and_a_rerun_resumes(
     assert document["session"]["recovered"] == [cut.number]
     # The orphaned trial process was told to stop when its tuner died, so it never finished.
     assert not (project / f"runs/tiny/tune/tiny/trials/{cut.number:05d}/result.json").exists()
+
+
+@pytest.mark.slow  # the tuner from the shell, as a user runs it (trials stay fake: seconds)
+def test_new_study_from_the_shell_starts_beside_the_blocking_one(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(write_recipe, idx_folder, num_trials=1, space={"train.batch_size": [32, 64]})
+
+    def shell(*args: str) -> tuple[int, str, str]:
+        process = tuner(project, *args, epoch_seconds=0.01)
+        out, err = process.communicate(timeout=300)
+        return process.returncode, out, " ".join(err.split())
+
+    code, _, err = shell()
+    assert code == 0, err
+    # (the refusal without --new-study, and resuming by --study-name: the fast tests above)
+    code, out, err = shell("--set", "train.epochs=5", "--new-study", "--json")
+    assert code == 0, err
+    assert "Started a new study 'tiny-2'" in err and json.loads(out)["study"] == "tiny-2"
+    study = optuna.load_study(study_name="tiny", storage=json.loads(out)["storage"])
+    assert len(study.trials) == 1  # the old study as it was
