@@ -31,8 +31,8 @@ _RESERVED = re.compile(
     r"|unflatten|scaling|input|window|vectorize|probabilities|standardized|steps|target_units"
     r"|clip_to_target_range|head_flatten|embedded_features|numeric_embedding"
     r"|numeric_embedding_flatten|numeric_frequencies|reconstruction"
-    r"|reconstruction_error|reconstruction_shape)$"
-    r"|^(tower\d+_|hidden\d+|encoder\d+|decoder\d+|dense\d+|augment_)"
+    r"|reconstruction_error|reconstruction_shape|cross_validated|fold_mean)$"
+    r"|^(tower\d+_|hidden\d+|encoder\d+|decoder\d+|dense\d+|augment_|fold\d+$|fold_mean_)"
     r"|_(lookup|onehot)$"
 )
 

@@ -323,6 +323,8 @@ class SeriesLayout(_Part):
     windows: dict[str, int]
     start: str
     end: str
+    # Steps in one season (recipe's series.season, else from the time step); None: no season.
+    season: int | None = None
 
 
 # --- the manifest -----------------------------------------------------------------------------

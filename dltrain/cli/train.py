@@ -59,6 +59,15 @@ def train(
         int | None, typer.Option("--batch-size", help="train.batch_size", show_default=False)
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="seed", show_default=False)] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            help="K-fold cross-validation over the training and validation rows (train.folds): "
+            "K fold runs, held-out metrics mean ± sd, one model averaging them.",
+            show_default=False,
+        ),
+    ] = None,
     time_budget: Annotated[
         str | None,
         typer.Option(
@@ -107,6 +116,7 @@ def train(
             "seed": seed,
             "train.time_budget": time_budget,
             "train.deterministic": True if deterministic else None,
+            "train.folds": folds,
         }
         resume_dir = None
         if resume:
@@ -128,6 +138,12 @@ def train(
             _dry_run(loaded, console, json_)
             return
         r = loaded.recipe
+        if r.train.folds and resume_dir:
+            raise UsageError(
+                f"Run {resume_dir} is one fold of a cross-validation, or its recipe sets "
+                f"train.folds; a cross-validation cannot be resumed. Start it again with "
+                f"`dltrain train --folds {r.train.folds}`."
+            )
         what = f"Resuming {resume_dir}" if resume_dir else f"Training [bold]{r.name}[/]"
         console.print(
             f"{what}: {r.model.family} · {r.train.optimizer.name.value} "
@@ -148,6 +164,11 @@ def train(
                 f"training starts once every worker has joined.",
                 highlight=False,
             )
+        if r.train.folds:
+            from dltrain.cli.folds import train_folds
+
+            train_folds(loaded, workdir(), console, recipe, json_)
+            return
         result = train_model(loaded, workdir(), console, resume_dir=resume_dir)
         show_result(console, result, recipe, json_)
 

@@ -249,6 +249,12 @@ class SeriesSpec(_Section):
         None, description="Input columns (default: every numeric column, targets included)."
     )
     stride: int = Field(1, gt=0, description="Steps between the starts of two windows.")
+    season: int | None = Field(
+        None,
+        gt=1,
+        description="Steps in one season, for seasonal baselines and differencing. Default: from "
+        "the time step (hourly 24, daily 7, weekly 52, monthly 12, quarterly 4; none otherwise).",
+    )
     fill_gaps: bool = Field(
         True, description="Insert the missing time steps of a regular series, then fill them."
     )

@@ -13,6 +13,7 @@ from dltrain.faults import crash_point
 from dltrain.models.saving import load_model
 from dltrain.run_info import StopReason, TrialMarker
 from dltrain.training.curves import plot_learning_curves
+from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan
 from dltrain.training.record import (
     Outcome,
@@ -39,7 +40,7 @@ class TrainResult:
     stopped_by: StopReason = StopReason.EPOCHS
     num_workers: int = 1  # machines training together (TF_CONFIG)
     chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
-    weights_sha256: str | None = None  # across workers: the same on each when in sync
+    weights_sha256: str | None = None  # the saved weights; across workers the same on each
     warnings: tuple[str, ...] = ()  # as run.json records them (``training_warnings``)
 
 
@@ -114,8 +115,9 @@ def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> Tr
     outcome = read_outcome(
         read_history(files.history), best_epoch(monitor, state.early_stopping), state.stopped_by
     )
-    parameters = int(load_model(files.model, compile=False).count_params())
-    return close_run(plan, record, outcome, 0.0, None, parameters)
+    saved = load_model(files.model, compile=False)
+    parameters = int(saved.count_params())
+    return close_run(plan, record, outcome, 0.0, weights_digest(saved), parameters)
 
 
 def close_run(
@@ -133,7 +135,7 @@ def close_run(
         record: the run's record.
         outcome: what training did.
         seconds: how long this session's fitting took.
-        digest: the weights' SHA-256 across workers; None on one machine.
+        digest: the saved weights' SHA-256 (the same on every worker in sync).
         parameters: the model's parameter count.
 
     Returns:

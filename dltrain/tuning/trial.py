@@ -169,6 +169,11 @@ def train_with_keras(spec: TrialSpec, reporter: EpochReporter) -> TrainedTrial:
     workdir = Path(spec["workdir"])
     overrides = [(path, value) for path, value in spec["overrides"]]
     loaded = load_recipe(Path(spec["recipe"]), overrides, cwd=workdir)
+    from dltrain.tuning.folds import cross_validated_recipe, train_cross_validated
+
+    folded = cross_validated_recipe(spec, loaded)
+    if folded is not None:  # tune.folds: the trial scores the mean over K folds
+        return train_cross_validated(spec, folded, reporter)
     result = train(
         loaded,
         workdir,

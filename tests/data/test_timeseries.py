@@ -151,3 +151,21 @@ def test_calendar_refuses_repeats_and_clashing_columns(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="already has a column of that name"):
         prepare(spec(tmp_path / "c.csv", calendar=["time_of_day"]), 1, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("freq", "season"),
+    [("h", 24), ("D", 7), ("W-SUN", 52), ("MS", 12), ("ME", 12), ("QS", 4), ("YS", None)],
+)
+def test_seasonal_period_from_the_time_step(freq: str, season: int | None) -> None:
+    from dltrain.data.preparation.series import seasonal_period
+
+    assert seasonal_period(pd.date_range("2000-01-01", periods=40, freq=freq)) == season
+
+
+def test_season_recorded_in_the_manifest_and_overridable(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv")
+    inferred = prepare(spec(tmp_path / "s.csv"), 1, tmp_path / "a").dataset.manifest
+    assert inferred.series is not None and inferred.series.season == 7  # daily steps
+    pinned = prepare(spec(tmp_path / "s.csv", season=5), 1, tmp_path / "b").dataset.manifest
+    assert pinned.series is not None and pinned.series.season == 5

@@ -86,11 +86,14 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> Prepared:
         frame = frame.assign(**calendar)
         features = features + list(calendar)
         notes.append(f"calendar features: {', '.join(calendar)}")
+    season = series.season or seasonal_period(frame.index)
+    if season is not None and not series.season:
+        notes.append(f"season: {season} steps (from the time step; series.season to change)")
     windows = _write_windows(frame, features, spec, folder)
     profile = Profile(
         columns=_column_profiles(columns, features, spec), rows=columns.rows, notes=notes
     )
-    description = _describe_series(spec, columns.time_column, windows, notes, filled)
+    description = _describe_series(spec, columns.time_column, windows, notes, filled, season)
     return Prepared(description=description, profile=profile)
 
 
@@ -268,6 +271,7 @@ def _describe_series(
     windows: _Windows,
     notes: list[str],
     filled: list[FilledColumn],
+    season: int | None,
 ) -> DatasetDescription:
     """The description of a prepared series; statistics of the training steps only."""
     series = spec.series
@@ -305,9 +309,35 @@ def _describe_series(
             windows=windows.counts,
             start=str(frame.index[0]),
             end=str(frame.index[-1]),
+            season=season,
         ),
         cleaning=Cleaning(filled=filled, notes=notes, duplicates="n/a"),
     )
+
+
+# The usual season of a series by its time step: (shortest step, longest step, steps a season).
+# Ranges, not exact steps, so that months (28-31 days) and quarters (89-92 days) match.
+_SEASONS = (
+    (pd.Timedelta(hours=1), pd.Timedelta(hours=1), 24),
+    (pd.Timedelta(days=1), pd.Timedelta(days=1), 7),
+    (pd.Timedelta(days=7), pd.Timedelta(days=7), 52),
+    (pd.Timedelta(days=28), pd.Timedelta(days=31), 12),
+    (pd.Timedelta(days=89), pd.Timedelta(days=92), 4),
+)
+
+
+def seasonal_period(index: pd.DatetimeIndex) -> int | None:
+    """Steps in one season, from the series' typical time step; None when no usual season fits.
+
+    Example: a weekly index gives 52, a monthly one 12, a yearly one None.
+    """
+    if len(index) < 3:
+        return None
+    step = pd.Timedelta(np.median(np.diff(index.values)))
+    for shortest, longest, steps in _SEASONS:
+        if shortest <= step <= longest:
+            return steps
+    return None
 
 
 # Seconds in one turn of each cycle; a year is 365.25 days so that leap years do not drift.
