@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dltrain.cli.common import (
     Flags,
@@ -189,6 +190,8 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
             f"{result.epochs_run}; the saved model holds that epoch's weights.",
             highlight=False,
         )
+    for warning in result.warnings:
+        console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
     if result.chief:
         console.print(
             f"[green]Saved[/] {result.run_dir} in {format_duration(result.seconds)}. "
@@ -221,6 +224,7 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
                 },
                 "final": result.final_logs,
                 "seconds": round(result.seconds, 2),
+                "warnings": list(result.warnings),
             }
         )
 

@@ -88,6 +88,14 @@ def tune(
             show_default=False,
         ),
     ] = None,
+    new_study: Annotated[
+        bool,
+        typer.Option(
+            "--new-study",
+            help="Start a fresh study rather than resuming one: the study's name if free, else "
+            "<name>-2, <name>-3, … (printed); the old study is left as it was.",
+        ),
+    ] = False,
     sets: SetOption = None,
     dry_run: Annotated[
         bool,
@@ -118,7 +126,13 @@ def tune(
         from dltrain.tuning.plan import plan_study
 
         plan = plan_study(
-            loaded, overrides, workdir(), storage=storage, study_name=study_name, jobs=jobs
+            loaded,
+            overrides,
+            workdir(),
+            storage=storage,
+            study_name=study_name,
+            jobs=jobs,
+            new_study=new_study,
         )
         show_plan(console, plan)
         if dry_run:
@@ -135,6 +149,7 @@ def tune(
         with storage_errors(plan.storage_url):
             with console.status("Preparing the data and opening the study …"):
                 start = start_study(plan)
+            plan = start.plan  # the study actually opened: --new-study may have named another
             show_start(console, plan, start)
             board = TrialBoard(console, plan)
             with board:
@@ -236,11 +251,21 @@ def show_plan(console: Console, plan: TunePlan) -> None:
 def show_start(console: Console, plan: TunePlan, start: StudyStart) -> None:
     if start.data_prepared:
         console.print(f"Prepared the data once for every trial: data/{plan.loaded.recipe.name}/")
+    if start.opened.passed_over:
+        passed = ", ".join(f"'{escape(n)}'" for n in start.opened.passed_over)
+        console.print(
+            f"[yellow]Study {passed}[/] was started from a different recipe and every trial in "
+            f"it failed, so there is nothing to compare with: this recipe's trials go to study "
+            f"'{escape(plan.study_name)}' instead (the failed one is kept, with its logs). "
+            f"Running tune again with this recipe resumes '{escape(plan.study_name)}'.",
+            highlight=False,
+        )
     if start.opened.created:
-        console.print("Started a new study.")
+        console.print(f"Started a new study '{escape(plan.study_name)}'.", highlight=False)
     else:
         console.print(
-            f"Resuming the study: it holds {start.existing} trial(s); new trials add to them.",
+            f"Resuming study '{escape(plan.study_name)}': it holds {start.existing} trial(s); "
+            f"new trials add to them.",
             highlight=False,
         )
     if start.recovered:

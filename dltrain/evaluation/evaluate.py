@@ -135,7 +135,7 @@ def model_outputs(run: RunModel, model: Any, x: Any, request: EvaluationRequest)
         from dltrain.evaluation.generation import as_generator, judge
 
         return judge(as_generator(model, run), run, x, request.seed, batch_size)
-    return predict_batches(model, x, batch_size)
+    return predict_batches(model, run.manifest.model_inputs(x), batch_size)
 
 
 def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
@@ -166,7 +166,8 @@ def _threshold_for(
         status(
             f"Choosing the threshold ({request.optimize_threshold.text}) on the validation split"
         )
-        scores = positive_scores(class_probabilities(predict_batches(model, x, spec.batch_size)))
+        outputs = predict_batches(model, run.manifest.model_inputs(x), spec.batch_size)
+        scores = positive_scores(class_probabilities(outputs))
         choice = choose_threshold(y, scores, request.optimize_threshold, "validation")
         return ThresholdInUse(StoredThreshold.model_validate(choice.to_json()), new=True)
     stored = read_stored_threshold(run.run_dir)
@@ -180,6 +181,7 @@ def _threshold_for(
             return None  # the threshold comes from the evaluated data itself
         status(f"Setting the anomaly threshold at percentile {percentile:g} of validation errors")
         x, _ = prepared_dataset(run).load_split("validation")
+        x = run.manifest.model_inputs(x)
         chosen = validation_anomaly_threshold(model, x, spec.batch_size, percentile)
         return ThresholdInUse(chosen, new=True)
     return None

@@ -41,6 +41,44 @@ class TrainResult:
     num_workers: int = 1  # machines training together (TF_CONFIG)
     chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
     weights_sha256: str | None = None  # the saved weights; across workers the same on each
+    warnings: tuple[str, ...] = ()  # as run.json records them (``training_warnings``)
+
+
+# Fewer epochs than this are a quick look the user asked for (a smoke test, a first try): the
+# best epoch being the last of one or two says nothing a user does not know.
+MIN_EPOCHS_TO_WARN = 3
+
+
+def training_warnings(plan: RunPlan, outcome: Outcome) -> list[str]:
+    """What the user should hear about how training went, each with its fix.
+
+    Today one: the monitored metric was best at the last epoch of a run that ran all its epochs
+    (early stopping never stopped it), so the model was still improving and probably wants more
+    epochs. Not said of runs of fewer than ``MIN_EPOCHS_TO_WARN`` epochs, nor of runs stopped
+    by their time budget (already said), nor without early stopping (no monitor to judge by).
+
+    Args:
+        plan: the run's plan (its epochs and early-stopping settings).
+        outcome: what training did.
+    """
+    best = outcome.best
+    if (
+        best is None
+        or best.epoch is None
+        or outcome.stopped_by is not StopReason.EPOCHS
+        or outcome.epochs_run < MIN_EPOCHS_TO_WARN
+        or best.epoch < outcome.epochs_run
+    ):
+        return []
+    value = f" ({best.value:.4g})" if best.value is not None else ""
+    epochs = outcome.epochs_run
+    patience = plan.spec.early_stopping.patience
+    return [
+        f"The best {best.monitor}{value} came at the last epoch ({epochs} of {epochs}): the "
+        f"model was still improving when training ended and probably wants more epochs. Raise "
+        f"train.epochs (--epochs {2 * epochs}); early stopping (patience {patience}, "
+        f"train.early_stopping.patience) ends training once {best.monitor} stops improving."
+    ]
 
 
 def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> TrainResult:
@@ -108,6 +146,8 @@ def close_run(
         title = f"{plan.recipe.name} · {files.path.name}"
         plot_learning_curves(files.history, files.learning_curves, title)
     crash_point("train.record")
+    warnings = training_warnings(plan, outcome)
+    record.info.warnings = warnings
     complete_record(record, outcome, seconds, digest, parameters)
     cluster = plan.devices.cluster
     return TrainResult(
@@ -122,4 +162,5 @@ def close_run(
         num_workers=cluster.num_workers if cluster else 1,
         chief=plan.devices.is_chief,
         weights_sha256=digest,
+        warnings=tuple(warnings),
     )

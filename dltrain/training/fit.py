@@ -217,6 +217,8 @@ def load_batches(plan: RunPlan) -> Splits:
     spec, dataset, hooks = plan.spec, plan.dataset, plan.hooks
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
+    # keyed as the model's inputs are (a table's input names; manifest.py)
+    train_x, val_x = dataset.manifest.model_inputs(train_x), dataset.manifest.model_inputs(val_x)
     seed = plan.recipe.seed + plan.initial_epoch
     train = make_dataset(
         train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed

@@ -325,6 +325,30 @@ class OpenedStudy:
     study: optuna.Study
     storage: optuna.storages.RDBStorage
     created: bool  # this process created it (rather than joining or resuming it)
+    # Studies of the requested name and its ``-2``, ``-3``, … passed over on the way: each was
+    # started from another recipe and has nothing but failed trials (see ``open_study``).
+    passed_over: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+
+# How far ``<name>-2``, ``<name>-3``, … are tried before giving up (a runaway loop, not a limit
+# anyone reaches by hand).
+_MAX_SUFFIX = 1000
+
+
+def _derived_names(name: str) -> Iterator[str]:
+    """``name-2``, ``name-3``, …: the names a fresh study beside ``name`` takes, in order."""
+    for number in range(2, _MAX_SUFFIX + 1):
+        yield f"{name}-{number}"
+
+
+def free_study_name(storage: optuna.storages.RDBStorage, name: str) -> str:
+    """The first of ``name``, ``name-2``, ``name-3``, … that no study in ``storage`` has."""
+    taken = {s.study_name for s in storage.get_all_studies()}
+    return next((n for n in (name, *_derived_names(name)) if n not in taken), f"{name}-new")
 
 
 def open_study(
@@ -334,8 +358,16 @@ def open_study(
     identity: dict[str, Any],
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    *,
+    new: bool = False,
 ) -> OpenedStudy:
     """Create the study, or join it if it exists and was started from the same recipe.
+
+    A study of that name started from another recipe blocks it (its trials are not comparable
+    with this recipe's) unless every one of its trials failed: then there is nothing to compare,
+    and the first of ``name-2``, ``name-3``, … that is free or matches this recipe is opened
+    instead, leaving the failed study as it was (its logs say why it failed). The same recipe
+    run again finds the same study, so sessions and workers still meet.
 
     Args:
         storage: the study database.
@@ -345,9 +377,46 @@ def open_study(
         sampler: the sampler (a process joining a study should then reseed it, see
             ``joining_seed``).
         pruner: the pruner.
+        new: start a fresh study: ``name`` if free, else the first free ``name-2``, ``name-3``, …
+            (``--new-study``).
 
     Raises:
-        RecipeError: a study of that name was started from another recipe, objective or space.
+        RecipeError: a study of that name was started from another recipe, objective or space,
+            and holds trials that did not fail.
+    """
+    if new:
+        name = free_study_name(storage, name)
+    opened, changed = _open_or_join(storage, name, spec, identity, sampler, pruner)
+    if opened is not None:
+        return opened
+    passed: list[str] = []
+    study = optuna.load_study(study_name=name, storage=storage)
+    if any(t.state is not TrialState.FAIL for t in study.get_trials(deepcopy=False)):
+        raise _changed_recipe(storage, name, changed, study)
+    passed.append(name)
+    for candidate in _derived_names(name):
+        opened, _ = _open_or_join(storage, candidate, spec, identity, sampler, pruner)
+        if opened is not None:
+            return OpenedStudy(opened.study, storage, opened.created, tuple(passed))
+        passed.append(candidate)
+    raise RecipeError(  # pragma: no cover - a thousand studies of one recipe
+        f"Studies '{name}' to '{name}-{_MAX_SUFFIX}' were all started from other recipes. "
+        f"Name this one with --study-name."
+    )
+
+
+def _open_or_join(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    spec: TuneSpec,
+    identity: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[OpenedStudy | None, list[str]]:
+    """The study ``name`` created or joined; or None and what changed since it was started.
+
+    Raises:
+        RecipeError: a study of that name that dltrain did not create holds trials.
     """
     direction: Literal["minimize", "maximize"] = (
         "maximize" if spec.resolved_direction is Direction.MAXIMIZE else "minimize"
@@ -357,37 +426,52 @@ def open_study(
             storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner
         )
         study.set_user_attr(STUDY_ATTR, identity)
-        return OpenedStudy(study, storage, created=True)
+        return OpenedStudy(study, storage, created=True), []
     except DuplicatedStudyError:
         pass
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    shown = mask_credentials(storage.url, storage.url)
-    hint = (
-        f"Give this search its own name (--study-name {name}-2), or delete the old study with "
-        f"`optuna delete-study --storage {shown} --study-name {name}`."
-    )
-    if study.direction.name.lower() != direction:
-        raise RecipeError(
-            f"Study '{name}' in {shown} {study.direction.name.lower()}s its objective, but the "
-            f"recipe asks to {direction} {spec.objective}. {hint}"
-        )
     recorded = _wait_for_identity(study)
     if recorded is None:
         if study.trials:
+            shown = mask_credentials(storage.url, storage.url)
             raise RecipeError(
                 f"Study '{name}' in {shown} was not created by dltrain tune (it has no record of "
-                f"its recipe), so its trials cannot be resumed from this recipe. {hint}"
+                f"its recipe), so its trials cannot be resumed from this recipe. "
+                f"{_choices(storage, name)}"
             )
-        study.set_user_attr(STUDY_ATTR, identity)
-    elif recorded != identity:
-        changed = [c.removeprefix("recipe.") for c in _differences(recorded, identity)]
-        listed = ", ".join(f"`{c}`" for c in changed[:8]) + (" …" if len(changed) > 8 else "")
-        raise RecipeError(
-            f"Study '{name}' in {shown} was started from a different recipe: {listed} changed "
-            f"since. Its trials would not be comparable with new ones. Change the recipe back to "
-            f"resume it, or {hint[0].lower()}{hint[1:]}"
-        )
-    return OpenedStudy(study, storage, created=False)
+        if study.direction.name.lower() == direction:
+            study.set_user_attr(STUDY_ATTR, identity)
+            return OpenedStudy(study, storage, created=False), []
+        recorded = {}
+    changed = [c.removeprefix("recipe.") for c in _differences(recorded, identity)]
+    if study.direction.name.lower() != direction and "tune.direction" not in changed:
+        changed.append("tune.direction")
+    if not changed:
+        return OpenedStudy(study, storage, created=False), []
+    return None, changed
+
+
+def _choices(storage: optuna.storages.RDBStorage, name: str) -> str:
+    """What the user can do about a study that blocks this recipe: the same words everywhere."""
+    shown = mask_credentials(storage.url, storage.url)
+    return (
+        f"Start a fresh study beside it with --new-study (it will be named "
+        f"'{free_study_name(storage, name)}'), name another one with --study-name NAME, or "
+        f"delete the old one with `optuna delete-study --storage {shown} --study-name {name}`."
+    )
+
+
+def _changed_recipe(
+    storage: optuna.storages.RDBStorage, name: str, changed: list[str], study: optuna.Study
+) -> RecipeError:
+    shown = mask_credentials(storage.url, storage.url)
+    listed = ", ".join(f"`{c}`" for c in changed[:8]) + (" …" if len(changed) > 8 else "")
+    kept = sum(t.state is not TrialState.FAIL for t in study.get_trials(deepcopy=False))
+    return RecipeError(
+        f"Study '{name}' in {shown} was started from a different recipe: {listed} changed "
+        f"since. Its {kept} trial(s) that did not fail would not be comparable with new ones. "
+        f"Change the recipe back to resume it. {_choices(storage, name)}"
+    )
 
 
 def _wait_for_identity(study: optuna.Study) -> Any:
