@@ -223,11 +223,12 @@ def show_plan(console: Console, plan: TunePlan) -> None:
         budget.append(f"{plan.num_trials} trials")
     if spec.timeout:
         budget.append(f"at most {_duration_cell(spec.timeout)}")
-    pruning = (
-        "no pruning"
-        if spec.pruner is PrunerName.NONE
-        else f"{spec.pruner.value} pruning from epoch {spec.min_epochs} of {plan.max_epochs}"
-    )
+    if spec.folds:  # a cross-validated trial reports once, at its end: nothing to prune on
+        pruning = f"{spec.folds}-fold cross-validation, no pruning"
+    elif spec.pruner is PrunerName.NONE:
+        pruning = "no pruning"
+    else:
+        pruning = f"{spec.pruner.value} pruning from epoch {spec.min_epochs} of {plan.max_epochs}"
     console.print(
         f"Tuning [bold]{escape(plan.loaded.recipe.name)}[/]: {spec.resolved_direction.value} "
         f"{spec.objective} · {spec.sampler.value} · {pruning} · {' · '.join(budget)}"
