@@ -166,6 +166,8 @@ class RunInfo(_Part):
     # What the model answers, where a run says so itself (dltrain train leaves it to the
     # manifest and the model family; see evaluation/run_model.py).
     task: str | None = None
+    # Said out loud about the run: losing to a trivial baseline on the validation split, …
+    warnings: list[str] = []
 
     @property
     def current_status(self) -> RunStatus | None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dltrain.cli.common import (
     Flags,
@@ -148,10 +149,37 @@ def train(
                 highlight=False,
             )
         result = train_model(loaded, workdir(), console, resume_dir=resume_dir)
-        show_result(console, result, recipe, json_)
+        warnings = _baseline_warnings(result, r.evaluate.batch_size, console)
+        show_result(console, result, recipe, json_, warnings)
 
 
-def show_result(console: Console, result: TrainResult, recipe: str | None, json_: bool) -> None:
+def _baseline_warnings(result: TrainResult, batch_size: int, console: Console) -> list[str]:
+    """Warnings when the new model does no better than the trivial baseline (class prior,
+    training mean, naive forecast) on the validation split; recorded in run.json.
+
+    A check that cannot run (the prepared data gone meanwhile) says why on stderr and fails
+    nothing: the run itself is saved and sound.
+    """
+    if not result.chief:
+        return []
+    from dltrain.errors import DltrainError
+    from dltrain.evaluation.baselines.after_training import check_against_trivial
+
+    try:
+        with console.status("Comparing with the trivial baseline on the validation split …"):
+            return check_against_trivial(result.run_dir, batch_size)
+    except DltrainError as exc:
+        console.print(f"[dim]No baseline check: {exc.message}[/]", highlight=False)
+        return []
+
+
+def show_result(
+    console: Console,
+    result: TrainResult,
+    recipe: str | None,
+    json_: bool,
+    warnings: list[str] | None = None,
+) -> None:
     """Say how training ended and what comes next; with ``json_``, the result on stdout.
 
     Args:
@@ -159,7 +187,10 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
         result: what ``train`` returned.
         recipe: ``--recipe`` as typed, for the next command it suggests.
         json_: also write the result as one JSON document on stdout.
+        warnings: what to say out loud (the model no better than a trivial baseline).
     """
+    for warning in warnings or []:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
     if result.stopped_by == "time_budget":
         console.print("[yellow]Stopped at the time budget.[/]")
     if result.best_epoch is not None:
@@ -200,6 +231,7 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
                 },
                 "final": result.final_logs,
                 "seconds": round(result.seconds, 2),
+                "warnings": warnings or [],
             }
         )
 
