@@ -201,7 +201,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         status: receives a short line for each stage (prediction, bootstrap, plots).
 
     Returns:
-        The metrics document (``schema_version`` 2, see docs/metrics-schema.md) with the gate
+        The metrics document (``schema_version`` 3, see docs/metrics-schema.md) with the gate
         and baseline results, and where it was written.
 
     Raises:
