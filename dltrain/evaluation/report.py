@@ -93,7 +93,7 @@ def _metrics(document: MetricsDocument) -> list[str]:
             row.append(f"{ci.low:.4f} – {ci.high:.4f}" if ci else "")
         row += [metrics.get(name) for metrics in document.baselines.values()]
         rows.append(row)
-    notes = [f"_Baselines: {note}._" for note in document.baseline_notes]
+    notes = [f"_Baselines: {note.rstrip('.')}._" for note in document.baseline_notes]
     return _table(header, rows) + [""] + ([*notes, ""] if notes else [])
 
 
