@@ -25,7 +25,13 @@ import numpy as np
 from dltrain.atomic import atomic_path
 from dltrain.data.store import PreparedDataset
 from dltrain.errors import FileSystemError
-from dltrain.manifest import FeatureKind, Manifest, TablePreprocessing
+from dltrain.manifest import (
+    FeatureKind,
+    ImageFeatures,
+    Manifest,
+    TableFeatures,
+    TablePreprocessing,
+)
 
 CACHE_FILE = "baseline-gbm.pickle"
 CACHE_VERSION = 1
@@ -101,19 +107,19 @@ class GbmBaseline:
 
 def gbm_unavailable(manifest: Manifest, task: str) -> str | None:
     """Why there is no gradient-boosting baseline for this data; None when there is one."""
-    kind = manifest.features.kind
+    features = manifest.features
     if task not in ("binary", "multiclass", "regression"):
         return f"no gradient-boosting baseline for {task} models"
-    if kind == FeatureKind.IMAGE:
-        size = int(np.prod(manifest.features.shape))  # type: ignore[union-attr]
+    if isinstance(features, ImageFeatures):
+        size = int(np.prod(features.shape))
         if size > MAX_IMAGE_FEATURES:
             return (
                 f"no gradient-boosting baseline: images of {size:,} pixel values are too large "
                 f"for it to be cheap (at most {MAX_IMAGE_FEATURES:,})"
             )
         return None
-    if kind != FeatureKind.TABLE:
-        return f"no gradient-boosting baseline for {kind.value} inputs"
+    if not isinstance(features, TableFeatures):
+        return f"no gradient-boosting baseline for {features.kind.value} inputs"
     encoder = _table_encoder(manifest)
     if not encoder.numeric and not encoder.categorical:
         return "no gradient-boosting baseline: the table has no numeric or category columns"
@@ -203,8 +209,8 @@ def fit_gbm(dataset: PreparedDataset, task: str) -> GbmBaseline:
     if "validation" in manifest.splits and manifest.splits["validation"].num_examples:
         validation = _rows(dataset, "validation", MAX_VALIDATION_ROWS, seed, [])
     matrix = encoder.matrix(x)
-    if kind == FeatureKind.TABLE:
-        used = {c.name for c in manifest.features.used}  # type: ignore[union-attr]
+    if isinstance(manifest.features, TableFeatures):
+        used = {c.name for c in manifest.features.used}
         left_out = sorted(used - set(encoder.numeric) - {n for n, _ in encoder.categorical})
         if left_out:
             notes.append(f"gbm leaves out {', '.join(left_out)} (text and derived columns)")
