@@ -150,3 +150,14 @@ def test_the_encoder_codes_categories_by_vocabulary_and_unknown_ones_as_missing(
     images = gbm.GbmEncoder(gbm.FeatureKind.IMAGE)
     assert images.matrix(np.zeros((4, 8, 8, 1), np.uint8)).shape == (4, 64)
     assert images.categorical_mask is None
+
+
+def test_images_are_capped_by_rows_times_pixels_times_classes() -> None:
+    from tests.manifests import manifest_of
+
+    fashion = manifest_of("multiclass")  # 28×28×1, 10 classes
+    assert gbm._row_cap(fashion) == gbm.MAX_IMAGE_CELLS // (784 * 10)
+    digits = manifest_of(
+        "multiclass", features={"kind": "image", "shape": [8, 8, 1], "dtype": "uint8"}
+    )
+    assert gbm._row_cap(digits) == gbm.MAX_TRAIN_ROWS[gbm.FeatureKind.IMAGE]
