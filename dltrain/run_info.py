@@ -166,8 +166,9 @@ class RunInfo(_Part):
     # SHA-256 of the saved model's weights in order (training/multiworker.py weights_digest):
     # `dltrain verify` checks model.keras against it and a rerun
     weights_sha256: str | None = None
-    # What the user should know about how training went (the best epoch was the last, …),
-    # one sentence each with its fix; shown by train and readable by later commands.
+    # What the user should know about how training went (the best epoch was the last, no
+    # better than the trivial baseline on the validation split, …), one sentence each with its
+    # fix; shown by train and readable by later commands.
     warnings: list[str] = []
     # What the model answers, where a run says so itself (dltrain train leaves it to the
     # manifest and the model family; see evaluation/run_model.py).
