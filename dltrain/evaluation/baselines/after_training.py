@@ -44,7 +44,7 @@ def check_against_trivial(run_dir: Path, batch_size: int) -> list[str]:
     source = {"kind": "split", "folder": str(dataset.folder), "split": "validation"}
     examples = Examples(x, np.asarray(y), "validation", source)
     spec = EvaluateSpec()
-    outputs = predict_batches(run.load_keras(), x, batch_size)
+    outputs = predict_batches(run.load_keras(), run.manifest.model_inputs(x), batch_size)
     metrics = score(run, examples, outputs, spec, None).report.metrics
     baselines, _ = score_baselines(run, examples, plan, spec, lambda _: None)
     warnings = losing_warnings(
