@@ -143,7 +143,7 @@ def tune(
         from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
         from dltrain.tuning.runner import run_trials
-        from dltrain.tuning.study import storage_errors
+        from dltrain.tuning.storage import storage_errors
 
         # A database that turns read-only, fills up or goes away mid-session is named, not a bug.
         with storage_errors(plan.storage_url):

@@ -16,18 +16,17 @@ from dltrain.errors import ObjectiveNotLogged, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.tune import TuneSpec
 from dltrain.runs import StudyFolder, data_dir
+from dltrain.tuning.recovery import recover_stale_trials
 from dltrain.tuning.space import SearchSpace
+from dltrain.tuning.storage import open_storage, quiet_optuna
 from dltrain.tuning.study import (
     OpenedStudy,
     default_storage,
     joining_seed,
     make_pruner,
     make_sampler,
-    open_storage,
     open_study,
     pruner_config,
-    quiet_optuna,
-    recover_stale_trials,
     study_identity,
     tune_root,
 )

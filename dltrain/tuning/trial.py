@@ -138,7 +138,7 @@ def die_with_parent(parent_pid: int) -> None:
 @functools.cache
 def trial_storage(url: str) -> Any:
     """The study database, opened once per process: in standby, before the trial is known."""
-    from dltrain.tuning.study import open_storage
+    from dltrain.tuning.storage import open_storage
 
     return open_storage(url, heartbeat=False)
 
@@ -275,6 +275,7 @@ def warm_up_keras() -> None:
     import dltrain.console  # noqa: F401
     import dltrain.training.fit  # noqa: F401
     import dltrain.tuning.callback  # noqa: F401
+    import dltrain.tuning.storage  # noqa: F401
     import dltrain.tuning.study  # noqa: F401
 
     url = os.environ.get(STORAGE_ENV)
