@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dltrain.console import write_json
@@ -42,6 +43,8 @@ def train_folds(
     console.print(folds_table(result))
     for note in result.notes:
         console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    for warning in result.warnings:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
     console.print(
         f"[green]Saved[/] {result.run_dir}: one model averaging the {len(result.folds)} fold "
         f"models, in {format_duration(result.seconds)}. Next: dltrain evaluate"

@@ -101,6 +101,7 @@ class FoldResult:
     epoch: int  # 1-based epoch whose weights the fold's model holds
     metrics: dict[str, float]  # held-out metrics at that epoch (Keras's names without val_)
     seconds: float
+    warnings: tuple[str, ...] = ()  # the fold run's own (the best epoch was the last, …)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class CrossValidation:
     sd: dict[str, float]
     seconds: float
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Each fold run's warnings, named by fold."""
+        return [f"fold {f.number}: {w}" for f in self.folds for w in f.warnings]
 
     def to_json(self) -> dict[str, Any]:
         """The document ``cross_validation.json`` holds and ``train --folds --json`` prints."""
@@ -136,6 +142,7 @@ class CrossValidation:
                 for f in self.folds
             ],
             "summary": {k: {"mean": self.mean[k], "sd": self.sd[k]} for k in self.mean},
+            "warnings": self.warnings,
             "notes": self.notes,
             "seconds": round(self.seconds, 2),
         }
@@ -318,6 +325,7 @@ def _train_fold(
         epoch=epoch,
         metrics=held_out_metrics(read_history(RunFolder(run_dir).history), epoch),
         seconds=trained.seconds,
+        warnings=trained.warnings,
     )
 
 

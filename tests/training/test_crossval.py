@@ -178,6 +178,25 @@ def test_held_out_metrics_are_the_kept_epochs_and_summarized_as_mean_and_sd() ->
     assert sd == pytest.approx({"loss": 0.2})
 
 
+def test_each_folds_warnings_reach_the_cross_validation_named_by_fold(tmp_path: Path) -> None:
+    from dltrain.data.folds import FoldMethod
+    from dltrain.training.crossval import CrossValidation, FoldResult
+
+    def fold(number: int, *warnings: str) -> FoldResult:
+        return FoldResult(number, tmp_path, 8, 2, 3, 3, {"loss": 0.1}, 1.0, warnings)
+
+    result = CrossValidation(
+        tmp_path,
+        FoldMethod.STRATIFIED,
+        [fold(1), fold(2, "the best epoch was the last")],
+        {"loss": 0.1},
+        {"loss": 0.0},
+        2.0,
+    )
+    assert result.warnings == ["fold 2: the best epoch was the last"]
+    assert result.to_json()["warnings"] == result.warnings
+
+
 def test_a_family_with_no_target_to_hold_out_is_refused_before_any_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
