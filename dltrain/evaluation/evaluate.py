@@ -230,6 +230,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     intervals = bootstrap(scored, request, say)
     baselines, notes = score_baselines(run, examples, plan, spec, say)
     warnings = verdicts(run.task, scored.report.metrics, baselines, examples)
+    warnings += [f"training: {w}" for w in run.info.warnings]  # a model card repeats them
     notes += losing_notes(run.task, scored.report.metrics, baselines)
     against = compare_baseline(baseline, run, examples, scored, request, say)
     gate_results = apply_gates(

@@ -60,6 +60,9 @@ def test_train_says_it_on_stderr_in_json_and_in_run_json(
     assert "came at the last epoch (3 of 3)" in warning
     assert json.loads((run / "run.json").read_text())["warnings"] == [warning]
     assert "Warning:" in err and "came at the last epoch" in " ".join(err.split())
+    code, out, err = invoke("evaluate", "--json")  # evaluate repeats what training said
+    assert code == 0, err
+    assert f"training: {warning}" in json.loads(out)["warnings"]
     # Two epochs asked for: a quick look, not a run that wants more.
     code, out, err = invoke("train", "--json", "--epochs", "2")
     assert code == 0, err
