@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # read only at type-checking time: `dltrain init` on images n
 LONG_TAIL_RATIO = 20.0  # max / mean above which a non-negative column gets a log scaling
 IMBALANCED_SHARE = 0.2  # smallest class share below which class weights are proposed
 MAX_IMAGE_SIDE = 128  # larger images are resized: CPU training at 224×224 is slow
+# Above this share of rows repeating another exactly, repeats are taken for the data's nature
+# (survey answers, coarse measurements: different people alike), not for copies made by
+# accident; dropping them would reshape the data (randhie: 55% of its rows).
+INHERENT_DUPLICATES = 0.05
 
 
 @dataclass
@@ -183,7 +187,22 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     else:
         starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
         reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
+    _duplicates(starter, inspection)
     _table_training(starter, inspection)
+
+
+def _duplicates(starter: Starter, inspection: TableInspection) -> None:
+    """Keep repeated rows where they are too many to be accidental copies, and say why."""
+    profile = inspection.profile
+    share = profile.duplicate_rows / profile.rows if profile.rows else 0.0
+    if share <= INHERENT_DUPLICATES:
+        return
+    starter.recipe["data"]["clean"] = {"duplicates": "keep"}
+    starter.reasons.append(
+        f"{profile.duplicate_rows:,} rows ({share:.0%}) repeat another exactly: too many for "
+        f"accidental copies (different records alike), so they are kept "
+        f"(data.clean.duplicates: drop removes them)"
+    )
 
 
 def _missing_target_error(path: Path) -> DataError:
@@ -223,6 +242,7 @@ def _column_entries(
             kind == ColumnType.NUMERIC
             and info.minimum is not None
             and info.minimum >= 0
+            and (info.distinct is None or info.distinct > 2)  # an indicator has no tail
             and info.mean
             and info.maximum is not None
             and info.maximum / info.mean > LONG_TAIL_RATIO

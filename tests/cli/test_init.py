@@ -182,3 +182,27 @@ def test_init_scales_the_training_of_a_text_folder(shop: Path) -> None:
     train = json.loads(result.stdout)["content"]["train"]
     assert train["epochs"] == 100 and train["early_stopping"]["patience"] == 15
     assert "about 16 training examples" in result.stderr
+
+
+def test_many_repeated_rows_are_kept_as_the_datas_nature_and_few_are_dropped(shop: Path) -> None:
+    rng = np.random.default_rng(1)
+    # a survey: three coarse answers and a rare flag, so respondents often answer alike
+    survey = pd.DataFrame(
+        {
+            "age_band": rng.integers(1, 4, 400),
+            "smoker": (rng.random(400) < 0.03).astype(int),
+            "visits": rng.integers(0, 3, 400),
+        }
+    )
+    survey.to_csv(shop / "survey.csv", index=False)
+    result = runner.invoke(app, ["init", "survey.csv", "-t", "visits", "-o", "survey.yaml"])
+    assert result.exit_code == 0, result.stderr
+    recipe = yaml.safe_load((shop / "survey.yaml").read_text())
+    assert recipe["data"]["clean"] == {"duplicates": "keep"}
+    assert "too many for accidental copies" in " ".join(result.stderr.split())
+    assert recipe["data"]["columns"]["smoker"] == {"type": "numeric"}  # a 0/1 flag: no log
+
+    # the sales table has no repeats: prepare's default (drop) stands
+    result = runner.invoke(app, ["init", "sales.csv", "-t", "churned", "-o", "sales.yaml"])
+    assert result.exit_code == 0, result.stderr
+    assert "clean" not in yaml.safe_load((shop / "sales.yaml").read_text())["data"]
