@@ -155,6 +155,18 @@ def test_epochs_and_patience_scale_with_the_data(
     assert f"{epochs} epochs" in reasons[0] and f"after {patience} epochs" in reasons[0]
 
 
+@pytest.mark.parametrize(
+    ("rows", "batch_size"), [(150, 32), (4_999, 32), (20_000, 128), (10**6, 256)]
+)
+def test_tables_train_in_batches_by_their_size(rows: int, batch_size: int) -> None:
+    from dltrain.data.starter import table_batch_size, training_defaults
+
+    assert table_batch_size(rows) == batch_size
+    # small tables reach many more steps than batches of 128 would (iris: 100 in all)
+    small = training_defaults([], 150, table_batch_size(150))
+    assert small["epochs"] * -(-120 // small["batch_size"]) >= 4 * small["epochs"]
+
+
 def test_a_series_with_unique_times_has_no_duplicate_rows(shop: Path) -> None:
     weeks = pd.date_range("2000-01-02", periods=300, freq="W")
     level = np.round(np.linspace(360, 370, 300), 0)  # few distinct values: many repeats
