@@ -314,12 +314,12 @@ class SeriesLayout(_Part):
     # What the network learns (recipe's series.transform); older datasets: the level (none).
     transform: SeriesTransform = SeriesTransform.NONE
     # With a transform, from the training windows: per target, the linear trend's slope per step
-    # (detrend), the std of each window step's value less the window's last value (the inputs'
-    # scale), and per horizon step and target the std of the target less the simple forecast (the
-    # network's output scale).
+    # (detrend), the root mean square of each window step's value less the window's last value
+    # (the inputs' scale), and per horizon step and target that of the target less the simple
+    # forecast (the network's output scale).
     trend_slope: list[float] | None = None
-    window_std: list[float] | None = None
-    residual_std: list[list[float]] | None = None
+    window_rms: list[float] | None = None
+    residual_rms: list[list[float]] | None = None
 
 
 # --- the manifest -----------------------------------------------------------------------------

@@ -93,9 +93,9 @@ class ModelIO:
         Forecasting with a series transform (``data.series.transform``) needs ``window``, the
         raw window input: the network predicts each target's departure from a simple forecast
         made from it (the last value, the value a season before, or the last value along the
-        training trend; ``data/preparation/forecast_base.py``), in units of the training
-        split's spread of that departure. Its last layer starts at zero, so an untrained model
-        forecasts exactly the simple forecast.
+        training trend; ``data/preparation/forecast_base.py``), in units of that departure's
+        root mean square over the training windows. Its last layer starts at zero, so an
+        untrained model forecasts exactly the simple forecast.
         """
         target = self.manifest.target
         if isinstance(target, ClassTarget):
@@ -116,7 +116,7 @@ class ModelIO:
         if len(x.shape) > 2:
             x = keras.layers.Flatten(name=f"{prefix}head_flatten")(x)
         layout = self.manifest.series
-        if self.task == Task.FORECASTING and layout is not None and layout.residual_std:
+        if self.task == Task.FORECASTING and layout is not None and layout.residual_rms:
             x = self._residual_head(x, target, layout, prefix, window)
         elif self.task == Task.FORECASTING:
             horizon = int(target.horizon or 1)
@@ -151,7 +151,7 @@ class ModelIO:
                 f"{layout.transform.value}` (its head gets no raw window). Prepare the data "
                 "with `transform: none`, or use model.family rnn."
             )
-        assert layout.residual_std is not None
+        assert layout.residual_rms is not None
         ops = keras.ops
         horizon, outputs = int(target.horizon or 1), len(target.columns)
         features = self.manifest.features
@@ -168,7 +168,7 @@ class ModelIO:
             name=f"{prefix}standardized",
         )(x)
         x = keras.layers.Reshape((horizon, outputs), name=f"{prefix}steps")(x)
-        return x * np.asarray(layout.residual_std, np.float32) + base
+        return x * np.asarray(layout.residual_rms, np.float32) + base
 
     def image_value_range(self) -> tuple[float, float]:
         """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""

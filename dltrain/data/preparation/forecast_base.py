@@ -1,8 +1,9 @@
 """The simple forecast a forecaster's network corrects (``data.series.transform``).
 
 A window of ``lookback`` steps ends at time t; its targets are the steps t+1 … t+horizon. The
-network does not predict those levels: it predicts, in units of the training split's spread, the
-difference between each target and a simple forecast made from the raw window itself:
+network does not predict those levels: it predicts the difference between each target and a
+simple forecast made from the raw window itself, in units of that difference's root mean square
+over the training windows:
 
     difference           y[t]                       (the naive, last-value forecast)
     seasonal_difference  y[t + h - season·ceil(h/season)]  (the seasonal naive forecast)
@@ -25,7 +26,7 @@ import numpy as np
 from dltrain.errors import DataError
 from dltrain.recipe.data import SeriesTransform
 
-_TINY = 1e-12  # a spread below this is no spread: scale by 1 instead
+_TINY = 1e-12  # a size below this is none: scale by 1 instead
 
 
 def base_steps(
@@ -119,8 +120,8 @@ def fit_transform(
         season: steps a season.
 
     Returns:
-        ``SeriesLayout``'s fields ``transform``, ``trend_slope``, ``window_std`` and
-        ``residual_std`` (only ``transform`` for ``none``).
+        ``SeriesLayout``'s fields ``transform``, ``trend_slope``, ``window_rms`` and
+        ``residual_rms`` (only ``transform`` for ``none``).
     """
     if transform == SeriesTransform.NONE:
         return {"transform": transform}
@@ -132,13 +133,19 @@ def fit_transform(
     residual = y - simple_forecast(x, target_index, y.shape[1], transform, season, slope)
     targets = x[:, :, target_index].astype(np.float64)
     relative = (targets - targets[:, -1:, :])[:, :-1]
-    window_std = relative.reshape(-1, len(target_index)).std(axis=0) if relative.size else None
+    window_rms = _rms(relative.reshape(-1, len(target_index))) if relative.size else None
     return {
         "transform": transform,
         "trend_slope": slope,
-        "window_std": _spread(window_std, len(target_index)),
-        "residual_std": [_spread(row, len(target_index)) for row in residual.std(axis=0)],
+        "window_rms": _spread(window_rms, len(target_index)),
+        "residual_rms": [_spread(row, len(target_index)) for row in _rms(residual)],
     }
+
+
+def _rms(values: np.ndarray) -> np.ndarray:
+    """Root mean square over the first axis: the size of a departure, its mean included (a
+    seasonal difference of a trending series is about the year's growth, with little spread)."""
+    return np.sqrt(np.mean(np.square(values), axis=0))
 
 
 def _spread(values: np.ndarray | None, count: int) -> list[float]:
