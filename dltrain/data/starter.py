@@ -231,7 +231,12 @@ def _forecasting(starter: Starter, path: Path, target: str, dates: list[str]) ->
     season, steps = seasonal_period(times), len(times)
     lookback = _forecast_lookback(season, steps)
     data["task"] = Task.FORECASTING.value
-    data["series"] = {"time_column": dates[0], "lookback": lookback, "horizon": 1}
+    data["series"] = {
+        "time_column": dates[0],
+        "lookback": lookback,
+        "horizon": 1,
+        "transform": "difference",
+    }
     data.pop("columns")
     why = f"twice the season of {season} steps" if season else "no usual season"
     reasons.append(
