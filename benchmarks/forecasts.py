@@ -187,9 +187,9 @@ class Outcome:
     train_seconds: float
 
 
-def run_series(name: str, seed: int, split: str, overrides: list[str]) -> Outcome:
+def run_series(name: str, seed: int, split: str, overrides: list[str], tag: str = "") -> Outcome:
     """init → prepare → train → evaluate on one series in a fresh folder."""
-    folder = WORK / f"{name}-{seed}"
+    folder = WORK / f"{name}-{seed}{tag}"
     if folder.exists():
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     folder.mkdir(parents=True)
@@ -256,12 +256,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--split", choices=["validation", "test"], default="test")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--tag", default="", help="suffix of the work folders (runs side by side)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     outcomes = []
     for name in args.series:
         for seed in args.seeds:
-            outcome = run_series(name, seed, args.split, args.overrides)
+            outcome = run_series(name, seed, args.split, args.overrides, args.tag)
             outcomes.append(outcome)
             print(
                 f"{name} seed {seed}: MAE {outcome.mae:.4g}, naive {outcome.naive:.4g} "
