@@ -286,9 +286,21 @@ def _section(markdown: str, args: Any) -> str:
         f"with `train --set seed=S`). Naive: the window's last value; seasonal naive: the value "
         f"one season before (`simple_forecast_maes`). Ratios are the mean over seeds (range).\n\n"
         f"{markdown}\n\n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, "
-        f"Python {platform.python_version()}.\n"
+        f"Data: {DATA_NOTE}\n\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs (load "
+        f"average {os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}; "
+        f"training times include that contention.\n"
     )
+
+
+DATA_NOTE = (
+    "statsmodels 0.14 `datasets`: co2 (weekly Mauna Loa CO2 1958-2001, the 59 missing weeks "
+    "dropped from the file, so prepare puts back missing steps), sunspots (yearly 1700-2008), "
+    "nile (yearly flow 1871-1970), macrodata realgdp and infl (quarterly 1959-2009), elnino "
+    "(monthly sea temperature 1950-2010, melted from one column a month); "
+    "/work/shared/data/timeseries: melbourne (daily minimum temperatures 1981-1990, Time "
+    "Series Data Library) and airline (monthly passengers 1949-1960)."
+)
 
 
 if __name__ == "__main__":
