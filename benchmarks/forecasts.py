@@ -196,10 +196,10 @@ def run_series(name: str, seed: int, split: str, overrides: list[str], tag: str 
     values = SERIES[name]()
     frame = pd.DataFrame({"date": values.index.strftime("%Y-%m-%d"), "value": values.to_numpy()})
     frame.to_csv(folder / "series.csv", index=False)
-    sets = [a for o in overrides for a in ("--set", o)]
+    sets = [a for o in [f"seed={seed}", *overrides] for a in ("--set", o)]
     dltrain(folder, "init", "series.csv", "--target", "value", "--task", "forecasting")
     dltrain(folder, "prepare", *sets)
-    seconds, _ = dltrain(folder, "train", "--set", f"seed={seed}", *sets)
+    seconds, _ = dltrain(folder, "train", *sets)
     _, out = dltrain(folder, "evaluate", "--split", split, "--json", "--no-plots")
     metrics = json.loads(out)["metrics"]
     data = folder / "data" / "series"
@@ -283,8 +283,9 @@ def _section(markdown: str, args: Any) -> str:
         f"`.venv/bin/python {command}`: each series written to a CSV with a date column, then "
         f"`dltrain init series.csv --target value --task forecasting && dltrain prepare && "
         f"dltrain train && dltrain evaluate` with no edits ({args.split} split; the seed set "
-        f"with `train --set seed=S`). Naive: the window's last value; seasonal naive: the value "
-        f"one season before (`simple_forecast_maes`). Ratios are the mean over seeds (range).\n\n"
+        f"with `--set seed=S` on prepare and train). Naive: the window's last value; seasonal "
+        f"naive: the value one season before (`simple_forecast_maes`). Ratios are the mean "
+        f"over seeds (range).\n\n"
         f"{markdown}\n\n"
         f"Data: {DATA_NOTE}\n\n"
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs (load "
