@@ -21,7 +21,7 @@ from dltrain.errors import DataError
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
 from dltrain.recipe.data import DataSpec, SeriesTransform
-from dltrain.recipe.models import RnnSpec
+from dltrain.recipe.models import MlpSpec, RnnSpec
 
 SEASON = 7
 DAYS = 150
@@ -59,10 +59,13 @@ def untrained(dataset: PreparedDataset) -> keras.Model:
     return build_model(RnnSpec(units=[4]), ModelIO(dataset.manifest))
 
 
-def test_untrained_model_forecasts_the_last_value(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", [RnnSpec(units=[4]), MlpSpec(units=[4], ensemble=2)])
+def test_untrained_model_forecasts_the_last_value(
+    tmp_path: Path, family: RnnSpec | MlpSpec
+) -> None:
     dataset = prepared(tmp_path, "difference")
     x, _ = dataset.load_split("test")
-    forecast = untrained(dataset).predict(x, verbose=0)
+    forecast = build_model(family, ModelIO(dataset.manifest)).predict(x, verbose=0)
     assert forecast.shape == (len(x), 3, 2)  # horizon 3, two targets
     last = x[:, -1, :][:, None, :]  # window features are sales, noise: the targets' order
     np.testing.assert_allclose(forecast, np.broadcast_to(last, forecast.shape), rtol=1e-6)
