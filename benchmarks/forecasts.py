@@ -295,7 +295,7 @@ def _section(markdown: str, args: Any) -> str:
 
 
 DATA_NOTE = (
-    "statsmodels 0.14 `datasets`: co2 (weekly Mauna Loa CO2 1958-2001, the 59 missing weeks "
+    "statsmodels 0.15 `datasets`: co2 (weekly Mauna Loa CO2 1958-2001, the 59 missing weeks "
     "dropped from the file, so prepare puts back missing steps), sunspots (yearly 1700-2008), "
     "nile (yearly flow 1871-1970), macrodata realgdp and infl (quarterly 1959-2009), elnino "
     "(monthly sea temperature 1950-2010, melted from one column a month); "
