@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -118,6 +118,16 @@ class TableColumn(_Part):
     type: ColumnType
     dtype: Literal["float32", "string"]
     used: bool = True  # False: profiled and passed through by predict, never a feature
+    # The model's input for the column (dltrain/input_names.py), unique and valid for Keras and
+    # TensorFlow. None: prepared before dltrain named inputs so; its models take ``name``.
+    # Optional rather than a version bump: those manifests, and the models trained on them,
+    # stay right as they are.
+    input_name: str | None = None
+
+    @property
+    def model_key(self) -> str:
+        """The key of the column in the model's inputs."""
+        return self.input_name or self.name
 
 
 class TableFeatures(_Part):
@@ -133,6 +143,11 @@ class TableFeatures(_Part):
     def passthrough(self) -> list[str]:
         """Columns the model takes but ignores (identifiers), which predict copies out."""
         return [c.name for c in self.columns if not c.used]
+
+    @property
+    def input_names(self) -> dict[str, str]:
+        """Column name → the model's input name, for every column the model takes."""
+        return {c.name: c.model_key for c in self.columns}
 
 
 class TextFeatures(_Part):
@@ -174,10 +189,13 @@ class ImagePreprocessing(_Part):
     scale: float
     offset: float
     sampling: Sampling = Sampling.NONE
+    # The raw [low, high] the scale was chosen from (data/pixels.py); manifests written before
+    # it was recorded scaled 8-bit pixels.
+    pixel_range: list[float] = Field(default_factory=lambda: [0.0, 255.0])
 
     def value_range(self) -> tuple[float, float]:
-        """The range of scaled pixel values (what 0 and 255 become)."""
-        low, high = self.offset, 255.0 * self.scale + self.offset
+        """The range of scaled pixel values (what the raw ``pixel_range`` becomes)."""
+        low, high = (v * self.scale + self.offset for v in self.pixel_range)
         return (min(low, high), max(low, high))
 
 
@@ -325,6 +343,7 @@ class SeriesLayout(_Part):
 # --- the manifest -----------------------------------------------------------------------------
 
 P = TypeVar("P", bound=BaseModel)
+V = TypeVar("V")  # examples: an array, or a dict of one array per table column
 
 
 class DatasetDescription(_Part):
@@ -379,6 +398,19 @@ class Manifest(DatasetDescription):
     source: Source
     data_spec_digest: str  # digest of the recipe's data section and seed: a change re-prepares
     seed: int
+
+    def model_inputs(self, x: V) -> V:
+        """Examples keyed as the model takes them: a table's dict of columns re-keyed from
+        column names to input names (``TableColumn.input_name``); anything else as it is.
+
+        Every place that hands rows to a model calls this; readers and users keep column names.
+        """
+        features = self.features
+        if not isinstance(x, dict) or not isinstance(features, TableFeatures):
+            return x
+        names = features.input_names
+        renamed: Any = {names.get(k, k): v for k, v in x.items()}
+        return cast(V, renamed)
 
     # Typed views for the consumers of one kind; a mismatch is a bug in the caller's dispatch.
 

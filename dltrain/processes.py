@@ -4,7 +4,7 @@ A run's record names the process training it (run_info.py ``RunOwner``), so a ru
 running by ``kill -9`` reads as killed, and no second process takes up a run still training.
 A process is named by its machine, its pid, the machine's boot and the process's start time:
 after a reboot, or once its pid is given to a later process, it is known to be gone.
-(tuning/study.py names its workers by the same four fields.)
+(tuning/recovery.py names its workers by the same four fields.)
 """
 
 from __future__ import annotations

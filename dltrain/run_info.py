@@ -163,6 +163,13 @@ class RunInfo(_Part):
     parameters: int | None = None
     best: BestEpoch | None = None  # None: no early stopping watched the run
     final: dict[str, float] = {}  # the last epoch's logs
+    # SHA-256 of the saved model's weights in order (training/multiworker.py weights_digest):
+    # `dltrain verify` checks model.keras against it and a rerun
+    weights_sha256: str | None = None
+    # What the user should know about how training went (the best epoch was the last, no
+    # better than the trivial baseline on the validation split, …), one sentence each with its
+    # fix; shown by train and readable by later commands.
+    warnings: list[str] = []
     # What the model answers, where a run says so itself (dltrain train leaves it to the
     # manifest and the model family; see evaluation/run_model.py).
     task: str | None = None

@@ -43,6 +43,8 @@ METRICS_FILE = "metrics.json"  # the test split's metrics, the one CI reads
 THRESHOLD_FILE = "threshold.json"  # a binary classifier's chosen decision threshold
 PLOTS = "plots"  # plots/<split or data label>/*.png
 EXPORT_DIR = "export"
+FOLDS_DIR = "folds"  # a cross-validated run's folds: folds/fold-<k>/, each a run folder
+CROSS_VALIDATION_FILE = "cross_validation.json"  # its folds' held-out metrics, mean ± sd
 # A tune study's folder, runs/<recipe>/tune/<study>/, and its trials.
 TUNE_DIR = "tune"
 SUMMARY_JSON = "summary.json"
@@ -144,6 +146,14 @@ class RunFolder:
     @property
     def export(self) -> Path:
         return self.path / EXPORT_DIR
+
+    @property
+    def cross_validation(self) -> Path:
+        return self.path / CROSS_VALIDATION_FILE
+
+    def fold(self, number: int) -> Path:
+        """The run folder of fold ``number`` (1-based) of a cross-validated run."""
+        return self.path / FOLDS_DIR / f"fold-{number}"
 
     @property
     def finished(self) -> bool:
@@ -277,7 +287,11 @@ def runs_dir(workdir: Path, name: str) -> Path:
 
 def new_run_dir(workdir: Path, name: str) -> Path:
     """Create a fresh, uniquely named run folder and return it."""
-    root = runs_dir(workdir, name)
+    return new_run_in(runs_dir(workdir, name))
+
+
+def new_run_in(root: Path) -> Path:
+    """Create a fresh, uniquely named run folder in ``root`` (a recipe's runs) and return it."""
     root.mkdir(parents=True, exist_ok=True)
     while True:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

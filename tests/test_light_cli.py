@@ -50,6 +50,8 @@ def loaded_heavy_modules(*args: str) -> list[str]:
         ["export", "--help"],
         ["runs", "--help"],
         ["find-lr", "--help"],
+        ["verify", "--help"],
+        ["compare", "--help"],
         ["train", "--recipe", "mnist_demo", "--print-recipe"],
         ["train", "--recipe", "does-not-exist.yaml"],
     ],

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dltrain import __version__
+from dltrain.cli.compare import compare
 from dltrain.cli.evaluate import evaluate
 from dltrain.cli.export import export
 from dltrain.cli.find_lr import find_lr
@@ -17,6 +18,7 @@ from dltrain.cli.prepare import prepare
 from dltrain.cli.runs import runs
 from dltrain.cli.train import train
 from dltrain.cli.tune import tune
+from dltrain.cli.verify import verify
 
 app = typer.Typer(
     name="dltrain",
@@ -57,6 +59,8 @@ app.command()(export)
 app.command()(runs)
 app.command("find-lr")(find_lr)
 app.command()(tune)
+app.command()(verify)
+app.command()(compare)
 
 
 def main() -> None:

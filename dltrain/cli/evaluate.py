@@ -264,6 +264,10 @@ def render(document: MetricsDocument, console: Console) -> None:
     if document.plots:
         console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
     render_input_report(console, document.inputs, document.num_examples)
+    for note in document.baseline_notes:
+        console.print(f"[dim]Baselines: {escape(note)}[/]", highlight=False)
+    for warning in document.warnings:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:
@@ -286,11 +290,14 @@ def _headline_table(document: MetricsDocument) -> Table:
     intervals = document.intervals
     if intervals:
         headline.add_column("95% interval", justify="right")
+    for baseline in document.baselines:  # beside the model: what it must beat
+        headline.add_column(baseline, justify="right", style="dim")
     for name, value in document.scores.metrics.items():
         row = [name, _value(value)]
         if intervals:
             ci = intervals.get(name)
             row.append(f"{_value(ci.low)} – {_value(ci.high)}" if ci else "")
+        row += [_value(metrics.get(name)) for metrics in document.baselines.values()]
         headline.add_row(*row)
     return headline
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dltrain.cli.common import (
     Flags,
@@ -58,6 +59,15 @@ def train(
         int | None, typer.Option("--batch-size", help="train.batch_size", show_default=False)
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="seed", show_default=False)] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            help="K-fold cross-validation over the training and validation rows (train.folds): "
+            "K fold runs, held-out metrics mean ± sd, one model averaging them.",
+            show_default=False,
+        ),
+    ] = None,
     time_budget: Annotated[
         str | None,
         typer.Option(
@@ -106,6 +116,7 @@ def train(
             "seed": seed,
             "train.time_budget": time_budget,
             "train.deterministic": True if deterministic else None,
+            "train.folds": folds,
         }
         resume_dir = None
         if resume:
@@ -127,6 +138,12 @@ def train(
             _dry_run(loaded, console, json_)
             return
         r = loaded.recipe
+        if r.train.folds and resume_dir:
+            raise UsageError(
+                f"Run {resume_dir} is one fold of a cross-validation, or its recipe sets "
+                f"train.folds; a cross-validation cannot be resumed. Start it again with "
+                f"`dltrain train --folds {r.train.folds}`."
+            )
         what = f"Resuming {resume_dir}" if resume_dir else f"Training [bold]{r.name}[/]"
         console.print(
             f"{what}: {r.model.family} · {r.train.optimizer.name.value} "
@@ -147,11 +164,43 @@ def train(
                 f"training starts once every worker has joined.",
                 highlight=False,
             )
+        if r.train.folds:
+            from dltrain.cli.folds import train_folds
+
+            train_folds(loaded, workdir(), console, recipe, json_)
+            return
         result = train_model(loaded, workdir(), console, resume_dir=resume_dir)
-        show_result(console, result, recipe, json_)
+        warnings = _baseline_warnings(result, r.evaluate.batch_size, console)
+        show_result(console, result, recipe, json_, warnings)
 
 
-def show_result(console: Console, result: TrainResult, recipe: str | None, json_: bool) -> None:
+def _baseline_warnings(result: TrainResult, batch_size: int, console: Console) -> list[str]:
+    """Warnings when the new model does no better than the trivial baseline (class prior,
+    training mean, naive forecast) on the validation split; recorded in run.json.
+
+    A check that cannot run (the prepared data gone meanwhile) says why on stderr and fails
+    nothing: the run itself is saved and sound.
+    """
+    if not result.chief:
+        return []
+    from dltrain.errors import DltrainError
+    from dltrain.evaluation.baselines.after_training import check_against_trivial
+
+    try:
+        with console.status("Comparing with the trivial baseline on the validation split …"):
+            return check_against_trivial(result.run_dir, batch_size)
+    except DltrainError as exc:
+        console.print(f"[dim]No baseline check: {exc.message}[/]", highlight=False)
+        return []
+
+
+def show_result(
+    console: Console,
+    result: TrainResult,
+    recipe: str | None,
+    json_: bool,
+    warnings: list[str] | None = None,
+) -> None:
     """Say how training ended and what comes next; with ``json_``, the result on stdout.
 
     Args:
@@ -159,6 +208,8 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
         result: what ``train`` returned.
         recipe: ``--recipe`` as typed, for the next command it suggests.
         json_: also write the result as one JSON document on stdout.
+        warnings: what to say out loud beside the run's own warnings (the model no better than
+            a trivial baseline).
     """
     if result.stopped_by == "time_budget":
         console.print("[yellow]Stopped at the time budget.[/]")
@@ -168,6 +219,8 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
             f"{result.epochs_run}; the saved model holds that epoch's weights.",
             highlight=False,
         )
+    for warning in [*result.warnings, *(warnings or [])]:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
     if result.chief:
         console.print(
             f"[green]Saved[/] {result.run_dir} in {format_duration(result.seconds)}. "
@@ -200,6 +253,7 @@ def show_result(console: Console, result: TrainResult, recipe: str | None, json_
                 },
                 "final": result.final_logs,
                 "seconds": round(result.seconds, 2),
+                "warnings": [*result.warnings, *(warnings or [])],
             }
         )
 

@@ -88,6 +88,14 @@ def tune(
             show_default=False,
         ),
     ] = None,
+    new_study: Annotated[
+        bool,
+        typer.Option(
+            "--new-study",
+            help="Start a fresh study rather than resuming one: the study's name if free, else "
+            "<name>-2, <name>-3, … (printed); the old study is left as it was.",
+        ),
+    ] = False,
     sets: SetOption = None,
     dry_run: Annotated[
         bool,
@@ -118,7 +126,13 @@ def tune(
         from dltrain.tuning.plan import plan_study
 
         plan = plan_study(
-            loaded, overrides, workdir(), storage=storage, study_name=study_name, jobs=jobs
+            loaded,
+            overrides,
+            workdir(),
+            storage=storage,
+            study_name=study_name,
+            jobs=jobs,
+            new_study=new_study,
         )
         show_plan(console, plan)
         if dry_run:
@@ -129,12 +143,13 @@ def tune(
         from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
         from dltrain.tuning.runner import run_trials
-        from dltrain.tuning.study import storage_errors
+        from dltrain.tuning.storage import storage_errors
 
         # A database that turns read-only, fills up or goes away mid-session is named, not a bug.
         with storage_errors(plan.storage_url):
             with console.status("Preparing the data and opening the study …"):
                 start = start_study(plan)
+            plan = start.plan  # the study actually opened: --new-study may have named another
             show_start(console, plan, start)
             board = TrialBoard(console, plan)
             with board:
@@ -208,11 +223,12 @@ def show_plan(console: Console, plan: TunePlan) -> None:
         budget.append(f"{plan.num_trials} trials")
     if spec.timeout:
         budget.append(f"at most {_duration_cell(spec.timeout)}")
-    pruning = (
-        "no pruning"
-        if spec.pruner is PrunerName.NONE
-        else f"{spec.pruner.value} pruning from epoch {spec.min_epochs} of {plan.max_epochs}"
-    )
+    if spec.folds:  # a cross-validated trial reports once, at its end: nothing to prune on
+        pruning = f"{spec.folds}-fold cross-validation, no pruning"
+    elif spec.pruner is PrunerName.NONE:
+        pruning = "no pruning"
+    else:
+        pruning = f"{spec.pruner.value} pruning from epoch {spec.min_epochs} of {plan.max_epochs}"
     console.print(
         f"Tuning [bold]{escape(plan.loaded.recipe.name)}[/]: {spec.resolved_direction.value} "
         f"{spec.objective} · {spec.sampler.value} · {pruning} · {' · '.join(budget)}"
@@ -236,11 +252,21 @@ def show_plan(console: Console, plan: TunePlan) -> None:
 def show_start(console: Console, plan: TunePlan, start: StudyStart) -> None:
     if start.data_prepared:
         console.print(f"Prepared the data once for every trial: data/{plan.loaded.recipe.name}/")
+    if start.opened.passed_over:
+        passed = ", ".join(f"'{escape(n)}'" for n in start.opened.passed_over)
+        console.print(
+            f"[yellow]Study {passed}[/] was started from a different recipe and every trial in "
+            f"it failed, so there is nothing to compare with: this recipe's trials go to study "
+            f"'{escape(plan.study_name)}' instead (the failed one is kept, with its logs). "
+            f"Running tune again with this recipe resumes '{escape(plan.study_name)}'.",
+            highlight=False,
+        )
     if start.opened.created:
-        console.print("Started a new study.")
+        console.print(f"Started a new study '{escape(plan.study_name)}'.", highlight=False)
     else:
         console.print(
-            f"Resuming the study: it holds {start.existing} trial(s); new trials add to them.",
+            f"Resuming study '{escape(plan.study_name)}': it holds {start.existing} trial(s); "
+            f"new trials add to them.",
             highlight=False,
         )
     if start.recovered:

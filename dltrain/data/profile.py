@@ -344,10 +344,10 @@ class Profile:
         if (
             checks.min_class_share is not None
             and smallest is not None
-            and share < checks.min_class_share
+            and smallest < checks.min_class_share
         ):
             failed.append(
-                f"the smallest class is {share:.1%} of the rows "
+                f"the smallest class is {smallest:.1%} of the rows "
                 f"(checks.min_class_share: {checks.min_class_share:g})"
             )
         if not checks.allow_leakage:

@@ -28,6 +28,8 @@ class RunRow:
     best: BestEpoch | None = None  # None: no early stopping watched the run
     task: str | None = None
     metrics: Metrics = field(default_factory=dict)
+    # evaluate's baselines on the same examples, {"prior": {"accuracy": 0.5}}; {} when absent
+    baselines: dict[str, Metrics] = field(default_factory=dict)
     evaluated: str | None = None
     passed: bool | None = None
 
@@ -59,6 +61,7 @@ class RunRow:
             "evaluated": self.evaluated,
             "passed": self.passed,
             "metrics": self.metrics,
+            "baselines": self.baselines,
         }
 
 
@@ -95,10 +98,23 @@ def read_run(path: Path, split: str) -> RunRow:
             f"(`dltrain evaluate --run {path}`), or delete the file."
         )
     row.metrics = dict(metrics)
+    row.baselines = read_baselines(document.get("baselines"))
     row.task = document.get("task")
     row.evaluated = document.get("evaluated")
     row.passed = document.get("passed")
     return row
+
+
+def read_baselines(section: Any) -> dict[str, Metrics]:
+    """metrics.json's ``baselines`` (name → metric → number), keeping only well-formed entries:
+    a document without them, or from another version, gives ``{}``."""
+    if not isinstance(section, dict):
+        return {}
+    return {
+        str(name): {str(k): v for k, v in values.items() if isinstance(v, int | float) or v is None}
+        for name, values in section.items()
+        if isinstance(values, dict)
+    }
 
 
 def list_runs(

@@ -1,4 +1,5 @@
-"""Evaluate a run's model: metrics by task, intervals, threshold, plots, gates and a baseline.
+"""Evaluate a run's model: metrics by task, intervals, threshold, plots, gates, the baselines
+(class prior, training mean, naive forecasts, gradient boosting) and a baseline run.
 
 Everything a user can get wrong (gates, the threshold objective, the baseline, the data's
 schema) is checked before the model runs, and files are written only once every number is
@@ -15,6 +16,12 @@ from typing import Any
 import numpy as np
 
 from dltrain.errors import DataError, RunError
+from dltrain.evaluation.baselines import TRIVIAL, BaselinePlan, baseline_outputs, plan_baselines
+from dltrain.evaluation.baselines.verdicts import (
+    losing_notes,
+    losing_warnings,
+    tiny_split_warning,
+)
 from dltrain.evaluation.examples import Examples, last_observed, load_examples, prepared_dataset
 from dltrain.evaluation.gates import (
     BaselineResult,
@@ -28,6 +35,7 @@ from dltrain.evaluation.metrics import (
     ForecastingScorer,
     GenerationScorer,
     Interval,
+    Metrics,
     RegressionScorer,
     Scored,
     Scorer,
@@ -135,7 +143,7 @@ def model_outputs(run: RunModel, model: Any, x: Any, request: EvaluationRequest)
         from dltrain.evaluation.generation import as_generator, judge
 
         return judge(as_generator(model, run), run, x, request.seed, batch_size)
-    return predict_batches(model, x, batch_size)
+    return predict_batches(model, run.manifest.model_inputs(x), batch_size)
 
 
 def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
@@ -166,7 +174,8 @@ def _threshold_for(
         status(
             f"Choosing the threshold ({request.optimize_threshold.text}) on the validation split"
         )
-        scores = positive_scores(class_probabilities(predict_batches(model, x, spec.batch_size)))
+        outputs = predict_batches(model, run.manifest.model_inputs(x), spec.batch_size)
+        scores = positive_scores(class_probabilities(outputs))
         choice = choose_threshold(y, scores, request.optimize_threshold, "validation")
         return ThresholdInUse(StoredThreshold.model_validate(choice.to_json()), new=True)
     stored = read_stored_threshold(run.run_dir)
@@ -180,6 +189,7 @@ def _threshold_for(
             return None  # the threshold comes from the evaluated data itself
         status(f"Setting the anomaly threshold at percentile {percentile:g} of validation errors")
         x, _ = prepared_dataset(run).load_split("validation")
+        x = run.manifest.model_inputs(x)
         chosen = validation_anomaly_threshold(model, x, spec.batch_size, percentile)
         return ThresholdInUse(chosen, new=True)
     return None
@@ -193,7 +203,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         status: receives a short line for each stage (prediction, bootstrap, plots).
 
     Returns:
-        The metrics document (``schema_version`` 2, see docs/metrics-schema.md) with the gate
+        The metrics document (``schema_version`` 3, see docs/metrics-schema.md) with the gate
         and baseline results, and where it was written.
 
     Raises:
@@ -205,7 +215,8 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     say: Status = status or (lambda _: None)
     spec = request.spec
     run = open_run(request.run_dir)
-    baseline = check_request(request, run)
+    plan = plan_baselines(run)
+    baseline = check_request(request, run, plan.names)
     examples = load_examples(run, request)
     if len(examples.y) == 0:
         raise DataError(f"There are no examples to evaluate in {examples.label}.")
@@ -217,8 +228,14 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     scored = score(run, examples, outputs, spec, None if threshold is None else threshold.stored)
 
     intervals = bootstrap(scored, request, say)
+    baselines, notes = score_baselines(run, examples, plan, spec, say)
+    warnings = verdicts(run.task, scored.report.metrics, baselines, examples)
+    warnings += [f"training: {w}" for w in run.info.warnings]  # a model card repeats them
+    notes += losing_notes(run.task, scored.report.metrics, baselines)
     against = compare_baseline(baseline, run, examples, scored, request, say)
-    gate_results = apply_gates(request.gates, scored.report.metrics, scored.report.per_class or [])
+    gate_results = apply_gates(
+        request.gates, scored.report.metrics, scored.report.per_class or [], baselines
+    )
     written: list[Path] = []
     if spec.plots:
         say("Drawing plots")
@@ -241,10 +258,48 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         plots=[str(p.relative_to(run.run_dir)) for p in written],
         gates=gate_results,
         baseline=against,
+        baselines=baselines,
+        baseline_notes=notes,
+        warnings=warnings,
     )
     new_threshold = threshold.stored if threshold is not None and threshold.new else None
     path = write_evaluation(run.files, examples.label, document, new_threshold)
     return Evaluation(document, path)
+
+
+def score_baselines(
+    run: RunModel, examples: Examples, plan: BaselinePlan, spec: EvaluateSpec, say: Status
+) -> tuple[dict[str, Metrics], list[str]]:
+    """Each planned baseline's headline metrics on the examples, by the model's own scorer.
+
+    Args:
+        run: the evaluated run.
+        examples: the examples the model was scored on.
+        plan: the baselines to score.
+        spec: the evaluation settings (top-k, calibration bins).
+        say: receives a line when the gradient-boosting baseline is fitted.
+
+    Returns:
+        The metrics by baseline name, and notes on the baselines left out or how one was made.
+    """
+    found = baseline_outputs(run, examples.x, np.asarray(examples.y), plan, say)
+    metrics = {
+        name: score(run, examples, outputs, spec, None).report.metrics
+        for name, outputs in found.outputs.items()
+    }
+    return metrics, found.notes
+
+
+def verdicts(
+    task: str, metrics: Metrics, baselines: dict[str, Metrics], examples: Examples
+) -> list[str]:
+    """The warnings an evaluation says out loud: the model no better than a trivial baseline,
+    and a split too small for its numbers to mean much."""
+    split = examples.source.get("kind") == "split"
+    where = f"the {examples.label} split" if split else f"the data in {examples.source['path']}"
+    warnings = losing_warnings(task, metrics, baselines, TRIVIAL.get(task, ()), where)
+    tiny = tiny_split_warning(len(examples.y), where)
+    return warnings + ([tiny] if tiny else [])
 
 
 def _draw_plots(

@@ -26,6 +26,7 @@ from dltrain.data.readers.formats import enclosing_run
 from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
+from dltrain.manifest import TableFeatures
 from dltrain.runs import RunFolder
 
 METADATA_FILE = "metadata.json"
@@ -97,7 +98,7 @@ def sample_inputs(run: RunModel, model: keras.Model, size: int = SAMPLE_SIZE) ->
 
             x, _ = open_store(run.data_folder).load_split("validation")
             if _count(x):
-                return _first(x, size)
+                return run.manifest.model_inputs(_first(x, size))
         except DltrainError:
             pass  # the data is gone: synthetic inputs still check the graph
     rng = np.random.default_rng(0)
@@ -365,6 +366,12 @@ def _check_output(output: Path, fmt: ExportFormat) -> None:
             )
 
 
+def _input_names(run: RunModel) -> dict[str, str] | None:
+    """A table's column → model input names (dltrain/input_names.py); None for other data."""
+    features = run.manifest.features
+    return features.input_names if isinstance(features, TableFeatures) else None
+
+
 def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: ExportResult) -> None:
     """metadata.json beside the exports: what the model takes and returns, so a server need not
     read dltrain's run folder to turn outputs into class names."""
@@ -384,6 +391,8 @@ def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: Exp
             {"name": spec.name, "shape": [None, *spec.shape[1:]], "dtype": str(spec.dtype)}
             for spec in model.inputs
         ],
+        # a table's column names as the source spells them → the inputs' names above
+        "input_names": _input_names(run),
         "outputs": "class probabilities" if run.is_classifier else "values in the target's units",
         "threshold": stored.to_json() if stored is not None else None,
         "exports": {**existing.get("exports", {}), result.format.value: result.to_json()},

@@ -2,13 +2,14 @@
 
 A gate (parsed by ``dltrain.recipe.gates``) names any headline metric of the task (``dltrain
 evaluate`` lists them) or a per-class one written ``recall[cat]`` (precision, recall, f1, roc_auc,
-pr_auc of the class named ``cat``); this module checks gates against an evaluation's numbers.
+pr_auc of the class named ``cat``), against a number or a baseline's value on the same examples
+(``rmse<=baseline.gbm.rmse``); this module checks gates against an evaluation's numbers.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,26 @@ if TYPE_CHECKING:  # the metrics package loads NumPy; this module stays light
     from dltrain.evaluation.metrics import ClassScores, Metrics
 
 
-def check_gate_names(gates: Sequence[Gate], known: Sequence[str], classes: Sequence[str]) -> None:
+def check_gate_names(
+    gates: Sequence[Gate],
+    known: Sequence[str],
+    classes: Sequence[str],
+    baselines: Sequence[str] = (),
+) -> None:
     """Refuse gates on metrics the task does not report, before anything is computed.
 
+    Args:
+        gates: the parsed gates.
+        known: the headline metrics the evaluation reports.
+        classes: the model's classes (per-class gates), empty for other tasks.
+        baselines: the baselines the evaluation will score, which gates may name.
+
     Raises:
-        UsageError: a gate names an unknown metric or class.
+        UsageError: a gate names an unknown metric, class or baseline.
     """
     for gate in gates:
+        if gate.against is not None:
+            _check_baseline_ref(gate, known, baselines)
         if gate.class_name is None:
             if gate.metric in known:
                 continue
@@ -51,6 +65,36 @@ def check_gate_names(gates: Sequence[Gate], known: Sequence[str], classes: Seque
             )
 
 
+def _check_baseline_ref(gate: Gate, known: Sequence[str], baselines: Sequence[str]) -> None:
+    """Refuse ``baseline.NAME.METRIC`` naming a baseline this evaluation has not, or a metric
+    its evaluation does not report.
+
+    Raises:
+        UsageError: the baseline is absent (gbm on images, a season on a series without one),
+            or the metric unknown.
+    """
+    ref = gate.against
+    assert ref is not None
+    if ref.name not in baselines:
+        fix = (
+            f"Baselines available here: {', '.join(baselines)}; name one of those (e.g. "
+            f"baseline.{baselines[0]}.{ref.metric}) or give a number."
+            if baselines
+            else "This evaluation has no baselines at all; give a number instead."
+        )
+        raise UsageError(
+            f"Gate {gate.text!r} compares with the baseline `{ref.name}`, which this evaluation "
+            f"does not have. {fix}"
+        )
+    if ref.metric not in known:
+        guess = difflib.get_close_matches(ref.metric, list(known), n=1, cutoff=0.6)
+        hint = f" Did you mean `{guess[0]}`?" if guess else ""
+        raise UsageError(
+            f"Gate {gate.text!r} names the baseline metric `{ref.metric}`, which this model's "
+            f"evaluation does not report.{hint} Known metrics: {', '.join(known)}."
+        )
+
+
 @dataclass(frozen=True)
 class GateResult:
     """A gate, the value it was checked against (None: undefined), and whether it held."""
@@ -65,7 +109,8 @@ class GateResult:
             "gate": self.gate.text,
             "metric": self.gate.metric,
             "operator": self.gate.operator,
-            "bound": self.gate.bound,
+            "bound": self.gate.bound if self.gate.bound == self.gate.bound else None,  # NaN
+            "against": None if self.gate.against is None else self.gate.against.text,
             "value": self.value,
             "passed": self.passed,
         }
@@ -84,13 +129,32 @@ def metric_value(name: str, metrics: Metrics, per_class: Sequence[ClassScores]) 
 
 
 def apply_gates(
-    gates: Sequence[Gate], metrics: Metrics, per_class: Sequence[ClassScores] = ()
+    gates: Sequence[Gate],
+    metrics: Metrics,
+    per_class: Sequence[ClassScores] = (),
+    baselines: Mapping[str, Metrics] | None = None,
 ) -> list[GateResult]:
-    """Check each gate; an undefined metric (AUC of a split with one class) fails its gate."""
+    """Check each gate; an undefined metric (AUC of a split with one class) fails its gate.
+
+    Args:
+        gates: the parsed gates.
+        metrics: the model's headline metrics.
+        per_class: its per-class rows, for gates such as ``recall[cat]``.
+        baselines: each baseline's headline metrics on the same examples, for gates such as
+            ``rmse<=baseline.gbm.rmse``; a gate whose baseline value is undefined (or absent)
+            fails, its bound NaN.
+
+    Returns:
+        One result per gate, its bound filled in from the baseline where it names one.
+    """
     results = []
     for gate in gates:
+        if gate.against is not None:
+            bound = (baselines or {}).get(gate.against.name, {}).get(gate.against.metric)
+            gate = gate.with_bound(float("nan") if bound is None else float(bound))
         value = metric_value(gate.metric, metrics, per_class)
-        results.append(GateResult(gate, value, value is not None and gate.holds(value)))
+        passed = value is not None and gate.bound == gate.bound and gate.holds(value)
+        results.append(GateResult(gate, value, passed))
     return results
 
 

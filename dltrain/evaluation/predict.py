@@ -250,6 +250,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
         from dltrain.data.store import open_store
 
         x, _ = open_store(run.data_folder).load_split("validation")
+        x = run.manifest.model_inputs(x)
         percentile = float(run.evaluate_settings().get("anomaly_percentile", 99.0))
         anomaly = validation_anomaly_threshold(model, x, request.batch_size, percentile).threshold
     rows = Rows(run, threshold, anomaly)
@@ -260,7 +261,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
     with atomic_path(request.output) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = Writer(handle, fmt)
         for chunk in _batches(reader.chunks(request.batch_size)):
-            outputs = np.asarray(model.predict_on_batch(chunk.features))
+            outputs = np.asarray(model.predict_on_batch(run.manifest.model_inputs(chunk.features)))
             writer.write(rows.make(chunk, outputs))
             done += len(chunk)
             if progress is not None:

@@ -43,6 +43,7 @@ def render_markdown(document: MetricsDocument) -> str:
     sections = (
         _title,
         _verdict,
+        _warnings,
         _metrics,
         _threshold,
         _gates,
@@ -77,19 +78,28 @@ def _verdict(document: MetricsDocument) -> list[str]:
 
 
 def _metrics(document: MetricsDocument) -> list[str]:
-    """The headline metrics, with their bootstrap intervals when there are any."""
+    """The headline metrics, with their bootstrap intervals when there are any, and each
+    baseline's beside them."""
     intervals = document.intervals
     header = ["metric", "value"]
     if intervals and document.bootstrap is not None:
         header.append(f"{document.bootstrap.confidence:.0%} CI")
+    header += [f"baseline: {name}" for name in document.baselines]
     rows: list[list[Cell]] = []
     for name, value in document.scores.metrics.items():
         row: list[Cell] = [name, value]
         if intervals:
             ci = intervals.get(name)
             row.append(f"{ci.low:.4f} – {ci.high:.4f}" if ci else "")
+        row += [metrics.get(name) for metrics in document.baselines.values()]
         rows.append(row)
-    return _table(header, rows) + [""]
+    notes = [f"_Baselines: {note.rstrip('.')}._" for note in document.baseline_notes]
+    return _table(header, rows) + [""] + ([*notes, ""] if notes else [])
+
+
+def _warnings(document: MetricsDocument) -> list[str]:
+    """The evaluation's warnings (a model no better than a trivial baseline, a tiny split)."""
+    return [line for warning in document.warnings for line in (f"> ⚠️ {warning}", "")]
 
 
 def _threshold(document: MetricsDocument) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,15 +44,23 @@ def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
     return [info.name for info in infos]
 
 
-def check_request(request: EvaluationRequest, run: RunModel) -> RunModel | None:
+def check_request(
+    request: EvaluationRequest, run: RunModel, baselines: Sequence[str] = ()
+) -> RunModel | None:
     """Refuse what cannot work before any model runs; returns the opened baseline run.
 
+    Args:
+        request: what to evaluate.
+        run: the opened run.
+        baselines: the baselines (prior, gbm, …) the evaluation will score, which gates may
+            name.
+
     Raises:
-        UsageError: unknown gate metric, a threshold asked of a non-binary model, --data with
-            --split.
+        UsageError: unknown gate metric or baseline, a threshold asked of a non-binary model,
+            --data with --split.
         RunError: a baseline that does not match.
     """
-    check_gate_names(request.gates, known_metrics(run, request.spec), run.classes)
+    check_gate_names(request.gates, known_metrics(run, request.spec), run.classes, baselines)
     if request.optimize_threshold is not None and run.task != "binary":
         raise UsageError(
             f"--optimize-threshold picks the decision threshold of a binary classifier, but run "

@@ -11,12 +11,12 @@ from typing import Any
 from dltrain.atomic import remove_stale_partials, write_json_atomic, write_text_atomic
 from dltrain.data.readers.model_input import InputReport
 from dltrain.evaluation.gates import BaselineResult, GateResult
-from dltrain.evaluation.metrics import Interval, ScoreReport
+from dltrain.evaluation.metrics import Interval, Metrics, ScoreReport
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
 from dltrain.runs import RunFolder
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: baselines, baseline_notes and warnings
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class BootstrapSettings:
 class MetricsDocument:
     """Everything one evaluation of a run found: metrics, detail, intervals, gates, baseline.
 
-    ``to_json`` gives metrics.json (and ``evaluate --json``), ``schema_version`` 2.
+    ``to_json`` gives metrics.json (and ``evaluate --json``), ``schema_version`` 3.
     """
 
     run: Path
@@ -53,6 +53,9 @@ class MetricsDocument:
     gates: list[GateResult] = field(default_factory=list)
     baseline: BaselineResult | None = None
     inputs: InputReport = field(default_factory=InputReport)  # --data tables: per column
+    baselines: dict[str, Metrics] = field(default_factory=dict)  # prior, mean, naive, gbm, …
+    baseline_notes: list[str] = field(default_factory=list)  # absent baselines and why; fits
+    warnings: list[str] = field(default_factory=list)  # said out loud: lost to a baseline, …
 
     @property
     def split(self) -> str | None:
@@ -69,7 +72,7 @@ class MetricsDocument:
     def failures(self) -> list[str]:
         """One phrase per failed gate or comparison, for the error paragraph."""
         found = [
-            f"{g.gate.metric} is {_number(g.value)}, not {g.gate.operator} {g.gate.bound:g}"
+            f"{g.gate.metric} is {_number(g.value)}, not {g.gate.operator} {_bound(g)}"
             for g in self.gates
             if not g.passed
         ]
@@ -100,12 +103,24 @@ class MetricsDocument:
             "plots": self.plots,
             "gates": [g.to_json() for g in self.gates],
             "baseline": None if self.baseline is None else self.baseline.to_json(),
+            "baselines": {name: dict(metrics) for name, metrics in self.baselines.items()},
+            "baseline_notes": self.baseline_notes,
+            "warnings": self.warnings,
             "passed": self.passed,
         }
 
 
 def _number(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.4f}"
+
+
+def _bound(result: GateResult) -> str:
+    """A gate's bound as the failure names it: the number, or the baseline and its value."""
+    gate = result.gate
+    if gate.against is None:
+        return f"{gate.bound:g}"
+    value = None if gate.bound != gate.bound else gate.bound  # NaN: the baseline's is undefined
+    return f"{gate.against.text} ({_number(value)})"
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class RunModel:
         taken: object
         if isinstance(getattr(model, "input", None), dict):
             taken = sorted(model.input)
-            wanted: object = sorted(name for name, _ in expected.columns)
+            keys = self.manifest.model_inputs({name: None for name, _ in expected.columns})
+            wanted: object = sorted(keys)  # a table's input names (dltrain/input_names.py)
         elif expected.shape and len(getattr(model, "inputs", None) or []) == 1:
             taken = tuple(model.inputs[0].shape[1:])
             wanted = expected.shape

@@ -39,6 +39,8 @@ RawInputs = dict[str, keras.KerasTensor]
 
 
 def _layer_name(column: str) -> str:
+    """A layer name for a column where the manifest names none (text; tables prepared before
+    input names were recorded)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
 
 
@@ -53,14 +55,28 @@ def image_inputs(manifest: Manifest) -> tuple[Any, Any]:
 
 
 def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
-    """One raw Input per source column (the target excepted) and the encoded feature vector."""
+    """One raw Input per source column (the target excepted) and the encoded feature vector.
+
+    The inputs are keyed by the columns' input names (``TableColumn.model_key``), each Input
+    named as its key, so Keras has nothing to warn about and a SavedModel's signature takes the
+    same names; ``Manifest.model_inputs`` keys rows so.
+    """
     ops = keras.ops
     features = manifest.features
     assert isinstance(features, TableFeatures)
     preprocessing = manifest.preprocessing_as(TablePreprocessing)
-    raw: RawInputs = {}
+    raw: RawInputs = {}  # by column name, as the preprocessing names them
+    keyed: RawInputs = {}  # by input name: the model's inputs
+    layer_names: dict[str, str] = {}
     for column in features.columns:
-        raw[column.name] = keras.Input(shape=(), dtype=column.dtype, name=_layer_name(column.name))
+        name = column.input_name or _layer_name(column.name)
+        # Keras names its ops itself (maximum, where, stack, …) and knows nothing of an Input's
+        # given name: counting the name as used makes its ops take maximum_1, … instead, so a
+        # column called "maximum" does not clash with the clipping op.
+        keras.backend.get_uid(name)
+        layer_names[column.name] = name
+        raw[column.name] = keras.Input(shape=(), dtype=column.dtype, name=name)
+        keyed[column.model_key] = raw[column.name]
     parts = []
     numeric = preprocessing.numeric
     if numeric:
@@ -79,7 +95,7 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
         )(x)
         parts.append(x)
     for category in preprocessing.categorical:
-        name = _layer_name(category.column)
+        name = layer_names.get(category.column) or _layer_name(category.column)
         index = keras.layers.StringLookup(
             vocabulary=category.vocabulary,
             num_oov_indices=1,
@@ -100,7 +116,7 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
             "least one numeric or categorical column (`data.columns`)."
         )
     encoded = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
-    return raw, encoded
+    return keyed, encoded
 
 
 def _numeric_input(entry: NumericColumn, raw: RawInputs) -> Any:

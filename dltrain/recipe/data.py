@@ -371,6 +371,11 @@ class DataSpec(_Section):
     text: TextSpec = Field(default_factory=TextSpec)
     series: SeriesSpec | None = None
     scaling: Scaling = Field(Scaling.UNIT, description="Pixel scaling of images.")
+    pixel_range: list[float] | None = Field(
+        None,
+        description="[low, high]: the raw pixel values `scaling` maps from (default: read from "
+        "the training split: 8-bit 0-255, small integers 0-their maximum, floats in [0, 1] kept).",
+    )
     classes: list[str] | None = Field(
         None, description="Names of the classes, in label order (labels 0, 1, …) for reports."
     )
@@ -381,6 +386,16 @@ class DataSpec(_Section):
         if self.target is None:
             return []
         return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @field_validator("pixel_range")
+    @classmethod
+    def _low_below_high(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 2 or not value[0] < value[1]):
+            raise ValueError(
+                f"pixel_range is [low, high] with low < high, e.g. [0, 255] for 8-bit pixels. "
+                f"Received: {value}"
+            )
+        return value
 
     @field_validator("derived")
     @classmethod

@@ -330,6 +330,13 @@ class TrainSpec(Section):
         None,
         description="Weigh each class's examples in the loss: balanced, {class: weight}, or null.",
     )
+    folds: int | None = Field(
+        None,
+        ge=2,
+        le=100,
+        description="K-fold cross-validation over the training and validation rows (the test "
+        "split untouched): K runs, out-of-fold metrics, one model averaging the K (--folds).",
+    )
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -277,6 +277,14 @@ class TuneSpec(_Section):
         5, ge=0, description="Stop after this many failed trials in a row (0: never stop)."
     )
     study_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    folds: int | None = Field(
+        None,
+        ge=2,
+        le=100,
+        description="Score each trial by K-fold cross-validation (the mean over folds of the "
+        "objective's best epoch) instead of one validation split; for small data. Nothing is "
+        "pruned.",
+    )
     space: dict[str, ParamSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")

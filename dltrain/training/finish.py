@@ -13,6 +13,7 @@ from dltrain.faults import crash_point
 from dltrain.models.saving import load_model
 from dltrain.run_info import StopReason, TrialMarker
 from dltrain.training.curves import plot_learning_curves
+from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan
 from dltrain.training.record import (
     Outcome,
@@ -39,7 +40,45 @@ class TrainResult:
     stopped_by: StopReason = StopReason.EPOCHS
     num_workers: int = 1  # machines training together (TF_CONFIG)
     chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
-    weights_sha256: str | None = None  # across workers: the same on each when in sync
+    weights_sha256: str | None = None  # the saved weights; across workers the same on each
+    warnings: tuple[str, ...] = ()  # as run.json records them (``training_warnings``)
+
+
+# Fewer epochs than this are a quick look the user asked for (a smoke test, a first try): the
+# best epoch being the last of one or two says nothing a user does not know.
+MIN_EPOCHS_TO_WARN = 3
+
+
+def training_warnings(plan: RunPlan, outcome: Outcome) -> list[str]:
+    """What the user should hear about how training went, each with its fix.
+
+    Today one: the monitored metric was best at the last epoch of a run that ran all its epochs
+    (early stopping never stopped it), so the model was still improving and probably wants more
+    epochs. Not said of runs of fewer than ``MIN_EPOCHS_TO_WARN`` epochs, nor of runs stopped
+    by their time budget (already said), nor without early stopping (no monitor to judge by).
+
+    Args:
+        plan: the run's plan (its epochs and early-stopping settings).
+        outcome: what training did.
+    """
+    best = outcome.best
+    if (
+        best is None
+        or best.epoch is None
+        or outcome.stopped_by is not StopReason.EPOCHS
+        or outcome.epochs_run < MIN_EPOCHS_TO_WARN
+        or best.epoch < outcome.epochs_run
+    ):
+        return []
+    value = f" ({best.value:.4g})" if best.value is not None else ""
+    epochs = outcome.epochs_run
+    patience = plan.spec.early_stopping.patience
+    return [
+        f"The best {best.monitor}{value} came at the last epoch ({epochs} of {epochs}): the "
+        f"model was still improving when training ended and probably wants more epochs. Raise "
+        f"train.epochs (--epochs {2 * epochs}); early stopping (patience {patience}, "
+        f"train.early_stopping.patience) ends training once {best.monitor} stops improving."
+    ]
 
 
 def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> TrainResult:
@@ -76,8 +115,9 @@ def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> Tr
     outcome = read_outcome(
         read_history(files.history), best_epoch(monitor, state.early_stopping), state.stopped_by
     )
-    parameters = int(load_model(files.model, compile=False).count_params())
-    return close_run(plan, record, outcome, 0.0, None, parameters)
+    saved = load_model(files.model, compile=False)
+    parameters = int(saved.count_params())
+    return close_run(plan, record, outcome, 0.0, weights_digest(saved), parameters)
 
 
 def close_run(
@@ -95,7 +135,7 @@ def close_run(
         record: the run's record.
         outcome: what training did.
         seconds: how long this session's fitting took.
-        digest: the weights' SHA-256 across workers; None on one machine.
+        digest: the saved weights' SHA-256 (the same on every worker in sync).
         parameters: the model's parameter count.
 
     Returns:
@@ -106,6 +146,8 @@ def close_run(
         title = f"{plan.recipe.name} · {files.path.name}"
         plot_learning_curves(files.history, files.learning_curves, title)
     crash_point("train.record")
+    warnings = training_warnings(plan, outcome)
+    record.info.warnings = warnings
     complete_record(record, outcome, seconds, digest, parameters)
     cluster = plan.devices.cluster
     return TrainResult(
@@ -120,4 +162,5 @@ def close_run(
         num_workers=cluster.num_workers if cluster else 1,
         chief=plan.devices.is_chief,
         weights_sha256=digest,
+        warnings=tuple(warnings),
     )

@@ -13,6 +13,7 @@ from rich.console import Console
 from dltrain.atomic import atomic_path, write_text_atomic
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
+from dltrain.data.store import PreparedDataset
 from dltrain.errors import RunError, TrainingFailed
 from dltrain.faults import crash_point
 from dltrain.models import build_model
@@ -56,6 +57,8 @@ def train(
     resume_dir: Path | None = None,
     trial: bool = False,
     tune: TrialMarker | None = None,
+    dataset: PreparedDataset | None = None,
+    run_dir: Path | None = None,
 ) -> TrainResult:
     """Train the recipe's model on its prepared dataset into a run folder.
 
@@ -82,6 +85,10 @@ def train(
             trained again, with everything, from best.yaml). It runs on one machine only.
         tune: a trial's marker, written into run.json before training starts (which study
             and trial it is), so commands looking for the user's latest run pass it by.
+        dataset: the data to train on instead of the recipe's prepared dataset (one fold of
+            ``dltrain train --folds``: its training rows and held-out rows as the splits).
+        run_dir: the folder a new run is made in instead of a new one under runs/ (a fold's,
+            inside its cross-validation run).
 
     Raises:
         DataError: no usable prepared dataset.
@@ -90,7 +97,7 @@ def train(
         TrainingFailed: the loss diverged.
         TrainingInterrupted: Ctrl-C; the run can be resumed.
     """
-    plan = plan_run(loaded, workdir, resume_dir, trial)
+    plan = plan_run(loaded, workdir, resume_dir, trial, dataset)
     if plan.finishing:
         return finish_resumed(plan, workdir, tune)
     configure_tensorflow(plan)
@@ -99,7 +106,7 @@ def train(
     # refusal leaves nothing behind.
     model, parts = build_and_compile(plan)
     splits = load_batches(plan)
-    record = open_run_record(plan, workdir, tune)
+    record = open_run_record(plan, workdir, tune, run_dir)
     if not plan.trial:
         write_summary(model, record.files.summary)
     watch = watch_training(plan, record.files, parts, console, extra_callbacks)
@@ -210,6 +217,8 @@ def load_batches(plan: RunPlan) -> Splits:
     spec, dataset, hooks = plan.spec, plan.dataset, plan.hooks
     train_x, train_y = dataset.load_split("train")
     val_x, val_y = dataset.load_split("validation")
+    # keyed as the model's inputs are (a table's input names; manifest.py)
+    train_x, val_x = dataset.manifest.model_inputs(train_x), dataset.manifest.model_inputs(val_x)
     seed = plan.recipe.seed + plan.initial_epoch
     train = make_dataset(
         train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
@@ -446,7 +455,7 @@ def finish(
         best_epoch(stopper.monitor, stopper.state()) if stopper else None,
         stop_reason(stopper, watch.budget),
     )
-    digest = weights_digest(model) if plan.devices.cluster is not None else None
+    digest = weights_digest(model)  # recorded on every run: `dltrain verify` checks it
     return close_run(plan, record, outcome, seconds, digest, int(model.count_params()))
 
 

@@ -314,6 +314,7 @@ def find_learning_rate(
 
     keras.utils.set_random_seed(recipe.seed)
     x, y = dataset.load_split("train")
+    x = manifest.model_inputs(x)  # keyed as the model's inputs are
     batches = make_dataset(x, hooks.labels(y), train.batch_size, shuffle=True, seed=recipe.seed)
     model = build_model(recipe.model, ModelIO(manifest))
     result = range_test(

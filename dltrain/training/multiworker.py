@@ -16,14 +16,11 @@ Batches keep their meaning: ``batch_size`` is the global batch, each of ``n`` wo
 from __future__ import annotations
 
 import atexit
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from dltrain.backend import keras, tf
 from dltrain.errors import TrainingFailed, UsageError
@@ -32,6 +29,7 @@ from dltrain.recipe.schema import Recipe
 from dltrain.runs import PLOTS, TENSORBOARD
 from dltrain.training.callbacks import Logs
 from dltrain.training.device import cluster_from_env
+from dltrain.training.reproduction import weights_sha256
 
 # A worker that died or cannot be reached surfaces as one of these in the others.
 _LOST_WORKER = (
@@ -121,10 +119,7 @@ def with_class_weights(dataset: tf.data.Dataset, class_weight: dict[int, float])
 
 def weights_digest(model: keras.Model) -> str:
     """SHA-256 of the model's weights in order: equal on every worker after a synchronous run."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
+    return weights_sha256(model.get_weights())
 
 
 def fit(

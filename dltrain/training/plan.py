@@ -173,7 +173,13 @@ class RunPlan:
         return self.loaded.recipe.train
 
 
-def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial: bool) -> RunPlan:
+def plan_run(
+    loaded: LoadedRecipe,
+    workdir: Path,
+    resume_dir: Path | None,
+    trial: bool,
+    dataset: PreparedDataset | None = None,
+) -> RunPlan:
     """Open the data, ask the model's family how it trains, and refuse what cannot run.
 
     Args:
@@ -181,6 +187,7 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
         workdir: the folder holding data/ and runs/.
         resume_dir: an unfinished run to continue, or None.
         trial: a ``dltrain tune`` trial.
+        dataset: data to train on instead of the recipe's prepared dataset (a fold's view).
 
     Returns:
         The plan every later step follows.
@@ -193,7 +200,7 @@ def plan_run(loaded: LoadedRecipe, workdir: Path, resume_dir: Path | None, trial
     """
     recipe = loaded.recipe
     spec = recipe.train
-    dataset = open_prepared(loaded, workdir)
+    dataset = dataset or open_prepared(loaded, workdir)
     hooks = training_hooks(recipe.model)
     task = hooks.task(dataset)
     if spec.early_stopping.enabled:

@@ -50,13 +50,16 @@ class RunRecord:
         self.files.write_info(info)
 
 
-def open_run_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRecord:
+def open_run_record(
+    plan: RunPlan, workdir: Path, tune: TrialMarker | None, run_dir: Path | None = None
+) -> RunRecord:
     """Start a new run folder, or take up the resumed one; its run.json says it is running.
 
     Args:
         plan: the run's plan.
         workdir: the folder holding runs/.
         tune: a trial's marker, for a new run's run.json; None for a user's run.
+        run_dir: where a new run goes instead of a new folder under runs/ (a fold's folder).
 
     Returns:
         The run folder and its record.
@@ -64,7 +67,10 @@ def open_run_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> R
     Raises:
         RunError: the resumed run's run.json cannot be read.
     """
-    record = _new_record(plan, workdir, tune) if plan.resume_dir is None else _resumed(plan)
+    if plan.resume_dir is not None:
+        record = _resumed(plan)
+    else:
+        record = _new_record(plan, workdir, tune, run_dir)
     record.info.status = RunStatus.RUNNING
     record.info.owner = this_process()  # read back as killed once this process is gone
     record.info.take_environment(
@@ -74,10 +80,15 @@ def open_run_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> R
     return record
 
 
-def _new_record(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> RunRecord:
+def _new_record(
+    plan: RunPlan, workdir: Path, tune: TrialMarker | None, run_dir: Path | None
+) -> RunRecord:
     """A new run folder holding the resolved recipe and the data's manifest."""
     recipe, dataset = plan.recipe, plan.dataset
-    run_dir = new_run_dir(workdir if plan.devices.is_chief else scratch_root(), recipe.name)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True)
+    else:
+        run_dir = new_run_dir(workdir if plan.devices.is_chief else scratch_root(), recipe.name)
     files = RunFolder(run_dir)
     write_text_atomic(files.recipe, plan.loaded.to_yaml())
     # the manifest too, so the run describes its inputs and classes without data/
@@ -176,12 +187,14 @@ def complete_record(
         record: the run's record.
         outcome: what training did.
         seconds: how long this session's fitting took (a resumed run adds its earlier time).
-        digest: the weights' SHA-256 across workers; None on one machine.
+        digest: the saved weights' SHA-256 (the same on every worker); None if not computed.
         parameters: the model's parameter count.
     """
     info = record.info
-    if digest is not None and info.distribution is not None:
-        info.distribution.weights_sha256 = digest
+    if digest is not None:
+        info.weights_sha256 = digest
+        if info.distribution is not None:
+            info.distribution.weights_sha256 = digest
     info.status = RunStatus.COMPLETED
     info.finished = _now()
     info.seconds = round(seconds + (info.seconds or 0.0), 2)

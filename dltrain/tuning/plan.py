@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,17 @@ from dltrain.errors import ObjectiveNotLogged, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.tune import TuneSpec
 from dltrain.runs import StudyFolder, data_dir
+from dltrain.tuning.recovery import recover_stale_trials
 from dltrain.tuning.space import SearchSpace
+from dltrain.tuning.storage import open_storage, quiet_optuna
 from dltrain.tuning.study import (
     OpenedStudy,
     default_storage,
     joining_seed,
     make_pruner,
     make_sampler,
-    open_storage,
     open_study,
     pruner_config,
-    quiet_optuna,
-    recover_stale_trials,
     study_identity,
     tune_root,
 )
@@ -47,6 +46,7 @@ class TunePlan:
     jobs: int
     num_trials: int | None  # the study's trial budget (a grid caps it at its size)
     grid_size: int | None
+    new_study: bool = False  # --new-study: a fresh study beside any of that name
 
     @property
     def files(self) -> StudyFolder:
@@ -71,6 +71,7 @@ def plan_study(
     storage: str | None = None,
     study_name: str | None = None,
     jobs: int = 1,
+    new_study: bool = False,
 ) -> TunePlan:
     """Check the recipe's search space against the recipe and settle where the study lives.
 
@@ -81,6 +82,8 @@ def plan_study(
         storage: a database URL; default: ``runs/<recipe>/tune/study.db``.
         study_name: default: ``tune.study_name``, else the recipe's name.
         jobs: trials to run at once in this process.
+        new_study: start a fresh study under a free name derived from the study's name
+            (``<name>-2``, …) rather than resuming it.
 
     Raises:
         RecipeError: no tune section, or a space that cannot produce valid recipes.
@@ -120,6 +123,7 @@ def plan_study(
         jobs=jobs,
         num_trials=num_trials,
         grid_size=grid_size,
+        new_study=new_study,
     )
 
 
@@ -127,6 +131,8 @@ def plan_study(
 class StudyStart:
     """The study as this session found it."""
 
+    plan: TunePlan  # the plan, naming the study actually opened (``--new-study``, or one beside
+    # a study of failed trials from another recipe)
     opened: OpenedStudy
     data_prepared: bool  # False: the prepared dataset was already up to date
     existing: int  # trials already in the study
@@ -161,7 +167,7 @@ def start_study(plan: TunePlan) -> StudyStart:
     Raises:
         DataError: the data cannot be prepared.
         RunError: the storage cannot be opened.
-        RecipeError: the study exists with a different recipe.
+        RecipeError: the study exists with a different recipe, and trials that did not fail.
     """
     from dltrain.data.prepare import prepare
 
@@ -179,7 +185,14 @@ def start_study(plan: TunePlan) -> StudyStart:
             study_identity(recipe, spec),
             make_sampler(spec, space, recipe.seed),
             pruner,
+            new=plan.new_study,
         )
+        if opened.name != plan.study_name:
+            plan = replace(
+                plan,
+                study_name=opened.name,
+                study_dir=tune_root(plan.workdir, recipe.name) / opened.name,
+            )
         if not opened.created:
             # Resuming or joining: draw a fresh sequence, or two tuners would propose the same
             # parameters (and a resumed random search would repeat its first trials).
@@ -189,4 +202,4 @@ def start_study(plan: TunePlan) -> StudyStart:
         existing = len(opened.study.trials)
         recovered = recover_stale_trials(opened.study)
     write_text_atomic(plan.files.base_recipe, plan.loaded.to_yaml())
-    return StudyStart(opened, not prepared.up_to_date, existing, recovered)
+    return StudyStart(plan, opened, not prepared.up_to_date, existing, recovered)

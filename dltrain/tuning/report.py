@@ -25,7 +25,7 @@ from dltrain.tuning.plan import TunePlan
 from dltrain.tuning.records import TrialRecord, trial_record
 from dltrain.tuning.runner import TuneOutcome
 from dltrain.tuning.space import ordered_overrides
-from dltrain.tuning.study import quiet_optuna
+from dltrain.tuning.storage import quiet_optuna
 
 LEADERBOARD_SIZE = 10
 MIN_TRIALS_FOR_IMPORTANCES = 4  # below this, importances are noise presented as insight

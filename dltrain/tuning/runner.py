@@ -44,16 +44,10 @@ from dltrain.tuning.process import (
 )
 from dltrain.tuning.protocol import TrialOutcome, TrialSpec
 from dltrain.tuning.records import TrialRecord, trial_record
+from dltrain.tuning.recovery import HEARTBEAT_SECONDS, recover_stale_trials, requeue, this_worker
 from dltrain.tuning.space import Params, ordered_overrides, refusal_reason
-from dltrain.tuning.study import (
-    HEARTBEAT_SECONDS,
-    budget_used,
-    pruner_config,
-    recover_stale_trials,
-    requeue,
-    silence_optuna,
-    this_worker,
-)
+from dltrain.tuning.storage import silence_optuna
+from dltrain.tuning.study import budget_used, pruner_config
 
 # How a trial process is started; the tests put a TensorFlow-free stand-in here.
 TRIAL_COMMAND: list[str] = [sys.executable, "-m", "dltrain.tuning.trial"]

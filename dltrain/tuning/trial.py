@@ -138,7 +138,7 @@ def die_with_parent(parent_pid: int) -> None:
 @functools.cache
 def trial_storage(url: str) -> Any:
     """The study database, opened once per process: in standby, before the trial is known."""
-    from dltrain.tuning.study import open_storage
+    from dltrain.tuning.storage import open_storage
 
     return open_storage(url, heartbeat=False)
 
@@ -169,6 +169,11 @@ def train_with_keras(spec: TrialSpec, reporter: EpochReporter) -> TrainedTrial:
     workdir = Path(spec["workdir"])
     overrides = [(path, value) for path, value in spec["overrides"]]
     loaded = load_recipe(Path(spec["recipe"]), overrides, cwd=workdir)
+    from dltrain.tuning.folds import cross_validated_recipe, train_cross_validated
+
+    folded = cross_validated_recipe(spec, loaded)
+    if folded is not None:  # tune.folds: the trial scores the mean over K folds
+        return train_cross_validated(spec, folded, reporter)
     result = train(
         loaded,
         workdir,
@@ -270,6 +275,7 @@ def warm_up_keras() -> None:
     import dltrain.console  # noqa: F401
     import dltrain.training.fit  # noqa: F401
     import dltrain.tuning.callback  # noqa: F401
+    import dltrain.tuning.storage  # noqa: F401
     import dltrain.tuning.study  # noqa: F401
 
     url = os.environ.get(STORAGE_ENV)

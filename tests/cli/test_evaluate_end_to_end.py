@@ -29,7 +29,7 @@ def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
     )  # fmt: skip
     assert passed.returncode == 0, passed.stderr
     document = json.loads(passed.stdout)
-    assert document["schema_version"] == 2 and document["task"] == "multiclass"
+    assert document["schema_version"] == 3 and document["task"] == "multiclass"
     assert document["num_examples"] == 1000 and all(g["passed"] for g in document["gates"])
     low, high = document["intervals"]["accuracy"]["low"], document["intervals"]["accuracy"]["high"]
     assert low <= document["metrics"]["accuracy"] <= high and high - low < 0.05

@@ -35,6 +35,7 @@ def test_gates_decide_the_exit_code(project: Path) -> None:
             "metric": "accuracy",
             "operator": ">=",
             "bound": 0.5,
+            "against": None,
             "value": document["metrics"]["accuracy"],
             "passed": True,
         }

@@ -107,3 +107,78 @@ def test_from_nothing_to_a_trained_model(shop: Path) -> None:
     evaluated = runner.invoke(app, ["evaluate", "--json"])
     assert evaluated.exit_code == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["num_examples"] == 30
+
+
+def test_init_adds_no_augmentation_to_an_image_folder(shop: Path) -> None:
+    for label in ("three", "eight"):
+        (shop / "digits" / label).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (8, 8), color=i * 60).save(shop / "digits" / label / f"{i}.png")
+    result = runner.invoke(app, ["init", "digits", "-o", "digits.yaml"])
+    assert result.exit_code == 0, result.stderr
+    written = (shop / "digits.yaml").read_text()
+    recipe = yaml.safe_load(written)
+    assert "augmentation" not in recipe["model"]
+    assert "no augmentation" in written and "model.augmentation" in result.stderr
+    # 8 images: a few steps an epoch, so many epochs and a patient early stopping
+    assert recipe["train"]["epochs"] == 100
+    assert recipe["train"]["early_stopping"]["patience"] == 15
+
+
+def test_init_image_arrays_says_their_pixel_range(shop: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 17, size=(50, 8, 8)).astype(np.uint8)  # digits stored as 0-16
+    np.savez(shop / "digits.npz", x=x, y=np.arange(50) % 2)
+    result = runner.invoke(app, ["init", "digits.npz", "-o", "digits.yaml", "--json"])
+    assert result.exit_code == 0, result.stderr
+    recipe = json.loads(result.stdout)["content"]
+    assert recipe["model"]["family"] == "cnn" and "augmentation" not in recipe["model"]
+    pixels = [r for r in json.loads(result.stdout)["inferred"] if r.startswith("pixels")]
+    assert pixels and "0 to 16" in pixels[0] and "data.pixel_range" in pixels[0]
+
+
+@pytest.mark.parametrize(
+    ("examples", "batch_size", "epochs", "patience"),
+    [(300, 128, 100, 15), (20_000, 128, 16, 5), (1_000_000, 256, 10, 5)],
+)
+def test_epochs_and_patience_scale_with_the_data(
+    examples: int, batch_size: int, epochs: int, patience: int
+) -> None:
+    from dltrain.data.starter import TARGET_STEPS, training_defaults
+
+    reasons: list[str] = []
+    train = training_defaults(reasons, examples, batch_size)
+    assert (train["epochs"], train["early_stopping"]["patience"]) == (epochs, patience)
+    steps = -(-int(examples * 0.8) // batch_size)
+    if 10 < TARGET_STEPS / steps < 100:  # within the bounds: about TARGET_STEPS steps in all
+        assert abs(train["epochs"] * steps - TARGET_STEPS) <= steps
+    assert f"{epochs} epochs" in reasons[0] and f"after {patience} epochs" in reasons[0]
+
+
+def test_a_series_with_unique_times_has_no_duplicate_rows(shop: Path) -> None:
+    weeks = pd.date_range("2000-01-02", periods=300, freq="W")
+    level = np.round(np.linspace(360, 370, 300), 0)  # few distinct values: many repeats
+    pd.DataFrame({"week": weeks.strftime("%Y-%m-%d"), "co2": level}).to_csv(
+        shop / "co2.csv", index=False
+    )
+    result = runner.invoke(app, ["init", "co2.csv", "-t", "co2", "-o", "co2.yaml", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert "duplicate" not in result.stderr
+
+    table = pd.DataFrame({"a": [1, 2, 3] * 20, "b": ["x", "y", "z"] * 20, "y": [0, 1, 0] * 20})
+    table.to_csv(shop / "plain.csv", index=False)
+    result = runner.invoke(app, ["init", "plain.csv", "-t", "y", "-o", "plain.yaml"])
+    assert result.exit_code == 0, result.stderr
+    assert "57 duplicate row(s)" in result.stderr
+
+
+def test_init_scales_the_training_of_a_text_folder(shop: Path) -> None:
+    for label in ("spam", "ham"):
+        (shop / "mail" / label).mkdir(parents=True)
+        for i in range(10):
+            (shop / "mail" / label / f"{i}.txt").write_text(f"{label} message number {i}")
+    result = runner.invoke(app, ["init", "mail", "-o", "mail.yaml", "--json"])
+    assert result.exit_code == 0, result.stderr
+    train = json.loads(result.stdout)["content"]["train"]
+    assert train["epochs"] == 100 and train["early_stopping"]["patience"] == 15
+    assert "about 16 training examples" in result.stderr

@@ -92,6 +92,7 @@ def test_manifest_describes_the_dataset(idx_folder: Path, tmp_path: Path) -> Non
         "scale": 1 / 255,
         "offset": 0.0,
         "sampling": "none",
+        "pixel_range": [0.0, 255.0],  # synthetic 8-bit pixels
     }
 
 

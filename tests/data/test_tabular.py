@@ -139,6 +139,15 @@ def test_missing_categories_duplicates_and_drop_row(tmp_path: Path) -> None:
     assert "identifier-like" in flags["id"]
 
 
+def test_rows_at_different_times_are_not_duplicates(tmp_path: Path) -> None:
+    days = pd.date_range("2021-01-01", periods=120, freq="D").strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"day": days, "x": [1.0, 2.0] * 60, "y": [0.5, 1.5] * 60})
+    source = write(pd.concat([frame, frame.iloc[:3]]), tmp_path / "daily.csv")  # 3 true repeats
+    result = prepare(spec(source, target="y", task="regression"), 1, tmp_path / "o")
+    assert result.profile["duplicate_rows"] == 3  # not 121: each day is its own reading
+    assert result.dataset.manifest.to_json()["cleaning"]["dropped_rows"]["duplicate"] == 3
+
+
 def test_stratified_split_and_class_weights(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     label = np.array(["a"] * 160 + ["b"] * 40)
@@ -255,6 +264,16 @@ def test_checks_fail_with_exit_1_and_write_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataQualityError, match="'country': constant"):
         prepare(spec(source, target="label"), 1, tmp_path / "o", strict=True)
     assert prepare(spec(source, target="label"), 1, tmp_path / "o").up_to_date is False
+
+
+def test_min_class_share_is_checked_on_its_own(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=100)
+    frame = pd.DataFrame({"x": x, "label": ["a"] * 95 + ["b"] * 5})
+    source = write(frame, tmp_path / "p.csv")
+    with pytest.raises(DataQualityError, match=r"smallest class is 5\.0% of the rows"):
+        prepare(spec(source, target="label", checks={"min_class_share": 0.1}), 1, tmp_path / "o")
+    result = prepare(spec(source, target="label", checks={"min_class_share": 0.04}), 1, tmp_path)
+    assert result.profile["class_counts"] == {"a": 95, "b": 5}
 
 
 def test_rerun_is_a_no_op_and_edits_are_caught(tmp_path: Path) -> None:

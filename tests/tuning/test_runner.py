@@ -91,6 +91,28 @@ def test_an_objective_training_does_not_log_is_refused_before_any_trial(
     assert not (project / "runs" / "tiny" / "tune" / "study.db").exists()
 
 
+def test_a_regression_recipe_left_with_the_default_objective_is_refused_before_any_trial(
+    project: Path,
+) -> None:
+    rows = ["size,price"] + [f"{i % 9 + 0.5},{2 * (i % 9) + i % 4}" for i in range(60)]
+    (project / "houses.csv").write_text("\n".join(rows) + "\n")
+    recipe = {
+        "name": "tiny",
+        "data": {"source": "houses.csv", "target": "price", "task": "regression"},
+        "model": {"family": "mlp", "units": [4]},
+        "tune": {"num_trials": 2, "space": {"train.batch_size": [16, 32]}},  # no objective
+    }
+    (project / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+    code, _, err = invoke("tune")
+    assert code == 2, err
+    message = " ".join(err.split())
+    assert "`tune.objective` is 'val_accuracy', which training does not log for a regression" in (
+        message
+    )
+    assert "val_loss" in message
+    assert not (project / "runs" / "tiny" / "tune" / "study.db").exists()
+
+
 def test_a_study_resumed_from_a_changed_recipe_is_refused(
     project: Path, idx_folder: Path, write_recipe: RecipeWriter
 ) -> None:
@@ -106,6 +128,38 @@ def test_a_study_resumed_from_a_changed_recipe_is_refused(
     assert code == 2
     assert "was started from a different recipe: `train.epochs` changed" in err
     assert len(study.trials) == 1
+    # The choice is spelled out: a fresh study beside it, named; another name; or delete it.
+    assert "--new-study (it will be named 'tiny-2')" in err and "--study-name NAME" in err
+
+    code, out, err = invoke("tune", "--new-study", "--set", "train.epochs=5", "--json")
+    assert code == 0, err
+    assert "Started a new study 'tiny-2'" in err
+    assert json.loads(out)["study"] == "tiny-2"
+    assert (project / "runs/tiny/tune/tiny-2/best.yaml").is_file()
+    storage = f"sqlite:///{project}/runs/tiny/tune/study.db"
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 1  # left intact
+    assert len(optuna.load_study(study_name="tiny-2", storage=storage).trials) == 1
+
+
+def test_a_study_whose_every_trial_failed_does_not_block_a_corrected_recipe(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(write_recipe, idx_folder, sampler="grid", space={"train.batch_size": [13]})
+    code, _, err = invoke("tune")  # batch 13 crashes every trial
+    assert code == 1, err
+    write_tuned(write_recipe, idx_folder, sampler="grid", space={"train.batch_size": [32]})
+    code, out, err = invoke("tune", "--json")
+    assert code == 0, err
+    assert "every trial in it failed" in " ".join(err.split())
+    document = json.loads(out)
+    assert document["study"] == "tiny-2" and document["counts"] == {"complete": 1}
+    storage = f"sqlite:///{project}/runs/tiny/tune/study.db"
+    failed = optuna.load_study(study_name="tiny", storage=storage)
+    assert [t.state.name for t in failed.trials] == ["FAIL"]  # kept, with its logs
+    # The corrected recipe run again resumes its own study rather than starting a third.
+    code, _, err = invoke("tune", "--trials", "2")
+    assert code == 0, err
+    assert "Resuming study 'tiny-2'" in err
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -189,3 +243,24 @@ def test_killing_the_tuner_loses_no_finished_trial_and_a_rerun_resumes(
     assert document["session"]["recovered"] == [cut.number]
     # The orphaned trial process was told to stop when its tuner died, so it never finished.
     assert not (project / f"runs/tiny/tune/tiny/trials/{cut.number:05d}/result.json").exists()
+
+
+@pytest.mark.slow  # the tuner from the shell, as a user runs it (trials stay fake: seconds)
+def test_new_study_from_the_shell_starts_beside_the_blocking_one(
+    project: Path, idx_folder: Path, write_recipe: RecipeWriter
+) -> None:
+    write_tuned(write_recipe, idx_folder, num_trials=1, space={"train.batch_size": [32, 64]})
+
+    def shell(*args: str) -> tuple[int, str, str]:
+        process = tuner(project, *args, epoch_seconds=0.01)
+        out, err = process.communicate(timeout=300)
+        return process.returncode, out, " ".join(err.split())
+
+    code, _, err = shell()
+    assert code == 0, err
+    # (the refusal without --new-study, and resuming by --study-name: the fast tests above)
+    code, out, err = shell("--set", "train.epochs=5", "--new-study", "--json")
+    assert code == 0, err
+    assert "Started a new study 'tiny-2'" in err and json.loads(out)["study"] == "tiny-2"
+    study = optuna.load_study(study_name="tiny", storage=json.loads(out)["storage"])
+    assert len(study.trials) == 1  # the old study as it was

@@ -11,13 +11,9 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from dltrain.tuning.study import (
-    budget_used,
-    open_storage,
-    recover_stale_trials,
-    this_worker,
-    worker_is_dead,
-)
+from dltrain.tuning.recovery import recover_stale_trials, this_worker, worker_is_dead
+from dltrain.tuning.storage import open_storage
+from dltrain.tuning.study import budget_used
 
 
 def dead_pid() -> int:

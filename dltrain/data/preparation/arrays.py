@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from dltrain.data.hashing import hash_strings
+from dltrain.data.pixels import infer_pixel_range
 from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.quality import check_quality
 from dltrain.data.profile import Profile
@@ -42,7 +43,6 @@ from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
 from dltrain.tasks import MAX_CLASSES, Task
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name → (examples, labels)
-Inputs = tuple[ImageFeatures, ImagePreprocessing] | tuple[TextFeatures, TextPreprocessing]
 
 
 def prepare_arrays(
@@ -86,9 +86,13 @@ def prepare_arrays(
             writer.write(name, _with_channels(x), y)
     stored = writer.close()
     train_x = splits["train"][0]
-    features, preprocessing = (
-        _text_inputs(train_x, spec) if is_text else _image_inputs(train_x, spec)
-    )
+    features: ImageFeatures | TextFeatures
+    preprocessing: ImagePreprocessing | TextPreprocessing
+    if is_text:
+        features, preprocessing = _text_inputs(train_x, spec)
+    else:
+        features, preprocessing, note = _image_inputs(train_x, spec, fmt)
+        profile.notes.append(note)
     counts = stored["train"].class_counts
     assert counts is not None  # the writer counts classes: it was given their number
     description = DatasetDescription(
@@ -140,7 +144,7 @@ def _split(
     }
 
 
-def _text_inputs(train_x: np.ndarray, spec: DataSpec) -> Inputs:
+def _text_inputs(train_x: np.ndarray, spec: DataSpec) -> tuple[TextFeatures, TextPreprocessing]:
     """The manifest's features and preprocessing of texts: the training split's vocabulary."""
     from dltrain.data.preparation.vocabulary import fit_vocabulary
 
@@ -157,15 +161,43 @@ def _text_inputs(train_x: np.ndarray, spec: DataSpec) -> Inputs:
     return features, preprocessing
 
 
-def _image_inputs(train_x: np.ndarray, spec: DataSpec) -> Inputs:
-    """The manifest's features and preprocessing of images: the training split's scaling."""
+def _image_inputs(
+    train_x: np.ndarray, spec: DataSpec, fmt: DataFormat
+) -> tuple[ImageFeatures, ImagePreprocessing, str]:
+    """The manifest's features and preprocessing of images (the training split's scaling), and
+    a note saying which raw range the scaling maps from and why."""
     images = _with_channels(train_x)
     features = ImageFeatures(shape=list(images.shape[1:]), dtype=str(images.dtype))
-    stats = scaling_stats(images, spec.scaling)
+    if spec.pixel_range is not None:
+        low, high = spec.pixel_range
+        why = "data.pixel_range"
+    else:
+        found = infer_pixel_range(images, decoded_images=fmt == DataFormat.IMAGES)
+        low, high, why = found.low, found.high, found.reason
+    stats = scaling_stats(images, spec.scaling, (low, high))
     preprocessing = ImagePreprocessing(
-        scaling=spec.scaling, scale=stats["scale"], offset=stats["offset"], sampling=spec.sampling
+        scaling=spec.scaling,
+        scale=stats["scale"],
+        offset=stats["offset"],
+        sampling=spec.sampling,
+        pixel_range=[low, high],
     )
-    return features, preprocessing
+    return features, preprocessing, _scaling_note(preprocessing, why)
+
+
+def _scaling_note(preprocessing: ImagePreprocessing, why: str) -> str:
+    low, high = preprocessing.pixel_range
+    scaling = preprocessing.scaling
+    if scaling == Scaling.NONE:
+        return f"pixels not scaled (scaling: none); raw values {low:g} to {high:g} ({why})"
+    if scaling == Scaling.STANDARD:
+        return f"pixels standardised with the training split's mean and deviation ({why})"
+    to_low, to_high = preprocessing.value_range()
+    factor = f" (×1/{high - low:g})" if low == 0 and scaling == Scaling.UNIT else ""
+    return (
+        f"pixels scaled from {low:g} to {high:g} onto {to_low:g} to {to_high:g}{factor}: {why}; "
+        f"set data.pixel_range: [low, high] to choose another range"
+    )
 
 
 def _array_profile(
@@ -260,17 +292,25 @@ def _with_channels(x: np.ndarray) -> np.ndarray:
     return x[..., np.newaxis] if x.ndim == 3 else x
 
 
-def scaling_stats(train_x: np.ndarray, scaling: Scaling) -> dict[str, float]:
+def scaling_stats(
+    train_x: np.ndarray, scaling: Scaling, pixel_range: tuple[float, float] | None = None
+) -> dict[str, float]:
     """``scale`` and ``offset`` such that ``x * scale + offset`` is the scaled input.
 
     Fit on the training split only, so nothing about validation or test leaks into training.
+
+    Args:
+        train_x: the training split's examples.
+        scaling: how to scale.
+        pixel_range: the raw [low, high] that unit and symmetric scaling map from (default:
+            ``infer_pixel_range``).
     """
     if scaling == Scaling.NONE:
         return {"scale": 1.0, "offset": 0.0}
-    if np.issubdtype(train_x.dtype, np.integer) and train_x.dtype.itemsize == 1:
-        low, high = 0.0, 255.0  # 8-bit pixels: the range is the format's, not the sample's
-    else:
-        low, high = float(train_x.min()), float(train_x.max())
+    if pixel_range is None:
+        found = infer_pixel_range(train_x)
+        pixel_range = (found.low, found.high)
+    low, high = pixel_range
     if scaling == Scaling.STANDARD:
         mean = float(train_x.mean(dtype=np.float64))
         std = float(train_x.std(dtype=np.float64)) or 1.0

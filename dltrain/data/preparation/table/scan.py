@@ -39,7 +39,7 @@ class TableScan:
 
     scans: dict[str, ColumnScan]
     file_rows: list[int]
-    hashes: HashBuckets  # "row" (features and target) and "features" hashes, on disk
+    hashes: HashBuckets  # "row" (features, times and target) and "features" hashes, on disk
     target: np.ndarray  # float64 (numbers, NaN missing) or int16 codes (labels, -1 missing)
     labels: list[str] | None  # label of each code, for text targets
     order: np.ndarray | None = None
@@ -92,7 +92,8 @@ class _Collector:
         self.order_parts: list[np.ndarray] = []
         self.key_parts: list[np.ndarray] = []
         self.label_index: dict[str, int] = {}
-        self.hashed: list[str] | None = None
+        self.hashed: list[str] | None = None  # the feature columns hashed, chosen at batch 1
+        self.times: list[str] = []  # date columns left out of the features, in the row hash
 
     def add(self, index: int, columns: dict[str, pa.Array]) -> None:
         """Profile, hash and collect one batch of file ``index``."""
@@ -132,13 +133,27 @@ class _Collector:
                 not in (ColumnType.IGNORE, ColumnType.IDENTIFIER)
                 and not identifier_like(self.scans[n])
             ]
+            self.times = [
+                n
+                for n in self.table.main.columns
+                if n not in targets and n not in self.hashed and self._holds_times(n)
+            ]
         h = np.zeros(rows, np.uint64)
         for name in self.hashed:
             combine(h, _column_hash(columns[name], numbers.get(name)))
         self.hashes.add("features", mix(h), first_row)
-        for name in targets:
+        # A row's time tells it apart even where the model never sees it (unique dates look like
+        # a key): readings at two different times are two observations, not a duplicate row.
+        for name in [*self.times, *targets]:
             combine(h, _column_hash(columns[name], numbers.get(name)))
         self.hashes.add("row", mix(h), first_row)
+
+    def _holds_times(self, name: str) -> bool:
+        pinned = self.spec.columns.get(name, ColumnSpec()).type
+        if pinned != ColumnType.AUTO:
+            return pinned == ColumnType.DATETIME
+        scan = self.scans[name]
+        return not scan.numeric and scan.looks_like_dates() is not None
 
     def _collect_target(self, columns: dict[str, pa.Array], numbers: dict[str, np.ndarray]) -> None:
         targets = self.spec.targets

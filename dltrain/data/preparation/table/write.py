@@ -27,6 +27,7 @@ from dltrain.data.splits import SPLIT_NAMES, TRAIN
 from dltrain.data.store import ShardLayout, ShardWriter
 from dltrain.data.transforms import CategoryFit, NumericFit
 from dltrain.errors import DataError
+from dltrain.input_names import keras_input_names
 from dltrain.manifest import (
     CategoricalColumn,
     DatasetDescription,
@@ -305,12 +306,14 @@ def _describe_table(
 
 
 def _table_columns(table: TableSource, plan: TablePlan, roles: ColumnRoles) -> list[TableColumn]:
+    input_names = keras_input_names(roles.stored)  # once, here; the manifest keeps them
     return [
         TableColumn(
             name=n,
             type=plan.kinds[n],
             dtype="float32" if table.types[n] == pa.float64() else "string",
             used=n in roles.features,
+            input_name=input_names[n],
         )
         for n in roles.stored
     ]
