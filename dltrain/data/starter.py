@@ -260,33 +260,80 @@ def _column_entries(
     return columns
 
 
+# Forecasting starters: steps of gradient descent to aim for (the windows of a short series
+# fill an epoch in a few batches), within these bounds on epochs.
+FORECAST_UPDATES = 3000
+FORECAST_EPOCHS = (30, 200)
+FORECAST_BATCH = 32
+
+
 def _forecasting(starter: Starter, path: Path, target: str, dates: list[str]) -> None:
-    """Turn the table's recipe into a forecaster's: windows over the date column, an LSTM.
+    """Turn the table's recipe into a forecaster's: windows over the date column, an LSTM that
+    learns the change from each window's last value, training sized to the number of windows.
 
     Raises:
         DataError: the table has no date column.
     """
+    from dltrain.data.preparation.series import seasonal_period, time_steps
+
     data, reasons = starter.recipe["data"], starter.reasons
     if not dates:
         raise DataError(
             f"--task forecasting needs a column of dates or times in {path}; none was found. "
             f"Set `data.series.time_column` by hand, or pick another task."
         )
+    series_spec = DataSpec.model_validate(
+        {
+            **{k: v for k, v in data.items() if k != "columns"},
+            "source": path,
+            "task": Task.FORECASTING,
+            "series": {"time_column": dates[0]},
+        }
+    )
+    times = time_steps(series_spec).sort_values()
+    season, steps = seasonal_period(times), len(times)
+    lookback = _forecast_lookback(season, steps)
     data["task"] = Task.FORECASTING.value
-    data["series"] = {"time_column": dates[0], "lookback": 30, "horizon": 1}
+    data["series"] = {
+        "time_column": dates[0],
+        "lookback": lookback,
+        "horizon": 1,
+        "transform": "difference",
+    }
     data.pop("columns")
+    why = f"twice the season of {season} steps" if season else "no usual season"
     reasons.append(
         f"task forecasting: {dates[0]!r} holds dates and the target {target!r} is numeric; "
-        f"windows of 30 steps predict the next one (--task regression to regress instead)"
+        f"windows of {lookback} steps ({why}) predict the next one (--task regression to "
+        f"regress instead)"
     )
     starter.recipe["model"] = {"family": "rnn", "cell": "lstm", "units": [32]}
+    windows = max(1, round(0.8 * steps) - lookback)
+    per_epoch = -(-windows // FORECAST_BATCH)
+    low, high = FORECAST_EPOCHS
+    epochs = min(high, max(low, -(-FORECAST_UPDATES // per_epoch)))
+    patience = min(20, max(5, epochs // 10))
     starter.recipe["train"] = {
-        "epochs": 30,
-        "batch_size": 64,
+        "epochs": epochs,
+        "batch_size": FORECAST_BATCH,
         "optimizer": {"name": "adam", "learning_rate": 0.001},
-        "early_stopping": {"monitor": "val_loss", "patience": 5},
+        "early_stopping": {"monitor": "val_loss", "patience": patience},
     }
-    reasons.append("model: an LSTM over the windows")
+    reasons.append(
+        f"model: an LSTM that learns the change from each window's last value "
+        f"(data.series.transform: difference, the default; it starts as the naive forecast); "
+        f"about {windows:,} training windows, so {epochs} epochs of batches of "
+        f"{FORECAST_BATCH}, patience {patience}"
+    )
+
+
+def _forecast_lookback(season: int | None, steps: int) -> int:
+    """Two seasons (one at least), else 30 steps; at most a quarter of the training steps."""
+    wanted = 2 * season if season else 30
+    longest = max(2, round(0.8 * steps) // 4)
+    if season and season <= longest:
+        return max(season, min(wanted, longest))
+    return min(wanted, longest)
 
 
 def table_batch_size(rows: int) -> int:

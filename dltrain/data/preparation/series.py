@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dltrain.data.preparation import Prepared
+from dltrain.data.preparation.forecast_base import check_transform, fit_transform
 from dltrain.data.preparation.table.reading import open_table_source, stripped_batches
 from dltrain.data.profile import ColumnProfile, ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
@@ -89,12 +90,19 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> Prepared:
     season = series.season or seasonal_period(frame.index)
     if season is not None and not series.season:
         notes.append(f"season: {season} steps (from the time step; series.season to change)")
+    check_transform(series.transform, series.lookback, season, spec.source)
     windows = _write_windows(frame, features, spec, folder)
     profile = Profile(
         columns=_column_profiles(columns, features, spec), rows=columns.rows, notes=notes
     )
     description = _describe_series(spec, columns.time_column, windows, notes, filled, season)
     return Prepared(description=description, profile=profile)
+
+
+def time_steps(spec: DataSpec) -> pd.DatetimeIndex:
+    """The series' times as read (unsorted, before gaps are put back), for ``dltrain init``."""
+    assert spec.series is not None
+    return _read_columns(spec, spec.series).times
 
 
 @dataclass
@@ -210,6 +218,7 @@ class _Windows:
     bounds: list[int]  # first step of train, validation, test, and the end
     splits: dict[str, Split]  # as stored
     counts: dict[str, int]  # windows per split
+    train: tuple[np.ndarray, np.ndarray]  # the training windows and their targets
 
 
 def _write_windows(
@@ -243,8 +252,10 @@ def _write_windows(
             )
         writer.write(name, x, y)
         window_counts[name] = len(x)
+        if name == "train":
+            train = (x, y)
     stored = writer.close()
-    return _Windows(frame, features, values, target_values, bounds, stored, window_counts)
+    return _Windows(frame, features, values, target_values, bounds, stored, window_counts, train)
 
 
 def _column_profiles(
@@ -310,6 +321,13 @@ def _describe_series(
             start=str(frame.index[0]),
             end=str(frame.index[-1]),
             season=season,
+            **fit_transform(
+                series.transform,
+                windows.targets[: bounds[1]],
+                windows.train,
+                [windows.features.index(t) for t in spec.targets],
+                season,
+            ),
         ),
         cleaning=Cleaning(filled=filled, notes=notes, duplicates="n/a"),
     )
