@@ -147,31 +147,6 @@ def dltrain(folder: Path, *args: str) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout
 
 
-def simple_forecast_maes(folder: Path, split: str) -> tuple[float, float | None]:
-    """The naive and seasonal naive MAE on a prepared split's windows (None: no season, or a
-    window shorter than one).
-
-    One place to switch to `evaluate --json`'s `baselines` once evaluate reports them.
-    """
-    from dltrain.data.preparation.forecast_base import simple_forecast
-    from dltrain.data.store import PreparedDataset
-    from dltrain.manifest import read_manifest
-    from dltrain.recipe.data import SeriesTransform
-
-    manifest = read_manifest(folder / "manifest.json")
-    x, y = PreparedDataset(folder, manifest).load_split(split)
-    columns = list(getattr(manifest.features, "columns", []))
-    index = [columns.index(c) for c in manifest.target.names]
-    horizon = y.shape[1]
-    naive = simple_forecast(x, index, horizon, SeriesTransform.DIFFERENCE, None)
-    season = manifest.series.season if manifest.series else None
-    seasonal = None
-    if season is not None and season <= x.shape[1]:
-        forecast = simple_forecast(x, index, horizon, SeriesTransform.SEASONAL_DIFFERENCE, season)
-        seasonal = float(np.abs(forecast - y).mean())
-    return float(np.abs(naive - y).mean()), seasonal
-
-
 @dataclass
 class Outcome:
     series: str
@@ -201,10 +176,12 @@ def run_series(name: str, seed: int, split: str, overrides: list[str], tag: str 
     dltrain(folder, "prepare", *sets)
     seconds, _ = dltrain(folder, "train", *sets)
     _, out = dltrain(folder, "evaluate", "--split", split, "--json", "--no-plots")
-    metrics = json.loads(out)["metrics"]
+    document = json.loads(out)
+    metrics, baselines = document["metrics"], document["baselines"]  # evaluate's own baselines
     data = folder / "data" / "series"
     manifest = json.loads((data / "manifest.json").read_text())
-    naive, seasonal = simple_forecast_maes(data, split)
+    naive = float(baselines["naive"]["mae"])
+    seasonal = baselines["seasonal_naive"]["mae"] if "seasonal_naive" in baselines else None
     return Outcome(
         series=name,
         seed=seed,
