@@ -274,7 +274,8 @@ def _forecasting(starter: Starter, path: Path, target: str, dates: list[str]) ->
     Raises:
         DataError: the table has no date column.
     """
-    from dltrain.data.preparation.series import seasonal_period, time_steps
+    from dltrain.data.preparation.series import time_steps
+    from dltrain.data.preparation.series_time import seasonal_period
 
     data, reasons = starter.recipe["data"], starter.reasons
     if not dates:
