@@ -220,7 +220,7 @@ def _training(sources: CardSources) -> list[str]:
         ("status", info.status.value if info.status else None),
         ("training time", None if info.seconds is None else f"{info.seconds:,.1f} s"),
         ("device", info.device),
-        ("seed", info.seed),
+        ("seed", None if info.seed is None else str(info.seed)),  # an id, not a count
         ("deterministic", info.deterministic),
         ("resumed", len(info.resumed) or None),
         ("versions", ", ".join(f"{k} {v}" for k, v in info.versions.items()) or None),
