@@ -70,7 +70,7 @@ def _title(sources: CardSources) -> list[str]:
     trained = f"trained {info.started}" if info.started else "trained"
     where = f"the {document.split} split" if document.split else "raw data"
     lines.append(
-        f"A {family} model for a **{document.task}** task, {trained}, evaluated "
+        f"A **{document.task}** model ({family} family), {trained}, evaluated "
         f"{document.evaluated} on {where} ({document.num_examples:,} examples)."
     )
     if sources.missing:

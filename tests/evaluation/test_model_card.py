@@ -149,7 +149,7 @@ def test_every_section_comes_from_the_run(run: Path) -> None:
     card = write_model_card(_document(run))
     assert card.path == run / "MODEL_CARD.md" and card.path.read_text() == card.text
     text = card.text
-    assert "Which animal, from a table." in text and "mlp model for a **multiclass**" in text
+    assert "Which animal, from a table." in text and "A **multiclass** model (mlp family)" in text
 
     data = _section(text, "Data and splits")
     assert FINGERPRINT in data and "/data/animals.csv" in data
