@@ -54,8 +54,8 @@ def serve(
     requests in flight."""
     console = make_console()
     with reported_errors(console):
-        _, run_dir = resolve_recipe_and_run(recipe, run, workdir(), collect_overrides(sets))
         _require_server_libraries()
+        _, run_dir = resolve_recipe_and_run(recipe, run, workdir(), collect_overrides(sets))
         from dltrain.serving.app import bind
 
         try:
@@ -87,9 +87,14 @@ def serve(
 
 def _require_server_libraries() -> None:
     """Raises: UsageError naming the extra to install when uvicorn or Starlette is missing."""
-    import importlib.util
+    import importlib
 
-    missing = [m for m in ("uvicorn", "starlette") if importlib.util.find_spec(m) is None]
+    missing = []
+    for name in ("uvicorn", "starlette"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise UsageError(
             f"dltrain serve runs on uvicorn and Starlette, and {' and '.join(missing)} "

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
+import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_concurrent_clients_all_get_their_own_answers(house_server: Server, proj
 
 
 def test_images_as_instances_and_sigterm_finishes_the_request_in_flight(project: Path) -> None:
-    x, _ = synthetic_images(600, num_classes=2, seed=8)
+    x, _ = synthetic_images(60, num_classes=2, seed=8)
     instances = x.tolist()
     with serving(project, "--recipe", "bin.yaml", "--max-body", "50000000") as server:
         status, meta = server.request("GET", "/metadata")
@@ -171,17 +172,32 @@ def test_images_as_instances_and_sigterm_finishes_the_request_in_flight(project:
         assert first["score"] == first["probabilities"]["spam"]
         status, answer = server.request("POST", "/predict", {"instances": [[1, 2]]})
         assert status == 400 and "shape" in answer["error"]["message"]
-        # a large batch in flight when SIGTERM comes: answered, then the server exits 0
-        result: dict[str, Any] = {}
-
-        def slow_request() -> None:
-            result["answer"] = server.request("POST", "/predict", {"instances": instances * 40})
-
-        thread = threading.Thread(target=slow_request)
-        thread.start()
-        time.sleep(0.5)
-        assert server.stop() == 0
-        thread.join(timeout=120)
-        status, answer = result["answer"]
-        assert status == 200 and answer["num_examples"] == 24_000
+        # SIGTERM while a request is in flight (its head read, half its body still to come):
+        # the server waits for it, answers it, then exits 0
+        body = json.dumps({"instances": instances[:50]}).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as client:
+            head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+            client.sendall(head.encode() + b"Content-Type: application/json\r\n\r\n")
+            client.sendall(body[: len(body) // 2])
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert server.process.poll() is None  # still waiting for the request
+            client.sendall(body[len(body) // 2 :])
+            answer_bytes = b"".join(iter(lambda: client.recv(65536), b""))
+        assert server.process.wait(timeout=60) == 0
+        status_line, _, rest = answer_bytes.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 200"), answer_bytes[:300]
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["num_examples"] == 50
     assert any("Stopped serving" in line for line in server.stderr)
+
+
+def test_a_taken_port_is_refused_before_tensorflow_loads(
+    house_server: Server, project: Path
+) -> None:
+    port = house_server.url.rsplit(":", 1)[1]
+    done = run_dltrain("serve", "--port", port, cwd=project, timeout=120)
+    assert done.returncode == 2
+    assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    assert "Loading TensorFlow" not in done.stderr and "Traceback" not in done.stderr
