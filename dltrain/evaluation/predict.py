@@ -132,12 +132,13 @@ class Rows:
         if self.run.is_classifier:
             probabilities = class_probabilities(outputs)
             labels = predicted_classes(probabilities, self.threshold)
+            scores = positive_scores(probabilities) if len(self.classes) == 2 else None
             for i, row in enumerate(rows):
                 name = self.classes[labels[i]]
                 self.counts[name] += 1
                 row["prediction"] = name
-                if len(self.classes) == 2:
-                    row["score"] = float(positive_scores(probabilities)[i])
+                if scores is not None:
+                    row["score"] = float(scores[i])
                 row["probability"] = float(probabilities[i, labels[i]])
                 row["probabilities"] = {
                     c: float(probabilities[i, j]) for j, c in enumerate(self.classes)
