@@ -8,8 +8,9 @@ How it measures:
   3. Raw rows from adult.test (the recipe's test source) become JSON records, typed as the
      server's GET /metadata says (numbers as numbers, categories as text).
   4. For each (rows per request, concurrent clients): every client sends --requests requests of
-     its own rows over one keep-alive connection (http.client); latency is each request's
-     wall time at the client, throughput the requests answered over the whole wall time.
+     its own rows over one keep-alive connection (http.client, with TCP_NODELAY as urllib3
+     and httpx set it); latency is each request's wall time at the client, throughput the
+     requests answered over the whole wall time.
   5. In-process, in this script: the same bodies through serve's own Service.predict (JSON
      rows → predict's conversion → the model → rows; no HTTP), and the Keras model alone
      (predict_on_batch on the already converted features), one call per request, sequentially.
@@ -28,6 +29,7 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -135,6 +137,11 @@ def http_load(host: str, port: int, bodies: list[Any], clients: int) -> dict[str
 
     def client(mine: list[Any]) -> list[float]:
         connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.connect()
+        # http.client sends a request's head and body in two writes: without TCP_NODELAY (which
+        # urllib3/requests and httpx set) Nagle holds the body for the server's delayed ACK,
+        # ~40 ms per request that would be the client's, not the server's
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         times = []
         for body in mine:
             payload = json.dumps(body)
