@@ -4,12 +4,16 @@ Tables (and texts in a column) come as a list of records, ``{"records": [...]}``
 ``{"columns": {"name": [...]}}``; their values go through predict's own table conversion
 (``table_arrays``: the same text canonicalisation, missing markers and float32 numbers as
 prepare). Images and sequences come as ``{"instances": [...]}``, nested lists of raw values
-checked by predict's ``conform_examples``. Anything else is a :class:`DataError` naming what was
+checked by predict's ``conform_examples``; images also as ``{"images": [...]}``, base64 image
+files decoded by prepare's own decoder. Anything else is a :class:`DataError` naming what was
 received and what was expected.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import math
 from typing import Any
@@ -27,6 +31,8 @@ from dltrain.errors import DataError
 from dltrain.manifest import FeatureKind
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_IMAGE_PIXELS = 40_000_000  # a request's image may not announce more (a small file can)
+IMAGES_FORM = ' or {"images": [...]}: image files (PNG, JPEG, …), each base64-encoded'
 TABLE_FORMS = (
     'a JSON list of records ([{"column": value, …}, …]), {"records": [...]}, or '
     '{"columns": {"column": [values], …}}'
@@ -166,13 +172,16 @@ def _texts(name: str, values: list[Any]) -> list[str | None]:
 
 
 def _array_batch(body: Any, model: ModelInput) -> InputChunk:
+    if isinstance(body, dict) and "images" in body and model.kind == FeatureKind.IMAGE:
+        return _encoded_images(body["images"], model)
     instances = body.get("instances") if isinstance(body, dict) else None
     shape = "×".join(map(str, model.shape))
     if not isinstance(instances, list) or not instances:
         raise DataError(
             f"The request body is {_kind(body)}; the model takes {model.kind} inputs of shape "
             f'{shape} ({model.dtype}). Send {{"instances": [...]}}: a list of examples, each '
-            f"nested lists of raw values as in the training source."
+            f"nested lists of raw values as in the training source"
+            f"{IMAGES_FORM if model.kind == FeatureKind.IMAGE else ''}."
         )
     try:
         x = np.asarray(instances)
@@ -184,6 +193,40 @@ def _array_batch(body: Any, model: ModelInput) -> InputChunk:
             f"Each example must be nested lists of numbers of shape {shape}."
         )
     x = conform_examples(x, model, 'The request\'s "instances"')
+    return InputChunk(x, {"row": list(range(len(x)))})
+
+
+def _encoded_images(images: Any, model: ModelInput) -> InputChunk:
+    """Base64-encoded image files (PNG, JPEG, …), decoded as prepare decoded the training
+    images: the model's channels, resized bilinearly to its input size."""
+    from PIL import Image
+
+    from dltrain.data.readers.images import decode
+
+    if not isinstance(images, list) or not images:
+        raise DataError(
+            f'"images" is {_kind(images)}; expected a list of image files (PNG, JPEG, …), each '
+            f"base64-encoded as a JSON string."
+        )
+    height, width, channels = model.shape
+    pixels = []
+    for i, item in enumerate(images):
+        try:
+            data = base64.b64decode(item if isinstance(item, str) else b"!", validate=True)
+            with Image.open(io.BytesIO(data)) as image:
+                size = image.size
+        except (binascii.Error, ValueError, OSError):
+            raise DataError(
+                f"images[{i}] is not an image file in base64 (PNG, JPEG, BMP, GIF, WebP, TIFF). "
+                f"Send each file's bytes base64-encoded, as a JSON string."
+            ) from None
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            raise DataError(
+                f"images[{i}] is {size[0]}×{size[1]} pixels, above the server's limit of "
+                f"{MAX_IMAGE_PIXELS:,}; the model takes {width}×{height}. Send it resized."
+            )
+        pixels.append(decode(io.BytesIO(data), (height, width), channels)[0])
+    x = np.stack(pixels).astype(np.dtype(model.dtype))
     return InputChunk(x, {"row": list(range(len(x)))})
 
 

@@ -109,9 +109,10 @@ class Service:
                 "format": "records or columns",
                 "columns": [{"name": model.text_column, "type": "string", "role": "feature"}],
             }
+        image = model.kind == FeatureKind.IMAGE
         return {
             "kind": str(model.kind),
-            "format": "instances",
+            "format": "instances or images (base64 files)" if image else "instances",
             "shape": list(model.shape),
             "dtype": model.dtype,
         }

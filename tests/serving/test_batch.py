@@ -3,10 +3,13 @@ same conversion as predict's table reader (text canonicalised, markers and null 
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dltrain.data.readers.model_input import ModelInput
 from dltrain.errors import DataError
@@ -89,4 +92,26 @@ def test_instances_are_checked_as_predict_checks_arrays() -> None:
     ):
         with pytest.raises(DataError) as caught:
             read_batch(body, IMAGES)
+        assert needle in caught.value.message, caught.value.message
+
+
+def test_base64_images_are_decoded_as_predict_decodes_files(tmp_path: Path) -> None:
+    from dltrain.data.readers.inputs import ImageFilesInput
+
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    encoded = base64.b64encode((tmp_path / "a.png").read_bytes()).decode()
+    grey = ModelInput(kind=FeatureKind.IMAGE, shape=(4, 4, 1), dtype="uint8")
+    chunk, _ = read_batch({"images": [encoded, encoded]}, grey)
+    from_file = next(ImageFilesInput(tmp_path / "a.png", grey).chunks(8)).features
+    assert isinstance(chunk.features, np.ndarray) and chunk.features.shape == (2, 4, 4, 1)
+    np.testing.assert_array_equal(chunk.features[0], np.asarray(from_file)[0])
+    for body, needle in (
+        ({"images": ["not base64!"]}, "images[0] is not an image file in base64"),
+        ({"images": [base64.b64encode(b"plain text").decode()]}, "images[0] is not an image"),
+        ({"images": [7]}, "images[0] is not an image"),
+        ({"images": "abc"}, '"images" is text; expected a list'),
+    ):
+        with pytest.raises(DataError) as caught:
+            read_batch(body, grey)
         assert needle in caught.value.message, caught.value.message

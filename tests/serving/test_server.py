@@ -6,7 +6,9 @@ requests against their 4xx JSON errors, and the server against a concurrent load
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import signal
 import socket
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import run_dltrain, synthetic_images
 from tests.serving.conftest import Server, serving
@@ -160,7 +163,7 @@ def test_images_as_instances_and_sigterm_finishes_the_request_in_flight(project:
         status, meta = server.request("GET", "/metadata")
         assert meta["input"] == {
             "kind": "image",
-            "format": "instances",
+            "format": "instances or images (base64 files)",
             "shape": [12, 12, 1],
             "dtype": "uint8",
         }
@@ -170,6 +173,15 @@ def test_images_as_instances_and_sigterm_finishes_the_request_in_flight(project:
         first = answer["predictions"][0]
         assert set(first) == {"row", "prediction", "score", "probability", "probabilities"}
         assert first["score"] == first["probabilities"]["spam"]
+        # the same images as PNG files, base64-encoded: decoded as prepare decodes, same answers
+        encoded = []
+        for image in x[:3]:
+            png = io.BytesIO()
+            Image.fromarray(image).save(png, format="PNG")
+            encoded.append(base64.b64encode(png.getvalue()).decode())
+        status, from_files = server.request("POST", "/predict", {"images": encoded})
+        assert status == 200, from_files
+        assert from_files["predictions"] == answer["predictions"]
         status, answer = server.request("POST", "/predict", {"instances": [[1, 2]]})
         assert status == 400 and "shape" in answer["error"]["message"]
         # SIGTERM while a request is in flight (its head read, half its body still to come):
