@@ -47,6 +47,7 @@ from dltrain.recipe.data import (
     Outliers,
     Sampling,
     Scaling,
+    SeriesTransform,
     Standardize,
 )
 from dltrain.tasks import Task
@@ -328,6 +329,15 @@ class SeriesLayout(_Part):
     end: str
     # Steps in one season (recipe's series.season, else from the time step); None: no season.
     season: int | None = None
+    # What the network learns (recipe's series.transform); older datasets: the level (none).
+    transform: SeriesTransform = SeriesTransform.NONE
+    # With a transform, from the training windows: per target, the linear trend's slope per step
+    # (detrend), the root mean square of each window step's value less the window's last value
+    # (the inputs' scale), and per horizon step and target that of the target less the simple
+    # forecast (the network's output scale).
+    trend_slope: list[float] | None = None
+    window_rms: list[float] | None = None
+    residual_rms: list[list[float]] | None = None
 
 
 # --- the manifest -----------------------------------------------------------------------------

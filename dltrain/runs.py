@@ -45,6 +45,7 @@ PLOTS = "plots"  # plots/<split or data label>/*.png
 EXPORT_DIR = "export"
 FOLDS_DIR = "folds"  # a cross-validated run's folds: folds/fold-<k>/, each a run folder
 CROSS_VALIDATION_FILE = "cross_validation.json"  # its folds' held-out metrics, mean ± sd
+MODEL_CARD_FILE = "MODEL_CARD.md"  # evaluate --format model-card
 # A tune study's folder, runs/<recipe>/tune/<study>/, and its trials.
 TUNE_DIR = "tune"
 SUMMARY_JSON = "summary.json"
@@ -134,6 +135,10 @@ class RunFolder:
     def metrics(self, label: str = "test") -> Path:
         """The metrics of an evaluation on ``label`` (a split, or ``data-<name>``)."""
         return self.path / metrics_file(label)
+
+    @property
+    def model_card(self) -> Path:
+        return self.path / MODEL_CARD_FILE
 
     def report(self, label: str = "test") -> Path:
         """The Markdown report of an evaluation on ``label``."""

@@ -44,6 +44,7 @@ class ReportFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
+    MODEL_CARD = "model-card"  # the run's MODEL_CARD.md, also on stdout
 
 
 def evaluate(
@@ -127,8 +128,9 @@ def evaluate(
         ReportFormat,
         typer.Option(
             "--format",
-            help="stdout: nothing (table: tables on stderr only), the JSON document, or a "
-            "Markdown report for a pull request.",
+            help="stdout: nothing (table: tables on stderr only), the JSON document, a "
+            "Markdown report for a pull request, or the model card (model-card: also written "
+            "as MODEL_CARD.md in the run folder).",
         ),
     ] = ReportFormat.TABLE,
     sets: SetOption = None,
@@ -165,7 +167,7 @@ def evaluate(
         result = _evaluate_with_status(request, what, console)
         render(result.document, console)
         console.print(f"Saved {result.metrics_path}", highlight=False)
-        _write_stdout(result.document, ReportFormat.JSON if json_ else report_format)
+        _write_stdout(result.document, ReportFormat.JSON if json_ else report_format, console)
         if not result.passed:
             raise _gates_failed(result, what, run_dir)
 
@@ -176,10 +178,12 @@ def _refuse_conflicts(
     """Refuse flags that contradict each other, before any recipe or run is read.
 
     Raises:
-        UsageError: --json with --format markdown, or --data with --split.
+        UsageError: --json with --format markdown or model-card, or --data with --split.
     """
-    if json_ and report_format == ReportFormat.MARKDOWN:
-        raise UsageError("--json and --format markdown both write stdout; choose one.")
+    if json_ and report_format in (ReportFormat.MARKDOWN, ReportFormat.MODEL_CARD):
+        raise UsageError(
+            f"--json and --format {report_format.value} both write stdout; choose one."
+        )
     if data is not None and split is not None:
         raise UsageError(
             f"--data {data} and --split {split.value} both say what to evaluate on; give one."
@@ -209,14 +213,22 @@ def _evaluate_with_status(request: EvaluationRequest, what: str, console: Consol
         return evaluate_model(request, status=lambda message: status.update(f"{message} …"))
 
 
-def _write_stdout(document: MetricsDocument, report_format: ReportFormat) -> None:
-    """The JSON document or the Markdown report on stdout; nothing for the table format."""
+def _write_stdout(document: MetricsDocument, report_format: ReportFormat, console: Console) -> None:
+    """The JSON document, the Markdown report or the model card (written into the run folder
+    too) on stdout; nothing for the table format."""
     if report_format == ReportFormat.JSON:
         write_json(document.to_json())
     elif report_format == ReportFormat.MARKDOWN:
         from dltrain.evaluation.report import render_markdown
 
         sys.stdout.write(render_markdown(document))
+        sys.stdout.flush()
+    elif report_format == ReportFormat.MODEL_CARD:
+        from dltrain.evaluation.model_card import write_model_card
+
+        card = write_model_card(document)
+        console.print(f"Saved {card.path}", highlight=False)
+        sys.stdout.write(card.text)
         sys.stdout.flush()
 
 

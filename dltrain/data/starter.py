@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # read only at type-checking time: `dltrain init` on images n
 LONG_TAIL_RATIO = 20.0  # max / mean above which a non-negative column gets a log scaling
 IMBALANCED_SHARE = 0.2  # smallest class share below which class weights are proposed
 MAX_IMAGE_SIDE = 128  # larger images are resized: CPU training at 224×224 is slow
+# Above this share of rows repeating another exactly, repeats are taken for the data's nature
+# (survey answers, coarse measurements: different people alike), not for copies made by
+# accident; dropping them would reshape the data (randhie: 55% of its rows).
+INHERENT_DUPLICATES = 0.05
 
 
 @dataclass
@@ -98,6 +102,9 @@ MIN_EPOCHS, MAX_EPOCHS = 10, 100
 # Patience grows with the epochs (15% of them): many short epochs on small data are noisy, so
 # stopping after 5 flat ones stops too early (the issue #13 symptom: the best epoch was the last).
 PATIENCE_SHARE, MIN_PATIENCE, MAX_PATIENCE = 0.15, 5, 15
+# Below this many rows a table trains in batches of 32: at 128 the step target is out of reach
+# within MAX_EPOCHS (a 2,000-row table: 13 steps an epoch, 1,300 at most).
+SMALL_TABLE_ROWS = 5_000
 # The share of the examples that trains, after the default splits: 10% validation and 10% test,
 # or 10% validation only when the source brings its own test set.
 TRAIN_SHARE, TRAIN_SHARE_OWN_TEST = 0.8, 0.9
@@ -183,7 +190,22 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
     else:
         starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
         reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
+    _duplicates(starter, inspection)
     _table_training(starter, inspection)
+
+
+def _duplicates(starter: Starter, inspection: TableInspection) -> None:
+    """Keep repeated rows where they are too many to be accidental copies, and say why."""
+    profile = inspection.profile
+    share = profile.duplicate_rows / profile.rows if profile.rows else 0.0
+    if share <= INHERENT_DUPLICATES:
+        return
+    starter.recipe["data"]["clean"] = {"duplicates": "keep"}
+    starter.reasons.append(
+        f"{profile.duplicate_rows:,} rows ({share:.0%}) repeat another exactly: too many for "
+        f"accidental copies (different records alike), so they are kept "
+        f"(data.clean.duplicates: drop removes them)"
+    )
 
 
 def _missing_target_error(path: Path) -> DataError:
@@ -223,6 +245,7 @@ def _column_entries(
             kind == ColumnType.NUMERIC
             and info.minimum is not None
             and info.minimum >= 0
+            and (info.distinct is None or info.distinct > 2)  # an indicator has no tail
             and info.mean
             and info.maximum is not None
             and info.maximum / info.mean > LONG_TAIL_RATIO
@@ -237,40 +260,97 @@ def _column_entries(
     return columns
 
 
+# Forecasting starters: steps of gradient descent to aim for (the windows of a short series
+# fill an epoch in a few batches), within these bounds on epochs.
+FORECAST_UPDATES = 3000
+FORECAST_EPOCHS = (30, 200)
+FORECAST_BATCH = 32
+
+
 def _forecasting(starter: Starter, path: Path, target: str, dates: list[str]) -> None:
-    """Turn the table's recipe into a forecaster's: windows over the date column, an LSTM.
+    """Turn the table's recipe into a forecaster's: windows over the date column, an LSTM that
+    learns the change from each window's last value, training sized to the number of windows.
 
     Raises:
         DataError: the table has no date column.
     """
+    from dltrain.data.preparation.series import time_steps
+    from dltrain.data.preparation.series_time import seasonal_period
+
     data, reasons = starter.recipe["data"], starter.reasons
     if not dates:
         raise DataError(
             f"--task forecasting needs a column of dates or times in {path}; none was found. "
             f"Set `data.series.time_column` by hand, or pick another task."
         )
+    series_spec = DataSpec.model_validate(
+        {
+            **{k: v for k, v in data.items() if k != "columns"},
+            "source": path,
+            "task": Task.FORECASTING,
+            "series": {"time_column": dates[0]},
+        }
+    )
+    times = time_steps(series_spec).sort_values()
+    season, steps = seasonal_period(times), len(times)
+    lookback = _forecast_lookback(season, steps)
     data["task"] = Task.FORECASTING.value
-    data["series"] = {"time_column": dates[0], "lookback": 30, "horizon": 1}
+    data["series"] = {
+        "time_column": dates[0],
+        "lookback": lookback,
+        "horizon": 1,
+        "transform": "difference",
+    }
     data.pop("columns")
+    why = f"twice the season of {season} steps" if season else "no usual season"
     reasons.append(
         f"task forecasting: {dates[0]!r} holds dates and the target {target!r} is numeric; "
-        f"windows of 30 steps predict the next one (--task regression to regress instead)"
+        f"windows of {lookback} steps ({why}) predict the next one (--task regression to "
+        f"regress instead)"
     )
     starter.recipe["model"] = {"family": "rnn", "cell": "lstm", "units": [32]}
+    windows = max(1, round(0.8 * steps) - lookback)
+    per_epoch = -(-windows // FORECAST_BATCH)
+    low, high = FORECAST_EPOCHS
+    epochs = min(high, max(low, -(-FORECAST_UPDATES // per_epoch)))
+    patience = min(20, max(5, epochs // 10))
     starter.recipe["train"] = {
-        "epochs": 30,
-        "batch_size": 64,
+        "epochs": epochs,
+        "batch_size": FORECAST_BATCH,
         "optimizer": {"name": "adam", "learning_rate": 0.001},
-        "early_stopping": {"monitor": "val_loss", "patience": 5},
+        "early_stopping": {"monitor": "val_loss", "patience": patience},
     }
-    reasons.append("model: an LSTM over the windows")
+    reasons.append(
+        f"model: an LSTM that learns the change from each window's last value "
+        f"(data.series.transform: difference, the default; it starts as the naive forecast); "
+        f"about {windows:,} training windows, so {epochs} epochs of batches of "
+        f"{FORECAST_BATCH}, patience {patience}"
+    )
+
+
+def _forecast_lookback(season: int | None, steps: int) -> int:
+    """Two seasons (one at least), else 30 steps; at most a quarter of the training steps."""
+    wanted = 2 * season if season else 30
+    longest = max(2, round(0.8 * steps) // 4)
+    if season and season <= longest:
+        return max(season, min(wanted, longest))
+    return min(wanted, longest)
+
+
+def table_batch_size(rows: int) -> int:
+    """The starter batch for a table of ``rows``: small batches for small tables, where 128
+    would leave too few steps (iris: one a epoch, 100 in all, against ~2,000 aimed at), larger
+    ones for large tables, where more steps an epoch buy nothing but time."""
+    if rows < SMALL_TABLE_ROWS:
+        return 32
+    return 256 if rows > 50_000 else 128
 
 
 def _table_training(starter: Starter, inspection: TableInspection) -> None:
-    """Training defaults for a table: larger batches for large tables, balanced class weights
-    for a rare class."""
+    """Training defaults for a table: batches by the table's size, balanced class weights for a
+    rare class."""
     rows = inspection.profile.rows
-    train = training_defaults(starter.reasons, rows, 256 if rows > 50_000 else 128)
+    train = training_defaults(starter.reasons, rows, table_batch_size(rows))
     share = inspection.profile.smallest_class_share()
     if share is not None and share < IMBALANCED_SHARE and _trains_with_class_weights():
         train["class_weight"] = "balanced"

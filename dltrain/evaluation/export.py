@@ -177,10 +177,11 @@ def run_tflite(path: Path, x: Inputs) -> np.ndarray:
         except (RuntimeError, ValueError) as exc:
             needs = re.findall(r"Flex\w+", str(exc))
             raise ExportError(
-                f"The TFLite model needs TensorFlow's own kernels ({', '.join(needs) or exc}: "
-                f"text standardisation and the like), which no TFLite runtime here links, so "
-                f"dltrain cannot check it and did not write it. Export a SavedModel "
-                f"(--format saved_model), or standardise text before the model."
+                f"The TFLite model needs TensorFlow's own kernels ({', '.join(needs) or exc}): "
+                f"operations TFLite has no builtin for, such as text standardisation or a "
+                f"recurrent layer's loop (TensorList), which no TFLite runtime here links, so "
+                f"dltrain cannot check it and did not write it. Export a SavedModel or ONNX "
+                f"(--format saved_model | onnx) instead."
             ) from None
 
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 MAX_MATRIX = 15  # larger confusion matrices do not fit a pull-request comment
 
 
-def _fmt(value: Cell) -> str:
+def format_cell(value: Cell) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -24,10 +24,10 @@ def _fmt(value: Cell) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _table(header: list[str], rows: list[list[Cell]], align: str = "") -> list[str]:
+def markdown_table(header: list[str], rows: list[list[Cell]], align: str = "") -> list[str]:
     marks = [":--" if i == 0 else "--:" for i in range(len(header))] if not align else list(align)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(c) for c in row) + " |" for row in rows]
     return lines
 
 
@@ -44,13 +44,13 @@ def render_markdown(document: MetricsDocument) -> str:
         _title,
         _verdict,
         _warnings,
-        _metrics,
+        metrics_section,
         _threshold,
         _gates,
         _baseline,
         _per_class,
         _confusion_matrix,
-        _per_target_and_step,
+        detail_section,
         _plots,
     )
     lines = [line for section in sections for line in section(document)]
@@ -77,7 +77,7 @@ def _verdict(document: MetricsDocument) -> list[str]:
     return [f"{verdict}: {checks - failed} of {checks} checks passed.", ""]
 
 
-def _metrics(document: MetricsDocument) -> list[str]:
+def metrics_section(document: MetricsDocument) -> list[str]:
     """The headline metrics, with their bootstrap intervals when there are any, and each
     baseline's beside them."""
     intervals = document.intervals
@@ -94,7 +94,7 @@ def _metrics(document: MetricsDocument) -> list[str]:
         row += [metrics.get(name) for metrics in document.baselines.values()]
         rows.append(row)
     notes = [f"_Baselines: {note.rstrip('.')}._" for note in document.baseline_notes]
-    return _table(header, rows) + [""] + ([*notes, ""] if notes else [])
+    return markdown_table(header, rows) + [""] + ([*notes, ""] if notes else [])
 
 
 def _warnings(document: MetricsDocument) -> list[str]:
@@ -116,7 +116,7 @@ def _threshold(document: MetricsDocument) -> list[str]:
 def _gates(document: MetricsDocument) -> list[str]:
     if not document.gates:
         return []
-    table = _table(
+    table = markdown_table(
         ["gate", "value", "result"],
         [[g.gate.text, g.value, "✅ pass" if g.passed else "❌ fail"] for g in document.gates],
     )
@@ -127,7 +127,7 @@ def _baseline(document: MetricsDocument) -> list[str]:
     baseline = document.baseline
     if baseline is None:
         return []
-    table = _table(
+    table = markdown_table(
         ["metric", "this run", "baseline", "change", "result"],
         [
             [
@@ -148,7 +148,7 @@ def _per_class(document: MetricsDocument) -> list[str]:
     per_class = document.scores.per_class
     if not per_class:
         return []
-    table = _table(
+    table = markdown_table(
         ["class", "precision", "recall", "f1", "roc_auc", "support"],
         [[r.name, r.precision, r.recall, r.f1, r.roc_auc, r.support] for r in per_class],
     )
@@ -159,7 +159,7 @@ def _confusion_matrix(document: MetricsDocument) -> list[str]:
     matrix = document.scores.confusion_matrix
     if matrix is None or len(matrix.labels) > MAX_MATRIX:
         return []
-    table = _table(
+    table = markdown_table(
         ["", *matrix.labels],
         [[label, *row] for label, row in zip(matrix.labels, matrix.counts, strict=True)],
     )
@@ -167,14 +167,14 @@ def _confusion_matrix(document: MetricsDocument) -> list[str]:
     return [summary, "", *table, "", "</details>", ""]
 
 
-def _per_target_and_step(document: MetricsDocument) -> list[str]:
+def detail_section(document: MetricsDocument) -> list[str]:
     """Regression's per-target and forecasting's per-step rows, each as a table."""
     lines: list[str] = []
     for table in document.scores.detail_tables:
         if table.rows:
             names = table.metric_names
             rows: list[list[Cell]] = [[r.key, *(r.values[n] for n in names)] for r in table.rows]
-            lines += _table([table.column, *names], rows)
+            lines += markdown_table([table.column, *names], rows)
             lines.append("")
     return lines
 

@@ -157,7 +157,11 @@ def text_inputs(manifest: Manifest) -> tuple[Any, Any]:
 
 
 def sequence_inputs(manifest: Manifest) -> tuple[Any, Any]:
-    """A raw window Input (lookback, num_features) and its standardised values."""
+    """A raw window Input (lookback, num_features) and its standardised values.
+
+    With a series transform, the target columns are instead their change from the window's last
+    value, in units of the training windows' root mean square of that change.
+    """
     features = manifest.features
     assert isinstance(features, SequenceFeatures)
     preprocessing = manifest.preprocessing_as(SequencePreprocessing)
@@ -165,4 +169,16 @@ def sequence_inputs(manifest: Manifest) -> tuple[Any, Any]:
     scaled = keras.layers.Normalization(
         axis=-1, mean=preprocessing.mean, variance=preprocessing.variance, name="scaling"
     )(raw)
-    return raw, scaled
+    layout = manifest.series
+    if layout is None or layout.window_rms is None:
+        return raw, scaled
+    # A transform (series.transform): the target columns relative to the window's last value, so
+    # a series that trends beyond its training range still gives inputs the network has seen.
+    ops = keras.ops
+    columns = features.columns
+    spread = np.ones(len(columns), np.float32)
+    for name, std in zip(manifest.target.names, layout.window_rms, strict=True):
+        spread[columns.index(name)] = std
+    relative = (raw - raw[:, -1:, :]) / spread
+    is_target = np.array([c in manifest.target.names for c in columns])
+    return raw, ops.where(is_target, relative, scaled)

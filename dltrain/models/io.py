@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.manifest import (
@@ -19,6 +21,8 @@ from dltrain.manifest import (
     ImagePreprocessing,
     Manifest,
     NumericTarget,
+    SequenceFeatures,
+    SeriesLayout,
 )
 from dltrain.tasks import Task
 
@@ -76,7 +80,7 @@ class ModelIO:
         }[self.kind]
         return build(self.manifest)
 
-    def head(self, x: keras.KerasTensor, prefix: str = "") -> keras.KerasTensor:
+    def head(self, x: keras.KerasTensor, prefix: str = "", window: Any = None) -> keras.KerasTensor:
         """The output layer(s) for the task, kept in float32 even under mixed precision.
 
         Classification: class probabilities. Regression and forecasting: the network predicts
@@ -85,6 +89,13 @@ class ModelIO:
         read in those units; with ``clip_to_target_range`` predictions (not training outputs)
         are then clipped to the training split's target range. ``prefix`` names the layers of
         one of several heads (ensembles).
+
+        Forecasting with a series transform (``data.series.transform``) needs ``window``, the
+        raw window input: the network predicts each target's departure from a simple forecast
+        made from it (the last value, the value a season before, or the last value along the
+        training trend; ``data/preparation/forecast_base.py``), in units of that departure's
+        root mean square over the training windows. Its last layer starts at zero, so an
+        untrained model forecasts exactly the simple forecast.
         """
         target = self.manifest.target
         if isinstance(target, ClassTarget):
@@ -94,30 +105,70 @@ class ModelIO:
                 dtype="float32",
                 name=f"{prefix}probabilities",
             )(x)
-        return self._numeric_head(x, target, prefix)
+        return self._numeric_head(x, target, prefix, window)
 
     def _numeric_head(
-        self, x: keras.KerasTensor, target: NumericTarget, prefix: str
+        self, x: keras.KerasTensor, target: NumericTarget, prefix: str, window: Any
     ) -> keras.KerasTensor:
         mean = [float(v) for v in target.mean]
         std = [float(v) or 1.0 for v in target.std]
         outputs = len(mean)
         if len(x.shape) > 2:
             x = keras.layers.Flatten(name=f"{prefix}head_flatten")(x)
-        if self.task == Task.FORECASTING:
+        layout = self.manifest.series
+        if self.task == Task.FORECASTING and layout is not None and layout.residual_rms:
+            x = self._residual_head(x, target, layout, prefix, window)
+        elif self.task == Task.FORECASTING:
             horizon = int(target.horizon or 1)
             x = keras.layers.Dense(
                 horizon * outputs, dtype="float32", name=f"{prefix}standardized"
             )(x)
             x = keras.layers.Reshape((horizon, outputs), name=f"{prefix}steps")(x)
+            x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
         else:
             x = keras.layers.Dense(outputs, dtype="float32", name=f"{prefix}standardized")(x)
-        x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
+            x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
         if self.clip_to_target_range:
             low = [float(v) for v in target.min]
             high = [float(v) for v in target.max]
             x = ClipToRange(low, high, name=f"{prefix}clip_to_target_range")(x)
         return x
+
+    def _residual_head(
+        self,
+        x: keras.KerasTensor,
+        target: NumericTarget,
+        layout: SeriesLayout,
+        prefix: str,
+        window: Any,
+    ) -> keras.KerasTensor:
+        """The simple forecast from the raw window plus the network's scaled departure from it."""
+        from dltrain.data.preparation.forecast_base import base_offsets, base_steps
+
+        if window is None:
+            raise RecipeError(
+                "This model family cannot forecast with `data.series.transform: "
+                f"{layout.transform.value}` (its head gets no raw window). Prepare the data "
+                "with `transform: none`, or use model.family rnn."
+            )
+        assert layout.residual_rms is not None
+        ops = keras.ops
+        horizon, outputs = int(target.horizon or 1), len(target.columns)
+        features = self.manifest.features
+        assert isinstance(features, SequenceFeatures)
+        columns = features.columns
+        steps = base_steps(layout.transform, int(window.shape[1]), horizon, layout.season)
+        index = np.array([columns.index(c) for c in target.columns], np.int64)
+        base = ops.take(ops.take(window, steps, axis=1), index, axis=2)
+        base = ops.cast(base, "float32") + base_offsets(layout.trend_slope, horizon, outputs)
+        x = keras.layers.Dense(
+            horizon * outputs,
+            dtype="float32",
+            kernel_initializer="zeros",  # the untrained model forecasts the simple forecast
+            name=f"{prefix}standardized",
+        )(x)
+        x = keras.layers.Reshape((horizon, outputs), name=f"{prefix}steps")(x)
+        return x * np.asarray(layout.residual_rms, np.float32) + base
 
     def image_value_range(self) -> tuple[float, float]:
         """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""

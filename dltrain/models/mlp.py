@@ -29,10 +29,10 @@ def build_mlp(spec: MlpSpec, io: ModelIO) -> keras.Model:
     """
     raw, encoded = io.inputs()
     if spec.ensemble == 1:
-        return keras.Model(raw, _tower(encoded, io, spec, prefix=""), name="mlp")
+        return keras.Model(raw, _tower(encoded, io, spec, "", raw), name="mlp")
     # Towers start from different random weights, so their errors differ and partly cancel in
     # the mean.
-    outputs = [_tower(encoded, io, spec, prefix=f"tower{k}_") for k in range(1, spec.ensemble + 1)]
+    outputs = [_tower(encoded, io, spec, f"tower{k}_", raw) for k in range(1, spec.ensemble + 1)]
     if io.task == Task.REGRESSION and outputs[0].shape[-1] == 1:
         return keras.Model(raw, EnsembleMean(name="ensemble_mean")(outputs), name="mlp")
     return keras.Model(raw, keras.layers.Average(name="ensemble_mean")(outputs), name="mlp")
@@ -64,8 +64,9 @@ class EnsembleMean(keras.layers.Layer):
         return (*input_shape[0][:-1], 1)
 
 
-def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str) -> Any:
-    """One network from the encoded features to the task's output; ``prefix`` names its layers."""
+def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str, raw: Any) -> Any:
+    """One network from the encoded features to the task's output; ``prefix`` names its layers,
+    ``raw`` (the model's raw input) gives a forecaster's head its window."""
     if spec.numeric_embedding is not None:
         x = _embed_numbers(x, io, spec.numeric_embedding, prefix)
     if len(x.shape) > 2:
@@ -74,7 +75,7 @@ def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str) -> Any:
         x = dense_stack(x, [units], spec, prefix=f"{prefix}hidden{i}_")
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, name=f"{prefix}hidden{i}_dropout")(x)
-    return io.head(x, prefix)
+    return io.head(x, prefix, window=raw)
 
 
 def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec, prefix: str = "") -> Any:

@@ -35,4 +35,4 @@ def build_rnn(spec: RnnSpec, io: ModelIO) -> keras.Model:
     x = dense_stack(x, spec.dense, spec)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
-    return keras.Model(raw, io.head(x), name="rnn")
+    return keras.Model(raw, io.head(x, window=raw), name="rnn")

@@ -68,6 +68,19 @@ class Missing(StrEnum):
     INTERPOLATE = "interpolate"
 
 
+class SeriesTransform(StrEnum):
+    """What a forecaster's network learns: a correction to a simple forecast, or the level.
+
+    Each but ``none`` also shows the network the target columns of a window relative to the
+    window's last value, so a series that trends out of its training range still looks familiar.
+    """
+
+    NONE = "none"  # the target's level, standardised with the training split's mean and std
+    DIFFERENCE = "difference"  # the change from the window's last value (naive forecast + residual)
+    SEASONAL_DIFFERENCE = "seasonal_difference"  # the change from the value one season before
+    DETREND = "detrend"  # the departure from the last value continued along the training trend
+
+
 class Outliers(StrEnum):
     NONE = "none"
     ZSCORE = "zscore"  # clip to mean ± zscore_threshold · std of the training split
@@ -254,6 +267,14 @@ class SeriesSpec(_Section):
         gt=1,
         description="Steps in one season, for seasonal baselines and differencing. Default: from "
         "the time step (hourly 24, daily 7, weekly 52, monthly 12, quarterly 4; none otherwise).",
+    )
+    transform: SeriesTransform = Field(
+        SeriesTransform.DIFFERENCE,
+        description="What the network learns, inside the model (raw windows in, forecasts in the "
+        "target's units out): difference (the change from the window's last value: a residual on "
+        "the naive forecast), seasonal_difference (the change from one season before), detrend "
+        "(the departure from the last value continued along a linear trend fitted on the "
+        "training steps), none (the level).",
     )
     fill_gaps: bool = Field(
         True, description="Insert the missing time steps of a regular series, then fill them."

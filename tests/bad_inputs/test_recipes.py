@@ -617,6 +617,12 @@ FLAGS = [  # refused by the command line parser, before any recipe is read
         "choose one",
     ),
     case(
+        "evaluate --json with --format model-card",
+        "evaluate --json --format model-card",
+        ["--json and --format model-card"],
+        "choose one",
+    ),
+    case(
         "evaluate --data with --split",
         "evaluate --data good.csv --split test",
         ["--data good.csv and --split test"],

@@ -155,6 +155,18 @@ def test_epochs_and_patience_scale_with_the_data(
     assert f"{epochs} epochs" in reasons[0] and f"after {patience} epochs" in reasons[0]
 
 
+@pytest.mark.parametrize(
+    ("rows", "batch_size"), [(150, 32), (4_999, 32), (20_000, 128), (10**6, 256)]
+)
+def test_tables_train_in_batches_by_their_size(rows: int, batch_size: int) -> None:
+    from dltrain.data.starter import table_batch_size, training_defaults
+
+    assert table_batch_size(rows) == batch_size
+    # small tables reach many more steps than batches of 128 would (iris: 100 in all)
+    small = training_defaults([], 150, table_batch_size(150))
+    assert small["epochs"] * -(-120 // small["batch_size"]) >= 4 * small["epochs"]
+
+
 def test_a_series_with_unique_times_has_no_duplicate_rows(shop: Path) -> None:
     weeks = pd.date_range("2000-01-02", periods=300, freq="W")
     level = np.round(np.linspace(360, 370, 300), 0)  # few distinct values: many repeats
@@ -182,3 +194,27 @@ def test_init_scales_the_training_of_a_text_folder(shop: Path) -> None:
     train = json.loads(result.stdout)["content"]["train"]
     assert train["epochs"] == 100 and train["early_stopping"]["patience"] == 15
     assert "about 16 training examples" in result.stderr
+
+
+def test_many_repeated_rows_are_kept_as_the_datas_nature_and_few_are_dropped(shop: Path) -> None:
+    rng = np.random.default_rng(1)
+    # a survey: three coarse answers and a rare flag, so respondents often answer alike
+    survey = pd.DataFrame(
+        {
+            "age_band": rng.integers(1, 4, 400),
+            "smoker": (rng.random(400) < 0.03).astype(int),
+            "visits": rng.integers(0, 3, 400),
+        }
+    )
+    survey.to_csv(shop / "survey.csv", index=False)
+    result = runner.invoke(app, ["init", "survey.csv", "-t", "visits", "-o", "survey.yaml"])
+    assert result.exit_code == 0, result.stderr
+    recipe = yaml.safe_load((shop / "survey.yaml").read_text())
+    assert recipe["data"]["clean"] == {"duplicates": "keep"}
+    assert "too many for accidental copies" in " ".join(result.stderr.split())
+    assert recipe["data"]["columns"]["smoker"] == {"type": "numeric"}  # a 0/1 flag: no log
+
+    # the sales table has no repeats: prepare's default (drop) stands
+    result = runner.invoke(app, ["init", "sales.csv", "-t", "churned", "-o", "sales.yaml"])
+    assert result.exit_code == 0, result.stderr
+    assert "clean" not in yaml.safe_load((shop / "sales.yaml").read_text())["data"]

@@ -158,7 +158,7 @@ def test_calendar_refuses_repeats_and_clashing_columns(tmp_path: Path) -> None:
     [("h", 24), ("D", 7), ("W-SUN", 52), ("MS", 12), ("ME", 12), ("QS", 4), ("YS", None)],
 )
 def test_seasonal_period_from_the_time_step(freq: str, season: int | None) -> None:
-    from dltrain.data.preparation.series import seasonal_period
+    from dltrain.data.preparation.series_time import seasonal_period
 
     assert seasonal_period(pd.date_range("2000-01-01", periods=40, freq=freq)) == season
 

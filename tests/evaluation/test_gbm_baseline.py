@@ -155,8 +155,13 @@ def test_the_encoder_codes_categories_by_vocabulary_and_unknown_ones_as_missing(
 def test_images_are_capped_by_rows_times_pixels_times_classes() -> None:
     from tests.manifests import manifest_of
 
-    fashion = manifest_of("multiclass")  # 28×28×1, 10 classes
-    assert gbm._row_cap(fashion) == gbm.MAX_IMAGE_CELLS // (784 * 10)
+    fashion = manifest_of("multiclass")  # 28×28×1, 10 classes: minutes of fitting, so none
+    assert "too large" in str(gbm.gbm_unavailable(fashion, "multiclass"))
+    small = manifest_of(
+        "multiclass", features={"kind": "image", "shape": [16, 16, 1], "dtype": "uint8"}
+    )
+    assert gbm.gbm_unavailable(small, "multiclass") is None
+    assert gbm._row_cap(small) == gbm.MAX_IMAGE_CELLS // (256 * 10)
     digits = manifest_of(
         "multiclass", features={"kind": "image", "shape": [8, 8, 1], "dtype": "uint8"}
     )

@@ -19,6 +19,14 @@ import pandas as pd
 import pyarrow as pa
 
 from dltrain.data.preparation import Prepared
+from dltrain.data.preparation.forecast_base import check_transform, fit_transform
+from dltrain.data.preparation.series_time import (
+    calendar_features,
+    find_time_column,
+    parse_times,
+    regularise,
+    seasonal_period,
+)
 from dltrain.data.preparation.table.reading import open_table_source, stripped_batches
 from dltrain.data.profile import ColumnProfile, ColumnScan, Profile, column_profile, infer_type
 from dltrain.data.splits import SPLIT_NAMES
@@ -35,11 +43,9 @@ from dltrain.manifest import (
     Split,
 )
 from dltrain.recipe.data import (
-    CalendarFeature,
     ColumnSpec,
     ColumnType,
     DataSpec,
-    Missing,
     SeriesSpec,
 )
 from dltrain.tasks import Task
@@ -77,7 +83,7 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> Prepared:
         {n: pa.chunked_array(columns.parts[n]).to_numpy().astype(np.float64) for n in features},
         index=pd.DatetimeIndex(columns.times, name=columns.time_column),
     )
-    frame, notes, filled = _regularise(frame, series, spec.source)
+    frame, notes, filled = regularise(frame, series, spec.source)
     ignored = [n for n in columns.names if n != columns.time_column and n not in features]
     if ignored:
         notes.append(f"not used as window features: {', '.join(ignored)}")
@@ -89,12 +95,19 @@ def prepare_series(spec: DataSpec, seed: int, folder: Path) -> Prepared:
     season = series.season or seasonal_period(frame.index)
     if season is not None and not series.season:
         notes.append(f"season: {season} steps (from the time step; series.season to change)")
+    check_transform(series.transform, series.lookback, season, spec.source)
     windows = _write_windows(frame, features, spec, folder)
     profile = Profile(
         columns=_column_profiles(columns, features, spec), rows=columns.rows, notes=notes
     )
     description = _describe_series(spec, columns.time_column, windows, notes, filled, season)
     return Prepared(description=description, profile=profile)
+
+
+def time_steps(spec: DataSpec) -> pd.DatetimeIndex:
+    """The series' times as read (unsorted, before gaps are put back), for ``dltrain init``."""
+    assert spec.series is not None
+    return _read_columns(spec, spec.series).times
 
 
 @dataclass
@@ -130,8 +143,8 @@ def _read_columns(spec: DataSpec, series: SeriesSpec) -> _SeriesColumns:
     rows = scans[table.columns[0]].rows
     if rows == 0:
         raise DataError(f"{spec.source} has a header but no data rows.")
-    time_column = _time_column(series, scans, table.columns, spec.source)
-    times = _parse_times(pa.chunked_array(parts[time_column]), time_column, spec.source)
+    time_column = find_time_column(series, scans, table.columns, spec.source)
+    times = parse_times(pa.chunked_array(parts[time_column]), time_column, spec.source)
     kinds = {n: infer_type(scans[n], spec.columns.get(n, ColumnSpec()).type) for n in table.columns}
     return _SeriesColumns(table.columns, scans, parts, kinds, rows, time_column, times)
 
@@ -210,6 +223,7 @@ class _Windows:
     bounds: list[int]  # first step of train, validation, test, and the end
     splits: dict[str, Split]  # as stored
     counts: dict[str, int]  # windows per split
+    train: tuple[np.ndarray, np.ndarray]  # the training windows and their targets
 
 
 def _write_windows(
@@ -243,8 +257,10 @@ def _write_windows(
             )
         writer.write(name, x, y)
         window_counts[name] = len(x)
+        if name == "train":
+            train = (x, y)
     stored = writer.close()
-    return _Windows(frame, features, values, target_values, bounds, stored, window_counts)
+    return _Windows(frame, features, values, target_values, bounds, stored, window_counts, train)
 
 
 def _column_profiles(
@@ -310,173 +326,16 @@ def _describe_series(
             start=str(frame.index[0]),
             end=str(frame.index[-1]),
             season=season,
+            **fit_transform(
+                series.transform,
+                windows.targets[: bounds[1]],
+                windows.train,
+                [windows.features.index(t) for t in spec.targets],
+                season,
+            ),
         ),
         cleaning=Cleaning(filled=filled, notes=notes, duplicates="n/a"),
     )
-
-
-# The usual season of a series by its time step: (shortest step, longest step, steps a season).
-# Ranges, not exact steps, so that months (28-31 days) and quarters (89-92 days) match.
-_SEASONS = (
-    (pd.Timedelta(hours=1), pd.Timedelta(hours=1), 24),
-    (pd.Timedelta(days=1), pd.Timedelta(days=1), 7),
-    (pd.Timedelta(days=7), pd.Timedelta(days=7), 52),
-    (pd.Timedelta(days=28), pd.Timedelta(days=31), 12),
-    (pd.Timedelta(days=89), pd.Timedelta(days=92), 4),
-)
-
-
-def seasonal_period(index: pd.DatetimeIndex) -> int | None:
-    """Steps in one season, from the series' typical time step; None when no usual season fits.
-
-    Example: a weekly index gives 52, a monthly one 12, a yearly one None.
-    """
-    if len(index) < 3:
-        return None
-    step = pd.Timedelta(np.median(np.diff(index.values)))
-    for shortest, longest, steps in _SEASONS:
-        if shortest <= step <= longest:
-            return steps
-    return None
-
-
-# Seconds in one turn of each cycle; a year is 365.25 days so that leap years do not drift.
-_PERIODS = {
-    CalendarFeature.DAY_OF_YEAR: 365.25 * 86400.0,
-    CalendarFeature.DAY_OF_WEEK: 7 * 86400.0,
-    CalendarFeature.TIME_OF_DAY: 86400.0,
-}
-
-
-def calendar_features(
-    times: pd.DatetimeIndex, cycles: list[CalendarFeature]
-) -> dict[str, np.ndarray]:
-    """The sine and cosine of each time's position in each calendar cycle.
-
-    Sine and cosine rather than the raw day number: 31 December and 1 January are neighbours.
-
-    Args:
-        times: the series' time steps.
-        cycles: which cycles to encode.
-
-    Returns:
-        ``{"<cycle>_sin": values, "<cycle>_cos": values}`` in the order asked, float64 arrays.
-
-    Example:
-        ``calendar_features(index, [CalendarFeature.DAY_OF_YEAR])["day_of_year_cos"]`` is 1 on
-        1 January and about -1 in early July.
-    """
-    seconds = {
-        # Seconds since the cycle began: 1 January 00:00, Monday 00:00, midnight.
-        CalendarFeature.DAY_OF_YEAR: (times.day_of_year.to_numpy() - 1) * 86400.0
-        + _seconds_of_day(times),
-        CalendarFeature.DAY_OF_WEEK: times.day_of_week.to_numpy() * 86400.0
-        + _seconds_of_day(times),
-        CalendarFeature.TIME_OF_DAY: _seconds_of_day(times),
-    }
-    columns: dict[str, np.ndarray] = {}
-    for cycle in cycles:
-        angle = 2.0 * np.pi * seconds[cycle] / _PERIODS[cycle]
-        columns[f"{cycle.value}_sin"] = np.sin(angle)
-        columns[f"{cycle.value}_cos"] = np.cos(angle)
-    return columns
-
-
-def _seconds_of_day(times: pd.DatetimeIndex) -> np.ndarray:
-    return (times.hour * 3600 + times.minute * 60 + times.second).to_numpy(np.float64)
-
-
-def _time_column(
-    series: SeriesSpec, scans: dict[str, ColumnScan], columns: list[str], source: Path
-) -> str:
-    if series.time_column is not None:
-        return series.time_column
-    candidates = [n for n in columns if not scans[n].numeric and scans[n].looks_like_dates()]
-    if len(candidates) == 1:
-        return candidates[0]
-    found = "none looks like dates" if not candidates else "several do: " + ", ".join(candidates)
-    raise DataError(
-        f"Cannot tell which column of {source} holds the time "
-        f"({found}). "
-        f"Set `data.series.time_column` to one of: {', '.join(columns)}."
-    )
-
-
-def _parse_times(column: pa.ChunkedArray, name: str, source: Path) -> pd.DatetimeIndex:
-    values = pd.Series(column.to_pylist(), dtype=object)
-    parsed = pd.to_datetime(values, errors="coerce", format="mixed")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        shown = ", ".join(f"row {i + 1}: {values[i]!r}" for i in bad[:5])
-        raise DataError(
-            f"{len(bad):,} value(s) of the time column {name!r} in {source} are not dates or "
-            f"times ({shown}). Fix or remove those rows, or set `data.series.time_column`."
-        )
-    index = pd.DatetimeIndex(parsed)
-    repeated = index[index.duplicated()]
-    if len(repeated):
-        raise DataError(
-            f"{len(repeated):,} time(s) appear more than once in {name!r} of {source} (first: "
-            f"{repeated[0]}). Expected one row per time step; aggregate the duplicates first."
-        )
-    return index
-
-
-def _regularise(
-    frame: pd.DataFrame, series: SeriesSpec, source: Path
-) -> tuple[pd.DataFrame, list[str], list[FilledColumn]]:
-    """Sort by time, put back the missing steps of a regular series, fill the gaps."""
-    frame = frame.sort_index()
-    notes: list[str] = []
-    frequency = pd.infer_freq(frame.index) if len(frame) >= 3 else None
-    if frequency is not None:
-        notes.append(f"regular series, frequency {frequency}")
-    elif len(frame) >= 3:
-        steps = np.diff(frame.index.values)  # timedelta64, whatever the index's unit
-        values, counts = np.unique(steps, return_counts=True)
-        step = pd.Timedelta(values[np.argmax(counts)])
-        if counts.max() >= 0.9 * len(steps):
-            full = pd.date_range(frame.index[0], frame.index[-1], freq=step)
-            missing_steps = len(full) - len(frame)
-            if series.fill_gaps and frame.index.isin(full).all() and missing_steps <= len(frame):
-                frame = frame.reindex(full)
-                frame.index.name = full.name
-                notes.append(
-                    f"regular series, one row every {step}; {missing_steps:,} missing step(s) "
-                    f"put back"
-                )
-            else:
-                notes.append(f"mostly regular series, one row every {step}")
-        else:
-            notes.append("irregular time steps: windows count rows, not time")
-    missing = frame.isna().sum()
-    filled = [
-        FilledColumn(
-            column=str(n),
-            missing=int(c),
-            missing_in_train=int(c),
-            strategy=series.missing,
-            fill="",
-            where="prepare",
-        )
-        for n, c in missing.items()
-        if c
-    ]
-    if series.missing == Missing.DROP_ROW:
-        frame = frame.dropna()
-    elif series.missing == Missing.FFILL:
-        frame = frame.ffill().bfill()
-    elif series.missing == Missing.BFILL:
-        frame = frame.bfill().ffill()
-    else:
-        frame = frame.interpolate(method="linear", limit_direction="both")
-    if frame.isna().any().any():
-        empty = [n for n in frame.columns if frame[n].isna().all()]
-        raise DataError(
-            f"Column(s) {', '.join(empty)} of {source} have no values to fill gaps from. Drop "
-            f"them from `data.series.features`."
-        )
-    return frame, notes, filled
 
 
 def _windows(
