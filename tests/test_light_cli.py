@@ -47,6 +47,7 @@ def loaded_heavy_modules(*args: str) -> list[str]:
         ["tune", "--recipe", "mnist_demo", "--print-recipe"],
         ["evaluate", "--help"],
         ["predict", "--help"],
+        ["serve", "--help"],
         ["export", "--help"],
         ["runs", "--help"],
         ["find-lr", "--help"],

@@ -16,6 +16,7 @@ from dltrain.cli.init import init
 from dltrain.cli.predict import predict
 from dltrain.cli.prepare import prepare
 from dltrain.cli.runs import runs
+from dltrain.cli.serve import serve
 from dltrain.cli.train import train
 from dltrain.cli.tune import tune
 from dltrain.cli.verify import verify
@@ -55,6 +56,7 @@ app.command()(prepare)
 app.command()(train)
 app.command()(evaluate)
 app.command()(predict)
+app.command()(serve)
 app.command()(export)
 app.command()(runs)
 app.command("find-lr")(find_lr)

@@ -132,12 +132,13 @@ class Rows:
         if self.run.is_classifier:
             probabilities = class_probabilities(outputs)
             labels = predicted_classes(probabilities, self.threshold)
+            scores = positive_scores(probabilities) if len(self.classes) == 2 else None
             for i, row in enumerate(rows):
                 name = self.classes[labels[i]]
                 self.counts[name] += 1
                 row["prediction"] = name
-                if len(self.classes) == 2:
-                    row["score"] = float(positive_scores(probabilities)[i])
+                if scores is not None:
+                    row["score"] = float(scores[i])
                 row["probability"] = float(probabilities[i, labels[i]])
                 row["probabilities"] = {
                     c: float(probabilities[i, j]) for j, c in enumerate(self.classes)
@@ -150,7 +151,7 @@ class Rows:
                     row["anomaly"] = bool(errors[i] > self.anomaly)
         else:
             flat = np.asarray(outputs, dtype=np.float64).reshape(n, -1)
-            names = self._value_names(flat.shape[1])
+            names = self.value_names(flat.shape[1])
             for i, row in enumerate(rows):
                 if len(names) == 1:
                     row["prediction"] = float(flat[i, 0])
@@ -158,7 +159,8 @@ class Rows:
                     row.update({f"prediction_{k}": float(flat[i, j]) for j, k in enumerate(names)})
         return rows
 
-    def _value_names(self, width: int) -> list[str]:
+    def value_names(self, width: int) -> list[str]:
+        """The output columns of a model answering ``width`` values per example."""
         targets = self.run.target_names
         if width == 1:
             return ["value"]
@@ -181,7 +183,7 @@ class Writer:
     def write(self, rows: list[Row]) -> None:
         if self.fmt == "jsonl":
             for row in rows:
-                self.handle.write(json.dumps(_plain(row)) + "\n")
+                self.handle.write(json.dumps(plain_row(row)) + "\n")
             return
         flat = [_flatten(row) for row in rows]
         if self.csv is None and flat:
@@ -191,7 +193,7 @@ class Writer:
             self.csv.writerows(flat)
 
 
-def _plain(row: Row) -> Row:
+def plain_row(row: Row) -> Row:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
 
 
@@ -210,6 +212,53 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return f"{float(value):.6g}"
     return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A run's loaded model and the thresholds its answers are read with: the one path from raw
+    input chunks to output rows, shared by ``predict`` and ``serve``."""
+
+    run: RunModel
+    model: Any  # keras.Model
+    threshold: float | None  # binary: the decision threshold (None: 0.5)
+    anomaly: float | None  # reconstruction: the error above which an example is an anomaly
+
+    def outputs(self, chunk: InputChunk) -> np.ndarray:
+        """The model's raw outputs for one chunk of inputs."""
+        return np.asarray(
+            self.model.predict_on_batch(self.run.manifest.model_inputs(chunk.features))
+        )
+
+    def rows(self) -> Rows:
+        """A fresh row maker (it counts the classes it predicts)."""
+        return Rows(self.run, self.threshold, self.anomaly)
+
+
+def open_predictor(run: RunModel, threshold: float | None, batch_size: int) -> Predictor:
+    """Load the run's model with its thresholds: ``threshold`` if given, else the one evaluate
+    stored; for an autoencoder not yet evaluated, the anomaly threshold evaluate would choose.
+
+    Raises:
+        RunError: the model cannot be loaded.
+    """
+    stored = read_stored_threshold(run.run_dir)
+    anomaly = None
+    if stored is not None:
+        if stored.kind == "anomaly":
+            anomaly = stored.threshold
+        elif threshold is None and run.task == "binary":
+            threshold = stored.threshold
+    model = run.load_keras()
+    if run.task == "reconstruction" and anomaly is None and run.data_folder is not None:
+        # not evaluated yet: the same threshold evaluate would choose (and store)
+        from dltrain.data.store import open_store
+
+        x, _ = open_store(run.data_folder).load_split("validation")
+        x = run.manifest.model_inputs(x)
+        percentile = float(run.evaluate_settings().get("anomaly_percentile", 99.0))
+        anomaly = validation_anomaly_threshold(model, x, batch_size, percentile).threshold
+    return Predictor(run, model, threshold, anomaly)
 
 
 def predict_file(request: PredictRequest, progress: Progress | None = None) -> PredictResult:
@@ -236,33 +285,16 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
     if request.output.resolve() == source.resolve():
         raise UsageError(f"--output {request.output} is the input file; choose another name.")
     reader = open_input(source, run.model_input, request.input_format)
-    stored = read_stored_threshold(run.run_dir)
-    threshold = request.threshold
-    anomaly = None
-    if stored is not None:
-        if stored.kind == "anomaly":
-            anomaly = stored.threshold
-        elif threshold is None and run.task == "binary":
-            threshold = stored.threshold
-    model = run.load_keras()
-    if run.task == "reconstruction" and anomaly is None and run.data_folder is not None:
-        # not evaluated yet: the same threshold evaluate would choose (and store)
-        from dltrain.data.store import open_store
-
-        x, _ = open_store(run.data_folder).load_split("validation")
-        x = run.manifest.model_inputs(x)
-        percentile = float(run.evaluate_settings().get("anomaly_percentile", 99.0))
-        anomaly = validation_anomaly_threshold(model, x, request.batch_size, percentile).threshold
-    rows = Rows(run, threshold, anomaly)
+    predictor = open_predictor(run, request.threshold, request.batch_size)
+    rows = predictor.rows()
     started = time.perf_counter()
     done = 0
     request.output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(request.output.parent, [request.output.name])  # a killed predict's
     with atomic_path(request.output) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = Writer(handle, fmt)
-        for chunk in _batches(reader.chunks(request.batch_size)):
-            outputs = np.asarray(model.predict_on_batch(run.manifest.model_inputs(chunk.features)))
-            writer.write(rows.make(chunk, outputs))
+        for chunk in finite_chunks(reader.chunks(request.batch_size)):
+            writer.write(rows.make(chunk, predictor.outputs(chunk)))
             done += len(chunk)
             if progress is not None:
                 progress(done, reader.num_examples)
@@ -272,7 +304,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
         input_format=reader.format,
         num_examples=done,
         task=run.task,
-        threshold=threshold,
+        threshold=predictor.threshold,
         seconds=time.perf_counter() - started,
         counts=dict(rows.counts),
         inputs=reader.report,
@@ -304,7 +336,7 @@ def _input_for(run: RunModel, given: Path | None) -> Path:
     return given
 
 
-def _batches(chunks: Iterator[InputChunk]) -> Iterator[InputChunk]:
+def finite_chunks(chunks: Iterator[InputChunk]) -> Iterator[InputChunk]:
     for chunk in chunks:
         if len(chunk) == 0:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,12 @@ class RunModel:
 
     def _recipe(self) -> dict[str, Any]:
         """The resolved recipe the run saved (read as plain YAML: old runs need not validate)."""
+        return self._saved_recipe
+
+    @functools.cached_property
+    def _saved_recipe(self) -> dict[str, Any]:
+        # read once: task and is_classifier ask for it per batch (predict) and per request
+        # (serve), where parsing the YAML each time cost ~30 ms
         try:
             recipe = yaml.safe_load(self.files.recipe.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):

@@ -8,6 +8,7 @@ which makes reading the 960 224×224 flowers at 64×64 several times faster than
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -83,7 +84,7 @@ _UNREADABLE = (
 )
 
 
-def _undecodable(path: Path, exc: Exception) -> DataError:
+def _undecodable(path: Path | BinaryIO, exc: Exception) -> DataError:
     return DataError(
         f"Cannot decode the image {path}: it is not a readable image ({exc}). Expected a "
         f"readable {'/'.join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES))} file; the copy is "
@@ -116,11 +117,12 @@ def check_image(path: Path) -> None:
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
-def decode(path: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, bool]:
+def decode(path: Path | BinaryIO, size: tuple[int, int], channels: int) -> tuple[np.ndarray, bool]:
     """One image as uint8 (height, width, channels), resized with bilinear filtering.
 
-    JPEGs are decoded at reduced resolution when the size allows (``draft``); prepare and
-    predict both decode through here, so a model sees the same pixels in training and use.
+    JPEGs are decoded at reduced resolution when the size allows (``draft``); prepare, predict
+    and serve (``path`` an in-memory file of the request's bytes) all decode through here, so a
+    model sees the same pixels in training and use.
 
     Returns:
         The array, and whether it had to be resized.

@@ -34,6 +34,7 @@ from dltrain.data.readers.model_input import (
     Features,
     InputChunk,
     InputReader,
+    InputReport,
     ModelInput,
     report_table,
 )
@@ -188,19 +189,8 @@ class TableInput(InputReader):
     def __init__(self, path: Path, model: ModelInput) -> None:
         super().__init__(path, model)
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        from dltrain.data.readers.text_values import canonical_text, null_marker
-
-        if model.kind == FeatureKind.TABLE:
-            needed = dict(model.columns)
-        elif model.kind == FeatureKind.TEXT and model.text_column:
-            needed = {model.text_column: "string"}
-        else:
-            raise DataError(
-                f"{path} is a table, but the model takes {model.kind} inputs of shape "
-                f"{model.shape}. Give the inputs in the form the model was trained on."
-            )
+        needed = table_columns_needed(model, str(path))
         table = self._open(path, model)
         missing = [name for name in needed if name not in table.columns]
         if missing:
@@ -221,22 +211,12 @@ class TableInput(InputReader):
                 f"takes numbers there (the column was numeric in training). Fix the value, or "
                 f"leave the cell empty to have it filled as training filled missing values."
             ) from None
-        arrays: dict[str, np.ndarray] = {}
+        columns = {}
         for name in table.columns:
             parts = [batch.column(name) for batch in batches]
-            column = pa.concat_arrays(parts) if parts else pa.array([], types[name])
-            if types[name] == pa.string():
-                # exactly as prepare read the training source's text (see canonical_text)
-                column = canonical_text(column, null_marker(markers))
-                arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-            else:
-                column = pc.cast(column, pa.float32()).fill_null(np.nan)
-                arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), np.float32)
-        self.features: Features = {name: arrays[name] for name in needed}
-        if model.kind == FeatureKind.TEXT:
-            self.features = arrays[next(iter(needed))]
-        else:
-            self.report = report_table(self.features, model, frozenset(markers))
+            columns[name] = pa.concat_arrays(parts) if parts else pa.array([], types[name])
+        arrays = table_arrays(columns, markers)
+        self.features, self.report = table_features(arrays, model, needed, markers)
         self.extra = {"row": np.arange(sum(batch.num_rows for batch in batches))}
         self.extra.update(
             {n: v for n, v in arrays.items() if n not in needed or n in model.passthrough}
@@ -271,6 +251,55 @@ class TableInput(InputReader):
                 else features[part]
             )
             yield InputChunk(batch, {k: v[part].tolist() for k, v in self.extra.items()})
+
+
+def table_columns_needed(model: ModelInput, where: str) -> dict[str, str]:
+    """The columns a table (or a JSON batch of rows) must hold for ``model``, with their dtypes:
+    float32 for numbers, string for categories and texts.
+
+    Raises:
+        DataError: the model takes arrays (images, sequences), not table rows.
+    """
+    if model.kind == FeatureKind.TABLE:
+        return dict(model.columns)
+    if model.kind == FeatureKind.TEXT and model.text_column:
+        return {model.text_column: "string"}
+    raise DataError(
+        f"{where} is a table, but the model takes {model.kind} inputs of shape "
+        f"{model.shape}. Give the inputs in the form the model was trained on."
+    )
+
+
+def table_arrays(columns: dict[str, Any], markers: list[str]) -> dict[str, np.ndarray]:
+    """Arrow columns (float64 numbers, or strings) as the model takes them: text exactly as
+    prepare read the training source's (see ``canonical_text``), numbers as float32 with NaN
+    for missing. predict reads files through here and serve reads JSON rows, so they agree.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dltrain.data.readers.text_values import canonical_text, null_marker
+
+    arrays: dict[str, np.ndarray] = {}
+    for name, column in columns.items():
+        if column.type == pa.string():
+            column = canonical_text(column, null_marker(markers))
+            arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        else:
+            column = pc.cast(column, pa.float32()).fill_null(np.nan)
+            arrays[name] = np.asarray(column.to_numpy(zero_copy_only=False), np.float32)
+    return arrays
+
+
+def table_features(
+    arrays: dict[str, np.ndarray], model: ModelInput, needed: dict[str, str], markers: list[str]
+) -> tuple[Features, InputReport]:
+    """The model's features among ``arrays`` (one array for a text model), and the report of
+    their missing values and unseen categories."""
+    if model.kind == FeatureKind.TEXT:
+        return arrays[next(iter(needed))], InputReport()
+    features = {name: arrays[name] for name in needed}
+    return features, report_table(features, model, frozenset(markers))
 
 
 class TextLinesInput(ArrayInput):
