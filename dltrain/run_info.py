@@ -130,6 +130,14 @@ class BestEpoch(_Part):
     value: float | None
 
 
+class MlflowRef(_Part):
+    """The MLflow run train logged to (``train.tracking: mlflow``); evaluate logs there too."""
+
+    tracking_uri: str
+    run_id: str
+    experiment_id: str | None = None
+
+
 class RunEnvironment(_Part):
     """Versions, seed and device, so a run says how to reproduce it."""
 
@@ -173,6 +181,7 @@ class RunInfo(_Part):
     # What the model answers, where a run says so itself (dltrain train leaves it to the
     # manifest and the model family; see evaluation/run_model.py).
     task: str | None = None
+    mlflow: MlflowRef | None = None  # set: train logged to this MLflow run
 
     @property
     def current_status(self) -> RunStatus | None:

@@ -49,6 +49,32 @@ PrintRecipeOption = Annotated[
     bool, typer.Option("--print-recipe", help="Print the resolved recipe (YAML) and exit.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Write one JSON document to stdout.")]
+TrackOption = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        help="mlflow or mlflow:URI: log to MLflow (train.tracking, train.tracking_uri); the "
+        "default store is sqlite:///<workdir>/mlflow.db. Needs the `mlflow` extra.",
+        show_default=False,
+    ),
+]
+
+
+def track_flags(track: str | None) -> Flags:
+    """``--track mlflow[:URI]`` as the recipe keys it sets (none when not given).
+
+    Raises:
+        UsageError: a malformed value, or MLflow not installed.
+    """
+    if track is None:
+        return {}
+    from dltrain.tracking import parse_track, require_mlflow
+
+    name, uri = parse_track(track)
+    require_mlflow()
+    return {"train.tracking": name, "train.tracking_uri": uri}
+
+
 RunOption = Annotated[
     Path | None,
     typer.Option(

@@ -15,9 +15,11 @@ from dltrain.cli.common import (
     PrintRecipeOption,
     RecipeOption,
     SetOption,
+    TrackOption,
     load,
     print_recipe,
     reported_errors,
+    track_flags,
     workdir,
 )
 from dltrain.console import make_console, write_json
@@ -100,6 +102,7 @@ def train(
             "train nothing.",
         ),
     ] = False,
+    track: TrackOption = None,
     sets: SetOption = None,
     print_recipe_: PrintRecipeOption = False,
     json_: JsonOption = False,
@@ -117,6 +120,7 @@ def train(
             "train.time_budget": time_budget,
             "train.deterministic": True if deterministic else None,
             "train.folds": folds,
+            **track_flags(track),
         }
         resume_dir = None
         if resume:
@@ -138,6 +142,10 @@ def train(
             _dry_run(loaded, console, json_)
             return
         r = loaded.recipe
+        if r.train.tracking.value == "mlflow":
+            from dltrain.tracking import require_mlflow
+
+            require_mlflow()
         if r.train.folds and resume_dir:
             raise UsageError(
                 f"Run {resume_dir} is one fold of a cross-validation, or its recipe sets "

@@ -303,6 +303,11 @@ class Switch(StrEnum):
     OFF = "off"
 
 
+class Tracking(StrEnum):
+    NONE = "none"
+    MLFLOW = "mlflow"
+
+
 class TrainSpec(Section):
     epochs: int = Field(10, gt=0, le=100_000)
     batch_size: int = Field(128, gt=0, le=1_000_000)
@@ -325,6 +330,16 @@ class TrainSpec(Section):
         Switch.AUTO, description="XLA. auto: Keras's choice on GPU, off on CPU (slower there)."
     )
     tensorboard: bool = Field(True, description="Write TensorBoard event files into the run.")
+    tracking: Tracking = Field(
+        Tracking.NONE,
+        description="mlflow: log params, every epoch's metrics and the run's files to MLflow "
+        "(the `mlflow` extra); evaluate and tune log there too (--track).",
+    )
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (http://host:5000, sqlite:///…); default "
+        "sqlite:///<workdir>/mlflow.db, artifacts in <workdir>/mlartifacts/.",
+    )
     loss: LossSpec = Field(default_factory=LossSpec)
     class_weight: ClassWeight = Field(
         None,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -14,7 +15,7 @@ from dltrain.atomic import atomic_path, write_text_atomic
 from dltrain.backend import keras, tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.data.store import PreparedDataset
-from dltrain.errors import RunError, TrainingFailed
+from dltrain.errors import RunError, TrainingFailed, TrainingInterrupted
 from dltrain.faults import crash_point
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
@@ -46,6 +47,10 @@ from dltrain.training.record import (
     record_interruption,
 )
 from dltrain.training.schedules import ReduceOnPlateau
+from dltrain.training.tracking import MlflowEpochs, end_tracking, start_tracking
+
+if TYPE_CHECKING:
+    from dltrain.run_info import MlflowRef
 
 
 def train(
@@ -59,6 +64,7 @@ def train(
     tune: TrialMarker | None = None,
     dataset: PreparedDataset | None = None,
     run_dir: Path | None = None,
+    tracking_parent: MlflowRef | None = None,
 ) -> TrainResult:
     """Train the recipe's model on its prepared dataset into a run folder.
 
@@ -89,6 +95,8 @@ def train(
             ``dltrain train --folds``: its training rows and held-out rows as the splits).
         run_dir: the folder a new run is made in instead of a new one under runs/ (a fold's,
             inside its cross-validation run).
+        tracking_parent: the study's MLflow run: a trial logs to MLflow (a child run) only
+            with one (``train.tracking: mlflow``; training/tracking.py).
 
     Raises:
         DataError: no usable prepared dataset.
@@ -109,10 +117,19 @@ def train(
     record = open_run_record(plan, workdir, tune, run_dir)
     if not plan.trial:
         write_summary(model, record.files.summary)
-    watch = watch_training(plan, record.files, parts, console, extra_callbacks)
-    seconds = fit_phases(plan, model, parts, watch, splits, record)
-    check_converged(plan, watch, record)
-    return finish(plan, model, watch, record, seconds)
+    tracker = start_tracking(plan, record, workdir, tracking_parent)
+    extra = [*extra_callbacks, MlflowEpochs(tracker)] if tracker else extra_callbacks
+    watch = watch_training(plan, record.files, parts, console, extra)
+    try:
+        seconds = fit_phases(plan, model, parts, watch, splits, record)
+        check_converged(plan, watch, record)
+        result = finish(plan, model, watch, record, seconds)
+    except BaseException as exc:
+        killed = isinstance(exc, KeyboardInterrupt | TrainingInterrupted)
+        end_tracking(tracker, record, "KILLED" if killed else "FAILED")
+        raise
+    tracked = end_tracking(tracker, record)
+    return replace(result, warnings=(*result.warnings, *tracked)) if tracked else result
 
 
 @dataclass(frozen=True)
