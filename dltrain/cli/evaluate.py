@@ -18,14 +18,16 @@ from dltrain.cli.common import (
     RecipeOption,
     RunOption,
     SetOption,
+    TrackOption,
     collect_overrides,
     from_workdir,
     render_input_report,
     reported_errors,
+    track_flags,
     workdir,
 )
 from dltrain.console import make_console, write_json
-from dltrain.errors import GatesFailed, RunError, UsageError
+from dltrain.errors import DltrainError, GatesFailed, RunError, UsageError
 from dltrain.recipe.choices import SplitName
 from dltrain.recipe.gates import parse_gate
 from dltrain.runs import resolve_recipe_and_run
@@ -133,6 +135,7 @@ def evaluate(
             "as MODEL_CARD.md in the run folder).",
         ),
     ] = ReportFormat.TABLE,
+    track: TrackOption = None,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -140,6 +143,7 @@ def evaluate(
     console = make_console()
     with reported_errors(console):
         _refuse_conflicts(json_, report_format, data, split)
+        tracking = track_flags(track)  # refuses a bad --track before anything is evaluated
         flags = {
             "evaluate.split": split.value if split else None,
             "evaluate.bootstrap": bootstrap,
@@ -150,7 +154,11 @@ def evaluate(
         overrides = collect_overrides(sets, flags)
         loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)
         spec = loaded.recipe.evaluate
+        log_it = track is not None or _tracked(run_dir, loaded.recipe.train.tracking.value)
+        if log_it:
+            from dltrain.tracking import require_mlflow
 
+            require_mlflow()  # before evaluating, not after
         from dltrain.evaluation.request import EvaluationRequest
         from dltrain.evaluation.threshold import parse_objective
 
@@ -168,8 +176,38 @@ def evaluate(
         render(result.document, console)
         console.print(f"Saved {result.metrics_path}", highlight=False)
         _write_stdout(result.document, ReportFormat.JSON if json_ else report_format, console)
+        if log_it:
+            card = report_format == ReportFormat.MODEL_CARD
+            uri = tracking.get("train.tracking_uri") or loaded.recipe.train.tracking_uri
+            _log_to_mlflow(result, run_dir, str(uri) if uri else None, card, console)
         if not result.passed:
             raise _gates_failed(result, what, run_dir)
+
+
+def _tracked(run_dir: Path, recipe_tracking: str) -> bool:
+    """Whether the run logs to MLflow without --track: its training did, or its recipe says so."""
+    from dltrain.runs import RunFolder
+
+    if recipe_tracking == "mlflow":
+        return True
+    try:
+        return RunFolder(run_dir).read_info().mlflow is not None
+    except DltrainError:
+        return False
+
+
+def _log_to_mlflow(
+    result: Evaluation, run_dir: Path, uri: str | None, card: bool, console: Console
+) -> None:
+    """Log the evaluation to the run's MLflow run; a failure is a warning, never an exit."""
+    from dltrain.tracking.evaluation import log_evaluation
+
+    with console.status("Logging to MLflow …"):
+        warnings = log_evaluation(
+            run_dir, workdir(), result.document.to_json(), result.metrics_path, uri, card
+        )
+    for warning in warnings:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
 
 
 def _refuse_conflicts(
