@@ -19,7 +19,8 @@ try:
     main()
 except SystemExit:
     pass
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "tf_keras"})
+heavy = {"tensorflow", "keras", "tf_keras", "mlflow"}
+heavy = sorted({m.split(".")[0] for m in sys.modules} & heavy)
 print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
 """
 
