@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,9 +18,11 @@ from dltrain.cli.common import (
     PrintRecipeOption,
     RecipeOption,
     SetOption,
+    TrackOption,
     collect_overrides,
     print_recipe,
     reported_errors,
+    track_flags,
     workdir,
 )
 from dltrain.console import make_console, write_json
@@ -101,6 +103,7 @@ def tune(
         bool,
         typer.Option("--dry-run", help="Check the search space and show it; run no trial."),
     ] = False,
+    track: TrackOption = None,
     print_recipe_: PrintRecipeOption = False,
     json_: JsonOption = False,
 ) -> None:
@@ -115,6 +118,7 @@ def tune(
             "tune.timeout": timeout,
             "tune.sampler": sampler.value if sampler else None,
             "tune.pruner": pruner.value if pruner else None,
+            **track_flags(track),
         }
         overrides = collect_overrides(sets, flags)
         from dltrain.recipe.load import find_recipe, load_recipe
@@ -123,6 +127,10 @@ def tune(
         if print_recipe_:
             print_recipe(loaded)
             return
+        if loaded.recipe.train.tracking.value == "mlflow":
+            from dltrain.tracking import require_mlflow
+
+            require_mlflow()
         from dltrain.tuning.plan import plan_study
 
         plan = plan_study(
@@ -140,6 +148,7 @@ def tune(
             if json_:
                 write_json(_plan_document(plan))
             return
+        from dltrain.tracking.study import close_study_run, open_study_run
         from dltrain.tuning.plan import start_study
         from dltrain.tuning.report import build_report
         from dltrain.tuning.runner import run_trials
@@ -150,6 +159,9 @@ def tune(
             with console.status("Preparing the data and opening the study …"):
                 start = start_study(plan)
             plan = start.plan  # the study actually opened: --new-study may have named another
+            study_run = open_study_run(plan)
+            if study_run is not None:
+                plan = replace(plan, mlflow_parent=study_run.ref)
             show_start(console, plan, start)
             board = TrialBoard(console, plan)
             with board:
@@ -157,6 +169,9 @@ def tune(
             with console.status("Writing the report and plots …"):
                 report = build_report(plan, outcome)
         show_report(console, plan, outcome, report)
+        if study_run is not None:
+            for warning in close_study_run(study_run, plan, report):
+                console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
         if json_:
             write_json(report.document)
         if outcome.interrupted:

@@ -57,11 +57,15 @@ def start_tracking(
     if known is not None:
         return MlflowRun.attach(known)
     tags = {"dltrain.run_dir": str(record.run_dir)}
+    name = record.run_dir.name
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
-    run = MlflowRun.start(
-        spec.tracking_uri, workdir, plan.recipe.name, record.run_dir.name, tags=tags
-    )
+        trial = record.info.tune.trial if record.info.tune else None
+        if trial is not None:
+            tags["dltrain.trial"] = str(trial)
+            name = f"trial {trial}"
+    uri = parent.tracking_uri if parent is not None else spec.tracking_uri
+    run = MlflowRun.start(uri, workdir, plan.recipe.name, name, tags=tags)
     if run.ref is not None:
         record.info.mlflow = run.ref
         record.write()

@@ -15,6 +15,7 @@ from dltrain.data.store import PreparedDataset
 from dltrain.errors import ObjectiveNotLogged, RecipeError, UsageError
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.tune import TuneSpec
+from dltrain.run_info import MlflowRef
 from dltrain.runs import StudyFolder, data_dir
 from dltrain.tuning.recovery import recover_stale_trials
 from dltrain.tuning.space import SearchSpace
@@ -47,6 +48,7 @@ class TunePlan:
     num_trials: int | None  # the study's trial budget (a grid caps it at its size)
     grid_size: int | None
     new_study: bool = False  # --new-study: a fresh study beside any of that name
+    mlflow_parent: MlflowRef | None = None  # train.tracking: mlflow: the study's MLflow run
 
     @property
     def files(self) -> StudyFolder:

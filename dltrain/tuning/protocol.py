@@ -40,6 +40,9 @@ class TrialSpec(TypedDict):
     parent_pid: int  # the tuner: the trial stops when it dies
     result: str  # where the outcome goes
     log: str  # where the trial's stderr goes
+    # train.tracking: mlflow: the study's MLflow run (run_info.MlflowRef as JSON), whose child
+    # run the trial logs to
+    mlflow_parent: NotRequired[dict[str, Any]]
 
 
 TrialState = Literal["complete", "pruned", "fail", "interrupted"]

@@ -266,6 +266,8 @@ class _Session:
             result=str(files.trial_result(number)),
             log=str(files.trial_log(number)),
         )
+        if plan.mlflow_parent is not None:
+            spec["mlflow_parent"] = plan.mlflow_parent.to_json()
         write_json_atomic(files.trial_spec(number), spec)
         crash_point("tune.trial_spec")
         trial.set_user_attr("log", spec["log"])

@@ -36,7 +36,7 @@ from typing import Any, TextIO
 from dltrain.atomic import write_json_atomic
 from dltrain.credentials import mask_credentials
 from dltrain.errors import DltrainError, ExitCode, ObjectiveNotLogged, TrainingFailed
-from dltrain.run_info import TrialMarker
+from dltrain.run_info import MlflowRef, TrialMarker
 from dltrain.tuning.protocol import EpochEvent, TrainedTrial, TrialOutcome, TrialSpec
 
 STORAGE_ENV = "DLTRAIN_TUNE_STORAGE"
@@ -183,8 +183,15 @@ def train_with_keras(spec: TrialSpec, reporter: EpochReporter) -> TrainedTrial:
         # Written before training starts, so even a trial cut short is known as one: commands
         # looking for the user's latest run skip it (dltrain.runs.is_tune_trial).
         tune=trial_marker(spec),
+        tracking_parent=mlflow_parent(spec),
     )
     return TrainedTrial(run_dir=str(result.run_dir), epochs_run=result.epochs_run)
+
+
+def mlflow_parent(spec: TrialSpec) -> MlflowRef | None:
+    """The study's MLflow run, whose child run the trial logs to; None when it tracks nothing."""
+    parent = spec.get("mlflow_parent")
+    return MlflowRef.model_validate(parent) if parent else None
 
 
 def trial_marker(spec: TrialSpec) -> TrialMarker:
