@@ -113,3 +113,31 @@ def test_train_then_evaluate_log_to_one_mlflow_run(
     evaluated = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/test")}
     assert {"evaluation/test/metrics.json", "evaluation/test/MODEL_CARD.md"} <= evaluated
     assert len(client.search_runs([run.info.experiment_id])) == 1  # the same run, not a new one
+
+
+@pytest.mark.slow
+def test_tune_logs_each_trial_as_a_child_of_the_study_run(
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = {"train.optimizer.learning_rate": {"log_uniform": [1.0e-3, 1.0e-2]}}
+    write_recipe(idx_folder, tune={"pruner": "none", "space": space})
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    code, out, err = invoke("tune", "--track", "mlflow", "--trials", "2", "--json")
+    assert code == 0, err
+    parent = json.loads((tmp_path / "runs/tiny/tune/tiny/mlflow.json").read_text())
+    client = MlflowClient(parent["tracking_uri"])
+    children = client.search_runs(
+        [parent["experiment_id"]], f"tags.mlflow.parentRunId = '{parent['run_id']}'"
+    )
+    assert sorted(r.info.run_name for r in children) == ["trial 0", "trial 1"]
+    drawn = {t["number"]: t["params"] for t in json.loads(out)["trials"]}
+    for child in children:
+        number = int(child.data.tags["dltrain.trial"])
+        rate = float(child.data.params["train.optimizer.learning_rate"])
+        assert rate == pytest.approx(drawn[number]["train.optimizer.learning_rate"])
+        assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 1
+    study = client.get_run(parent["run_id"])
+    assert study.info.status == "FINISHED" and "best_val_accuracy" in study.data.metrics
+    logged = {a.path for a in client.list_artifacts(parent["run_id"], "study")}
+    assert {"study/summary.json", "study/trials.csv", "study/best.yaml"} <= logged
