@@ -469,9 +469,10 @@ def show_report(console: Console, plan: TunePlan, outcome: TuneOutcome, report: 
             f"{f' (run {best.run_dir})' if best.run_dir else ''}.",
             highlight=False,
         )
+        hparams = f" (HParams: tensorboard --logdir {report.hparams})" if report.hparams else ""
         console.print(
             f"Wrote {report.best_recipe}, {len(report.plots)} plot(s), trials.csv and "
-            f"summary.json in {plan.study_dir}. "
+            f"summary.json in {plan.study_dir}{hparams}. "
             f"Next: dltrain train --recipe {report.best_recipe}",
             highlight=False,
         )

@@ -21,6 +21,7 @@ import optuna
 from dltrain.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
+from dltrain.tuning.hparams import HPARAMS_DIR, write_hparams
 from dltrain.tuning.plan import TunePlan
 from dltrain.tuning.records import TrialRecord, trial_record
 from dltrain.tuning.runner import TuneOutcome
@@ -44,6 +45,7 @@ class TuneReport:
     trials_csv: Path | None = None
     summary: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
+    hparams: Path | None = None  # TensorBoard's HParams events (train.tensorboard)
 
     @property
     def best(self) -> TrialRecord | None:
@@ -72,6 +74,10 @@ def build_report(plan: TunePlan, outcome: TuneOutcome) -> TuneReport:
     files = plan.files
     best_recipe = write_best_recipe(plan, completed[0]) if completed else None
     plots, skipped = write_plots(study, plan, files.path)
+    hparams = None
+    if plan.loaded.recipe.train.tensorboard:  # the study in TensorBoard's HParams tab
+        hparams = files.path / HPARAMS_DIR
+        write_hparams(trials, list(plan.space.params), plan.spec.objective, hparams)
     trials_csv = files.trials_csv
     write_text_atomic(trials_csv, trials_table(records, list(plan.space.params)))
     report = TuneReport(
@@ -85,6 +91,7 @@ def build_report(plan: TunePlan, outcome: TuneOutcome) -> TuneReport:
         skipped_plots=skipped,
         trials_csv=trials_csv,
         summary=files.summary,
+        hparams=hparams,
     )
     document = summary_document(plan, outcome, report)
     crash_point("tune.report")

@@ -141,3 +141,11 @@ def test_tune_logs_each_trial_as_a_child_of_the_study_run(
     assert study.info.status == "FINISHED" and "best_val_accuracy" in study.data.metrics
     logged = {a.path for a in client.list_artifacts(parent["run_id"], "study")}
     assert {"study/summary.json", "study/trials.csv", "study/best.yaml"} <= logged
+    # the same study in TensorBoard's HParams tab, read back with TensorBoard's event reader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for number in (0, 1):
+        events = EventAccumulator(str(tmp_path / f"runs/tiny/tune/tiny/tensorboard/trial-{number}"))
+        events.Reload()
+        assert events.PluginTagToContent("hparams")
+        assert len(events.Tensors("val_accuracy")) == 1
