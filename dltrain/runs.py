@@ -262,6 +262,16 @@ class StudyFolder:
     def trials(self) -> Path:
         return self.path / "trials"
 
+    @property
+    def mlflow(self) -> Path:
+        """The study's MLflow parent run (``train.tracking: mlflow``; tracking/study.py)."""
+        return self.path / "mlflow.json"
+
+    @property
+    def hparams(self) -> Path:
+        """The study as TensorBoard HParams events (tuning/hparams.py)."""
+        return self.path / "tensorboard"
+
     def trial(self, number: int) -> Path:
         """Trial ``number``'s folder: trial.json (its spec), result.json and train.log."""
         return self.trials / f"{number:05d}"

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from dltrain.tuning.plan import TunePlan
     from dltrain.tuning.report import TuneReport
 
-PARENT_FILE = "mlflow.json"
-
 
 def open_study_run(plan: TunePlan) -> MlflowRun | None:
     """The study's parent run when the recipe tracks: the one ``mlflow.json`` in the study's
@@ -30,7 +28,7 @@ def open_study_run(plan: TunePlan) -> MlflowRun | None:
     recipe = plan.loaded.recipe
     if recipe.train.tracking is not Tracking.MLFLOW:
         return None
-    known = plan.study_dir / PARENT_FILE
+    known = plan.files.mlflow
     if known.is_file():
         return MlflowRun.attach(MlflowRef.model_validate(json.loads(known.read_text())))
     run = MlflowRun.start(

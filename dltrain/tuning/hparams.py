@@ -20,7 +20,6 @@ from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-HPARAMS_DIR = "tensorboard"  # runs/<name>/tune/<study>/tensorboard/: tensorboard --logdir it
 _SHOWN = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 

@@ -21,7 +21,7 @@ import optuna
 from dltrain.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dltrain.faults import crash_point
 from dltrain.recipe import load_recipe
-from dltrain.tuning.hparams import HPARAMS_DIR, write_hparams
+from dltrain.tuning.hparams import write_hparams
 from dltrain.tuning.plan import TunePlan
 from dltrain.tuning.records import TrialRecord, trial_record
 from dltrain.tuning.runner import TuneOutcome
@@ -76,7 +76,7 @@ def build_report(plan: TunePlan, outcome: TuneOutcome) -> TuneReport:
     plots, skipped = write_plots(study, plan, files.path)
     hparams = None
     if plan.loaded.recipe.train.tensorboard:  # the study in TensorBoard's HParams tab
-        hparams = files.path / HPARAMS_DIR
+        hparams = files.hparams
         write_hparams(trials, list(plan.space.params), plan.spec.objective, hparams)
     trials_csv = files.trials_csv
     write_text_atomic(trials_csv, trials_table(records, list(plan.space.params)))
