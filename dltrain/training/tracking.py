@@ -38,7 +38,8 @@ def start_tracking(
 ) -> MlflowRun | None:
     """Open the run's MLflow run and log the resolved recipe; None when the run does not track.
 
-    A resumed run logs on into the MLflow run run.json names. A new one gets a new MLflow run
+    Across machines only the chief logs. A resumed run logs on into the MLflow run run.json
+    names. A new one gets a new MLflow run
     in the experiment named after the recipe (a ``tune`` trial: a child of ``parent``); its id
     goes into run.json so ``evaluate`` logs to the same run.
 
@@ -50,6 +51,8 @@ def start_tracking(
     """
     spec = plan.spec
     if spec.tracking is not Tracking.MLFLOW or (plan.trial and parent is None):
+        return None
+    if not plan.devices.is_chief:  # the chief logs the run; other workers write scratch
         return None
     from dltrain.tracking.mlflow_run import PARENT_TAG, MlflowRun
 
