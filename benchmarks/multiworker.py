@@ -1,19 +1,22 @@
 """Multi-worker training on a real table: does our loop match ``fit``, and what does it cost?
 
-Three contenders train the same recipe (``recipes/adult_income.yaml``, a few epochs) from the
-shell, alternated round by round on this machine:
+Contenders train the same recipe (``recipes/adult_income.yaml``, a few epochs) from the shell,
+alternated round by round on this machine:
 
 - ``fit``: no ``TF_CONFIG``, Keras's ``model.fit`` (the default strategy);
 - ``loop, 1 worker``: ``TF_CONFIG`` naming one worker: MultiWorkerMirroredStrategy and
   dltrain's own loop in one process, to price the loop and the strategy against ``fit``;
-- ``2 workers``: two processes on localhost ports, each computing half of every batch.
+- ``2 workers``: two processes on localhost ports, each computing half of every batch, with
+  the loop's default batches per call into TensorFlow; variants with 1, 16 or 128 batches per
+  call (``steps per call``), and with one TensorFlow thread per worker
+  (``TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1``, ``1 thread each``).
 
-On a 2-core machine two workers share the cores, so this measures correctness and overhead,
-not a speed-up: that needs machines of their own. Reported per contender: the median epoch time
-(epochs after the first, which traces the step), validation loss and accuracy after the last
-epoch, and whether the two workers ended with the same weights.
+On a 2-core machine two workers share the cores that ``fit`` has to itself. Reported per
+contender: the median epoch time (epochs after the first, which traces the step), its ratio to
+``fit``'s in the same round (the median of the rounds, and each round's), validation loss and
+accuracy after the last epoch, and whether the two workers ended with the same weights.
 
-Run: .venv/bin/python benchmarks/multiworker.py [--epochs 3] [--rounds 2]
+Run: .venv/bin/python benchmarks/multiworker.py [--epochs 3] [--rounds 2] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -80,13 +83,16 @@ class Contender:
         return [sys.executable, "-c", code]
 
 
+ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 CONTENDERS = {
     "fit": Contender(0),
     "loop, 1 worker": Contender(1),
     "2 workers, 1 step per call": Contender(2, steps_per_execution=1),
+    "2 workers, 16 steps per call": Contender(2, steps_per_execution=16),
     "2 workers": Contender(2),
-    "2 workers, 1 thread each": Contender(
-        2, env={"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    "2 workers, 1 thread each": Contender(2, env=ONE_THREAD),
+    "2 workers, 128 steps per call, 1 thread each": Contender(
+        2, steps_per_execution=128, env=ONE_THREAD
     ),
 }
 
