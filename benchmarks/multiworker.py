@@ -1,19 +1,22 @@
 """Multi-worker training on a real table: does our loop match ``fit``, and what does it cost?
 
-Three contenders train the same recipe (``recipes/adult_income.yaml``, a few epochs) from the
-shell, alternated round by round on this machine:
+Contenders train the same recipe (``recipes/adult_income.yaml``, a few epochs) from the shell,
+alternated round by round on this machine:
 
 - ``fit``: no ``TF_CONFIG``, Keras's ``model.fit`` (the default strategy);
 - ``loop, 1 worker``: ``TF_CONFIG`` naming one worker: MultiWorkerMirroredStrategy and
   dltrain's own loop in one process, to price the loop and the strategy against ``fit``;
-- ``2 workers``: two processes on localhost ports, each computing half of every batch.
+- ``2 workers``: two processes on localhost ports, each computing half of every batch, with
+  the loop's default batches per call into TensorFlow; variants with 1, 16 or 128 batches per
+  call (``steps per call``), and with one TensorFlow thread per worker
+  (``TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1``, ``1 thread each``).
 
-On a 2-core machine two workers share the cores, so this measures correctness and overhead,
-not a speed-up: that needs machines of their own. Reported per contender: the median epoch time
-(epochs after the first, which traces the step), validation loss and accuracy after the last
-epoch, and whether the two workers ended with the same weights.
+On a 2-core machine two workers share the cores that ``fit`` has to itself. Reported per
+contender: the median epoch time (epochs after the first, which traces the step), its ratio to
+``fit``'s in the same round (the median of the rounds, and each round's), validation loss and
+accuracy after the last epoch, and whether the two workers ended with the same weights.
 
-Run: .venv/bin/python benchmarks/multiworker.py [--epochs 3] [--rounds 2]
+Run: .venv/bin/python benchmarks/multiworker.py [--epochs 3] [--rounds 2] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +63,54 @@ def setup(epochs: int) -> None:
     subprocess.run([*DLTRAIN, "prepare"], cwd=WORK, check=True, capture_output=True)
 
 
-def train(num_workers: int) -> dict[str, Any]:
-    """Train once with 0 (plain fit), 1 or 2 workers; the chief's results."""
+@dataclass(frozen=True)
+class Contender:
+    """How one contender trains: workers (0: plain fit), loop settings, environment."""
+
+    num_workers: int
+    steps_per_execution: int | None = None  # None: the loop's default
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        if self.steps_per_execution is None:
+            return [*DLTRAIN, "train", "--json"]
+        code = (
+            "import sys; sys.argv = ['dltrain', 'train', '--json']; "
+            "import dltrain.training.multiworker as loop; "
+            f"loop.STEPS_PER_EXECUTION = {self.steps_per_execution}; "
+            "from dltrain.cli import main; main()"
+        )
+        return [sys.executable, "-c", code]
+
+
+ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+CONTENDERS = {
+    "fit": Contender(0),
+    "loop, 1 worker": Contender(1),
+    "2 workers, 1 step per call": Contender(2, steps_per_execution=1),
+    "2 workers, 16 steps per call": Contender(2, steps_per_execution=16),
+    "2 workers": Contender(2),
+    "2 workers, 1 thread each": Contender(2, env=ONE_THREAD),
+    "2 workers, 128 steps per call, 1 thread each": Contender(
+        2, steps_per_execution=128, env=ONE_THREAD
+    ),
+}
+
+
+def train(contender: Contender) -> dict[str, Any]:
+    """Train once as ``contender`` says; the chief's results."""
+    num_workers = contender.num_workers
     hosts = [f"127.0.0.1:{free_port()}" for _ in range(max(num_workers, 1))]
+    base = {**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, **contender.env}
     envs = (
-        [{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}]
+        [base]
         if num_workers == 0
-        else [{**os.environ, "TF_CONFIG": tf_config(hosts, i)} for i in range(num_workers)]
+        else [{**base, "TF_CONFIG": tf_config(hosts, i)} for i in range(num_workers)]
     )
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
-            [*DLTRAIN, "train", "--json"],
+            contender.command(),
             cwd=WORK,
             env=env,
             stdout=subprocess.PIPE,
@@ -106,31 +146,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--only", nargs="+", choices=list(CONTENDERS)[1:], help="contenders beside fit"
+    )
     args = parser.parse_args()
     setup(args.epochs)
-    names = {0: "fit", 1: "loop, 1 worker", 2: "2 workers"}
-    results: dict[int, list[dict[str, Any]]] = {n: [] for n in names}
+    names = ["fit", *(args.only or list(CONTENDERS)[1:])]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     loads = []
     for round_ in range(args.rounds):
-        for n in names:
+        for name in names:
             loads.append(os.getloadavg()[0])
-            results[n].append(train(n))
-            print(f"round {round_ + 1} {names[n]}: {results[n][-1]}", file=sys.stderr)
-    fit_epoch = statistics.median(r["epoch_seconds"] for r in results[0])
+            results[name].append(train(CONTENDERS[name]))
+            print(f"round {round_ + 1} {name}: {results[name][-1]}", file=sys.stderr)
     print(
         f"adult_income, {args.epochs} epochs, batch 256, {args.rounds} rounds alternated; "
         f"load average (1 min) at each start {min(loads):.1f}–{max(loads):.1f}\n"
     )
-    print("| contender | epoch s (median) | × fit | val loss | val accuracy | same weights |")
-    print("|---|---|---|---|---|---|")
-    for n, name in names.items():
-        rows = results[n]
+    print(
+        "| contender | epoch s (median) | × fit (median of rounds) | × fit each round "
+        "| val loss | val accuracy | same weights |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        rows = results[name]
         epoch = statistics.median(r["epoch_seconds"] for r in rows)
+        ratios = [
+            r["epoch_seconds"] / f["epoch_seconds"]
+            for r, f in zip(rows, results["fit"], strict=True)
+        ]
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
         losses = ", ".join(f"{r['val_loss']:.4f}" for r in rows)
         accuracies = ", ".join(f"{r['val_accuracy']:.4f}" for r in rows)
-        same = "—" if n < 2 else ", ".join(str(r["same_weights"]).lower() for r in rows)
+        workers = CONTENDERS[name].num_workers
+        same = "—" if workers < 2 else ", ".join(str(r["same_weights"]).lower() for r in rows)
         print(
-            f"| {name} | {epoch:.2f} | {epoch / fit_epoch:.2f} | {losses} | {accuracies} | {same} |"
+            f"| {name} | {epoch:.2f} | {statistics.median(ratios):.2f} | {each} | {losses} "
+            f"| {accuracies} | {same} |"
         )
 
 

@@ -163,8 +163,10 @@ class DivergenceGuard(keras.callbacks.Callback):
 class TimeBudget(keras.callbacks.Callback):
     """Stops training once ``seconds`` have passed; early stopping then restores the best epoch.
 
-    Checked after every batch (a clock read, nothing more), so the overrun is at most one batch
-    plus the epoch's validation.
+    Checked after every batch callback (a clock read, nothing more), so the overrun is at most
+    one batch plus the epoch's validation; under TF_CONFIG the loop calls back once per
+    execution of several batches (training/multiworker.py STEPS_PER_EXECUTION), so up to that
+    many batches.
     """
 
     def __init__(self, seconds: float) -> None:

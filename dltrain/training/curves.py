@@ -45,12 +45,15 @@ def plot_learning_curves(
     figure = Figure(figsize=(4.2 * len(names), 3.4))
     panels = figure.subplots(1, len(names), squeeze=False)[0]
     for axes, name in zip(panels, names, strict=True):
+        plotted: list[float] = []
         for key, style in ((name, "-"), (f"val_{name}", "--")):
             if key in rows[0]:
                 values = [_number(row[key]) for row in rows]
+                plotted += values
                 x = epochs or range(1, len(rows) + 1)
                 axes.plot(x, values, style, marker="o", markersize=3, label=key)
-        if name == "learning_rate":
+        # a log axis needs a positive value (a rate unrecorded, or 0 on frozen epochs, has none)
+        if name == "learning_rate" and any(v > 0 for v in plotted):
             axes.set_yscale("log")
         axes.set_xlabel("epoch")
         axes.set_title(name)

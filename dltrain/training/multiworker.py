@@ -11,6 +11,12 @@ workers' collective operations in step.
 
 Batches keep their meaning: ``batch_size`` is the global batch, each of ``n`` workers computes
 ``1/n`` of it, so a recipe trains the same model on one machine or many, only faster.
+
+One call into TensorFlow runs ``STEPS_PER_EXECUTION`` batches, as ``fit`` does with
+``steps_per_execution``: between workers every metric read and stop vote is an all-reduce, a
+rendezvous of all processes, so the loop makes those once per call (batch callbacks with it);
+only the gradients' all-reduce stays per batch. Two workers on localhost trained an epoch in
+4.8x ``fit``'s time at one batch per call and 2.3x at 64 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from dltrain.runs import PLOTS, TENSORBOARD
 from dltrain.training.callbacks import Logs
 from dltrain.training.device import cluster_from_env
 from dltrain.training.reproduction import weights_sha256
+
+# Batches per call into TensorFlow (see benchmarks/RESULTS.md, "Several machines"): reading the
+# metrics and voting on stopping all-reduce across workers, once per execution instead of per batch.
+STEPS_PER_EXECUTION = 64
 
 # A worker that died or cannot be reached surfaces as one of these in the others.
 _LOST_WORKER = (
@@ -132,14 +142,17 @@ def fit(
     initial_epoch: int = 0,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     class_weight: dict[int, float] | None = None,
+    steps_per_execution: int | None = None,
     **_: Any,
 ) -> keras.callbacks.History:
     """``model.fit`` for ``MultiWorkerMirroredStrategy``: same arguments, callbacks and logs.
 
     Callbacks see what ``fit`` shows them: ``on_train_begin``, per epoch ``on_epoch_begin``,
-    ``on_train_batch_begin/end`` with the running logs, the validation pass as
-    ``on_test_*``, and ``on_epoch_end`` with the ``val_`` logs. ``model.stop_training`` set on
-    any worker (a time budget, say) stops every worker after the same batch.
+    ``on_train_batch_begin/end`` with the running logs once per execution of
+    ``steps_per_execution`` batches (as ``fit`` does with ``compile(steps_per_execution=…)``),
+    the validation pass as ``on_test_*``, and ``on_epoch_end`` with the ``val_`` logs.
+    ``model.stop_training`` set on any worker (a time budget, say) stops every worker after
+    the same batch: the last of the execution whose ``on_train_batch_end`` wished it.
 
     Args:
         model: compiled under ``strategy.scope()``.
@@ -150,6 +163,9 @@ def fit(
         initial_epoch: the epoch to start from (a resume).
         callbacks: Keras callbacks, run in order.
         class_weight: one weight per class index, applied to the loss as in ``fit``.
+        steps_per_execution: batches run by one call into TensorFlow; the weights are the
+            same for any value, only the callbacks' batch granularity changes. None:
+            ``STEPS_PER_EXECUTION``.
 
     Returns:
         The run's History, as ``fit`` returns it.
@@ -159,7 +175,11 @@ def fit(
     """
     if class_weight:
         x = with_class_weights(x, class_weight)
-    loop = _DistributedLoop(model, strategy, x, validation_data)
+    if steps_per_execution is None:
+        steps_per_execution = STEPS_PER_EXECUTION
+    if steps_per_execution < 1:
+        raise ValueError(f"steps_per_execution must be at least 1, got {steps_per_execution}")
+    loop = _DistributedLoop(model, strategy, x, validation_data, steps_per_execution)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, model=model, epochs=epochs, steps=loop.steps, verbose=0
     )
@@ -193,6 +213,7 @@ class _DistributedLoop:
         strategy: a ``tf.distribute.MultiWorkerMirroredStrategy``.
         x: batches of (features, labels[, class weights]), the global batch size.
         validation_data: batches evaluated at the end of every epoch, or None.
+        steps_per_execution: batches run by one call of the step functions.
     """
 
     def __init__(
@@ -201,8 +222,10 @@ class _DistributedLoop:
         strategy: Any,
         x: tf.data.Dataset,
         validation_data: tf.data.Dataset | None,
+        steps_per_execution: int,
     ) -> None:
         self.model = model
+        self.steps_per_execution = steps_per_execution
         self.steps = int(x.cardinality())
         self.validation_steps = (
             int(validation_data.cardinality()) if validation_data is not None else 0
@@ -237,18 +260,27 @@ class _DistributedLoop:
         return epoch_logs
 
     def _train(self, callbacks: keras.callbacks.CallbackList) -> Logs:
-        """The epoch's training batches; stops every worker after the batch where any wished."""
+        """The epoch's training batches; stops every worker after the batch where any wished.
+
+        Batch callbacks fire once per execution of ``steps_per_execution`` batches, as in
+        ``fit``: ``on_train_batch_end`` gets the last batch's index and the running logs. A wish
+        to stop made there is voted on at the start of the next execution, which then runs no
+        batch on any worker.
+        """
         iterator = iter(self.train_batches)
-        wish = False  # this worker's wish to stop, voted on in the next step
+        wish = False  # this worker's wish to stop, voted on at the start of the next execution
         logs: Logs = {}
-        for step in range(self.steps):
-            callbacks.on_train_batch_begin(step)
-            results, anyone_stops = self.train_function(iterator, tf.constant(wish))
-            logs = _to_floats(results)
-            callbacks.on_train_batch_end(step, logs)
+        for first in range(0, self.steps, self.steps_per_execution):
+            count = min(self.steps_per_execution, self.steps - first)
+            callbacks.on_train_batch_begin(first)
+            results, anyone_stops = self.train_function(
+                iterator, tf.constant(wish), tf.constant(count)
+            )
             if bool(anyone_stops):
                 self.model.stop_training = True
                 break
+            logs = _to_floats(results)
+            callbacks.on_train_batch_end(first + count - 1, logs)
             wish = bool(self.model.stop_training)
         return dict(logs)
 
@@ -259,32 +291,36 @@ class _DistributedLoop:
         callbacks.on_test_begin()
         iterator = iter(self.val_batches)
         logs: Logs = {}
-        for step in range(self.validation_steps):
-            callbacks.on_test_batch_begin(step)
-            results, _ = self.test_function(iterator, tf.constant(False))
+        for first in range(0, self.validation_steps, self.steps_per_execution):
+            count = min(self.steps_per_execution, self.validation_steps - first)
+            callbacks.on_test_batch_begin(first)
+            results, _ = self.test_function(iterator, tf.constant(False), tf.constant(count))
             logs = _to_floats(results)
-            callbacks.on_test_batch_end(step, logs)
+            callbacks.on_test_batch_end(first + count - 1, logs)
         callbacks.on_test_end(logs)
         return logs
 
 
 def _step_function(model: keras.Model, strategy: Any, step: Any) -> Any:
-    """One distributed step: the model's own step on every replica, then the global logs.
+    """One execution: a vote on stopping, then ``steps`` of the model's own step, then the logs.
 
-    The logs are the model's metrics read in cross-replica context (their variables are
-    all-reduced); values a step returns that are no metric's (a GAN's summed ``loss``) are
-    averaged over the replicas. ``wish`` is this worker's wish to stop, summed with the others'.
+    ``wish`` is this worker's wish to stop, summed with the others'; when any worker wished,
+    no step runs anywhere. Each step runs the model's step on every replica (Keras scales the
+    loss, the optimizer all-reduces the gradients). The logs are the model's metrics, read
+    once per execution in cross-replica context (their variables are all-reduced): reading
+    them costs an all-reduce per metric variable, so reading once per execution rather than
+    once per batch is most of what several steps per execution save.
     """
 
     @tf.function
-    def run(iterator: Any, wish: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        outputs = strategy.run(step, args=(next(iterator),))
-        logs = dict(model.get_metrics_result())
-        for name, value in outputs.items():
-            if name not in logs:
-                logs[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+    def run(
+        iterator: Any, wish: tf.Tensor, steps: tf.Tensor
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         votes = strategy.run(lambda: tf.cast(wish, tf.float32))
-        return logs, strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0
+        anyone = strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0
+        for _ in tf.range(tf.where(anyone, 0, steps)):
+            strategy.run(step, args=(next(iterator),))
+        return dict(model.get_metrics_result()), anyone
 
     return run
 

@@ -28,3 +28,15 @@ def test_a_missing_or_empty_history_draws_nothing(tmp_path: Path) -> None:
     (tmp_path / "history.csv").write_text("epoch,loss\n")
     assert plot_learning_curves(tmp_path / "history.csv", png) is None
     assert not png.exists()
+
+
+def test_a_learning_rate_with_no_positive_value_draws_without_a_log_axis_warning(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,learning_rate,loss\n0,0.0,0.9\n")  # one warm-up epoch at rate 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a log axis has nothing positive
+        assert plot_learning_curves(history, tmp_path / "c.png") == tmp_path / "c.png"
