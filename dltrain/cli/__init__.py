@@ -10,6 +10,7 @@ import typer
 from dltrain import __version__
 from dltrain.cli.compare import compare
 from dltrain.cli.evaluate import evaluate
+from dltrain.cli.examples import examples_epilog
 from dltrain.cli.export import export
 from dltrain.cli.find_lr import find_lr
 from dltrain.cli.init import init
@@ -26,7 +27,7 @@ app = typer.Typer(
     help="From a raw dataset to a trained, evaluated Keras model: "
     "dltrain prepare && dltrain train && dltrain evaluate",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -51,18 +52,18 @@ def _root(
         os.environ["DLTRAIN_DEBUG"] = "1"
 
 
-app.command()(init)
-app.command()(prepare)
-app.command()(train)
-app.command()(evaluate)
-app.command()(predict)
-app.command()(serve)
-app.command()(export)
-app.command()(runs)
-app.command("find-lr")(find_lr)
-app.command()(tune)
-app.command()(verify)
-app.command()(compare)
+app.command(epilog=examples_epilog("init"))(init)
+app.command(epilog=examples_epilog("prepare"))(prepare)
+app.command(epilog=examples_epilog("train"))(train)
+app.command(epilog=examples_epilog("evaluate"))(evaluate)
+app.command(epilog=examples_epilog("predict"))(predict)
+app.command(epilog=examples_epilog("serve"))(serve)
+app.command(epilog=examples_epilog("export"))(export)
+app.command(epilog=examples_epilog("runs"))(runs)
+app.command("find-lr", epilog=examples_epilog("find-lr"))(find_lr)
+app.command(epilog=examples_epilog("tune"))(tune)
+app.command(epilog=examples_epilog("verify"))(verify)
+app.command(epilog=examples_epilog("compare"))(compare)
 
 
 def main() -> None:
