@@ -24,7 +24,10 @@ from dltrain.recipe.files import DEFAULT_RECIPE
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
-from dltrain.run_info import RunInfo, RunStatus
+    from dltrain.run_info import RunInfo
+
+# run_info.py (pydantic models: ~80 ms to build) loads only where a run.json is read, so the
+# commands' --help, which import this module for its names, stay quick.
 
 # The files and folders of a run, as `dltrain train` and `dltrain evaluate` write them.
 RECIPE_FILE = "recipe.yaml"  # the fully resolved recipe, written before training starts
@@ -174,6 +177,8 @@ class RunFolder:
             return False
         if not self.finished:
             return True
+        from dltrain.run_info import RunStatus
+
         try:
             status = self.read_info().status
         except RunError:
@@ -194,6 +199,8 @@ class RunFolder:
         Raises:
             RunError: run.json is missing, not JSON, or not a run record.
         """
+        from dltrain.run_info import RunInfo
+
         try:
             document = read_json(self.info)
         except (OSError, ValueError) as exc:
@@ -405,6 +412,8 @@ def latest_unfinished_run(workdir: Path, name: str, *, include_trials: bool = Fa
 
 def _passed_by(files: RunFolder) -> str | None:
     """Why a plain ``--resume`` passes an unfinished run by; None when it may take it up."""
+    from dltrain.run_info import RunStatus
+
     try:
         info = files.read_info()
     except RunError:
