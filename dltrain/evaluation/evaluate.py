@@ -46,7 +46,7 @@ from dltrain.evaluation.metrics import (
     positive_scores,
 )
 from dltrain.evaluation.plots import draw_plots
-from dltrain.evaluation.predict import predict_batches, validation_anomaly_threshold
+from dltrain.evaluation.predict import validation_anomaly_threshold
 from dltrain.evaluation.request import EvaluationRequest, check_request
 from dltrain.evaluation.result import (
     BootstrapSettings,
@@ -143,7 +143,7 @@ def model_outputs(run: RunModel, model: Any, x: Any, request: EvaluationRequest)
         from dltrain.evaluation.generation import as_generator, judge
 
         return judge(as_generator(model, run), run, x, request.seed, batch_size)
-    return predict_batches(model, run.manifest.model_inputs(x), batch_size)
+    return run.predict(model, x, batch_size)
 
 
 def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
@@ -174,7 +174,7 @@ def _threshold_for(
         status(
             f"Choosing the threshold ({request.optimize_threshold.text}) on the validation split"
         )
-        outputs = predict_batches(model, run.manifest.model_inputs(x), spec.batch_size)
+        outputs = run.predict(model, x, spec.batch_size)
         scores = positive_scores(class_probabilities(outputs))
         choice = choose_threshold(y, scores, request.optimize_threshold, "validation")
         return ThresholdInUse(StoredThreshold.model_validate(choice.to_json()), new=True)

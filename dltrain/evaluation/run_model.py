@@ -114,6 +114,13 @@ class RunModel:
     def recipe_name(self) -> str:
         return self.info.recipe or self.run_dir.parent.name
 
+    def predict(self, model: keras.Model, x: Any, batch_size: int) -> Any:
+        """``model``'s outputs for examples as prepare stores them (a table's rows keyed by
+        column name), ``batch_size`` at a time: keyed by the model's input names first."""
+        from dltrain.evaluation.predict import predict_batches
+
+        return predict_batches(model, self.manifest.model_inputs(x), batch_size)
+
     def load_keras(self) -> keras.Model:
         """The saved Keras model, uncompiled: evaluation and prediction need no optimizer.
 

@@ -12,7 +12,6 @@ from dltrain.evaluation.baselines import TRIVIAL, plan_baselines
 from dltrain.evaluation.baselines.verdicts import losing_warnings
 from dltrain.evaluation.evaluate import score, score_baselines
 from dltrain.evaluation.examples import Examples, prepared_dataset
-from dltrain.evaluation.predict import predict_batches
 from dltrain.evaluation.run_model import open_run
 from dltrain.recipe.schema import EvaluateSpec
 
@@ -44,7 +43,7 @@ def check_against_trivial(run_dir: Path, batch_size: int) -> list[str]:
     source = {"kind": "split", "folder": str(dataset.folder), "split": "validation"}
     examples = Examples(x, np.asarray(y), "validation", source)
     spec = EvaluateSpec()
-    outputs = predict_batches(run.load_keras(), run.manifest.model_inputs(x), batch_size)
+    outputs = run.predict(run.load_keras(), x, batch_size)
     metrics = score(run, examples, outputs, spec, None).report.metrics
     baselines, _ = score_baselines(run, examples, plan, spec, lambda _: None)
     warnings = losing_warnings(
