@@ -1,5 +1,6 @@
 """What evaluate and train say out loud: a model no better than a trivial baseline, and a split
-too small for its numbers to mean much. Light (no NumPy)."""
+too small for its numbers to mean much. Plain Python over metric values (importing it still
+loads the baselines package, which uses NumPy)."""
 
 from __future__ import annotations
 
