@@ -38,6 +38,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "export": [
         ("dltrain export --format saved_model", "a SavedModel that takes raw inputs"),
         ("dltrain export --format tflite --format onnx --json", "two formats, checked"),
+        ("dltrain export --format tflite --quantize int8", "int8, refused if accuracy drops"),
     ],
     "runs": [
         ("dltrain runs", "the recipe's runs, newest first, with their key metrics"),
