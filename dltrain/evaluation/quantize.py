@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.backend import keras, tf
-from dltrain.errors import ExportError, ExportMismatch
+from dltrain.errors import DataError, ExportError, ExportMismatch, RunError
 from dltrain.evaluation.export import (
     ConverterSetup,
     Inputs,
@@ -146,7 +146,8 @@ def quantize_tflite(
 
     Raises:
         ExportError: the model cannot be quantised (a reason and the fix).
-        DataError: the run's prepared data is gone (both the calibration and the check need it).
+        DataError: the run's prepared data is gone or a split is empty (both the calibration
+            and the check need it).
         ExportMismatch: the metric dropped beyond the tolerance (exit 1); ``path`` is left for
             the caller's atomic writer to remove.
     """
@@ -286,10 +287,28 @@ def _int8_flatbuffer(model: keras.Model, x: Inputs) -> tuple[bytes, int]:
 
 
 def _split(run: RunModel, split: str, size: int) -> tuple[Inputs, np.ndarray]:
-    """Up to ``size`` examples of a split, keyed as the model takes them, with their labels."""
+    """Up to ``size`` examples of a split, keyed as the model takes them, with their labels.
+
+    Raises:
+        DataError: the run's prepared data cannot be read, or the split is empty.
+    """
     from dltrain.evaluation.examples import prepared_dataset
 
-    x, y = prepared_dataset(run).load_split(split, resample=False)
+    purpose = "calibrates on" if split == "train" else "is checked on"
+    try:
+        x, y = prepared_dataset(run).load_split(split, resample=False)
+    except (DataError, RunError) as exc:
+        raise DataError(
+            f"A quantised export {purpose} the run's prepared {split} split, which cannot be "
+            f"read: {exc.message.split('. ')[0].rstrip('.')}. Prepare the data again with the "
+            f"run's recipe (`dltrain prepare --recipe {run.files.recipe}`), or export unquantised "
+            f"(drop --quantize)."
+        ) from None
+    if len(y) == 0:
+        raise DataError(
+            f"A quantised export {purpose} the run's {split} split, which is empty. Prepare the "
+            f"data with a {split} share (data.split), or export unquantised (drop --quantize)."
+        )
     return run.manifest.model_inputs(_first(x, size)), np.asarray(y[:size])
 
 

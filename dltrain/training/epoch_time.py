@@ -2,7 +2,9 @@
 
 The model is built and compiled as ``train`` builds it, and fed the prepared data through the
 same input pipeline; 2 warm-up steps (the first traces and compiles the step function) are run
-untimed, then 5 steps are timed, and as many validation steps. An epoch is estimated as the
+untimed, then at least 5 steps are timed, and more, up to 50, until they add up to 3 seconds
+(a busy machine's steps vary several-fold, so 5 fast steps would say little); the same for
+validation steps. An epoch is estimated as the
 pipeline's batches times the mean step, plus the validation batches times theirs; its
 uncertainty is the standard error of those means, scaled the same way.
 
@@ -24,7 +26,9 @@ from dltrain.recipe import LoadedRecipe
 from dltrain.training.dryrun import ModelSize, format_bytes
 
 WARMUP_STEPS = 2  # the first step traces the step function: seconds, not a step's time
-TIMED_STEPS = 5
+MIN_TIMED_STEPS = 5
+MAX_TIMED_STEPS = 50
+MIN_TIMED_SECONDS = 3.0  # time more than the minimum steps until they add up to this
 MEMORY_SHARE = 0.5  # time only a model whose training takes at most this share of memory
 TIME_CAP_SECONDS = 60.0  # stop timing early (keeping the steps timed so far) past this
 
@@ -131,10 +135,13 @@ def time_epoch(loaded: LoadedRecipe, workdir: Path) -> EpochTime:
     configure_tensorflow(plan)
     model, parts = build_and_compile(plan)
     splits = load_batches(plan)
-    steps = int(splits.train.cardinality())
+    steps = plan.steps_per_epoch  # what train's schedule counts; load_batches checks it
     validation_steps = int(splits.validation.cardinality())
+    if validation_steps < 0:  # a pipeline that cannot count: the manifest's rows, batched
+        rows = plan.dataset.manifest.splits["validation"].num_examples
+        validation_steps = math.ceil(rows / plan.spec.batch_size)
     timer = _StepTimer()
-    count = WARMUP_STEPS + TIMED_STEPS
+    count = WARMUP_STEPS + MAX_TIMED_STEPS  # the timer stops earlier once it has enough
     # Repeated: a split of fewer batches than warm-up and timed steps still gives them all.
     model.fit(
         splits.train.repeat(),
@@ -161,7 +168,7 @@ def time_epoch(loaded: LoadedRecipe, workdir: Path) -> EpochTime:
 
 class _StepTimer(keras.callbacks.Callback):
     """Each batch's wall time, begin to end, the step's results made concrete (so the time is
-    the computation's, not its dispatch's); stops a slow model past ``TIME_CAP_SECONDS``."""
+    the computation's, not its dispatch's); stops once ``_enough`` steps are timed."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -178,11 +185,13 @@ class _StepTimer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._end(self.train, logs)
-        if len(self.train) > WARMUP_STEPS and self._over_time():
+        if self._enough(self.train):
             self.model.stop_training = True
 
     def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._end(self.test, logs)
+        if self._enough(self.test):
+            self.model.stop_evaluating = True
 
     def _begin(self) -> None:
         self._started = time.perf_counter()
@@ -193,5 +202,14 @@ class _StepTimer(keras.callbacks.Callback):
             keras.ops.convert_to_numpy(value)  # waits for the step to finish
         times.append(time.perf_counter() - self._started)
 
-    def _over_time(self) -> bool:
-        return time.perf_counter() - self._first > TIME_CAP_SECONDS
+    def _enough(self, times: list[float]) -> bool:
+        """Enough steps timed: the minimum, and 3 seconds of them or the maximum; or, past
+        the minimum of one step, the whole timing over its cap."""
+        timed = times[WARMUP_STEPS:]
+        if not timed:
+            return False
+        if time.perf_counter() - self._first > TIME_CAP_SECONDS:
+            return True
+        return len(timed) >= MIN_TIMED_STEPS and (
+            sum(timed) >= MIN_TIMED_SECONDS or len(timed) >= MAX_TIMED_STEPS
+        )

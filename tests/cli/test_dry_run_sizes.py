@@ -104,7 +104,7 @@ def test_the_dry_run_times_steps_to_estimate_an_epoch(project: Path) -> None:
     assert timing["validation_steps"] == math.ceil(validation_rows / batch)
     # fewer batches than warm-up + timed steps: the split repeats, every step is still timed
     assert timing["steps_per_epoch"] < timing["warmup_steps"] + timing["timed_steps"]
-    assert (timing["warmup_steps"], timing["timed_steps"]) == (2, 5)
+    assert timing["warmup_steps"] == 2 and 5 <= timing["timed_steps"] <= 50
     for key in ("step_seconds", "validation_step_seconds", "epoch_seconds", "total_seconds"):
         assert math.isfinite(timing[key]) and timing[key] > 0, key
     assert timing["epoch_seconds"] == pytest.approx(
@@ -115,7 +115,7 @@ def test_the_dry_run_times_steps_to_estimate_an_epoch(project: Path) -> None:
     assert timing["total_seconds"] == pytest.approx(3 * timing["epoch_seconds"])
     assert 0 <= timing["epoch_seconds_error"] < math.inf and report["not_timed"] is None
     text = " ".join(err.replace("│", " ").split())  # the table wraps its cells
-    assert "per epoch" in text and "5 timed steps after 2 warm-up" in text
+    assert "per epoch" in text and f"{timing['timed_steps']} timed steps after 2 warm-up" in text
     assert not (project / "runs").exists()  # the timed steps leave nothing behind
 
 

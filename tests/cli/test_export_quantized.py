@@ -4,6 +4,7 @@ LiteRT interpreter, smaller than the float model, and refused when the deciding 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,18 @@ def test_the_metric_change_is_measured_in_the_metrics_terms(project: Path) -> No
     rise = measure_change(run, "rmse", (truth + 1.0, truth + 1.1), truth, 0.02)
     assert rise.float_value == pytest.approx(1.0) and rise.quantized_value == pytest.approx(1.1)
     assert rise.drop == pytest.approx(0.1) and rise.quantized_mae == pytest.approx(1.1)
+
+
+def test_without_the_prepared_data_there_is_nothing_to_check_on(project: Path) -> None:
+    info_path = runs_of(project, "bin")[-1] / "run.json"
+    info = json.loads(info_path.read_text())
+    info["data"]["folder"] = str(project / "gone")  # the run's data, moved away
+    info_path.write_text(json.dumps(info))
+    shutil.rmtree(project / "data" / "bin")  # nor beside the runs/ folder
+    code, _, err = invoke("export", "-r", "bin.yaml", "-f", "tflite", "--quantize", "dynamic")
+    text = " ".join(err.split())
+    assert code == ExitCode.BAD_INPUT and "Traceback" not in err
+    assert "is checked on the run's prepared validation split, which cannot be read" in text
+    assert "dltrain prepare --recipe" in text
+    code, _, err = invoke("export", "-r", "bin.yaml", "-f", "tflite")  # unquantised still works
+    assert code == 0, err
