@@ -34,9 +34,10 @@ from dltrain.runs import resolve_recipe_and_run
 
 if TYPE_CHECKING:  # the evaluation modules load NumPy and TensorFlow; the CLI stays light
     from dltrain.evaluation.gates import BaselineResult
+    from dltrain.evaluation.importance import Importance
     from dltrain.evaluation.metrics import Cell, ClassScores, ConfusionMatrix, DetailTable
     from dltrain.evaluation.request import EvaluationRequest
-    from dltrain.evaluation.result import Evaluation, MetricsDocument
+    from dltrain.evaluation.result import CalibrationSummary, Evaluation, MetricsDocument
     from dltrain.evaluation.threshold import ThresholdSummary
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
@@ -116,6 +117,23 @@ def evaluate(
         bool | None,
         typer.Option("--plots/--no-plots", help="Write PNG plots (default: evaluate.plots)."),
     ] = None,
+    importance: Annotated[
+        bool | None,
+        typer.Option(
+            "--importance/--no-importance",
+            help="Tables: permutation feature importance, the deciding metric's drop when each "
+            "input column is shuffled (default: evaluate.importance).",
+            show_default=False,
+        ),
+    ] = None,
+    importance_repeats: Annotated[
+        int | None,
+        typer.Option(
+            "--importance-repeats",
+            help="Shuffles per column for --importance (default: evaluate.importance_repeats, 5).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -149,6 +167,8 @@ def evaluate(
             "evaluate.bootstrap": bootstrap,
             "evaluate.tolerance": tolerance,
             "evaluate.plots": plots,
+            "evaluate.importance": importance,
+            "evaluate.importance_repeats": importance_repeats,
             "seed": seed,
         }
         overrides = collect_overrides(sets, flags)
@@ -293,6 +313,8 @@ def _value(value: Cell) -> str:
 def render(document: MetricsDocument, console: Console) -> None:
     """Headline metrics (with intervals), task detail, threshold, gates and baseline tables."""
     console.print(_headline_table(document))
+    if document.calibration is not None:
+        console.print(_calibration_line(document.calibration), highlight=False)
     if document.threshold is not None and not document.threshold.is_default:
         console.print(_threshold_line(document.threshold, document.task), highlight=False)
     scores = document.scores
@@ -311,6 +333,8 @@ def render(document: MetricsDocument, console: Console) -> None:
         console.print(gates)
     if document.baseline is not None:
         console.print(_baseline_table(document.baseline))
+    if document.importance is not None:
+        console.print(_importance_table(document.importance))
     if document.plots:
         console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
     render_input_report(console, document.inputs, document.num_examples)
@@ -350,6 +374,36 @@ def _headline_table(document: MetricsDocument) -> Table:
         row += [_value(metrics.get(name)) for metrics in document.baselines.values()]
         headline.add_row(*row)
     return headline
+
+
+def _calibration_line(calibration: CalibrationSummary) -> str:
+    return (
+        f"Temperature scaling: T = {calibration.temperature:.4g} (fitted on the "
+        f"{calibration.fitted_on} split at training). Expected calibration error "
+        f"{_value(calibration.ece_before)} without it, {_value(calibration.ece_after)} with it; "
+        f"log loss {_value(calibration.log_loss_before)} → {_value(calibration.log_loss_after)}."
+    )
+
+
+MAX_IMPORTANCE_ROWS = 30  # the most important columns; metrics.json and the PNG have the rest
+
+
+def _importance_table(importance: Importance) -> Table:
+    rows = f"{importance.num_rows:,} rows"
+    if importance.num_rows < importance.num_examples:
+        rows += f" (a seeded sample of the {importance.num_examples:,}: evaluate.importance_rows)"
+    title = (
+        f"Permutation importance: drop of {importance.metric} "
+        f"({_value(importance.value)}) when a column is shuffled · {importance.repeats} shuffles "
+        f"of {rows} · 95% interval: mean ± 1.96·sd/√K"
+    )
+    table = _table(title, ("column", "drop", "95% interval"))
+    for row in importance.columns[:MAX_IMPORTANCE_ROWS]:
+        table.add_row(escape(row.column), f"{row.drop:+.4f}", f"{row.low:+.4f} – {row.high:+.4f}")
+    left_out = len(importance.columns) - MAX_IMPORTANCE_ROWS
+    if left_out > 0:
+        table.caption = f"{left_out} more columns in the metrics file"
+    return table
 
 
 def _threshold_line(threshold: ThresholdSummary, task: str) -> str:

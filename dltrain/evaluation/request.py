@@ -11,6 +11,7 @@ from dltrain.evaluation.catalog import task_metrics
 from dltrain.evaluation.gates import check_gate_names
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import ThresholdObjective
+from dltrain.manifest import FeatureKind
 from dltrain.recipe.gates import Gate
 from dltrain.recipe.schema import EvaluateSpec
 
@@ -44,6 +45,32 @@ def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
     return [info.name for info in infos]
 
 
+IMPORTANCE_TASKS = ("binary", "multiclass", "regression")
+
+
+def check_importance(run: RunModel) -> None:
+    """Refuse permutation importance of a model whose inputs are not table columns.
+
+    Raises:
+        UsageError: an image, text or series model, or a table model that predicts no target
+            (an autoencoder).
+    """
+    kind = run.manifest.features.kind
+    if kind is FeatureKind.TABLE and run.task in IMPORTANCE_TASKS:
+        return
+    reason = (
+        f"its inputs are {kind.value} inputs, not table columns"
+        if kind is not FeatureKind.TABLE
+        else f"it is a {run.task} model, with no target whose score a shuffle could move"
+    )
+    raise UsageError(
+        f"--importance (evaluate.importance) measures how much a table model's score drops "
+        f"when each input column is shuffled, but run {run.run_dir.name} cannot be measured "
+        f"so: {reason}. Drop --importance; it works for classifiers and regressors trained on "
+        f"tables."
+    )
+
+
 def check_request(
     request: EvaluationRequest, run: RunModel, baselines: Sequence[str] = ()
 ) -> RunModel | None:
@@ -72,6 +99,8 @@ def check_request(
             )
             + ". Drop --optimize-threshold."
         )
+    if request.spec.importance:
+        check_importance(run)
     if request.baseline is None:
         return None
     baseline = open_run(request.baseline)

@@ -24,6 +24,7 @@ from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import TrainSpec
 from dltrain.run_info import RunStatus, TrialMarker
 from dltrain.runs import RunFolder
+from dltrain.training.calibrate import calibrate
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
     EpochCheckpoint,
@@ -463,6 +464,9 @@ def finish(
         The run's result.
     """
     files = record.files
+    model, calibration = calibrate(plan, model)
+    if calibration is not None:
+        record.info.calibration = calibration
     with atomic_path(files.model) as tmp:
         model.save(tmp)
         crash_point("train.model")
