@@ -105,6 +105,15 @@ def test_importance_ranks_the_signal_column_first(project: Path) -> None:
     (run,) = runs_of(project, "tab")
     assert (run / "plots" / "test" / "importance.png").stat().st_size > 1000
     assert "Permutation importance" in err and "signal" in err
+    report = (run / "report.md").read_text()
+    assert "**Permutation importance**" in report and "| signal |" in report
+
+
+def test_the_model_card_says_both(project: Path) -> None:
+    code, out, err = invoke("evaluate", "--importance", "--no-plots", "--format", "model-card")
+    assert code == 0, err
+    assert "The probabilities are temperature-scaled" in out
+    assert "## Which columns matter" in out
 
 
 def test_calibrating_a_regressor_is_refused_before_training(
