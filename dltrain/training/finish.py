@@ -12,7 +12,7 @@ from dltrain.atomic import atomic_path
 from dltrain.faults import crash_point
 from dltrain.models.saving import load_model
 from dltrain.recipe.schema import Calibration
-from dltrain.run_info import StopReason, TrialMarker
+from dltrain.run_info import CalibrationInfo, StopReason, TrialMarker
 from dltrain.training.calibrate import calibrate
 from dltrain.training.curves import plot_learning_curves
 from dltrain.training.multiworker import weights_digest
@@ -44,6 +44,7 @@ class TrainResult:
     chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
     weights_sha256: str | None = None  # the saved weights; across workers the same on each
     warnings: tuple[str, ...] = ()  # as run.json records them (``training_warnings``)
+    calibration: CalibrationInfo | None = None  # train.calibration: the fitted temperature
 
 
 # Fewer epochs than this are a quick look the user asked for (a smoke test, a first try): the
@@ -169,4 +170,5 @@ def close_run(
         chief=plan.devices.is_chief,
         weights_sha256=digest,
         warnings=tuple(warnings),
+        calibration=record.info.calibration,
     )
