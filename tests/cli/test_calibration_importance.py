@@ -132,3 +132,14 @@ def test_importance_of_an_image_model_is_refused(tmp_path: Path) -> None:
         code, _, err = invoke("evaluate", "--importance", "--no-plots")
     assert code == 2, err
     assert "image inputs, not table columns" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_exports_answer_the_calibrated_probabilities(project: Path) -> None:
+    """export checks each file against model.keras, which holds the temperature: a SavedModel
+    or TFLite model without it would differ by far more than float rounding."""
+    code, out, err = invoke("export", "--format", "saved_model", "--format", "tflite", "--json")
+    assert code == 0, err
+    exports = {e["format"]: e for e in json.loads(out)["exports"]}
+    assert set(exports) == {"saved_model", "tflite"}
+    assert all(e["max_abs_diff"] < 1e-4 and e["agreement"] == 1.0 for e in exports.values())
