@@ -388,6 +388,11 @@ def _calibration_line(calibration: CalibrationSummary) -> str:
 MAX_IMPORTANCE_ROWS = 30  # the most important columns; metrics.json and the PNG have the rest
 
 
+def _signed(value: float) -> str:
+    """A change with its sign, read like ``_value``: 4 decimals, fewer in large units."""
+    return f"{value:+,.2f}" if abs(value) >= 100 else f"{value:+.4f}"
+
+
 def _importance_table(importance: Importance) -> Table:
     rows = f"{importance.num_rows:,} rows"
     if importance.num_rows < importance.num_examples:
@@ -399,7 +404,8 @@ def _importance_table(importance: Importance) -> Table:
     )
     table = _table(title, ("column", "drop", "95% interval"))
     for row in importance.columns[:MAX_IMPORTANCE_ROWS]:
-        table.add_row(escape(row.column), f"{row.drop:+.4f}", f"{row.low:+.4f} – {row.high:+.4f}")
+        interval = f"{_signed(row.low)} – {_signed(row.high)}"
+        table.add_row(escape(row.column), _signed(row.drop), interval)
     left_out = len(importance.columns) - MAX_IMPORTANCE_ROWS
     if left_out > 0:
         table.caption = f"{left_out} more columns in the metrics file"

@@ -121,6 +121,11 @@ def calibration_section(document: MetricsDocument) -> list[str]:
 MAX_IMPORTANCE_ROWS = 30
 
 
+def _signed(value: float) -> str:
+    """A change with its sign: 4 decimals, 2 in large units (a price's RMSE)."""
+    return f"{value:+,.2f}" if abs(value) >= 100 else f"{value:+.4f}"
+
+
 def importance_section(document: MetricsDocument) -> list[str]:
     """Permutation importance: each column's drop of the deciding metric, with its interval."""
     importance = document.importance
@@ -137,7 +142,7 @@ def importance_section(document: MetricsDocument) -> list[str]:
         f"{importance.num_rows:,} rows{sample}; 95% interval: mean ± 1.96·sd/√K"
     )
     rows: list[list[Cell]] = [
-        [c.column, f"{c.drop:+.4f}", f"{c.low:+.4f} – {c.high:+.4f}"]
+        [c.column, _signed(c.drop), f"{_signed(c.low)} – {_signed(c.high)}"]
         for c in importance.columns[:MAX_IMPORTANCE_ROWS]
     ]
     return [heading, "", *markdown_table(["column", "drop", "95% interval"], rows), ""]
