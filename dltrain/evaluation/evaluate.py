@@ -247,9 +247,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     written: list[Path] = []
     if spec.plots:
         say("Drawing plots")
-        written = _draw_plots(run, model, examples, outputs, scored, request.seed)
-        if importance is not None:
-            written.append(importance_plot(importance, run.files.plots(examples.label)))
+        written = _draw_plots(run, model, examples, outputs, scored, request.seed, importance)
 
     document = MetricsDocument(
         run=run.run_dir,
@@ -381,15 +379,24 @@ def verdicts(
 
 
 def _draw_plots(
-    run: RunModel, model: Any, examples: Examples, outputs: np.ndarray, scored: Scored, seed: int
+    run: RunModel,
+    model: Any,
+    examples: Examples,
+    outputs: np.ndarray,
+    scored: Scored,
+    seed: int,
+    importance: Importance | None,
 ) -> list[Path]:
-    """The task's plots; a generation run's grid of generated images (from ``seed``) first."""
+    """The task's plots; a generation run's grid of generated images (from ``seed``) first,
+    the permutation importance's bars last when it was measured."""
     written = draw_plots(run, examples.label, examples.y, outputs, scored)
     if run.task == "generation":
         from dltrain.evaluation.generation import as_generator, write_sample_grid
 
         folder = run.files.plots(examples.label)
         written.insert(0, write_sample_grid(as_generator(model, run), run, folder, seed))
+    if importance is not None:
+        written.append(importance_plot(importance, run.files.plots(examples.label)))
     return written
 
 
