@@ -12,6 +12,7 @@ from dltrain.backend import keras
 # (custom layers, losses, learning-rate schedules). Importing them registers the objects.
 CUSTOM_OBJECT_MODULES = (
     "dltrain.models.autoencoder",
+    "dltrain.models.blocks",
     "dltrain.models.gan",
     "dltrain.models.io",
     "dltrain.models.mlp",
