@@ -14,6 +14,7 @@ from dltrain.evaluation.gates import BaselineResult, GateResult
 from dltrain.evaluation.metrics import Interval, Metrics, ScoreReport
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
+from dltrain.evaluation.tta import TtaViews
 from dltrain.runs import RunFolder
 
 SCHEMA_VERSION = 3  # 3: baselines, baseline_notes and warnings
@@ -56,6 +57,7 @@ class MetricsDocument:
     baselines: dict[str, Metrics] = field(default_factory=dict)  # prior, mean, naive, gbm, …
     baseline_notes: list[str] = field(default_factory=list)  # absent baselines and why; fits
     warnings: list[str] = field(default_factory=list)  # said out loud: lost to a baseline, …
+    tta: TtaViews | None = None  # test-time augmentation: the views averaged, if any
 
     @property
     def split(self) -> str | None:
@@ -106,6 +108,7 @@ class MetricsDocument:
             "baselines": {name: dict(metrics) for name, metrics in self.baselines.items()},
             "baseline_notes": self.baseline_notes,
             "warnings": self.warnings,
+            "tta": None if self.tta is None else self.tta.to_json(),
             "passed": self.passed,
         }
 
