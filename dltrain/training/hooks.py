@@ -3,9 +3,10 @@
 The loop in training/fit.py is the same for every family; what differs (what the model learns,
 the labels it is fed, how it compiles, extra callbacks, training in phases, whether it may train
 across machines) is asked of the family's ``TrainingHooks``. A family declares its subclass
-beside its builder (models/gan.py, models/autoencoder.py, models/transfer.py) and names it in
-the registry (models/__init__.py ``TRAINING``); ``TrainingHooks`` itself is the way of the
-predictors, the families that end in the task's head and learn the prepared data's target.
+beside its builder (models/gan.py, models/autoencoder.py, models/transfer.py, models/cnn.py)
+and names it in the registry (models/__init__.py ``TRAINING``); ``TrainingHooks`` itself is the
+way of the predictors, the families that end in the task's head and learn the prepared data's
+target.
 """
 
 from __future__ import annotations
