@@ -41,6 +41,7 @@ from pydantic import (
 
 from dltrain.errors import DataError
 from dltrain.recipe.data import (
+    CategoryEncoding,
     ColumnType,
     DataFormat,
     Missing,
@@ -230,6 +231,10 @@ class CategoricalColumn(_Part):
     out_of_vocabulary: int
     train_missing: int
     most_frequent: str | None = None
+    # How the model encodes it (never auto: prepare resolves that from num_tokens) and, for an
+    # embedding, its width. Defaults rather than a version bump: earlier manifests were one-hot.
+    encoding: CategoryEncoding = CategoryEncoding.ONE_HOT
+    embedding_dim: int | None = None
 
 
 class TablePreprocessing(_Part):
