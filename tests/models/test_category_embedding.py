@@ -74,6 +74,8 @@ def test_auto_embeds_the_wide_column_and_keeps_the_narrow_one_hot(
     # the number, the city's vector, the coast's one-hot block
     width = 1 + city.embedding_dim + coast.num_tokens
     assert model.get_layer("features").output.shape[-1] == width
+    manifest = prepared(homes, tmp_path / "data")
+    assert manifest.features.num_features == width  # what prepare reports
 
 
 def test_auto_switches_above_the_threshold() -> None:

@@ -297,7 +297,7 @@ def _describe_table(
         categorical = fits.finish_categorical()
         features = TableFeatures(
             columns=_table_columns(table, plan, fits.roles),
-            num_features=len(numeric) + sum(c.num_tokens for c in categorical),
+            num_features=len(numeric) + sum(c.width for c in categorical),
         )
         preprocessing = TablePreprocessing(
             numeric=numeric, categorical=categorical, sampling=spec.sampling
