@@ -132,6 +132,17 @@ class TransferTraining(TrainingHooks):
             Phase(train.epochs, fine_train, prepare=lambda model: unfreeze(model, self.spec)),
         ]
 
+    def averaging_reason(self, train: TrainSpec) -> str | None:
+        """SWA's average cannot span the frozen and the fine-tuning phases: each compiles an
+        optimizer of its own over other variables. EMA starts afresh in each phase."""
+        if train.swa.enabled and 0 < self.spec.freeze_epochs < train.epochs:
+            return (
+                "train.swa averages the weights of one phase, but this model trains in two "
+                f"(frozen for model.freeze_epochs={self.spec.freeze_epochs}, then fine-tuned); "
+                "set model.freeze_epochs to 0, or use train.optimizer.ema"
+            )
+        return None
+
 
 def _load_weights(backbone: keras.Model, spec: TransferSpec) -> None:
     path = spec.weights
