@@ -148,8 +148,14 @@ def test_ema_saves_validates_and_checkpoints_the_moving_average(houses: Path) ->
     assert logged == pytest.approx(val_loss, rel=1e-5)
 
 
+# one_cycle: its rate and cycled beta_1 follow the optimizer's step counter, which resumes too
+ONE_CYCLE = [("train.lr_schedule.name", "one_cycle"), ("train.lr_schedule.pct_start", 0.5)]
+
+
 @pytest.mark.parametrize(
-    "overrides", [EMA, [*SWA, ("train.swa.start_epoch", 1)]], ids=["ema", "swa"]
+    "overrides",
+    [EMA, [*SWA, ("train.swa.start_epoch", 1)], [*EMA, *ONE_CYCLE]],
+    ids=["ema", "swa", "ema+one_cycle"],
 )
 def test_a_resumed_run_ends_with_the_uninterrupted_runs_weights(
     houses: Path, overrides: list[tuple[str, Any]]
