@@ -191,3 +191,17 @@ def test_batch_norm_statistics_are_recomputed_as_the_mean_over_batches() -> None
     assert layer.momentum == 0.9  # put back
     no_bn = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     assert recompute_batch_norm(no_bn, batches) == 0
+
+
+def test_early_stopping_keeps_the_best_epochs_average(houses: Path) -> None:
+    seen = WeightsAfterEachBatch()
+    stopping = [("train.early_stopping.enabled", True), ("train.early_stopping.patience", 5)]
+    run_dir = run(houses, [*EMA, *stopping, ("train.epochs", 4)], (seen,))
+    files = RunFolder(run_dir)
+    with files.history.open() as handle:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(handle)]
+    best = losses.index(min(losses))  # counted from 0
+    steps = [step for epoch in seen.epochs[: best + 1] for step in epoch]
+    expected = ema(steps, 0.9)
+    assert_same(weights(files.best_checkpoint), expected)
+    assert_same(weights(files.model), expected)
