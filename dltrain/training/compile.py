@@ -17,14 +17,9 @@ from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.averaging import ema_arguments
 from dltrain.training.losses import logged_names, make_loss, training_metrics
-from dltrain.training.one_cycle import CYCLED_ATTRIBUTE, MomentumCycle
+from dltrain.training.one_cycle import CYCLED_ATTRIBUTE, MomentumCycle, find_one_cycle
 from dltrain.training.optimizers import make_optimizer
-from dltrain.training.schedules import (
-    ReduceOnPlateau,
-    find_one_cycle,
-    find_plateau,
-    make_schedule,
-)
+from dltrain.training.schedules import ReduceOnPlateau, find_plateau, make_schedule
 
 
 @dataclass(frozen=True)

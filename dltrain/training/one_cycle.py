@@ -116,6 +116,13 @@ def one_cycle(spec: ScheduleSpec, learning_rate: float, total_steps: int) -> One
     )
 
 
+def find_one_cycle(learning_rate: Any) -> OneCycle | None:
+    """The one-cycle schedule a rate holds (inside warmup or plateau wrappers), if any."""
+    while learning_rate is not None and not isinstance(learning_rate, OneCycle):
+        learning_rate = getattr(learning_rate, "schedule", None)
+    return learning_rate
+
+
 class CycledValue:
     """A momentum the compiled train step reads from a variable at every step.
 
@@ -179,6 +186,11 @@ class MomentumCycle(keras.callbacks.Callback):
         return getattr(optimizer, "inner_optimizer", optimizer)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
+        # A later phase (the transfer family's fine-tuning) compiles an optimizer with a cycle
+        # of its own: follow the one the optimizer holds.
+        held = find_one_cycle(getattr(self._optimizer(), "_learning_rate", None))
+        if held is not None:
+            self.schedule = held
         self.value = CycledValue(self.high)
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:

@@ -24,7 +24,7 @@ from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec
 from dltrain.training.callbacks import Logs
-from dltrain.training.one_cycle import OneCycle, one_cycle
+from dltrain.training.one_cycle import one_cycle
 
 LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 _schedules = keras.optimizers.schedules
@@ -365,13 +365,6 @@ def _base_schedule(
         return one_cycle(spec, learning_rate, decay_steps)
     # inverse time: lr0 / (1 + decay_rate · epoch), smoothly within an epoch
     return _schedules.InverseTimeDecay(learning_rate, steps_per_epoch, spec.decay_rate)
-
-
-def find_one_cycle(learning_rate: Any) -> OneCycle | None:
-    """The one-cycle schedule a schedule made by ``make_schedule`` holds, if any."""
-    while learning_rate is not None and not isinstance(learning_rate, OneCycle):
-        learning_rate = getattr(learning_rate, "schedule", None)
-    return learning_rate
 
 
 def find_plateau(learning_rate: Any) -> PlateauScaled | None:

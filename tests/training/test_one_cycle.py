@@ -12,8 +12,7 @@ from dltrain.backend import keras
 from dltrain.recipe.schema import ScheduleSpec, TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.compile import compile_parts
-from dltrain.training.one_cycle import MomentumCycle, OneCycle
-from dltrain.training.schedules import find_one_cycle
+from dltrain.training.one_cycle import MomentumCycle, OneCycle, find_one_cycle
 
 STEPS = 5  # batches per epoch
 EPOCHS = 4
@@ -115,3 +114,15 @@ def test_settings_one_cycle_refuses() -> None:
         )
     with pytest.raises(ValidationError):
         ScheduleSpec(name="one_cycle", momentum_range=[0.95])
+
+
+def test_a_later_phase_cycles_the_momentum_with_its_own_cycle() -> None:
+    # the transfer family's fine-tuning compiles a new optimizer with a cycle of its own, while
+    # the callback made for the frozen phase goes on
+    frozen, fine = OneCycle(0.1, total_steps=10), OneCycle(0.01, total_steps=40)
+    callback = MomentumCycle(frozen, "beta_1", high=0.95, low=0.85)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(fine), loss="mse")
+    callback.set_model(model)
+    callback.on_train_begin()
+    assert callback.schedule is fine
