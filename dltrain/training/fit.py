@@ -31,6 +31,7 @@ from dltrain.training.averaging import (
     refuse_averaging,
     resume_averages,
 )
+from dltrain.training.calibrate import calibrate
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
     EpochCheckpoint,
@@ -186,7 +187,13 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
     train = plan.hooks.phases(plan.spec, plan.initial_epoch)[0].train
     refuse_averaging(plan.hooks, plan.spec, plan.recipe.model.family)
     with plan.devices.strategy.scope():
-        parts = compile_parts(train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(
+            train,
+            plan.task,
+            dataset.manifest,
+            plan.steps_per_epoch,
+            soft_labels=plan.hooks.soft_labels,
+        )
         if plan.state is not None:
             assert plan.resume_dir is not None
             checkpoint = RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint
@@ -251,6 +258,7 @@ def load_batches(plan: RunPlan) -> Splits:
     train = make_dataset(
         train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
     )
+    train = hooks.batches(train, dataset.manifest, training=True, seed=seed)  # MixUp, CutMix
     batches = int(train.cardinality())
     if batches != plan.steps_per_epoch:
         # The schedule was built for plan.steps_per_epoch: training on another count would end
@@ -261,8 +269,13 @@ def load_batches(plan: RunPlan) -> Splits:
         )
     return Splits(
         train=train,
-        validation=make_dataset(
-            val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
+        validation=hooks.batches(
+            make_dataset(
+                val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
+            ),
+            dataset.manifest,
+            training=False,
+            seed=plan.recipe.seed,
         ),
     )
 
@@ -433,7 +446,13 @@ def start_phase(plan: RunPlan, model: keras.Model, phase: Phase, watch: Watchers
         phase.prepare(model)
     dataset = plan.dataset
     with plan.devices.strategy.scope():
-        parts = compile_parts(phase.train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(
+            phase.train,
+            plan.task,
+            dataset.manifest,
+            plan.steps_per_epoch,
+            soft_labels=plan.hooks.soft_labels,
+        )
         plan.hooks.compile(model, parts, phase.train)
     _continue_callbacks(watch.callbacks, watch.stopper)
 
@@ -478,6 +497,9 @@ def finish(
         The run's result.
     """
     files = record.files
+    model, calibration = calibrate(plan, model)
+    if calibration is not None:
+        record.info.calibration = calibration
     with atomic_path(files.model) as tmp:
         model.save(tmp)
         crash_point("train.model")
