@@ -30,6 +30,7 @@ class ScheduleName(StrEnum):
     COSINE_RESTARTS = "cosine_restarts"
     POLYNOMIAL = "polynomial"
     INVERSE_TIME = "inverse_time"
+    ONE_CYCLE = "one_cycle"
 
 
 class SplitName(StrEnum):

@@ -302,6 +302,14 @@ class TransferSpec(PredictorBase):
         le=1,
         description="Fine-tuning rate as a fraction of train.optimizer.learning_rate.",
     )
+    discriminative_lr: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Discriminative rates (fastai): the backbone's bottom layer learns at this "
+        "× the rate, rising geometrically layer by layer to 1× at its top and in the head; "
+        "null: one rate for all.",
+    )
     dense: Widths = Field(default_factory=list, description="Dense layers on the backbone.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
 

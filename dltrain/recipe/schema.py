@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from dltrain.errors import UsageError
+from dltrain.recipe.averaging import EmaSpec, SwaSpec
 from dltrain.recipe.choices import OptimizerName, ScheduleName, SplitName
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.fields import Duration
@@ -72,6 +73,11 @@ class OptimizerSpec(Section):
         le=10_000,
         description="Average the gradients of this many batches before each update, so the "
         "effective batch is batch_size × this at the memory cost of one batch (1 or unset: off).",
+    )
+    ema: EmaSpec = Field(
+        default_factory=EmaSpec,
+        description="Validate, checkpoint and save the moving average of the weights "
+        "(training/averaging.py).",
     )
 
     @model_validator(mode="after")
@@ -172,7 +178,38 @@ class ScheduleSpec(Section):
     warmup_start_factor: float = Field(
         0.0, ge=0, lt=1, description="The ramp starts at this × lr0 (0: from nearly zero)."
     )
+    pct_start: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="one_cycle: the fraction of the run the rate spends rising to its peak "
+        "(the optimizer's learning_rate).",
+    )
+    div_factor: float = Field(
+        25.0, ge=1, description="one_cycle: the rate starts at learning_rate / div_factor."
+    )
+    final_div_factor: float = Field(
+        1e5, ge=1, description="one_cycle: the rate ends at learning_rate / final_div_factor."
+    )
+    momentum_range: tuple[Annotated[float, Field(ge=0, lt=1)], ...] | None = Field(
+        (0.95, 0.85),
+        min_length=2,
+        max_length=2,
+        description="one_cycle: momentum (momentum, nesterov) or beta_1 (adam, adamw, nadam, "
+        "adamax) goes from the first value to the second while the rate rises and back while "
+        "it falls; null keeps the optimizer's own.",
+    )
     reduce_on_plateau: PlateauSpec = Field(default_factory=PlateauSpec)
+
+    @model_validator(mode="after")
+    def _one_cycle_warms_up_itself(self) -> ScheduleSpec:
+        if self.name == ScheduleName.ONE_CYCLE and self.warmup_epochs > 0:
+            raise ValueError(
+                "`warmup_epochs` does not combine with the one_cycle schedule, which rises to "
+                "its peak over its own first `pct_start` of the run. Remove warmup_epochs or "
+                f"set pct_start instead. Received: warmup_epochs={self.warmup_epochs}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_step_rule(self) -> ScheduleSpec:
@@ -363,6 +400,38 @@ class TrainSpec(Section):
         description="K-fold cross-validation over the training and validation rows (the test "
         "split untouched): K runs, out-of-fold metrics, one model averaging the K (--folds).",
     )
+    swa: SwaSpec = Field(default_factory=SwaSpec)
+
+    @model_validator(mode="after")
+    def _one_average(self) -> TrainSpec:
+        if self.swa.enabled and self.optimizer.ema.enabled:
+            raise ValueError(
+                "`train.swa` and `train.optimizer.ema` each replace the trained weights by an "
+                "average of them; enable one of the two."
+            )
+        if self.swa.enabled and self.swa.first_epoch(self.epochs) > self.epochs:
+            raise ValueError(
+                f"`train.swa.start_epoch` is {self.swa.start_epoch:g}, after the run's last "
+                f"epoch ({self.epochs}): nothing would be averaged. Expected an epoch up to "
+                f"{self.epochs}, or a fraction such as 0.75."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cycled_momentum_or_fixed(self) -> TrainSpec:
+        schedule = self.lr_schedule
+        if (
+            schedule.name == ScheduleName.ONE_CYCLE
+            and schedule.momentum_range is not None
+            and self.optimizer.momentum is not None
+        ):
+            raise ValueError(
+                "`train.optimizer.momentum` is set, but the one_cycle schedule cycles the "
+                "momentum through `train.lr_schedule.momentum_range`. Remove one: "
+                "momentum_range: null keeps a fixed momentum. Received: momentum="
+                f"{self.optimizer.momentum}, momentum_range={list(schedule.momentum_range)}"
+            )
+        return self
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from dltrain.errors import RecipeError
 from dltrain.manifest import ClassTarget, Manifest
 from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
+from dltrain.training.averaging import ema_arguments
 from dltrain.training.losses import logged_names, make_loss, training_metrics
+from dltrain.training.one_cycle import CYCLED_ATTRIBUTE, MomentumCycle, find_one_cycle
 from dltrain.training.optimizers import make_optimizer
 from dltrain.training.schedules import ReduceOnPlateau, find_plateau, make_schedule
 
@@ -76,8 +78,13 @@ def compile_parts(
                 f"which training does not log. Expected one of {', '.join(known)}."
             )
         callbacks.append(ReduceOnPlateau(plateau_spec))
+    cycle = find_one_cycle(schedule)
+    momenta = spec.lr_schedule.momentum_range
+    attribute = CYCLED_ATTRIBUTE.get(spec.optimizer.name)
+    if cycle is not None and momenta is not None and attribute is not None:
+        callbacks.append(MomentumCycle(cycle, attribute, high=momenta[0], low=momenta[1]))
     return CompileParts(
-        optimizer=make_optimizer(spec.optimizer, schedule),
+        optimizer=make_optimizer(spec.optimizer, schedule, ema_arguments(spec)),
         loss=make_loss(spec.loss, task, num_classes, soft_labels=soft_labels),
         metrics=training_metrics(task),
         callbacks=callbacks,

@@ -24,6 +24,13 @@ from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import TrainSpec
 from dltrain.run_info import RunStatus, TrialMarker
 from dltrain.runs import RunFolder
+from dltrain.training.averaging import (
+    AveragedWeights,
+    averaging,
+    recompute_batch_norm,
+    refuse_averaging,
+    resume_averages,
+)
 from dltrain.training.calibrate import calibrate
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
@@ -124,6 +131,8 @@ def train(
     try:
         seconds = fit_phases(plan, model, parts, watch, splits, record)
         check_converged(plan, watch, record)
+        if plan.spec.swa.enabled:  # the average's own batch-norm statistics, before saving
+            recompute_batch_norm(model, splits.train)
         result = finish(plan, model, watch, record, seconds)
     except BaseException as exc:
         killed = isinstance(exc, KeyboardInterrupt | TrainingInterrupted)
@@ -176,6 +185,7 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
     dataset = plan.dataset
     # a run resumed in a later phase (fine-tuning) compiles with that phase's settings
     train = plan.hooks.phases(plan.spec, plan.initial_epoch)[0].train
+    refuse_averaging(plan.hooks, plan.spec, plan.recipe.model.family)
     with plan.devices.strategy.scope():
         parts = compile_parts(
             train,
@@ -188,6 +198,7 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
             assert plan.resume_dir is not None
             checkpoint = RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint
             model = restore_checkpoint(plan.hooks, checkpoint, parts, train)
+            resume_averages(model, plan.hooks, plan.spec, plan.initial_epoch)
         else:
             model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
             plan.hooks.compile(model, parts, train)
@@ -302,7 +313,9 @@ def watch_training(
     """
     spec = plan.spec
     guard = DivergenceGuard()
+    averager = AveragedWeights.for_run(spec) if averaging(spec) else None
     callbacks: list[keras.callbacks.Callback] = [
+        *([averager] if averager else []),  # first: the epoch's end sees the averaged weights
         guard,
         EpochStats(),
         keras.callbacks.CSVLogger(str(files.history), append=plan.state is not None),
@@ -339,6 +352,8 @@ def watch_training(
     if budget is not None:
         callbacks.append(budget)
     callbacks.extend(extra_callbacks)
+    if averager is not None:
+        callbacks.append(averager.swap_back)  # last: training goes on from the trained weights
     return Watchers(callbacks, guard, stopper, budget)
 
 

@@ -139,6 +139,15 @@ class TrainingHooks:
         """
         return []
 
+    def averaging_reason(self, train: TrainSpec) -> str | None:
+        """Why the family cannot keep averaged weights (``train.optimizer.ema``,
+        ``train.swa``) under ``train``; None: it can.
+
+        Args:
+            train: the recipe's ``train`` section.
+        """
+        return None
+
     def phases(self, train: TrainSpec, initial_epoch: int) -> list[Phase]:
         """The phases that take training from ``initial_epoch`` to ``train.epochs``.
 
