@@ -3,15 +3,12 @@ stochastic weight averaging (``train.swa``). Light: pydantic only."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from dltrain.recipe.section import Section
 
 
-class _Section(BaseModel):
-    # as recipe/schema.py's Section: unknown keys, inf and nan are errors
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class EmaSpec(_Section):
+class EmaSpec(Section):
     """An exponential moving average of the weights, kept by the optimizer (Keras's use_ema)."""
 
     enabled: bool = False
@@ -24,7 +21,7 @@ class EmaSpec(_Section):
     )
 
 
-class SwaSpec(_Section):
+class SwaSpec(Section):
     """Stochastic weight averaging: the mean of the weights at the end of each epoch from
     ``start_epoch`` on (Izmailov et al. 2018), batch-norm statistics recomputed for it."""
 

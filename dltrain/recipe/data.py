@@ -10,17 +10,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from dltrain.recipe.section import Section
 from dltrain.tasks import Task
-
-
-class _Section(BaseModel):
-    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
-    # number a recipe holds is finite, so both are refused as what they are.
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
-    )
 
 
 class DataFormat(StrEnum):
@@ -134,7 +127,7 @@ class Standardize(StrEnum):
 DEFAULT_MISSING_VALUES = ["", "?", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "-"]
 
 
-class CsvSpec(_Section):
+class CsvSpec(Section):
     """How to read a delimited text file; `auto` settings are sniffed from its first lines."""
 
     delimiter: str = Field(
@@ -170,7 +163,7 @@ class CsvSpec(_Section):
         return value
 
 
-class TestSourceSpec(_Section):
+class TestSourceSpec(Section):
     """The source's own test file, read like `source`; relative paths are read from the folder
     of `source`."""
 
@@ -185,7 +178,7 @@ class TestSourceSpec(_Section):
         return {"path": value} if isinstance(value, str | Path) else value
 
 
-class ColumnSpec(_Section):
+class ColumnSpec(Section):
     type: ColumnType = ColumnType.AUTO
     missing: Missing = Missing.AUTO
     fill_value: float | str | None = Field(None, description="The value `missing: constant` uses.")
@@ -215,7 +208,7 @@ class ColumnSpec(_Section):
         return self
 
 
-class CleanSpec(_Section):
+class CleanSpec(Section):
     numeric_missing: Missing = Field(
         Missing.MEDIAN, description="Default for numeric columns: median, mean, constant, drop_row."
     )
@@ -230,7 +223,7 @@ class CleanSpec(_Section):
     iqr_multiplier: float = Field(1.5, gt=0)
 
 
-class ChecksSpec(_Section):
+class ChecksSpec(Section):
     """Data-quality bars. A breached threshold fails prepare (exit 1); with `strict` (or
     --strict) every profile warning does."""
 
@@ -250,7 +243,7 @@ class ChecksSpec(_Section):
 MAX_IMAGE_SIDE = 4096
 
 
-class ImageSpec(_Section):
+class ImageSpec(Section):
     size: list[int] | None = Field(
         None, description="[height, width] every image is resized to (default: the first's)."
     )
@@ -276,7 +269,7 @@ class ImageSpec(_Section):
         return value
 
 
-class TextSpec(_Section):
+class TextSpec(Section):
     max_tokens: int = Field(20_000, ge=10, description="Vocabulary size, padding and OOV included.")
     sequence_length: int | None = Field(
         None, gt=0, description="Tokens per text (default: 95th percentile of training texts)."
@@ -292,7 +285,7 @@ class CalendarFeature(StrEnum):
     TIME_OF_DAY = "time_of_day"  # period 24 hours
 
 
-class SeriesSpec(_Section):
+class SeriesSpec(Section):
     """Forecasting: windows of `lookback` steps predict the `horizon` steps after them."""
 
     time_column: str | None = Field(None, description="Default: the table's datetime column.")
@@ -348,7 +341,7 @@ class SeriesSpec(_Section):
         return value
 
 
-class SplitSpec(_Section):
+class SplitSpec(Section):
     method: SplitMethod = SplitMethod.AUTO
     validation: float = Field(
         0.1, gt=0, lt=1, description="Share of the training pool held out for validation."
@@ -377,7 +370,7 @@ class SplitSpec(_Section):
         return self
 
 
-class DataSpec(_Section):
+class DataSpec(Section):
     source: Path = Field(
         description="File or folder holding the raw data; relative paths are read from the "
         "recipe file's folder."

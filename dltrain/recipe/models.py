@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
     model_validator,
 )
+
+from dltrain.recipe.section import Section
 
 # The widest layer a recipe may ask for: 128 times the widest reference recipe's (512). Wider is
 # a slip (`dense: [1e11]`), and building it would try to allocate terabytes before anything
@@ -42,12 +42,6 @@ Width = Annotated[int, Field(gt=0), AfterValidator(_bounded_width)]
 Widths = list[Width]
 
 
-class _Section(BaseModel):
-    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
-    # number a recipe holds is finite, so both are refused as what they are.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
 class Activation(StrEnum):
     RELU = "relu"
     LEAKY_RELU = "leaky_relu"
@@ -59,7 +53,7 @@ class Activation(StrEnum):
     SIGMOID = "sigmoid"
 
 
-class ModelBase(_Section):
+class ModelBase(Section):
     activation: Activation = Activation.RELU
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
     batch_norm: bool = False
@@ -87,7 +81,7 @@ class PredictorBase(ModelBase):
     )
 
 
-class CropSpec(_Section):
+class CropSpec(Section):
     """Pad each side, then crop a random window of the input's size (the CIFAR recipes' crop)."""
 
     padding: int = Field(
@@ -95,7 +89,7 @@ class CropSpec(_Section):
     )
 
 
-class MixSpec(_Section):
+class MixSpec(Section):
     """A mixing weight drawn from Beta(alpha, alpha) per example."""
 
     alpha: float = Field(
@@ -106,7 +100,7 @@ class MixSpec(_Section):
     )
 
 
-class AugmentationSpec(_Section):
+class AugmentationSpec(Section):
     """Random image transformations, applied in training only.
 
     flip … crop are Keras layers inside the model, idle at inference. ``mixup`` and ``cutmix``
@@ -135,7 +129,7 @@ class AugmentationSpec(_Section):
         return self.mixup is not None or self.cutmix is not None
 
 
-class NumericEmbeddingSpec(_Section):
+class NumericEmbeddingSpec(Section):
     """Periodic embeddings of a table's numbers (Gorishniy et al. 2022, "PLR").
 
     Each numeric column x becomes relu(W [sin(2 pi c x), cos(2 pi c x)] + b), with its own

@@ -18,7 +18,8 @@ import math
 from typing import Any
 
 from dltrain.backend import keras, tf
-from dltrain.recipe.schema import OptimizerName, ScheduleSpec
+from dltrain.recipe.choices import OptimizerName
+from dltrain.recipe.optimization import ScheduleSpec
 from dltrain.training.callbacks import Logs
 
 # The attribute the cycled value replaces, by optimizer; the others have no momentum to cycle

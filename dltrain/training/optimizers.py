@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dltrain.backend import keras
-from dltrain.recipe.schema import OptimizerName, OptimizerSpec
+from dltrain.recipe.choices import OptimizerName
+from dltrain.recipe.optimization import OptimizerSpec
 from dltrain.training.schedules import LearningRate, make_schedule
 
 __all__ = ["make_optimizer", "make_schedule"]  # make_schedule stays importable from here

@@ -22,7 +22,8 @@ import numpy as np
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
-from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec
+from dltrain.recipe.choices import ScheduleName
+from dltrain.recipe.optimization import PlateauSpec, ScheduleSpec
 from dltrain.training.callbacks import Logs
 from dltrain.training.one_cycle import one_cycle
 

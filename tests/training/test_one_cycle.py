@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from dltrain.backend import keras
-from dltrain.recipe.schema import ScheduleSpec, TrainSpec
+from dltrain.recipe.optimization import ScheduleSpec
+from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.compile import compile_parts
 from dltrain.training.one_cycle import MomentumCycle, OneCycle, find_one_cycle

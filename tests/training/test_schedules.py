@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from dltrain.backend import keras, tf
 from dltrain.errors import RecipeError
-from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec, TrainSpec
+from dltrain.recipe.choices import ScheduleName
+from dltrain.recipe.optimization import PlateauSpec, ScheduleSpec
+from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.callbacks import EpochStats
 from dltrain.training.compile import compile_parts
