@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from dltrain.errors import UsageError
-from dltrain.recipe.choices import OptimizerName, ScheduleName, SplitName
+from dltrain.recipe.choices import InputMode, OptimizerName, ScheduleName, SplitName
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.fields import Duration
 from dltrain.recipe.gates import parse_gate
@@ -344,6 +344,12 @@ class TrainSpec(Section):
     class_weight: ClassWeight = Field(
         None,
         description="Weigh each class's examples in the loss: balanced, {class: weight}, or null.",
+    )
+    input: InputMode = Field(
+        InputMode.AUTO,
+        description="How training, evaluation and find-lr read the prepared splits: memory (read "
+        "whole once), stream (the shards from disk every epoch, flat memory at any size) or auto "
+        "(memory while the splits are small enough, else stream); run.json says which ran.",
     )
     folds: int | None = Field(
         None,
