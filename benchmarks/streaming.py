@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +172,12 @@ def main() -> None:
         folder = WORK / f"rows-{rows}"
         folder.mkdir(parents=True, exist_ok=True)
         if not args.skip_prepare:
-            print(json.dumps({"rows": rows, "prepare": prepare_once(folder, source, args.batch_size)}), flush=True)
+            print(
+                json.dumps(
+                    {"rows": rows, "prepare": prepare_once(folder, source, args.batch_size)}
+                ),
+                flush=True,
+            )
         for _ in range(args.repeats):
             for mode in args.modes:
                 result = train_once(folder, source, mode, args.batch_size)

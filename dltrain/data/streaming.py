@@ -190,9 +190,7 @@ class SplitStream:
         entry = dataset.split_entry(request.split)
         self.shards: list[Shard] = list(entry.shards)
         sampling = dataset.manifest.sampling
-        self.sampling = (
-            sampling if request.resample and request.split == "train" else Sampling.NONE
-        )
+        self.sampling = sampling if request.resample and request.split == "train" else Sampling.NONE
         self.quotas = self._quotas() if self.sampling != Sampling.NONE else None
         worker = request.worker
         self.mine = (
@@ -242,9 +240,7 @@ class SplitStream:
             chunks = self._pass(epoch_seed, 0)
             return _batches(chunks, self.batch_size(), None)
         # a worker runs as many passes over its files as its steps need, and stops there
-        chunks = itertools.chain.from_iterable(
-            self._pass(epoch_seed, p) for p in itertools.count()
-        )
+        chunks = itertools.chain.from_iterable(self._pass(epoch_seed, p) for p in itertools.count())
         return _batches(chunks, self.batch_size(), self.num_batches())
 
     def _pass(self, epoch_seed: int, number: int) -> Iterator[tuple[Features, np.ndarray]]:
@@ -258,7 +254,11 @@ class SplitStream:
         parts = prefetched((self.read(i, draw) for i in order), depth=2)
         pool: tuple[Features, np.ndarray] | None = None
         for part in parts:
-            pool = part if pool is None else (_concat(pool[0], part[0]), np.concatenate([pool[1], part[1]]))
+            pool = (
+                part
+                if pool is None
+                else (_concat(pool[0], part[0]), np.concatenate([pool[1], part[1]]))
+            )
             if not request.shuffle:
                 yield pool
                 pool = None
@@ -281,9 +281,7 @@ class SplitStream:
             )
         counts = np.stack(
             [
-                np.bincount(
-                    self.dataset.read_targets(s).astype(np.int64), minlength=num_classes
-                )
+                np.bincount(self.dataset.read_targets(s).astype(np.int64), minlength=num_classes)
                 for s in self.shards
             ]
         )
@@ -323,9 +321,7 @@ def to_dataset(stream: SplitStream) -> tf.data.Dataset:
     if not request.shuffle:
         seeds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
     batches = seeds.flat_map(
-        lambda s: tf.data.Dataset.from_generator(
-            generate, args=(s,), output_signature=signature
-        )
+        lambda s: tf.data.Dataset.from_generator(generate, args=(s,), output_signature=signature)
     )
     # flat_map hides the length; Keras needs it to size epochs and predictions
     batches = batches.apply(tf.data.experimental.assert_cardinality(stream.num_batches()))
@@ -363,7 +359,11 @@ def _batches(
     held: tuple[Features, np.ndarray] | None = None
     made = 0
     for chunk in chunks:
-        held = chunk if held is None else (_concat(held[0], chunk[0]), np.concatenate([held[1], chunk[1]]))
+        held = (
+            chunk
+            if held is None
+            else (_concat(held[0], chunk[0]), np.concatenate([held[1], chunk[1]]))
+        )
         start = 0
         while len(held[1]) - start >= batch_size:
             yield _slice(held[0], start, start + batch_size), held[1][start : start + batch_size]
@@ -374,6 +374,12 @@ def _batches(
         held = (_slice(held[0], start, None), held[1][start:])
     if limit is None and held is not None and len(held[1]):
         yield held
+
+
+def _join(
+    a: tuple[Features, np.ndarray], b: tuple[Features, np.ndarray]
+) -> tuple[Features, np.ndarray]:
+    return _concat(a[0], b[0]), np.concatenate([a[1], b[1]])
 
 
 def _concat(a: Features, b: Features) -> Features:
