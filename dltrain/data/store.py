@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
+from dltrain.data.columns import column_array, column_bytes
 from dltrain.errors import DataError
 from dltrain.faults import crash_point
 from dltrain.manifest import (
@@ -357,8 +358,12 @@ class PreparedDataset:
             )
         return entry
 
-    def read_shard(self, shard: Shard) -> tuple[Features, np.ndarray]:
+    def read_shard(self, shard: Shard, *, strings: type = object) -> tuple[Features, np.ndarray]:
         """One shard's examples and targets, as ``load_split`` returns a split's.
+
+        ``strings=bytes`` gives a table's string columns as fixed-width NumPy bytes (``S``)
+        where that is not much larger (``fixed_bytes``): no Python object per value, so a
+        streamed batch is gathered and handed to TensorFlow without the GIL per string.
 
         The file is checked against its recorded SHA-256 the first time this process reads it;
         later reads (a streamed training's next epochs) check only that its size and
@@ -370,7 +375,7 @@ class PreparedDataset:
         """
         blob = self._verified_bytes(shard)
         if shard.file.endswith(f".{ShardLayout.ARROW.value}"):
-            return self._read_table(blob)
+            return self._read_table(blob, strings)
         with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
             return arrays["x"], arrays["y"]
 
@@ -409,10 +414,11 @@ class PreparedDataset:
         _VERIFIED[path] = seen
         return blob
 
-    def _read_table(self, blob: bytes) -> tuple[Features, np.ndarray]:
+    def _read_table(self, blob: bytes, strings: type = object) -> tuple[Features, np.ndarray]:
         table = pa.ipc.open_file(pa.BufferReader(blob)).read_all()
         targets, y = _targets(table)
-        columns = {n: column_array(table[n]) for n in table.column_names if n not in targets}
+        convert = column_array if strings is object else column_bytes
+        columns = {n: convert(table[n]) for n in table.column_names if n not in targets}
         features = self.manifest.features
         if features.kind == FeatureKind.TABLE:
             return columns, y
@@ -436,13 +442,6 @@ def _targets(table: pa.Table) -> tuple[list[str], np.ndarray]:
 
 def _target_index(name: str) -> int:
     return int(name.removeprefix(TARGET_COLUMN) or 0)
-
-
-def column_array(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """An Arrow column as the array a model input takes: float32 numbers, or object strings."""
-    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _rows_per_class(counts: np.ndarray, sampling: Sampling) -> int:

@@ -34,10 +34,15 @@ from dltrain.recipe.choices import InputMode
 
 # Rows the shuffle pool carries from one shard into the next one's mix: one default shard.
 POOL_ROWS = 100_000
+# Batches handed to TensorFlow at once (then cut apart inside it): each hand-over converts every
+# column, so fewer and larger ones leave more of the GIL to training.
+BLOCK_BATCHES = 16
 # auto reads the splits into memory while their shards take at most this much disk together.
-# Measured on the streaming benchmark's mixed table (benchmarks/RESULTS.md, "Streaming"):
-# the in-memory path holds ~5x the shards' bytes at its peak, so 200 MB of shards is ~1 GB.
-MEMORY_MAX_SHARD_BYTES = 200_000_000
+# Measured on the streaming benchmark's 1M-row mixed table (benchmarks/RESULTS.md,
+# "Streaming"): 85 MB of training and validation shards, and train in memory peaked ~540 MB
+# above the 712 MB that importing TensorFlow takes, ~6x the shards' bytes; so 100 MB of shards
+# keeps a run near 1.3 GB, and anything larger streams.
+MEMORY_MAX_SHARD_BYTES = 100_000_000
 
 
 class InputPath(StrEnum):
@@ -225,7 +230,7 @@ class SplitStream:
 
     def read(self, index: int, draw: int) -> tuple[Features, np.ndarray]:
         """Shard ``index``'s rows, resampled with draw ``draw``'s generator, labelled, keyed."""
-        x, y = self.dataset.read_shard(self.shards[index])
+        x, y = self.dataset.read_shard(self.shards[index], strings=bytes)
         if self.quotas is not None:
             rng = np.random.default_rng([self.request.seed, draw, index])
             rows = _quota_rows(y, self.quotas[index], rng)
@@ -323,6 +328,7 @@ def to_dataset(stream: SplitStream) -> tf.data.Dataset:
     batches = seeds.flat_map(
         lambda s: tf.data.Dataset.from_generator(generate, args=(s,), output_signature=signature)
     )
+    batches = batches.rebatch(stream.batch_size())
     # flat_map hides the length; Keras needs it to size epochs and predictions
     batches = batches.apply(tf.data.experimental.assert_cardinality(stream.num_batches()))
     return batches.prefetch(2)
@@ -355,20 +361,22 @@ def _quota_rows(y: np.ndarray, quota: np.ndarray, rng: np.random.Generator) -> n
 def _batches(
     chunks: Iterator[tuple[Features, np.ndarray]], batch_size: int, limit: int | None
 ) -> Iterator[tuple[Features, np.ndarray]]:
-    """Cut chunks of rows into batches; ``limit`` full batches, or all rows (the last short)."""
+    """Cut chunks of rows into blocks of up to ``BLOCK_BATCHES`` whole batches.
+
+    ``limit`` batches in all, or every row (the last batch short). ``to_dataset`` cuts the
+    blocks into batches inside TensorFlow (``rebatch``): handing it a block at a time rather
+    than a batch costs one conversion where it cost ``BLOCK_BATCHES``.
+    """
     held: tuple[Features, np.ndarray] | None = None
     made = 0
     for chunk in chunks:
-        held = (
-            chunk
-            if held is None
-            else (_concat(held[0], chunk[0]), np.concatenate([held[1], chunk[1]]))
-        )
+        held = chunk if held is None else _join(held, chunk)
         start = 0
-        while len(held[1]) - start >= batch_size:
-            yield _slice(held[0], start, start + batch_size), held[1][start : start + batch_size]
-            start += batch_size
-            made += 1
+        while (whole := (len(held[1]) - start) // batch_size) > 0:
+            count = min(whole, BLOCK_BATCHES, limit - made if limit is not None else whole)
+            stop = start + count * batch_size
+            yield _slice(held[0], start, stop), held[1][start:stop]
+            start, made = stop, made + count
             if limit is not None and made >= limit:
                 return
         held = (_slice(held[0], start, None), held[1][start:])
