@@ -106,6 +106,43 @@ print(json.dumps({"seconds": seconds,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+# The streamed training split read alone, one epoch consumed inside TensorFlow's runtime as fit
+# consumes it (after one warm-up epoch, so the shards' one-time checksums are not counted),
+# against what the benchmark's model consumes training on batches already in memory.
+PIPELINE = """
+import json, sys, time
+from pathlib import Path
+import tensorflow as tf
+from dltrain.data.pipeline import make_dataset
+from dltrain.data.store import open_store
+from dltrain.data.streaming import StreamRequest, stream_split
+from dltrain.models import build_model
+from dltrain.models.io import ModelIO
+from dltrain.recipe.models import MlpSpec
+dataset = open_store(Path(sys.argv[1]))
+batch = int(sys.argv[2])
+stream = stream_split(dataset, StreamRequest(split="train", batch_size=batch, shuffle=True, seed=0))
+count = lambda n, b: n + tf.cast(tf.shape(b[1])[0], tf.int64)
+stream.reduce(tf.constant(0, tf.int64), count)
+started = time.perf_counter()
+seen = int(stream.reduce(tf.constant(0, tf.int64), count))
+read_rate = seen / (time.perf_counter() - started)
+shards = dataset.manifest.splits["train"].shards[:2]
+parts = [dataset.read_shard(s) for s in shards]
+x = {k: __import__("numpy").concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+y = __import__("numpy").concatenate([p[1] for p in parts])
+data = make_dataset(dataset.manifest.model_inputs(x), y, batch, shuffle=True, seed=0).repeat()
+model = build_model(MlpSpec(units=[64, 32]), ModelIO(dataset.manifest))
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+model.fit(data.take(20), epochs=1, verbose=0)
+steps = 300
+started = time.perf_counter()
+model.fit(data.take(steps), epochs=1, verbose=0)
+train_rate = steps * batch / (time.perf_counter() - started)
+print(json.dumps({"train_rows": seen, "pipeline_examples_per_s": read_rate,
+                  "model_examples_per_s": train_rate, "ratio": read_rate / train_rate}))
+"""
+
 
 def child(code: str, *args: str, cwd: Path) -> dict[str, object]:
     """Run ``code`` in a fresh interpreter in ``cwd``; its last JSON line, and the load average."""
@@ -166,6 +203,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["stream", "memory"])
     parser.add_argument("--repeats", type=int, default=2, help="A/B pairs for the epoch time")
     parser.add_argument("--skip-prepare", action="store_true")
+    parser.add_argument("--pipeline", action="store_true", help="measure the pipeline alone")
     args = parser.parse_args()
     for rows in args.rows:
         source = generate(rows, WORK / f"mixed-{rows}.csv")
@@ -178,6 +216,10 @@ def main() -> None:
                 ),
                 flush=True,
             )
+        if args.pipeline:
+            data = folder / "data" / "bench"
+            rates = child(PIPELINE, str(data), str(args.batch_size), cwd=folder)
+            print(json.dumps({"rows": rows, "pipeline": rates}), flush=True)
         for _ in range(args.repeats):
             for mode in args.modes:
                 result = train_once(folder, source, mode, args.batch_size)

@@ -4,6 +4,7 @@ quota, each worker its own files, checksums checked, and training on it reproduc
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,25 @@ def test_two_deterministic_streamed_runs_have_identical_histories(
         assert '"path": "stream"' in recorded
         assert all(s.file in recorded for s in info.manifest.splits["train"].shards)
     assert histories[0] == histories[1] and len(histories[0]) == 2
+
+
+def test_find_lr_sweeps_the_streamed_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write_table(tmp_path / "t.csv", rows=300)
+    recipe = {
+        "name": "tiny",
+        "data": {"source": str(source), "target": "label", "shard_rows": 50},
+        "model": {"family": "mlp", "units": [4]},
+        "train": {"batch_size": 16, "input": "stream", "class_weight": "balanced"},
+    }
+    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    from dltrain.data import streaming
+
+    streamed: list[StreamRequest] = []
+    real = streaming.stream_split
+    monkeypatch.setattr(streaming, "stream_split", lambda d, r: streamed.append(r) or real(d, r))
+    code, out, err = invoke("find-lr", "--json", "--steps", "30")
+    assert code == 0, err
+    assert 10 < json.loads(out)["steps_run"] <= 30
+    assert [(r.split, r.shuffle, r.batch_size) for r in streamed] == [("train", True, 16)]
