@@ -149,9 +149,16 @@ def test_two_deterministic_streamed_runs_have_identical_histories(
     recipe = {
         "name": "tiny",
         "seed": 7,
-        "data": {"source": str(source), "target": "label", "shard_rows": 60},
+        # oversampled and class-weighted: the epoch's batches are the resampled split's
+        "data": {
+            "source": str(source),
+            "target": "label",
+            "shard_rows": 60,
+            "sampling": "oversample",
+        },
         "model": {"family": "mlp", "units": [8]},
         "train": {
+            "class_weight": {"yes": 2.0},
             "epochs": 2,
             "batch_size": 32,
             "input": "stream",
