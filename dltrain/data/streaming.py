@@ -121,6 +121,27 @@ def choose_input(dataset: PreparedDataset, mode: InputMode) -> tuple[InputPath, 
     return InputPath.STREAM, f"train.input is auto: {size:,} bytes of shards > {limit:,}"
 
 
+def head_rows(dataset: PreparedDataset, split: str, rows: int) -> tuple[Features, np.ndarray]:
+    """The first ``rows`` examples of ``split`` as stored, reading only the shards they are in.
+
+    For a sample (an export's check inputs) without reading a whole, maybe large, split.
+
+    Raises:
+        DataError: the split is unknown, or a shard is missing or changed.
+    """
+    parts: list[tuple[Features, np.ndarray]] = []
+    held = 0
+    for shard in dataset.split_entry(split).shards:
+        if held >= rows and parts:
+            break
+        parts.append(dataset.read_shard(shard))
+        held += len(parts[-1][1])
+    x, y = parts[0]
+    for part in parts[1:]:
+        x, y = _join((x, y), part)
+    return _slice(x, 0, rows), y[:rows]
+
+
 def shard_bytes(dataset: PreparedDataset, splits: tuple[str, ...]) -> int:
     """The size on disk of the named splits' shards (0 for a file that is missing)."""
     total = 0

@@ -20,6 +20,7 @@ from dltrain.data.streaming import (
     WorkerShare,
     assign_shards,
     choose_input,
+    head_rows,
     resample_quotas,
     stream_split,
     to_dataset,
@@ -121,6 +122,24 @@ def test_oversampling_by_quota_gives_the_sizes_planned(tmp_path: Path) -> None:
     assert np.bincount(labels).tolist() == [counts.max()] * 2  # balanced, as in memory
     quotas = resample_quotas(np.array([[5, 1], [3, 0], [2, 2]]), Sampling.UNDERSAMPLE)
     assert quotas.sum(axis=0).tolist() == [3, 3] and (quotas <= [[5, 1], [3, 0], [2, 2]]).all()
+
+
+def test_a_sample_reads_only_the_shards_it_needs(
+    table_store: PreparedDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    real = PreparedDataset.read_shard
+    monkeypatch.setattr(
+        PreparedDataset,
+        "read_shard",
+        lambda self, s, **k: read.append(s.file) or real(self, s, **k),
+    )
+    x, y = head_rows(table_store, "train", 100)  # shards of 70 rows: the first two
+    whole_x, whole_y = table_store.load_split("train", resample=False)
+    assert read[:2] == [s.file for s in table_store.manifest.splits["train"].shards[:2]]
+    assert len(read) == 2 + len(table_store.manifest.splits["train"].shards)  # + load_split
+    np.testing.assert_array_equal(y, whole_y[:100])
+    np.testing.assert_array_equal(x["colour"], whole_x["colour"][:100])
 
 
 def test_a_changed_shard_is_refused_on_the_streamed_path(table_store: PreparedDataset) -> None:
