@@ -6,8 +6,9 @@ a time instead, every epoch, so memory holds a few shards whatever the split's s
 - the shards are read in an order drawn from the seed afresh every epoch, on a background
   thread (``data/prefetch.py``) two files ahead of the batching, each file checked against its
   SHA-256 the first time this process reads it (``PreparedDataset.read_shard``);
-- a shuffle pool of at most ``POOL_ROWS`` rows carries a random part of each shard into the
-  next one's mix, so batches mix rows across shards, not only within one;
+- shuffled, each shard's rows come in a random order and ``CYCLE_LENGTH`` shards are open at
+  once, their rows interleaved one by one, so every batch mixes rows of several files; the
+  shuffle's memory is bounded by those few shards, whatever the split's size;
 - over- and under-sampling draw each class's rows shard by shard, with quotas that add up to
   the sizes ``resample_rows`` gives (``resample_quotas``), so an epoch has the batches the
   schedule was planned for;
@@ -32,8 +33,10 @@ from dltrain.errors import DataError
 from dltrain.manifest import Sampling, Shard
 from dltrain.recipe.choices import InputMode
 
-# Rows the shuffle pool carries from one shard into the next one's mix: one default shard.
-POOL_ROWS = 100_000
+# Shards read at once, their rows interleaved one by one: every batch mixes this many files.
+CYCLE_LENGTH = 4
+# Rows taken from the open shards per step of the interleave.
+CHUNK_ROWS = 8_192
 # Batches handed to TensorFlow at once (then cut apart inside it): each hand-over converts every
 # column, so fewer and larger ones leave more of the GIL to training.
 BLOCK_BATCHES = 16
@@ -224,6 +227,13 @@ class SplitStream:
             if worker is not None
             else list(range(len(self.shards)))
         )
+        if worker is not None and self.num_rows() == 0:  # it would go round its files forever
+            raise DataError(
+                f"Worker {worker.index} of {worker.count} would read no training rows from "
+                f"{self.dataset.folder} (its shard files hold none after resampling). Prepare "
+                f"with fewer workers' worth of smaller shards (--set data.shard_rows=N), or "
+                f"read the split in memory (--set train.input=memory)."
+            )
 
     @property
     def files(self) -> list[str]:
@@ -270,33 +280,40 @@ class SplitStream:
         return _batches(chunks, self.batch_size(), self.num_batches())
 
     def _pass(self, epoch_seed: int, number: int) -> Iterator[tuple[Features, np.ndarray]]:
-        """Rows of one pass over this process's shards, in chunks, shuffled through the pool."""
+        """Rows of one pass over this process's shards, in chunks.
+
+        Shuffled: each shard's rows in a random order (permuted on the reader thread), and
+        ``CYCLE_LENGTH`` shards open at once, their rows interleaved one by one, so every batch
+        mixes rows of several files. Each row is copied twice (the permutation, the interleave),
+        never gathered again from a pool.
+        """
         request = self.request
         draw = int(epoch_seed) * 1_000 + number
         rng = np.random.default_rng([request.seed, draw, 1 + (request.worker or _ONE).index])
         order = [self.mine[i] for i in rng.permutation(len(self.mine))]
         if not request.shuffle:
-            order = list(self.mine)
-        parts = prefetched((self.read(i, draw) for i in order), depth=2)
-        pool: tuple[Features, np.ndarray] | None = None
-        for part in parts:
-            pool = (
-                part
-                if pool is None
-                else (_concat(pool[0], part[0]), np.concatenate([pool[1], part[1]]))
-            )
-            if not request.shuffle:
-                yield pool
-                pool = None
-                continue
-            rows = rng.permutation(len(pool[1]))
-            keep = min(len(rows), POOL_ROWS)
-            out, rest = rows[: len(rows) - keep], rows[len(rows) - keep :]
-            if len(out):
-                yield _take(pool[0], out), pool[1][out]
-            pool = (_take(pool[0], rest), pool[1][rest])
-        if pool is not None and len(pool[1]):
-            yield pool
+            yield from prefetched((self.read(i, draw) for i in self.mine), depth=2)
+            return
+
+        def permuted(index: int) -> tuple[Features, np.ndarray]:
+            x, y = self.read(index, draw)
+            rows = np.random.default_rng([request.seed, draw, index, 7]).permutation(len(y))
+            return _take(x, rows), y[rows]
+
+        parts = prefetched((permuted(i) for i in order), depth=2)
+        open_parts: list[tuple[Features, np.ndarray]] = []
+        for part in itertools.chain(parts, [None]):
+            if part is not None:
+                if len(part[1]):
+                    open_parts.append(part)
+                if len(open_parts) < CYCLE_LENGTH:
+                    continue
+            while open_parts and (part is None or len(open_parts) >= CYCLE_LENGTH):
+                step = min(CHUNK_ROWS // len(open_parts), *(len(p[1]) for p in open_parts))
+                yield _interleave([(_slice(p[0], 0, step), p[1][:step]) for p in open_parts])
+                open_parts = [
+                    (_slice(p[0], step, None), p[1][step:]) for p in open_parts if len(p[1]) > step
+                ]
 
     def _quotas(self) -> np.ndarray:
         num_classes = self.dataset.manifest.num_classes
@@ -403,6 +420,25 @@ def _batches(
         held = (_slice(held[0], start, None), held[1][start:])
     if limit is None and held is not None and len(held[1]):
         yield held
+
+
+def _interleave(parts: list[tuple[Features, np.ndarray]]) -> tuple[Features, np.ndarray]:
+    """Rows of equally long parts taken one from each in turn: a0, b0, c0, a1, b1, …"""
+    if len(parts) == 1:
+        return parts[0]
+
+    def weave(arrays: list[np.ndarray]) -> np.ndarray:
+        stacked = np.stack(arrays, axis=1)
+        return stacked.reshape(-1, *stacked.shape[2:])
+
+    xs = [p[0] for p in parts]
+    first = xs[0]
+    x: Features = (
+        {k: weave([part[k] for part in xs]) for k in first}
+        if isinstance(first, dict)
+        else weave(xs)  # type: ignore[arg-type]
+    )
+    return x, weave([p[1] for p in parts])
 
 
 def _join(

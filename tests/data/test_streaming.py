@@ -221,7 +221,9 @@ def test_find_lr_sweeps_the_streamed_split(tmp_path: Path, monkeypatch: pytest.M
     streamed: list[StreamRequest] = []
     real = streaming.stream_split
     monkeypatch.setattr(streaming, "stream_split", lambda d, r: streamed.append(r) or real(d, r))
-    code, out, err = invoke("find-lr", "--json", "--steps", "30")
-    assert code == 0, err
-    assert 10 < json.loads(out)["steps_run"] <= 30
+    code, _, err = invoke("find-lr", "--steps", "30")
+    # 1: the sweep ran, but the loss of so few steps may not fall enough to suggest a rate
+    assert code in (0, 1), err
+    curve = json.loads((tmp_path / "runs" / "tiny" / "lr-finder" / "lr_finder.json").read_text())
+    assert len(curve["learning_rates"]) == 30
     assert [(r.split, r.shuffle, r.batch_size) for r in streamed] == [("train", True, 16)]
