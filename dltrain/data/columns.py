@@ -39,6 +39,6 @@ def fixed_bytes(column: pa.ChunkedArray) -> np.ndarray:
         return column_array(column)
     data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
     out = np.zeros((count, width), np.uint8)
-    starts = np.repeat(offsets[:-1] - offsets[0], lengths)
-    out[np.repeat(np.arange(count), lengths), np.arange(len(data)) - starts] = data
+    # a boolean mask fills row by row, in the order the values' bytes lie in ``data``
+    out[np.arange(width) < lengths[:, None]] = data
     return out.view(f"S{width}").reshape(count)
