@@ -227,3 +227,16 @@ def test_find_lr_sweeps_the_streamed_split(tmp_path: Path, monkeypatch: pytest.M
     curve = json.loads((tmp_path / "runs" / "tiny" / "lr-finder" / "lr_finder.json").read_text())
     assert len(curve["learning_rates"]) == 30
     assert [(r.split, r.shuffle, r.batch_size) for r in streamed] == [("train", True, 16)]
+
+
+def test_strings_as_fixed_width_bytes_keep_their_utf8_and_fall_back_when_wide() -> None:
+    import pyarrow as pa
+
+    from dltrain.data.columns import fixed_bytes
+
+    column = pa.chunked_array([["ab", "", None, "héllo"], pa.array(["zz", "x"])[1:]])
+    out = fixed_bytes(column)
+    assert out.dtype == np.dtype("S6")
+    assert out.tolist() == [b"ab", b"", b"", "héllo".encode(), b"x"]
+    wide = fixed_bytes(pa.chunked_array([["a" * 500, *"bcdefgh"]]))  # padding 8 x 500: objects
+    assert wide.dtype == object and wide[0] == "a" * 500
