@@ -145,6 +145,33 @@ def head_rows(dataset: PreparedDataset, split: str, rows: int) -> tuple[Features
     return _slice(x, 0, rows), y[:rows]
 
 
+def read_rows(
+    dataset: PreparedDataset, split: str, rows: np.ndarray
+) -> tuple[Features, np.ndarray]:
+    """Rows ``rows`` (sorted indices) of ``split`` as stored, holding one shard at a time.
+
+    What ``load_split(split, resample=False)`` indexed by ``rows`` gives, without the whole
+    split in memory: a sample of a large split (the gradient-boosting baseline's).
+
+    Raises:
+        DataError: the split is unknown, or a shard is missing or changed.
+    """
+    parts: list[tuple[Features, np.ndarray]] = []
+    start = 0
+    for shard in dataset.split_entry(split).shards:
+        stop = start + shard.num_examples
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo or not parts:  # the first shard always: it gives the columns' shapes
+            x, y = dataset.read_shard(shard)
+            picked = rows[lo:hi] - start
+            parts.append((_take(x, picked), y[picked]))
+        start = stop
+    x, y = parts[0]
+    for part in parts[1:]:
+        x, y = _join((x, y), part)
+    return x, y
+
+
 def shard_bytes(dataset: PreparedDataset, splits: tuple[str, ...]) -> int:
     """The size on disk of the named splits' shards (0 for a file that is missing)."""
     total = 0

@@ -21,6 +21,7 @@ from dltrain.data.streaming import (
     assign_shards,
     choose_input,
     head_rows,
+    read_rows,
     resample_quotas,
     stream_split,
     to_dataset,
@@ -140,6 +141,15 @@ def test_a_sample_reads_only_the_shards_it_needs(
     assert len(read) == 2 + len(table_store.manifest.splits["train"].shards)  # + load_split
     np.testing.assert_array_equal(y, whole_y[:100])
     np.testing.assert_array_equal(x["colour"], whole_x["colour"][:100])
+
+
+def test_chosen_rows_are_read_shard_by_shard(table_store: PreparedDataset) -> None:
+    rows = np.array([3, 69, 70, 71, 200, 349])  # shards of 70 rows: the first, second, fifth
+    x, y = read_rows(table_store, "train", rows)
+    whole_x, whole_y = table_store.load_split("train", resample=False)
+    np.testing.assert_array_equal(y, whole_y[rows])
+    np.testing.assert_array_equal(x["colour"], whole_x["colour"][rows])
+    np.testing.assert_array_equal(x["row"], whole_x["row"][rows])
 
 
 def test_a_changed_shard_is_refused_on_the_streamed_path(table_store: PreparedDataset) -> None:
