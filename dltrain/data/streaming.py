@@ -315,7 +315,7 @@ class SplitStream:
         never gathered again from a pool.
         """
         request = self.request
-        draw = int(epoch_seed) * 1_000 + number
+        draw = (int(epoch_seed) % (1 << 63)) * 1_000 + number  # SeedSequence: no negatives
         rng = np.random.default_rng([request.seed, draw, 1 + (request.worker or _ONE).index])
         order = [self.mine[i] for i in rng.permutation(len(self.mine))]
         if not request.shuffle:
