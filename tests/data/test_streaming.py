@@ -182,7 +182,7 @@ def test_two_deterministic_streamed_runs_have_identical_histories(
         "data": {
             "source": str(source),
             "target": "label",
-            "shard_rows": 60,
+            "shard_rows": 30,
             "sampling": "oversample",
         },
         "model": {"family": "mlp", "units": [8]},
@@ -213,6 +213,18 @@ def test_two_deterministic_streamed_runs_have_identical_histories(
         assert '"path": "stream"' in recorded
         assert all(s.file in recorded for s in info.manifest.splits["train"].shards)
     assert histories[0] == histories[1] and len(histories[0]) == 2
+
+    # train's check against the class prior read the streamed run's validation split by shard
+    from dltrain.evaluation.baselines.after_training import _predicted_by_shard
+    from dltrain.evaluation.run_model import open_run
+
+    model_run = open_run(run)
+    by_shard, y = _predicted_by_shard(model_run, info, 64)
+    x_all, y_all = info.load_split("validation", resample=False)
+    whole = model_run.predict(model_run.load_keras(), x_all, 64)
+    np.testing.assert_allclose(by_shard, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(y, y_all)
+    assert len(info.manifest.splits["validation"].shards) > 1
 
 
 def test_find_lr_sweeps_the_streamed_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
