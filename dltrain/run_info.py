@@ -158,6 +158,17 @@ class MlflowRef(_Part):
     experiment_id: str | None = None
 
 
+class CalibrationInfo(_Part):
+    """The temperature scaling fitted after training (``train.calibration: temperature``)."""
+
+    method: str  # temperature
+    temperature: float  # T: the saved model's probabilities are softmax(log(p) / T)
+    fitted_on: str  # the split T was fitted on (validation)
+    num_examples: int
+    log_loss_before: float  # on that split, at T = 1
+    log_loss_after: float  # at T
+
+
 class RunEnvironment(_Part):
     """Versions, seed and device, so a run says how to reproduce it."""
 
@@ -203,6 +214,7 @@ class RunInfo(_Part):
     task: str | None = None
     mlflow: MlflowRef | None = None  # set: train logged to this MLflow run
     input: InputRecord | None = None  # how training read its data; absent in older runs
+    calibration: CalibrationInfo | None = None  # set: the saved model holds a temperature
 
     @property
     def current_status(self) -> RunStatus | None:

@@ -19,6 +19,7 @@ from dltrain.cli.common import (
     RunOption,
     SetOption,
     TrackOption,
+    TtaOption,
     collect_overrides,
     from_workdir,
     render_input_report,
@@ -34,9 +35,10 @@ from dltrain.runs import resolve_recipe_and_run
 
 if TYPE_CHECKING:  # the evaluation modules load NumPy and TensorFlow; the CLI stays light
     from dltrain.evaluation.gates import BaselineResult
+    from dltrain.evaluation.importance import Importance
     from dltrain.evaluation.metrics import Cell, ClassScores, ConfusionMatrix, DetailTable
     from dltrain.evaluation.request import EvaluationRequest
-    from dltrain.evaluation.result import Evaluation, MetricsDocument
+    from dltrain.evaluation.result import CalibrationSummary, Evaluation, MetricsDocument
     from dltrain.evaluation.threshold import ThresholdSummary
 
 MAX_TABLE_CLASSES = 20  # wider confusion matrices do not fit a terminal; the PNG has them
@@ -116,6 +118,23 @@ def evaluate(
         bool | None,
         typer.Option("--plots/--no-plots", help="Write PNG plots (default: evaluate.plots)."),
     ] = None,
+    importance: Annotated[
+        bool | None,
+        typer.Option(
+            "--importance/--no-importance",
+            help="Tables: permutation feature importance, the deciding metric's drop when each "
+            "input column is shuffled (default: evaluate.importance).",
+            show_default=False,
+        ),
+    ] = None,
+    importance_repeats: Annotated[
+        int | None,
+        typer.Option(
+            "--importance-repeats",
+            help="Shuffles per column for --importance (default: evaluate.importance_repeats, 5).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -136,6 +155,7 @@ def evaluate(
         ),
     ] = ReportFormat.TABLE,
     track: TrackOption = None,
+    tta: TtaOption = 1,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -149,6 +169,8 @@ def evaluate(
             "evaluate.bootstrap": bootstrap,
             "evaluate.tolerance": tolerance,
             "evaluate.plots": plots,
+            "evaluate.importance": importance,
+            "evaluate.importance_repeats": importance_repeats,
             "seed": seed,
         }
         overrides = collect_overrides(sets, flags)
@@ -170,6 +192,7 @@ def evaluate(
             optimize_threshold=parse_objective(optimize_threshold) if optimize_threshold else None,
             baseline=None if baseline is None else _baseline_folder(baseline, loaded.recipe.name),
             data=None if data is None else from_workdir(data),
+            tta=tta,
         )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
         result = _evaluate_with_status(request, what, console)
@@ -293,8 +316,17 @@ def _value(value: Cell) -> str:
 def render(document: MetricsDocument, console: Console) -> None:
     """Headline metrics (with intervals), task detail, threshold, gates and baseline tables."""
     console.print(_headline_table(document))
+    if document.calibration is not None:
+        console.print(_calibration_line(document.calibration), highlight=False)
     if document.threshold is not None and not document.threshold.is_default:
         console.print(_threshold_line(document.threshold, document.task), highlight=False)
+    if document.tta is not None:
+        console.print(
+            f"Test-time augmentation: probabilities averaged over {document.tta.num_views} views "
+            f"of each image (flips: {', '.join(f for f in document.tta.to_json()['flips'])}; "
+            f"shifts up to {document.tta.shift} px).",
+            highlight=False,
+        )
     scores = document.scores
     if scores.per_class:
         console.print(_per_class_table(scores.per_class))
@@ -311,6 +343,8 @@ def render(document: MetricsDocument, console: Console) -> None:
         console.print(gates)
     if document.baseline is not None:
         console.print(_baseline_table(document.baseline))
+    if document.importance is not None:
+        console.print(_importance_table(document.importance))
     if document.plots:
         console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
     render_input_report(console, document.inputs, document.num_examples)
@@ -350,6 +384,42 @@ def _headline_table(document: MetricsDocument) -> Table:
         row += [_value(metrics.get(name)) for metrics in document.baselines.values()]
         headline.add_row(*row)
     return headline
+
+
+def _calibration_line(calibration: CalibrationSummary) -> str:
+    return (
+        f"Temperature scaling: T = {calibration.temperature:.4g} (fitted on the "
+        f"{calibration.fitted_on} split at training). Expected calibration error "
+        f"{_value(calibration.ece_before)} without it, {_value(calibration.ece_after)} with it; "
+        f"log loss {_value(calibration.log_loss_before)} → {_value(calibration.log_loss_after)}."
+    )
+
+
+MAX_IMPORTANCE_ROWS = 30  # the most important columns; metrics.json and the PNG have the rest
+
+
+def _signed(value: float) -> str:
+    """A change with its sign, read like ``_value``: 4 decimals, fewer in large units."""
+    return f"{value:+,.2f}" if abs(value) >= 100 else f"{value:+.4f}"
+
+
+def _importance_table(importance: Importance) -> Table:
+    rows = f"{importance.num_rows:,} rows"
+    if importance.num_rows < importance.num_examples:
+        rows += f" (a seeded sample of the {importance.num_examples:,}: evaluate.importance_rows)"
+    title = (
+        f"Permutation importance: drop of {importance.metric} "
+        f"({_value(importance.value)}) when a column is shuffled · {importance.repeats} shuffles "
+        f"of {rows} · 95% interval: mean ± 1.96·sd/√K"
+    )
+    table = _table(title, ("column", "drop", "95% interval"))
+    for row in importance.columns[:MAX_IMPORTANCE_ROWS]:
+        interval = f"{_signed(row.low)} – {_signed(row.high)}"
+        table.add_row(escape(row.column), _signed(row.drop), interval)
+    left_out = len(importance.columns) - MAX_IMPORTANCE_ROWS
+    if left_out > 0:
+        table.caption = f"{left_out} more columns in the metrics file"
+    return table
 
 
 def _threshold_line(threshold: ThresholdSummary, task: str) -> str:

@@ -30,6 +30,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "predict": [
         ("dltrain predict --input new.csv --output scored.csv", "raw rows in, predictions out"),
         ("dltrain predict -i photos/ -o labels.csv --run runs/flowers/<id>", "one run's model"),
+        ("dltrain predict -i photos/ -o labels.csv --tta 4", "average 4 flipped/shifted views"),
     ],
     "serve": [
         ("dltrain serve", "the latest run over HTTP on 127.0.0.1:8000"),

@@ -227,6 +227,14 @@ def show_result(
             f"{result.epochs_run}; the saved model holds that epoch's weights.",
             highlight=False,
         )
+    calibration = result.calibration
+    if calibration is not None:
+        console.print(
+            f"Temperature scaling: T = {calibration.temperature:.4g}, fitted on the "
+            f"{calibration.fitted_on} split (log loss {calibration.log_loss_before:.4f} → "
+            f"{calibration.log_loss_after:.4f}); the saved model applies it.",
+            highlight=False,
+        )
     for warning in [*result.warnings, *(warnings or [])]:
         console.print(f"[bold yellow]Warning:[/] {escape(warning)}", highlight=False)
     if result.chief:
@@ -261,6 +269,7 @@ def show_result(
                 },
                 "final": result.final_logs,
                 "seconds": round(result.seconds, 2),
+                "calibration": None if calibration is None else calibration.to_json(),
                 "warnings": [*result.warnings, *(warnings or [])],
             }
         )

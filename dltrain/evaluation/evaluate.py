@@ -9,6 +9,7 @@ computed, so bad input never overwrites an earlier evaluation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ import numpy as np
 from dltrain.errors import DataError, RunError
 from dltrain.evaluation.baselines import TRIVIAL, BaselinePlan, baseline_outputs, plan_baselines
 from dltrain.evaluation.baselines.verdicts import (
+    DECIDING,
     losing_notes,
     losing_warnings,
     tiny_split_warning,
 )
+from dltrain.evaluation.catalog import better
 from dltrain.evaluation.examples import Examples, last_observed, load_examples, prepared_dataset
 from dltrain.evaluation.gates import (
     BaselineResult,
@@ -29,6 +32,7 @@ from dltrain.evaluation.gates import (
     compare_with_baseline,
     compared_metrics,
 )
+from dltrain.evaluation.importance import Importance, ImportanceSettings, permutation_importance
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
@@ -45,11 +49,12 @@ from dltrain.evaluation.metrics import (
     class_probabilities,
     positive_scores,
 )
-from dltrain.evaluation.plots import draw_plots
+from dltrain.evaluation.plots import draw_plots, importance_plot
 from dltrain.evaluation.predict import validation_anomaly_threshold
 from dltrain.evaluation.request import EvaluationRequest, check_request
 from dltrain.evaluation.result import (
     BootstrapSettings,
+    CalibrationSummary,
     Evaluation,
     MetricsDocument,
     write_evaluation,
@@ -143,7 +148,7 @@ def model_outputs(run: RunModel, model: Any, x: Any, request: EvaluationRequest)
         from dltrain.evaluation.generation import as_generator, judge
 
         return judge(as_generator(model, run), run, x, request.seed, batch_size)
-    return run.predict(model, x, batch_size)
+    return run.predict(model, x, batch_size, request.tta)
 
 
 def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
@@ -225,7 +230,10 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     threshold = _threshold_for(run, request, model, say)
     say(f"Predicting {len(examples.y):,} examples ({examples.label})")
     outputs = model_outputs(run, model, examples.x, request)
-    scored = score(run, examples, outputs, spec, None if threshold is None else threshold.stored)
+    stored = None if threshold is None else threshold.stored
+    scored = score(run, examples, outputs, spec, stored)
+    calibration = calibration_summary(run, model, examples, outputs, scored, spec, stored)
+    importance = feature_importance(run, model, examples, request, stored, say)
 
     intervals = bootstrap(scored, request, say)
     baselines, notes = score_baselines(run, examples, plan, spec, say)
@@ -239,7 +247,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
     written: list[Path] = []
     if spec.plots:
         say("Drawing plots")
-        written = _draw_plots(run, model, examples, outputs, scored, request.seed)
+        written = _draw_plots(run, model, examples, outputs, scored, request.seed, importance)
 
     document = MetricsDocument(
         run=run.run_dir,
@@ -261,10 +269,79 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         baselines=baselines,
         baseline_notes=notes,
         warnings=warnings,
+        calibration=calibration,
+        importance=importance,
+        tta=run.tta_views(request.tta),
     )
     new_threshold = threshold.stored if threshold is not None and threshold.new else None
     path = write_evaluation(run.files, examples.label, document, new_threshold)
     return Evaluation(document, path)
+
+
+def calibration_summary(
+    run: RunModel,
+    model: Any,
+    examples: Examples,
+    outputs: np.ndarray,
+    scored: Scored,
+    spec: EvaluateSpec,
+    threshold: StoredThreshold | None,
+) -> CalibrationSummary | None:
+    """The calibration error and log loss without and with the model's temperature; None for a
+    model with no temperature layer (``train.calibration``).
+
+    The uncalibrated outputs are the calibrated ones with the temperature undone
+    (evaluation/calibration.py ``uncalibrated``): the same model without its last layer.
+    """
+    if not run.is_classifier:
+        return None
+    from dltrain.evaluation.calibration import temperature_of, uncalibrated
+
+    temperature = temperature_of(model)
+    if temperature is None:
+        return None
+    before = score(run, examples, uncalibrated(outputs, temperature), spec, threshold)
+    after = scored.report.metrics
+    fitted = run.info.calibration
+    return CalibrationSummary(
+        temperature=temperature,
+        fitted_on=fitted.fitted_on if fitted is not None else "validation",
+        ece_before=before.report.metrics["expected_calibration_error"],
+        ece_after=after["expected_calibration_error"],
+        log_loss_before=before.report.metrics["log_loss"],
+        log_loss_after=after["log_loss"],
+    )
+
+
+def feature_importance(
+    run: RunModel,
+    model: Any,
+    examples: Examples,
+    request: EvaluationRequest,
+    threshold: StoredThreshold | None,
+    say: Status,
+) -> Importance | None:
+    """Permutation importance of each raw input column (``evaluate.importance``); None when
+    not asked for. check_request has refused it for models other than table predictors."""
+    spec = request.spec
+    if not spec.importance:
+        return None
+    metric = DECIDING[run.task]
+    settings = ImportanceSettings(spec.importance_repeats, spec.importance_rows, request.seed)
+    y = np.asarray(examples.y)
+    rows = min(len(y), settings.max_rows)
+    say(
+        f"Permutation importance: {len(examples.x)} columns × {settings.repeats} shuffles of "
+        f"{rows:,} rows"
+    )
+
+    def metric_of(columns: dict[str, np.ndarray], index: np.ndarray) -> float:
+        part = replace(examples, x=columns, y=y[index])
+        outputs = run.predict(model, columns, spec.batch_size)
+        value = score(run, part, outputs, spec, threshold).report.metrics[metric]
+        return float("nan") if value is None else float(value)
+
+    return permutation_importance(examples.x, metric_of, (metric, better(metric)), settings)
 
 
 def score_baselines(
@@ -303,15 +380,24 @@ def verdicts(
 
 
 def _draw_plots(
-    run: RunModel, model: Any, examples: Examples, outputs: np.ndarray, scored: Scored, seed: int
+    run: RunModel,
+    model: Any,
+    examples: Examples,
+    outputs: np.ndarray,
+    scored: Scored,
+    seed: int,
+    importance: Importance | None,
 ) -> list[Path]:
-    """The task's plots; a generation run's grid of generated images (from ``seed``) first."""
+    """The task's plots; a generation run's grid of generated images (from ``seed``) first,
+    the permutation importance's bars last when it was measured."""
     written = draw_plots(run, examples.label, examples.y, outputs, scored)
     if run.task == "generation":
         from dltrain.evaluation.generation import as_generator, write_sample_grid
 
         folder = run.files.plots(examples.label)
         written.insert(0, write_sample_grid(as_generator(model, run), run, folder, seed))
+    if importance is not None:
+        written.append(importance_plot(importance, run.files.plots(examples.label)))
     return written
 
 

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 from dltrain import __version__
 from dltrain.evaluation.baselines.verdicts import DECIDING, WHAT
 from dltrain.evaluation.catalog import Better, better
-from dltrain.evaluation.report import detail_section, format_cell, markdown_table, metrics_section
+from dltrain.evaluation.report import (
+    detail_section,
+    format_cell,
+    importance_section,
+    markdown_table,
+    metrics_section,
+)
 from dltrain.manifest import (
     ImageFeatures,
     ImagePreprocessing,
@@ -46,6 +52,7 @@ def render_model_card(sources: CardSources) -> str:
         _metrics,
         _baselines,
         _calibration,
+        _importance,
         _weaknesses,
         _warnings,
         _footer,
@@ -289,15 +296,36 @@ def _calibration(sources: CardSources) -> list[str]:
         ]
         for b in calibration.table
     ]
+    scaling = sources.document.calibration
+    scaled = (
+        [
+            f"The probabilities are temperature-scaled (`train.calibration`): T = "
+            f"{scaling.temperature:.4g}, fitted on the {scaling.fitted_on} split, is the model's "
+            f"last layer. Without it the expected calibration error would be "
+            f"{format_cell(scaling.ece_before)} and the log loss "
+            f"{format_cell(scaling.log_loss_before)} (with it: {format_cell(scaling.ece_after)}, "
+            f"{format_cell(scaling.log_loss_after)}).",
+            "",
+        ]
+        if scaling is not None
+        else []
+    )
     return [
         "## Calibration",
         "",
+        *scaled,
         f"Expected calibration error {format_cell(ece)} over {calibration.bins} bins of "
         "top-class confidence (a positive gap: overconfident).",
         "",
         *markdown_table(["bin", "examples", "confidence", "accuracy", "gap"], rows),
         "",
     ]
+
+
+def _importance(sources: CardSources) -> list[str]:
+    """Which input columns the model relies on (evaluate --importance), when measured."""
+    lines = importance_section(sources.document)
+    return ["## Which columns matter", "", *lines] if lines else []
 
 
 def _weaknesses(sources: CardSources) -> list[str]:

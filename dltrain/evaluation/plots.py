@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from dltrain.atomic import atomic_path
+from dltrain.evaluation.importance import Importance
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
@@ -182,6 +183,33 @@ def reconstruction_plot(errors: np.ndarray, threshold: float, path: Path) -> Pat
     axes.legend()
     axes.set_title("Reconstruction error")
     return _save(figure, path)
+
+
+MAX_IMPORTANCE_BARS = 30  # the most important columns; metrics.json has every one
+
+
+def importance_plot(importance: Importance, folder: Path) -> Path:
+    """Permutation importance as horizontal bars, most important on top, with each bar's 95 %
+    interval; written as ``importance.png`` in ``folder``."""
+    shown = importance.columns[:MAX_IMPORTANCE_BARS]
+    drops = np.array([c.drop for c in shown])
+    errors = np.array([[c.drop - c.low for c in shown], [c.high - c.drop for c in shown]])
+    figure = Figure(figsize=(7, max(2.5, 0.35 * len(shown) + 1.5)))
+    axes = figure.add_subplot()
+    positions = np.arange(len(shown))[::-1]
+    colours = ["tab:blue" if d > 0 else "tab:grey" for d in drops]
+    axes.barh(positions, drops, xerr=errors, color=colours, capsize=3)
+    axes.set_yticks(positions, [c.column for c in shown])
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_xlabel(f"drop of {importance.metric} when the column is shuffled")
+    left_out = len(importance.columns) - len(shown)
+    more = f"; {left_out} more in metrics.json" if left_out else ""
+    axes.set_title(
+        f"Permutation importance ({importance.repeats} shuffles, {importance.num_rows:,} rows, "
+        f"95% interval{more})",
+        fontsize=10,
+    )
+    return _save(figure, folder / "importance.png")
 
 
 def draw_plots(

@@ -45,12 +45,14 @@ def render_markdown(document: MetricsDocument) -> str:
         _verdict,
         _warnings,
         metrics_section,
+        calibration_section,
         _threshold,
         _gates,
         _baseline,
         _per_class,
         _confusion_matrix,
         detail_section,
+        importance_section,
         _plots,
     )
     lines = [line for section in sections for line in section(document)]
@@ -95,6 +97,55 @@ def metrics_section(document: MetricsDocument) -> list[str]:
         rows.append(row)
     notes = [f"_Baselines: {note.rstrip('.')}._" for note in document.baseline_notes]
     return markdown_table(header, rows) + [""] + ([*notes, ""] if notes else [])
+
+
+def calibration_section(document: MetricsDocument) -> list[str]:
+    """A temperature-scaled model's calibration error and log loss without and with T."""
+    calibration = document.calibration
+    if calibration is None:
+        return []
+    heading = (
+        f"**Temperature scaling** T = {calibration.temperature:.4g} (fitted on the "
+        f"{calibration.fitted_on} split at training)"
+    )
+    table = markdown_table(
+        ["metric", "without T", "with T"],
+        [
+            ["expected_calibration_error", calibration.ece_before, calibration.ece_after],
+            ["log_loss", calibration.log_loss_before, calibration.log_loss_after],
+        ],
+    )
+    return [heading, "", *table, ""]
+
+
+MAX_IMPORTANCE_ROWS = 30
+
+
+def _signed(value: float) -> str:
+    """A change with its sign: 4 decimals, 2 in large units (a price's RMSE)."""
+    return f"{value:+,.2f}" if abs(value) >= 100 else f"{value:+.4f}"
+
+
+def importance_section(document: MetricsDocument) -> list[str]:
+    """Permutation importance: each column's drop of the deciding metric, with its interval."""
+    importance = document.importance
+    if importance is None:
+        return []
+    sample = (
+        f" (a seeded sample of {importance.num_examples:,})"
+        if importance.num_rows < importance.num_examples
+        else ""
+    )
+    heading = (
+        f"**Permutation importance**: drop of {importance.metric} (unshuffled "
+        f"{importance.value:.4f}) when a column is shuffled; {importance.repeats} shuffles of "
+        f"{importance.num_rows:,} rows{sample}; 95% interval: mean ± 1.96·sd/√K"
+    )
+    rows: list[list[Cell]] = [
+        [c.column, _signed(c.drop), f"{_signed(c.low)} – {_signed(c.high)}"]
+        for c in importance.columns[:MAX_IMPORTANCE_ROWS]
+    ]
+    return [heading, "", *markdown_table(["column", "drop", "95% interval"], rows), ""]
 
 
 def _warnings(document: MetricsDocument) -> list[str]:

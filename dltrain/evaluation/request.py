@@ -11,6 +11,7 @@ from dltrain.evaluation.catalog import task_metrics
 from dltrain.evaluation.gates import check_gate_names
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import ThresholdObjective
+from dltrain.manifest import FeatureKind
 from dltrain.recipe.gates import Gate
 from dltrain.recipe.schema import EvaluateSpec
 
@@ -27,6 +28,9 @@ class EvaluationRequest:
         gates: parsed gates (the recipe's and the command line's).
         optimize_threshold: binary only: choose and store a decision threshold first.
         baseline: another run to compare with on the same examples.
+        tta: image classifiers: views of each image whose probabilities are averaged
+            (evaluation/tta.py); 1: the image alone. The baseline run and the threshold
+            choice on the validation split see the images alone.
     """
 
     run_dir: Path
@@ -36,12 +40,39 @@ class EvaluationRequest:
     gates: tuple[Gate, ...] = ()
     optimize_threshold: ThresholdObjective | None = None
     baseline: Path | None = None
+    tta: int = 1
 
 
 def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
     """Every headline metric name an evaluation of ``run`` reports."""
     infos = task_metrics(run.task, num_classes=len(run.classes), top_k=spec.top_k)
     return [info.name for info in infos]
+
+
+IMPORTANCE_TASKS = ("binary", "multiclass", "regression")
+
+
+def check_importance(run: RunModel) -> None:
+    """Refuse permutation importance of a model whose inputs are not table columns.
+
+    Raises:
+        UsageError: an image, text or series model, or a table model that predicts no target
+            (an autoencoder).
+    """
+    kind = run.manifest.features.kind
+    if kind is FeatureKind.TABLE and run.task in IMPORTANCE_TASKS:
+        return
+    reason = (
+        f"its inputs are {kind.value} inputs, not table columns"
+        if kind is not FeatureKind.TABLE
+        else f"it is a {run.task} model, with no target whose score a shuffle could move"
+    )
+    raise UsageError(
+        f"--importance (evaluate.importance) measures how much a table model's score drops "
+        f"when each input column is shuffled, but run {run.run_dir.name} cannot be measured "
+        f"so: {reason}. Drop --importance; it works for classifiers and regressors trained on "
+        f"tables."
+    )
 
 
 def check_request(
@@ -57,10 +88,11 @@ def check_request(
 
     Raises:
         UsageError: unknown gate metric or baseline, a threshold asked of a non-binary model,
-            --data with --split.
+            --data with --split, --tta for a run that does not allow it.
         RunError: a baseline that does not match.
     """
     check_gate_names(request.gates, known_metrics(run, request.spec), run.classes, baselines)
+    run.tta_views(request.tta)
     if request.optimize_threshold is not None and run.task != "binary":
         raise UsageError(
             f"--optimize-threshold picks the decision threshold of a binary classifier, but run "
@@ -72,6 +104,8 @@ def check_request(
             )
             + ". Drop --optimize-threshold."
         )
+    if request.spec.importance:
+        check_importance(run)
     if request.baseline is None:
         return None
     baseline = open_run(request.baseline)

@@ -11,9 +11,11 @@ from typing import Any
 from dltrain.atomic import remove_stale_partials, write_json_atomic, write_text_atomic
 from dltrain.data.readers.model_input import InputReport
 from dltrain.evaluation.gates import BaselineResult, GateResult
+from dltrain.evaluation.importance import Importance
 from dltrain.evaluation.metrics import Interval, Metrics, ScoreReport
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
+from dltrain.evaluation.tta import TtaViews
 from dltrain.runs import RunFolder
 
 SCHEMA_VERSION = 3  # 3: baselines, baseline_notes and warnings
@@ -30,6 +32,30 @@ class BootstrapSettings:
     def to_json(self) -> dict[str, int | float]:
         """The settings as the metrics document's ``bootstrap`` entry."""
         return {"resamples": self.resamples, "confidence": self.confidence, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """A temperature-scaled model's calibration on the evaluated examples, without and with its
+    temperature (``train.calibration: temperature``)."""
+
+    temperature: float
+    fitted_on: str  # the split T was fitted on at training
+    ece_before: float | None  # expected calibration error at T = 1
+    ece_after: float | None  # at T: the model as saved, the same as metrics' value
+    log_loss_before: float | None
+    log_loss_after: float | None
+
+    def to_json(self) -> dict[str, object]:
+        """The metrics document's ``temperature_scaling`` entry."""
+        return {
+            "temperature": self.temperature,
+            "fitted_on": self.fitted_on,
+            "expected_calibration_error_before": self.ece_before,
+            "expected_calibration_error": self.ece_after,
+            "log_loss_before": self.log_loss_before,
+            "log_loss": self.log_loss_after,
+        }
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,9 @@ class MetricsDocument:
     baselines: dict[str, Metrics] = field(default_factory=dict)  # prior, mean, naive, gbm, …
     baseline_notes: list[str] = field(default_factory=list)  # absent baselines and why; fits
     warnings: list[str] = field(default_factory=list)  # said out loud: lost to a baseline, …
+    calibration: CalibrationSummary | None = None  # a model holding a temperature
+    importance: Importance | None = None  # --importance: permutation importance per column
+    tta: TtaViews | None = None  # test-time augmentation: the views averaged, if any
 
     @property
     def split(self) -> str | None:
@@ -106,6 +135,9 @@ class MetricsDocument:
             "baselines": {name: dict(metrics) for name, metrics in self.baselines.items()},
             "baseline_notes": self.baseline_notes,
             "warnings": self.warnings,
+            "temperature_scaling": None if self.calibration is None else self.calibration.to_json(),
+            "importance": None if self.importance is None else self.importance.to_json(),
+            "tta": None if self.tta is None else self.tta.to_json(),
             "passed": self.passed,
         }
 

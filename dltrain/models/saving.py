@@ -11,7 +11,9 @@ from dltrain.backend import keras
 # Modules defining @register_keras_serializable objects that saved models can reference
 # (custom layers, losses, learning-rate schedules). Importing them registers the objects.
 CUSTOM_OBJECT_MODULES = (
+    "dltrain.evaluation.calibration",
     "dltrain.models.autoencoder",
+    "dltrain.models.blocks",
     "dltrain.models.gan",
     "dltrain.models.io",
     "dltrain.models.mlp",

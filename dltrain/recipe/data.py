@@ -81,6 +81,24 @@ class SeriesTransform(StrEnum):
     DETREND = "detrend"  # the departure from the last value continued along the training trend
 
 
+class CategoryEncoding(StrEnum):
+    """How a category column enters the model; the layers live in the model, which takes the
+    raw strings."""
+
+    AUTO = "auto"  # embedding above EMBEDDING_THRESHOLD one-hot slots, one-hot below
+    ONE_HOT = "one_hot"  # one 0/1 slot per value (plus out-of-vocabulary and missing)
+    EMBEDDING = "embedding"  # a trained vector per value, `embedding_dim` wide
+
+
+# `auto` embeds a column whose one-hot block would be wider than this. Below it a one-hot block
+# is cheap and the first dense layer already learns a vector per value (one-hot times a kernel
+# is an embedding as wide as the layer); above it most values are rare, and a narrower trained
+# vector (14 wide at 50 values by the width rule) shares what the rare values say through
+# fewer weights. Every reference table keeps its columns one-hot under it (Adult's widest has
+# 42 values).
+EMBEDDING_THRESHOLD = 50
+
+
 class Outliers(StrEnum):
     NONE = "none"
     ZSCORE = "zscore"  # clip to mean ± zscore_threshold · std of the training split
@@ -173,6 +191,28 @@ class ColumnSpec(_Section):
     fill_value: float | str | None = Field(None, description="The value `missing: constant` uses.")
     scaling: Scaling | None = Field(None, description="Default: data.numeric_scaling.")
     outliers: Outliers | None = Field(None, description="Default: data.clean.outliers.")
+    encoding: CategoryEncoding | None = Field(
+        None,
+        description="Category columns: one_hot, embedding or auto (default: "
+        "data.categorical_encoding).",
+    )
+    embedding_dim: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Width of an embedded column's vectors (default: min(50, round(1.6 n^0.56)) "
+        "for n one-hot slots, fastai's rule).",
+    )
+
+    @model_validator(mode="after")
+    def _width_needs_an_embedding(self) -> ColumnSpec:
+        if self.embedding_dim is not None and self.encoding == CategoryEncoding.ONE_HOT:
+            raise ValueError(
+                "embedding_dim sets the width of an embedded category column, but encoding is "
+                "one_hot. Set encoding: embedding (or auto), or remove embedding_dim. Received: "
+                f"encoding=one_hot, embedding_dim={self.embedding_dim}"
+            )
+        return self
 
 
 class CleanSpec(_Section):
@@ -363,6 +403,11 @@ class DataSpec(_Section):
         ge=1,
         description="Most frequent values kept per category column; the rest share "
         "the out-of-vocabulary bucket.",
+    )
+    categorical_encoding: CategoryEncoding = Field(
+        CategoryEncoding.AUTO,
+        description="How category columns enter the model: one_hot, embedding, or auto "
+        f"(embedding when the one-hot block would be wider than {EMBEDDING_THRESHOLD}).",
     )
     split: SplitSpec = Field(default_factory=SplitSpec)
     sampling: Sampling = Sampling.NONE

@@ -87,14 +87,52 @@ class PredictorBase(ModelBase):
     )
 
 
+class CropSpec(_Section):
+    """Pad each side, then crop a random window of the input's size (the CIFAR recipes' crop)."""
+
+    padding: int = Field(
+        4, ge=1, le=64, description="Pixels added on each side (black) before the random crop."
+    )
+
+
+class MixSpec(_Section):
+    """A mixing weight drawn from Beta(alpha, alpha) per example."""
+
+    alpha: float = Field(
+        gt=0,
+        le=10,
+        description="Beta(alpha, alpha) shape: small alphas keep most examples nearly whole "
+        "(MixUp's 0.2), 1.0 draws the weight uniformly (CutMix's).",
+    )
+
+
 class AugmentationSpec(_Section):
-    """Random image transformations, applied in training only (Keras preprocessing layers)."""
+    """Random image transformations, applied in training only.
+
+    flip … crop are Keras layers inside the model, idle at inference. ``mixup`` and ``cutmix``
+    blend pairs of training examples and their labels in the input pipeline (models/mixing.py):
+    classification only, with class-probability targets; validation and test are never mixed.
+    """
 
     flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
     rotation: float = Field(0.0, ge=0, le=1, description="Fraction of a full turn, either way.")
     zoom: float = Field(0.0, ge=0, lt=1, description="Fraction of the size, in or out.")
     translation: float = Field(0.0, ge=0, lt=1, description="Fraction of the size, any direction.")
     contrast: float = Field(0.0, ge=0, lt=1, description="Contrast factor range, 1 ± contrast.")
+    crop: CropSpec | None = Field(None, description="Random crop after padding (null: none).")
+    mixup: MixSpec | None = Field(
+        None, description="MixUp (Zhang et al. 2018): blend two images and their labels."
+    )
+    cutmix: MixSpec | None = Field(
+        None,
+        description="CutMix (Yun et al. 2019): paste a box of another image; labels mixed by "
+        "area. With mixup too, each example gets one of the two, chosen at random.",
+    )
+
+    @property
+    def mixes(self) -> bool:
+        """Whether training blends examples, so its labels are class probabilities."""
+        return self.mixup is not None or self.cutmix is not None
 
 
 class NumericEmbeddingSpec(_Section):

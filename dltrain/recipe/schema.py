@@ -308,6 +308,11 @@ class Tracking(StrEnum):
     MLFLOW = "mlflow"
 
 
+class Calibration(StrEnum):
+    NONE = "none"
+    TEMPERATURE = "temperature"
+
+
 class TrainSpec(Section):
     epochs: int = Field(10, gt=0, le=100_000)
     batch_size: int = Field(128, gt=0, le=1_000_000)
@@ -334,6 +339,12 @@ class TrainSpec(Section):
         Tracking.NONE,
         description="mlflow: log params, every epoch's metrics and the run's files to MLflow "
         "(the `mlflow` extra); evaluate and tune log there too (--track).",
+    )
+    calibration: Calibration = Field(
+        Calibration.NONE,
+        description="Classifiers: temperature: after training, fit one temperature T on the "
+        "validation split (least log loss) and store it in the saved model, so its "
+        "probabilities are calibrated; predictions (argmax) do not change.",
     )
     tracking_uri: str | None = Field(
         None,
@@ -394,6 +405,21 @@ class EvaluateSpec(Section):
         "reconstruction errors are anomalies.",
     )
     plots: bool = Field(True, description="Write PNG plots into the run folder.")
+    importance: bool = Field(
+        False,
+        description="Tables: permutation feature importance, the drop of the deciding metric "
+        "when each input column is shuffled (--importance).",
+    )
+    importance_repeats: int = Field(
+        5, ge=2, le=100, description="Shuffles per column; the interval is over them."
+    )
+    importance_rows: int = Field(
+        5000,
+        ge=10,
+        le=1_000_000,
+        description="Importance scores at most this many rows (a seeded sample): its cost is "
+        "columns × repeats predictions of them.",
+    )
 
     @model_validator(mode="after")
     def _gates_parse(self) -> EvaluateSpec:

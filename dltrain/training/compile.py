@@ -32,7 +32,12 @@ class CompileParts:
 
 
 def compile_parts(
-    spec: TrainSpec, task: Task, manifest: Manifest, steps_per_epoch: int
+    spec: TrainSpec,
+    task: Task,
+    manifest: Manifest,
+    steps_per_epoch: int,
+    *,
+    soft_labels: bool = False,
 ) -> CompileParts:
     """Build the optimizer, loss, metrics, callbacks and class weights of a training run.
 
@@ -47,6 +52,7 @@ def compile_parts(
         task: what the prepared dataset's model predicts.
         manifest: the prepared dataset's manifest (classes and their counts).
         steps_per_epoch: optimizer steps (batches) per epoch, to count schedules in epochs.
+        soft_labels: the labels are class probabilities (MixUp, CutMix; the family's hooks say).
 
     Returns:
         The parts; ``callbacks`` must run after the logger that records ``learning_rate`` for
@@ -72,15 +78,19 @@ def compile_parts(
         callbacks.append(ReduceOnPlateau(plateau_spec))
     return CompileParts(
         optimizer=make_optimizer(spec.optimizer, schedule),
-        loss=make_loss(spec.loss, task, num_classes),
+        loss=make_loss(spec.loss, task, num_classes, soft_labels=soft_labels),
         metrics=training_metrics(task),
         callbacks=callbacks,
-        class_weight=class_weights(spec.class_weight, task, manifest),
+        class_weight=class_weights(spec.class_weight, task, manifest, soft_labels=soft_labels),
     )
 
 
 def class_weights(
-    setting: str | dict[str, float] | None, task: Task, manifest: Manifest
+    setting: str | dict[str, float] | None,
+    task: Task,
+    manifest: Manifest,
+    *,
+    soft_labels: bool = False,
 ) -> dict[int, float] | None:
     """The ``class_weight`` dict for ``model.fit``: one weight per class index, or None.
 
@@ -93,12 +103,24 @@ def class_weights(
         setting: the recipe's ``train.class_weight``.
         task: what the prepared dataset's model predicts.
         manifest: the prepared dataset's manifest.
+        soft_labels: the labels are class probabilities (MixUp, CutMix).
 
     Raises:
-        RecipeError: weights asked for on a regression dataset, or a class that does not exist.
+        RecipeError: weights asked for on a regression dataset, or a class that does not exist,
+            or with blended labels.
     """
     if setting is None:
         return None
+    if soft_labels:
+        # Keras would weigh a blended example by its larger share's class alone.
+        raise RecipeError(
+            f"`train.class_weight` is {setting!r}, but `model.augmentation` mixes examples "
+            f"(mixup or cutmix): a blended example belongs to two classes, so one weight per "
+            f"example cannot be right. Weigh the classes inside the loss instead, where each "
+            f"class's share of a label gets its own weight: `train.loss: {{name: focal, gamma: 0, "
+            f"alpha: [w0, w1, ...]}}` (gamma 0 is plain cross-entropy; one weight per class, in "
+            f"label order), and remove train.class_weight."
+        )
     if not task.is_classification:
         raise RecipeError(
             f"`train.class_weight` is {setting!r}, but the prepared dataset's task is "

@@ -11,7 +11,9 @@ from pathlib import Path
 from dltrain.atomic import atomic_path
 from dltrain.faults import crash_point
 from dltrain.models.saving import load_model
-from dltrain.run_info import StopReason, TrialMarker
+from dltrain.recipe.schema import Calibration
+from dltrain.run_info import CalibrationInfo, StopReason, TrialMarker
+from dltrain.training.calibrate import calibrate
 from dltrain.training.curves import plot_learning_curves
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan
@@ -42,6 +44,7 @@ class TrainResult:
     chief: bool = True  # False: another worker wrote the run; run_dir was this one's scratch
     weights_sha256: str | None = None  # the saved weights; across workers the same on each
     warnings: tuple[str, ...] = ()  # as run.json records them (``training_warnings``)
+    calibration: CalibrationInfo | None = None  # train.calibration: the fitted temperature
 
 
 # Fewer epochs than this are a quick look the user asked for (a smoke test, a first try): the
@@ -106,7 +109,11 @@ def finish_resumed(plan: RunPlan, workdir: Path, tune: TrialMarker | None) -> Tr
         restores_best = es.enabled and es.restore_best_weights and best.is_file()
         source = best if restores_best else files.checkpoints / state.checkpoint
         with atomic_path(files.model) as tmp:
-            shutil.copyfile(source, tmp)  # a checkpoint is a whole model, as model.keras is
+            if plan.spec.calibration is Calibration.NONE:
+                shutil.copyfile(source, tmp)  # a checkpoint is a whole model, as model.keras is
+            else:  # the checkpoints hold the model before its temperature
+                model, record.info.calibration = calibrate(plan, load_model(source, compile=False))
+                model.save(tmp)
             crash_point("train.model")
     for old in files.checkpoints.glob("epoch-*.keras"):  # one a kill kept from pruning
         if old.name != state.checkpoint:
@@ -163,4 +170,5 @@ def close_run(
         chief=plan.devices.is_chief,
         weights_sha256=digest,
         warnings=tuple(warnings),
+        calibration=record.info.calibration,
     )

@@ -23,6 +23,7 @@ from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import TrainSpec
 from dltrain.run_info import InputRecord, RunStatus, TrialMarker
 from dltrain.runs import RunFolder
+from dltrain.training.calibrate import calibrate
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
     EpochCheckpoint,
@@ -179,7 +180,13 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
     # a run resumed in a later phase (fine-tuning) compiles with that phase's settings
     train = plan.hooks.phases(plan.spec, plan.initial_epoch)[0].train
     with plan.devices.strategy.scope():
-        parts = compile_parts(train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(
+            train,
+            plan.task,
+            dataset.manifest,
+            plan.steps_per_epoch,
+            soft_labels=plan.hooks.soft_labels,
+        )
         if plan.state is not None:
             assert plan.resume_dir is not None
             checkpoint = RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint
@@ -411,7 +418,13 @@ def start_phase(plan: RunPlan, model: keras.Model, phase: Phase, watch: Watchers
         phase.prepare(model)
     dataset = plan.dataset
     with plan.devices.strategy.scope():
-        parts = compile_parts(phase.train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(
+            phase.train,
+            plan.task,
+            dataset.manifest,
+            plan.steps_per_epoch,
+            soft_labels=plan.hooks.soft_labels,
+        )
         plan.hooks.compile(model, parts, phase.train)
     _continue_callbacks(watch.callbacks, watch.stopper)
 
@@ -456,6 +469,9 @@ def finish(
         The run's result.
     """
     files = record.files
+    model, calibration = calibrate(plan, model)
+    if calibration is not None:
+        record.info.calibration = calibration
     with atomic_path(files.model) as tmp:
         model.save(tmp)
         crash_point("train.model")

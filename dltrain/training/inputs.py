@@ -40,11 +40,29 @@ def input_batches(plan: RunPlan) -> tuple[tf.data.Dataset, tf.data.Dataset, Inpu
         DataError: a shard is missing or changed, or the workers outnumber the shards.
     """
     path, reason = choose_input(plan.dataset, plan.spec.input)
-    cluster = plan.devices.cluster
     if path is InputPath.MEMORY:
         train, validation = memory_batches(plan)
-        policy = ShardPolicy.DATA if cluster is not None else ShardPolicy.NONE
-        return train, validation, InputRecord(path=path.value, reason=reason, shard_policy=policy)
+        policy = ShardPolicy.DATA if plan.devices.cluster is not None else ShardPolicy.NONE
+        record = InputRecord(path=path.value, reason=reason, shard_policy=policy)
+    else:
+        train, validation, record = streamed_batches(plan, reason)
+    # the family's own batches (a CNN's MixUp and CutMix blend training batches)
+    hooks, manifest = plan.hooks, plan.dataset.manifest
+    seed = plan.recipe.seed + plan.initial_epoch
+    train = hooks.batches(train, manifest, training=True, seed=seed)
+    validation = hooks.batches(validation, manifest, training=False, seed=plan.recipe.seed)
+    return train, validation, record
+
+
+def streamed_batches(
+    plan: RunPlan, reason: str
+) -> tuple[tf.data.Dataset, tf.data.Dataset, InputRecord]:
+    """The training and validation splits streamed from their shards (data/streaming.py).
+
+    Under ``TF_CONFIG`` each worker streams its own training shard files at its share of the
+    global batch; validation is read whole by every worker, which keeps its share of each batch.
+    """
+    cluster = plan.devices.cluster
     spec, dataset, seed = plan.spec, plan.dataset, plan.recipe.seed
     worker = (
         WorkerShare(worker_index(cluster), cluster.num_workers, plan.steps_per_epoch)
@@ -82,7 +100,7 @@ def input_batches(plan: RunPlan) -> tuple[tf.data.Dataset, tf.data.Dataset, Inpu
     shards = [s.file for s in dataset.split_entry("train").shards]
     shares = assign_shards(len(shards), worker.count) if worker is not None else None
     record = InputRecord(
-        path=path.value,
+        path=InputPath.STREAM.value,
         reason=reason,
         shard_policy=(ShardPolicy.FILE if worker is not None else ShardPolicy.NONE).value,
         train_shards=train_stream.files,

@@ -307,13 +307,16 @@ def find_learning_rate(
     num_classes = manifest.num_classes if task.is_classification else None
     parts = CompileParts(
         optimizer=make_optimizer(train.optimizer, spec.start_learning_rate),
-        loss=make_loss(train.loss, task, num_classes),
+        loss=make_loss(train.loss, task, num_classes, soft_labels=hooks.soft_labels),
         metrics=[],  # the sweep reads the loss alone
-        class_weight=class_weights(train.class_weight, task, manifest),
+        class_weight=class_weights(
+            train.class_weight, task, manifest, soft_labels=hooks.soft_labels
+        ),
     )
 
     keras.utils.set_random_seed(recipe.seed)
     batches = sweep_batches(dataset, train, hooks.labels, recipe.seed)
+    batches = hooks.batches(batches, manifest, training=True, seed=recipe.seed)
     model = build_model(recipe.model, ModelIO(manifest))
     result = range_test(
         model,

@@ -25,6 +25,7 @@ from dltrain.recipe.schema import Recipe, TrainSpec
 from dltrain.run_info import Distribution, RunEnvironment, RunStatus, WorkerTask
 from dltrain.runs import RunFolder, data_dir
 from dltrain.tasks import Task
+from dltrain.training.calibrate import check_calibration
 from dltrain.training.checkpoints import CheckpointState, load_state
 from dltrain.training.device import DevicePlan, apply_precision, plan_devices
 from dltrain.training.hooks import TrainingHooks
@@ -205,6 +206,7 @@ def plan_run(
     task = hooks.task(dataset)
     if spec.early_stopping.enabled:
         check_monitor(spec.early_stopping.monitor, task)
+    check_calibration(spec, task, recipe.model.family)
     state = unfinished_run(resume_dir) if resume_dir is not None else None
     initial_epoch = state.epoch if state else 0
     # --epochs beyond those done trains on; a run that early stopping or its time budget ended
