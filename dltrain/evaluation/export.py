@@ -106,8 +106,10 @@ def sample_inputs(run: RunModel, model: keras.Model, size: int = SAMPLE_SIZE) ->
     if run.data_folder is not None:
         try:
             from dltrain.data.store import open_store
+            from dltrain.data.streaming import head_rows
 
-            x, _ = open_store(run.data_folder).load_split("validation")
+            # the split's first shards only: a large split is not read whole for a sample
+            x, _ = head_rows(open_store(run.data_folder), "validation", size)
             if _count(x):
                 return run.manifest.model_inputs(_first(x, size))
         except DltrainError:

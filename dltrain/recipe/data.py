@@ -404,6 +404,13 @@ class DataSpec(Section):
     )
     split: SplitSpec = Field(default_factory=SplitSpec)
     sampling: Sampling = Sampling.NONE
+    shard_rows: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="Rows (examples) per prepared shard; default: 100,000, fewer where they pass "
+        "16 MiB in memory. Smaller shards let more workers each read their own files.",
+    )
     checks: ChecksSpec = Field(default_factory=ChecksSpec)
     image: ImageSpec = Field(default_factory=ImageSpec)
     text: TextSpec = Field(default_factory=TextSpec)

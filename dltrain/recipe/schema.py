@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from dltrain.errors import UsageError
 from dltrain.recipe.averaging import SwaSpec
-from dltrain.recipe.choices import ScheduleName, SplitName
+from dltrain.recipe.choices import InputMode, ScheduleName, SplitName
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.fields import Duration
 from dltrain.recipe.gates import parse_gate
@@ -195,6 +195,12 @@ class TrainSpec(Section):
     class_weight: ClassWeight = Field(
         None,
         description="Weigh each class's examples in the loss: balanced, {class: weight}, or null.",
+    )
+    input: InputMode = Field(
+        InputMode.AUTO,
+        description="How training, evaluation and find-lr read the prepared splits: memory (read "
+        "whole once), stream (the shards from disk every epoch, flat memory at any size) or auto "
+        "(memory while the splits are small enough, else stream); run.json says which ran.",
     )
     folds: int | None = Field(
         None,

@@ -13,7 +13,6 @@ from rich.console import Console
 
 from dltrain.atomic import atomic_path, write_text_atomic
 from dltrain.backend import keras, tf
-from dltrain.data.pipeline import make_dataset
 from dltrain.data.store import PreparedDataset
 from dltrain.errors import RunError, TrainingFailed, TrainingInterrupted
 from dltrain.faults import crash_point
@@ -22,7 +21,7 @@ from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import TrainSpec
-from dltrain.run_info import RunStatus, TrialMarker
+from dltrain.run_info import InputRecord, RunStatus, TrialMarker
 from dltrain.runs import RunFolder
 from dltrain.training.averaging import (
     AveragedWeights,
@@ -43,6 +42,7 @@ from dltrain.training.checkpoints import (
 from dltrain.training.compile import CompileParts, compile_parts
 from dltrain.training.finish import TrainResult, close_run, finish_resumed
 from dltrain.training.hooks import Phase, TrainingHooks
+from dltrain.training.inputs import input_batches
 from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan, configure_tensorflow, plan_run
@@ -123,6 +123,8 @@ def train(
     model, parts = build_and_compile(plan)
     splits = load_batches(plan)
     record = open_run_record(plan, workdir, tune, run_dir)
+    record.info.input = splits.input
+    record.write()
     if not plan.trial:
         write_summary(model, record.files.summary)
     tracker = start_tracking(plan, record, workdir, tracking_parent)
@@ -144,10 +146,11 @@ def train(
 
 @dataclass(frozen=True)
 class Splits:
-    """The batches training fits on and validates with."""
+    """The batches training fits on and validates with, and how they were read."""
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
+    input: InputRecord
 
 
 @dataclass(frozen=True)
@@ -243,22 +246,16 @@ def restore_checkpoint(
 def load_batches(plan: RunPlan) -> Splits:
     """The training and validation batches, labelled as the model's family learns.
 
+    In memory or streamed from the shards, as ``train.input`` and the data's size decide
+    (data/streaming.py ``choose_input``).
+
     Args:
         plan: the run's plan.
 
     Returns:
         Training batches reshuffled every epoch, validation batches in order.
     """
-    spec, dataset, hooks = plan.spec, plan.dataset, plan.hooks
-    train_x, train_y = dataset.load_split("train")
-    val_x, val_y = dataset.load_split("validation")
-    # keyed as the model's inputs are (a table's input names; manifest.py)
-    train_x, val_x = dataset.manifest.model_inputs(train_x), dataset.manifest.model_inputs(val_x)
-    seed = plan.recipe.seed + plan.initial_epoch
-    train = make_dataset(
-        train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
-    )
-    train = hooks.batches(train, dataset.manifest, training=True, seed=seed)  # MixUp, CutMix
+    train, validation, record = input_batches(plan)
     batches = int(train.cardinality())
     if batches != plan.steps_per_epoch:
         # The schedule was built for plan.steps_per_epoch: training on another count would end
@@ -267,17 +264,7 @@ def load_batches(plan: RunPlan) -> Splits:
             f"The training pipeline yields {batches} batches per epoch, but the run was planned "
             f"for {plan.steps_per_epoch}; this is a dltrain bug, please report it."
         )
-    return Splits(
-        train=train,
-        validation=hooks.batches(
-            make_dataset(
-                val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
-            ),
-            dataset.manifest,
-            training=False,
-            seed=plan.recipe.seed,
-        ),
-    )
+    return Splits(train=train, validation=validation, input=record)
 
 
 def write_summary(model: keras.Model, path: Path) -> None:

@@ -200,6 +200,7 @@ def _write_shards(
         layout=ShardLayout.ARROW,
         num_classes=len(plan.classes) if plan.classes else None,
         background=True,
+        rows_per_shard=table.spec.shard_rows,
     )
     try:  # the background writer must finish before the build folder can go
         dropped_missing = 0
