@@ -242,6 +242,13 @@ class TextSpec(_Section):
         None, gt=0, description="Tokens per text (default: 95th percentile of training texts)."
     )
     standardize: Standardize = Standardize.LOWER_AND_STRIP_PUNCTUATION
+    ngrams: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="Word n-grams in the vocabulary: 1 words only; 2 words and adjacent pairs; "
+        "3 also triples (most useful to the bag encoder).",
+    )
 
 
 class CalendarFeature(StrEnum):
