@@ -189,6 +189,7 @@ def _text_splitting(preprocessing: TextPreprocessing) -> dict[str, Any]:
     standardize = preprocessing.standardize.value
     return {
         "standardize": None if standardize == "none" else standardize,
+        "split": preprocessing.split.value,
         "ngrams": preprocessing.ngrams if preprocessing.ngrams > 1 else None,
     }
 

@@ -83,3 +83,46 @@ def test_tf_idf_refused_without_prepared_idf(tmp_path: Path) -> None:
         build_model(TextSpec(encoder="bag", bag_mode="tf_idf"), ModelIO(old))
     model = build_model(TextSpec(encoder="bag", bag_mode="multi_hot"), ModelIO(old))
     assert model.get_layer("vectorize").output.shape[-1] == len(pre.vocabulary) + 1
+
+
+@pytest.mark.slow
+def test_bag_recipe_from_the_shell(tmp_path: Path) -> None:
+    """prepare → train → evaluate → predict (raw lines) → export, character n-grams."""
+    import csv
+    import json
+
+    from tests.conftest import run_dltrain as dltrain
+
+    prepared(tmp_path)  # writes sms.tsv
+    recipe = tmp_path / "bag.yaml"
+    recipe.write_text(
+        "name: bag\nseed: 1\n"
+        f"data: {{source: {tmp_path / 'sms.tsv'}, target: column_1,\n"
+        "       text: {standardize: lower, split: character, ngrams: 3}}\n"
+        "model: {family: text, encoder: bag, bag_mode: tf_idf, dense: [8]}\n"
+        "train: {epochs: 2, batch_size: 8, deterministic: true}\n"
+    )
+    for command in (("prepare",), ("train",)):
+        done = dltrain(*command, "--recipe", str(recipe), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    evaluated = dltrain("evaluate", "--recipe", str(recipe), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["metrics"]["accuracy"] == 1.0  # two obvious kinds
+
+    (tmp_path / "new.txt").write_text("WIN a FREE prize, call 080099!\nsee you at lunch\n")
+    predicted = dltrain(
+        "predict", "--recipe", str(recipe), "--input", "new.txt", "--output", "out.csv",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    with (tmp_path / "out.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["prediction"] == "spam"
+    assert float(rows[0]["probability_spam"]) > float(rows[1]["probability_spam"])
+
+    exported = dltrain(
+        "export", "--recipe", str(recipe), "--format", "saved_model", "--json", cwd=tmp_path
+    )
+    assert exported.returncode == 0, exported.stderr
+    for entry in json.loads(exported.stdout)["exports"]:
+        assert entry["agreement"] == 1.0

@@ -38,6 +38,7 @@ def describe_texts(
         standardize=spec.standardize,
         sequence_length=length,
         sampling=sampling,
+        split=spec.split,
         ngrams=spec.ngrams,
         idf=inverse_document_frequency(texts, vocabulary, spec),
     )
@@ -100,4 +101,8 @@ def _splitting(spec: TextSpec) -> dict[str, Any]:
     """The TextVectorization settings that turn a text into tokens, as the model's layer has
     them (``models/encoders.py``)."""
     standardize = None if spec.standardize == Standardize.NONE else spec.standardize.value
-    return {"standardize": standardize, "ngrams": spec.ngrams if spec.ngrams > 1 else None}
+    return {
+        "standardize": standardize,
+        "split": spec.split.value,
+        "ngrams": spec.ngrams if spec.ngrams > 1 else None,
+    }
