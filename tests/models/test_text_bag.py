@@ -46,6 +46,17 @@ def test_prepare_fits_ngrams_and_their_idf(tmp_path: Path) -> None:
     assert idf["win"] < max(pre.idf)
 
 
+def test_character_ngrams_reach_the_model(tmp_path: Path) -> None:
+    manifest = prepared(tmp_path, split="character", ngrams=3, standardize="lower")
+    pre = manifest.preprocessing_as(TextPreprocessing)
+    assert pre.split == "character" and {"w i n", "0 8 0", "!", " "} <= set(pre.vocabulary)
+    model = build_model(TextSpec(encoder="bag", dense=[4]), ModelIO(manifest))
+    bag = keras.Model(model.inputs, model.get_layer("vectorize").output)
+    column = 1 + pre.vocabulary.index("w i n")
+    hot = np.asarray(bag(tf.constant(["Winter", "wi n"])))[:, column]
+    assert hot[0] > 0 and hot[1] == 0  # "win" inside a new word counts; split by a space not
+
+
 @pytest.mark.parametrize("mode", ["multi_hot", "count", "tf_idf"])
 def test_bag_model_takes_raw_texts(tmp_path: Path, mode: str) -> None:
     manifest = prepared(tmp_path, ngrams=2, standardize="lower")
