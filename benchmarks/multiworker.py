@@ -9,7 +9,12 @@ alternated round by round on this machine:
 - ``2 workers``: two processes on localhost ports, each computing half of every batch, with
   the loop's default batches per call into TensorFlow; variants with 1, 16 or 128 batches per
   call (``steps per call``), and with one TensorFlow thread per worker
-  (``TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1``, ``1 thread each``).
+  (``TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1``, ``1 thread each``);
+- ``one worker's compute``: the floor under two workers on this machine, with no strategy and
+  no communication. ``fit`` on one thread at batch 128 runs twice the batches of an epoch at
+  256, so half its epoch time is the compute one worker does in an epoch; ``1 process`` runs it
+  alone, ``2 processes at once`` runs two such fits side by side (two copies of the prepared
+  data), as two workers share the two cores.
 
 On a 2-core machine two workers share the cores that ``fit`` has to itself. Reported per
 contender: the median epoch time (epochs after the first, which traces the step), its ratio to
@@ -25,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -38,6 +44,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "work" / "multiworker"
+COPY = REPO / "benchmarks" / "work" / "multiworker-copy"  # a second fit running beside the first
 DLTRAIN = [sys.executable, "-m", "dltrain"]
 
 
@@ -61,19 +68,24 @@ def setup(epochs: int) -> None:
     recipe["train"]["tensorboard"] = False
     (WORK / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     subprocess.run([*DLTRAIN, "prepare"], cwd=WORK, check=True, capture_output=True)
+    shutil.copytree(WORK, COPY, dirs_exist_ok=True)
 
 
 @dataclass(frozen=True)
 class Contender:
-    """How one contender trains: workers (0: plain fit), loop settings, environment."""
+    """How one contender trains: workers (0: plain fit), loop settings, environment; or
+    ``copies`` plain fits side by side, ``epoch_share`` of whose epoch time is reported."""
 
     num_workers: int
     steps_per_execution: int | None = None  # None: the loop's default
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+    copies: int = 1
+    epoch_share: float = 1.0
 
     def command(self) -> list[str]:
         if self.steps_per_execution is None:
-            return [*DLTRAIN, "train", "--json"]
+            return [*DLTRAIN, "train", "--json", *self.extra_args]
         code = (
             "import sys; sys.argv = ['dltrain', 'train', '--json']; "
             "import dltrain.training.multiworker as loop; "
@@ -83,6 +95,7 @@ class Contender:
         return [sys.executable, "-c", code]
 
 
+HALF_BATCH = ("--set", "train.batch_size=128")
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 CONTENDERS = {
     "fit": Contender(0),
@@ -94,6 +107,12 @@ CONTENDERS = {
     "2 workers, 128 steps per call, 1 thread each": Contender(
         2, steps_per_execution=128, env=ONE_THREAD
     ),
+    "one worker's compute, 1 process": Contender(
+        0, env=ONE_THREAD, extra_args=HALF_BATCH, epoch_share=0.5
+    ),
+    "one worker's compute, 2 processes at once": Contender(
+        0, env=ONE_THREAD, extra_args=HALF_BATCH, copies=2, epoch_share=0.5
+    ),
 }
 
 
@@ -102,22 +121,21 @@ def train(contender: Contender) -> dict[str, Any]:
     num_workers = contender.num_workers
     hosts = [f"127.0.0.1:{free_port()}" for _ in range(max(num_workers, 1))]
     base = {**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, **contender.env}
-    envs = (
-        [base]
-        if num_workers == 0
-        else [{**base, "TF_CONFIG": tf_config(hosts, i)} for i in range(num_workers)]
-    )
+    if num_workers == 0:
+        places = [(WORK, base), (COPY, base)][: contender.copies]
+    else:
+        places = [(WORK, {**base, "TF_CONFIG": tf_config(hosts, i)}) for i in range(num_workers)]
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
             contender.command(),
-            cwd=WORK,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for env in envs
+        for cwd, env in places
     ]
     try:
         outputs = [worker.communicate(timeout=1800) for worker in workers]
@@ -135,7 +153,8 @@ def train(contender: Contender) -> dict[str, Any]:
     digests = {(doc.get("workers") or {}).get("weights_sha256") for doc in docs}
     return {
         "wall_seconds": wall,
-        "epoch_seconds": statistics.median(float(r["epoch_seconds"]) for r in rows[1:] or rows),
+        "epoch_seconds": contender.epoch_share
+        * statistics.median(float(r["epoch_seconds"]) for r in rows[1:] or rows),
         "val_loss": float(rows[-1]["val_loss"]),
         "val_accuracy": float(rows[-1]["val_accuracy"]),
         "same_weights": len(digests) == 1 if num_workers > 1 else None,

@@ -75,7 +75,7 @@ BARS = [
         "UCI Adult (adult.data; test = the source's own adult.test)",
         "accuracy",
         ">=",
-        0.858,
+        0.865,  # issue #15 (was 0.858)
         "test accuracy",
     ),
     Bar(

@@ -33,7 +33,7 @@ _RESERVED = re.compile(
     r"|numeric_embedding_flatten|numeric_frequencies|reconstruction"
     r"|reconstruction_error|reconstruction_shape|cross_validated|fold_mean)$"
     r"|^(tower\d+_|hidden\d+|encoder\d+|decoder\d+|dense\d+|augment_|fold\d+$|fold_mean_)"
-    r"|_(lookup|onehot)$"
+    r"|_(lookup|onehot|embedding)$"
 )
 
 

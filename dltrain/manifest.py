@@ -41,6 +41,7 @@ from pydantic import (
 
 from dltrain.errors import DataError
 from dltrain.recipe.data import (
+    CategoryEncoding,
     ColumnType,
     DataFormat,
     Missing,
@@ -134,7 +135,7 @@ class TableColumn(_Part):
 class TableFeatures(_Part):
     kind: Literal[FeatureKind.TABLE] = FeatureKind.TABLE
     columns: list[TableColumn]
-    num_features: int  # width of the encoded vector (numbers plus one-hot blocks)
+    num_features: int  # width of the encoded vector (numbers, one-hot blocks, embeddings)
 
     @property
     def used(self) -> list[TableColumn]:
@@ -231,6 +232,16 @@ class CategoricalColumn(_Part):
     out_of_vocabulary: int
     train_missing: int
     most_frequent: str | None = None
+    # How the model encodes it (never auto: prepare resolves that from num_tokens) and, for an
+    # embedding, its width. Defaults rather than a version bump: earlier manifests were one-hot.
+    encoding: CategoryEncoding = CategoryEncoding.ONE_HOT
+    embedding_dim: int | None = None
+
+    @property
+    def width(self) -> int:
+        """How many numbers the column becomes in the encoded row."""
+        embedded = self.encoding == CategoryEncoding.EMBEDDING and self.embedding_dim
+        return self.embedding_dim if embedded and self.embedding_dim else self.num_tokens
 
 
 class TablePreprocessing(_Part):

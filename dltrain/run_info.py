@@ -92,6 +92,26 @@ class Distribution(_Part):
     weights_sha256: str | None = None  # the same on every worker after a synchronous run
 
 
+class InputRecord(_Part):
+    """How training read its data (data/streaming.py): in memory or streamed from the shards.
+
+    Attributes:
+        path: ``memory`` or ``stream``.
+        reason: why (the recipe's ``train.input``, or ``auto``'s size rule).
+        shard_policy: how the workers of a cluster shared the training split: ``none`` (one
+            process), ``file`` (each its own shard files), ``data`` (each all of it, keeping its
+            share of every batch).
+        train_shards: the training shard files this process read.
+        worker_shards: under ``file``, every worker's training shard files, by worker index.
+    """
+
+    path: str
+    reason: str
+    shard_policy: str = "none"
+    train_shards: list[str] = []
+    worker_shards: list[list[str]] | None = None
+
+
 class RunOwner(_Part):
     """The process training the run (dltrain/processes.py), so a run marked running whose
     process is gone reads as killed, and no second process takes up a run still training."""
@@ -193,6 +213,7 @@ class RunInfo(_Part):
     # manifest and the model family; see evaluation/run_model.py).
     task: str | None = None
     mlflow: MlflowRef | None = None  # set: train logged to this MLflow run
+    input: InputRecord | None = None  # how training read its data; absent in older runs
     calibration: CalibrationInfo | None = None  # set: the saved model holds a temperature
 
     @property

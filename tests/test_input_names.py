@@ -57,11 +57,13 @@ def test_a_column_already_spelled_as_a_renamed_one_keeps_its_name() -> None:
 
 
 def test_names_dltrain_gives_its_own_layers_are_left_to_them() -> None:
-    names = keras_input_names(["features", "steps", "city_lookup", "hidden0", "Features", "price"])
+    columns = ["features", "steps", "city_lookup", "city_embedding", "hidden0", "Features", "price"]
+    names = keras_input_names(columns)
     assert names == {
         "features": "column_features",
         "steps": "column_steps",
         "city_lookup": "column_city_lookup",
+        "city_embedding": "column_city_embedding",  # city's Embedding layer, when embedded
         "hidden0": "column_hidden0",
         "Features": "Features",  # layer names are case-sensitive: no clash
         "price": "price",

@@ -83,6 +83,15 @@ RunOption = Annotated[
         show_default=False,
     ),
 ]
+TtaOption = Annotated[
+    int,
+    typer.Option(
+        "--tta",
+        help="Image classifiers: average the probabilities of N views of each image, the "
+        "original and N-1 flipped or shifted as the recipe's model.augmentation trained (flip, "
+        "crop, translation), fixed by the run's seed. 1: the image alone.",
+    ),
+]
 
 
 # Named command-line options that override recipe keys: dotted key → value (None: not given).

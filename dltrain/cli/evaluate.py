@@ -19,6 +19,7 @@ from dltrain.cli.common import (
     RunOption,
     SetOption,
     TrackOption,
+    TtaOption,
     collect_overrides,
     from_workdir,
     render_input_report,
@@ -154,6 +155,7 @@ def evaluate(
         ),
     ] = ReportFormat.TABLE,
     track: TrackOption = None,
+    tta: TtaOption = 1,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -190,6 +192,7 @@ def evaluate(
             optimize_threshold=parse_objective(optimize_threshold) if optimize_threshold else None,
             baseline=None if baseline is None else _baseline_folder(baseline, loaded.recipe.name),
             data=None if data is None else from_workdir(data),
+            tta=tta,
         )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
         result = _evaluate_with_status(request, what, console)
@@ -317,6 +320,13 @@ def render(document: MetricsDocument, console: Console) -> None:
         console.print(_calibration_line(document.calibration), highlight=False)
     if document.threshold is not None and not document.threshold.is_default:
         console.print(_threshold_line(document.threshold, document.task), highlight=False)
+    if document.tta is not None:
+        console.print(
+            f"Test-time augmentation: probabilities averaged over {document.tta.num_views} views "
+            f"of each image (flips: {', '.join(f for f in document.tta.to_json()['flips'])}; "
+            f"shifts up to {document.tta.shift} px).",
+            highlight=False,
+        )
     scores = document.scores
     if scores.per_class:
         console.print(_per_class_table(scores.per_class))

@@ -30,6 +30,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "predict": [
         ("dltrain predict --input new.csv --output scored.csv", "raw rows in, predictions out"),
         ("dltrain predict -i photos/ -o labels.csv --run runs/flowers/<id>", "one run's model"),
+        ("dltrain predict -i photos/ -o labels.csv --tta 4", "average 4 flipped/shifted views"),
     ],
     "serve": [
         ("dltrain serve", "the latest run over HTTP on 127.0.0.1:8000"),
@@ -38,6 +39,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "export": [
         ("dltrain export --format saved_model", "a SavedModel that takes raw inputs"),
         ("dltrain export --format tflite --format onnx --json", "two formats, checked"),
+        ("dltrain export --format tflite --quantize int8", "int8, refused if accuracy drops"),
     ],
     "runs": [
         ("dltrain runs", "the recipe's runs, newest first, with their key metrics"),

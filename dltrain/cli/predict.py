@@ -17,6 +17,7 @@ from dltrain.cli.common import (
     RecipeOption,
     RunOption,
     SetOption,
+    TtaOption,
     collect_overrides,
     from_workdir,
     render_input_report,
@@ -93,6 +94,7 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    tta: TtaOption = 1,
     sets: SetOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -101,7 +103,7 @@ def predict(
     console = make_console()
     with reported_errors(console):
         if num_samples is not None:
-            _refuse_input_options(num_samples, input_, input_format, threshold)
+            _refuse_input_options(num_samples, input_, input_format, threshold, tta)
             overrides = collect_overrides(sets, {"seed": seed})
             loaded, run_dir = resolve_recipe_and_run(recipe, run, workdir(), overrides)
             with console.status("Loading TensorFlow and the model …"):
@@ -132,6 +134,7 @@ def predict(
             input_format=input_format,
             batch_size=batch_size,
             threshold=threshold,
+            tta=tta,
         )
         with counting_bar(console, "Predicting") as advance:
             result = predict_file(request, advance)
@@ -145,6 +148,12 @@ def predict(
         )
         if result.threshold is not None:
             console.print(f"Decision threshold: {result.threshold:.4g}", highlight=False)
+        if result.tta is not None:
+            console.print(
+                f"Test-time augmentation: probabilities averaged over {result.tta.num_views} "
+                f"views of each image.",
+                highlight=False,
+            )
         if result.counts:
             counts = ", ".join(f"{k} {v:,}" for k, v in sorted(result.counts.items()))
             console.print(f"Predicted classes: {counts}", highlight=False)
@@ -160,6 +169,7 @@ def predict(
                     "num_examples": result.num_examples,
                     "task": result.task,
                     "threshold": result.threshold,
+                    "tta": None if result.tta is None else result.tta.to_json(),
                     "counts": result.counts,
                     "inputs": result.inputs.to_json(),
                     "seconds": round(result.seconds, 3),
@@ -168,12 +178,12 @@ def predict(
 
 
 def _refuse_input_options(
-    num_samples: int, input_: Path | None, input_format: str, threshold: float | None
+    num_samples: int, input_: Path | None, input_format: str, threshold: float | None, tta: int
 ) -> None:
     """Refuse options that read or threshold inputs beside --num-samples, before any run is read.
 
     Raises:
-        UsageError: --input, --input-format or --threshold given with --num-samples.
+        UsageError: --input, --input-format, --threshold or --tta given with --num-samples.
     """
     given = [
         text
@@ -181,6 +191,7 @@ def _refuse_input_options(
             (f"--input {input_}", input_ is not None),
             (f"--input-format {input_format}", input_format != "auto"),
             (f"--threshold {threshold}", threshold is not None),
+            (f"--tta {tta}", tta != 1),
         )
         if present
     ]

@@ -35,6 +35,7 @@ from dltrain.runs import (
 
 if TYPE_CHECKING:
     from dltrain.recipe import LoadedRecipe
+    from dltrain.training.epoch_time import EpochTime
     from dltrain.training.finish import TrainResult
 
 
@@ -98,8 +99,8 @@ def train(
         bool,
         typer.Option(
             "--dry-run",
-            help="Show the model, its size, memory per batch, steps and learning rates; "
-            "train nothing.",
+            help="Show the model, its size, memory per batch, steps and learning rates, and "
+            "the time an epoch takes from a few timed steps; keep nothing.",
         ),
     ] = False,
     track: TrackOption = None,
@@ -313,6 +314,7 @@ def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
     table.add_row("device", report.device)
     rates = "  ".join(f"e{epoch}: {rate:.3g}" for epoch, rate in report.learning_rates)
     table.add_row("learning rate", rates)
+    table.add_row("time", _timing_text(report.timing, report.not_timed))
     console.print(table)
     if json_:
         write_json(
@@ -328,5 +330,22 @@ def _dry_run(loaded: LoadedRecipe, console: Console, json_: bool) -> None:
                     {"epoch": e, "learning_rate": r} for e, r in report.learning_rates
                 ],
                 "device": report.device,
+                "timing": None if report.timing is None else report.timing.to_json(),
+                "not_timed": report.not_timed,
             }
         )
+
+
+def _timing_text(timing: EpochTime | None, not_timed: str | None) -> str:
+    """An epoch's estimated time with its uncertainty, the run's, and what they rest on."""
+    if timing is None:
+        return f"not timed: {not_timed}"
+    train = timing.train
+    validation = timing.validation
+    seen = f"{len(train.seconds)} timed steps after {timing.warmup_steps} warm-up"
+    steps = f"{timing.steps_per_epoch:,} × {train.mean * 1e3:,.1f} ms"
+    if validation is not None:
+        steps += f" + {timing.validation_steps:,} validation × {validation.mean * 1e3:,.1f} ms"
+    epoch = f"{format_duration(timing.epoch_seconds)} ± {format_duration(timing.epoch_error)}"
+    total = f"{format_duration(timing.total_seconds)} ± {format_duration(timing.total_error)}"
+    return f"≈ {epoch} per epoch ({steps}; {seen}), ≈ {total} for {timing.epochs} epochs"

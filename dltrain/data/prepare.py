@@ -46,7 +46,10 @@ class PrepareResult:
 
 def data_spec_digest(spec: DataSpec, seed: int) -> str:
     """Digest of everything in the recipe that shapes the prepared data (the seed picks splits)."""
-    payload = {"data": spec.model_dump(mode="json"), "seed": seed}
+    data = spec.model_dump(mode="json")
+    if data.get("shard_rows") is None:  # unset: the digest datasets prepared before it had
+        data.pop("shard_rows", None)
+    payload = {"data": data, "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dltrain.data.readers.formats import detect_format, resolve_source
 from dltrain.errors import DataError
-from dltrain.recipe.data import ColumnType, DataFormat, DataSpec
+from dltrain.recipe.data import EMBEDDING_THRESHOLD, ColumnType, DataFormat, DataSpec
 from dltrain.tasks import Task
 
 if TYPE_CHECKING:  # read only at type-checking time: `dltrain init` on images never loads them
@@ -189,7 +189,9 @@ def _table(starter: Starter, path: Path, target: str | None, task: Task | None) 
         reasons.append(f"{text[0]!r} is free text: a text model (conv encoder)")
     else:
         starter.recipe["model"] = {"family": "mlp", "units": [128, 64], "dropout": 0.1}
-        reasons.append("model: an MLP on the encoded row (numbers normalised, categories one-hot)")
+        reasons.append(
+            "model: an MLP on the encoded row (numbers normalised, categories one-hot or embedded)"
+        )
     _duplicates(starter, inspection)
     _table_training(starter, inspection)
 
@@ -256,8 +258,25 @@ def _column_entries(
                 f"{column}: long-tailed (max {info.maximum:,.4g} vs mean {info.mean:,.4g}), "
                 f"so log scaling"
             )
+        if kind == ColumnType.CATEGORICAL and _wide(info.distinct):
+            entry["encoding"] = "embedding"
+            reasons.append(
+                f"{column}: {_count(info.distinct)} distinct values, so an embedding rather than "
+                f"a one-hot block as wide (encoding)"
+            )
         columns[column] = entry
     return columns
+
+
+def _wide(distinct: int | None) -> bool:
+    """Whether prepare's `auto` would embed a category column with this many distinct values
+    (None: more than the profile counts); the column keeps at most 100 (data.max_categories)
+    plus its out-of-vocabulary and missing slots."""
+    return distinct is None or distinct + 1 > EMBEDDING_THRESHOLD
+
+
+def _count(distinct: int | None) -> str:
+    return f"{distinct:,}" if distinct is not None else "over 10,000"
 
 
 # Forecasting starters: steps of gradient descent to aim for (the windows of a short series

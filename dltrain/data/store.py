@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
+from dltrain.data.columns import column_array, column_bytes
 from dltrain.errors import DataError
 from dltrain.faults import crash_point
 from dltrain.manifest import (
@@ -50,8 +51,14 @@ from dltrain.recipe.data import DataFormat
 from dltrain.runs import MANIFEST_FILE
 
 PROFILE_FILE = "profile.json"
-SHARD_EXAMPLES = 20_000  # ~16 MB of 28×28 images per shard: small enough to verify and reload fast
-SHARD_ROWS = 250_000  # table rows per Arrow shard: ~18 MB on disk and in memory
+# A shard ends at SHARD_ROWS rows or SHARD_BYTES of examples in memory, whichever comes first:
+# bounded files that a streamed epoch reads whole (a reader thread holds two at once, the
+# shuffle pool one more), and enough of them in a large split that interleaving mixes them and
+# each of several workers takes whole files (data/streaming.py). 100k rows of the streaming
+# benchmark's mixed table are ~9 MB of Arrow; 16 MiB holds 20k 28×28 images, 111 decoded
+# 224×224 RGB ones.
+SHARD_ROWS = 100_000
+SHARD_BYTES = 16 << 20
 TARGET_COLUMN = "__y__"
 MAX_PENDING = 2  # shards queued for the background writer
 
@@ -93,6 +100,18 @@ def fingerprint_source(source: Path, fmt: DataFormat, files: list[Path]) -> Sour
     return Source(path=str(source), format=fmt, files=entries, fingerprint=overall)
 
 
+def shard_rows_for(bytes_per_row: float) -> int:
+    """Rows per shard for examples of this size: SHARD_ROWS, fewer where they pass SHARD_BYTES.
+
+    Args:
+        bytes_per_row: one example's size in memory (an image's pixels, a table row's buffers).
+
+    Returns:
+        At least 1.
+    """
+    return max(1, min(SHARD_ROWS, int(SHARD_BYTES // max(bytes_per_row, 1.0))))
+
+
 @dataclass
 class _PendingShard:
     """A shard as it is written: ``sha256`` is filled in once the (background) write ends."""
@@ -127,11 +146,13 @@ class ShardWriter:
         layout: ShardLayout,
         num_classes: int | None,
         background: bool = False,
+        rows_per_shard: int | None = None,
     ) -> None:
         self.folder = folder
         self.layout = ShardLayout(layout)
         self.num_classes = num_classes
-        self.rows_per_shard = SHARD_EXAMPLES if layout == ShardLayout.NPZ else SHARD_ROWS
+        # None: sized from the first examples written, by SHARD_ROWS and SHARD_BYTES
+        self.rows_per_shard = rows_per_shard
         self._splits: dict[str, _SplitBuffer] = {}
         # background: shards are encoded, written and checksummed on one worker thread (Parquet
         # and hashlib release the GIL) while the caller prepares the next rows; at most
@@ -145,6 +166,8 @@ class ShardWriter:
         buffer = self._splits.setdefault(split, _SplitBuffer())
         if len(y) == 0:
             return
+        if self.rows_per_shard is None:
+            self.rows_per_shard = shard_rows_for(x.nbytes / len(y))
         buffer.parts_x.append(x)
         buffer.parts_y.append(y)
         buffer.buffered += len(y)
@@ -300,21 +323,11 @@ class PreparedDataset:
         Raises:
             DataError: the split is unknown, or a shard is missing or changed since prepare.
         """
-        entry = self.manifest.splits.get(split)
-        if entry is None:
-            raise DataError(
-                f"The prepared dataset {self.folder} has no '{split}' split (it has: "
-                f"{', '.join(self.manifest.splits)})."
-            )
+        entry = self.split_entry(split)
         xs: list[Any] = []
         ys: list[np.ndarray] = []
         for shard in entry.shards:
-            blob = self._verified_bytes(shard)
-            if shard.file.endswith(f".{ShardLayout.ARROW.value}"):
-                x, y = self._read_table(blob)
-            else:
-                with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-                    x, y = arrays["x"], arrays["y"]
+            x, y = self.read_shard(shard)
             xs.append(x)
             ys.append(y)
         if isinstance(xs[0], dict):
@@ -331,31 +344,81 @@ class PreparedDataset:
             y_all = y_all[rows]
         return x_all, y_all
 
+    def split_entry(self, split: str) -> Split:
+        """The manifest's entry for ``split``.
+
+        Raises:
+            DataError: the dataset has no such split.
+        """
+        entry = self.manifest.splits.get(split)
+        if entry is None:
+            raise DataError(
+                f"The prepared dataset {self.folder} has no '{split}' split (it has: "
+                f"{', '.join(self.manifest.splits)})."
+            )
+        return entry
+
+    def read_shard(self, shard: Shard, *, strings: type = object) -> tuple[Features, np.ndarray]:
+        """One shard's examples and targets, as ``load_split`` returns a split's.
+
+        ``strings=bytes`` gives a table's string columns as fixed-width NumPy bytes (``S``)
+        where that is not much larger (``fixed_bytes``): no Python object per value, so a
+        streamed batch is gathered and handed to TensorFlow without the GIL per string.
+
+        The file is checked against its recorded SHA-256 the first time this process reads it;
+        later reads (a streamed training's next epochs) check only that its size and
+        modification time are those it had then, which costs nothing beside the read. Safe to
+        call from several threads.
+
+        Raises:
+            DataError: the shard is missing or changed since prepare.
+        """
+        blob = self._verified_bytes(shard)
+        if shard.file.endswith(f".{ShardLayout.ARROW.value}"):
+            return self._read_table(blob, strings)
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            return arrays["x"], arrays["y"]
+
+    def read_targets(self, shard: Shard) -> np.ndarray:
+        """One shard's targets alone (a table's target column is read, not its features).
+
+        Raises:
+            DataError: the shard is missing or changed since prepare.
+        """
+        blob = self._verified_bytes(shard)
+        if not shard.file.endswith(f".{ShardLayout.ARROW.value}"):
+            with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+                return np.asarray(arrays["y"])
+        table = pa.ipc.open_file(pa.BufferReader(blob)).read_all()
+        return _targets(table)[1]
+
     def _verified_bytes(self, shard: Shard) -> bytes:
         path = self.folder / shard.file
         try:
             blob = path.read_bytes()
+            stat = path.stat()
         except OSError:
             raise DataError(
                 f"Shard {path} listed in {MANIFEST_FILE} is missing. The prepared dataset is "
                 f"incomplete; rebuild it with `dltrain prepare --force`."
             ) from None
+        seen = (stat.st_size, stat.st_mtime_ns, shard.sha256)
+        if _VERIFIED.get(path) == seen and len(blob) == stat.st_size:
+            return blob
         if hashlib.sha256(blob).hexdigest() != shard.sha256:
             raise DataError(
                 f"Shard {path} changed since `dltrain prepare` wrote it (its checksum no "
                 f"longer matches {MANIFEST_FILE}). dltrain will not train or evaluate on data "
                 f"it cannot vouch for; rebuild it with `dltrain prepare --force`."
             )
+        _VERIFIED[path] = seen
         return blob
 
-    def _read_table(self, blob: bytes) -> tuple[Features, np.ndarray]:
+    def _read_table(self, blob: bytes, strings: type = object) -> tuple[Features, np.ndarray]:
         table = pa.ipc.open_file(pa.BufferReader(blob)).read_all()
-        targets = [n for n in table.column_names if n.startswith(TARGET_COLUMN)]
-        if targets == [TARGET_COLUMN]:
-            y = table[TARGET_COLUMN].to_numpy()
-        else:
-            y = np.stack([table[n].to_numpy() for n in sorted(targets, key=_target_index)], axis=1)
-        columns = {n: column_array(table[n]) for n in table.column_names if n not in targets}
+        targets, y = _targets(table)
+        convert = column_array if strings is object else column_bytes
+        columns = {n: convert(table[n]) for n in table.column_names if n not in targets}
         features = self.manifest.features
         if features.kind == FeatureKind.TABLE:
             return columns, y
@@ -363,15 +426,22 @@ class PreparedDataset:
         return columns[features.column], y
 
 
+# Shards this process checked against their SHA-256: path -> (size, mtime_ns, the checksum).
+# Dict reads and writes are atomic under the GIL, so reader threads may share it.
+_VERIFIED: dict[Path, tuple[int, int, str]] = {}
+
+
+def _targets(table: pa.Table) -> tuple[list[str], np.ndarray]:
+    """A shard table's target column names and its targets (one column, or stacked)."""
+    targets = [n for n in table.column_names if n.startswith(TARGET_COLUMN)]
+    if targets == [TARGET_COLUMN]:
+        return targets, table[TARGET_COLUMN].to_numpy()
+    ordered = sorted(targets, key=_target_index)
+    return targets, np.stack([table[n].to_numpy() for n in ordered], axis=1)
+
+
 def _target_index(name: str) -> int:
     return int(name.removeprefix(TARGET_COLUMN) or 0)
-
-
-def column_array(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """An Arrow column as the array a model input takes: float32 numbers, or object strings."""
-    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _rows_per_class(counts: np.ndarray, sampling: Sampling) -> int:

@@ -16,7 +16,14 @@ import numpy as np
 
 from dltrain.data.readers.arrays import FLOAT32_MAX
 from dltrain.manifest import CategoricalColumn, NumericColumn
-from dltrain.recipe.data import CleanSpec, Missing, Outliers, Scaling
+from dltrain.recipe.data import (
+    EMBEDDING_THRESHOLD,
+    CategoryEncoding,
+    CleanSpec,
+    Missing,
+    Outliers,
+    Scaling,
+)
 
 RESERVOIR = 100_000
 
@@ -256,6 +263,36 @@ class CategoryFit:
             train_missing=missing_rows,
             most_frequent=tokens[0] if tokens else None,
         )
+
+
+def embedding_width(num_tokens: int) -> int:
+    """fastai's width rule for an embedded category column, capped at 50.
+
+    Example:
+        >>> [embedding_width(n) for n in (2, 16, 43, 100, 1000)]
+        [2, 8, 13, 21, 50]
+    """
+    return max(1, min(50, round(1.6 * num_tokens**0.56)))
+
+
+def encode_category(
+    entry: CategoricalColumn, encoding: CategoryEncoding, embedding_dim: int | None = None
+) -> CategoricalColumn:
+    """The column's entry with its encoding decided: ``auto`` becomes an embedding when the
+    one-hot block (``num_tokens`` wide) would be wider than ``EMBEDDING_THRESHOLD``, else one-hot.
+
+    Args:
+        entry: the fitted column.
+        encoding: the recipe's choice for it.
+        embedding_dim: the recipe's width for an embedding (None: ``embedding_width``).
+    """
+    if encoding == CategoryEncoding.AUTO:
+        wide = entry.num_tokens > EMBEDDING_THRESHOLD
+        encoding = CategoryEncoding.EMBEDDING if wide else CategoryEncoding.ONE_HOT
+    if encoding == CategoryEncoding.ONE_HOT:
+        return entry.model_copy(update={"encoding": encoding, "embedding_dim": None})
+    width = embedding_dim or embedding_width(entry.num_tokens)
+    return entry.model_copy(update={"encoding": encoding, "embedding_dim": width})
 
 
 def class_weights(counts: list[int]) -> list[float]:

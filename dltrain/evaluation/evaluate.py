@@ -148,7 +148,7 @@ def model_outputs(run: RunModel, model: Any, x: Any, request: EvaluationRequest)
         from dltrain.evaluation.generation import as_generator, judge
 
         return judge(as_generator(model, run), run, x, request.seed, batch_size)
-    return run.predict(model, x, batch_size)
+    return run.predict(model, x, batch_size, request.tta)
 
 
 def _forecasting_scorer(run: RunModel, examples: Examples, outputs: np.ndarray) -> Scorer:
@@ -271,6 +271,7 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
         warnings=warnings,
         calibration=calibration,
         importance=importance,
+        tta=run.tta_views(request.tta),
     )
     new_threshold = threshold.stored if threshold is not None and threshold.new else None
     path = write_evaluation(run.files, examples.label, document, new_threshold)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
 from dltrain.manifest import TableFeatures
 from dltrain.runs import RunFolder
+
+if TYPE_CHECKING:
+    from dltrain.evaluation.quantize import QuantizationReport, QuantizeMode
 
 METADATA_FILE = "metadata.json"
 SAMPLE_SIZE = 64
@@ -59,8 +62,15 @@ class ExportResult:
     max_abs_diff: float
     agreement: float | None  # classifiers: share of examples with the same predicted class
     seconds: float
+    quantization: QuantizationReport | None = None  # --quantize: size and metric change
 
-    def to_json(self) -> dict[str, str | int | float | None]:
+    @property
+    def key(self) -> str:
+        """Its name in metadata.json's ``exports``: the format, and the quantisation if any."""
+        mode = self.quantization.mode.value if self.quantization else None
+        return f"{self.format.value}-{mode}" if mode else self.format.value
+
+    def to_json(self) -> dict[str, object]:
         """The export as ``export --json`` and metadata.json's ``exports`` hold it."""
         return {
             "format": self.format.value,
@@ -70,6 +80,7 @@ class ExportResult:
             "max_abs_diff": self.max_abs_diff,
             "agreement": self.agreement,
             "seconds": round(self.seconds, 3),
+            "quantization": self.quantization.to_json() if self.quantization else None,
         }
 
 
@@ -95,8 +106,10 @@ def sample_inputs(run: RunModel, model: keras.Model, size: int = SAMPLE_SIZE) ->
     if run.data_folder is not None:
         try:
             from dltrain.data.store import open_store
+            from dltrain.data.streaming import head_rows
 
-            x, _ = open_store(run.data_folder).load_split("validation")
+            # the split's first shards only: a large split is not read whole for a sample
+            x, _ = head_rows(open_store(run.data_folder), "validation", size)
             if _count(x):
                 return run.manifest.model_inputs(_first(x, size))
         except DltrainError:
@@ -131,33 +144,59 @@ def run_saved_model(path: Path, x: Inputs) -> np.ndarray:
     return np.asarray(loaded.serve(_tensors(x)))
 
 
-def _tflite(model: keras.Model, path: Path) -> None:
-    """Convert with TFLite's built-in kernels; a model that needs more (the string lookups of
-    a table's categories) gets TensorFlow's own kernels too ("select TF ops"), which the
-    LiteRT runtime runs with its Flex delegate."""
+ConverterSetup = Callable[[Any], None]  # configures a tf.lite.TFLiteConverter
+
+
+def op_sets(*sets: Any) -> ConverterSetup:
+    """A converter setup that allows these operation sets (tf.lite.OpsSet members)."""
+
+    def setup(converter: Any) -> None:
+        converter.target_spec.supported_ops = list(sets)
+
+    return setup
+
+
+def float_setups() -> list[ConverterSetup]:
+    """TFLite's built-in kernels; for a model that needs more (the string lookups of a table's
+    categories), TensorFlow's own kernels too ("select TF ops"), which the LiteRT runtime runs
+    with its Flex delegate."""
+    builtins, select = tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS
+    return [op_sets(builtins), op_sets(builtins, select)]
+
+
+def tflite_flatbuffer(
+    model: keras.Model, setups: list[ConverterSetup] | None = None
+) -> tuple[bytes, int]:
+    """The model as a TFLite flatbuffer, converted with the first setup that succeeds.
+
+    Returns:
+        The flatbuffer, and the index of the setup that made it.
+
+    Raises:
+        ExportError: no setup converts the model (naming the converter's reason).
+    """
+    setups = setups or float_setups()
     with tempfile.TemporaryDirectory(prefix="dltrain-tflite-") as scratch:
         folder = str(Path(scratch) / "saved_model")
         _saved_model(model, Path(folder))
-        failure = None
-        for ops in (
-            [tf.lite.OpsSet.TFLITE_BUILTINS],
-            [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
-        ):
+        failure: Exception | None = None
+        for index, setup in enumerate(setups):
             converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-            converter.target_spec.supported_ops = ops
+            setup(converter)
             try:
                 with _silenced_stderr():
-                    flatbuffer = converter.convert()
-                break
+                    return bytes(converter.convert()), index
             except Exception as exc:  # the converter raises ConverterError and friends
                 failure = exc
-        else:
-            text = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
-            raise ExportError(
-                f"TensorFlow Lite cannot convert this model ({type(failure).__name__}: {text}). "
-                f"It uses an operation TFLite lacks; export a SavedModel (--format saved_model)."
-            ) from None
-    path.write_bytes(flatbuffer)
+    text = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+    raise ExportError(
+        f"TensorFlow Lite cannot convert this model ({type(failure).__name__}: {text}). "
+        f"It uses an operation TFLite lacks; export a SavedModel (--format saved_model)."
+    )
+
+
+def _tflite(model: keras.Model, path: Path) -> None:
+    path.write_bytes(tflite_flatbuffer(model)[0])
 
 
 def run_tflite(path: Path, x: Inputs) -> np.ndarray:
@@ -261,6 +300,19 @@ RUNNERS: dict[ExportFormat, Callable[[Path, Inputs], np.ndarray]] = {
 }
 
 
+def _difference(
+    expected: np.ndarray, actual: np.ndarray, classifier: bool
+) -> tuple[float, float | None]:
+    """Max absolute difference of two models' outputs, and for classifiers the share of
+    examples given the same class."""
+    actual = actual.reshape(expected.shape)
+    diff = float(np.max(np.abs(expected - actual))) if expected.size else 0.0
+    agreement = None
+    if classifier and expected.ndim == 2 and expected.shape[1] > 1:
+        agreement = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
+    return diff, agreement
+
+
 def check_export(
     expected: np.ndarray, actual: np.ndarray, fmt: ExportFormat, classifier: bool
 ) -> tuple[float, float | None]:
@@ -269,12 +321,8 @@ def check_export(
     Raises:
         ExportMismatch: the outputs differ beyond rtol 1e-3, atol 1e-4.
     """
-    actual = actual.reshape(expected.shape)
-    diff = float(np.max(np.abs(expected - actual))) if expected.size else 0.0
-    agreement = None
-    if classifier and expected.ndim == 2 and expected.shape[1] > 1:
-        agreement = float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1)))
-    if not np.allclose(actual, expected, rtol=RTOL, atol=ATOL):
+    diff, agreement = _difference(expected, actual, classifier)
+    if not np.allclose(actual.reshape(expected.shape), expected, rtol=RTOL, atol=ATOL):
         raise ExportMismatch(
             f"The {fmt.value} export gives outputs up to {diff:.3g} away from the Keras model's "
             f"on {len(expected)} raw inputs (allowed: rtol {RTOL:g}, atol {ATOL:g}). It was not "
@@ -284,33 +332,40 @@ def check_export(
     return diff, agreement
 
 
-def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> ExportResult:
+def export_run(
+    run_dir: Path,
+    fmt: ExportFormat,
+    output: Path | None = None,
+    quantize: QuantizeMode | None = None,
+    max_metric_drop: float | None = None,
+) -> ExportResult:
     """Export the run's model in ``fmt``, check it against Keras, and put it in place.
 
     Args:
         run_dir: the run folder.
         fmt: saved_model, tflite or onnx.
-        output: where to write; default ``<run>/export/saved_model/``, ``model.tflite`` or
-            ``model.onnx``.
+        output: where to write; default ``<run>/export/saved_model/``, ``model.tflite`` (or
+            ``model-dynamic.tflite``, ``model-int8.tflite`` quantised) or ``model.onnx``.
+        quantize: TFLite only: dynamic-range or full-integer quantisation (``quantize.py``),
+            checked by its deciding metric on the validation split instead of output by output.
+        max_metric_drop: the metric drop a quantised export may have; None: the default.
 
     Raises:
         RunError: no usable model.
+        UsageError: --quantize with a format other than tflite, or a bad --output.
         ExportError: the converter cannot convert the model, or is not installed.
-        ExportMismatch: the export's outputs differ from the Keras model's (exit 1).
+        ExportMismatch: the export's outputs differ from the Keras model's, or the quantised
+            model's metric dropped beyond the tolerance (exit 1).
     """
     started = time.perf_counter()
-    if output is not None:
-        _check_output(output, fmt)
-    run = open_run(run_dir)
-    target = output or RunFolder(run_dir).export / DEFAULT_NAMES[fmt]
-    if target.resolve() == run_dir.resolve() or target.resolve() in run_dir.resolve().parents:
-        raise UsageError(f"--output {target} would replace the run folder; pick a new path.")
-    if target.exists() and target.is_dir() != (fmt == ExportFormat.SAVED_MODEL):
+    if quantize is not None and fmt != ExportFormat.TFLITE:
         raise UsageError(
-            f"--output {target} exists and is a {'folder' if target.is_dir() else 'file'}; a "
-            f"{fmt.value} export is a {'folder' if fmt == ExportFormat.SAVED_MODEL else 'file'}. "
-            f"Pick another path."
+            f"--quantize {quantize.value} applies to TFLite exports only, and {fmt.value} was "
+            f"asked for. Export `--format tflite --quantize {quantize.value}`, and other formats "
+            f"in a second command without --quantize."
         )
+    target = _target(run_dir, fmt, output, quantize)
+    run = open_run(run_dir)
     logging.getLogger("absl").setLevel(logging.ERROR)  # renamed-parameter notices, not news
     model = run.load_keras()
     x = sample_inputs(run, model)
@@ -322,10 +377,16 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
     in_run = target.parent.resolve() == RunFolder(run_dir).export.resolve()
     own = None if in_run else [target.name, METADATA_FILE]
     remove_stale_partials(target.parent, own)
+    report = None
     with atomic_path(target) as tmp:
-        WRITERS[fmt](model, tmp)
-        actual = RUNNERS[fmt](tmp, x)
-        diff, agreement = check_export(expected, actual, fmt, run.is_classifier)
+        if quantize is None:
+            WRITERS[fmt](model, tmp)
+            diff, agreement = check_export(expected, RUNNERS[fmt](tmp, x), fmt, run.is_classifier)
+        else:
+            from dltrain.evaluation.quantize import quantize_tflite
+
+            report = quantize_tflite(run, model, quantize, tmp, max_metric_drop)
+            diff, agreement = _difference(expected, run_tflite(tmp, x), run.is_classifier)
     result = ExportResult(
         format=fmt,
         path=target,
@@ -334,9 +395,33 @@ def export_run(run_dir: Path, fmt: ExportFormat, output: Path | None = None) -> 
         max_abs_diff=diff,
         agreement=agreement,
         seconds=time.perf_counter() - started,
+        quantization=report,
     )
     _write_metadata(run, model, target.parent, result)
     return result
+
+
+def _target(
+    run_dir: Path, fmt: ExportFormat, output: Path | None, quantize: QuantizeMode | None
+) -> Path:
+    """Where the export goes: --output, checked, or its default name in the run's export/.
+
+    Raises:
+        UsageError: --output names another format, the run folder, or a file for a folder.
+    """
+    if output is not None:
+        _check_output(output, fmt)
+    default = DEFAULT_NAMES[fmt] if quantize is None else f"model-{quantize.value}.tflite"
+    target = output or RunFolder(run_dir).export / default
+    if target.resolve() == run_dir.resolve() or target.resolve() in run_dir.resolve().parents:
+        raise UsageError(f"--output {target} would replace the run folder; pick a new path.")
+    if target.exists() and target.is_dir() != (fmt == ExportFormat.SAVED_MODEL):
+        raise UsageError(
+            f"--output {target} exists and is a {'folder' if target.is_dir() else 'file'}; a "
+            f"{fmt.value} export is a {'folder' if fmt == ExportFormat.SAVED_MODEL else 'file'}. "
+            f"Pick another path."
+        )
+    return target
 
 
 SUFFIXES = {ExportFormat.TFLITE: ".tflite", ExportFormat.ONNX: ".onnx"}
@@ -396,6 +481,6 @@ def _write_metadata(run: RunModel, model: keras.Model, folder: Path, result: Exp
         "input_names": _input_names(run),
         "outputs": "class probabilities" if run.is_classifier else "values in the target's units",
         "threshold": stored.to_json() if stored is not None else None,
-        "exports": {**existing.get("exports", {}), result.format.value: result.to_json()},
+        "exports": {**existing.get("exports", {}), result.key: result.to_json()},
     }
     write_json_atomic(path, document)

@@ -27,6 +27,7 @@ from dltrain.evaluation.metrics import (
 )
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import StoredThreshold, read_stored_threshold
+from dltrain.evaluation.tta import AveragedViews, TtaViews
 
 Progress = Callable[[int, int], None]  # (examples done, examples in all)
 # One output row: pass-through columns and predictions, as CSV cells or one JSON object.
@@ -42,6 +43,7 @@ class PredictRequest:
     input_format: str = "auto"
     batch_size: int = 256
     threshold: float | None = None  # binary: overrides the run's stored threshold
+    tta: int = 1  # image classifiers: views averaged (evaluation/tta.py); 1: the image alone
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class PredictResult:
     seconds: float  # reading, predicting and writing; loading TensorFlow and the model excluded
     counts: dict[str, int] = field(default_factory=dict)  # classification: examples per class
     inputs: InputReport = field(default_factory=InputReport)  # missing and unseen, per column
+    tta: TtaViews | None = None  # the views averaged, if any
 
 
 def output_format(path: Path) -> str:
@@ -223,25 +226,30 @@ class Predictor:
     model: Any  # keras.Model
     threshold: float | None  # binary: the decision threshold (None: 0.5)
     anomaly: float | None  # reconstruction: the error above which an example is an anomaly
+    tta: TtaViews | None = None  # image classifiers: the views averaged (evaluation/tta.py)
 
     def outputs(self, chunk: InputChunk) -> np.ndarray:
-        """The model's raw outputs for one chunk of inputs."""
-        return np.asarray(
-            self.model.predict_on_batch(self.run.manifest.model_inputs(chunk.features))
-        )
+        """The model's raw outputs for one chunk of inputs (averaged over the views, if any)."""
+        model = self.model if self.tta is None else AveragedViews(self.model, self.tta)
+        return np.asarray(model.predict_on_batch(self.run.manifest.model_inputs(chunk.features)))
 
     def rows(self) -> Rows:
         """A fresh row maker (it counts the classes it predicts)."""
         return Rows(self.run, self.threshold, self.anomaly)
 
 
-def open_predictor(run: RunModel, threshold: float | None, batch_size: int) -> Predictor:
+def open_predictor(
+    run: RunModel, threshold: float | None, batch_size: int, tta: int = 1
+) -> Predictor:
     """Load the run's model with its thresholds: ``threshold`` if given, else the one evaluate
     stored; for an autoencoder not yet evaluated, the anomaly threshold evaluate would choose.
+    With ``tta`` > 1 its answers average that many views of each image.
 
     Raises:
         RunError: the model cannot be loaded.
+        UsageError: ``tta`` > 1 for a run that does not allow it (``RunModel.tta_views``).
     """
+    views = run.tta_views(tta)  # refused before the model loads
     stored = read_stored_threshold(run.run_dir)
     anomaly = None
     if stored is not None:
@@ -258,7 +266,7 @@ def open_predictor(run: RunModel, threshold: float | None, batch_size: int) -> P
         x = run.manifest.model_inputs(x)
         percentile = float(run.evaluate_settings().get("anomaly_percentile", 99.0))
         anomaly = validation_anomaly_threshold(model, x, batch_size, percentile).threshold
-    return Predictor(run, model, threshold, anomaly)
+    return Predictor(run, model, threshold, anomaly, views)
 
 
 def predict_file(request: PredictRequest, progress: Progress | None = None) -> PredictResult:
@@ -285,7 +293,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
     if request.output.resolve() == source.resolve():
         raise UsageError(f"--output {request.output} is the input file; choose another name.")
     reader = open_input(source, run.model_input, request.input_format)
-    predictor = open_predictor(run, request.threshold, request.batch_size)
+    predictor = open_predictor(run, request.threshold, request.batch_size, request.tta)
     rows = predictor.rows()
     started = time.perf_counter()
     done = 0
@@ -308,6 +316,7 @@ def predict_file(request: PredictRequest, progress: Progress | None = None) -> P
         seconds=time.perf_counter() - started,
         counts=dict(rows.counts),
         inputs=reader.report,
+        tta=predictor.tta,
     )
 
 

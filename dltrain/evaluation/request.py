@@ -28,6 +28,9 @@ class EvaluationRequest:
         gates: parsed gates (the recipe's and the command line's).
         optimize_threshold: binary only: choose and store a decision threshold first.
         baseline: another run to compare with on the same examples.
+        tta: image classifiers: views of each image whose probabilities are averaged
+            (evaluation/tta.py); 1: the image alone. The baseline run and the threshold
+            choice on the validation split see the images alone.
     """
 
     run_dir: Path
@@ -37,6 +40,7 @@ class EvaluationRequest:
     gates: tuple[Gate, ...] = ()
     optimize_threshold: ThresholdObjective | None = None
     baseline: Path | None = None
+    tta: int = 1
 
 
 def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:
@@ -84,10 +88,11 @@ def check_request(
 
     Raises:
         UsageError: unknown gate metric or baseline, a threshold asked of a non-binary model,
-            --data with --split.
+            --data with --split, --tta for a run that does not allow it.
         RunError: a baseline that does not match.
     """
     check_gate_names(request.gates, known_metrics(run, request.spec), run.classes, baselines)
+    run.tta_views(request.tta)
     if request.optimize_threshold is not None and run.task != "binary":
         raise UsageError(
             f"--optimize-threshold picks the decision threshold of a binary classifier, but run "

@@ -15,6 +15,7 @@ from dltrain.evaluation.importance import Importance
 from dltrain.evaluation.metrics import Interval, Metrics, ScoreReport
 from dltrain.evaluation.report import render_markdown
 from dltrain.evaluation.threshold import StoredThreshold, ThresholdSummary, write_threshold
+from dltrain.evaluation.tta import TtaViews
 from dltrain.runs import RunFolder
 
 SCHEMA_VERSION = 3  # 3: baselines, baseline_notes and warnings
@@ -83,6 +84,7 @@ class MetricsDocument:
     warnings: list[str] = field(default_factory=list)  # said out loud: lost to a baseline, …
     calibration: CalibrationSummary | None = None  # a model holding a temperature
     importance: Importance | None = None  # --importance: permutation importance per column
+    tta: TtaViews | None = None  # test-time augmentation: the views averaged, if any
 
     @property
     def split(self) -> str | None:
@@ -135,6 +137,7 @@ class MetricsDocument:
             "warnings": self.warnings,
             "temperature_scaling": None if self.calibration is None else self.calibration.to_json(),
             "importance": None if self.importance is None else self.importance.to_json(),
+            "tta": None if self.tta is None else self.tta.to_json(),
             "passed": self.passed,
         }
 

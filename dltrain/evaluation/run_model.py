@@ -11,13 +11,15 @@ import yaml
 
 from dltrain.data.readers.model_input import ModelInput
 from dltrain.errors import DataError, RunError
-from dltrain.manifest import Manifest, read_manifest
+from dltrain.manifest import ImageFeatures, ImagePreprocessing, Manifest, read_manifest
 from dltrain.models import family_task
 from dltrain.run_info import RunInfo
 from dltrain.runs import MANIFEST_FILE, MODEL_FILE, RunFolder, data_dir
 
 if TYPE_CHECKING:
     import keras
+
+    from dltrain.evaluation.tta import TtaViews
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,48 @@ class RunModel:
     def recipe_name(self) -> str:
         return self.info.recipe or self.run_dir.parent.name
 
-    def predict(self, model: keras.Model, x: Any, batch_size: int) -> Any:
+    def predict(self, model: keras.Model, x: Any, batch_size: int, tta: int = 1) -> Any:
         """``model``'s outputs for examples as prepare stores them (a table's rows keyed by
-        column name), ``batch_size`` at a time: keyed by the model's input names first."""
-        from dltrain.evaluation.predict import predict_batches
+        column name), ``batch_size`` at a time: keyed by the model's input names first.
 
-        return predict_batches(model, self.manifest.model_inputs(x), batch_size)
+        With ``tta`` > 1, an image classifier's probabilities averaged over ``tta`` views of
+        each image (evaluation/tta.py).
+
+        Raises:
+            UsageError: ``tta`` > 1 for a run that does not allow it (``tta_views``).
+        """
+        from dltrain.evaluation.predict import predict_batches
+        from dltrain.evaluation.tta import AveragedViews
+
+        views = self.tta_views(tta)
+        predictor = model if views is None else AveragedViews(model, views)
+        return predict_batches(predictor, self.manifest.model_inputs(x), batch_size)
+
+    def tta_views(self, num_views: int) -> TtaViews | None:
+        """The views of ``--tta num_views`` for this run's model, None for 1.
+
+        Raises:
+            UsageError: not an image classifier, no flips or shifts in the run's recipe, or
+                more views than it can make.
+        """
+        from dltrain.evaluation.tta import tta_views
+
+        features = self.manifest.features
+        shape = features.shape if isinstance(features, ImageFeatures) else None
+        fill = 0.0
+        if shape is not None:
+            fill = min(self.manifest.preprocessing_as(ImagePreprocessing).pixel_range)
+        augmentation = self.model_settings().get("augmentation")
+        seed = self._recipe().get("seed", 0)
+        return tta_views(
+            num_views,
+            task=self.task,
+            image_shape=shape,
+            augmentation=augmentation if isinstance(augmentation, dict) else None,
+            fill=fill,
+            seed=seed if isinstance(seed, int) else 0,
+            run_name=self.run_dir.name,
+        )
 
     def load_keras(self) -> keras.Model:
         """The saved Keras model, uncompiled: evaluation and prediction need no optimizer.

@@ -35,6 +35,7 @@ BUILDERS = {
 # ends in the task's head and trains as a predictor
 TRAINING = {
     "autoencoder": "dltrain.models.autoencoder:AutoencoderTraining",
+    "cnn": "dltrain.models.cnn:CnnTraining",
     "transfer": "dltrain.models.transfer:TransferTraining",
     "gan": "dltrain.models.gan:GanTraining",
 }

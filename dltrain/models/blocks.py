@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dltrain.backend import keras
+from dltrain.backend import keras, tf
 from dltrain.recipe.models import AugmentationSpec, ModelBase
 
 
@@ -33,7 +33,11 @@ def dense_stack(x: Any, units: list[int], spec: ModelBase, prefix: str = "dense"
 
 
 def augment(x: Any, spec: AugmentationSpec, value_range: tuple[float, float]) -> Any:
-    """Random image transformations; Keras turns them off outside training."""
+    """Random image transformations; Keras turns them off outside training.
+
+    MixUp and CutMix are not layers here: they blend labels too, so they act on the training
+    batches (models/mixing.py).
+    """
     if spec.flip != "none":
         x = keras.layers.RandomFlip(spec.flip, name="augment_flip")(x)
     if spec.rotation:
@@ -48,4 +52,70 @@ def augment(x: Any, spec: AugmentationSpec, value_range: tuple[float, float]) ->
         x = keras.layers.RandomContrast(
             spec.contrast, value_range=value_range, name="augment_contrast"
         )(x)
+    if spec.crop is not None:
+        # black, as the raw pixels' low end scales: what padding a raw image with 0 gives
+        x = RandomPaddedCrop(spec.crop.padding, fill_value=value_range[0], name="augment_crop")(x)
     return x
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class RandomPaddedCrop(keras.layers.Layer):
+    """Pad images by ``padding`` pixels on each side, then crop each one back to its size at a
+    random offset: a random shift of up to ``padding`` pixels either way, the uncovered border
+    filled with ``fill_value``. Idle at inference.
+
+    Keras's own ``RandomCrop`` does not fit: at inference it resizes the (padded) input to the
+    output size, so a model built as ZeroPadding2D → RandomCrop would see shrunken images
+    outside training. ``RandomTranslation`` shifts by fractions of a pixel and interpolates.
+
+    Example:
+        >>> crop = RandomPaddedCrop(2, seed=0)
+        >>> tuple(crop(keras.ops.ones((1, 8, 8, 1)), training=True).shape)
+        (1, 8, 8, 1)
+
+    Args:
+        padding: pixels added on each side (>= 1).
+        fill_value: the value of the added pixels.
+        seed: fixes the offsets drawn.
+    """
+
+    def __init__(
+        self, padding: int, fill_value: float = 0.0, seed: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if padding < 1:
+            raise ValueError(f"Argument `padding` must be >= 1. Received: padding={padding}")
+        self.padding = int(padding)
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        if not training:
+            return x
+        p = self.padding
+        height, width = x.shape[1], x.shape[2]
+        padded = tf.pad(
+            x,
+            [[0, 0], [p, p], [p, p], [0, 0]],
+            constant_values=tf.cast(self.fill_value, x.dtype),
+        )
+        # one (row, column) offset per image in [0, 2p]; offset p is the original image
+        offsets = keras.random.randint(
+            (tf.shape(x)[0], 2), 0, 2 * p + 1, dtype="int32", seed=self.generator
+        )
+        rows = offsets[:, :1] + tf.range(height)[tf.newaxis]
+        cols = offsets[:, 1:] + tf.range(width)[tf.newaxis]
+        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+        return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "padding": self.padding,
+            "fill_value": self.fill_value,
+            "seed": self.seed,
+        }

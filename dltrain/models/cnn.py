@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dltrain.backend import keras
-from dltrain.manifest import FeatureKind
+from dltrain.backend import keras, tf
+from dltrain.manifest import FeatureKind, Manifest
 from dltrain.models.blocks import augment, dense_stack, regularizer
 from dltrain.models.io import ModelIO
+from dltrain.models.mixing import mix_batches, one_hot_labels
 from dltrain.recipe.models import CnnSpec
+from dltrain.training.hooks import TrainingHooks
 
 
 def build_cnn(spec: CnnSpec, io: ModelIO) -> keras.Model:
@@ -54,3 +56,23 @@ def build_cnn(spec: CnnSpec, io: ModelIO) -> keras.Model:
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
     return keras.Model(raw, io.head(x), name="cnn")
+
+
+class CnnTraining(TrainingHooks):
+    """A CNN trains as a predictor, except that MixUp and CutMix (``model.augmentation``) blend
+    its training batches: then every split's labels are one-hot rows (the loss and accuracy
+    read one kind of label throughout) and only the training batches are blended."""
+
+    spec: CnnSpec
+
+    @property
+    def soft_labels(self) -> bool:
+        return self.spec.augmentation.mixes
+
+    def batches(
+        self, batches: tf.data.Dataset, manifest: Manifest, *, training: bool, seed: int
+    ) -> tf.data.Dataset:
+        if not self.soft_labels:
+            return batches
+        batches = one_hot_labels(batches, manifest.num_classes)
+        return mix_batches(batches, self.spec.augmentation, seed) if training else batches

@@ -6,8 +6,9 @@ raw data: pixels as the source had them, a dict of one value per source column f
 strings for text, raw windows for series. ``models/io.py`` calls these from ``ModelIO.inputs``.
 
 Tables encode to one flat float32 vector per row: the numeric columns (missing values imputed,
-outliers clipped, optionally log-transformed, then normalised) followed by a one-hot block per
-category column (out-of-vocabulary bucket first; missing values mapped as the recipe said).
+outliers clipped, optionally log-transformed, then normalised) followed by a block per category
+column: one-hot, or an embedding (``data.columns.<col>.encoding``), indexed out-of-vocabulary
+bucket first, missing values mapped as the recipe said.
 Derived numeric columns (``data.derived``) are computed from the raw numeric inputs with Keras's
 arithmetic ops, then treated like any numeric column.
 """
@@ -22,6 +23,7 @@ import numpy as np
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.manifest import (
+    CategoricalColumn,
     ImageFeatures,
     ImagePreprocessing,
     Manifest,
@@ -33,6 +35,7 @@ from dltrain.manifest import (
     TextFeatures,
     TextPreprocessing,
 )
+from dltrain.recipe.data import CategoryEncoding
 
 # A table model's raw inputs: one keras.Input per source column, by column name.
 RawInputs = dict[str, keras.KerasTensor]
@@ -105,11 +108,7 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
         mapping = np.asarray(category.mapping, dtype="int64")
         if not np.array_equal(mapping, np.arange(len(mapping))):
             index = ops.take(mapping, index)
-        parts.append(
-            keras.layers.CategoryEncoding(
-                num_tokens=category.num_tokens, output_mode="one_hot", name=f"{name}_onehot"
-            )(index)
-        )
+        parts.append(_encode_category(index, category, name))
     if not parts:
         raise RecipeError(
             "The prepared table has no feature column to learn from; prepare it again with at "
@@ -117,6 +116,19 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
         )
     encoded = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     return keyed, encoded
+
+
+def _encode_category(index: Any, category: CategoricalColumn, name: str) -> Any:
+    """A category column's block of the row: one-hot, or a trained vector per index (row 0,
+    out of vocabulary, is trained too: it stands for every value training never kept)."""
+    if category.encoding == CategoryEncoding.EMBEDDING:
+        assert category.embedding_dim is not None
+        return keras.layers.Embedding(
+            category.num_tokens, category.embedding_dim, name=f"{name}_embedding"
+        )(index)
+    return keras.layers.CategoryEncoding(
+        num_tokens=category.num_tokens, output_mode="one_hot", name=f"{name}_onehot"
+    )(index)
 
 
 def _numeric_input(entry: NumericColumn, raw: RawInputs) -> Any:

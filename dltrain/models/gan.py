@@ -310,6 +310,9 @@ class GanTraining(TrainingHooks):
         "as one learning rate grows"
     )
 
+    def averaging_reason(self, train: TrainSpec) -> str | None:
+        return "its generator and discriminator take turns with two optimizers"
+
     def labels(self, y: np.ndarray) -> np.ndarray:
         """Zeros: ``fit`` wants labels, and the adversarial steps ignore them."""
         return np.zeros(len(y), dtype="float32")

@@ -29,7 +29,7 @@ from dltrain.tasks import Task
 # What each feature kind's encoded tensor is, for error messages and family checks.
 ENCODED = {
     FeatureKind.IMAGE: "images (height, width, channels), scaled",
-    FeatureKind.TABLE: "table rows (one flat vector: normalised numbers, one-hot categories)",
+    FeatureKind.TABLE: "table rows (one flat vector: normalised numbers, encoded categories)",
     FeatureKind.TEXT: "texts (token ids, sequence_length long)",
     FeatureKind.SEQUENCE: "time-series windows (lookback, features), standardised",
 }

@@ -13,6 +13,7 @@ from dltrain.backend import keras
 CUSTOM_OBJECT_MODULES = (
     "dltrain.evaluation.calibration",
     "dltrain.models.autoencoder",
+    "dltrain.models.blocks",
     "dltrain.models.gan",
     "dltrain.models.io",
     "dltrain.models.mlp",

@@ -15,7 +15,8 @@ from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.recipe.models import Backbone, TransferSpec
-from dltrain.recipe.schema import TrainSpec
+from dltrain.recipe.schema import ScheduleName, TrainSpec
+from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import Phase, TrainingHooks
 
 BACKBONE_LAYER = "backbone"
@@ -105,6 +106,61 @@ def unfreeze(model: keras.Model, spec: TransferSpec) -> int:
     return len(layers) - keep_frozen
 
 
+def discriminative_factors(model: keras.Model, factor: float) -> dict[int, float]:
+    """Each backbone variable's rate multiplier: ``factor`` at the bottom layer, 1 at the top.
+
+    The backbone's layers with weights are numbered from the input up; layer ``i`` of ``n``
+    gets ``factor ** (1 − i / (n − 1))``, so the multipliers rise geometrically (fastai's
+    ``slice(lr · factor, lr)``). Variables left out (the head) keep the full rate.
+
+    Args:
+        model: a transfer model (build_transfer).
+        factor: the bottom layer's multiplier, in (0, 1).
+
+    Returns:
+        Multipliers by ``id`` of each backbone variable.
+    """
+    layers = [layer for layer in model.get_layer(BACKBONE_LAYER).layers if layer.weights]
+    last = max(1, len(layers) - 1)
+    return {
+        id(variable): factor ** (1 - index / last)
+        for index, layer in enumerate(layers)
+        for variable in layer.weights
+    }
+
+
+def use_discriminative_rates(
+    optimizer: keras.optimizers.Optimizer, factors: dict[int, float]
+) -> None:
+    """Make ``optimizer`` update each variable at its own multiple of the learning rate.
+
+    Keras 3 has one rate per optimizer. Its update step takes the rate as an argument, once
+    for all variables; this splits the variables by multiplier and runs the update step once
+    per group with the rate multiplied. That is exact for every optimizer here, Adam's family
+    included (scaling its gradients would not scale its steps): moments, clipping and
+    accumulation do not involve the rate. Decoupled weight decay is applied at the base rate.
+
+    Args:
+        optimizer: the optimizer to change (a mixed-precision wrapper's inner one).
+        factors: multipliers by ``id`` of a variable; variables not named keep the rate.
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    update = optimizer._backend_update_step
+
+    def grouped(grads: list[Any], variables: list[Any], learning_rate: Any) -> None:
+        groups: dict[float, tuple[list[Any], list[Any]]] = {}
+        for grad, variable in zip(grads, variables, strict=True):
+            group = groups.setdefault(factors.get(id(variable), 1.0), ([], []))
+            group[0].append(grad)
+            group[1].append(variable)
+        for multiplier, (group_grads, group_variables) in groups.items():
+            rate = learning_rate if multiplier == 1.0 else learning_rate * multiplier
+            update(group_grads, group_variables, rate)
+
+    # an instance attribute: the optimizer's class, and so its saved configuration, stay Keras's
+    object.__setattr__(optimizer, "_backend_update_step", grouped)
+
+
 class TransferTraining(TrainingHooks):
     """Transfer learning trains in two phases: the head on a frozen backbone for
     ``freeze_epochs``, then the unfrozen backbone too at a lower rate."""
@@ -125,12 +181,35 @@ class TransferTraining(TrainingHooks):
         fine_train = train.model_copy(
             update={"optimizer": train.optimizer.model_copy(update={"learning_rate": fine_rate})}
         )
+        frozen_train = train
+        if train.lr_schedule.name == ScheduleName.ONE_CYCLE:
+            # fastai's fine_tune: one cycle per phase, each over that phase's epochs
+            frozen_train = train.model_copy(update={"epochs": freeze})
+            fine_train = fine_train.model_copy(update={"epochs": train.epochs - freeze})
         if initial_epoch >= freeze:
             return [Phase(train.epochs, fine_train)]
         return [
-            Phase(freeze, train),
+            Phase(freeze, frozen_train),
             Phase(train.epochs, fine_train, prepare=lambda model: unfreeze(model, self.spec)),
         ]
+
+    def compile(self, model: keras.Model, parts: CompileParts, train: TrainSpec) -> None:
+        """Compile as every predictor does, with discriminative rates when the recipe asks."""
+        super().compile(model, parts, train)
+        if self.spec.discriminative_lr is not None:
+            factors = discriminative_factors(model, self.spec.discriminative_lr)
+            use_discriminative_rates(model.optimizer, factors)
+
+    def averaging_reason(self, train: TrainSpec) -> str | None:
+        """SWA's average cannot span the frozen and the fine-tuning phases: each compiles an
+        optimizer of its own over other variables. EMA starts afresh in each phase."""
+        if train.swa.enabled and 0 < self.spec.freeze_epochs < train.epochs:
+            return (
+                "train.swa averages the weights of one phase, but this model trains in two "
+                f"(frozen for model.freeze_epochs={self.spec.freeze_epochs}, then fine-tuned); "
+                "set model.freeze_epochs to 0, or use train.optimizer.ema"
+            )
+        return None
 
 
 def _load_weights(backbone: keras.Model, spec: TransferSpec) -> None:

@@ -30,6 +30,7 @@ class ScheduleName(StrEnum):
     COSINE_RESTARTS = "cosine_restarts"
     POLYNOMIAL = "polynomial"
     INVERSE_TIME = "inverse_time"
+    ONE_CYCLE = "one_cycle"
 
 
 class SplitName(StrEnum):
@@ -61,3 +62,11 @@ class PrunerName(StrEnum):
     MEDIAN = "median"
     SUCCESSIVE_HALVING = "successive_halving"
     NONE = "none"
+
+
+class InputMode(StrEnum):
+    """How training reads a prepared split (``train.input``)."""
+
+    AUTO = "auto"  # in memory when the split is small enough (data/streaming.py), else streamed
+    MEMORY = "memory"  # the whole split read into memory once
+    STREAM = "stream"  # the shards streamed from disk every epoch

@@ -10,17 +10,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from dltrain.recipe.section import Section
 from dltrain.tasks import Task
-
-
-class _Section(BaseModel):
-    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
-    # number a recipe holds is finite, so both are refused as what they are.
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
-    )
 
 
 class DataFormat(StrEnum):
@@ -81,6 +74,24 @@ class SeriesTransform(StrEnum):
     DETREND = "detrend"  # the departure from the last value continued along the training trend
 
 
+class CategoryEncoding(StrEnum):
+    """How a category column enters the model; the layers live in the model, which takes the
+    raw strings."""
+
+    AUTO = "auto"  # embedding above EMBEDDING_THRESHOLD one-hot slots, one-hot below
+    ONE_HOT = "one_hot"  # one 0/1 slot per value (plus out-of-vocabulary and missing)
+    EMBEDDING = "embedding"  # a trained vector per value, `embedding_dim` wide
+
+
+# `auto` embeds a column whose one-hot block would be wider than this. Below it a one-hot block
+# is cheap and the first dense layer already learns a vector per value (one-hot times a kernel
+# is an embedding as wide as the layer); above it most values are rare, and a narrower trained
+# vector (14 wide at 50 values by the width rule) shares what the rare values say through
+# fewer weights. Every reference table keeps its columns one-hot under it (Adult's widest has
+# 42 values).
+EMBEDDING_THRESHOLD = 50
+
+
 class Outliers(StrEnum):
     NONE = "none"
     ZSCORE = "zscore"  # clip to mean ± zscore_threshold · std of the training split
@@ -121,7 +132,7 @@ class Standardize(StrEnum):
 DEFAULT_MISSING_VALUES = ["", "?", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "-"]
 
 
-class CsvSpec(_Section):
+class CsvSpec(Section):
     """How to read a delimited text file; `auto` settings are sniffed from its first lines."""
 
     delimiter: str = Field(
@@ -157,7 +168,7 @@ class CsvSpec(_Section):
         return value
 
 
-class TestSourceSpec(_Section):
+class TestSourceSpec(Section):
     """The source's own test file, read like `source`; relative paths are read from the folder
     of `source`."""
 
@@ -172,15 +183,37 @@ class TestSourceSpec(_Section):
         return {"path": value} if isinstance(value, str | Path) else value
 
 
-class ColumnSpec(_Section):
+class ColumnSpec(Section):
     type: ColumnType = ColumnType.AUTO
     missing: Missing = Missing.AUTO
     fill_value: float | str | None = Field(None, description="The value `missing: constant` uses.")
     scaling: Scaling | None = Field(None, description="Default: data.numeric_scaling.")
     outliers: Outliers | None = Field(None, description="Default: data.clean.outliers.")
+    encoding: CategoryEncoding | None = Field(
+        None,
+        description="Category columns: one_hot, embedding or auto (default: "
+        "data.categorical_encoding).",
+    )
+    embedding_dim: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Width of an embedded column's vectors (default: min(50, round(1.6 n^0.56)) "
+        "for n one-hot slots, fastai's rule).",
+    )
+
+    @model_validator(mode="after")
+    def _width_needs_an_embedding(self) -> ColumnSpec:
+        if self.embedding_dim is not None and self.encoding == CategoryEncoding.ONE_HOT:
+            raise ValueError(
+                "embedding_dim sets the width of an embedded category column, but encoding is "
+                "one_hot. Set encoding: embedding (or auto), or remove embedding_dim. Received: "
+                f"encoding=one_hot, embedding_dim={self.embedding_dim}"
+            )
+        return self
 
 
-class CleanSpec(_Section):
+class CleanSpec(Section):
     numeric_missing: Missing = Field(
         Missing.MEDIAN, description="Default for numeric columns: median, mean, constant, drop_row."
     )
@@ -195,7 +228,7 @@ class CleanSpec(_Section):
     iqr_multiplier: float = Field(1.5, gt=0)
 
 
-class ChecksSpec(_Section):
+class ChecksSpec(Section):
     """Data-quality bars. A breached threshold fails prepare (exit 1); with `strict` (or
     --strict) every profile warning does."""
 
@@ -215,7 +248,7 @@ class ChecksSpec(_Section):
 MAX_IMAGE_SIDE = 4096
 
 
-class ImageSpec(_Section):
+class ImageSpec(Section):
     size: list[int] | None = Field(
         None, description="[height, width] every image is resized to (default: the first's)."
     )
@@ -241,7 +274,7 @@ class ImageSpec(_Section):
         return value
 
 
-class TextSpec(_Section):
+class TextSpec(Section):
     max_tokens: int = Field(20_000, ge=10, description="Vocabulary size, padding and OOV included.")
     sequence_length: int | None = Field(
         None, gt=0, description="Tokens per text (default: 95th percentile of training texts)."
@@ -269,7 +302,7 @@ class CalendarFeature(StrEnum):
     TIME_OF_DAY = "time_of_day"  # period 24 hours
 
 
-class SeriesSpec(_Section):
+class SeriesSpec(Section):
     """Forecasting: windows of `lookback` steps predict the `horizon` steps after them."""
 
     time_column: str | None = Field(None, description="Default: the table's datetime column.")
@@ -325,7 +358,7 @@ class SeriesSpec(_Section):
         return value
 
 
-class SplitSpec(_Section):
+class SplitSpec(Section):
     method: SplitMethod = SplitMethod.AUTO
     validation: float = Field(
         0.1, gt=0, lt=1, description="Share of the training pool held out for validation."
@@ -354,7 +387,7 @@ class SplitSpec(_Section):
         return self
 
 
-class DataSpec(_Section):
+class DataSpec(Section):
     source: Path = Field(
         description="File or folder holding the raw data; relative paths are read from the "
         "recipe file's folder."
@@ -381,8 +414,20 @@ class DataSpec(_Section):
         description="Most frequent values kept per category column; the rest share "
         "the out-of-vocabulary bucket.",
     )
+    categorical_encoding: CategoryEncoding = Field(
+        CategoryEncoding.AUTO,
+        description="How category columns enter the model: one_hot, embedding, or auto "
+        f"(embedding when the one-hot block would be wider than {EMBEDDING_THRESHOLD}).",
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
     sampling: Sampling = Sampling.NONE
+    shard_rows: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="Rows (examples) per prepared shard; default: 100,000, fewer where they pass "
+        "16 MiB in memory. Smaller shards let more workers each read their own files.",
+    )
     checks: ChecksSpec = Field(default_factory=ChecksSpec)
     image: ImageSpec = Field(default_factory=ImageSpec)
     text: TextSpec = Field(default_factory=TextSpec)

@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
     model_validator,
 )
+
+from dltrain.recipe.section import Section
 
 # The widest layer a recipe may ask for: 128 times the widest reference recipe's (512). Wider is
 # a slip (`dense: [1e11]`), and building it would try to allocate terabytes before anything
@@ -42,12 +42,6 @@ Width = Annotated[int, Field(gt=0), AfterValidator(_bounded_width)]
 Widths = list[Width]
 
 
-class _Section(BaseModel):
-    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
-    # number a recipe holds is finite, so both are refused as what they are.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
 class Activation(StrEnum):
     RELU = "relu"
     LEAKY_RELU = "leaky_relu"
@@ -59,7 +53,7 @@ class Activation(StrEnum):
     SIGMOID = "sigmoid"
 
 
-class ModelBase(_Section):
+class ModelBase(Section):
     activation: Activation = Activation.RELU
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
     batch_norm: bool = False
@@ -87,17 +81,55 @@ class PredictorBase(ModelBase):
     )
 
 
-class AugmentationSpec(_Section):
-    """Random image transformations, applied in training only (Keras preprocessing layers)."""
+class CropSpec(Section):
+    """Pad each side, then crop a random window of the input's size (the CIFAR recipes' crop)."""
+
+    padding: int = Field(
+        4, ge=1, le=64, description="Pixels added on each side (black) before the random crop."
+    )
+
+
+class MixSpec(Section):
+    """A mixing weight drawn from Beta(alpha, alpha) per example."""
+
+    alpha: float = Field(
+        gt=0,
+        le=10,
+        description="Beta(alpha, alpha) shape: small alphas keep most examples nearly whole "
+        "(MixUp's 0.2), 1.0 draws the weight uniformly (CutMix's).",
+    )
+
+
+class AugmentationSpec(Section):
+    """Random image transformations, applied in training only.
+
+    flip … crop are Keras layers inside the model, idle at inference. ``mixup`` and ``cutmix``
+    blend pairs of training examples and their labels in the input pipeline (models/mixing.py):
+    classification only, with class-probability targets; validation and test are never mixed.
+    """
 
     flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
     rotation: float = Field(0.0, ge=0, le=1, description="Fraction of a full turn, either way.")
     zoom: float = Field(0.0, ge=0, lt=1, description="Fraction of the size, in or out.")
     translation: float = Field(0.0, ge=0, lt=1, description="Fraction of the size, any direction.")
     contrast: float = Field(0.0, ge=0, lt=1, description="Contrast factor range, 1 ± contrast.")
+    crop: CropSpec | None = Field(None, description="Random crop after padding (null: none).")
+    mixup: MixSpec | None = Field(
+        None, description="MixUp (Zhang et al. 2018): blend two images and their labels."
+    )
+    cutmix: MixSpec | None = Field(
+        None,
+        description="CutMix (Yun et al. 2019): paste a box of another image; labels mixed by "
+        "area. With mixup too, each example gets one of the two, chosen at random.",
+    )
+
+    @property
+    def mixes(self) -> bool:
+        """Whether training blends examples, so its labels are class probabilities."""
+        return self.mixup is not None or self.cutmix is not None
 
 
-class NumericEmbeddingSpec(_Section):
+class NumericEmbeddingSpec(Section):
     """Periodic embeddings of a table's numbers (Gorishniy et al. 2022, "PLR").
 
     Each numeric column x becomes relu(W [sin(2 pi c x), cos(2 pi c x)] + b), with its own
@@ -275,6 +307,14 @@ class TransferSpec(PredictorBase):
         gt=0,
         le=1,
         description="Fine-tuning rate as a fraction of train.optimizer.learning_rate.",
+    )
+    discriminative_lr: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Discriminative rates (fastai): the backbone's bottom layer learns at this "
+        "× the rate, rising geometrically layer by layer to 1× at its top and in the head; "
+        "null: one rate for all.",
     )
     dense: Widths = Field(default_factory=list, description="Dense layers on the backbone.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")

@@ -10,24 +10,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from dltrain.errors import UsageError
-from dltrain.recipe.choices import OptimizerName, ScheduleName, SplitName
+from dltrain.recipe.averaging import SwaSpec
+from dltrain.recipe.choices import InputMode, ScheduleName, SplitName
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.fields import Duration
 from dltrain.recipe.gates import parse_gate
 from dltrain.recipe.models import CnnSpec, ModelSpec
+from dltrain.recipe.optimization import OptimizerSpec, ScheduleSpec
+from dltrain.recipe.section import Section
 from dltrain.recipe.tune import TuneSpec
-
-
-class Section(BaseModel):
-    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
-    # number a recipe holds is finite, so both are refused as what they are.
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_enum_values=False, allow_inf_nan=False
-    )
-
 
 # --- data: DataSpec and its parts live in recipe/data.py -------------------------------------
 
@@ -37,160 +31,6 @@ __all__ = ["DataFormat", "DataSpec", "Scaling", "SplitSpec"]
 # --- model: one class per family, in recipe/models.py ---------------------------------------
 
 # --- training ---------------------------------------------------------------------------------
-
-
-# Optimizers whose Keras class has a `momentum` argument (sgd's defaults to 0, plain SGD).
-MOMENTUM_OPTIMIZERS = (
-    OptimizerName.SGD,
-    OptimizerName.MOMENTUM,
-    OptimizerName.NESTEROV,
-    OptimizerName.RMSPROP,
-)
-
-
-class OptimizerSpec(Section):
-    name: OptimizerName = OptimizerName.ADAM
-    learning_rate: float = Field(1e-3, gt=0, le=10)
-    momentum: float | None = Field(
-        None,
-        ge=0,
-        lt=1,
-        description="momentum and nesterov: 0.9 when unset; sgd and rmsprop: 0.0 when unset "
-        "(Keras's).",
-    )
-    weight_decay: float | None = Field(
-        None, ge=0, description="Decoupled weight decay (adamw defaults to 0.004 as in Keras)."
-    )
-    clipnorm: float | None = Field(None, gt=0, description="Clip each gradient to this norm.")
-    clipvalue: float | None = Field(None, gt=0, description="Clip each gradient element.")
-    global_clipnorm: float | None = Field(
-        None, gt=0, description="Clip all gradients together to this norm."
-    )
-    gradient_accumulation_steps: int | None = Field(
-        None,
-        ge=1,
-        le=10_000,
-        description="Average the gradients of this many batches before each update, so the "
-        "effective batch is batch_size × this at the memory cost of one batch (1 or unset: off).",
-    )
-
-    @model_validator(mode="after")
-    def _one_clipping_mode(self) -> OptimizerSpec:
-        given = {k: getattr(self, k) for k in ("clipnorm", "clipvalue", "global_clipnorm")}
-        given = {k: v for k, v in given.items() if v is not None}
-        if len(given) > 1:  # Keras accepts one of the three
-            received = ", ".join(f"{k}={v}" for k, v in given.items())
-            raise ValueError(
-                "Set only one of `clipnorm`, `clipvalue` and `global_clipnorm`. "
-                f"Received: {received}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _momentum_where_it_exists(self) -> OptimizerSpec:
-        # Silently dropping a momentum the optimizer has no use for would hide a mistake.
-        if self.momentum is not None and self.name not in MOMENTUM_OPTIMIZERS:
-            raise ValueError(
-                f"`momentum` applies to sgd, momentum, nesterov and rmsprop; {self.name.value} has "
-                f"no momentum setting (adam-like optimizers keep their own moving averages). "
-                f"Remove it or pick one of those optimizers. Received: name={self.name.value}, "
-                f"momentum={self.momentum}"
-            )
-        return self
-
-
-class PlateauSpec(Section):
-    """Lower the learning rate when a logged metric stops improving, on top of any schedule."""
-
-    enabled: bool = False
-    monitor: str = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"
-    factor: float = Field(
-        0.5,
-        gt=0,
-        lt=1,
-        description="Multiply the rate by this at each plateau. 0.5 rather than Keras's 0.1: "
-        "several gentle steps fit inside early stopping's patience.",
-    )
-    patience: int = Field(
-        2, ge=0, description="Epochs without improvement before lowering (below early stopping's)."
-    )
-    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
-    cooldown: int = Field(0, ge=0, description="Epochs to wait after a reduction before counting.")
-    min_learning_rate: float = Field(
-        0.0, ge=0, description="Reductions never take the rate below this (the schedule may)."
-    )
-
-
-class ScheduleSpec(Section):
-    """A learning-rate schedule over the whole run; every parameter counts in epochs."""
-
-    name: ScheduleName = ScheduleName.CONSTANT
-    gamma: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="exponential: lr0·gamma^epoch; step: multiply by gamma every step_epochs "
-        "(or at each of `boundaries`).",
-    )
-    step_epochs: int = Field(5, gt=0, description="step: epochs between two decays.")
-    boundaries: list[Annotated[float, Field(gt=0)]] | None = Field(
-        None,
-        min_length=1,
-        description="step: the epochs at which the rate is multiplied by gamma, instead of every "
-        "step_epochs (e.g. [30, 60, 80]).",
-    )
-    min_learning_rate: float = Field(
-        0.0,
-        ge=0,
-        description="cosine, cosine_restarts, polynomial: the floor the decay reaches.",
-    )
-    restart_epochs: float = Field(
-        5, gt=0, description="cosine_restarts: epochs of the first cycle (SGDR's T_0)."
-    )
-    restart_period_mult: float = Field(
-        2.0, ge=1, description="cosine_restarts: each cycle is this many times longer than the last"
-    )
-    restart_peak_mult: float = Field(
-        1.0,
-        gt=0,
-        le=1,
-        description="cosine_restarts: each cycle's height above the floor is this × the last's.",
-    )
-    power: float = Field(
-        1.0, gt=0, description="polynomial: the decay's exponent (1 is a straight line)."
-    )
-    decay_rate: float = Field(
-        0.5, gt=0, description="inverse_time: lr0 / (1 + decay_rate · epoch)."
-    )
-    warmup_epochs: float = Field(
-        0.0,
-        ge=0,
-        description="Ramp the rate linearly up to lr0 over this many epochs (fractions allowed), "
-        "then run the schedule; works with every schedule.",
-    )
-    warmup_start_factor: float = Field(
-        0.0, ge=0, lt=1, description="The ramp starts at this × lr0 (0: from nearly zero)."
-    )
-    reduce_on_plateau: PlateauSpec = Field(default_factory=PlateauSpec)
-
-    @model_validator(mode="after")
-    def _one_step_rule(self) -> ScheduleSpec:
-        if self.boundaries is None:
-            return self
-        pairs = zip(self.boundaries, self.boundaries[1:], strict=False)
-        if any(later <= earlier for earlier, later in pairs):
-            raise ValueError(
-                f"`boundaries` must be increasing epochs, for example [30, 60, 80]. "
-                f"Received: boundaries={self.boundaries}"
-            )
-        if self.step_epochs != type(self).model_fields["step_epochs"].default:
-            raise ValueError(
-                f"Set either `step_epochs` (decay at regular intervals) or `boundaries` (decay at "
-                f"the listed epochs), not both. Received: step_epochs={self.step_epochs}, "
-                f"boundaries={self.boundaries}"
-            )
-        return self
 
 
 class LossName(StrEnum):
@@ -356,6 +196,12 @@ class TrainSpec(Section):
         None,
         description="Weigh each class's examples in the loss: balanced, {class: weight}, or null.",
     )
+    input: InputMode = Field(
+        InputMode.AUTO,
+        description="How training, evaluation and find-lr read the prepared splits: memory (read "
+        "whole once), stream (the shards from disk every epoch, flat memory at any size) or auto "
+        "(memory while the splits are small enough, else stream); run.json says which ran.",
+    )
     folds: int | None = Field(
         None,
         ge=2,
@@ -363,6 +209,38 @@ class TrainSpec(Section):
         description="K-fold cross-validation over the training and validation rows (the test "
         "split untouched): K runs, out-of-fold metrics, one model averaging the K (--folds).",
     )
+    swa: SwaSpec = Field(default_factory=SwaSpec)
+
+    @model_validator(mode="after")
+    def _one_average(self) -> TrainSpec:
+        if self.swa.enabled and self.optimizer.ema.enabled:
+            raise ValueError(
+                "`train.swa` and `train.optimizer.ema` each replace the trained weights by an "
+                "average of them; enable one of the two."
+            )
+        if self.swa.enabled and self.swa.first_epoch(self.epochs) > self.epochs:
+            raise ValueError(
+                f"`train.swa.start_epoch` is {self.swa.start_epoch:g}, after the run's last "
+                f"epoch ({self.epochs}): nothing would be averaged. Expected an epoch up to "
+                f"{self.epochs}, or a fraction such as 0.75."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cycled_momentum_or_fixed(self) -> TrainSpec:
+        schedule = self.lr_schedule
+        if (
+            schedule.name == ScheduleName.ONE_CYCLE
+            and schedule.momentum_range is not None
+            and self.optimizer.momentum is not None
+        ):
+            raise ValueError(
+                "`train.optimizer.momentum` is set, but the one_cycle schedule cycles the "
+                "momentum through `train.lr_schedule.momentum_range`. Remove one: "
+                "momentum_range: null keeps a fixed momentum. Received: momentum="
+                f"{self.optimizer.momentum}, momentum_range={list(schedule.momentum_range)}"
+            )
+        return self
 
 
 # --- evaluation -------------------------------------------------------------------------------

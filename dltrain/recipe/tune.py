@@ -40,6 +40,7 @@ from pydantic import (
 
 from dltrain.recipe.choices import ParamKind, PrunerName, SamplerName
 from dltrain.recipe.fields import Duration
+from dltrain.recipe.section import Section
 
 DOTTED_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -54,12 +55,6 @@ RESERVED_PATHS = {
     "tune": "the search cannot tune itself",
     "evaluate": "it does not change training, so it cannot change the objective",
 }
-
-
-class _Section(BaseModel):
-    # inf passes bounds such as gt=0 (and nan fails them with a puzzling message); every
-    # number a recipe holds is finite, so both are refused as what they are.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 RANGE_KINDS = (ParamKind.UNIFORM, ParamKind.LOG_UNIFORM, ParamKind.INT, ParamKind.LOG_INT)
@@ -247,7 +242,7 @@ class Direction(StrEnum):
 _MINIMISED = re.compile(r"(loss|error|mse|mae|rmse|mape|seconds)$")
 
 
-class TuneSpec(_Section):
+class TuneSpec(Section):
     """What `dltrain tune` optimises, how long, how it searches and prunes, and over what."""
 
     objective: str = Field(

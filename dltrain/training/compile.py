@@ -15,7 +15,9 @@ from dltrain.errors import RecipeError
 from dltrain.manifest import ClassTarget, Manifest
 from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
+from dltrain.training.averaging import ema_arguments
 from dltrain.training.losses import logged_names, make_loss, training_metrics
+from dltrain.training.one_cycle import CYCLED_ATTRIBUTE, MomentumCycle, find_one_cycle
 from dltrain.training.optimizers import make_optimizer
 from dltrain.training.schedules import ReduceOnPlateau, find_plateau, make_schedule
 
@@ -32,7 +34,12 @@ class CompileParts:
 
 
 def compile_parts(
-    spec: TrainSpec, task: Task, manifest: Manifest, steps_per_epoch: int
+    spec: TrainSpec,
+    task: Task,
+    manifest: Manifest,
+    steps_per_epoch: int,
+    *,
+    soft_labels: bool = False,
 ) -> CompileParts:
     """Build the optimizer, loss, metrics, callbacks and class weights of a training run.
 
@@ -47,6 +54,7 @@ def compile_parts(
         task: what the prepared dataset's model predicts.
         manifest: the prepared dataset's manifest (classes and their counts).
         steps_per_epoch: optimizer steps (batches) per epoch, to count schedules in epochs.
+        soft_labels: the labels are class probabilities (MixUp, CutMix; the family's hooks say).
 
     Returns:
         The parts; ``callbacks`` must run after the logger that records ``learning_rate`` for
@@ -70,17 +78,26 @@ def compile_parts(
                 f"which training does not log. Expected one of {', '.join(known)}."
             )
         callbacks.append(ReduceOnPlateau(plateau_spec))
+    cycle = find_one_cycle(schedule)
+    momenta = spec.lr_schedule.momentum_range
+    attribute = CYCLED_ATTRIBUTE.get(spec.optimizer.name)
+    if cycle is not None and momenta is not None and attribute is not None:
+        callbacks.append(MomentumCycle(cycle, attribute, high=momenta[0], low=momenta[1]))
     return CompileParts(
-        optimizer=make_optimizer(spec.optimizer, schedule),
-        loss=make_loss(spec.loss, task, num_classes),
+        optimizer=make_optimizer(spec.optimizer, schedule, ema_arguments(spec)),
+        loss=make_loss(spec.loss, task, num_classes, soft_labels=soft_labels),
         metrics=training_metrics(task),
         callbacks=callbacks,
-        class_weight=class_weights(spec.class_weight, task, manifest),
+        class_weight=class_weights(spec.class_weight, task, manifest, soft_labels=soft_labels),
     )
 
 
 def class_weights(
-    setting: str | dict[str, float] | None, task: Task, manifest: Manifest
+    setting: str | dict[str, float] | None,
+    task: Task,
+    manifest: Manifest,
+    *,
+    soft_labels: bool = False,
 ) -> dict[int, float] | None:
     """The ``class_weight`` dict for ``model.fit``: one weight per class index, or None.
 
@@ -93,12 +110,24 @@ def class_weights(
         setting: the recipe's ``train.class_weight``.
         task: what the prepared dataset's model predicts.
         manifest: the prepared dataset's manifest.
+        soft_labels: the labels are class probabilities (MixUp, CutMix).
 
     Raises:
-        RecipeError: weights asked for on a regression dataset, or a class that does not exist.
+        RecipeError: weights asked for on a regression dataset, or a class that does not exist,
+            or with blended labels.
     """
     if setting is None:
         return None
+    if soft_labels:
+        # Keras would weigh a blended example by its larger share's class alone.
+        raise RecipeError(
+            f"`train.class_weight` is {setting!r}, but `model.augmentation` mixes examples "
+            f"(mixup or cutmix): a blended example belongs to two classes, so one weight per "
+            f"example cannot be right. Weigh the classes inside the loss instead, where each "
+            f"class's share of a label gets its own weight: `train.loss: {{name: focal, gamma: 0, "
+            f"alpha: [w0, w1, ...]}}` (gamma 0 is plain cross-entropy; one weight per class, in "
+            f"label order), and remove train.class_weight."
+        )
     if not task.is_classification:
         raise RecipeError(
             f"`train.class_weight` is {setting!r}, but the prepared dataset's task is "

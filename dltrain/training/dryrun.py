@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dltrain.backend import GPUS, keras
 from dltrain.errors import RecipeError
@@ -21,6 +22,9 @@ from dltrain.recipe.schema import TrainSpec
 from dltrain.training.device import plan_devices
 from dltrain.training.optimizers import make_schedule
 from dltrain.training.plan import check_monitor, epoch_steps, open_prepared
+
+if TYPE_CHECKING:
+    from dltrain.training.epoch_time import EpochTime
 
 WEIGHT_BYTES = 4  # variables stay float32, mixed precision or not
 # Values an optimizer keeps per weight: Adam's two moments, a momentum, an accumulator.
@@ -64,11 +68,14 @@ class DryRun:
     steps_per_epoch: int
     learning_rates: list[tuple[int, float]]  # (epoch, rate at its start), and the last step
     device: str
+    timing: EpochTime | None = None  # a few timed steps: the time an epoch takes
+    not_timed: str | None = None  # why there is no timing
 
 
 def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     """Measure the model and schedule the recipe describes and refuse a model this machine
-    cannot train; train nothing, allocate no weight.
+    cannot train; then, for a model of sane size, time a few training steps on the prepared
+    data (training/epoch_time.py) to estimate an epoch. Nothing is written or kept.
 
     Raises:
         DataError: no usable prepared dataset (the model's shape comes from it).
@@ -89,7 +96,18 @@ def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     rates = [
         (epoch, _rate_at(schedule, min(epoch * steps, spec.epochs * steps - 1))) for epoch in points
     ]
-    return DryRun(size=size, steps_per_epoch=steps, learning_rates=rates, device=plan.description)
+    from dltrain.training.epoch_time import time_epoch, timing_refusal
+
+    not_timed = timing_refusal(size, multiworker=plan.cluster is not None)
+    timing = None if not_timed else time_epoch(loaded, workdir)
+    return DryRun(
+        size=size,
+        steps_per_epoch=steps,
+        learning_rates=rates,
+        device=plan.description,
+        timing=timing,
+        not_timed=not_timed,
+    )
 
 
 def measure_model(

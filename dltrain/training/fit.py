@@ -13,7 +13,6 @@ from rich.console import Console
 
 from dltrain.atomic import atomic_path, write_text_atomic
 from dltrain.backend import keras, tf
-from dltrain.data.pipeline import make_dataset
 from dltrain.data.store import PreparedDataset
 from dltrain.errors import RunError, TrainingFailed, TrainingInterrupted
 from dltrain.faults import crash_point
@@ -22,8 +21,15 @@ from dltrain.models.io import ModelIO
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.schema import TrainSpec
-from dltrain.run_info import RunStatus, TrialMarker
+from dltrain.run_info import InputRecord, RunStatus, TrialMarker
 from dltrain.runs import RunFolder
+from dltrain.training.averaging import (
+    AveragedWeights,
+    averaging,
+    recompute_batch_norm,
+    refuse_averaging,
+    resume_averages,
+)
 from dltrain.training.calibrate import calibrate
 from dltrain.training.callbacks import DivergenceGuard, EpochStats, ProgressDisplay, TimeBudget
 from dltrain.training.checkpoints import (
@@ -36,6 +42,7 @@ from dltrain.training.checkpoints import (
 from dltrain.training.compile import CompileParts, compile_parts
 from dltrain.training.finish import TrainResult, close_run, finish_resumed
 from dltrain.training.hooks import Phase, TrainingHooks
+from dltrain.training.inputs import input_batches
 from dltrain.training.multiworker import fit as fit_multiworker
 from dltrain.training.multiworker import weights_digest
 from dltrain.training.plan import RunPlan, configure_tensorflow, plan_run
@@ -116,6 +123,8 @@ def train(
     model, parts = build_and_compile(plan)
     splits = load_batches(plan)
     record = open_run_record(plan, workdir, tune, run_dir)
+    record.info.input = splits.input
+    record.write()
     if not plan.trial:
         write_summary(model, record.files.summary)
     tracker = start_tracking(plan, record, workdir, tracking_parent)
@@ -124,6 +133,8 @@ def train(
     try:
         seconds = fit_phases(plan, model, parts, watch, splits, record)
         check_converged(plan, watch, record)
+        if plan.spec.swa.enabled:  # the average's own batch-norm statistics, before saving
+            recompute_batch_norm(model, splits.train)
         result = finish(plan, model, watch, record, seconds)
     except BaseException as exc:
         killed = isinstance(exc, KeyboardInterrupt | TrainingInterrupted)
@@ -135,10 +146,11 @@ def train(
 
 @dataclass(frozen=True)
 class Splits:
-    """The batches training fits on and validates with."""
+    """The batches training fits on and validates with, and how they were read."""
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
+    input: InputRecord
 
 
 @dataclass(frozen=True)
@@ -176,12 +188,20 @@ def build_and_compile(plan: RunPlan) -> tuple[keras.Model, CompileParts]:
     dataset = plan.dataset
     # a run resumed in a later phase (fine-tuning) compiles with that phase's settings
     train = plan.hooks.phases(plan.spec, plan.initial_epoch)[0].train
+    refuse_averaging(plan.hooks, plan.spec, plan.recipe.model.family)
     with plan.devices.strategy.scope():
-        parts = compile_parts(train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(
+            train,
+            plan.task,
+            dataset.manifest,
+            plan.steps_per_epoch,
+            soft_labels=plan.hooks.soft_labels,
+        )
         if plan.state is not None:
             assert plan.resume_dir is not None
             checkpoint = RunFolder(plan.resume_dir).checkpoints / plan.state.checkpoint
             model = restore_checkpoint(plan.hooks, checkpoint, parts, train)
+            resume_averages(model, plan.hooks, plan.spec, plan.initial_epoch)
         else:
             model = build_model(plan.recipe.model, ModelIO(dataset.manifest))
             plan.hooks.compile(model, parts, train)
@@ -226,21 +246,16 @@ def restore_checkpoint(
 def load_batches(plan: RunPlan) -> Splits:
     """The training and validation batches, labelled as the model's family learns.
 
+    In memory or streamed from the shards, as ``train.input`` and the data's size decide
+    (data/streaming.py ``choose_input``).
+
     Args:
         plan: the run's plan.
 
     Returns:
         Training batches reshuffled every epoch, validation batches in order.
     """
-    spec, dataset, hooks = plan.spec, plan.dataset, plan.hooks
-    train_x, train_y = dataset.load_split("train")
-    val_x, val_y = dataset.load_split("validation")
-    # keyed as the model's inputs are (a table's input names; manifest.py)
-    train_x, val_x = dataset.manifest.model_inputs(train_x), dataset.manifest.model_inputs(val_x)
-    seed = plan.recipe.seed + plan.initial_epoch
-    train = make_dataset(
-        train_x, hooks.labels(train_y), spec.batch_size, shuffle=spec.shuffle, seed=seed
-    )
+    train, validation, record = input_batches(plan)
     batches = int(train.cardinality())
     if batches != plan.steps_per_epoch:
         # The schedule was built for plan.steps_per_epoch: training on another count would end
@@ -249,12 +264,7 @@ def load_batches(plan: RunPlan) -> Splits:
             f"The training pipeline yields {batches} batches per epoch, but the run was planned "
             f"for {plan.steps_per_epoch}; this is a dltrain bug, please report it."
         )
-    return Splits(
-        train=train,
-        validation=make_dataset(
-            val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
-        ),
-    )
+    return Splits(train=train, validation=validation, input=record)
 
 
 def write_summary(model: keras.Model, path: Path) -> None:
@@ -290,7 +300,9 @@ def watch_training(
     """
     spec = plan.spec
     guard = DivergenceGuard()
+    averager = AveragedWeights.for_run(spec) if averaging(spec) else None
     callbacks: list[keras.callbacks.Callback] = [
+        *([averager] if averager else []),  # first: the epoch's end sees the averaged weights
         guard,
         EpochStats(),
         keras.callbacks.CSVLogger(str(files.history), append=plan.state is not None),
@@ -327,6 +339,8 @@ def watch_training(
     if budget is not None:
         callbacks.append(budget)
     callbacks.extend(extra_callbacks)
+    if averager is not None:
+        callbacks.append(averager.swap_back)  # last: training goes on from the trained weights
     return Watchers(callbacks, guard, stopper, budget)
 
 
@@ -419,7 +433,13 @@ def start_phase(plan: RunPlan, model: keras.Model, phase: Phase, watch: Watchers
         phase.prepare(model)
     dataset = plan.dataset
     with plan.devices.strategy.scope():
-        parts = compile_parts(phase.train, plan.task, dataset.manifest, plan.steps_per_epoch)
+        parts = compile_parts(
+            phase.train,
+            plan.task,
+            dataset.manifest,
+            plan.steps_per_epoch,
+            soft_labels=plan.hooks.soft_labels,
+        )
         plan.hooks.compile(model, parts, phase.train)
     _continue_callbacks(watch.callbacks, watch.stopper)
 

@@ -3,9 +3,10 @@
 The loop in training/fit.py is the same for every family; what differs (what the model learns,
 the labels it is fed, how it compiles, extra callbacks, training in phases, whether it may train
 across machines) is asked of the family's ``TrainingHooks``. A family declares its subclass
-beside its builder (models/gan.py, models/autoencoder.py, models/transfer.py) and names it in
-the registry (models/__init__.py ``TRAINING``); ``TrainingHooks`` itself is the way of the
-predictors, the families that end in the task's head and learn the prepared data's target.
+beside its builder (models/gan.py, models/autoencoder.py, models/transfer.py, models/cnn.py)
+and names it in the registry (models/__init__.py ``TRAINING``); ``TrainingHooks`` itself is the
+way of the predictors, the families that end in the task's head and learn the prepared data's
+target.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.backend import keras
+from dltrain.backend import keras, tf
 from dltrain.data.store import PreparedDataset
+from dltrain.manifest import Manifest
 from dltrain.models import family_task
 from dltrain.recipe.schema import TrainSpec
 from dltrain.runs import RunFolder
@@ -80,6 +82,28 @@ class TrainingHooks:
         """
         return y
 
+    @property
+    def soft_labels(self) -> bool:
+        """Whether training labels are class probabilities (blended examples) rather than
+        class indices, so the loss must take them; a predictor's are the targets."""
+        return False
+
+    def batches(
+        self, batches: tf.data.Dataset, manifest: Manifest, *, training: bool, seed: int
+    ) -> tf.data.Dataset:
+        """The batches ``fit`` is given, made from batches of (inputs, labels).
+
+        Args:
+            batches: a split's batches, labelled by ``labels``.
+            manifest: the prepared dataset's manifest (its classes).
+            training: the training split's (validation batches are never blended).
+            seed: the run's seed for anything random.
+
+        Returns:
+            The batches to fit on or validate with; a predictor's as they are.
+        """
+        return batches
+
     def compile(self, model: keras.Model, parts: CompileParts, train: TrainSpec) -> None:
         """Compile ``model`` with the run's optimizer, loss and metrics.
 
@@ -114,6 +138,15 @@ class TrainingHooks:
             The callbacks; a predictor has none.
         """
         return []
+
+    def averaging_reason(self, train: TrainSpec) -> str | None:
+        """Why the family cannot keep averaged weights (``train.optimizer.ema``,
+        ``train.swa``) under ``train``; None: it can.
+
+        Args:
+            train: the recipe's ``train`` section.
+        """
+        return None
 
     def phases(self, train: TrainSpec, initial_epoch: int) -> list[Phase]:
         """The phases that take training from ``initial_epoch`` to ``train.epochs``.

@@ -3,7 +3,8 @@
 Classification labels are integer class indices and models output softmax probabilities (binary
 included, as two classes). Keras's label smoothing and focal losses want one-hot targets, so
 ``SparseFocalCrossentropy`` takes integer labels and does both; with ``gamma=0`` and no alpha it
-is cross-entropy, which is why every cross-entropy name works on the same labels.
+is cross-entropy, which is why every cross-entropy name works on the same labels. Under MixUp or
+CutMix (models/mixing.py) the labels are class probabilities instead, which it takes as well.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def logged_names(task: Task) -> list[str]:
 class SparseFocalCrossentropy(keras.losses.Loss):
     """Focal cross-entropy on integer labels and class probabilities.
 
-    Per example, with targets ``y = (1 − ε)·one_hot(label) + ε/K``::
+    Per example, with targets ``y = (1 − ε)·one_hot(label) + ε/K`` (or ``(1 − ε)·label + ε/K``
+    for labels that are already one probability per class, as MixUp and CutMix make them)::
 
         loss = −Σ_k y_k · α_k · (1 − p_k)^γ · log p_k
 
@@ -101,9 +103,13 @@ class SparseFocalCrossentropy(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         ops = keras.ops
-        if len(y_true.shape) == len(y_pred.shape):  # labels shaped (batch, 1)
-            y_true = ops.squeeze(y_true, axis=-1)
-        targets = ops.one_hot(ops.cast(y_true, "int32"), self.num_classes, dtype=y_pred.dtype)
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        if _soft(y_true, y_pred):  # class probabilities already (MixUp, CutMix)
+            targets = ops.cast(y_true, y_pred.dtype)
+        else:
+            if len(y_true.shape) == len(y_pred.shape):  # labels shaped (batch, 1)
+                y_true = ops.squeeze(y_true, axis=-1)
+            targets = ops.one_hot(ops.cast(y_true, "int32"), self.num_classes, dtype=y_pred.dtype)
         if self.label_smoothing:
             targets = targets * (1.0 - self.label_smoothing) + (
                 self.label_smoothing / self.num_classes
@@ -128,25 +134,42 @@ class SparseFocalCrossentropy(keras.losses.Loss):
         return config
 
 
-def make_loss(spec: LossSpec, task: Task, num_classes: int | None = None) -> keras.losses.Loss:
+def _soft(y_true: Any, y_pred: Any) -> bool:
+    """Whether ``y_true`` holds one probability per class rather than class indices."""
+    return len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1] != 1
+
+
+def make_loss(
+    spec: LossSpec, task: Task, num_classes: int | None = None, *, soft_labels: bool = False
+) -> keras.losses.Loss:
     """The Keras loss for the recipe's ``train.loss`` on a dataset of ``task``.
 
     Plain cross-entropy stays Keras's own ``SparseCategoricalCrossentropy`` (its fused kernel);
-    label smoothing, focal and class-balanced alpha use ``SparseFocalCrossentropy``.
+    label smoothing, focal and class-balanced alpha use ``SparseFocalCrossentropy``. With
+    ``soft_labels`` (MixUp, CutMix: one probability per class) plain cross-entropy is
+    ``CategoricalCrossentropy``; ``SparseFocalCrossentropy`` takes either kind of label.
 
     Args:
         spec: the recipe's ``train.loss``.
         task: what the prepared dataset's model predicts.
         num_classes: classes in the dataset (classification only).
+        soft_labels: the labels are class probabilities, not class indices.
 
     Returns:
         The loss object to compile with.
 
     Raises:
         RecipeError: a loss for the other kind of target, binary cross-entropy on more than two
-            classes, or an alpha list of the wrong length.
+            classes, an alpha list of the wrong length, or soft labels for numeric targets.
     """
     name = spec.name
+    if soft_labels and not task.is_classification:
+        raise RecipeError(
+            f"`model.augmentation` sets mixup or cutmix, which blend pairs of examples and "
+            f"their class labels, but the prepared dataset's task is {task.value}: there are no "
+            f"classes to blend. Remove model.augmentation.mixup and .cutmix (flips, crops and "
+            f"the other augmentations work for any task)."
+        )
     if task.is_classification:
         if name in _NUMERIC_LOSSES:
             raise RecipeError(
@@ -164,6 +187,8 @@ def make_loss(spec: LossSpec, task: Task, num_classes: int | None = None) -> ker
         alpha = _alpha_per_class(spec.alpha, classes)
         gamma = spec.gamma if name == LossName.FOCAL else 0.0
         if not gamma and alpha is None and not spec.label_smoothing:
+            if soft_labels:
+                return keras.losses.CategoricalCrossentropy()
             return keras.losses.SparseCategoricalCrossentropy()
         return SparseFocalCrossentropy(
             classes, gamma=gamma, alpha=alpha, label_smoothing=spec.label_smoothing

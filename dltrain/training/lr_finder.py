@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from dltrain.atomic import atomic_path, write_json_atomic
-from dltrain.backend import keras
+from dltrain.backend import keras, tf
+from dltrain.data.store import PreparedDataset
 from dltrain.errors import RecipeError
 from dltrain.recipe import LoadedRecipe
-from dltrain.recipe.schema import Recipe
+from dltrain.recipe.schema import Recipe, TrainSpec
 from dltrain.runs import runs_dir
 
 # runs/<recipe>/lr-finder/, beside the recipe's runs (as tune/ is); it holds no model, so commands
@@ -283,7 +284,6 @@ def find_learning_rate(
         RecipeError: a family the test cannot probe (a GAN), or a loss or class weighting that
             does not fit the data.
     """
-    from dltrain.data.pipeline import make_dataset
     from dltrain.models import build_model, training_hooks
     from dltrain.models.io import ModelIO
     from dltrain.training.compile import CompileParts, class_weights
@@ -307,15 +307,16 @@ def find_learning_rate(
     num_classes = manifest.num_classes if task.is_classification else None
     parts = CompileParts(
         optimizer=make_optimizer(train.optimizer, spec.start_learning_rate),
-        loss=make_loss(train.loss, task, num_classes),
+        loss=make_loss(train.loss, task, num_classes, soft_labels=hooks.soft_labels),
         metrics=[],  # the sweep reads the loss alone
-        class_weight=class_weights(train.class_weight, task, manifest),
+        class_weight=class_weights(
+            train.class_weight, task, manifest, soft_labels=hooks.soft_labels
+        ),
     )
 
     keras.utils.set_random_seed(recipe.seed)
-    x, y = dataset.load_split("train")
-    x = manifest.model_inputs(x)  # keyed as the model's inputs are
-    batches = make_dataset(x, hooks.labels(y), train.batch_size, shuffle=True, seed=recipe.seed)
+    batches = sweep_batches(dataset, train, hooks.labels, recipe.seed)
+    batches = hooks.batches(batches, manifest, training=True, seed=recipe.seed)
     model = build_model(recipe.model, ModelIO(manifest))
     result = range_test(
         model,
@@ -326,6 +327,26 @@ def find_learning_rate(
         on_step=on_step,
     )
     return write_range_test(finder_dir(workdir, recipe.name), recipe, spec, result)
+
+
+def sweep_batches(
+    dataset: PreparedDataset,
+    train: TrainSpec,
+    labels: Callable[[np.ndarray], np.ndarray],
+    seed: int,
+) -> tf.data.Dataset:
+    """The training split's batches, shuffled, in memory or streamed as ``train.input`` says."""
+    from dltrain.data.pipeline import make_dataset
+    from dltrain.data.streaming import InputPath, StreamRequest, choose_input, stream_split
+
+    if choose_input(dataset, train.input)[0] is InputPath.STREAM:
+        request = StreamRequest(
+            split="train", batch_size=train.batch_size, shuffle=True, seed=seed, labels=labels
+        )
+        return stream_split(dataset, request)
+    x, y = dataset.load_split("train")
+    x = dataset.manifest.model_inputs(x)  # keyed as the model's inputs are
+    return make_dataset(x, labels(y), train.batch_size, shuffle=True, seed=seed)
 
 
 def write_range_test(

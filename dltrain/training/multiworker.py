@@ -105,12 +105,16 @@ def private_copy(run_dir: Path) -> Path:
 
 
 def distribute(dataset: tf.data.Dataset, strategy: Any) -> Any:
-    """Split every global batch of ``dataset`` across the strategy's workers.
+    """Give every worker its share of ``dataset``'s batches.
 
-    Each worker builds the same pipeline (same seed, so the same order) and keeps its share of
-    each batch (auto-shard policy ``DATA``): the prepared splits are in memory, and there are no
-    per-worker files for ``FILE`` sharding to split.
+    A dataset in memory: each worker builds the same pipeline (same seed, so the same order)
+    and keeps its share of each global batch (auto-shard policy ``DATA``). A streamed one
+    (training/inputs.py) is already this worker's own shard files, batched at its share of the
+    global batch, and marked with the policy ``OFF``: it goes to the worker as it is.
     """
+    policy = dataset.options().experimental_distribute.auto_shard_policy
+    if policy == tf.data.experimental.AutoShardPolicy.OFF:
+        return strategy.distribute_datasets_from_function(lambda _context: dataset)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))

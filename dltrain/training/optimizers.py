@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dltrain.backend import keras
-from dltrain.recipe.schema import OptimizerName, OptimizerSpec
+from dltrain.recipe.choices import OptimizerName
+from dltrain.recipe.optimization import OptimizerSpec
 from dltrain.training.schedules import LearningRate, make_schedule
 
 __all__ = ["make_optimizer", "make_schedule"]  # make_schedule stays importable from here
@@ -19,7 +22,9 @@ _ADAPTIVE = {
 }
 
 
-def make_optimizer(spec: OptimizerSpec, learning_rate: LearningRate) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    spec: OptimizerSpec, learning_rate: LearningRate, averages: dict[str, Any] | None = None
+) -> keras.optimizers.Optimizer:
     """A Keras optimizer for the recipe's ``train.optimizer`` section.
 
     Clipping, decoupled weight decay and gradient accumulation are Keras's own, which every
@@ -29,12 +34,14 @@ def make_optimizer(spec: OptimizerSpec, learning_rate: LearningRate) -> keras.op
         spec: the recipe's ``train.optimizer``.
         learning_rate: a rate or a schedule (``make_schedule``); ``spec.learning_rate`` is not
             read here, so a schedule built from it is not applied twice.
+        averages: ``use_ema`` and ``ema_momentum`` when the run keeps averaged weights
+            (training/averaging.py ``ema_arguments``).
 
     Returns:
         The optimizer, not yet built (``model.compile`` builds it).
     """
     # keyword arguments every Keras optimizer takes; settings left unset keep its defaults
-    common: dict[str, LearningRate] = {"learning_rate": learning_rate}
+    common: dict[str, Any] = {"learning_rate": learning_rate, **(averages or {})}
     for key in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay"):
         value = getattr(spec, key)
         if value is not None:

@@ -22,8 +22,10 @@ import numpy as np
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
-from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec
+from dltrain.recipe.choices import ScheduleName
+from dltrain.recipe.optimization import PlateauSpec, ScheduleSpec
 from dltrain.training.callbacks import Logs
+from dltrain.training.one_cycle import one_cycle
 
 LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 _schedules = keras.optimizers.schedules
@@ -360,6 +362,8 @@ def _base_schedule(
             end_learning_rate=min(spec.min_learning_rate, learning_rate),
             power=spec.power,
         )
+    if name == ScheduleName.ONE_CYCLE:  # up to lr0, then far below it (training/one_cycle.py)
+        return one_cycle(spec, learning_rate, decay_steps)
     # inverse time: lr0 / (1 + decay_rate · epoch), smoothly within an epoch
     return _schedules.InverseTimeDecay(learning_rate, steps_per_epoch, spec.decay_rate)
 

@@ -4,6 +4,7 @@ memory, with one paragraph and exit 2, never an allocation or an internal error.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -87,3 +88,46 @@ def test_the_dry_run_reports_the_memory_training_takes(project: Path) -> None:
     assert report["weight_bytes"] == 4 * report["parameters"]
     assert report["weight_bytes"] < report["training_bytes"] < report["memory_bytes"]
     assert "memory" in err and "training ≈" in err
+
+
+def test_the_dry_run_times_steps_to_estimate_an_epoch(project: Path) -> None:
+    code, out, err = invoke("train", "--dry-run", "--json", "--epochs", "3")
+    assert code == 0, err
+    report = json.loads(out)
+    timing = report["timing"]
+    manifest = json.loads((project / "data" / "tiny" / "manifest.json").read_text())
+    batch = 32  # the recipe's train.batch_size
+    train_rows = manifest["splits"]["train"]["num_examples"]
+    validation_rows = manifest["splits"]["validation"]["num_examples"]
+    # the steps the estimate multiplies are the batches the pipeline yields, as train counts them
+    assert timing["steps_per_epoch"] == report["steps_per_epoch"] == math.ceil(train_rows / batch)
+    assert timing["validation_steps"] == math.ceil(validation_rows / batch)
+    # fewer batches than warm-up + timed steps: the split repeats, every step is still timed
+    assert timing["steps_per_epoch"] < timing["warmup_steps"] + timing["timed_steps"]
+    assert timing["warmup_steps"] == 2 and 5 <= timing["timed_steps"] <= 50
+    for key in ("step_seconds", "validation_step_seconds", "epoch_seconds", "total_seconds"):
+        assert math.isfinite(timing[key]) and timing[key] > 0, key
+    assert timing["epoch_seconds"] == pytest.approx(
+        timing["steps_per_epoch"] * timing["step_seconds"]
+        + timing["validation_steps"] * timing["validation_step_seconds"]
+    )
+    assert timing["epochs"] == 3
+    assert timing["total_seconds"] == pytest.approx(3 * timing["epoch_seconds"])
+    assert 0 <= timing["epoch_seconds_error"] < math.inf and report["not_timed"] is None
+    text = " ".join(err.replace("│", " ").split())  # the table wraps its cells
+    assert "per epoch" in text and f"{timing['timed_steps']} timed steps after 2 warm-up" in text
+    assert not (project / "runs").exists()  # the timed steps leave nothing behind
+
+
+def test_a_model_too_big_to_build_safely_is_not_timed(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small enough to be measured and allowed, too big a share of memory to be built here."""
+    from dltrain.training import epoch_time
+
+    monkeypatch.setattr(epoch_time, "MEMORY_SHARE", 1e-9)
+    code, out, err = invoke("train", "--dry-run", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["timing"] is None and "over half of" in report["not_timed"]
+    assert "not timed: training it takes about" in " ".join(err.replace("│", " ").split())

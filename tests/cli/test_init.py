@@ -218,3 +218,16 @@ def test_many_repeated_rows_are_kept_as_the_datas_nature_and_few_are_dropped(sho
     result = runner.invoke(app, ["init", "sales.csv", "-t", "churned", "-o", "sales.yaml"])
     assert result.exit_code == 0, result.stderr
     assert "clean" not in yaml.safe_load((shop / "sales.yaml").read_text())["data"]
+
+
+def test_init_embeds_a_category_column_too_wide_for_one_hot(shop: Path) -> None:
+    frame = pd.read_csv(shop / "sales.csv")
+    frame["city"] = [f"town{i % 80:02d}" for i in range(len(frame))]  # 80 values, each ~4 times
+    frame.to_csv(shop / "sales.csv", index=False)
+    result = runner.invoke(app, ["init", "sales.csv", "--target", "churned"])
+    assert result.exit_code == 0, result.stderr
+    written = (shop / "dltrain.yaml").read_text()
+    columns = yaml.safe_load(written)["data"]["columns"]
+    assert columns["city"] == {"type": "categorical", "encoding": "embedding"}
+    assert columns["channel"] == {"type": "categorical"}  # 3 values: one-hot (auto)
+    assert "city: 80 distinct values, so an embedding" in written

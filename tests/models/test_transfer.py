@@ -10,9 +10,17 @@ import pytest
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.models import build_model
-from dltrain.models.transfer import BACKBONE_LAYER, TransferTraining, unfreeze
+from dltrain.models.transfer import (
+    BACKBONE_LAYER,
+    TransferTraining,
+    discriminative_factors,
+    unfreeze,
+    use_discriminative_rates,
+)
 from dltrain.recipe.models import TransferSpec
 from dltrain.recipe.schema import TrainSpec
+from dltrain.tasks import Task
+from dltrain.training.compile import compile_parts
 from tests.models.test_builders import image_io
 
 SMALL = {"image_size": 32, "dense": [8]}
@@ -76,3 +84,88 @@ def test_a_run_resumed_while_fine_tuning_compiles_at_the_fine_tuning_rate() -> N
     assert resumed.end == 5 and resumed.prepare is None
     assert resumed.train.optimizer.learning_rate == pytest.approx(0.001)
     assert fine.train.optimizer.learning_rate == pytest.approx(0.001)
+
+
+def test_discriminative_rates_rise_geometrically_through_the_backbone() -> None:
+    model = build_model(TransferSpec(**SMALL, freeze_epochs=0), image_io())
+    factors = discriminative_factors(model, 0.01)
+    layers = [layer for layer in model.get_layer(BACKBONE_LAYER).layers if layer.weights]
+    by_layer = [factors[id(layer.weights[0])] for layer in layers]
+    assert by_layer[0] == pytest.approx(0.01) and by_layer[-1] == pytest.approx(1.0)
+    assert all(b > a for a, b in zip(by_layer, by_layer[1:], strict=False))
+    ratios = [b / a for a, b in zip(by_layer, by_layer[1:], strict=False)]
+    assert ratios == pytest.approx([ratios[0]] * len(ratios))  # geometric
+    head = model.get_layer("dense_0") if "dense_0" in [x.name for x in model.layers] else None
+    backbone = {id(w) for w in model.get_layer(BACKBONE_LAYER).weights}
+    assert set(factors) == backbone and (head is None or id(head.kernel) not in factors)
+
+
+def test_each_group_steps_at_its_multiple_of_the_rate_with_adam() -> None:
+    """Adam's step does not scale with its gradient; the rate must be scaled, and is."""
+    rng = np.random.default_rng(0)
+    low = [keras.Variable(rng.normal(size=(3, 2)).astype("float32")) for _ in range(2)]
+    high = [keras.Variable(rng.normal(size=(2,)).astype("float32"))]
+    grouped = keras.optimizers.Adam(0.01)
+    use_discriminative_rates(grouped, {id(v): 0.1 for v in low})
+    grouped.build([*low, *high])
+    # the same variables, stepped by two plain Adams at 0.001 and 0.01
+    low_copy = [keras.Variable(np.array(v)) for v in low]
+    high_copy = [keras.Variable(np.array(v)) for v in high]
+    slow, fast = keras.optimizers.Adam(0.001), keras.optimizers.Adam(0.01)
+    slow.build(low_copy)
+    fast.build(high_copy)
+    for _ in range(3):
+        grads = [rng.normal(size=v.shape).astype("float32") for v in (*low, *high)]
+        grouped.apply(grads, [*low, *high])
+        slow.apply(grads[:2], low_copy)
+        fast.apply(grads[2:], high_copy)
+    for a, b in zip([*low, *high], [*low_copy, *high_copy], strict=True):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-6)
+    assert not np.allclose(np.array(low[0]), np.array(keras.Variable(np.zeros(1))))
+
+
+def first_step(spec: TransferSpec, weights: list[np.ndarray] | None) -> list[np.ndarray]:
+    """How far one SGD step (rate 0.1) moves each trainable variable, from ``weights``."""
+    model = build_model(spec, image_io())
+    if weights is not None:
+        model.set_weights(weights)
+    train = TrainSpec(optimizer={"name": "sgd", "learning_rate": 0.1})
+    parts = compile_parts(train, Task.MULTICLASS, image_io().manifest, steps_per_epoch=1)
+    TransferTraining(spec).compile(model, parts, train)
+    before = [np.array(v) for v in model.trainable_weights]
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(4, 28, 28, 1)).astype("uint8")
+    model.train_on_batch(x, np.array([0, 1, 2, 3]))
+    return [b - np.array(v) for b, v in zip(before, model.trainable_weights, strict=True)]
+
+
+def test_the_fine_tune_compile_steps_each_layer_at_its_multiple_of_the_rate() -> None:
+    plain = TransferSpec(**SMALL, freeze_epochs=0, dropout=0.0)
+    model = build_model(plain, image_io())
+    weights = model.get_weights()
+    factors = discriminative_factors(model, 0.01)
+    expected = [factors.get(id(v), 1.0) for v in model.trainable_weights]
+    one_rate = first_step(plain, weights)
+    discriminative = first_step(plain.model_copy(update={"discriminative_lr": 0.01}), weights)
+    assert min(expected) == pytest.approx(0.01) and max(expected) == 1.0
+    for factor, a, b in zip(expected, discriminative, one_rate, strict=True):
+        np.testing.assert_allclose(a, factor * b, rtol=1e-3, atol=1e-6)
+
+
+def test_one_cycle_runs_one_cycle_per_phase() -> None:
+    hooks = TransferTraining(TransferSpec(**SMALL, freeze_epochs=2))
+    train = TrainSpec(epochs=6, lr_schedule={"name": "one_cycle"})
+    frozen, fine = hooks.phases(train, initial_epoch=0)
+    assert (frozen.train.epochs, fine.train.epochs) == (2, 4)
+    (resumed,) = hooks.phases(train, initial_epoch=3)
+    assert resumed.train.epochs == 4
+    cosine = TrainSpec(epochs=6, lr_schedule={"name": "cosine"})
+    assert [p.train.epochs for p in hooks.phases(cosine, 0)] == [6, 6]  # as before
+
+
+def test_swa_is_refused_across_the_two_phases() -> None:
+    hooks = TransferTraining(TransferSpec(**SMALL, freeze_epochs=2))
+    assert hooks.averaging_reason(TrainSpec(epochs=6, swa={"enabled": True})) is not None
+    assert hooks.averaging_reason(TrainSpec(epochs=6, optimizer={"ema": {"enabled": True}})) is None
+    single = TransferTraining(TransferSpec(**SMALL, freeze_epochs=0))
+    assert single.averaging_reason(TrainSpec(epochs=6, swa={"enabled": True})) is None

@@ -9,8 +9,8 @@ import yaml
 
 from dltrain.errors import RecipeError, UsageError
 from dltrain.recipe import find_recipe, load_recipe, parse_assignment
+from dltrain.recipe.choices import OptimizerName, ScheduleName
 from dltrain.recipe.models import CnnSpec, MlpSpec
-from dltrain.recipe.schema import OptimizerName, ScheduleName
 from tests.conftest import REPO
 
 

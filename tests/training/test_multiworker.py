@@ -69,23 +69,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.slow  # two TensorFlow processes that must meet: about a minute on 2 cores
-def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(
-    tmp_path: Path,
-    idx_folder: Path,
-    write_recipe: RecipeWriter,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    write_recipe(idx_folder, train={"epochs": 2, "early_stopping": {"monitor": "val_loss"}})
-    monkeypatch.chdir(tmp_path)
-    assert invoke("prepare")[0] == 0
-    scratch = tmp_path / "scratch"  # where the non-chief's private run folder goes, then goes
+def train_two_workers(folder: Path, scratch: Path) -> list[tuple[str, str]]:
+    """``dltrain train --json`` in ``folder`` by two workers on localhost; their outputs."""
     scratch.mkdir()
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "dltrain", "train", "--json"],
-            cwd=tmp_path,
+            cwd=folder,
             env={
                 **os.environ,
                 "TF_CONFIG": tf_config(cluster, "worker", i),
@@ -104,6 +95,21 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(
             worker.kill()  # a worker whose peer failed would wait for it forever
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
+    return outputs
+
+
+@pytest.mark.slow  # two TensorFlow processes that must meet: about a minute on 2 cores
+def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(
+    tmp_path: Path,
+    idx_folder: Path,
+    write_recipe: RecipeWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_recipe(idx_folder, train={"epochs": 2, "early_stopping": {"monitor": "val_loss"}})
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    scratch = tmp_path / "scratch"  # where the non-chief's private run folder goes, then goes
+    outputs = train_two_workers(tmp_path, scratch)
     chief, other = (json.loads(out) for out, _ in outputs)
 
     assert chief["workers"] == {**other["workers"], "chief": True}
@@ -126,3 +132,32 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 2 and losses[1] < losses[0]
     assert (run / "checkpoints" / "state.json").is_file()
+
+
+@pytest.mark.slow  # two TensorFlow processes that must meet: about a minute on 2 cores
+def test_two_workers_streaming_read_disjoint_shard_files_and_stay_in_step(
+    tmp_path: Path,
+    idx_folder: Path,
+    write_recipe: RecipeWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_recipe(
+        idx_folder,
+        data={"source": str(idx_folder), "shard_rows": 40},  # 192 training images: 5 files
+        train={"epochs": 2, "input": "stream", "early_stopping": {"monitor": "val_loss"}},
+    )
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    chief, other = (json.loads(out) for out, _ in train_two_workers(tmp_path, tmp_path / "s"))
+
+    assert chief["workers"]["weights_sha256"] == other["workers"]["weights_sha256"]
+    for key in ("loss", "val_loss"):  # all-reduced over both workers' batches
+        assert chief["final"][key] == other["final"][key], key
+    run = Path(chief["run"])
+    recorded = json.loads((run / "run.json").read_text())["input"]
+    assert (recorded["path"], recorded["shard_policy"]) == ("stream", "file")
+    first, second = recorded["worker_shards"]
+    assert recorded["train_shards"] == first  # the chief is worker 0 and read its own files
+    shards = json.loads((run / "manifest.json").read_text())["splits"]["train"]["shards"]
+    assert not set(first) & set(second)
+    assert sorted(first + second) == sorted(s["file"] for s in shards) and len(shards) == 5

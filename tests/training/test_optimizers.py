@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from dltrain.backend import keras, tf
-from dltrain.recipe.schema import OptimizerName, OptimizerSpec
+from dltrain.recipe.choices import OptimizerName
+from dltrain.recipe.optimization import OptimizerSpec
 from dltrain.training.optimizers import make_optimizer
 
 

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from dltrain.backend import keras, tf
 from dltrain.errors import RecipeError
-from dltrain.recipe.schema import PlateauSpec, ScheduleName, ScheduleSpec, TrainSpec
+from dltrain.recipe.choices import ScheduleName
+from dltrain.recipe.optimization import PlateauSpec, ScheduleSpec
+from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.callbacks import EpochStats
 from dltrain.training.compile import compile_parts
@@ -60,6 +62,13 @@ def reference(name: str, step: float, total: float, **kw: Any) -> float:
         return (LR0 - lr_min) * (1 - min(step, total) / total) ** power + lr_min
     if name == "inverse_time":
         return LR0 / (1 + kw.get("decay_rate", 0.5) * epoch)
+    if name == "one_cycle":  # half cosines: LR0/div up to LR0 over pct_start, down to LR0/final
+        rise = round(kw.get("pct_start", 0.25) * total)
+        start, end = LR0 / kw.get("div_factor", 25.0), LR0 / kw.get("final_div_factor", 1e5)
+        if step < rise:
+            return LR0 + (start - LR0) * 0.5 * (1 + math.cos(math.pi * step / rise))
+        t = min(1.0, (step - rise) / (total - rise))
+        return end + (LR0 - end) * 0.5 * (1 + math.cos(math.pi * t))
     raise AssertionError(name)
 
 
@@ -75,7 +84,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("polynomial", {}),
     ("polynomial", {"power": 2.0, "min_learning_rate": 0.01}),
     ("inverse_time", {"decay_rate": 0.5}),
+    ("one_cycle", {}),
+    ("one_cycle", {"pct_start": 0.4, "div_factor": 10.0, "final_div_factor": 100.0}),
 ]
+# one_cycle rises to its peak itself, and refuses a warmup in front of it
+WARMED = [n.value for n in ScheduleName if n != ScheduleName.ONE_CYCLE]
 
 
 def keyword(kw: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +105,7 @@ def test_schedule_follows_its_formula(name: str, kw: dict[str, Any]) -> None:
         assert rate(schedule, step) == pytest.approx(expected, rel=1e-4, abs=1e-7), step
 
 
-@pytest.mark.parametrize("name", [n.value for n in ScheduleName])
+@pytest.mark.parametrize("name", WARMED)
 @pytest.mark.parametrize("start_factor", [0.0, 0.2])
 def test_warmup_ramps_then_runs_the_schedule_shifted(name: str, start_factor: float) -> None:
     warm = make_schedule(
@@ -128,7 +141,7 @@ def test_constant_without_extras_stays_a_plain_rate() -> None:
 def test_plateau_scales_any_schedule_and_respects_its_floor(name: str) -> None:
     spec = ScheduleSpec(
         name=name,
-        warmup_epochs=1,
+        warmup_epochs=1 if name in WARMED else 0,
         reduce_on_plateau=PlateauSpec(enabled=True, min_learning_rate=0.02),
     )
     scaled = make_schedule(spec, LR0, EPOCHS, STEPS)
@@ -184,8 +197,15 @@ def expected_rates(spec: TrainSpec, steps: int) -> list[float]:
     ]
 
 
-@pytest.mark.parametrize("name", [n.value for n in ScheduleName])
-@pytest.mark.parametrize("extras", ["plain", "warmup", "plateau", "warmup+plateau"])
+@pytest.mark.parametrize(
+    ("name", "extras"),
+    [
+        (name.value, extras)
+        for extras in ("plain", "warmup", "plateau", "warmup+plateau")
+        for name in ScheduleName
+        if "warmup" not in extras or name.value in WARMED
+    ],
+)
 def test_each_schedule_drives_the_updates(name: str, extras: str) -> None:
     """Plain SGD moves a weight by rate × gradient, so each step's applied rate can be read."""
     keras.utils.set_random_seed(0)

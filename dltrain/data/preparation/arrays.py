@@ -76,7 +76,10 @@ def prepare_arrays(
     profile = _array_profile(splits, classes, source, is_text)
     check_quality(profile, spec, strict=strict)
     writer = ShardWriter(
-        folder, layout=ShardLayout.ARROW if is_text else ShardLayout.NPZ, num_classes=len(classes)
+        folder,
+        layout=ShardLayout.ARROW if is_text else ShardLayout.NPZ,
+        num_classes=len(classes),
+        rows_per_shard=spec.shard_rows,
     )
     for name in SPLIT_NAMES:
         x, y = splits[name]

@@ -242,7 +242,9 @@ def _write_windows(
     num_test = max(1, round(spec.split.test * num))
     num_validation = max(1, round(spec.split.validation * num))
     bounds = [0, num - num_validation - num_test, num - num_test, num]
-    writer = ShardWriter(folder, layout=ShardLayout.NPZ, num_classes=None)
+    writer = ShardWriter(
+        folder, layout=ShardLayout.NPZ, num_classes=None, rows_per_shard=spec.shard_rows
+    )
     window_counts = {}
     for i, name in enumerate(SPLIT_NAMES):
         x, y = _windows(values, target_values, bounds[i], bounds[i + 1], series)

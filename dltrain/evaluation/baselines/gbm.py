@@ -264,14 +264,17 @@ def _rows(
     dataset: PreparedDataset, split: str, cap: int, seed: int, notes: list[str]
 ) -> tuple[Any, np.ndarray]:
     """A split as stored (not resampled), drawn down to ``cap`` rows at random (seeded)."""
-    x, y = dataset.load_split(split, resample=False)
-    if len(y) <= cap:
-        return x, y
-    rows = np.sort(np.random.default_rng(seed).choice(len(y), cap, replace=False))
-    notes.append(f"gbm fitted on {cap:,} of the {len(y):,} {split} rows, drawn at random")
-    if isinstance(x, dict):
-        return {k: v[rows] for k, v in x.items()}, y[rows]
-    return x[rows], y[rows]
+    from dltrain.data.streaming import read_rows
+
+    total = dataset.num_examples(split, resample=False)
+    if total <= cap:
+        return dataset.load_split(split, resample=False)
+    rows = np.sort(np.random.default_rng(seed).choice(total, cap, replace=False))
+    notes.append(f"gbm fitted on {cap:,} of the {total:,} {split} rows, drawn at random")
+    if type(dataset) is PreparedDataset:  # shard by shard: a large split is never whole
+        return read_rows(dataset, split, rows)
+    x, y = dataset.load_split(split, resample=False)  # a view (a fold) holds its rows already
+    return ({k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]), y[rows]
 
 
 def _validation(

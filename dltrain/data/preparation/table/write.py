@@ -25,7 +25,7 @@ from dltrain.data.preparation.table.scan import TableScan
 from dltrain.data.preparation.table.spill import Spill
 from dltrain.data.splits import SPLIT_NAMES, TRAIN
 from dltrain.data.store import ShardLayout, ShardWriter
-from dltrain.data.transforms import CategoryFit, NumericFit
+from dltrain.data.transforms import CategoryFit, NumericFit, encode_category
 from dltrain.errors import DataError
 from dltrain.input_names import keras_input_names
 from dltrain.manifest import (
@@ -107,6 +107,7 @@ def _column_roles(table: TableSource, plan: TablePlan) -> ColumnRoles:
             f"texts (column {plan.text_kind!r}). Remove `data.derived`."
         )
     check_derived(spec.derived, main.columns, numeric, targets)
+    _check_encodings(spec, {n: plan.kinds[n] for n in features})
     return ColumnRoles(stored, features, numeric, categorical, strategies, drop_row)
 
 
@@ -170,8 +171,15 @@ class _Fits:
 
     def finish_categorical(self) -> list[CategoricalColumn]:
         """The manifest's categorical preprocessing, one entry per column."""
-        strategies, most = self.roles.strategies, self.spec.max_categories
-        return [self.categories[n].finish(*strategies[n], most) for n in self.roles.categorical]
+        spec = self.spec
+        strategies, most = self.roles.strategies, spec.max_categories
+        entries = []
+        for name in self.roles.categorical:
+            column = spec.columns.get(name, ColumnSpec())
+            entry = self.categories[name].finish(*strategies[name], most)
+            encoding = column.encoding or spec.categorical_encoding
+            entries.append(encode_category(entry, encoding, column.embedding_dim))
+        return entries
 
 
 def _write_shards(
@@ -192,6 +200,7 @@ def _write_shards(
         layout=ShardLayout.ARROW,
         num_classes=len(plan.classes) if plan.classes else None,
         background=True,
+        rows_per_shard=table.spec.shard_rows,
     )
     try:  # the background writer must finish before the build folder can go
         dropped_missing = 0
@@ -282,7 +291,7 @@ def _describe_table(
         categorical = fits.finish_categorical()
         features = TableFeatures(
             columns=_table_columns(table, plan, fits.roles),
-            num_features=len(numeric) + sum(c.num_tokens for c in categorical),
+            num_features=len(numeric) + sum(c.width for c in categorical),
         )
         preprocessing = TablePreprocessing(
             numeric=numeric, categorical=categorical, sampling=spec.sampling
@@ -310,6 +319,24 @@ def _table_columns(table: TableSource, plan: TablePlan, roles: ColumnRoles) -> l
         )
         for n in roles.stored
     ]
+
+
+def _check_encodings(spec: DataSpec, kinds: dict[str, ColumnType]) -> None:
+    """Refuse an encoding set on a feature column that is not read as categories.
+
+    Raises:
+        DataError: ``encoding`` or ``embedding_dim`` on a numeric (or text) column.
+    """
+    for name, column in spec.columns.items():
+        kind = kinds.get(name)
+        if kind is None or kind == ColumnType.CATEGORICAL:
+            continue
+        if column.encoding is not None or column.embedding_dim is not None:
+            raise DataError(
+                f"`data.columns.{name}` sets encoding or embedding_dim, which choose how a "
+                f"category column enters the model, but {name!r} is read as {kind.value}. "
+                f"Remove them, or set `type: categorical` to read its values as categories."
+            )
 
 
 def _strategy(spec: DataSpec, name: str, kind: ColumnType) -> _Strategy:
