@@ -146,6 +146,13 @@ def describe_model(recipe: dict[str, Any]) -> str:
         derived = recipe["data"].get("derived")
         if derived:
             text += "; derived columns " + ", ".join(f"{k} = {v}" for k, v in derived.items())
+    elif family == "text" and model["encoder"] == "bag":
+        words = recipe["data"]["text"]
+        text = (
+            f"text bag encoder ({model['bag_mode']} of {words['split']} 1-{words['ngrams']}-grams, "
+            f"{words['max_tokens']:,} of them, standardize {words['standardize']}), "
+            f"dense {model['dense']}, dropout {model['dropout']:.3g}"
+        )
     elif family == "text":
         text = (
             f"text {model['encoder']} encoder, embedding {model['embedding_dim']}, "

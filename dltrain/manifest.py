@@ -50,6 +50,7 @@ from dltrain.recipe.data import (
     Scaling,
     SeriesTransform,
     Standardize,
+    TextSplit,
 )
 from dltrain.tasks import Task
 
@@ -256,6 +257,11 @@ class TextPreprocessing(_Part):
     standardize: Standardize
     sequence_length: int
     sampling: Sampling = Sampling.NONE
+    split: TextSplit = TextSplit.WHITESPACE  # tokens are words or characters (data.text.split)
+    ngrams: int = 1  # the vocabulary holds token n-grams up to this length (data.text.ngrams)
+    # Of each vocabulary entry, log(1 + texts / (1 + training texts holding it)): the bag
+    # encoder's tf_idf weights. None in data prepared before dltrain recorded it.
+    idf: list[float] | None = None
 
 
 class SequencePreprocessing(_Part):

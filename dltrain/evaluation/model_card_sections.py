@@ -186,6 +186,12 @@ def _preprocessing(sources: CardSources) -> list[str]:
                 ("vocabulary", f"{features.vocabulary_size:,} tokens"),
                 ("tokens per text", features.sequence_length),
                 ("standardize", pre.standardize.value),
+                (
+                    "tokens",
+                    f"{pre.split.value} 1-{pre.ngrams}-grams"
+                    if pre.ngrams > 1
+                    else pre.split.value,
+                ),
             ]
         )
     elif isinstance(features, SequenceFeatures):

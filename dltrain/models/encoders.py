@@ -156,16 +156,54 @@ def text_inputs(manifest: Manifest) -> tuple[Any, Any]:
     features = manifest.features
     assert isinstance(features, TextFeatures)
     preprocessing = manifest.preprocessing_as(TextPreprocessing)
-    standardize = preprocessing.standardize.value
     raw = keras.Input(shape=(), dtype="string", name=_layer_name(features.column))
     tokens = keras.layers.TextVectorization(
         vocabulary=preprocessing.vocabulary,
-        standardize=None if standardize == "none" else standardize,
         output_mode="int",
         output_sequence_length=features.sequence_length,
         name="vectorize",
+        **_text_splitting(preprocessing),
     )(raw)
     return raw, tokens
+
+
+def text_bag(manifest: Manifest, mode: str) -> tuple[Any, Any]:
+    """A raw string Input and its bag of vocabulary entries, shape (vocabulary + 1,), entry 0
+    the out-of-vocabulary words: ``multi_hot``, ``count`` or ``tf_idf`` (prepare's idf).
+
+    Raises:
+        RecipeError: tf_idf on data prepared before prepare recorded the idf.
+    """
+    features = manifest.features
+    assert isinstance(features, TextFeatures)
+    preprocessing = manifest.preprocessing_as(TextPreprocessing)
+    if mode == "tf_idf" and preprocessing.idf is None:
+        raise RecipeError(
+            "`model.bag_mode: tf_idf` needs each word's inverse document frequency, which this "
+            "dataset's manifest lacks (it was prepared by an earlier dltrain). Run `dltrain "
+            "prepare --force`, or set `model.bag_mode: multi_hot`."
+        )
+    raw = keras.Input(shape=(), dtype="string", name=_layer_name(features.column))
+    idf = {"idf_weights": np.asarray(preprocessing.idf)} if mode == "tf_idf" else {}
+    bag = keras.layers.TextVectorization(
+        vocabulary=preprocessing.vocabulary,
+        output_mode=mode,
+        name="vectorize",
+        **idf,
+        **_text_splitting(preprocessing),
+    )(raw)
+    return raw, bag
+
+
+def _text_splitting(preprocessing: TextPreprocessing) -> dict[str, Any]:
+    """How the text becomes tokens, exactly as prepare fitted the vocabulary
+    (``data/preparation/vocabulary.py``)."""
+    standardize = preprocessing.standardize.value
+    return {
+        "standardize": None if standardize == "none" else standardize,
+        "split": preprocessing.split.value,
+        "ngrams": preprocessing.ngrams if preprocessing.ngrams > 1 else None,
+    }
 
 
 def sequence_inputs(manifest: Manifest) -> tuple[Any, Any]:

@@ -1,5 +1,5 @@
 """Text classifiers and regressors: token embeddings, then a convolutional, BiLSTM or
-self-attention encoder, then dense layers."""
+self-attention encoder, then dense layers; or a bag of words and n-grams, then dense layers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from dltrain.recipe.models import TextEncoder, TextSpec
 def build_text(spec: TextSpec, io: ModelIO) -> keras.Model:
     """Build a text model on the token ids the model's own vectorizer produces."""
     io.require("text", FeatureKind.TEXT)
+    if spec.encoder == TextEncoder.BAG:
+        return _bag(spec, io)
     features = io.manifest.features
     assert isinstance(features, TextFeatures)
     raw, tokens = io.inputs()
@@ -38,6 +40,21 @@ def build_text(spec: TextSpec, io: ModelIO) -> keras.Model:
         x = keras.layers.Bidirectional(keras.layers.LSTM(spec.units), name="bilstm")(x)
     else:
         x = _attention_encoder(x, tokens, spec, features.sequence_length)
+    x = dense_stack(x, spec.dense, spec)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
+    return keras.Model(raw, io.head(x), name="text")
+
+
+def _bag(spec: TextSpec, io: ModelIO) -> keras.Model:
+    """The text's bag of vocabulary entries (words and, with ``data.text.ngrams``, n-grams),
+    then dense layers: order beyond the n-grams is ignored, and every entry seen in training
+    counts, however rare (an embedding of the sequence would have to learn it)."""
+    from dltrain.models.encoders import text_bag
+
+    raw, x = text_bag(io.manifest, spec.bag_mode.value)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout, name="bag_dropout")(x)
     x = dense_stack(x, spec.dense, spec)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)

@@ -118,6 +118,11 @@ class Sampling(StrEnum):
     UNDERSAMPLE = "undersample"  # drop majority-class rows of the training split
 
 
+class TextSplit(StrEnum):
+    WHITESPACE = "whitespace"
+    CHARACTER = "character"
+
+
 class Standardize(StrEnum):
     LOWER_AND_STRIP_PUNCTUATION = "lower_and_strip_punctuation"
     LOWER = "lower"
@@ -275,6 +280,18 @@ class TextSpec(Section):
         None, gt=0, description="Tokens per text (default: 95th percentile of training texts)."
     )
     standardize: Standardize = Standardize.LOWER_AND_STRIP_PUNCTUATION
+    split: TextSplit = Field(
+        TextSplit.WHITESPACE,
+        description="Tokens: whitespace (words) or character (each character, spaces included; "
+        "with ngrams, character n-grams, for the bag encoder).",
+    )
+    ngrams: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="N-grams of tokens in the vocabulary: 1 tokens only; 2 tokens and adjacent "
+        "pairs; 3 also triples, and so on (for the bag encoder).",
+    )
 
 
 class CalendarFeature(StrEnum):

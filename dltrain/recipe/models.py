@@ -229,6 +229,15 @@ class TextEncoder(StrEnum):
     CONV = "conv"  # 1D convolution + global max pooling: fast, strong on short texts
     BILSTM = "bilstm"
     ATTENTION = "attention"  # a small transformer encoder block
+    BAG = "bag"  # the vocabulary's words and n-grams, present or not (no order), then dense
+
+
+class BagMode(StrEnum):
+    """How the bag encoder weighs each vocabulary entry of a text."""
+
+    MULTI_HOT = "multi_hot"  # 1 if the text holds it
+    COUNT = "count"  # how many times the text holds it
+    TF_IDF = "tf_idf"  # count times the entry's idf on the training texts (rare entries weigh more)
 
 
 class TextSpec(PredictorBase):
@@ -242,6 +251,9 @@ class TextSpec(PredictorBase):
     units: Width = Field(64, description="bilstm: units of each direction.")
     num_heads: int = Field(2, gt=0, description="attention: attention heads.")
     ff_dim: Width = Field(128, description="attention: width of the feed-forward layer.")
+    bag_mode: BagMode = Field(
+        BagMode.TF_IDF, description="bag: multi_hot, count or tf_idf (idf fitted by prepare)."
+    )
     dense: Widths = Field(default_factory=lambda: [64])
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the output layer.")
 

@@ -149,19 +149,9 @@ def _split(
 
 def _text_inputs(train_x: np.ndarray, spec: DataSpec) -> tuple[TextFeatures, TextPreprocessing]:
     """The manifest's features and preprocessing of texts: the training split's vocabulary."""
-    from dltrain.data.preparation.vocabulary import fit_vocabulary
+    from dltrain.data.preparation.vocabulary import describe_texts
 
-    vocabulary, length = fit_vocabulary(train_x.tolist(), spec.text)
-    features = TextFeatures(
-        column="text", vocabulary_size=len(vocabulary) + 2, sequence_length=length
-    )
-    preprocessing = TextPreprocessing(
-        vocabulary=vocabulary,
-        standardize=spec.text.standardize,
-        sequence_length=length,
-        sampling=spec.sampling,
-    )
-    return features, preprocessing
+    return describe_texts(train_x.tolist(), spec.text, "text", spec.sampling)
 
 
 def _image_inputs(

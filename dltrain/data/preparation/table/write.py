@@ -281,17 +281,10 @@ def _describe_table(
     numeric: list[NumericColumn] = []
     categorical: list[CategoricalColumn] = []
     if plan.text_kind is not None:
-        from dltrain.data.preparation.vocabulary import fit_vocabulary
+        from dltrain.data.preparation.vocabulary import describe_texts
 
-        vocabulary, length = fit_vocabulary(fits.texts, spec.text)
-        features = TextFeatures(
-            column=plan.text_kind, vocabulary_size=len(vocabulary) + 2, sequence_length=length
-        )
-        preprocessing = TextPreprocessing(
-            vocabulary=vocabulary,
-            standardize=spec.text.standardize,
-            sequence_length=length,
-            sampling=spec.sampling,
+        features, preprocessing = describe_texts(
+            fits.texts, spec.text, plan.text_kind, spec.sampling
         )
     else:
         numeric = fits.finish_numeric()
