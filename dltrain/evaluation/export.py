@@ -3,7 +3,9 @@
 Every export is checked by its own runtime before it is put in place: the SavedModel is loaded
 with plain ``tf.saved_model.load``, the TFLite model runs in the LiteRT interpreter, the ONNX
 model in ONNX Runtime, each on a batch of raw inputs from the run's data, and its outputs must
-match the Keras model's. An export that does not match is never written.
+match the Keras model's, on that batch and on its first row alone (a batch of one). An export
+that does not match is never written. Layers that act only in training (random image
+augmentation) are left out of the exported graph.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
 from dltrain.manifest import TableFeatures
+from dltrain.models.blocks import inference_copy
 from dltrain.runs import RunFolder
 
 if TYPE_CHECKING:
@@ -398,7 +401,9 @@ def export_run(
     model = run.load_keras()
     x = sample_inputs(run, model)
     expected = np.asarray(model.predict_on_batch(x))
-    inference = model
+    # what is exported: the model less its random augmentation, which acts only in training and
+    # whose random ops TFLite lacks; the check compares it with the model as trained
+    inference = inference_copy(model)
     if fmt == ExportFormat.ONNX and len(model.inputs) != 1:
         _onnx(model, target)  # refuses with the reason, before anything is written
     # An export killed mid-write left its temporary beside the target: in the run's export/
