@@ -3,7 +3,9 @@
 Every export is checked by its own runtime before it is put in place: the SavedModel is loaded
 with plain ``tf.saved_model.load``, the TFLite model runs in the LiteRT interpreter, the ONNX
 model in ONNX Runtime, each on a batch of raw inputs from the run's data, and its outputs must
-match the Keras model's. An export that does not match is never written.
+match the Keras model's, on that batch and on its first row alone (a batch of one). An export
+that does not match is never written. Layers that act only in training (random image
+augmentation) are left out of the exported graph.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dltrain.errors import DltrainError, ExportError, ExportMismatch, UsageError
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
 from dltrain.manifest import TableFeatures
+from dltrain.models.blocks import inference_copy
 from dltrain.runs import RunFolder
 
 if TYPE_CHECKING:
@@ -332,6 +335,36 @@ def check_export(
     return diff, agreement
 
 
+def check_one_row(
+    expected: np.ndarray, run_one: Callable[[Inputs], np.ndarray], x: Inputs, fmt: ExportFormat
+) -> None:
+    """Run the export on the sample's first row alone: it must answer as it did for that row in
+    the batch (a server runs one request at a time, and a graph can break on a batch of one).
+
+    Raises:
+        ExportMismatch: the one-row answer differs from the batch's first row, or the runtime
+            fails on a batch of one row.
+    """
+    try:
+        actual = np.asarray(run_one(_first(x, 1)))
+    except Exception as exc:  # each runtime raises its own kind; any is the export's fault
+        cause = exc.__context__ if isinstance(exc, ExportError) and exc.__context__ else exc
+        text = str(cause).strip().splitlines()
+        reason = f"fails on it ({type(cause).__name__}: {text[0] if text else ''})"
+    else:
+        if actual.size == expected[:1].size and np.allclose(
+            actual.reshape(expected[:1].shape), expected[:1], rtol=RTOL, atol=ATOL
+        ):
+            return
+        reason = f"answers {actual.ravel()[:4]} where the batch gave {expected[:1].ravel()[:4]}"
+    raise ExportMismatch(
+        f"The {fmt.value} export answers a batch of several rows but not a batch of one row: it "
+        f"{reason}. It was not written. If the run was trained by an older dltrain (whose table "
+        f"encoders had this fault), train it again and export the new run; otherwise report it "
+        f"with `dltrain --debug export`."
+    )
+
+
 def export_run(
     run_dir: Path,
     fmt: ExportFormat,
@@ -370,6 +403,9 @@ def export_run(
     model = run.load_keras()
     x = sample_inputs(run, model)
     expected = np.asarray(model.predict_on_batch(x))
+    # what is exported: the model less its random augmentation, which acts only in training and
+    # whose random ops TFLite lacks; the check compares it with the model as trained
+    inference = inference_copy(model)
     if fmt == ExportFormat.ONNX and len(model.inputs) != 1:
         _onnx(model, target)  # refuses with the reason, before anything is written
     # An export killed mid-write left its temporary beside the target: in the run's export/
@@ -380,13 +416,16 @@ def export_run(
     report = None
     with atomic_path(target) as tmp:
         if quantize is None:
-            WRITERS[fmt](model, tmp)
+            WRITERS[fmt](inference, tmp)
             diff, agreement = check_export(expected, RUNNERS[fmt](tmp, x), fmt, run.is_classifier)
+            check_one_row(expected, lambda one: RUNNERS[fmt](tmp, one), x, fmt)
         else:
             from dltrain.evaluation.quantize import quantize_tflite
 
-            report = quantize_tflite(run, model, quantize, tmp, max_metric_drop)
-            diff, agreement = _difference(expected, run_tflite(tmp, x), run.is_classifier)
+            report = quantize_tflite(run, inference, quantize, tmp, max_metric_drop)
+            batch = run_tflite(tmp, x)
+            diff, agreement = _difference(expected, batch, run.is_classifier)
+            check_one_row(batch, lambda one: run_tflite(tmp, one), x, fmt)
     result = ExportResult(
         format=fmt,
         path=target,
