@@ -34,7 +34,7 @@ import numpy as np
 
 from dltrain.backend import keras, tf
 from dltrain.errors import DataError, ExportError, ExportMismatch, RunError
-from dltrain.evaluation.export import (
+from dltrain.evaluation.formats import (
     ConverterSetup,
     Inputs,
     _count,

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from dltrain.errors import ExportError, ExportMismatch
-from dltrain.evaluation.export import ExportFormat, check_one_row, run_tflite
+from dltrain.evaluation.export import ExportFormat, check_one_row
+from dltrain.evaluation.formats import run_tflite
 from dltrain.evaluation.run_model import open_run
 from dltrain.models.blocks import has_training_only_layers
 from tests.cli.eval_projects import copy_project, invoke, recipe, runs_of
