@@ -148,3 +148,32 @@ def copy_project(destination: Path) -> Path:
 
 def runs_of(project: Path, name: str = "tiny") -> list[Path]:
     return sorted(p for p in (project / "runs" / name).iterdir() if p.is_dir())
+
+
+def write_houses_recipe(
+    path: Path, *, name: str = "houses", dropout: float = 0.0, **train: object
+) -> Path:
+    """A regression recipe on write_houses' table (``houses.csv`` beside it): a small MLP, 3
+    epochs of batch 32 in the file's order, deterministic, so that reruns retrace each other
+    step for step; ``train`` keys replace those defaults."""
+    recipe = {
+        "name": name,
+        "seed": 7,
+        "data": {
+            "source": "houses.csv",
+            "target": "price",
+            "columns": {"house_id": {"type": "identifier"}},
+            "split": {"validation": 0.2, "test": 0.2},
+        },
+        "model": {"family": "mlp", "units": [16], "dropout": dropout},
+        "train": {
+            "epochs": 3,
+            "batch_size": 32,
+            "shuffle": False,
+            "deterministic": True,
+            "tensorboard": False,
+            **train,
+        },
+    }
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path

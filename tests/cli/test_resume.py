@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.cli.eval_projects import write_houses
+from tests.cli.eval_projects import write_houses, write_houses_recipe
 from tests.conftest import invoke
 
 pytestmark = pytest.mark.slow  # each test starts TensorFlow in a process of its own
@@ -57,26 +57,7 @@ def runs(project: Path, name: str) -> list[Path]:
 def write_recipe(project: Path, name: str, **train: Any) -> None:
     """A regression recipe on a small table of house prices (in dollars), 3 epochs, no shuffle,
     so that a resumed run must retrace the uninterrupted one step for step."""
-    recipe = {
-        "name": name,
-        "seed": 7,
-        "data": {
-            "source": "houses.csv",
-            "target": "price",
-            "columns": {"house_id": {"type": "identifier"}},
-            "split": {"validation": 0.2, "test": 0.2},
-        },
-        "model": {"family": "mlp", "units": [16], "dropout": 0.0},
-        "train": {
-            "epochs": 3,
-            "batch_size": 32,
-            "shuffle": False,
-            "deterministic": True,
-            "tensorboard": False,
-            **train,
-        },
-    }
-    (project / f"{name}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    write_houses_recipe(project / f"{name}.yaml", name=name, **train)
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.cli.eval_projects import write_houses
+from tests.cli.eval_projects import write_houses, write_houses_recipe
 from tests.conftest import invoke, run_dltrain
 
 pytestmark = pytest.mark.slow
@@ -25,25 +24,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two finished runs of a small regression recipe: learning rate 0.01 and 0.05."""
     root = tmp_path_factory.mktemp("verify")
     write_houses(root / "houses.csv", 200, seed=4)
-    recipe = {
-        "name": "house",
-        "seed": 7,
-        "data": {
-            "source": "houses.csv",
-            "target": "price",
-            "columns": {"house_id": {"type": "identifier"}},
-            "split": {"validation": 0.2, "test": 0.2},
-        },
-        "model": {"family": "mlp", "units": [16], "dropout": 0.1},
-        "train": {
-            "epochs": 2,
-            "batch_size": 32,
-            "deterministic": True,
-            "tensorboard": False,
-            "optimizer": {"learning_rate": 0.01},
-        },
-    }
-    (root / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    write_houses_recipe(
+        root / "dltrain.yaml",
+        name="house",
+        dropout=0.1,
+        epochs=2,
+        shuffle=True,
+        optimizer={"learning_rate": 0.01},
+    )
     for args in (["prepare"], ["train"], ["train", "--lr", "0.05"]):
         result = run_dltrain(*args, cwd=root)
         assert result.returncode == 0, (args, result.stderr)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from rich.console import Console
 
 from dltrain.backend import keras
@@ -25,7 +24,7 @@ from dltrain.recipe.load import load_recipe
 from dltrain.runs import RunFolder
 from dltrain.training.averaging import average_slots, recompute_batch_norm
 from dltrain.training.fit import train
-from tests.cli.eval_projects import write_houses
+from tests.cli.eval_projects import write_houses, write_houses_recipe
 from tests.conftest import invoke
 
 EMA = [("train.optimizer.ema.enabled", True), ("train.optimizer.ema.momentum", 0.9)]
@@ -37,27 +36,11 @@ def houses(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared 300-row house-price table and its recipe (3 epochs, no shuffling)."""
     project = tmp_path_factory.mktemp("houses")
     write_houses(project / "houses.csv", 300, seed=4)
-    recipe = {
-        "name": "houses",
-        "seed": 7,
-        "data": {
-            "source": "houses.csv",
-            "target": "price",
-            "columns": {"house_id": {"type": "identifier"}},
-            "split": {"validation": 0.2, "test": 0.2},
-        },
-        "model": {"family": "mlp", "units": [16], "dropout": 0.0},
-        "train": {
-            "epochs": 3,
-            "batch_size": 32,
-            "shuffle": False,
-            "deterministic": True,
-            "tensorboard": False,
-            "optimizer": {"learning_rate": 0.05},
-            "early_stopping": {"enabled": False},
-        },
-    }
-    (project / "houses.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    write_houses_recipe(
+        project / "houses.yaml",
+        optimizer={"learning_rate": 0.05},
+        early_stopping={"enabled": False},
+    )
     with contextlib.chdir(project):  # prepare writes data/ into the working directory
         code, _, err = invoke("prepare", "--recipe", "houses.yaml")
     assert code == 0, err
