@@ -193,6 +193,7 @@ def evaluate(
             baseline=None if baseline is None else _baseline_folder(baseline, loaded.recipe.name),
             data=None if data is None else from_workdir(data),
             tta=tta,
+            input=loaded.recipe.train.input,
         )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
         result = _evaluate_with_status(request, what, console)
