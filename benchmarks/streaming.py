@@ -201,9 +201,8 @@ def evaluate_once(folder: Path, mode: str, split: str) -> dict[str, object]:
     run = latest_run(folder)
     args = ["evaluate", "--run", str(run), "--split", split, "--no-plots"]
     measured = child(CLI, *args, "--set", f"train.input={mode}", cwd=folder)
-    document = json.loads((run / f"metrics-{split}.json").read_text())
-    if split == "test":
-        document = json.loads((run / "metrics.json").read_text())
+    name = "metrics.json" if split == "test" else f"metrics-{split}.json"
+    document = json.loads((run / name).read_text())
     measured["input"] = document["data"].get("input")
     measured["metrics"] = {k: document["metrics"][k] for k in ("accuracy", "roc_auc")}
     return measured
