@@ -349,6 +349,13 @@ def render(document: MetricsDocument, console: Console) -> None:
     if document.plots:
         console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
     render_input_report(console, document.inputs, document.num_examples)
+    read = document.data.get("input")
+    if isinstance(read, dict) and read.get("path") == "stream":
+        console.print(
+            f"[dim]Input: the split streamed from its {read.get('shards')} shard files in order "
+            f"({escape(str(read.get('reason')))}).[/]",
+            highlight=False,
+        )
     for note in document.baseline_notes:
         console.print(f"[dim]Baselines: {escape(note)}[/]", highlight=False)
     for warning in document.warnings:

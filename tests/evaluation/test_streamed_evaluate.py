@@ -59,15 +59,24 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     regression = {**recipe, "name": "reg", "data": {**recipe["data"], "target": "signal"}}
     (root / "reg.yaml").write_text(yaml.safe_dump(regression))
     with contextlib.chdir(root):
-        for name in ("cls", "reg"):
-            for command in ("prepare", "train"):
-                code, _, err = invoke(command, "--recipe", f"{name}.yaml")
-                assert code == 0, f"{command} {name}: {err}"
+        steps = [("cls", "prepare"), ("cls", "train"), ("reg", "prepare"), ("reg", "train")]
+        for name, command in steps:
+            code, _, err = invoke(command, "--recipe", f"{name}.yaml")
+            assert code == 0, f"{command} {name}: {err}"
+        code, _, err = invoke(
+            "train", "--recipe", "cls.yaml", "--set", "train.epochs=1"
+        )  # a baseline
+        assert code == 0, err
     return root
 
 
+def _runs(project: Path, name: str) -> list[Path]:
+    runs = (project / "runs" / name).iterdir()
+    return sorted(p for p in runs if (p / "model.keras").is_file())
+
+
 def _run(project: Path, name: str) -> Path:
-    return next(p for p in (project / "runs" / name).iterdir() if (p / "model.keras").is_file())
+    return _runs(project, name)[0]
 
 
 def _evaluate(run_dir: Path, mode: InputMode, **extra: object) -> dict[str, object]:
@@ -128,6 +137,19 @@ def test_a_streamed_split_scores_as_the_split_in_memory(project: Path, name: str
     assert top == ("signal" if name == "cls" else "label")  # the label is the signal's sign
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["data"]["input"]["path"] == "stream"
+
+
+def test_a_baseline_run_is_scored_on_the_streamed_split_as_in_memory(project: Path) -> None:
+    first, second = _runs(project, "cls")[:2]
+    spec = EvaluateSpec(plots=False)
+    found = []
+    for mode in (InputMode.MEMORY, InputMode.STREAM):
+        request = EvaluationRequest(second, spec=spec, baseline=first, input=mode)
+        found.append(evaluate(request).document.to_json())
+    memory, streamed = found
+    assert streamed["data"]["input"]["path"] == "stream"  # type: ignore[index]
+    assert streamed["baseline"] is not None
+    _same(memory["baseline"], streamed["baseline"])
 
 
 def test_auto_streams_only_past_the_size_rule(

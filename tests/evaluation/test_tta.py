@@ -153,6 +153,8 @@ def test_evaluate_and_predict_average_the_views(trained: Path) -> None:
         streamed = json.loads(out)
         assert document["data"]["input"]["path"] == "memory"  # auto: a tiny split
         assert streamed["data"]["input"]["path"] == "stream"
+        said = " ".join(err.split())  # the line wraps at the console width
+        assert "streamed from its" in said and "train.input is stream" in said
         assert streamed["data"]["input"]["shards"] > 1 and streamed["tta"] == document["tta"]
         for name, value in document["metrics"].items():
             assert streamed["metrics"][name] == pytest.approx(value, abs=1e-6), name
