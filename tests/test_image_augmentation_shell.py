@@ -6,35 +6,23 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.conftest import RecipeWriter
 from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
 
 
 def test_mixing_cnn_trains_and_is_scored_with_tta_from_the_shell(
-    tmp_path: Path, idx_folder: Path
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter
 ) -> None:
-    recipe = {
-        "name": "tiny",
-        "seed": 7,
-        "data": {"source": str(idx_folder), "split": {"validation": 0.2}},
-        "model": {
-            "family": "cnn",
-            "filters": [4],
-            "dense": [8],
-            "dropout": 0.0,
-            "augmentation": {
-                "flip": "horizontal",
-                "crop": {"padding": 2},
-                "mixup": {"alpha": 0.2},
-                "cutmix": {"alpha": 1.0},
-            },
-        },
-        "train": {"epochs": 2, "batch_size": 32, "optimizer": {"learning_rate": 0.01}},
-    }
-    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+    mixing = {"crop": {"padding": 2}, "mixup": {"alpha": 0.2}, "cutmix": {"alpha": 1.0}}
+    write_recipe(
+        idx_folder,
+        data={"split": {"validation": 0.2}},
+        model={"augmentation": {"flip": "horizontal", **mixing}},
+        train={"epochs": 2},
+    )
     assert dltrain("prepare", cwd=tmp_path).returncode == 0
     trained = dltrain("train", "--json", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr

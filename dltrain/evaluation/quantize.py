@@ -34,7 +34,7 @@ import numpy as np
 
 from dltrain.backend import keras, tf
 from dltrain.errors import DataError, ExportError, ExportMismatch, RunError
-from dltrain.evaluation.export import (
+from dltrain.evaluation.formats import (
     ConverterSetup,
     Inputs,
     _count,
@@ -274,8 +274,8 @@ def _int8_flatbuffer(model: keras.Model, x: Inputs) -> tuple[bytes, int]:
         text = [spec.name for spec in model.inputs if str(spec.dtype) == "string"]
         known = (
             f" This model takes text inputs ({', '.join(text[:5])}{', …' if len(text) > 5 else ''}"
-            f"): TFLite's calibrator feeds one example at a time, and a table's one-hot "
-            f"categories do not convert so."
+            f"): TFLite's calibrator feeds one example at a time, which the category "
+            f"encoders of a model trained by an older dltrain cannot take; train it again."
             if text
             else ""
         )
@@ -313,11 +313,10 @@ def _split(run: RunModel, split: str, size: int) -> tuple[Inputs, np.ndarray]:
 
 
 def _chunks(x: Inputs) -> Iterator[Inputs]:
-    """The examples in near-equal chunks of at most ``CHUNK``: never a lone last example, which
-    a table model's one-hot layers would read as one row of a different shape."""
-    count = _count(x)
-    for index in np.array_split(np.arange(count), max(1, -(-count // CHUNK))):
-        start, stop = int(index[0]), int(index[-1]) + 1
+    """The examples in chunks of at most ``CHUNK`` (a lone last row is fine: the export check
+    runs a one-row batch too)."""
+    for start in range(0, _count(x), CHUNK):
+        stop = start + CHUNK
         yield {k: v[start:stop] for k, v in x.items()} if isinstance(x, dict) else x[start:stop]
 
 

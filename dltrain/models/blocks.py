@@ -119,3 +119,47 @@ class RandomPaddedCrop(keras.layers.Layer):
             "fill_value": self.fill_value,
             "seed": self.seed,
         }
+
+
+def _training_only() -> tuple[type, ...]:
+    """The layers that act only in training: random image transformations."""
+    layers = keras.layers
+    return (
+        layers.RandomFlip,
+        layers.RandomRotation,
+        layers.RandomZoom,
+        layers.RandomTranslation,
+        layers.RandomContrast,
+        RandomPaddedCrop,
+    )
+
+
+def has_training_only_layers(model: keras.Model) -> bool:
+    """Whether ``model`` (or a model nested in it) holds a random augmentation layer."""
+    return any(isinstance(layer, _training_only()) for layer in model._flatten_layers())
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """``model`` without its training-only layers: each random augmentation passes its input
+    through, as it does at inference; every other layer is the same object, weights shared.
+
+    An exporter traces the graph, and Keras's random layers put stateless random ops in it
+    (``StatelessRandomGetKeyCounter``) that TFLite has no kernel for, though they never act
+    outside training. A model without such a layer is returned as it is.
+
+    Example:
+        >>> inputs = keras.Input((8, 8, 1))
+        >>> model = keras.Model(inputs, keras.layers.RandomFlip()(inputs))
+        >>> has_training_only_layers(inference_copy(model))
+        False
+    """
+    if not has_training_only_layers(model) or isinstance(model, keras.Sequential):
+        return model
+    skipped = _training_only()
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        return args[0] if isinstance(layer, skipped) else layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call, recursive=True
+    )

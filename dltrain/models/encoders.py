@@ -108,6 +108,9 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
         mapping = np.asarray(category.mapping, dtype="int64")
         if not np.array_equal(mapping, np.arange(len(mapping))):
             index = ops.take(mapping, index)
+        # [batch, 1], said explicitly: TFLite's gather after the lookup loses the batch axis of a
+        # one-row batch (a scalar, which the concatenation below then refuses)
+        index = ops.reshape(index, (-1, 1))
         parts.append(_encode_category(index, category, name))
     if not parts:
         raise RecipeError(
@@ -123,9 +126,11 @@ def _encode_category(index: Any, category: CategoricalColumn, name: str) -> Any:
     out of vocabulary, is trained too: it stands for every value training never kept)."""
     if category.encoding == CategoryEncoding.EMBEDDING:
         assert category.embedding_dim is not None
-        return keras.layers.Embedding(
+        vectors = keras.layers.Embedding(
             category.num_tokens, category.embedding_dim, name=f"{name}_embedding"
         )(index)
+        return keras.ops.reshape(vectors, (-1, category.embedding_dim))
+    # one-hot reads the [batch, 1] index as one value per row: [batch, num_tokens]
     return keras.layers.CategoryEncoding(
         num_tokens=category.num_tokens, output_mode="one_hot", name=f"{name}_onehot"
     )(index)

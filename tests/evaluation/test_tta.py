@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from dltrain.errors import UsageError
 from dltrain.evaluation.tta import TtaViews, predict_views, tta_views
-from tests.conftest import invoke
+from tests.conftest import RecipeWriter, invoke
 
 IMAGES = np.arange(2 * 5 * 6).reshape(2, 5, 6, 1).astype(np.uint8) + 1  # no zero pixel
 
@@ -109,21 +108,12 @@ def test_one_view_is_no_augmentation() -> None:
 
 
 @pytest.fixture
-def trained(tmp_path: Path, idx_folder: Path) -> Path:
-    recipe = {
-        "name": "tiny",
-        "seed": 7,
-        "data": {"source": str(idx_folder), "split": {"validation": 0.2}, "shard_rows": 16},
-        "model": {
-            "family": "cnn",
-            "filters": [4],
-            "dense": [8],
-            "dropout": 0.0,
-            "augmentation": {"flip": "vertical", "crop": {"padding": 1}},
-        },
-        "train": {"epochs": 1, "batch_size": 32, "optimizer": {"learning_rate": 0.01}},
-    }
-    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+def trained(tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter) -> Path:
+    write_recipe(
+        idx_folder,
+        data={"split": {"validation": 0.2}, "shard_rows": 16},
+        model={"augmentation": {"flip": "vertical", "crop": {"padding": 1}}},
+    )
     with contextlib.chdir(tmp_path):
         for command in ("prepare", "train"):
             code, _, err = invoke(command)

@@ -127,6 +127,8 @@ def test_embedded_columns_take_raw_strings_after_saving_and_unseen_values_share_
 
     coast = reloaded.get_layer("coast_embedding")
     vectors = np.asarray(keras.Model(reloaded.inputs, coast.output).predict(batch, verbose=0))
+    assert vectors.shape == (3, 1, 3)  # one index per row, [batch, 1], each a vector of 3
+    vectors = vectors[:, 0]
     table = coast.get_weights()[0]
     np.testing.assert_array_equal(vectors[1], table[0])  # out of vocabulary: index 0
     np.testing.assert_array_equal(vectors[2], table[0])

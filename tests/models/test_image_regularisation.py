@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from dltrain.backend import tf
 from dltrain.errors import RecipeError
@@ -20,7 +19,7 @@ from dltrain.recipe.models import AugmentationSpec, CnnSpec
 from dltrain.recipe.schema import LossName, LossSpec
 from dltrain.tasks import Task
 from dltrain.training.losses import SparseFocalCrossentropy, make_loss
-from tests.conftest import invoke
+from tests.conftest import RecipeWriter, invoke
 from tests.models.test_builders import image_io
 
 
@@ -141,25 +140,14 @@ def test_only_mixing_cnns_train_on_soft_labels_and_validation_stays_whole() -> N
 
 
 @pytest.fixture
-def images_project(tmp_path: Path, idx_folder: Path) -> Path:
-    recipe = {
-        "name": "tiny",
-        "seed": 7,
-        "data": {"source": str(idx_folder), "split": {"validation": 0.2}},
-        "model": {
-            "family": "cnn",
-            "filters": [4],
-            "dense": [8],
-            "dropout": 0.0,
-            "augmentation": {
-                "crop": {"padding": 2},
-                "mixup": {"alpha": 0.2},
-                "cutmix": {"alpha": 1.0},
-            },
-        },
-        "train": {"epochs": 2, "batch_size": 32, "optimizer": {"learning_rate": 0.01}},
-    }
-    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+def images_project(tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter) -> Path:
+    mixing = {"crop": {"padding": 2}, "mixup": {"alpha": 0.2}, "cutmix": {"alpha": 1.0}}
+    write_recipe(
+        idx_folder,
+        data={"split": {"validation": 0.2}},
+        model={"augmentation": mixing},
+        train={"epochs": 2},
+    )
     with contextlib.chdir(tmp_path):
         code, _, err = invoke("prepare")
     assert code == 0, err
