@@ -5,11 +5,15 @@ mixed columns (8 numbers, 3 categories, a short text, a binary label):
   1. `dltrain prepare` (time, peak RSS);
   2. `dltrain train` for one epoch of a small MLP, streamed (`train.input: stream`) and, where
      it fits, in memory (`train.input: memory`): peak RSS and epoch time, runs alternating A/B;
-  3. the streamed training split read alone (examples/s, consumed inside TensorFlow's runtime)
+  3. with --evaluate SPLIT, `dltrain evaluate --split SPLIT` of the latest run read in memory and
+     streamed (`--set train.input=...`): peak RSS and time;
+  4. the streamed training split read alone (examples/s, consumed inside TensorFlow's runtime)
      against what the model consumes in training (examples/s).
 
     .venv/bin/python benchmarks/streaming.py --rows 1000000 4000000
     .venv/bin/python benchmarks/streaming.py --rows 1000000 --only-train memory   # baseline
+    .venv/bin/python benchmarks/streaming.py --rows 1000000 --skip-prepare --repeats 0 \
+        --evaluate train   # evaluate's peak RSS, in memory and streamed
 
 Files go to benchmarks/work/streaming/ (git-ignored); results replace the "Streaming" section of
 benchmarks/RESULTS.md.
@@ -192,6 +196,18 @@ def train_once(folder: Path, source: Path, mode: str, batch_size: int) -> dict[s
     return measured
 
 
+def evaluate_once(folder: Path, mode: str, split: str) -> dict[str, object]:
+    """``dltrain evaluate`` of the latest run in a fresh process: peak RSS, time, input path."""
+    run = latest_run(folder)
+    args = ["evaluate", "--run", str(run), "--split", split, "--no-plots"]
+    measured = child(CLI, *args, "--set", f"train.input={mode}", cwd=folder)
+    name = "metrics.json" if split == "test" else f"metrics-{split}.json"
+    document = json.loads((run / name).read_text())
+    measured["input"] = document["data"].get("input")
+    measured["metrics"] = {k: document["metrics"][k] for k in ("accuracy", "roc_auc")}
+    return measured
+
+
 def prepare_once(folder: Path, source: Path, batch_size: int) -> dict[str, object]:
     write_recipe(folder, source, "legacy", batch_size)
     return child(CLI, "prepare", "--force", cwd=folder)
@@ -205,6 +221,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="A/B pairs for the epoch time")
     parser.add_argument("--skip-prepare", action="store_true")
     parser.add_argument("--pipeline", action="store_true", help="measure the pipeline alone")
+    parser.add_argument("--evaluate", metavar="SPLIT", help="measure evaluate on this split")
     args = parser.parse_args()
     for rows in args.rows:
         source = generate(rows, WORK / f"mixed-{rows}.csv")
@@ -225,6 +242,9 @@ def main() -> None:
             for mode in args.modes:
                 result = train_once(folder, source, mode, args.batch_size)
                 print(json.dumps({"rows": rows, "mode": mode, **result}), flush=True)
+        for mode in args.modes if args.evaluate else []:
+            result = evaluate_once(folder, mode, args.evaluate)
+            print(json.dumps({"rows": rows, "evaluate": mode, **result}), flush=True)
 
 
 if __name__ == "__main__":

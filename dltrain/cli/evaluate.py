@@ -193,6 +193,7 @@ def evaluate(
             baseline=None if baseline is None else _baseline_folder(baseline, loaded.recipe.name),
             data=None if data is None else from_workdir(data),
             tta=tta,
+            input=loaded.recipe.train.input,
         )
         what = f"--data {data}" if data else f"the {spec.split.value} split"
         result = _evaluate_with_status(request, what, console)
@@ -348,6 +349,13 @@ def render(document: MetricsDocument, console: Console) -> None:
     if document.plots:
         console.print(f"Plots: {', '.join(document.plots)} (in {document.run})", highlight=False)
     render_input_report(console, document.inputs, document.num_examples)
+    read = document.data.get("input")
+    if isinstance(read, dict) and read.get("path") == "stream":
+        console.print(
+            f"[dim]Input: the split streamed from its {read.get('shards')} shard files in order "
+            f"({escape(str(read.get('reason')))}).[/]",
+            highlight=False,
+        )
     for note in document.baseline_notes:
         console.print(f"[dim]Baselines: {escape(note)}[/]", highlight=False)
     for warning in document.warnings:

@@ -25,14 +25,25 @@ from dltrain.evaluation.baselines.verdicts import (
     tiny_split_warning,
 )
 from dltrain.evaluation.catalog import better
-from dltrain.evaluation.examples import Examples, last_observed, load_examples, prepared_dataset
+from dltrain.evaluation.examples import (
+    Examples,
+    last_observed,
+    load_examples,
+    prepared_dataset,
+    split_examples,
+)
 from dltrain.evaluation.gates import (
     BaselineResult,
     apply_gates,
     compare_with_baseline,
     compared_metrics,
 )
-from dltrain.evaluation.importance import Importance, ImportanceSettings, permutation_importance
+from dltrain.evaluation.importance import (
+    Importance,
+    ImportanceSettings,
+    sample_rows,
+    shuffled_importance,
+)
 from dltrain.evaluation.metrics import (
     AutoencoderScorer,
     ClassificationScorer,
@@ -174,14 +185,13 @@ def _threshold_for(
     """The decision or anomaly threshold to apply; None for the default (or no threshold)."""
     spec = request.spec
     if request.optimize_threshold is not None:
-        dataset = prepared_dataset(run)
-        x, y = dataset.load_split("validation")
+        validation = split_examples(run, "validation", request.input)
         status(
             f"Choosing the threshold ({request.optimize_threshold.text}) on the validation split"
         )
-        outputs = run.predict(model, x, spec.batch_size)
+        outputs = validation.outputs(lambda x: run.predict(model, x, spec.batch_size))
         scores = positive_scores(class_probabilities(outputs))
-        choice = choose_threshold(y, scores, request.optimize_threshold, "validation")
+        choice = choose_threshold(validation.y, scores, request.optimize_threshold, "validation")
         return ThresholdInUse(StoredThreshold.model_validate(choice.to_json()), new=True)
     stored = read_stored_threshold(run.run_dir)
     if run.task == "binary":
@@ -228,8 +238,8 @@ def evaluate(request: EvaluationRequest, status: Status | None = None) -> Evalua
 
     model = run.load_keras()
     threshold = _threshold_for(run, request, model, say)
-    say(f"Predicting {len(examples.y):,} examples ({examples.label})")
-    outputs = model_outputs(run, model, examples.x, request)
+    say(f"Predicting {len(examples.y):,} examples ({examples.label}{_streamed(examples)})")
+    outputs = examples.outputs(lambda x: model_outputs(run, model, x, request))
     stored = None if threshold is None else threshold.stored
     scored = score(run, examples, outputs, spec, stored)
     calibration = calibration_summary(run, model, examples, outputs, scored, spec, stored)
@@ -329,19 +339,22 @@ def feature_importance(
     metric = DECIDING[run.task]
     settings = ImportanceSettings(spec.importance_repeats, spec.importance_rows, request.seed)
     y = np.asarray(examples.y)
-    rows = min(len(y), settings.max_rows)
+    index, rng = sample_rows(len(y), settings)
+    rows = examples.rows(index)  # a streamed split's sampled rows, read shard by shard
     say(
-        f"Permutation importance: {len(examples.x)} columns × {settings.repeats} shuffles of "
-        f"{rows:,} rows"
+        f"Permutation importance: {len(rows)} columns × {settings.repeats} shuffles of "
+        f"{len(index):,} rows"
     )
 
     def metric_of(columns: dict[str, np.ndarray], index: np.ndarray) -> float:
-        part = replace(examples, x=columns, y=y[index])
+        part = replace(examples, x=columns, y=y[index], reader=None)
         outputs = run.predict(model, columns, spec.batch_size)
         value = score(run, part, outputs, spec, threshold).report.metrics[metric]
         return float("nan") if value is None else float(value)
 
-    return permutation_importance(examples.x, metric_of, (metric, better(metric)), settings)
+    return shuffled_importance(
+        rows, index, len(y), rng, metric_of, (metric, better(metric)), settings
+    )
 
 
 def score_baselines(
@@ -359,7 +372,8 @@ def score_baselines(
     Returns:
         The metrics by baseline name, and notes on the baselines left out or how one was made.
     """
-    found = baseline_outputs(run, examples.x, np.asarray(examples.y), plan, say)
+    parts = examples.parts if examples.streamed else None
+    found = baseline_outputs(run, examples.x, np.asarray(examples.y), plan, say, parts)
     metrics = {
         name: score(run, examples, outputs, spec, None).report.metrics
         for name, outputs in found.outputs.items()
@@ -399,6 +413,13 @@ def _draw_plots(
     if importance is not None:
         written.append(importance_plot(importance, run.files.plots(examples.label)))
     return written
+
+
+def _streamed(examples: Examples) -> str:
+    """How a streamed split is read, for the status line; nothing for one in memory."""
+    if examples.reader is None:
+        return ""
+    return f", streamed from {examples.reader.num_shards} shard files"
 
 
 def _described_source(run: RunModel, examples: Examples, seed: int) -> Mapping[str, object]:
@@ -455,7 +476,8 @@ def compare_baseline(
         return None
     spec = request.spec
     say(f"Evaluating the baseline {baseline.run_dir.name} on the same examples")
-    base_outputs = model_outputs(baseline, baseline.load_keras(), examples.x, request)
+    base_model = baseline.load_keras()
+    base_outputs = examples.outputs(lambda x: model_outputs(baseline, base_model, x, request))
     base_threshold = None
     if baseline.task in ("binary", "reconstruction"):
         base_threshold = read_stored_threshold(baseline.run_dir)

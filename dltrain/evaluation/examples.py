@@ -1,10 +1,15 @@
 """The examples an evaluation scores: a prepared split, or labelled raw data given with --data
-(read through the same readers prepare used), with what the model fills in per column."""
+(read through the same readers prepare used), with what the model fills in per column.
+
+A large split of a table or image predictor is not read into memory: its labels are, and its
+inputs are read shard by shard in stored order whenever something needs them (``SplitReader``),
+chosen by the size rule training uses (``choose_evaluation_input``).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,16 +22,83 @@ from dltrain.data.store import PreparedDataset, open_store
 from dltrain.errors import DataError, RunError
 from dltrain.evaluation.request import EvaluationRequest
 from dltrain.evaluation.run_model import RunModel
-from dltrain.manifest import SequenceFeatures
+from dltrain.manifest import FeatureKind, SequenceFeatures
+from dltrain.recipe.choices import InputMode
+
+# Predictors whose evaluation needs the inputs only to predict (and to sample a few rows):
+# their splits may be streamed. Forecasts, autoencoders and GANs score the inputs themselves.
+STREAMED_TASKS = ("binary", "multiclass", "regression")
+STREAMED_KINDS = (FeatureKind.TABLE, FeatureKind.IMAGE)
+
+
+@dataclass(frozen=True)
+class SplitReader:
+    """A prepared split's inputs, read one shard at a time in stored order (never shuffled)."""
+
+    dataset: PreparedDataset
+    split: str
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.dataset.split_entry(self.split).shards)
+
+    def parts(self) -> Iterator[tuple[Any, np.ndarray]]:
+        """Each non-empty shard's examples and targets, as ``load_split(resample=False)``
+        gives the split's rows, in the same order.
+
+        Raises:
+            DataError: a shard is missing or changed since prepare.
+        """
+        for shard in self.dataset.split_entry(self.split).shards:
+            if shard.num_examples:
+                yield self.dataset.read_shard(shard)
+
+    def labels(self) -> np.ndarray:
+        """Every row's target, reading only the shards' target columns."""
+        shards = self.dataset.split_entry(self.split).shards
+        return np.concatenate([self.dataset.read_targets(s) for s in shards])
+
+    def rows(self, index: np.ndarray) -> Any:
+        """The inputs of rows ``index`` (sorted), one shard held at a time."""
+        from dltrain.data.streaming import read_rows
+
+        return read_rows(self.dataset, self.split, index)[0]
 
 
 @dataclass
 class Examples:
-    x: Any  # an array, or one array per column for tables
+    x: Any  # an array, or one array per column for tables; None when ``reader`` streams them
     y: np.ndarray
     label: str  # names the metrics file and the plots folder: test, validation, data-<name>
     source: Mapping[str, object]  # where the examples came from, as metrics.json says it
     inputs: InputReport = field(default_factory=InputReport)  # --data tables: missing, unseen
+    reader: SplitReader | None = None  # a streamed split: its inputs are read shard by shard
+
+    def parts(self) -> Iterator[tuple[Any, np.ndarray]]:
+        """The examples' inputs and targets: in one piece, or a streamed split shard by shard."""
+        if self.reader is None:
+            yield self.x, self.y
+        else:
+            yield from self.reader.parts()
+
+    def outputs(self, predict: Callable[[Any], np.ndarray]) -> np.ndarray:
+        """``predict``'s outputs over every example, in order: called once on the inputs in
+        memory, or once per shard of a streamed split (only the outputs are kept)."""
+        if self.reader is None:
+            return np.asarray(predict(self.x))
+        return np.concatenate([np.asarray(predict(x)) for x, _ in self.reader.parts()])
+
+    def rows(self, index: np.ndarray) -> Any:
+        """The inputs of rows ``index`` (sorted), however the examples are held."""
+        if self.reader is not None:
+            return self.reader.rows(index)
+        if isinstance(self.x, dict):
+            return {name: np.asarray(values)[index] for name, values in self.x.items()}
+        return np.asarray(self.x)[index]
+
+    @property
+    def streamed(self) -> bool:
+        return self.reader is not None
 
 
 def prepared_dataset(run: RunModel) -> PreparedDataset:
@@ -53,6 +125,48 @@ def prepared_dataset(run: RunModel) -> PreparedDataset:
     return dataset
 
 
+def choose_evaluation_input(
+    run: RunModel, dataset: PreparedDataset, split: str, mode: InputMode
+) -> tuple[bool, str]:
+    """Whether to stream ``split`` rather than read it into memory, and why.
+
+    The size rule training uses (data/streaming.py ``choose_input``), on this split's shards:
+    ``train.input`` auto streams past ``MEMORY_MAX_SHARD_BYTES``, memory and stream force it.
+    Models other than table and image predictors are always evaluated in memory.
+    """
+    from dltrain.data.streaming import MEMORY_MAX_SHARD_BYTES, shard_bytes
+
+    kind = run.manifest.features.kind
+    if run.task not in STREAMED_TASKS or kind not in STREAMED_KINDS:
+        return False, f"a {run.task} model over {kind.value} inputs is evaluated in memory"
+    if mode == InputMode.MEMORY:
+        return False, "train.input is memory"
+    if mode == InputMode.STREAM:
+        return True, "train.input is stream"
+    size, limit = shard_bytes(dataset, (split,)), MEMORY_MAX_SHARD_BYTES
+    if size <= limit:
+        return False, f"train.input is auto: {size:,} bytes of shards <= {limit:,}"
+    return True, f"train.input is auto: {size:,} bytes of shards > {limit:,}"
+
+
+def split_examples(run: RunModel, split: str, mode: InputMode) -> Examples:
+    """A prepared split as stored (the train split unbalanced): in memory, or streamed.
+
+    Raises:
+        DataError: the data is missing, changed, or has no such split.
+    """
+    dataset = prepared_dataset(run)
+    streamed, reason = choose_evaluation_input(run, dataset, split, mode)
+    reader = SplitReader(dataset, split)
+    source: dict[str, object] = {"kind": "split", "folder": str(dataset.folder), "split": split}
+    path = "stream" if streamed else "memory"
+    source["input"] = {"path": path, "reason": reason, "shards": reader.num_shards}
+    if streamed:
+        return Examples(None, reader.labels(), split, source, reader=reader)
+    x, y = dataset.load_split(split, resample=False)
+    return Examples(x, y, split, source)
+
+
 def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
     """The examples to evaluate: a prepared split, or labelled raw data passed with --data.
 
@@ -60,15 +174,7 @@ def load_examples(run: RunModel, request: EvaluationRequest) -> Examples:
         DataError: missing data, or data whose schema differs from the run's.
     """
     if request.data is None:
-        split = request.spec.split.value
-        dataset = prepared_dataset(run)
-        x, y = dataset.load_split(split, resample=False)  # the train split as stored, unbalanced
-        source: Mapping[str, object] = {
-            "kind": "split",
-            "folder": str(dataset.folder),
-            "split": split,
-        }
-        return Examples(x, y, split, source)
+        return split_examples(run, request.spec.split.value, request.input)
     path = request.data
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name.split(".")[0]).strip("_") or "input"
     if run.model_input.kind in ("table", "text"):

@@ -112,16 +112,39 @@ def permutation_importance(
     total = len(np.asarray(columns[names[0]])) if names else 0
     if total == 0:
         raise ValueError("Permutation importance needs at least one column and one row.")
+    index, rng = sample_rows(total, settings)
+    rows = _rows(columns, index)
+    return shuffled_importance(rows, index, total, rng, metric_of, metric, settings)
+
+
+def sample_rows(total: int, settings: ImportanceSettings) -> tuple[np.ndarray, np.random.Generator]:
+    """The rows importance scores (sorted; a seeded sample beyond ``settings.max_rows``), and
+    the generator that then draws the shuffles: a caller holding the rows elsewhere (a
+    streamed split) reads just these and passes them to :func:`shuffled_importance`."""
     rng = np.random.default_rng(settings.seed)
     index = np.arange(total)
     if total > settings.max_rows:
         index = np.sort(rng.choice(total, settings.max_rows, replace=False))
-    rows = _rows(columns, index)
+    return index, rng
+
+
+def shuffled_importance(
+    rows: dict[str, np.ndarray],
+    index: np.ndarray,
+    total: int,
+    rng: np.random.Generator,
+    metric_of: Callable[[dict[str, np.ndarray], np.ndarray], float],
+    metric: tuple[str, Better],
+    settings: ImportanceSettings,
+) -> Importance:
+    """Permutation importance over the sampled ``rows`` (rows ``index`` of ``total``), each
+    column shuffled with ``rng`` as :func:`sample_rows` left it; see
+    :func:`permutation_importance`."""
     name, direction = metric
     sign = -1.0 if direction is Better.LOWER else 1.0
     value = metric_of(rows, index)
     found = []
-    for column in names:
+    for column in rows:
         drops = []
         for _ in range(settings.repeats):
             shuffled = dict(rows)

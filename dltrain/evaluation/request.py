@@ -12,6 +12,7 @@ from dltrain.evaluation.gates import check_gate_names
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import ThresholdObjective
 from dltrain.manifest import FeatureKind
+from dltrain.recipe.choices import InputMode
 from dltrain.recipe.gates import Gate
 from dltrain.recipe.schema import EvaluateSpec
 
@@ -31,6 +32,9 @@ class EvaluationRequest:
         tta: image classifiers: views of each image whose probabilities are averaged
             (evaluation/tta.py); 1: the image alone. The baseline run and the threshold
             choice on the validation split see the images alone.
+        input: the recipe's ``train.input``: whether a table or image predictor's split is read
+            into memory or streamed shard by shard (``auto``: by its size; evaluation/examples.py
+            ``choose_evaluation_input``).
     """
 
     run_dir: Path
@@ -41,6 +45,7 @@ class EvaluationRequest:
     optimize_threshold: ThresholdObjective | None = None
     baseline: Path | None = None
     tta: int = 1
+    input: InputMode = InputMode.AUTO
 
 
 def known_metrics(run: RunModel, spec: EvaluateSpec) -> list[str]:

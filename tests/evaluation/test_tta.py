@@ -111,7 +111,7 @@ def test_one_view_is_no_augmentation() -> None:
 def trained(tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter) -> Path:
     write_recipe(
         idx_folder,
-        data={"split": {"validation": 0.2}},
+        data={"split": {"validation": 0.2}, "shard_rows": 16},
         model={"augmentation": {"flip": "vertical", "crop": {"padding": 1}}},
     )
     with contextlib.chdir(tmp_path):
@@ -137,6 +137,17 @@ def test_evaluate_and_predict_average_the_views(trained: Path) -> None:
         }
         run_dir = Path(document["run"])
         assert json.loads((run_dir / "metrics.json").read_text())["tta"]["views"] == 3
+        # the test split streamed shard by shard: the views are averaged per batch all the same
+        code, out, err = invoke("evaluate", "--tta", "3", "--json", "--set", "train.input=stream")
+        assert code == 0, err
+        streamed = json.loads(out)
+        assert document["data"]["input"]["path"] == "memory"  # auto: a tiny split
+        assert streamed["data"]["input"]["path"] == "stream"
+        said = " ".join(err.split())  # the line wraps at the console width
+        assert "streamed from its" in said and "train.input is stream" in said
+        assert streamed["data"]["input"]["shards"] > 1 and streamed["tta"] == document["tta"]
+        for name, value in document["metrics"].items():
+            assert streamed["metrics"][name] == pytest.approx(value, abs=1e-6), name
         code, out, _ = invoke("evaluate", "--json")
         assert json.loads(out)["tta"] is None
         code, _, err = invoke("predict", "-i", images, "-o", "p.csv", "--tta", "3")

@@ -15,7 +15,7 @@ baseline is scored by the very metric functions that score the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,8 +124,16 @@ class BaselineOutputs:
     notes: list[str]
 
 
+Parts = Callable[[], Iterable[tuple[Any, np.ndarray]]]
+
+
 def baseline_outputs(
-    run: RunModel, x: Any, y: np.ndarray, plan: BaselinePlan, say: Status
+    run: RunModel,
+    x: Any,
+    y: np.ndarray,
+    plan: BaselinePlan,
+    say: Status,
+    parts: Parts | None = None,
 ) -> BaselineOutputs:
     """Predict each planned baseline on the examples, as the task's scorer reads outputs.
 
@@ -139,6 +147,8 @@ def baseline_outputs(
         y: their targets.
         plan: which baselines to predict.
         say: receives a line when the gradient-boosting baseline is fitted.
+        parts: a streamed split's inputs and targets shard by shard, in order (``x`` is then
+            None): the gradient-boosting baseline predicts one shard at a time.
     """
     outputs: dict[str, np.ndarray] = {}
     notes = list(plan.notes)
@@ -157,7 +167,7 @@ def baseline_outputs(
             else:
                 outputs[name] = found
         elif name == "gbm":
-            found, note = _gbm(run, x, y, say)
+            found, note = _gbm(run, parts or (lambda: [(x, y)]), say)
             if found is not None:
                 outputs[name] = found
             if note:
@@ -184,7 +194,7 @@ def _forecast(run: RunModel, x: Any, y: np.ndarray, name: str) -> np.ndarray | N
     return seasonal_naive_forecast(x, picked, horizon, season)
 
 
-def _gbm(run: RunModel, x: Any, y: np.ndarray, say: Status) -> tuple[np.ndarray | None, str]:
+def _gbm(run: RunModel, parts: Parts, say: Status) -> tuple[np.ndarray | None, str]:
     """The gradient-boosting baseline's outputs, and a note on how it was fitted; or no
     outputs and why."""
     from dltrain.evaluation.examples import prepared_dataset
@@ -192,7 +202,7 @@ def _gbm(run: RunModel, x: Any, y: np.ndarray, say: Status) -> tuple[np.ndarray 
     try:
         dataset = prepared_dataset(run)
         fitted, how = load_or_fit_gbm(dataset, run.task, say)
-        outputs = fitted.predict(x, tuple(np.shape(y)))
+        outputs = np.concatenate([fitted.predict(x, tuple(np.shape(y))) for x, y in parts()])
     except (DataError, RunError, ValueError) as exc:
         reason = exc.message if isinstance(exc, DataError | RunError) else str(exc)
         return None, f"no gradient-boosting baseline: {reason}"
