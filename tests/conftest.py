@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 import subprocess
 import sys
@@ -25,6 +26,31 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
+
+
+MODULES_PROBE = """
+import json, sys
+sys.argv = ["dltrain", *json.loads(sys.argv[1])]
+from dltrain.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print("LOADED=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def modules_loaded_by(*args: str) -> tuple[set[str], str]:
+    """Run ``dltrain ARGS`` in a fresh interpreter: every module it loaded, and its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE, json.dumps(list(args))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED="))
+    return set(json.loads(line.removeprefix("LOADED="))), done.stdout
 
 
 def run_dltrain(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import ast
-import json
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO
-
-PROBE = """
-import json, sys
-sys.argv = ["dltrain", *json.loads(sys.argv[1])]
-from dltrain.cli import main
-try:
-    main()
-except SystemExit:
-    pass
-heavy = {"tensorflow", "keras", "tf_keras", "mlflow"}
-heavy = sorted({m.split(".")[0] for m in sys.modules} & heavy)
-print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
-"""
+from tests.conftest import REPO, modules_loaded_by
 
 
 def loaded_heavy_modules(*args: str) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(list(args))],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    line = next(x for x in result.stderr.splitlines() if x.startswith("HEAVY="))
-    return list(json.loads(line.removeprefix("HEAVY=")))
+    loaded, _ = modules_loaded_by(*args)
+    return sorted({m.split(".")[0] for m in loaded} & {"tensorflow", "keras", "tf_keras", "mlflow"})
 
 
 @pytest.mark.parametrize(
@@ -86,19 +65,6 @@ def test_the_recipe_layer_imports_no_layer_above_it() -> None:
     assert upward == []
 
 
-RECIPE_PROBE = """
-import json, sys
-sys.argv = ["dltrain", *json.loads(sys.argv[1])]
-from dltrain.cli import main
-try:
-    main()
-except SystemExit:
-    pass
-loaded = sorted(m for m in sys.modules if m.startswith("dltrain."))
-print("LOADED=" + json.dumps(loaded), file=sys.stderr)
-"""
-
-
 @pytest.mark.parametrize(
     "command",
     ["", "prepare", "init", "train", "tune", "evaluate", "predict", "export", "runs", "find-lr"]
@@ -108,15 +74,7 @@ def test_help_builds_no_recipe_model(command: str) -> None:
     # Building the recipe's pydantic models cost 0.15 s of the 0.4 s --help took; help needs
     # only the option lists (recipe/choices.py) and names of files (recipe/files.py).
     args = [command, "--help"] if command else ["--help"]
-    result = subprocess.run(
-        [sys.executable, "-c", RECIPE_PROBE, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    line = next(x for x in result.stderr.splitlines() if x.startswith("LOADED="))
-    loaded = set(json.loads(line.removeprefix("LOADED=")))
+    loaded = {m for m in modules_loaded_by(*args)[0] if m.startswith("dltrain.")}
     # and run.json's record (dltrain/run_info.py), read only where a run is
     heavy = {
         "dltrain.recipe.schema",

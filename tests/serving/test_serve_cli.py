@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, invoke
-
-PROBE = """
-import json, sys
-sys.argv = ["dltrain", *json.loads(sys.argv[1])]
-from dltrain.cli import main
-try:
-    main()
-except SystemExit:
-    pass
-print("LOADED=" + json.dumps(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr)
-"""
+from tests.conftest import invoke, modules_loaded_by
 
 
 @pytest.mark.parametrize("args", [["--help"], ["serve", "--help"]])
 def test_help_loads_neither_the_server_nor_tensorflow(args: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED="))
-    loaded = set(json.loads(line.removeprefix("LOADED=")))
+    modules, stdout = modules_loaded_by(*args)
+    loaded = {m.split(".")[0] for m in modules}
     assert loaded & {"uvicorn", "starlette", "anyio", "tensorflow", "keras"} == set()
     if args == ["serve", "--help"]:
         for flag in ("--host", "--port", "--max-body", "--run"):
-            assert flag in done.stdout
+            assert flag in stdout
 
 
 def test_without_the_serving_extra_the_message_says_what_to_install(
