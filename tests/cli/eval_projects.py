@@ -52,12 +52,7 @@ def template() -> Path:
     (root / "bin.yaml").write_text(yaml.safe_dump(binary))
     write_houses(root / "houses.csv", 300, seed=4)
     houses = recipe("house", "houses.csv")
-    houses["data"] = {
-        "source": "houses.csv",
-        "target": "price",
-        "columns": {"house_id": {"type": "identifier"}},
-        "split": {"validation": 0.2, "test": 0.2},
-    }
+    houses["data"] = houses_data()
     houses["model"] = {"family": "mlp", "units": [16], "dropout": 0.0}
     (root / "house.yaml").write_text(yaml.safe_dump(houses))
     autoencoder = recipe("ae", "raw")
@@ -150,6 +145,17 @@ def runs_of(project: Path, name: str = "tiny") -> list[Path]:
     return sorted(p for p in (project / "runs" / name).iterdir() if p.is_dir())
 
 
+def houses_data() -> dict[str, object]:
+    """The recipe's data section for write_houses' table (``houses.csv``): price from the rest,
+    the id column kept out, 20% validation and 20% test."""
+    return {
+        "source": "houses.csv",
+        "target": "price",
+        "columns": {"house_id": {"type": "identifier"}},
+        "split": {"validation": 0.2, "test": 0.2},
+    }
+
+
 def write_houses_recipe(
     path: Path, *, name: str = "houses", dropout: float = 0.0, **train: object
 ) -> Path:
@@ -159,12 +165,7 @@ def write_houses_recipe(
     recipe = {
         "name": name,
         "seed": 7,
-        "data": {
-            "source": "houses.csv",
-            "target": "price",
-            "columns": {"house_id": {"type": "identifier"}},
-            "split": {"validation": 0.2, "test": 0.2},
-        },
+        "data": houses_data(),
         "model": {"family": "mlp", "units": [16], "dropout": dropout},
         "train": {
             "epochs": 3,

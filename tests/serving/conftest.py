@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.cli.eval_projects import recipe, write_houses
+from tests.cli.eval_projects import houses_data, recipe, write_houses
 from tests.conftest import run_dltrain, synthetic_images
 
 
@@ -34,12 +34,7 @@ def trained_project() -> Path:
     root = Path(tempfile.mkdtemp(prefix="dltrain-serve-"))
     write_houses(root / "houses.csv", 200, seed=4)
     houses = recipe("house", "houses.csv")
-    houses["data"] = {
-        "source": "houses.csv",
-        "target": "price",
-        "columns": {"house_id": {"type": "identifier"}},
-        "split": {"validation": 0.2, "test": 0.2},
-    }
+    houses["data"] = houses_data()
     houses["model"] = {"family": "mlp", "units": [8], "dropout": 0.0}
     (root / "dltrain.yaml").write_text(yaml.safe_dump(houses))
     x, y = synthetic_images(160, num_classes=2, seed=3)
