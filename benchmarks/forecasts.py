@@ -43,7 +43,7 @@ from results import write_section
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / "work" / "forecasts"  # git-ignored
-SHARED = Path("/work/shared/data/timeseries")
+SHARED = REPO.parent / "shared" / "data" / "timeseries"
 SECTION_TITLE = "## Forecasts against naive"
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
 
