@@ -24,7 +24,12 @@ from dltrain.data.preparation.arrays import (
     split_rows,
 )
 from dltrain.data.preparation.quality import check_quality
-from dltrain.data.readers.images import ImageFolders, decoded_notes, list_image_folders
+from dltrain.data.readers.images import (
+    ImageFolders,
+    check_image,
+    decoded_notes,
+    list_image_folders,
+)
 from dltrain.data.splits import SPLIT_NAMES
 from dltrain.data.store import ShardLayout, ShardWriter, shard_rows_for
 from dltrain.data.transforms import class_weights
@@ -70,6 +75,9 @@ def prepare_image_folders(spec: DataSpec, seed: int, folder: Path, *, strict: bo
             folder).
     """
     folders = list_image_folders(spec.source, spec.image)
+    for paths, _ in folders.splits.values():
+        for path in paths:  # a file that is no image is named before the split can fail
+            check_image(path)
     source_labels = {name: y for name, (_, y) in folders.splits.items()}
     classes = class_names_of(source_labels, folders.classes, spec)
     has_test = "test" in folders.splits
