@@ -28,6 +28,10 @@ class PixelRange:
         return f"{self.low:g} to {self.high:g}"
 
 
+# What image files decode to, whatever their pixels (data/readers/images.py stores uint8).
+DECODED_IMAGES = PixelRange(0.0, 255.0, "image files decode to 8-bit pixels")
+
+
 def infer_pixel_range(train_x: np.ndarray, *, decoded_images: bool = False) -> PixelRange:
     """The value range the training examples were written in.
 
@@ -45,7 +49,7 @@ def infer_pixel_range(train_x: np.ndarray, *, decoded_images: bool = False) -> P
         '0 to 16'
     """
     if decoded_images:
-        return PixelRange(0.0, 255.0, "image files decode to 8-bit pixels")
+        return DECODED_IMAGES
     low, high = float(train_x.min()), float(train_x.max())
     seen = f"{train_x.dtype} values {low:g} to {high:g}"
     if np.issubdtype(train_x.dtype, np.integer) and low >= 0:

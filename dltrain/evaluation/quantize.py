@@ -38,7 +38,6 @@ from dltrain.evaluation.formats import (
     ConverterSetup,
     Inputs,
     _count,
-    _first,
     _tflite_value,
     float_setups,
     op_sets,
@@ -292,11 +291,14 @@ def _split(run: RunModel, split: str, size: int) -> tuple[Inputs, np.ndarray]:
     Raises:
         DataError: the run's prepared data cannot be read, or the split is empty.
     """
+    from dltrain.data.streaming import head_rows
     from dltrain.evaluation.examples import prepared_dataset
 
     purpose = "calibrates on" if split == "train" else "is checked on"
     try:
-        x, y = prepared_dataset(run).load_split(split, resample=False)
+        # the split's first rows, reading only the shards that hold them: a split may be
+        # larger than memory (a streamed run's)
+        x, y = head_rows(prepared_dataset(run), split, size)
     except (DataError, RunError) as exc:
         raise DataError(
             f"A quantised export {purpose} the run's prepared {split} split, which cannot be "
@@ -309,7 +311,7 @@ def _split(run: RunModel, split: str, size: int) -> tuple[Inputs, np.ndarray]:
             f"A quantised export {purpose} the run's {split} split, which is empty. Prepare the "
             f"data with a {split} share (data.split), or export unquantised (drop --quantize)."
         )
-    return run.manifest.model_inputs(_first(x, size)), np.asarray(y[:size])
+    return run.manifest.model_inputs(x), np.asarray(y)
 
 
 def _chunks(x: Inputs) -> Iterator[Inputs]:

@@ -11,7 +11,9 @@ import os
 
 from dltrain.backend import tf
 from dltrain.data.pipeline import make_dataset
+from dltrain.data.store import PreparedDataset
 from dltrain.data.streaming import (
+    MEMORY_MAX_SHARD_BYTES,
     InputPath,
     ShardPolicy,
     SplitStream,
@@ -19,8 +21,10 @@ from dltrain.data.streaming import (
     WorkerShare,
     assign_shards,
     choose_input,
+    shard_bytes,
     to_dataset,
 )
+from dltrain.errors import OutOfMemory
 from dltrain.run_info import InputRecord
 from dltrain.training.device import Cluster
 from dltrain.training.plan import RunPlan
@@ -112,8 +116,11 @@ def streamed_batches(
 def memory_batches(plan: RunPlan) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """The training and validation splits read whole into memory, then batched."""
     spec, dataset, hooks = plan.spec, plan.dataset, plan.hooks
-    train_x, train_y = dataset.load_split("train")
-    val_x, val_y = dataset.load_split("validation")
+    try:
+        train_x, train_y = dataset.load_split("train")
+        val_x, val_y = dataset.load_split("validation")
+    except MemoryError:
+        raise splits_too_large(dataset) from None
     # keyed as the model's inputs are (a table's input names; manifest.py)
     train_x, val_x = dataset.manifest.model_inputs(train_x), dataset.manifest.model_inputs(val_x)
     seed = plan.recipe.seed + plan.initial_epoch
@@ -124,6 +131,19 @@ def memory_batches(plan: RunPlan) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         val_x, hooks.labels(val_y), spec.batch_size, shuffle=False, seed=plan.recipe.seed
     )
     return train, validation
+
+
+def splits_too_large(dataset: PreparedDataset) -> OutOfMemory:
+    """The error of training and validation splits that do not fit in memory, naming the fix."""
+    examples = sum(dataset.num_examples(s) for s in ("train", "validation"))
+    size = shard_bytes(dataset, ("train", "validation"))
+    return OutOfMemory(
+        f"Reading the training and validation splits into memory (train.input: memory) ran "
+        f"out of memory: {examples:,} examples, {size / 1e6:,.0f} MB of shards on disk and "
+        f"more once decoded. Expected splits that fit in the memory this process may use; set "
+        f"`train.input: stream` (or auto, which streams past {MEMORY_MAX_SHARD_BYTES / 1e6:,.0f}"
+        f" MB of shards) to read them shard by shard every epoch in flat memory."
+    )
 
 
 def worker_index(cluster: Cluster) -> int:

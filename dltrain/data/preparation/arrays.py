@@ -1,4 +1,6 @@
-"""Preparing a dataset that fits in memory: IDX, ``.npz``, image and text class folders.
+"""Preparing a dataset that fits in memory: IDX, ``.npz`` and text class folders (image class
+folders, which may not fit, are decoded a shard at a time by ``image_folders.py``, through the
+splitting, profiling and scaling helpers here).
 
 The source's examples are split (randomly or stratified; its own test set is kept as test),
 profiled for duplicates and leakage, and stored as shards; images get their pixel scaling and
@@ -14,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from dltrain.data.hashing import hash_strings
-from dltrain.data.pixels import infer_pixel_range
+from dltrain.data.pixels import PixelRange, infer_pixel_range
 from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.quality import check_quality
 from dltrain.data.profile import Profile
@@ -48,7 +50,7 @@ Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name → (examples, l
 def prepare_arrays(
     spec: DataSpec, seed: int, folder: Path, fmt: DataFormat, *, strict: bool = False
 ) -> Prepared:
-    """Split and store a dataset that fits in memory (images, texts, IDX, npz).
+    """Split and store a dataset that fits in memory (texts, IDX, npz), or image folders.
 
     Args:
         spec: the recipe's data section.
@@ -69,11 +71,24 @@ def prepare_arrays(
             f"`data.series` needs a table with a time column; {spec.source} is {fmt.value} data. "
             f"Remove the series section or point `data.source` at a CSV or Parquet file."
         )
+    if fmt == DataFormat.IMAGES and spec.source.is_dir():
+        # decoded a shard at a time: an image set may be larger than memory
+        from dltrain.data.preparation.image_folders import prepare_image_folders
+
+        return prepare_image_folders(spec, seed, folder, strict=strict)
     source = read_source(spec.source, fmt, spec.image)
-    classes = _class_names(source, spec)
+    labels = {name: y for name, (_, y) in source.splits.items()}
+    classes = class_names_of(labels, source.class_names, spec)
     splits = _split(source, spec, seed, fmt, classes)
     is_text = source.splits["train"][0].dtype == object
-    profile = _array_profile(splits, classes, source, is_text)
+    hashes = {name: _example_hashes(x, is_text) for name, (x, _) in splits.items()}
+    profile = profile_of(
+        hashes,
+        {name: y for name, (_, y) in splits.items()},
+        classes,
+        source.notes,
+        "text" if is_text else "image",
+    )
     check_quality(profile, spec, strict=strict)
     writer = ShardWriter(
         folder,
@@ -121,23 +136,10 @@ def _split(
     Raises:
         DataError: a split method that needs a column, or a pool that cannot be split.
     """
-    method = resolve_method(spec.split, classification=True)
-    if method not in (SplitMethod.RANDOM, SplitMethod.STRATIFIED):
-        raise DataError(
-            f"`data.split.method: {method.value}` needs a column to split by, which only tables "
-            f"have; {spec.source} is {fmt.value} data. Use random or stratified."
-        )
     pool_x, pool_y = source.splits["train"]
-    request = SplitRequest(
-        spec=spec.split,
-        seed=seed,
-        method=method,
-        has_test=source.has_test,
-        source=str(spec.source),
-        labels=pool_y,
-        class_names=classes,
+    train_rows, validation_rows, test_rows = split_rows(
+        pool_y, source.has_test, spec, seed, fmt, classes
     )
-    train_rows, validation_rows, test_rows = split_indices(len(pool_y), request)
     return {
         "train": (pool_x[train_rows], pool_y[train_rows]),
         "validation": (pool_x[validation_rows], pool_y[validation_rows]),
@@ -145,6 +147,38 @@ def _split(
         if source.has_test
         else (pool_x[test_rows], pool_y[test_rows]),
     }
+
+
+def split_rows(
+    pool_y: np.ndarray,
+    has_test: bool,
+    spec: DataSpec,
+    seed: int,
+    fmt: DataFormat,
+    classes: list[str],
+) -> list[np.ndarray]:
+    """The rows of the source's training pool that go to train, validation and test (none to
+    test when the source has its own).
+
+    Raises:
+        DataError: a split method that needs a column, or a pool that cannot be split.
+    """
+    method = resolve_method(spec.split, classification=True)
+    if method not in (SplitMethod.RANDOM, SplitMethod.STRATIFIED):
+        raise DataError(
+            f"`data.split.method: {method.value}` needs a column to split by, which only tables "
+            f"have; {spec.source} is {fmt.value} data. Use random or stratified."
+        )
+    request = SplitRequest(
+        spec=spec.split,
+        seed=seed,
+        method=method,
+        has_test=has_test,
+        source=str(spec.source),
+        labels=pool_y,
+        class_names=classes,
+    )
+    return split_indices(len(pool_y), request)
 
 
 def _text_inputs(train_x: np.ndarray, spec: DataSpec) -> tuple[TextFeatures, TextPreprocessing]:
@@ -161,13 +195,33 @@ def _image_inputs(
     a note saying which raw range the scaling maps from and why."""
     images = _with_channels(train_x)
     features = ImageFeatures(shape=list(images.shape[1:]), dtype=str(images.dtype))
-    if spec.pixel_range is not None:
+    found = (
+        None
+        if spec.pixel_range is not None
+        else infer_pixel_range(images, decoded_images=fmt == DataFormat.IMAGES)
+    )
+    moments = _moments(images) if spec.scaling == Scaling.STANDARD else None
+    preprocessing, note = image_preprocessing(spec, found, moments)
+    return features, preprocessing, note
+
+
+def image_preprocessing(
+    spec: DataSpec, found: PixelRange | None, moments: tuple[float, float] | None
+) -> tuple[ImagePreprocessing, str]:
+    """The manifest's image preprocessing, and the note saying which raw range it maps from.
+
+    Args:
+        spec: the recipe's data section (its scaling, sampling and any ``pixel_range``).
+        found: the inferred raw range; None when the recipe sets ``data.pixel_range``.
+        moments: the training split's pixel mean and deviation (standard scaling needs them).
+    """
+    if found is None:
+        assert spec.pixel_range is not None
         low, high = spec.pixel_range
         why = "data.pixel_range"
     else:
-        found = infer_pixel_range(images, decoded_images=fmt == DataFormat.IMAGES)
         low, high, why = found.low, found.high, found.reason
-    stats = scaling_stats(images, spec.scaling, (low, high))
+    stats = scaling_from(spec.scaling, (low, high), moments)
     preprocessing = ImagePreprocessing(
         scaling=spec.scaling,
         scale=stats["scale"],
@@ -175,7 +229,7 @@ def _image_inputs(
         sampling=spec.sampling,
         pixel_range=[low, high],
     )
-    return features, preprocessing, _scaling_note(preprocessing, why)
+    return preprocessing, _scaling_note(preprocessing, why)
 
 
 def _scaling_note(preprocessing: ImagePreprocessing, why: str) -> str:
@@ -193,29 +247,36 @@ def _scaling_note(preprocessing: ImagePreprocessing, why: str) -> str:
     )
 
 
-def _array_profile(
-    splits: Splits,
+def profile_of(
+    hashes: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
     classes: list[str],
-    source: SourceArrays,
-    is_text: bool,
+    notes: list[str],
+    unit: str,
 ) -> Profile:
-    hashes = {name: _example_hashes(x, is_text) for name, (x, _) in splits.items()}
+    """The profile of split examples from their content hashes and labels: duplicates within
+    a split, examples shared between splits (leaks), class counts."""
     order = np.concatenate([np.full(len(h), i, np.int8) for i, h in enumerate(hashes.values())])
     every = np.concatenate(list(hashes.values()))
     duplicates = 0
     for h in hashes.values():
         duplicates += len(h) - len(np.unique(h))
-    labels = np.concatenate([y for _, y in splits.values()])
-    counts = np.bincount(labels, minlength=len(classes))
+    every_label = np.concatenate(list(labels.values()))
+    counts = np.bincount(every_label, minlength=len(classes))
     return Profile(
         columns=[],
-        rows=len(labels),
+        rows=len(every_label),
         duplicate_rows=duplicates,
         class_counts=dict(zip(classes, counts.tolist(), strict=True)),
         leaking_rows=leaking_counts(every, order),
-        notes=list(source.notes),
-        unit="text" if is_text else "image",
+        notes=list(notes),
+        unit=unit,
     )
+
+
+def example_hashes(x: np.ndarray) -> np.ndarray:
+    """Each example's content hash (64 bits of BLAKE2b over its bytes)."""
+    return _example_hashes(x, is_text=False)
 
 
 def _example_hashes(x: np.ndarray, is_text: bool) -> np.ndarray:
@@ -231,8 +292,16 @@ def _example_hashes(x: np.ndarray, is_text: bool) -> np.ndarray:
     )
 
 
-def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
-    labels = np.concatenate([y for _, y in source.splits.values()])
+def class_names_of(
+    split_labels: dict[str, np.ndarray], names: list[str] | None, spec: DataSpec
+) -> list[str]:
+    """The class names of a source's labels (its own split ``train`` and maybe ``test``):
+    the recipe's ``data.classes``, the folder names, or the label numbers.
+
+    Raises:
+        DataError: negative or too many labels, test labels training lacks, one class only.
+    """
+    labels = np.concatenate(list(split_labels.values()))
     low, high = int(labels.min()), int(labels.max())
     if low < 0:
         raise DataError(
@@ -245,8 +314,8 @@ def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
             f"(dltrain takes at most {MAX_CLASSES:,}). Expected class indices 0, 1, 2, …; "
             f"renumber the labels consecutively."
         )
-    if source.has_test:  # class folders check this by name; arrays by label
-        unseen = np.setdiff1d(source.splits["test"][1], source.splits["train"][1])
+    if "test" in split_labels:  # class folders check this by name; arrays by label
+        unseen = np.setdiff1d(split_labels["test"], split_labels["train"])
         if len(unseen):
             shown = ", ".join(str(int(label)) for label in unseen[:10])
             raise DataError(
@@ -257,17 +326,12 @@ def _class_names(source: SourceArrays, spec: DataSpec) -> list[str]:
             )
     present = np.unique(labels)
     if len(present) < 2:
-        what = (
-            (source.class_names or [str(int(present[0]))])[int(present[0])]
-            if len(present)
-            else "none"
-        )
+        what = (names or [str(int(present[0]))])[int(present[0])] if len(present) else "none"
         raise DataError(
             f"{spec.source} holds examples of one class only ({what}). A classifier needs at "
             f"least two classes to tell apart; add examples of the others (for image or text "
             f"folders, one subfolder per class)."
         )
-    names = source.class_names
     if spec.classes is not None:
         if high >= len(spec.classes) or (names is not None and len(names) != len(spec.classes)):
             raise DataError(
@@ -303,10 +367,25 @@ def scaling_stats(
     if pixel_range is None:
         found = infer_pixel_range(train_x)
         pixel_range = (found.low, found.high)
+    moments = _moments(train_x) if scaling == Scaling.STANDARD else None
+    return scaling_from(scaling, pixel_range, moments)
+
+
+def _moments(train_x: np.ndarray) -> tuple[float, float]:
+    return float(train_x.mean(dtype=np.float64)), float(train_x.std(dtype=np.float64))
+
+
+def scaling_from(
+    scaling: Scaling, pixel_range: tuple[float, float], moments: tuple[float, float] | None
+) -> dict[str, float]:
+    """``scale`` and ``offset`` of ``scaling`` from the raw range, or for standard scaling the
+    training split's (mean, deviation)."""
+    if scaling == Scaling.NONE:
+        return {"scale": 1.0, "offset": 0.0}
     low, high = pixel_range
     if scaling == Scaling.STANDARD:
-        mean = float(train_x.mean(dtype=np.float64))
-        std = float(train_x.std(dtype=np.float64)) or 1.0
+        assert moments is not None, "standard scaling needs the training split's moments"
+        mean, std = moments[0], moments[1] or 1.0
         return {"scale": 1.0 / std, "offset": -mean / std}
     span = (high - low) or 1.0
     if scaling == Scaling.UNIT:

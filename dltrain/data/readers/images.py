@@ -7,6 +7,7 @@ which makes reading the 960 224×224 flowers at 64×64 several times faster than
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,14 +20,34 @@ from dltrain.errors import DataError
 from dltrain.recipe.data import DataFormat, ImageSpec
 
 
-def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArrays:
-    """Decode every image of a class-folder layout into uint8 arrays (N, H, W, C).
+@dataclass(frozen=True)
+class ImageFolders:
+    """A class-folder layout listed, not yet decoded: each split's files and labels, and the
+    one size and channel count every image is decoded to."""
+
+    classes: list[str]
+    splits: dict[str, tuple[list[Path], np.ndarray]]  # split → (files, class indices)
+    size: tuple[int, int]  # (height, width)
+    channels: int
+
+    def decode(self, paths: list[Path]) -> tuple[np.ndarray, int]:
+        """These files decoded as uint8 (N, H, W, C), and how many had to be resized."""
+        images = np.empty((len(paths), *self.size, self.channels), dtype=np.uint8)
+        resized = 0
+        for row, path in enumerate(paths):
+            images[row], changed = decode(path, self.size, self.channels)
+            resized += changed
+        return images, resized
+
+
+def list_image_folders(root: Path, spec: ImageSpec | None = None) -> ImageFolders:
+    """List a class-folder layout, reading only the first image's header and mode.
 
     The size is ``spec.size`` or the first image's; the channels ``spec.channels`` or 1 when
     the first image is greyscale, else 3.
 
     Raises:
-        DataError: no class folders, an empty class, or an image that cannot be decoded.
+        DataError: no class folders, an empty class, or a first image that cannot be decoded.
     """
     spec = spec or ImageSpec()
     layout = class_folders(root, IMAGE_SUFFIXES, "image")
@@ -34,42 +55,66 @@ def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArray
     with _open(first) as image:
         width, height = image.size
         grey = image.mode in ("1", "L", "I;16", "I", "F")
-    size = (spec.size[0], spec.size[1]) if spec.size else (height, width)
-    channels = spec.channels or (1 if grey else 3)
     splits = {}
-    files: list[Path] = []
-    resized = 0
     for split, per_class in layout.splits.items():
-        paths = [
+        pairs = [
             (index, path)
             for index, name in enumerate(layout.classes)
             for path in per_class.get(name, [])
         ]
+        labels = np.array([index for index, _ in pairs], dtype=np.int64)
+        splits[split] = ([path for _, path in pairs], labels)
+    return ImageFolders(
+        classes=layout.classes,
+        splits=splits,
+        size=(spec.size[0], spec.size[1]) if spec.size else (height, width),
+        channels=spec.channels or (1 if grey else 3),
+    )
+
+
+def decoded_notes(folders: ImageFolders, resized: int) -> list[str]:
+    """What decoding did to the images, as prepare reports it."""
+    (height, width), channels = folders.size, folders.channels
+    notes = [f"images decoded as {height}×{width}×{channels} uint8"]
+    if resized:
+        notes.append(f"{resized:,} image(s) resized to {width}×{height}")
+    return notes
+
+
+def read_image_folders(root: Path, spec: ImageSpec | None = None) -> SourceArrays:
+    """Decode every image of a class-folder layout into uint8 arrays (N, H, W, C).
+
+    For a folder of inputs to a model (predict, evaluate --data); ``prepare`` decodes a
+    training set a shard at a time instead (data/preparation/image_folders.py).
+
+    Raises:
+        DataError: no class folders, an empty class, an image that cannot be decoded, or more
+            pixels than memory holds.
+    """
+    folders = list_image_folders(root, spec)
+    splits = {}
+    files: list[Path] = []
+    resized = 0
+    for split, (paths, labels) in folders.splits.items():
         try:
-            images = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+            images, changed = folders.decode(paths)
         except MemoryError:
-            needed = len(paths) * size[0] * size[1] * channels
+            (height, width), channels = folders.size, folders.channels
+            needed = len(paths) * height * width * channels
             raise DataError(
-                f"{root}: {len(paths):,} {split} images of {size[0]}×{size[1]}×{channels} "
+                f"{root}: {len(paths):,} {split} images of {height}×{width}×{channels} "
                 f"pixels need {needed / 2**30:,.1f} GiB of memory, more than this machine can "
                 f"give. Set a smaller `data.image.size` (such as [224, 224])."
             ) from None
-        labels = np.empty(len(paths), dtype=np.int64)
-        for row, (index, path) in enumerate(paths):
-            images[row], changed = decode(path, size, channels)
-            resized += changed
-            labels[row] = index
-            files.append(path)
+        resized += changed
+        files.extend(paths)
         splits[split] = (images, labels)
-    notes = [f"images decoded as {size[0]}×{size[1]}×{channels} uint8"]
-    if resized:
-        notes.append(f"{resized:,} image(s) resized to {size[1]}×{size[0]}")
     return SourceArrays(
         splits=splits,
         files=files,
         format=DataFormat.IMAGES,
-        class_names=layout.classes,
-        notes=notes,
+        class_names=folders.classes,
+        notes=decoded_notes(folders, resized),
     )
 
 
