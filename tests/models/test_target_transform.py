@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -137,3 +138,10 @@ def test_targets_the_log_cannot_take_are_refused(tmp_path: Path) -> None:
     series = {"lookback": 4, "horizon": 1, "time_column": "size"}
     with pytest.raises(ValidationError, match=r"series recipe.*series.transform"):
         log_spec(tmp_path / "classes.csv", series=series)
+
+
+def test_the_model_card_says_how_the_target_was_learnt(manifest: Manifest) -> None:
+    from dltrain.evaluation.model_card_sections import _preprocessing
+
+    lines = _preprocessing(SimpleNamespace(manifest=manifest))  # type: ignore[arg-type]
+    assert "Target: `price` (learnt as its log; predicted in its own units)." in lines
