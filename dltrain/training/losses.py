@@ -261,8 +261,9 @@ class TransformedTargetLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         ops = keras.ops
+        y_pred = ops.convert_to_tensor(y_pred)
         tiny = keras.config.epsilon()  # prepare refuses targets <= 0; exp is never 0 in range
-        log_true = ops.log(ops.maximum(ops.cast(y_true, y_pred.dtype), tiny))
+        log_true = ops.log(ops.maximum(ops.convert_to_tensor(y_true, y_pred.dtype), tiny))
         return self.loss.call(log_true, ops.log(ops.maximum(y_pred, tiny)))
 
     def get_config(self) -> dict[str, Any]:
