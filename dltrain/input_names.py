@@ -29,7 +29,7 @@ _FIRST = re.compile(r"^[A-Za-z0-9]")
 _RESERVED = re.compile(
     r"^(features|numeric_scaling|mlp|ensemble_mean|flatten|latent|autoencoder|expand|crop"
     r"|unflatten|scaling|input|window|vectorize|probabilities|standardized|steps|target_units"
-    r"|clip_to_target_range|head_flatten|embedded_features|numeric_embedding"
+    r"|transformed_target|clip_to_target_range|head_flatten|embedded_features|numeric_embedding"
     r"|numeric_embedding_flatten|numeric_frequencies|reconstruction"
     r"|reconstruction_error|reconstruction_shape|cross_validated|fold_mean)$"
     r"|^(tower\d+_|hidden\d+|encoder\d+|decoder\d+|dense\d+|augment_|fold\d+$|fold_mean_)"

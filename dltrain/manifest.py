@@ -50,6 +50,7 @@ from dltrain.recipe.data import (
     Scaling,
     SeriesTransform,
     Standardize,
+    TargetTransform,
     TextSplit,
 )
 from dltrain.tasks import Task
@@ -291,6 +292,20 @@ class ClassTarget(_Part):
         return [self.column] if self.column else []
 
 
+class TargetTransformFit(_Part):
+    """``data.target_transform``: what the network learns instead of the target, per column.
+
+    The network predicts the transformed value standardised with ``mean`` and ``std`` (those of
+    the transformed training values); its last layers turn that back into the target's units,
+    and the loss compares targets and predictions after the transform (models/io.py,
+    training/losses.py).
+    """
+
+    name: TargetTransform
+    mean: list[float]
+    std: list[float]
+
+
 class NumericTarget(_Part):
     """Regression and forecasting targets, with the training split's statistics."""
 
@@ -301,6 +316,8 @@ class NumericTarget(_Part):
     max: list[float]
     horizon: int | None = None  # forecasting only
     lookback: int | None = None
+    # Optional rather than a version bump: absent, the target is learnt as it is.
+    transform: TargetTransformFit | None = None
 
     @property
     def names(self) -> list[str]:

@@ -20,6 +20,7 @@ from dltrain.manifest import (
     ImageFeatures,
     ImagePreprocessing,
     Manifest,
+    NumericTarget,
     SequenceFeatures,
     TableFeatures,
     TextFeatures,
@@ -204,6 +205,9 @@ def _preprocessing(sources: CardSources) -> list[str]:
             ]
         )
     target = ", ".join(f"`{n}`" for n in manifest.target_names) or "the class folders / labels"
+    numeric = manifest.target if isinstance(manifest.target, NumericTarget) else None
+    if numeric is not None and numeric.transform is not None:  # data.target_transform
+        target += f" (learnt as its {numeric.transform.name.value}; predicted in its own units)"
     lines += [f"Target: {target}.", ""]
     return lines
 

@@ -23,7 +23,9 @@ from dltrain.manifest import (
     NumericTarget,
     SequenceFeatures,
     SeriesLayout,
+    TargetTransformFit,
 )
+from dltrain.recipe.data import TargetTransform
 from dltrain.tasks import Task
 
 # What each feature kind's encoded tensor is, for error messages and family checks.
@@ -88,7 +90,9 @@ class ModelIO:
         the training split's mean and standard deviation, so predictions, losses and metrics
         read in those units; with ``clip_to_target_range`` predictions (not training outputs)
         are then clipped to the training split's target range. ``prefix`` names the layers of
-        one of several heads (ensembles).
+        one of several heads (ensembles). With ``data.target_transform`` (regression) the
+        network predicts the standardised transformed target (log y) and the last layer undoes
+        the transform, so predictions still read in the target's units.
 
         Forecasting with a series transform (``data.series.transform``) needs ``window``, the
         raw window input: the network predicts each target's departure from a simple forecast
@@ -125,6 +129,8 @@ class ModelIO:
             )(x)
             x = keras.layers.Reshape((horizon, outputs), name=f"{prefix}steps")(x)
             x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
+        elif target.transform is not None:
+            x = self._transformed_head(x, target.transform, prefix)
         else:
             x = keras.layers.Dense(outputs, dtype="float32", name=f"{prefix}standardized")(x)
             x = keras.layers.Rescaling(std, mean, dtype="float32", name=f"{prefix}target_units")(x)
@@ -133,6 +139,23 @@ class ModelIO:
             high = [float(v) for v in target.max]
             x = ClipToRange(low, high, name=f"{prefix}clip_to_target_range")(x)
         return x
+
+    def _transformed_head(
+        self, x: keras.KerasTensor, transform: TargetTransformFit, prefix: str
+    ) -> keras.KerasTensor:
+        """``data.target_transform``: the standardised transformed target, then its inverse."""
+        outputs = len(transform.mean)
+        x = keras.layers.Dense(outputs, dtype="float32", name=f"{prefix}standardized")(x)
+        x = keras.layers.Rescaling(
+            [float(v) or 1.0 for v in transform.std],
+            [float(v) for v in transform.mean],
+            dtype="float32",
+            name=f"{prefix}transformed_target",
+        )(x)
+        # float32 even under mixed precision: exp of a log price passes float16's 65,504
+        return UntransformTarget(
+            transform.name.value, dtype="float32", name=f"{prefix}target_units"
+        )(x)
 
     def _residual_head(
         self,
@@ -193,6 +216,29 @@ class ModelIO:
                 f"but the prepared dataset holds {ENCODED.get(self.kind, self.kind)} features. "
                 f"Pick a family that reads them (`model.family`)."
             )
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class UntransformTarget(keras.layers.Layer):
+    """Turn predictions of a transformed target back into the target's units (``log``: exp).
+
+    Example:
+        >>> y = UntransformTarget("log")(keras.ops.array([[0.0], [1.0]]))
+        >>> [round(v, 4) for v in keras.ops.convert_to_numpy(y)[:, 0].tolist()]
+        [1.0, 2.7183]
+    """
+
+    def __init__(self, transform: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if transform != TargetTransform.LOG.value:
+            raise ValueError(f"Argument `transform` must be 'log'. Received: {transform!r}")
+        self.transform = transform
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.exp(x)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "transform": self.transform}
 
 
 @keras.saving.register_keras_serializable(package="dltrain")

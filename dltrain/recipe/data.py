@@ -37,6 +37,14 @@ class Scaling(StrEnum):
     LOG = "log"  # log(1 + x - min), then standardised: for long-tailed counts (tables only)
 
 
+class TargetTransform(StrEnum):
+    """What a numeric target is learnt as; the model turns its predictions back, so they,
+    the metrics and every later command stay in the target's own units."""
+
+    NONE = "none"  # the target as it is (standardised with the training split's statistics)
+    LOG = "log"  # log(y) (every value > 0): for multiplicative, long-tailed values (prices)
+
+
 class ColumnType(StrEnum):
     AUTO = "auto"
     NUMERIC = "numeric"
@@ -398,6 +406,11 @@ class DataSpec(Section):
         None, description="The column(s) to predict (tables and series)."
     )
     task: Task | None = Field(None, description="Inferred from the target when unset.")
+    target_transform: TargetTransform = Field(
+        TargetTransform.NONE,
+        description="Regression on tables: learn the target as log(y) (every value > 0), the "
+        "loss computed on that scale; the model predicts in the target's own units.",
+    )
     csv: CsvSpec = Field(default_factory=CsvSpec)
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
     derived: dict[str, str] = Field(
@@ -485,9 +498,27 @@ class DataSpec(Section):
                 "`scaling` (pixels) takes none, unit, symmetric or standard; log is for table "
                 "columns (`numeric_scaling`). Received: scaling=log"
             )
+        if self.target_transform != TargetTransform.NONE:
+            _check_target_transform(self)
         if self.task == Task.FORECASTING and self.series is None:
             raise ValueError(
                 "task forecasting needs a `series` section (lookback, horizon, time_column). "
                 "Received: series=None"
             )
         return self
+
+
+def _check_target_transform(spec: DataSpec) -> None:
+    """Refuse a target transform where there is no regression table to apply it to."""
+    if spec.series is not None:
+        fix = "(a forecaster learns its target relative to a simple forecast: `series.transform`)"
+        what = "a series recipe (`series`)"
+    elif spec.task is not None and spec.task != Task.REGRESSION:
+        fix = "or set `task: regression` to predict the number"
+        what = f"task {spec.task.value}"
+    else:
+        return
+    raise ValueError(
+        f"`target_transform` {spec.target_transform.value} transforms the numeric target of a "
+        f"regression table, but this is {what}. Remove `target_transform` {fix}."
+    )

@@ -16,7 +16,7 @@ from dltrain.manifest import ClassTarget, Manifest
 from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.averaging import ema_arguments
-from dltrain.training.losses import logged_names, make_loss, training_metrics
+from dltrain.training.losses import logged_names, make_loss, on_target_scale, training_metrics
 from dltrain.training.one_cycle import CYCLED_ATTRIBUTE, MomentumCycle, find_one_cycle
 from dltrain.training.optimizers import make_optimizer
 from dltrain.training.schedules import ReduceOnPlateau, find_plateau, make_schedule
@@ -85,7 +85,9 @@ def compile_parts(
         callbacks.append(MomentumCycle(cycle, attribute, high=momenta[0], low=momenta[1]))
     return CompileParts(
         optimizer=make_optimizer(spec.optimizer, schedule, ema_arguments(spec)),
-        loss=make_loss(spec.loss, task, num_classes, soft_labels=soft_labels),
+        loss=on_target_scale(
+            make_loss(spec.loss, task, num_classes, soft_labels=soft_labels), task, manifest
+        ),
         metrics=training_metrics(task),
         callbacks=callbacks,
         class_weight=class_weights(spec.class_weight, task, manifest, soft_labels=soft_labels),

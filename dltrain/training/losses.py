@@ -14,6 +14,7 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
+from dltrain.manifest import Manifest, NumericTarget
 from dltrain.recipe.schema import CROSSENTROPY_LOSSES, LossName, LossSpec
 from dltrain.tasks import Task
 
@@ -205,6 +206,76 @@ def make_loss(
     if name == LossName.HUBER:
         return keras.losses.Huber(delta=spec.delta)
     return keras.losses.MeanSquaredError()
+
+
+def on_target_scale(loss: keras.losses.Loss, task: Task, manifest: Manifest) -> keras.losses.Loss:
+    """``loss``, computed on the transformed target where ``data.target_transform`` says so.
+
+    Args:
+        loss: the loss ``make_loss`` made.
+        task: what the model predicts (a reconstruction of a regression table is no regression).
+        manifest: the prepared dataset's manifest (its target's transform).
+
+    Returns:
+        ``loss`` itself, or a ``TransformedTargetLoss`` around it.
+    """
+    target = manifest.target
+    transform = target.transform if isinstance(target, NumericTarget) else None
+    if task != Task.REGRESSION or transform is None:
+        return loss
+    return TransformedTargetLoss(loss, transform.name.value)
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class TransformedTargetLoss(keras.losses.Loss):
+    """A regression loss between the transformed targets and predictions (``log``: their logs).
+
+    The model predicts in the target's units (its last layer undoes the transform), so the
+    loss takes the transform of both sides: with ``log`` a squared error weighs a 10% miss on a
+    cheap house as on a dear one, and ``huber``'s ``delta`` reads in log units (0.1 ≈ 10%). The
+    logged ``mae`` and ``rmse`` stay in the target's units.
+
+    Example:
+        >>> loss = TransformedTargetLoss(keras.losses.MeanSquaredError(), "log")
+        >>> round(float(loss([[1.0], [10.0]], [[2.718281828], [10.0]])), 4)
+        0.5
+
+    Args:
+        loss: the loss on the transformed scale (its reduction is this loss's own).
+        transform: ``log``, the only one (``data.target_transform``).
+    """
+
+    def __init__(
+        self,
+        loss: keras.losses.Loss,
+        transform: str = "log",
+        name: str = "transformed_target_loss",
+        reduction: str = "sum_over_batch_size",
+        dtype: str | None = None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if transform != "log":
+            raise ValueError(f"Argument `transform` must be 'log'. Received: {transform!r}")
+        self.loss = loss
+        self.transform = transform
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        ops = keras.ops
+        y_pred = ops.convert_to_tensor(y_pred)
+        tiny = keras.config.epsilon()  # prepare refuses targets <= 0; exp is never 0 in range
+        log_true = ops.log(ops.maximum(ops.convert_to_tensor(y_true, y_pred.dtype), tiny))
+        return self.loss.call(log_true, ops.log(ops.maximum(y_pred, tiny)))
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
+        config.update(loss=keras.saving.serialize_keras_object(self.loss), transform=self.transform)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TransformedTargetLoss:
+        config = dict(config)
+        config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+        return cls(**config)
 
 
 def _alpha_per_class(alpha: float | list[float] | None, num_classes: int) -> list[float] | None:

@@ -287,7 +287,7 @@ def find_learning_rate(
     from dltrain.models import build_model, training_hooks
     from dltrain.models.io import ModelIO
     from dltrain.training.compile import CompileParts, class_weights
-    from dltrain.training.losses import make_loss
+    from dltrain.training.losses import make_loss, on_target_scale
     from dltrain.training.optimizers import make_optimizer
     from dltrain.training.plan import open_prepared
 
@@ -307,7 +307,11 @@ def find_learning_rate(
     num_classes = manifest.num_classes if task.is_classification else None
     parts = CompileParts(
         optimizer=make_optimizer(train.optimizer, spec.start_learning_rate),
-        loss=make_loss(train.loss, task, num_classes, soft_labels=hooks.soft_labels),
+        loss=on_target_scale(
+            make_loss(train.loss, task, num_classes, soft_labels=hooks.soft_labels),
+            task,
+            manifest,
+        ),
         metrics=[],  # the sweep reads the loss alone
         class_weight=class_weights(
             train.class_weight, task, manifest, soft_labels=hooks.soft_labels

@@ -14,9 +14,15 @@ from dltrain.recipe.schema import TrainSpec
 from dltrain.tasks import Task
 from dltrain.training.compile import compile_parts
 from dltrain.training.one_cycle import MomentumCycle, OneCycle, find_one_cycle
+from tests.manifests import manifest_of
 
 STEPS = 5  # batches per epoch
 EPOCHS = 4
+
+# a regression dataset's manifest: compile_parts reads its target
+NUMBERS = manifest_of(
+    "regression", target={"columns": ["y"], "mean": [0.0], "std": [1.0], "min": [0.0], "max": [1.0]}
+)
 
 
 def one_cycle_spec(optimizer: str, **schedule: Any) -> TrainSpec:
@@ -46,7 +52,7 @@ def test_the_rate_rises_to_the_peak_then_falls_far_below_the_start() -> None:
 
 def fit_one_weight(spec: TrainSpec) -> tuple[keras.Model, Any, list[float]]:
     """Fit w on loss = mean(x·w) with x = 1: every step's gradient is exactly 1."""
-    parts = compile_parts(spec, Task.REGRESSION, {"target": {}}, steps_per_epoch=STEPS)
+    parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=STEPS)
     model = keras.Sequential(
         [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")]
     )
@@ -95,10 +101,10 @@ def test_adam_beta_1_cycles() -> None:
 
 def test_optimizers_without_momentum_are_not_cycled() -> None:
     for name in ("sgd", "rmsprop", "adagrad"):
-        parts = compile_parts(one_cycle_spec(name), Task.REGRESSION, {"target": {}}, STEPS)
+        parts = compile_parts(one_cycle_spec(name), Task.REGRESSION, NUMBERS, STEPS)
         assert not any(isinstance(c, MomentumCycle) for c in parts.callbacks), name
     parts = compile_parts(
-        one_cycle_spec("adam", momentum_range=None), Task.REGRESSION, {"target": {}}, STEPS
+        one_cycle_spec("adam", momentum_range=None), Task.REGRESSION, NUMBERS, STEPS
     )
     assert not any(isinstance(c, MomentumCycle) for c in parts.callbacks)
 

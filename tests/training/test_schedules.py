@@ -31,6 +31,11 @@ LR0 = 0.1
 EPOCHS = 10
 STEPS = 4  # steps per epoch
 
+# a regression dataset's manifest: compile_parts reads its target
+NUMBERS = manifest_of(
+    "regression", target={"columns": ["y"], "mean": [0.0], "std": [1.0], "min": [0.0], "max": [1.0]}
+)
+
 
 def rate(schedule: Any, step: int) -> float:
     return schedule if isinstance(schedule, float) else float(schedule(step))
@@ -211,7 +216,7 @@ def test_each_schedule_drives_the_updates(name: str, extras: str) -> None:
     keras.utils.set_random_seed(0)
     steps = 2
     spec = train_spec(name, extras)
-    parts = compile_parts(spec, Task.REGRESSION, {"target": {}}, steps_per_epoch=steps)
+    parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=steps)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
     model.compile(parts.optimizer, parts.loss)
     for callback in parts.callbacks:
@@ -251,7 +256,7 @@ def test_plateau_with_a_schedule_saves_and_loads(tmp_path: Path) -> None:
     )
     keras.utils.set_random_seed(0)
     x, y = tiny_regression()
-    parts = compile_parts(spec, Task.REGRESSION, {"target": {}}, steps_per_epoch=STEPS)
+    parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=STEPS)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(parts.optimizer, parts.loss)  # compiled: the real train step
     history = model.fit(

@@ -41,7 +41,7 @@ from dltrain.manifest import (
     TextFeatures,
     TextPreprocessing,
 )
-from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod
+from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitMethod, TargetTransform
 from dltrain.tasks import MAX_CLASSES, Task
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name → (examples, labels)
@@ -70,6 +70,12 @@ def prepare_arrays(
         raise DataError(
             f"`data.series` needs a table with a time column; {spec.source} is {fmt.value} data. "
             f"Remove the series section or point `data.source` at a CSV or Parquet file."
+        )
+    if spec.target_transform != TargetTransform.NONE:
+        raise DataError(
+            f"`data.target_transform` is {spec.target_transform.value}, which transforms the "
+            f"numeric target of a table (CSV or Parquet); {spec.source} is {fmt.value} data. "
+            f"Remove `data.target_transform`."
         )
     if fmt == DataFormat.IMAGES and spec.source.is_dir():
         # decoded a shard at a time: an image set may be larger than memory

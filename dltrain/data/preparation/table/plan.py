@@ -15,7 +15,12 @@ import numpy as np
 from dltrain.data.hashing import HashBuckets
 from dltrain.data.preparation.table.reading import TableSource, find_text_in_numbers
 from dltrain.data.preparation.table.scan import TableScan
-from dltrain.data.preparation.table.target import Target, mark_present, resolve_target
+from dltrain.data.preparation.table.target import (
+    Target,
+    check_target_transform,
+    mark_present,
+    resolve_target,
+)
 from dltrain.data.profile import infer_type
 from dltrain.data.splits import (
     SKLEARN_LIMIT,
@@ -79,6 +84,7 @@ def plan_table(table: TableSource, scan: TableScan, seed: int) -> TablePlan:
         duplicates = duplicates[duplicates < scan.file_rows[0]]
         keep[duplicates] = False
         dropped["duplicate"] = len(duplicates)
+    check_target_transform(spec, target.task, target.y, keep)
     splits = _assign(table, scan, seed, target, keep)
     text_kind = _text_kind(table, kinds)
     notes += _unused_notes(kinds)

@@ -20,8 +20,9 @@ from dltrain.manifest import (
     NumericColumn,
     NumericTarget,
     Split,
+    TargetTransformFit,
 )
-from dltrain.recipe.data import ColumnType, DataSpec, Missing, Outliers
+from dltrain.recipe.data import ColumnType, DataSpec, Missing, Outliers, TargetTransform
 from dltrain.tasks import Task
 
 
@@ -69,7 +70,10 @@ def count_classes(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarr
 
 
 def describe_target(
-    plan: TablePlan, targets: list[str], splits: dict[str, Split]
+    plan: TablePlan,
+    targets: list[str],
+    splits: dict[str, Split],
+    transform: TargetTransform = TargetTransform.NONE,
 ) -> ClassTarget | NumericTarget:
     """The manifest's ``target``: classes and their weights, or the training values' statistics.
 
@@ -77,6 +81,7 @@ def describe_target(
         plan: the plan pass 2 carried out.
         targets: the target column(s).
         splits: the splits as stored (the training class counts).
+        transform: ``data.target_transform`` (numbers only; plan_table checked the values).
     """
     if plan.classes is not None:
         counts = splits["train"].class_counts
@@ -96,6 +101,26 @@ def describe_target(
         # The range seen in training: `model.clip_to_target_range` keeps predictions inside it.
         min=values.min(axis=0).tolist(),
         max=values.max(axis=0).tolist(),
+        transform=fit_target_transform(values, transform),
+    )
+
+
+def fit_target_transform(
+    values: np.ndarray, transform: TargetTransform
+) -> TargetTransformFit | None:
+    """The transformed training targets' mean and deviation per column; None for ``none``.
+
+    Example:
+        >>> fit_target_transform(np.array([[1.0], [np.e**2]]), TargetTransform.LOG).mean
+        [1.0]
+    """
+    if transform == TargetTransform.NONE:
+        return None
+    logs = np.log(values)  # plan_table refused any value <= 0
+    return TargetTransformFit(
+        name=transform,
+        mean=logs.mean(axis=0).tolist(),
+        std=[float(s) or 1.0 for s in logs.std(axis=0)],
     )
 
 

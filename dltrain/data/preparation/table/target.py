@@ -11,7 +11,7 @@ import numpy as np
 from dltrain.data.preparation.table.reading import TableSource
 from dltrain.data.preparation.table.scan import TableScan
 from dltrain.errors import DataError
-from dltrain.recipe.data import DataSpec
+from dltrain.recipe.data import DataSpec, TargetTransform
 from dltrain.tasks import MAX_CLASSES, Task
 
 CHUNK_ROWS = 1 << 20  # rows per step where a per-row array is worked through in chunks
@@ -52,6 +52,43 @@ def mark_present(y: np.ndarray, task: Task) -> np.ndarray:
     if task.is_classification:
         return np.asarray(y >= 0)
     return ~np.isnan(y) if y.ndim == 1 else ~np.isnan(y).any(axis=1)
+
+
+def check_target_transform(spec: DataSpec, task: Task, y: np.ndarray, keep: np.ndarray) -> None:
+    """Refuse ``data.target_transform`` where the target cannot take it.
+
+    Args:
+        spec: the recipe's data section.
+        task: the task the target was read as.
+        y: each row's target (values for regression).
+        keep: the rows that stay (their target present), every split and a test file included:
+            the loss takes the transform of validation targets as well.
+
+    Raises:
+        DataError: the target was read as classes, or ``log`` meets a value that is not > 0.
+    """
+    transform = spec.target_transform
+    if transform == TargetTransform.NONE:
+        return
+    if task != Task.REGRESSION:
+        raise DataError(
+            f"`data.target_transform` is {transform.value}, which transforms a number to "
+            f"regress, but the target {', '.join(spec.targets)} was read as {task.value}. Set "
+            f"`data.task: regression` to predict the number, or remove `data.target_transform`."
+        )
+    values = y.reshape(len(y), -1)
+    for index, column in enumerate(spec.targets):
+        bad, lowest = 0, np.inf
+        for start in range(0, len(values), CHUNK_ROWS):
+            part = values[start : start + CHUNK_ROWS, index][keep[start : start + CHUNK_ROWS]]
+            bad += int((part <= 0).sum())
+            lowest = min(lowest, float(part.min(initial=np.inf)))
+        if bad:
+            raise DataError(
+                f"`data.target_transform` is log, which needs every value of the target "
+                f"{column!r} to be > 0, but {bad:,} row(s) hold a value <= 0 (the lowest is "
+                f"{lowest:g}). Remove `data.target_transform`, or drop those rows from the source."
+            )
 
 
 def _check_present(scan: TableScan, table: TableSource) -> None:

@@ -299,7 +299,7 @@ def _describe_table(
     return DatasetDescription(
         task=plan.task,
         features=features,
-        target=describe_target(plan, spec.targets, splits),
+        target=describe_target(plan, spec.targets, splits, spec.target_transform),
         preprocessing=preprocessing,
         splits=splits,
         source_splits=["train", "test"] if table.has_test else ["train"],
