@@ -1,16 +1,12 @@
 """The CI recipes in docs/ci/ work: their shell steps, read from the workflow files themselves
-(not copied here), run with the CI services stubbed (the job summary file, `gh`, `curl`, `pip`),
-and post the report they promise. docs/ci.md shows the same files.
-
-The steps train the recipe their DLTRAIN_RECIPE knob names; here that is a tiny one in the
-checkout's recipes/ (synthetic 12×12 images), since what is tested is the workflow, not the
-model. The demo recipe's own prepare → train → evaluate --bootstrap --require --format markdown
-runs from the shell in tests/cli/test_evaluate_end_to_end.py."""
+(not copied here), run on the bundled demo data with the CI services stubbed (the job summary
+file, `gh`, `curl`, `pip`), and post the report they promise. docs/ci.md shows the same files."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -20,20 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, synthetic_images, write_idx
+from tests.conftest import REPO
 
 CI = REPO / "docs" / "ci"
 GITHUB = CI / "github-actions.yml"
 GITLAB = CI / "gitlab-ci.yml"
-# the workflows' own knobs: a tiny recipe, trained a few seconds, is enough to check them
-QUICK = {"DLTRAIN_RECIPE": "tiny", "DLTRAIN_EPOCHS": "3"}
-TINY = {
-    "name": "tiny",
-    "seed": 7,
-    "data": {"source": "../raw", "split": {"validation": 0.2, "test": 0.2}},
-    "model": {"family": "cnn", "filters": [8], "dense": [16], "dropout": 0.0},
-    "train": {"batch_size": 32, "optimizer": {"learning_rate": 0.01}, "tensorboard": False},
-}
+QUICK = {"DLTRAIN_EPOCHS": "1"}  # the workflows' own knob: one epoch is enough to check them
 
 
 def _stub(folder: Path, name: str, body: str) -> None:
@@ -44,16 +32,12 @@ def _stub(folder: Path, name: str, body: str) -> None:
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stand-in for the repository a CI job checks out: a tiny recipe in recipes/ and its
-    images, and stubs on PATH for the tools a runner provides (each records how it was called)."""
+    """A stand-in for the repository a CI job checks out: the demo recipe and data, and stubs
+    on PATH for the tools a runner provides (each stub records how it was called)."""
     root = tmp_path_factory.mktemp("checkout")
     (root / "recipes").mkdir()
-    (root / "recipes" / "tiny.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
-    (root / "raw").mkdir()
-    for prefix, num, seed in (("train", 300, 1), ("t10k", 100, 2)):
-        images, labels = synthetic_images(num, seed=seed)
-        write_idx(root / "raw" / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / "raw" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    shutil.copy(REPO / "recipes" / "mnist_demo.yaml", root / "recipes")
+    (root / "demo").symlink_to(REPO / "demo")
     stubs = root / ".stubs"
     stubs.mkdir()
     _stub(stubs, "dltrain", f'exec "{sys.executable}" -m dltrain "$@"')
@@ -115,7 +99,7 @@ def test_github_actions_workflow_steps(checkout: Path, tmp_path: Path) -> None:
         done = _bash(step["run"], checkout, env)
         assert done.returncode == 0, f"{step['name']}: {done.stderr[-3000:]}"
     report = (checkout / "report.md").read_text()
-    assert "### dltrain evaluate · tiny" in report and "✅ **passed**" in report
+    assert "### dltrain evaluate · mnist_demo" in report and "✅ **passed**" in report
     assert summary.read_text() == report  # the job summary is the report
     assert "install -e ." in _calls(checkout, "pip")
     assert _calls(checkout, "gh").strip() == "pr comment 123 --body-file report.md"
