@@ -7,7 +7,6 @@ recorded weights digest was tampered with is not (exit 1); runs it cannot verify
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -33,10 +32,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shuffle=True,
         optimizer={"learning_rate": 0.01},
     )
-    with contextlib.chdir(root):
-        assert invoke("prepare")[0] == 0
-    # trained from the shell, as verify retrains them: each in a fresh process
-    for args in (["train"], ["train", "--lr", "0.05"]):
+    for args in (["prepare"], ["train"], ["train", "--lr", "0.05"]):
         result = run_dltrain(*args, cwd=root)
         assert result.returncode == 0, (args, result.stderr)
     return root
