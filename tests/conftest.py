@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,30 @@ def run_dltrain(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Compl
         text=True,
         timeout=timeout,
     )
+
+
+DEMO_RECIPE = REPO / "recipes" / "mnist_demo.yaml"
+
+
+@dataclass(frozen=True)
+class DemoProject:
+    """The bundled demo prepared and trained (one epoch) from the shell, and what each said."""
+
+    root: Path
+    prepared: subprocess.CompletedProcess[str]
+    trained: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory: pytest.TempPathFactory) -> DemoProject:
+    """``dltrain prepare`` and ``dltrain train --epochs 1`` of the demo recipe, once a session:
+    the slow demo tests evaluate, predict and export its run (none changes what another reads)."""
+    root = tmp_path_factory.mktemp("demo")
+    prepared = run_dltrain("prepare", "--recipe", str(DEMO_RECIPE), cwd=root)
+    assert prepared.returncode == 0, prepared.stderr
+    trained = run_dltrain("train", "--recipe", str(DEMO_RECIPE), "--epochs", "1", cwd=root)
+    assert trained.returncode == 0, trained.stderr
+    return DemoProject(root, prepared, trained)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

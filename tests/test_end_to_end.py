@@ -1,4 +1,5 @@
-"""The shell pipeline on the bundled demo data, as a user runs it (real subprocesses)."""
+"""The shell pipeline on the bundled demo data, as a user runs it, and Ctrl-C during training
+(real subprocesses)."""
 
 from __future__ import annotations
 
@@ -13,33 +14,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import DEMO_RECIPE, DemoProject, RecipeWriter, invoke
 from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
-DEMO = str(REPO / "recipes" / "mnist_demo.yaml")
+DEMO = str(DEMO_RECIPE)
 TF_CHATTER = ("oneDNN", "cuda", "absl::", "cpu_feature_guard", "This TensorFlow binary")
 
 
-def test_demo_pipeline_from_the_shell(tmp_path: Path) -> None:
-    prepared = dltrain("prepare", "--recipe", DEMO, cwd=tmp_path)
-    assert prepared.returncode == 0, prepared.stderr
-    trained = dltrain("train", "--recipe", DEMO, "--epochs", "2", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    evaluated = dltrain("evaluate", "--recipe", DEMO, "--json", cwd=tmp_path)
+def test_demo_pipeline_from_the_shell(demo_project: DemoProject) -> None:
+    evaluated = dltrain("evaluate", "--recipe", DEMO, "--json", cwd=demo_project.root)
     assert evaluated.returncode == 0, evaluated.stderr
     document = json.loads(evaluated.stdout)  # stdout holds the JSON document and nothing else
     assert document["num_examples"] == 1000
-    assert document["metrics"]["accuracy"] > 0.9  # two epochs on 8k digits
-    for output in (prepared, trained, evaluated):
+    assert document["metrics"]["accuracy"] > 0.9  # one epoch on 8k digits
+    for output in (demo_project.prepared, demo_project.trained, evaluated):
         for noise in TF_CHATTER:
             assert noise not in output.stderr, f"TensorFlow chatter reached the user: {noise}"
 
 
-def test_ctrl_c_stops_training_with_exit_130(tmp_path: Path) -> None:
-    assert dltrain("prepare", "--recipe", DEMO, cwd=tmp_path).returncode == 0
+def test_ctrl_c_stops_training_with_exit_130(
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a tiny project: the signal needs a run in training, not the demo's epochs of it
+    write_recipe(idx_folder, train={"epochs": 1000, "early_stopping": {"enabled": False}})
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0  # in this process; the train to interrupt has its own
     process = subprocess.Popen(
-        [sys.executable, "-m", "dltrain", "train", "--recipe", DEMO, "--epochs", "50"],
+        [sys.executable, "-m", "dltrain", "train"],
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
@@ -58,6 +60,6 @@ def test_ctrl_c_stops_training_with_exit_130(tmp_path: Path) -> None:
     assert process.wait(timeout=120) == 130, rest
     assert "interrupted" in rest and "Traceback" not in rest
     assert "dltrain train --resume --run" in rest
-    (run,) = (tmp_path / "runs" / "mnist_demo").iterdir()
+    (run,) = (tmp_path / "runs" / "tiny").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert not (run / "model.keras").exists()

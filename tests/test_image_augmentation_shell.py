@@ -1,4 +1,5 @@
-"""Crop, MixUp, CutMix and --tta from the shell, as a user runs them (real subprocesses)."""
+"""Crop, MixUp, CutMix and --tta from the shell, as a user runs them (real subprocesses for
+train, evaluate and predict; the data is prepared in this process)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RecipeWriter
+from tests.conftest import RecipeWriter, invoke
 from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
 
 
 def test_mixing_cnn_trains_and_is_scored_with_tta_from_the_shell(
-    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mixing = {"crop": {"padding": 2}, "mixup": {"alpha": 0.2}, "cutmix": {"alpha": 1.0}}
     write_recipe(
@@ -23,7 +24,8 @@ def test_mixing_cnn_trains_and_is_scored_with_tta_from_the_shell(
         model={"augmentation": {"flip": "horizontal", **mixing}},
         train={"epochs": 2},
     )
-    assert dltrain("prepare", cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
     trained = dltrain("train", "--json", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     evaluated = dltrain("evaluate", "--tta", "2", "--json", cwd=tmp_path)

@@ -10,12 +10,12 @@ import pytest
 
 from dltrain.backend import keras
 from dltrain.models.saving import load_model
-from tests.conftest import RecipeWriter, run_dltrain
+from tests.conftest import RecipeWriter, invoke, run_dltrain
 
 
-@pytest.mark.slow  # two processes start TensorFlow
+@pytest.mark.slow  # train starts TensorFlow in a process of its own
 def test_swa_with_batch_norm_trains_and_evaluates_from_the_shell(
-    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter
+    tmp_path: Path, idx_folder: Path, write_recipe: RecipeWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_recipe(
         idx_folder,
@@ -28,10 +28,13 @@ def test_swa_with_batch_norm_trains_and_evaluates_from_the_shell(
             "early_stopping": {"enabled": False},
         },
     )
-    for command in (["prepare"], ["train"], ["evaluate", "--json"]):
-        result = run_dltrain(*command, cwd=tmp_path)
-        assert result.returncode == 0, (command, result.stderr)
-    assert "accuracy" in json.loads(result.stdout)["metrics"]
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    trained = run_dltrain("train", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    code, out, err = invoke("evaluate", "--json")  # the saved average, in this process
+    assert code == 0, err
+    assert "accuracy" in json.loads(out)["metrics"]
     (run,) = (tmp_path / "runs" / "tiny").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 

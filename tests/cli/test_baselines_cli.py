@@ -1,5 +1,6 @@
-"""Baselines from the shell: prepare → train → evaluate --json on a tiny table, with the class
-prior and gradient boosting beside the model, gates that name them, and their exit codes."""
+"""Baselines from the shell: prepare → train → evaluate --json (in its own process) on a tiny
+table, with the class prior and gradient boosting beside the model, gates that name them, and
+their exit codes."""
 
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ def test_prepare_train_evaluate_with_baselines_and_gates(
         "train": {"epochs": 2, "batch_size": 16, "optimizer": {"learning_rate": 0.05}},
     }
     (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
-    assert run_dltrain("prepare", cwd=tmp_path).returncode == 0
-    trained = run_dltrain("train", "--json", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    assert isinstance(json.loads(trained.stdout)["warnings"], list)
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0  # prepare and train in this process
+    code, out, err = invoke("train", "--json")
+    assert code == 0, err
+    assert isinstance(json.loads(out)["warnings"], list)
 
     gate = "accuracy>=baseline.prior.accuracy"
     done = run_dltrain("evaluate", "--json", "--no-plots", "--require", gate, cwd=tmp_path)
@@ -56,7 +58,6 @@ def test_prepare_train_evaluate_with_baselines_and_gates(
     assert "prior" in done.stderr and "gbm" in done.stderr  # the table's columns
 
     # the opposite gate fails (exit 1), and the cached fit is reused (in-process: quicker)
-    monkeypatch.chdir(tmp_path)
     gate = "accuracy<baseline.prior.accuracy"
     code, out, err = invoke("evaluate", "--json", "--no-plots", "--require", gate)
     assert code == 1, err

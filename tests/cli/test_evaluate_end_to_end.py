@@ -10,22 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import DEMO_RECIPE, REPO, DemoProject
 from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
-DEMO = str(REPO / "recipes" / "mnist_demo.yaml")
+DEMO = str(DEMO_RECIPE)
 TEST_IMAGES = REPO / "demo" / "mnist" / "t10k-images-idx3-ubyte.gz"
 
 
-def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
-    assert dltrain("prepare", "--recipe", DEMO, cwd=tmp_path).returncode == 0
-    trained = dltrain("train", "--recipe", DEMO, "--epochs", "1", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+def test_pipeline_with_gates_predict_and_export(demo_project: DemoProject) -> None:
+    # prepare and train --epochs 1 from the shell: the shared demo_project (tests/conftest.py)
+    root = demo_project.root
 
     passed = dltrain(
         "evaluate", "--recipe", DEMO, "--require", "accuracy>=0.9", "--require",
-        "f1_macro>=0.85", "--bootstrap", "200", "--json", cwd=tmp_path,
+        "f1_macro>=0.85", "--bootstrap", "200", "--json", cwd=root,
     )  # fmt: skip
     assert passed.returncode == 0, passed.stderr
     document = json.loads(passed.stdout)
@@ -38,7 +37,7 @@ def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
 
     failed = dltrain(
         "evaluate", "--recipe", DEMO, "--require", "accuracy>=0.9999", "--format", "markdown",
-        "--no-plots", cwd=tmp_path,
+        "--no-plots", cwd=root,
     )  # fmt: skip
     assert failed.returncode == 1, failed.stderr
     assert "❌ **failed**" in failed.stdout and "gate failed" in failed.stderr
@@ -46,11 +45,11 @@ def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
 
     predicted = dltrain(
         "predict", "--recipe", DEMO, "--input", str(TEST_IMAGES), "--output", "digits.csv",
-        "--json", cwd=tmp_path,
+        "--json", cwd=root,
     )  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["num_examples"] == 10_000
-    with (tmp_path / "digits.csv").open() as handle:
+    with (root / "digits.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     labels = REPO / "demo" / "mnist" / "t10k-labels-idx1-ubyte.gz"
     from dltrain.data.readers.idx import read_idx
@@ -61,7 +60,7 @@ def test_pipeline_with_gates_predict_and_export(tmp_path: Path) -> None:
 
     exported = dltrain(
         "export", "--recipe", DEMO, "--format", "saved_model", "--format", "tflite", "--json",
-        cwd=tmp_path,
+        cwd=root,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     for entry in json.loads(exported.stdout)["exports"]:

@@ -1,4 +1,5 @@
-"""``dltrain train --folds K`` from the shell: prepare → cross-validate → evaluate → predict."""
+"""``dltrain train --folds K`` from the shell: prepare → cross-validate → evaluate → predict
+(the cross-validation in a process of its own, the rest in this one)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import invoke
 from tests.conftest import run_dltrain as dltrain
 
 pytestmark = pytest.mark.slow
@@ -33,9 +35,12 @@ def _project(folder: Path, rows: int = 150) -> None:
     (folder / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
 
-def test_folds_then_evaluate_and_predict_on_the_averaged_model(tmp_path: Path) -> None:
+def test_folds_then_evaluate_and_predict_on_the_averaged_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _project(tmp_path)
-    assert dltrain("prepare", cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0  # prepare, evaluate, predict: in this process
     trained = dltrain("train", "--folds", "3", "--json", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     document = json.loads(trained.stdout)
@@ -58,24 +63,27 @@ def test_folds_then_evaluate_and_predict_on_the_averaged_model(tmp_path: Path) -
     assert info["status"] == "completed"
     assert info["final"]["val_accuracy"] == pytest.approx(np.mean(accuracies))
 
-    evaluated = dltrain("evaluate", "--json", cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr
-    metrics = json.loads(evaluated.stdout)
+    code, out, err = invoke("evaluate", "--json")
+    assert code == 0, err
+    metrics = json.loads(out)
     assert metrics["num_examples"] == splits["test"]
     assert 0.0 <= metrics["metrics"]["accuracy"] <= 1.0
 
     (tmp_path / "new.csv").write_text("x1,x2,color\n2.0,1.5,red\n-2.0,-1.0,green\n")
-    predicted = dltrain("predict", "-i", "new.csv", "-o", "out.csv", cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr
+    code, _, err = invoke("predict", "-i", "new.csv", "-o", "out.csv")
+    assert code == 0, err
     with (tmp_path / "out.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and {r["prediction"] for r in rows} <= {"True", "False"}
 
 
-def test_too_many_folds_for_the_data_is_a_clear_error(tmp_path: Path) -> None:
+def test_too_many_folds_for_the_data_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _project(tmp_path, rows=30)
-    assert dltrain("prepare", cwd=tmp_path).returncode == 0
-    refused = dltrain("train", "--folds", "50", cwd=tmp_path)
-    assert refused.returncode == 2, refused.stderr
-    assert "--folds" in refused.stderr and "Traceback" not in refused.stderr
+    monkeypatch.chdir(tmp_path)
+    assert invoke("prepare")[0] == 0
+    code, _, err = invoke("train", "--folds", "50")
+    assert code == 2, err
+    assert "--folds" in err and "Traceback" not in err
     assert not (tmp_path / "runs" / "cv").exists() or not any((tmp_path / "runs" / "cv").iterdir())

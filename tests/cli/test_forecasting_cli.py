@@ -1,5 +1,6 @@
-"""Forecasting from the shell: horizons beyond one step through predict on raw windows, and a
-starter recipe that beats the naive forecast on a trending series with no edits."""
+"""Forecasting through the CLI: horizons beyond one step through predict on raw windows, and a
+starter recipe that beats the naive forecast on a trending series with no edits (init, predict and
+evaluate from the shell; prepare and train in this process, as their own shell tests run them)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from dltrain.backend import keras
+from tests.conftest import invoke
 from tests.conftest import run_dltrain as dltrain
 
 
@@ -28,7 +30,9 @@ def write_trend(path: Path, days: int, seed: int = 0) -> None:
 
 
 @pytest.mark.slow
-def test_horizon_two_through_predict_on_raw_windows(tmp_path: Path) -> None:
+def test_horizon_two_through_predict_on_raw_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_trend(tmp_path / "s.csv", 120)
     recipe = {
         "name": "trend",
@@ -42,9 +46,10 @@ def test_horizon_two_through_predict_on_raw_windows(tmp_path: Path) -> None:
         "train": {"epochs": 1, "batch_size": 16},
     }
     (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
-    assert dltrain("prepare", cwd=tmp_path).returncode == 0
-    trained = dltrain("train", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+    monkeypatch.chdir(tmp_path)
+    for command in ("prepare", "train"):  # in this process; predict runs from the shell
+        code, _, err = invoke(command)
+        assert code == 0, err
     values = pd.read_csv(tmp_path / "s.csv")["y"].to_numpy(np.float32)
     windows = np.stack([values[i : i + 14] for i in range(100, 106)])[:, :, None]
     np.savez(tmp_path / "windows.npz", x=windows)
@@ -64,16 +69,19 @@ def test_horizon_two_through_predict_on_raw_windows(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_starter_forecaster_beats_naive_on_a_trend(tmp_path: Path) -> None:
+def test_starter_forecaster_beats_naive_on_a_trend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dltrain init s.csv --target y --task forecasting && prepare && train && evaluate"""
     write_trend(tmp_path / "s.csv", 300)
     init = dltrain("init", "s.csv", "--target", "y", "--task", "forecasting", cwd=tmp_path)
     assert init.returncode == 0, init.stderr
     recipe = yaml.safe_load((tmp_path / "dltrain.yaml").read_text())
     assert recipe["data"]["series"]["lookback"] == 14  # two weekly seasons
-    assert dltrain("prepare", cwd=tmp_path).returncode == 0
-    trained = dltrain("train", "--epochs", "15", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+    monkeypatch.chdir(tmp_path)
+    for command in (["prepare"], ["train", "--epochs", "15"]):  # in this process
+        code, _, err = invoke(*command)
+        assert code == 0, err
     evaluated = dltrain("evaluate", "--json", "--no-plots", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)["metrics"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import run_dltrain
+from tests.conftest import invoke, run_dltrain
 
 
 def _write_table(path: Path, rows: int, seed: int) -> None:
@@ -24,7 +24,7 @@ def _write_table(path: Path, rows: int, seed: int) -> None:
 
 
 @pytest.mark.slow
-def test_model_card_from_the_shell(tmp_path: Path) -> None:
+def test_model_card_from_the_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_table(tmp_path / "homes.csv", 300, seed=3)
     recipe = {
         "name": "homes",
@@ -34,9 +34,10 @@ def test_model_card_from_the_shell(tmp_path: Path) -> None:
         "train": {"epochs": 2, "batch_size": 32},
     }
     (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
-    for args in (["prepare"], ["train"]):
-        done = run_dltrain(*args, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)
+    for command in ("prepare", "train"):  # in this process; evaluate runs from the shell
+        code, _, err = invoke(command)
+        assert code == 0, err
     done = run_dltrain("evaluate", "--format", "model-card", "--bootstrap", "50", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 

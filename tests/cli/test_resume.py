@@ -23,17 +23,23 @@ import numpy as np
 import pytest
 import yaml
 
+import dltrain.tuning.runner as tuning_runner
 from tests.cli.eval_projects import write_houses, write_houses_recipe
 from tests.conftest import invoke
+from tests.tuning.fake_trial import COMMAND as FAKE_TRIAL
+from tests.tuning.fake_trial import LAUNCHER as FAKE_TRIALS_LAUNCHER
 
 pytestmark = pytest.mark.slow  # each test starts TensorFlow in a process of its own
 
 
-def killed_at(point: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``dltrain ARGS`` in its own process, killed with SIGKILL at write point ``point``."""
+def killed_at(
+    point: str, *args: str, cwd: Path, dltrain: tuple[str, ...] = ("-m", "dltrain")
+) -> subprocess.CompletedProcess[str]:
+    """Run ``dltrain ARGS`` in its own process, killed with SIGKILL at write point ``point``
+    (``dltrain``: the interpreter's arguments that start dltrain)."""
     env = {**os.environ, "DLTRAIN_CRASH_AT": point}
     result = subprocess.run(
-        [sys.executable, "-m", "dltrain", *args],
+        [sys.executable, *dltrain, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -308,10 +314,14 @@ def test_a_killed_prepare_leaves_no_dataset_that_looks_whole_and_reruns(
 
 
 # --- kill -9 at each write point of tune, then the rerun --------------------------------------
+# The write points are the tuner's own (dltrain/tuning/runner.py, report.py); its trials are the
+# TensorFlow-free stand-in of tests/tuning/fake_trial.py, which speaks the real trial protocol,
+# so each kill and rerun costs seconds. Real trials are trained end to end in
+# tests/cli/test_tune.py::test_a_three_trial_study_end_to_end.
 
 
 @pytest.fixture
-def study(images: Path) -> Path:
+def study(images: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The image project with a two-trial search of the learning rate, one epoch a trial."""
     recipe = yaml.safe_load((images / "dltrain.yaml").read_text())
     recipe["train"]["epochs"] = 1
@@ -321,19 +331,14 @@ def study(images: Path) -> Path:
         "sampler": "grid",
     }
     (images / "dltrain.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    monkeypatch.setattr(tuning_runner, "TRIAL_COMMAND", FAKE_TRIAL)  # for the rerun, in-process
     return images
 
 
 def tune_summary(project: Path) -> dict[str, Any]:
-    rerun = subprocess.run(
-        [sys.executable, "-m", "dltrain", "tune", "--json"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    document: dict[str, Any] = json.loads(rerun.stdout)
+    code, out, err = invoke("tune", "--json")
+    assert code == 0, err
+    document: dict[str, Any] = json.loads(out)
     summary = json.loads((project / "runs/tiny/tune/tiny/summary.json").read_text())
     assert summary == document
     return document
@@ -350,7 +355,7 @@ def tune_summary(project: Path) -> dict[str, Any]:
 def test_a_killed_tune_reruns_keeping_every_recorded_trial(
     study: Path, point: str, kept: int
 ) -> None:
-    killed_at(point, "tune", cwd=study)
+    killed_at(point, "tune", cwd=study, dltrain=("-c", FAKE_TRIALS_LAUNCHER))
     assert not (study / "runs/tiny/tune/tiny/summary.json").exists()
     document = tune_summary(study)
     trials = document["trials"]

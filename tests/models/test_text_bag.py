@@ -97,11 +97,13 @@ def test_tf_idf_refused_without_prepared_idf(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bag_recipe_from_the_shell(tmp_path: Path) -> None:
-    """prepare → train → evaluate → predict (raw lines) → export, character n-grams."""
+def test_bag_recipe_from_the_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare → train → evaluate → predict (raw lines) → export, character n-grams (prepare and
+    train in this process, the rest from the shell)."""
     import csv
     import json
 
+    from tests.conftest import invoke
     from tests.conftest import run_dltrain as dltrain
 
     prepared(tmp_path)  # writes sms.tsv
@@ -113,9 +115,10 @@ def test_bag_recipe_from_the_shell(tmp_path: Path) -> None:
         "model: {family: text, encoder: bag, bag_mode: tf_idf, dense: [8]}\n"
         "train: {epochs: 2, batch_size: 8, deterministic: true}\n"
     )
-    for command in (("prepare",), ("train",)):
-        done = dltrain(*command, "--recipe", str(recipe), cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)
+    for command in ("prepare", "train"):
+        code, _, err = invoke(command, "--recipe", str(recipe))
+        assert code == 0, err
     evaluated = dltrain("evaluate", "--recipe", str(recipe), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["metrics"]["accuracy"] == 1.0  # two obvious kinds

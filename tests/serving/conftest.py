@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.cli.eval_projects import houses_data, recipe, write_houses
-from tests.conftest import run_dltrain, synthetic_images
+from tests.conftest import invoke, synthetic_images
 
 
 @functools.cache
@@ -42,14 +42,16 @@ def trained_project() -> Path:
     binary = recipe("bin", "binary.npz")
     binary["data"]["classes"] = ["ham", "spam"]  # type: ignore[index]
     (root / "bin.yaml").write_text(yaml.safe_dump(binary))
-    for args in (
-        ["prepare"],
-        ["train", "--lr", "0.05"],
-        ["prepare", "--recipe", "bin.yaml"],
-        ["train", "--recipe", "bin.yaml"],
-    ):
-        done = run_dltrain(*args, cwd=root)
-        assert done.returncode == 0, f"{args}: {done.stderr}"
+    # in this process: the servers and predict are the subprocesses these tests are about
+    with contextlib.chdir(root):
+        for args in (
+            ["prepare"],
+            ["train", "--lr", "0.05"],
+            ["prepare", "--recipe", "bin.yaml"],
+            ["train", "--recipe", "bin.yaml"],
+        ):
+            code, _, err = invoke(*args)
+            assert code == 0, f"{args}: {err}"
     return root
 
 

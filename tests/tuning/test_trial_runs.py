@@ -17,7 +17,7 @@ from dltrain.runs import (
     latest_unfinished_run,
     resolve_run,
 )
-from tests.conftest import RecipeWriter, invoke, run_dltrain
+from tests.conftest import RecipeWriter, invoke
 
 
 def make_run(root: Path, run_id: str, *, trial: int | None, finished: bool = True) -> Path:
@@ -92,10 +92,11 @@ def test_a_real_trial_is_light_and_evaluate_still_takes_the_users_run(
     code, out, err = invoke("train", "--json")
     assert code == 0, err
     mine = Path(json.loads(out)["run"])
-    # tune in its own process, as users run it (its trial is a process of its own anyway)
-    tuned = run_dltrain("tune", "--json", cwd=tmp_path, timeout=300)
-    assert tuned.returncode == 0, tuned.stderr
-    (trial,) = json.loads(tuned.stdout)["trials"]
+    # tune in this process (its trial is a process of its own; tune from the shell:
+    # tests/cli/test_tune.py::test_a_three_trial_study_end_to_end)
+    code, out, err = invoke("tune", "--json")
+    assert code == 0, err
+    (trial,) = json.loads(out)["trials"]
     trial_dir = Path(trial["run_dir"])
     assert trial["state"] == "complete" and trial["epochs_run"] == 2
     # What tune and `evaluate --run` read is there; what only a train run needs is not.
