@@ -49,6 +49,8 @@ def data_spec_digest(spec: DataSpec, seed: int) -> str:
     data = spec.model_dump(mode="json")
     if data.get("shard_rows") is None:  # unset: the digest datasets prepared before it had
         data.pop("shard_rows", None)
+    if data["text"].get("bag", 0) is None:  # likewise for text prepared before data.text.bag
+        data["text"].pop("bag")
     payload = {"data": data, "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
