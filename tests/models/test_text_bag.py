@@ -147,7 +147,15 @@ def test_encoder_and_bag_view_take_raw_texts(tmp_path: Path, encoder: str) -> No
 
 
 @pytest.mark.slow
-def test_bag_recipe_from_the_shell(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "model", "rate"),
+    [
+        ("{standardize: lower, split: character, ngrams: 3}", "encoder: bag", 0.001),
+        # both views; the LSTM needs a faster rate to settle in 2 short epochs
+        ("{bag: {ngrams: 3}}", "encoder: bilstm, units: 4, embedding_dim: 4", 0.01),
+    ],
+)
+def test_bag_recipe_from_the_shell(tmp_path: Path, text: str, model: str, rate: float) -> None:
     """prepare → train → evaluate → predict (raw lines) → export, character n-grams."""
     import csv
     import json
@@ -158,10 +166,10 @@ def test_bag_recipe_from_the_shell(tmp_path: Path) -> None:
     recipe = tmp_path / "bag.yaml"
     recipe.write_text(
         "name: bag\nseed: 1\n"
-        f"data: {{source: {tmp_path / 'sms.tsv'}, target: column_1,\n"
-        "       text: {standardize: lower, split: character, ngrams: 3}}\n"
-        "model: {family: text, encoder: bag, bag_mode: tf_idf, dense: [8]}\n"
-        "train: {epochs: 2, batch_size: 8, deterministic: true}\n"
+        f"data: {{source: {tmp_path / 'sms.tsv'}, target: column_1, text: {text}}}\n"
+        f"model: {{family: text, {model}, bag_mode: tf_idf, dense: [8]}}\n"
+        "train: {epochs: 2, batch_size: 8, deterministic: true,\n"
+        f"        optimizer: {{name: adam, learning_rate: {rate}}}}}\n"
     )
     for command in (("prepare",), ("train",)):
         done = dltrain(*command, "--recipe", str(recipe), cwd=tmp_path)
