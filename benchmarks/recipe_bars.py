@@ -83,7 +83,7 @@ BARS = [
         "UCI SMS Spam Collection (5,574 messages, exact duplicates dropped)",
         "f1",
         ">=",
-        0.93,
+        0.95,  # issue #15 (was 0.93)
         "test F1 of the positive class",
     ),
     Bar(
@@ -154,10 +154,15 @@ def describe_model(recipe: dict[str, Any]) -> str:
             f"dense {model['dense']}, dropout {model['dropout']:.3g}"
         )
     elif family == "text":
-        text = (
-            f"text {model['encoder']} encoder, embedding {model['embedding_dim']}, "
-            f"dense {model['dense']}, dropout {model['dropout']:.3g}"
-        )
+        text = f"text {model['encoder']} encoder, embedding {model['embedding_dim']}"
+        view = recipe["data"]["text"].get("bag")
+        if view:
+            text += (
+                f", beside a bag ({model['bag_mode']}) of {view['split']} "
+                f"1-{view['ngrams']}-grams ({view['max_tokens']:,} of them, standardize "
+                f"{view['standardize']}) (data.text.bag)"
+            )
+        text += f", dense {model['dense']}, dropout {model['dropout']:.3g}"
     elif family == "rnn":
         text = f"{model['cell'].upper()} {model['units']}, dense {model['dense']}"
     else:

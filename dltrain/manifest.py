@@ -252,6 +252,17 @@ class TablePreprocessing(_Part):
     sampling: Sampling = Sampling.NONE
 
 
+class TextBag(_Part):
+    """A text's second view (``data.text.bag``): the vocabulary of a bag beside the encoder,
+    how texts split into its entries, and each entry's idf on the training texts."""
+
+    vocabulary: list[str]
+    standardize: Standardize
+    split: TextSplit
+    ngrams: int
+    idf: list[float]
+
+
 class TextPreprocessing(_Part):
     kind: Literal[FeatureKind.TEXT] = _kind_tag(FeatureKind.TEXT)
     vocabulary: list[str]
@@ -263,6 +274,7 @@ class TextPreprocessing(_Part):
     # Of each vocabulary entry, log(1 + texts / (1 + training texts holding it)): the bag
     # encoder's tf_idf weights. None in data prepared before dltrain recorded it.
     idf: list[float] | None = None
+    bag: TextBag | None = None  # data.text.bag: a bag of other n-grams beside the encoder
 
 
 class SequencePreprocessing(_Part):

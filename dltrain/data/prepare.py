@@ -51,6 +51,8 @@ def data_spec_digest(spec: DataSpec, seed: int) -> str:
         data.pop("shard_rows", None)
     if data.get("target_transform") == "none":  # likewise for datasets prepared before it
         data.pop("target_transform", None)
+    if data["text"].get("bag", 0) is None:  # likewise for text prepared before data.text.bag
+        data["text"].pop("bag")
     payload = {"data": data, "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

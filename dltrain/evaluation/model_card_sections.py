@@ -193,6 +193,13 @@ def _preprocessing(sources: CardSources) -> list[str]:
                     if pre.ngrams > 1
                     else pre.split.value,
                 ),
+                (
+                    "bag beside the encoder",
+                    f"{len(pre.bag.vocabulary) + 1:,} {pre.bag.split.value} "
+                    f"1-{pre.bag.ngrams}-grams ({pre.bag.standardize.value})"
+                    if pre.bag is not None
+                    else None,
+                ),
             ]
         )
     elif isinstance(features, SequenceFeatures):

@@ -32,6 +32,7 @@ from dltrain.manifest import (
     SequencePreprocessing,
     TableFeatures,
     TablePreprocessing,
+    TextBag,
     TextFeatures,
     TextPreprocessing,
 )
@@ -189,18 +190,35 @@ def text_bag(manifest: Manifest, mode: str) -> tuple[Any, Any]:
             "prepare --force`, or set `model.bag_mode: multi_hot`."
         )
     raw = keras.Input(shape=(), dtype="string", name=_layer_name(features.column))
-    idf = {"idf_weights": np.asarray(preprocessing.idf)} if mode == "tf_idf" else {}
-    bag = keras.layers.TextVectorization(
-        vocabulary=preprocessing.vocabulary,
-        output_mode=mode,
-        name="vectorize",
-        **idf,
-        **_text_splitting(preprocessing),
-    )(raw)
-    return raw, bag
+    bag = _bag(preprocessing.vocabulary, preprocessing.idf, _text_splitting(preprocessing), mode)
+    return raw, bag(raw)
 
 
-def _text_splitting(preprocessing: TextPreprocessing) -> dict[str, Any]:
+def text_bag_view(manifest: Manifest, raw: Any, mode: str) -> Any | None:
+    """The bag of ``data.text.bag``'s entries of the raw strings ``raw`` (its own vocabulary,
+    weighed as ``mode`` says), shape (entries + 1,); None when the data has no such view."""
+    view = manifest.preprocessing_as(TextPreprocessing).bag
+    if view is None:
+        return None
+    splitting = _text_splitting(view)
+    return _bag(view.vocabulary, view.idf, splitting, mode, name="bag_view_vectorize")(raw)
+
+
+def _bag(
+    vocabulary: list[str],
+    idf: list[float] | None,
+    splitting: dict[str, Any],
+    mode: str,
+    name: str = "vectorize",
+) -> Any:
+    """The TextVectorization layer turning raw strings into a bag of ``vocabulary``."""
+    weights = {"idf_weights": np.asarray(idf)} if mode == "tf_idf" else {}
+    return keras.layers.TextVectorization(
+        vocabulary=vocabulary, output_mode=mode, name=name, **weights, **splitting
+    )
+
+
+def _text_splitting(preprocessing: TextPreprocessing | TextBag) -> dict[str, Any]:
     """How the text becomes tokens, exactly as prepare fitted the vocabulary
     (``data/preparation/vocabulary.py``)."""
     standardize = preprocessing.standardize.value

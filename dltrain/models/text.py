@@ -1,5 +1,9 @@
 """Text classifiers and regressors: token embeddings, then a convolutional, BiLSTM or
-self-attention encoder, then dense layers; or a bag of words and n-grams, then dense layers."""
+self-attention encoder, then dense layers; or a bag of words and n-grams, then dense layers.
+
+With ``data.text.bag`` the text has a second view, a bag of other n-grams (by default
+characters), concatenated to the encoder's output before the dense layers: the encoder reads the
+words in order, the bag catches what words miss (numbers, misspellings, unseen words)."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ def build_text(spec: TextSpec, io: ModelIO) -> keras.Model:
         x = keras.layers.Bidirectional(keras.layers.LSTM(spec.units), name="bilstm")(x)
     else:
         x = _attention_encoder(x, tokens, spec, features.sequence_length)
+    x = _with_bag_view(x, raw, spec, io)
     x = dense_stack(x, spec.dense, spec)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
@@ -55,10 +60,24 @@ def _bag(spec: TextSpec, io: ModelIO) -> keras.Model:
     raw, x = text_bag(io.manifest, spec.bag_mode.value)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="bag_dropout")(x)
+    x = _with_bag_view(x, raw, spec, io)
     x = dense_stack(x, spec.dense, spec)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout, name="dropout")(x)
     return keras.Model(raw, io.head(x), name="text")
+
+
+def _with_bag_view(x: Any, raw: Any, spec: TextSpec, io: ModelIO) -> Any:
+    """``x`` and, where the data has ``data.text.bag``, the text's bag of its entries (weighed
+    by ``model.bag_mode``, through the model's dropout) concatenated after it."""
+    from dltrain.models.encoders import text_bag_view
+
+    bag = text_bag_view(io.manifest, raw, spec.bag_mode.value)
+    if bag is None:
+        return x
+    if spec.dropout:
+        bag = keras.layers.Dropout(spec.dropout, name="bag_view_dropout")(bag)
+    return keras.layers.Concatenate(name="views")([x, bag])
 
 
 def _attention_encoder(x: Any, tokens: Any, spec: TextSpec, length: int) -> Any:

@@ -282,6 +282,17 @@ class ImageSpec(Section):
         return value
 
 
+class TextBagSpec(Section):
+    """``data.text.bag``: the n-grams of a bag beside the model's encoder (``model.bag_mode``
+    weighs them). Its defaults are character 1-5-grams, which catch what a word vocabulary
+    cannot: misspellings, numbers and words never seen whole in training."""
+
+    max_tokens: int = Field(50_000, ge=10, description="Bag entries, the OOV entry included.")
+    standardize: Standardize = Standardize.LOWER
+    split: TextSplit = Field(TextSplit.CHARACTER, description="whitespace (words) or character.")
+    ngrams: int = Field(5, ge=1, le=5, description="The bag holds 1- to ngrams-grams of tokens.")
+
+
 class TextSpec(Section):
     max_tokens: int = Field(20_000, ge=10, description="Vocabulary size, padding and OOV included.")
     sequence_length: int | None = Field(
@@ -299,6 +310,11 @@ class TextSpec(Section):
         le=5,
         description="N-grams of tokens in the vocabulary: 1 tokens only; 2 tokens and adjacent "
         "pairs; 3 also triples, and so on (for the bag encoder).",
+    )
+    bag: TextBagSpec | None = Field(
+        None,
+        description="A second view of each text: a bag of these n-grams (a vocabulary of its "
+        "own, fitted by prepare), concatenated to the encoder's output before the dense layers.",
     )
 
 

@@ -96,8 +96,69 @@ def test_tf_idf_refused_without_prepared_idf(tmp_path: Path) -> None:
     assert model.get_layer("vectorize").output.shape[-1] == len(pre.vocabulary) + 1
 
 
+def test_prepare_fits_the_bag_view_beside_the_words(tmp_path: Path) -> None:
+    manifest = prepared(tmp_path, bag={"ngrams": 3, "max_tokens": 500})
+    pre = manifest.preprocessing_as(TextPreprocessing)
+    assert pre.split == "whitespace" and "prize" in pre.vocabulary  # the encoder's words
+    view = pre.bag
+    assert view is not None and view.split == "character" and view.standardize == "lower"
+    assert {"w i n", "0 8 0", ","} <= set(view.vocabulary)  # lower: punctuation kept
+    assert len(view.vocabulary) <= 498 and len(view.idf) == len(view.vocabulary)
+    (tmp_path / "none").mkdir()
+    assert prepared(tmp_path / "none").preprocessing_as(TextPreprocessing).bag is None
+
+
+def test_data_without_a_bag_view_keeps_its_digest() -> None:
+    """Datasets prepared before data.text.bag existed are not refused as stale."""
+    import hashlib
+    import json
+
+    from dltrain.data.prepare import data_spec_digest
+
+    spec = DataSpec.model_validate({"source": "sms.tsv", "target": "column_1"})
+    before = spec.model_dump(mode="json")
+    before.pop("shard_rows")
+    before.pop("target_transform")  # nor the target transform, which came later still
+    before["text"].pop("bag")
+    payload = json.dumps({"data": before, "seed": 3}, sort_keys=True).encode()
+    assert data_spec_digest(spec, 3) == hashlib.sha256(payload).hexdigest()
+    with_bag = DataSpec.model_validate({**spec.model_dump(), "text": {"bag": {}}})
+    assert data_spec_digest(with_bag, 3) != data_spec_digest(spec, 3)
+
+
+@pytest.mark.parametrize("encoder", ["bilstm", "conv", "bag"])
+def test_encoder_and_bag_view_take_raw_texts(tmp_path: Path, encoder: str) -> None:
+    manifest = prepared(tmp_path, bag={"ngrams": 3})
+    view = manifest.preprocessing_as(TextPreprocessing).bag
+    assert view is not None
+    spec = TextSpec(encoder=encoder, units=4, embedding_dim=4, filters=4, dense=[4])
+    model = build_model(spec, ModelIO(manifest))
+    texts = tf.constant(["WIN a prize, call 0800!", "see you at lunch"])
+    encoded = model.get_layer("views").input[0].shape[-1]
+    assert model.get_layer("views").output.shape[-1] == encoded + len(view.vocabulary) + 1
+
+    bag = keras.Model(model.inputs, model.get_layer("bag_view_vectorize").output)(texts)
+    column = 1 + view.vocabulary.index("0 8 0")
+    weights = np.asarray(bag)[:, column]
+    assert weights[0] == pytest.approx(view.idf[column - 1], rel=1e-5) and weights[1] == 0
+
+    model.save(tmp_path / "views.keras")
+    loaded = keras.models.load_model(tmp_path / "views.keras")
+    np.testing.assert_allclose(np.asarray(loaded(texts)), np.asarray(model(texts)), rtol=1e-5)
+
+
 @pytest.mark.slow
-def test_bag_recipe_from_the_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("text", "model", "rate"),
+    [
+        ("{standardize: lower, split: character, ngrams: 3}", "encoder: bag", 0.001),
+        # both views; the LSTM needs a faster rate to settle in 2 short epochs
+        ("{bag: {ngrams: 3}}", "encoder: bilstm, units: 4, embedding_dim: 4", 0.01),
+    ],
+)
+def test_bag_recipe_from_the_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, model: str, rate: float
+) -> None:
     """prepare → train → evaluate → predict (raw lines) → export, character n-grams (prepare and
     train in this process, the rest from the shell)."""
     import csv
@@ -110,10 +171,10 @@ def test_bag_recipe_from_the_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     recipe = tmp_path / "bag.yaml"
     recipe.write_text(
         "name: bag\nseed: 1\n"
-        f"data: {{source: {tmp_path / 'sms.tsv'}, target: column_1,\n"
-        "       text: {standardize: lower, split: character, ngrams: 3}}\n"
-        "model: {family: text, encoder: bag, bag_mode: tf_idf, dense: [8]}\n"
-        "train: {epochs: 2, batch_size: 8, deterministic: true}\n"
+        f"data: {{source: {tmp_path / 'sms.tsv'}, target: column_1, text: {text}}}\n"
+        f"model: {{family: text, {model}, bag_mode: tf_idf, dense: [8]}}\n"
+        "train: {epochs: 2, batch_size: 8, deterministic: true,\n"
+        f"        optimizer: {{name: adam, learning_rate: {rate}}}}}\n"
     )
     monkeypatch.chdir(tmp_path)
     for command in ("prepare", "train"):
