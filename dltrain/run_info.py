@@ -107,6 +107,8 @@ class InputRecord(_Part):
             as above, or ``row`` (fewer files than workers: each reads them all and keeps rows
             i, i+n, …); the metrics are summed over every worker's rows either way.
         validation_shards: streamed, the validation shard files this process read.
+        validation_cached: streamed, whether the validation batches stayed in memory after
+            the first epoch (shards of at most ``CACHE_MAX_SHARD_BYTES``, data/streaming.py).
         worker_validation_shards: streamed under ``TF_CONFIG``, every worker's validation shard
             files, by worker index.
     """
@@ -118,6 +120,7 @@ class InputRecord(_Part):
     worker_shards: list[list[str]] | None = None
     validation_policy: str = "none"
     validation_shards: list[str] = []
+    validation_cached: bool = False
     worker_validation_shards: list[list[str]] | None = None
 
 

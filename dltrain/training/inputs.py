@@ -13,7 +13,14 @@ import os
 from dltrain.backend import tf
 from dltrain.data.pipeline import make_dataset
 from dltrain.data.shares import ShardPolicy, WorkerShare, validation_share, worker_files
-from dltrain.data.streaming import InputPath, SplitStream, StreamRequest, choose_input, to_dataset
+from dltrain.data.streaming import (
+    InputPath,
+    SplitStream,
+    StreamRequest,
+    choose_input,
+    to_dataset,
+    worth_caching,
+)
 from dltrain.run_info import InputRecord
 from dltrain.training.device import Cluster
 from dltrain.training.plan import RunPlan
@@ -58,6 +65,8 @@ def streamed_batches(
     global batch, and its own validation files once (every ``n``-th row where there are fewer
     files than workers), padded to the same steps as the others: the multi-worker loop sums
     every worker's metric totals and counts, so the validation metrics are the whole split's.
+    Validation, read in the same order every epoch, stays in memory after the first when its
+    shards are small (``worth_caching``).
     """
     cluster = plan.devices.cluster
     spec, dataset, seed = plan.spec, plan.dataset, plan.recipe.seed
@@ -88,6 +97,7 @@ def streamed_batches(
         seed=seed,
         labels=plan.hooks.labels,
         worker=val_share,
+        cache=worth_caching(dataset, "validation"),
     )
     val_stream = SplitStream(dataset, val_request)
     train, validation = to_dataset(train_stream), to_dataset(val_stream)
@@ -101,6 +111,7 @@ def streamed_batches(
         worker_shards=worker_files(dataset, "train", worker) if worker is not None else None,
         validation_policy=val_stream.policy.value,
         validation_shards=val_stream.files,
+        validation_cached=val_request.cache,
         worker_validation_shards=(
             worker_files(dataset, "validation", val_share) if val_share is not None else None
         ),

@@ -27,6 +27,7 @@ from dltrain.data.streaming import (
     resample_quotas,
     stream_split,
     to_dataset,
+    worth_caching,
 )
 from dltrain.errors import DataError
 from dltrain.manifest import Sampling
@@ -289,3 +290,26 @@ def test_validation_workers_each_read_their_own_rows_once_in_equal_steps(
     assert any(0 in sizes for sizes, _ in seen) and not all(0 in sizes for sizes, _ in seen)
     if policy == "row":
         assert seen[1][1] == stored[1::7]
+
+
+def test_a_small_unshuffled_split_is_read_once_then_replayed_from_memory(
+    table_store: PreparedDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    real = PreparedDataset.read_shard
+    monkeypatch.setattr(
+        PreparedDataset,
+        "read_shard",
+        lambda self, s, **k: read.append(s.file) or real(self, s, **k),
+    )
+    request = StreamRequest(split="train", batch_size=16, shuffle=False, seed=1, cache=True)
+    batches = stream_split(table_store, request)
+    first = rows_of(batches)
+    reads = len(read)
+    assert reads > len(table_store.manifest.splits["train"].shards)  # every shard was read
+    assert rows_of(batches) == first and len(read) == reads  # then none again
+    assert worth_caching(table_store, "validation")
+    monkeypatch.setattr("dltrain.data.streaming.CACHE_MAX_SHARD_BYTES", 100)
+    assert not worth_caching(table_store, "validation")
+    with pytest.raises(ValueError, match="cannot cache"):
+        stream_split(table_store, replace(request, shuffle=True))
