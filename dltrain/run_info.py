@@ -103,6 +103,14 @@ class InputRecord(_Part):
             share of every batch).
         train_shards: the training shard files this process read.
         worker_shards: under ``file``, every worker's training shard files, by worker index.
+        validation_policy: how they shared the validation split: ``none``, ``file``, ``data``
+            as above, or ``row`` (fewer files than workers: each reads them all and keeps rows
+            i, i+n, …); the metrics are summed over every worker's rows either way.
+        validation_shards: streamed, the validation shard files this process read.
+        validation_cached: streamed, whether the validation batches stayed in memory after
+            the first epoch (shards of at most ``CACHE_MAX_SHARD_BYTES``, data/streaming.py).
+        worker_validation_shards: streamed under ``TF_CONFIG``, every worker's validation shard
+            files, by worker index.
     """
 
     path: str
@@ -110,6 +118,10 @@ class InputRecord(_Part):
     shard_policy: str = "none"
     train_shards: list[str] = []
     worker_shards: list[list[str]] | None = None
+    validation_policy: str = "none"
+    validation_shards: list[str] = []
+    validation_cached: bool = False
+    worker_validation_shards: list[list[str]] | None = None
 
 
 class RunOwner(_Part):

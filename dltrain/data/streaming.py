@@ -13,7 +13,10 @@ a time instead, every epoch, so memory holds a few shards whatever the split's s
   the sizes ``resample_rows`` gives (``resample_quotas``), so an epoch has the batches the
   schedule was planned for;
 - under ``TF_CONFIG`` each worker reads its own shard files (``WorkerShare``, ``assign_shards``)
-  and yields the same number of batches as every other worker, each ``1/n`` of the global batch.
+  and yields the same number of batches as every other worker, each ``1/n`` of the global batch;
+  for validation (``WorkerShare.once``) each worker reads its own files once, or every ``n``-th
+  row where the split has fewer files than workers, and pads with empty batches to the count
+  of the worker with the most, so all workers run the same steps and every row counts once.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ import numpy as np
 
 from dltrain.backend import tf
 from dltrain.data.prefetch import prefetched
+from dltrain.data.shares import (
+    ShardPolicy,
+    WorkerShare,
+    assign_shards,
+    batch_share,
+    split_policy,
+)
 from dltrain.data.store import Features, PreparedDataset, _rows_per_class
 from dltrain.errors import DataError
 from dltrain.manifest import Sampling, Shard
@@ -46,6 +56,10 @@ BLOCK_BATCHES = 16
 # above the 712 MB that importing TensorFlow takes, ~6x the shards' bytes; so 100 MB of shards
 # keeps a run near 1.3 GB, and anything larger streams.
 MEMORY_MAX_SHARD_BYTES = 100_000_000
+# A streamed split read in the same order every epoch (validation) stays in memory after its
+# first pass while its shards take at most this much disk, so later epochs skip reading,
+# decoding and handing it to TensorFlow again (the 1M-row table's: 9.4 MB of shards).
+CACHE_MAX_SHARD_BYTES = 50_000_000
 
 
 class InputPath(StrEnum):
@@ -53,29 +67,6 @@ class InputPath(StrEnum):
 
     MEMORY = "memory"
     STREAM = "stream"
-
-
-class ShardPolicy(StrEnum):
-    """How the workers of a ``TF_CONFIG`` cluster share the training split."""
-
-    NONE = "none"  # one process reads everything
-    FILE = "file"  # each worker reads its own shard files
-    DATA = "data"  # each worker reads everything and keeps its share of every batch
-
-
-@dataclass(frozen=True)
-class WorkerShare:
-    """One worker's part of a streamed split: its shard files and the batches it yields.
-
-    Attributes:
-        index: the worker's index in the cluster.
-        count: the number of workers.
-        steps: batches per epoch, the same on every worker (their steps all-reduce together).
-    """
-
-    index: int
-    count: int
-    steps: int
 
 
 @dataclass(frozen=True)
@@ -90,6 +81,8 @@ class StreamRequest:
         resample: over- or under-sample the training split as the recipe asks.
         labels: the labels the model learns, from a shard's targets (``TrainingHooks.labels``).
         worker: this worker's share, under ``TF_CONFIG``; None on one machine.
+        cache: keep the batches in memory after the first pass and replay them every later
+            epoch (a split read unshuffled, small enough: ``worth_caching``).
     """
 
     split: str
@@ -99,6 +92,12 @@ class StreamRequest:
     resample: bool = True
     labels: Callable[[np.ndarray], np.ndarray] | None = None
     worker: WorkerShare | None = None
+    cache: bool = False
+
+
+def worth_caching(dataset: PreparedDataset, split: str) -> bool:
+    """Whether ``split``'s streamed batches may stay in memory (``CACHE_MAX_SHARD_BYTES``)."""
+    return shard_bytes(dataset, (split,)) <= CACHE_MAX_SHARD_BYTES
 
 
 def choose_input(dataset: PreparedDataset, mode: InputMode) -> tuple[InputPath, str]:
@@ -182,29 +181,6 @@ def shard_bytes(dataset: PreparedDataset, splits: tuple[str, ...]) -> int:
     return total
 
 
-def assign_shards(num_shards: int, num_workers: int) -> list[list[int]]:
-    """Each worker's shard indices: round robin, so every worker's rows differ by one shard.
-
-    Args:
-        num_shards: the split's shards.
-        num_workers: the cluster's workers.
-
-    Returns:
-        One list of shard indices per worker; disjoint, together every shard.
-
-    Raises:
-        DataError: fewer shards than workers (a worker would read nothing).
-    """
-    if num_shards < num_workers:
-        raise DataError(
-            f"The training split has {num_shards} shard file(s) but TF_CONFIG has "
-            f"{num_workers} workers, and each worker streams its own files. Prepare again with "
-            f"smaller shards (--set data.shard_rows=N, so that there are at least "
-            f"{num_workers}), or read the split in memory (--set train.input=memory)."
-        )
-    return [list(range(w, num_shards, num_workers)) for w in range(num_workers)]
-
-
 def resample_quotas(counts: np.ndarray, sampling: Sampling) -> np.ndarray:
     """Rows of each class to draw from each shard, so the classes come out resampled.
 
@@ -249,12 +225,16 @@ class SplitStream:
         self.sampling = sampling if request.resample and request.split == "train" else Sampling.NONE
         self.quotas = self._quotas() if self.sampling != Sampling.NONE else None
         worker = request.worker
+        self.policy = split_policy(len(self.shards), worker)
         self.mine = (
             assign_shards(len(self.shards), worker.count)[worker.index]
-            if worker is not None
+            if worker is not None and self.policy is ShardPolicy.FILE
             else list(range(len(self.shards)))
         )
-        if worker is not None and self.num_rows() == 0:  # it would go round its files forever
+        # where each shard's rows start in the split (the row policy keeps every n-th row)
+        self.offsets = np.cumsum([0, *(s.num_examples for s in self.shards)])
+        if worker is not None and not worker.once and self.num_rows() == 0:
+            # it would go round its files forever
             raise DataError(
                 f"Worker {worker.index} of {worker.count} would read no training rows from "
                 f"{self.dataset.folder} (its shard files hold none after resampling). Prepare "
@@ -271,6 +251,9 @@ class SplitStream:
         """Rows one pass over this process's shards yields (resampled where asked)."""
         if self.quotas is not None:
             return int(self.quotas[self.mine].sum())
+        worker = self.request.worker
+        if self.policy is ShardPolicy.ROW and worker is not None:
+            return len(range(worker.index, int(self.offsets[-1]), worker.count))
         return sum(self.shards[i].num_examples for i in self.mine)
 
     def batch_size(self) -> int:
@@ -278,17 +261,26 @@ class SplitStream:
         worker, size = self.request.worker, self.request.batch_size
         if worker is None:
             return size
-        return size // worker.count + (1 if worker.index < size % worker.count else 0)
+        return max(batch_share(size, worker.index, worker.count), 1)
 
     def num_batches(self) -> int:
-        """Batches per epoch: every row once (the last batch short), or a worker's steps."""
-        if self.request.worker is not None:
-            return self.request.worker.steps
+        """Batches one epoch reads: every row once (the last batch short), or a worker's steps.
+
+        A worker evaluating its share once (``WorkerShare.once``) reads its rows' batches;
+        ``to_dataset`` pads them with empty ones to ``steps``.
+        """
+        worker = self.request.worker
+        if worker is not None and not worker.once:
+            return worker.steps
         return -(-self.num_rows() // self.batch_size())
 
     def read(self, index: int, draw: int) -> tuple[Features, np.ndarray]:
         """Shard ``index``'s rows, resampled with draw ``draw``'s generator, labelled, keyed."""
         x, y = self.dataset.read_shard(self.shards[index], strings=bytes)
+        worker = self.request.worker
+        if self.policy is ShardPolicy.ROW and worker is not None:
+            first = int(worker.index - self.offsets[index]) % worker.count
+            x, y = _slice(x, first, None, worker.count), y[first :: worker.count]
         if self.quotas is not None:
             rng = np.random.default_rng([self.request.seed, draw, index])
             rows = _quota_rows(y, self.quotas[index], rng)
@@ -299,7 +291,7 @@ class SplitStream:
     def epoch(self, epoch_seed: int) -> Iterator[tuple[Features, np.ndarray]]:
         """One epoch's batches; ``epoch_seed`` (drawn per epoch from the seed) orders them."""
         chunks: Iterator[tuple[Features, np.ndarray]]
-        if self.request.worker is None:
+        if self.request.worker is None or self.request.worker.once:
             chunks = self._pass(epoch_seed, 0)
             return _batches(chunks, self.batch_size(), None)
         # a worker runs as many passes over its files as its steps need, and stops there
@@ -394,8 +386,24 @@ def to_dataset(stream: SplitStream) -> tf.data.Dataset:
         lambda s: tf.data.Dataset.from_generator(generate, args=(s,), output_signature=signature)
     )
     batches = batches.rebatch(stream.batch_size())
+    count = stream.num_batches()
+    worker = request.worker
+    if worker is not None and worker.once and worker.steps > count:
+        # as many steps as the worker with the most rows: empty batches add nothing to a
+        # metric's sums and counts, and keep the workers' collective steps in step
+        empty = tf.nest.map_structure(
+            lambda s: tf.reshape(tf.constant([], s.dtype), [0, *s.shape[1:]]), signature
+        )
+        batches = batches.concatenate(
+            tf.data.Dataset.from_tensors(empty).repeat(worker.steps - count)
+        )
+        count = worker.steps
     # flat_map hides the length; Keras needs it to size epochs and predictions
-    batches = batches.apply(tf.data.experimental.assert_cardinality(stream.num_batches()))
+    batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+    if request.cache:
+        if request.shuffle:
+            raise ValueError("a shuffled stream draws new batches every epoch: it cannot cache")
+        batches = batches.cache()
     return batches.prefetch(2)
 
 
@@ -486,5 +494,7 @@ def _take(x: Features, rows: np.ndarray) -> Features:
     return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
 
 
-def _slice(x: Features, start: int, stop: int | None) -> Features:
-    return {k: v[start:stop] for k, v in x.items()} if isinstance(x, dict) else x[start:stop]
+def _slice(x: Features, start: int, stop: int | None, step: int | None = None) -> Features:
+    if isinstance(x, dict):
+        return {k: v[start:stop:step] for k, v in x.items()}
+    return x[start:stop:step]

@@ -1,7 +1,8 @@
 """A run's training and validation batches: read whole into memory, or streamed from the shards.
 
 ``train.input`` chooses (``auto``: by the splits' size, data/streaming.py ``choose_input``); the
-choice, and under ``TF_CONFIG`` which shard files each worker reads, goes into run.json.
+choice, and under ``TF_CONFIG`` which training and validation shard files each worker reads,
+goes into run.json.
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ import os
 
 from dltrain.backend import tf
 from dltrain.data.pipeline import make_dataset
+from dltrain.data.shares import ShardPolicy, WorkerShare, validation_share, worker_files
 from dltrain.data.store import PreparedDataset
 from dltrain.data.streaming import (
     MEMORY_MAX_SHARD_BYTES,
     InputPath,
-    ShardPolicy,
     SplitStream,
     StreamRequest,
-    WorkerShare,
-    assign_shards,
     choose_input,
     shard_bytes,
     to_dataset,
+    worth_caching,
 )
 from dltrain.errors import OutOfMemory
 from dltrain.run_info import InputRecord
@@ -47,7 +47,9 @@ def input_batches(plan: RunPlan) -> tuple[tf.data.Dataset, tf.data.Dataset, Inpu
     if path is InputPath.MEMORY:
         train, validation = memory_batches(plan)
         policy = ShardPolicy.DATA if plan.devices.cluster is not None else ShardPolicy.NONE
-        record = InputRecord(path=path.value, reason=reason, shard_policy=policy)
+        record = InputRecord(
+            path=path.value, reason=reason, shard_policy=policy, validation_policy=policy
+        )
     else:
         train, validation, record = streamed_batches(plan, reason)
     # the family's own batches (a CNN's MixUp and CutMix blend training batches)
@@ -64,12 +66,17 @@ def streamed_batches(
     """The training and validation splits streamed from their shards (data/streaming.py).
 
     Under ``TF_CONFIG`` each worker streams its own training shard files at its share of the
-    global batch; validation is read whole by every worker, which keeps its share of each batch.
+    global batch, and its own validation files once (every ``n``-th row where there are fewer
+    files than workers), padded to the same steps as the others: the multi-worker loop sums
+    every worker's metric totals and counts, so the validation metrics are the whole split's.
+    Validation, read in the same order every epoch, stays in memory after the first when its
+    shards are small (``worth_caching``).
     """
     cluster = plan.devices.cluster
     spec, dataset, seed = plan.spec, plan.dataset, plan.recipe.seed
+    index = worker_index(cluster) if cluster is not None else 0
     worker = (
-        WorkerShare(worker_index(cluster), cluster.num_workers, plan.steps_per_epoch)
+        WorkerShare(index, cluster.num_workers, plan.steps_per_epoch)
         if cluster is not None
         else None
     )
@@ -82,35 +89,49 @@ def streamed_batches(
         worker=worker,
     )
     train_stream = SplitStream(dataset, request)
-    train = to_dataset(train_stream)
-    if worker is not None:
-        # this worker's own files, batched at its share: the strategy must not shard it again
-        # (training/multiworker.py ``distribute`` reads the policy OFF as that)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        train = train.with_options(options)
-    validation = to_dataset(
-        SplitStream(
-            dataset,
-            StreamRequest(
-                split="validation",
-                batch_size=spec.batch_size,
-                shuffle=False,
-                seed=seed,
-                labels=plan.hooks.labels,
-            ),
-        )
+    val_share = (
+        validation_share(dataset, "validation", spec.batch_size, index, cluster.num_workers)
+        if cluster is not None
+        else None
     )
-    shards = [s.file for s in dataset.split_entry("train").shards]
-    shares = assign_shards(len(shards), worker.count) if worker is not None else None
+    val_request = StreamRequest(
+        split="validation",
+        batch_size=spec.batch_size,
+        shuffle=False,
+        seed=seed,
+        labels=plan.hooks.labels,
+        worker=val_share,
+        cache=worth_caching(dataset, "validation"),
+    )
+    val_stream = SplitStream(dataset, val_request)
+    train, validation = to_dataset(train_stream), to_dataset(val_stream)
+    if worker is not None:
+        train, validation = own_batches(train), own_batches(validation)
     record = InputRecord(
         path=InputPath.STREAM.value,
         reason=reason,
-        shard_policy=(ShardPolicy.FILE if worker is not None else ShardPolicy.NONE).value,
+        shard_policy=train_stream.policy.value,
         train_shards=train_stream.files,
-        worker_shards=[[shards[i] for i in m] for m in shares] if shares is not None else None,
+        worker_shards=worker_files(dataset, "train", worker) if worker is not None else None,
+        validation_policy=val_stream.policy.value,
+        validation_shards=val_stream.files,
+        validation_cached=val_request.cache,
+        worker_validation_shards=(
+            worker_files(dataset, "validation", val_share) if val_share is not None else None
+        ),
     )
     return train, validation, record
+
+
+def own_batches(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """Mark a worker's own batches (its files, at its share of the global batch) as such.
+
+    The strategy must not shard them again: training/multiworker.py ``distribute`` reads the
+    auto-shard policy ``OFF`` as that.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return batches.with_options(options)
 
 
 def memory_batches(plan: RunPlan) -> tuple[tf.data.Dataset, tf.data.Dataset]:

@@ -110,7 +110,8 @@ def distribute(dataset: tf.data.Dataset, strategy: Any) -> Any:
     A dataset in memory: each worker builds the same pipeline (same seed, so the same order)
     and keeps its share of each global batch (auto-shard policy ``DATA``). A streamed one
     (training/inputs.py) is already this worker's own shard files, batched at its share of the
-    global batch, and marked with the policy ``OFF``: it goes to the worker as it is.
+    global batch, and marked with the policy ``OFF``: it goes to the worker as it is. Streamed
+    validation is each worker's own rows once, padded with empty batches to the same steps.
     """
     policy = dataset.options().experimental_distribute.auto_shard_policy
     if policy == tf.data.experimental.AutoShardPolicy.OFF:
@@ -289,7 +290,14 @@ class _DistributedLoop:
         return dict(logs)
 
     def _validate(self, callbacks: keras.callbacks.CallbackList) -> Logs:
-        """The validation pass, as ``on_test_*`` callbacks see it; returns its logs."""
+        """The validation pass, as ``on_test_*`` callbacks see it; returns its logs.
+
+        Each worker evaluates its own share of the rows (``distribute``). The logs are read in
+        cross-replica context, where every metric variable (a loss's weighted total and
+        count, a confusion matrix's cells) is summed over all workers before the result
+        divides them: the whole split's metrics, exactly, and the same on every worker, so
+        early stopping and checkpoints decide alike everywhere.
+        """
         assert self.val_batches is not None
         self.model.reset_metrics()
         callbacks.on_test_begin()

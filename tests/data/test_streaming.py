@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from dltrain.data.prepare import prepare
+from dltrain.data.shares import validation_share
 from dltrain.data.store import PreparedDataset, open_store, resampled_size
 from dltrain.data.streaming import (
     InputPath,
@@ -25,6 +27,7 @@ from dltrain.data.streaming import (
     resample_quotas,
     stream_split,
     to_dataset,
+    worth_caching,
 )
 from dltrain.errors import DataError
 from dltrain.manifest import Sampling
@@ -262,3 +265,51 @@ def test_strings_as_fixed_width_bytes_keep_their_utf8_and_fall_back_when_wide() 
     assert out.tolist() == [b"ab", b"", b"", "héllo".encode(), b"x"]
     wide = fixed_bytes(pa.chunked_array([["a" * 500, *"bcdefgh"]]))  # padding 8 x 500: objects
     assert wide.dtype == object and wide[0] == "a" * 500
+
+
+@pytest.mark.parametrize(("workers", "policy"), [(2, "file"), (7, "row")])
+def test_validation_workers_each_read_their_own_rows_once_in_equal_steps(
+    tmp_path: Path, workers: int, policy: str
+) -> None:
+    store = prepared(tmp_path, "none", shard_rows=20)
+    shards = store.manifest.splits["validation"].shards
+    assert len(shards) == 3  # 60 rows: two workers take files, seven take every seventh row
+    stored = store.manifest.model_inputs(store.load_split("validation")[0])["row"].tolist()
+    seen: list[tuple[list[int], list[float]]] = []
+    for index in range(workers):
+        share = validation_share(store, "validation", 16, index, workers)
+        request = StreamRequest(split="validation", batch_size=16, shuffle=False, seed=1)
+        stream = SplitStream(store, replace(request, worker=share))
+        assert stream.policy.value == policy
+        sizes, rows = rows_of(to_dataset(stream))
+        assert len(sizes) == share.steps  # every worker the same steps
+        assert all(size <= -(-16 // workers) for size in sizes)  # a share of the batch
+        seen.append((sizes, rows))
+    # every row exactly once over the workers; those short of rows padded with empty batches
+    assert sorted(r for _, rows in seen for r in rows) == sorted(stored)
+    assert any(0 in sizes for sizes, _ in seen) and not all(0 in sizes for sizes, _ in seen)
+    if policy == "row":
+        assert seen[1][1] == stored[1::7]
+
+
+def test_a_small_unshuffled_split_is_read_once_then_replayed_from_memory(
+    table_store: PreparedDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    real = PreparedDataset.read_shard
+    monkeypatch.setattr(
+        PreparedDataset,
+        "read_shard",
+        lambda self, s, **k: read.append(s.file) or real(self, s, **k),
+    )
+    request = StreamRequest(split="train", batch_size=16, shuffle=False, seed=1, cache=True)
+    batches = stream_split(table_store, request)
+    first = rows_of(batches)
+    reads = len(read)
+    assert reads > len(table_store.manifest.splits["train"].shards)  # every shard was read
+    assert rows_of(batches) == first and len(read) == reads  # then none again
+    assert worth_caching(table_store, "validation")
+    monkeypatch.setattr("dltrain.data.streaming.CACHE_MAX_SHARD_BYTES", 100)
+    assert not worth_caching(table_store, "validation")
+    with pytest.raises(ValueError, match="cannot cache"):
+        stream_split(table_store, replace(request, shuffle=True))

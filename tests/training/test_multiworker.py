@@ -143,7 +143,8 @@ def test_two_workers_streaming_read_disjoint_shard_files_and_stay_in_step(
 ) -> None:
     write_recipe(
         idx_folder,
-        data={"source": str(idx_folder), "shard_rows": 40},  # 192 training images: 5 files
+        # 192 training images: 5 files; 48 validation images: 2 files, of 40 and 8
+        data={"source": str(idx_folder), "shard_rows": 40},
         train={"epochs": 2, "input": "stream", "early_stopping": {"monitor": "val_loss"}},
     )
     monkeypatch.chdir(tmp_path)
@@ -158,6 +159,23 @@ def test_two_workers_streaming_read_disjoint_shard_files_and_stay_in_step(
     assert (recorded["path"], recorded["shard_policy"]) == ("stream", "file")
     first, second = recorded["worker_shards"]
     assert recorded["train_shards"] == first  # the chief is worker 0 and read its own files
-    shards = json.loads((run / "manifest.json").read_text())["splits"]["train"]["shards"]
+    splits = json.loads((run / "manifest.json").read_text())["splits"]
+    shards = splits["train"]["shards"]
     assert not set(first) & set(second)
     assert sorted(first + second) == sorted(s["file"] for s in shards) and len(shards) == 5
+    # validation too: each worker evaluated its own file, and the metrics summed both
+    assert recorded["validation_policy"] == "file"
+    first, second = recorded["worker_validation_shards"]
+    assert recorded["validation_shards"] == first and not set(first) & set(second)
+    assert sorted(first + second) == sorted(s["file"] for s in splits["validation"]["shards"])
+
+    # the combined metrics are those of one process evaluating the whole split, same weights
+    from dltrain.data.store import open_store
+    from dltrain.models.saving import load_model
+
+    x, y = open_store(tmp_path / "data" / "tiny").load_split("validation")
+    alone = load_model(run / "model.keras").evaluate(x, y, batch_size=32, return_dict=True)
+    with (run / "history.csv").open() as handle:
+        best = list(csv.DictReader(handle))[chief["best"]["epoch"] - 1]  # the saved weights'
+    for key in ("loss", "accuracy"):
+        assert float(best[f"val_{key}"]) == pytest.approx(alone[key], rel=1e-5), key
