@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from tests.conftest import invoke, synthetic_images, write_idx
@@ -178,3 +181,31 @@ def write_houses_recipe(
     }
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """A regression project trained in this process: evaluate's RMSE on the training split, that
+    split's stored rows (``__y__`` the target) and ``predict``'s output for them as raw CSV rows."""
+
+    rmse: float
+    rows: pd.DataFrame
+    predicted: np.ndarray
+
+
+def train_and_predict_training_rows(project: Path, recipe: dict[str, object]) -> ScoredRows:
+    """prepare, train, evaluate --split train and predict the training split's rows (target
+    dropped) in ``project``, the current folder; every step must succeed."""
+    (project / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
+    for command in (["prepare"], ["train"]):
+        code, _, err = invoke(*command)
+        assert code == 0, err
+    code, out, err = invoke("evaluate", "--json", "--split", "train")
+    assert code == 0, err
+    rmse = json.loads(out)["metrics"]["rmse"]
+    rows = pd.read_feather(next((project / "data" / str(recipe["name"])).glob("train-*.arrow")))
+    rows.drop(columns="__y__").to_csv(project / "rows.csv", index=False)
+    code, _, err = invoke("predict", "-i", "rows.csv", "-o", "predictions.csv")
+    assert code == 0, err
+    predicted = pd.read_csv(project / "predictions.csv")["prediction"].to_numpy(float)
+    return ScoredRows(rmse, rows, predicted)

@@ -3,16 +3,12 @@ model predicts the raw CSV rows exactly as evaluate scored them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
-from tests.cli.eval_projects import write_houses
-from tests.conftest import invoke
+from tests.cli.eval_projects import train_and_predict_training_rows, write_houses
 
 
 @pytest.mark.slow
@@ -32,22 +28,11 @@ def test_derived_columns_and_an_ensemble_from_raw_rows_to_predictions(
         "model": {"family": "mlp", "units": [16], "dropout": 0.0, "ensemble": 3},
         "train": {"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.05}},
     }
-    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
     monkeypatch.chdir(tmp_path)
-    for command in (["prepare"], ["train"]):
-        code, _, err = invoke(*command)
-        assert code == 0, err
-    code, out, err = invoke("evaluate", "--json", "--split", "train")
-    assert code == 0, err
-    rmse = json.loads(out)["metrics"]["rmse"]
-
+    scored = train_and_predict_training_rows(tmp_path, recipe)
     # the training split's rows as a user holds them (the source's columns, no target)
-    rows = pd.read_feather(next((tmp_path / "data" / "house").glob("train-*.arrow")))
-    assert rows["rooms"].isna().any()  # derived values with a missing input are filled
-    rows.drop(columns="__y__").to_csv(tmp_path / "rows.csv", index=False)
-    code, _, err = invoke("predict", "-i", "rows.csv", "-o", "predictions.csv")
-    assert code == 0, err
-    predicted = pd.read_csv(tmp_path / "predictions.csv")["prediction"].to_numpy(float)
-    assert np.isfinite(predicted).all()
+    assert scored.rows["rooms"].isna().any()  # derived values with a missing input are filled
+    assert np.isfinite(scored.predicted).all()
     # predictions are written rounded to whole dollars
-    assert np.sqrt(np.mean((predicted - rows["__y__"]) ** 2)) == pytest.approx(rmse, abs=1.0)
+    error = scored.predicted - scored.rows["__y__"].to_numpy(float)
+    assert np.sqrt(np.mean(error**2)) == pytest.approx(scored.rmse, abs=1.0)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from dltrain.backend import keras
@@ -24,7 +22,7 @@ from dltrain.recipe.models import MlpSpec
 from dltrain.recipe.schema import LossSpec
 from dltrain.tasks import Task
 from dltrain.training.losses import TransformedTargetLoss, make_loss, on_target_scale
-from tests.conftest import invoke
+from tests.cli.eval_projects import train_and_predict_training_rows
 
 
 def homes(num: int = 160, seed: int = 0) -> pd.DataFrame:
@@ -161,21 +159,10 @@ def test_from_the_shell_a_log_target_trains_and_predicts_in_its_units(
         "model": {"family": "mlp", "units": [16], "dropout": 0.0, "ensemble": 2},
         "train": {"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.02}},
     }
-    (tmp_path / "dltrain.yaml").write_text(yaml.safe_dump(recipe))
     monkeypatch.chdir(tmp_path)
-    for command in (["prepare"], ["train"]):
-        code, _, err = invoke(*command)
-        assert code == 0, err
-    code, out, err = invoke("evaluate", "--json", "--split", "train")
-    assert code == 0, err
-    rmse = json.loads(out)["metrics"]["rmse"]
-
-    rows = pd.read_feather(next((tmp_path / "data" / "homes").glob("train-*.arrow")))
-    rows.drop(columns="__y__").to_csv(tmp_path / "rows.csv", index=False)
-    code, _, err = invoke("predict", "-i", "rows.csv", "-o", "predictions.csv")
-    assert code == 0, err
-    predicted = pd.read_csv(tmp_path / "predictions.csv")["prediction"].to_numpy(float)
-    prices = rows["__y__"].to_numpy(float)
+    scored = train_and_predict_training_rows(tmp_path, recipe)
+    predicted, rmse = scored.predicted, scored.rmse
+    prices = scored.rows["__y__"].to_numpy(float)
     # prices (about e^10 to e^13), not their logs; and what evaluate scored
     assert predicted.min() > prices.min() / 10 and predicted.max() < prices.max() * 10
     assert np.sqrt(np.mean((predicted - prices) ** 2)) == pytest.approx(rmse, abs=1.0)
