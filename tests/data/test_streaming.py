@@ -77,6 +77,18 @@ def rows_of(batches: object) -> tuple[list[int], list[float]]:
     return sizes, rows
 
 
+def shards_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files every later PreparedDataset.read_shard reads, in order (they are still read)."""
+    read: list[str] = []
+    real = PreparedDataset.read_shard
+    monkeypatch.setattr(
+        PreparedDataset,
+        "read_shard",
+        lambda self, s, **k: read.append(s.file) or real(self, s, **k),
+    )
+    return read
+
+
 def test_an_epoch_is_every_row_once_and_each_epoch_another_order(
     table_store: PreparedDataset,
 ) -> None:
@@ -131,13 +143,7 @@ def test_oversampling_by_quota_gives_the_sizes_planned(tmp_path: Path) -> None:
 def test_a_sample_reads_only_the_shards_it_needs(
     table_store: PreparedDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read: list[str] = []
-    real = PreparedDataset.read_shard
-    monkeypatch.setattr(
-        PreparedDataset,
-        "read_shard",
-        lambda self, s, **k: read.append(s.file) or real(self, s, **k),
-    )
+    read = shards_read(monkeypatch)
     x, y = head_rows(table_store, "train", 100)  # shards of 70 rows: the first two
     whole_x, whole_y = table_store.load_split("train", resample=False)
     assert read[:2] == [s.file for s in table_store.manifest.splits["train"].shards[:2]]
@@ -295,13 +301,7 @@ def test_validation_workers_each_read_their_own_rows_once_in_equal_steps(
 def test_a_small_unshuffled_split_is_read_once_then_replayed_from_memory(
     table_store: PreparedDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read: list[str] = []
-    real = PreparedDataset.read_shard
-    monkeypatch.setattr(
-        PreparedDataset,
-        "read_shard",
-        lambda self, s, **k: read.append(s.file) or real(self, s, **k),
-    )
+    read = shards_read(monkeypatch)
     request = StreamRequest(split="train", batch_size=16, shuffle=False, seed=1, cache=True)
     batches = stream_split(table_store, request)
     first = rows_of(batches)
