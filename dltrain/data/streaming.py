@@ -100,12 +100,15 @@ def worth_caching(dataset: PreparedDataset, split: str) -> bool:
     return shard_bytes(dataset, (split,)) <= CACHE_MAX_SHARD_BYTES
 
 
-def choose_input(dataset: PreparedDataset, mode: InputMode) -> tuple[InputPath, str]:
+def choose_input(
+    dataset: PreparedDataset, mode: InputMode, splits: tuple[str, ...] = ("train", "validation")
+) -> tuple[InputPath, str]:
     """The input path a run takes, and why, for the recipe's ``train.input``.
 
     Args:
         dataset: the prepared dataset.
-        mode: ``auto`` decides by the size of the training and validation shards.
+        mode: ``auto`` decides by the size of the ``splits``' shards.
+        splits: the splits read (training's two; evaluate's one).
 
     Returns:
         The path and a sentence saying why, for run.json.
@@ -116,7 +119,7 @@ def choose_input(dataset: PreparedDataset, mode: InputMode) -> tuple[InputPath, 
         return InputPath.STREAM, "train.input is stream"
     if type(dataset) is not PreparedDataset:  # a fold's rows are in memory already
         return InputPath.MEMORY, "the data is a view held in memory (a cross-validation fold)"
-    size = shard_bytes(dataset, ("train", "validation"))
+    size = shard_bytes(dataset, splits)
     limit = MEMORY_MAX_SHARD_BYTES
     if size <= limit:
         return InputPath.MEMORY, f"train.input is auto: {size:,} bytes of shards <= {limit:,}"

@@ -128,25 +128,17 @@ def prepared_dataset(run: RunModel) -> PreparedDataset:
 def choose_evaluation_input(
     run: RunModel, dataset: PreparedDataset, split: str, mode: InputMode
 ) -> tuple[bool, str]:
-    """Whether to stream ``split`` rather than read it into memory, and why.
-
-    The size rule training uses (data/streaming.py ``choose_input``), on this split's shards:
-    ``train.input`` auto streams past ``MEMORY_MAX_SHARD_BYTES``, memory and stream force it.
-    Models other than table and image predictors are always evaluated in memory.
+    """Whether to stream ``split`` rather than read it into memory, and why: training's rule
+    (data/streaming.py ``choose_input``) on this split's shards. Models other than table and
+    image predictors are always evaluated in memory.
     """
-    from dltrain.data.streaming import MEMORY_MAX_SHARD_BYTES, shard_bytes
+    from dltrain.data.streaming import InputPath, choose_input
 
     kind = run.manifest.features.kind
     if run.task not in STREAMED_TASKS or kind not in STREAMED_KINDS:
         return False, f"a {run.task} model over {kind.value} inputs is evaluated in memory"
-    if mode == InputMode.MEMORY:
-        return False, "train.input is memory"
-    if mode == InputMode.STREAM:
-        return True, "train.input is stream"
-    size, limit = shard_bytes(dataset, (split,)), MEMORY_MAX_SHARD_BYTES
-    if size <= limit:
-        return False, f"train.input is auto: {size:,} bytes of shards <= {limit:,}"
-    return True, f"train.input is auto: {size:,} bytes of shards > {limit:,}"
+    path, reason = choose_input(dataset, mode, (split,))
+    return path is InputPath.STREAM, reason
 
 
 def split_examples(run: RunModel, split: str, mode: InputMode) -> Examples:
