@@ -15,6 +15,7 @@ from typing import Any
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
 from dltrain.manifest import Manifest, NumericTarget
+from dltrain.recipe.data import TargetTransform
 from dltrain.recipe.schema import CROSSENTROPY_LOSSES, LossName, LossSpec
 from dltrain.tasks import Task
 
@@ -248,13 +249,13 @@ class TransformedTargetLoss(keras.losses.Loss):
     def __init__(
         self,
         loss: keras.losses.Loss,
-        transform: str = "log",
+        transform: str = TargetTransform.LOG.value,
         name: str = "transformed_target_loss",
         reduction: str = "sum_over_batch_size",
         dtype: str | None = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if transform != "log":
+        if transform != TargetTransform.LOG.value:
             raise ValueError(f"Argument `transform` must be 'log'. Received: {transform!r}")
         self.loss = loss
         self.transform = transform
