@@ -38,6 +38,7 @@ from dltrain.manifest import (
     DatasetDescription,
     ImageFeatures,
     ImagePreprocessing,
+    Split,
     TextFeatures,
     TextPreprocessing,
 )
@@ -117,9 +118,25 @@ def prepare_arrays(
     else:
         features, preprocessing, note = _image_inputs(train_x, spec, fmt)
         profile.notes.append(note)
+    description = class_dataset(
+        classes, stored, (features, preprocessing), sorted(source.splits), source.notes
+    )
+    return Prepared(description=description, profile=profile)
+
+
+def class_dataset(
+    classes: list[str],
+    stored: dict[str, Split],
+    inputs: tuple[ImageFeatures | TextFeatures, ImagePreprocessing | TextPreprocessing],
+    source_splits: list[str],
+    notes: list[str],
+) -> DatasetDescription:
+    """The manifest's description of a stored class dataset (images or texts): binary or
+    multiclass by the number of classes, class weights from the training split's counts."""
     counts = stored["train"].class_counts
     assert counts is not None  # the writer counts classes: it was given their number
-    description = DatasetDescription(
+    features, preprocessing = inputs
+    return DatasetDescription(
         task=Task.MULTICLASS if len(classes) > 2 else Task.BINARY,
         features=features,
         target=ClassTarget(
@@ -127,10 +144,9 @@ def prepare_arrays(
         ),
         preprocessing=preprocessing,
         splits=stored,
-        source_splits=sorted(source.splits),
-        cleaning=Cleaning(notes=source.notes),
+        source_splits=source_splits,
+        cleaning=Cleaning(notes=notes),
     )
-    return Prepared(description=description, profile=profile)
 
 
 def _split(

@@ -17,6 +17,7 @@ import numpy as np
 from dltrain.data.pixels import DECODED_IMAGES
 from dltrain.data.preparation import Prepared
 from dltrain.data.preparation.arrays import (
+    class_dataset,
     class_names_of,
     example_hashes,
     image_preprocessing,
@@ -32,10 +33,8 @@ from dltrain.data.readers.images import (
 )
 from dltrain.data.splits import SPLIT_NAMES
 from dltrain.data.store import ShardLayout, ShardWriter, shard_rows_for
-from dltrain.data.transforms import class_weights
-from dltrain.manifest import ClassTarget, Cleaning, DatasetDescription, ImageFeatures
+from dltrain.manifest import ImageFeatures
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling
-from dltrain.tasks import Task
 
 
 class PixelCounts:
@@ -118,18 +117,9 @@ def prepare_image_folders(spec: DataSpec, seed: int, folder: Path, *, strict: bo
         spec, found, pixels.moments() if pixels is not None else None
     )
     profile.notes.append(note)
-    counts = stored["train"].class_counts
-    assert counts is not None  # the writer counts classes: it was given their number
-    description = DatasetDescription(
-        task=Task.MULTICLASS if len(classes) > 2 else Task.BINARY,
-        features=ImageFeatures(shape=[*folders.size, folders.channels], dtype="uint8"),
-        target=ClassTarget(
-            classes=classes, num_classes=len(classes), class_weights=class_weights(counts)
-        ),
-        preprocessing=preprocessing,
-        splits=stored,
-        source_splits=sorted(folders.splits),
-        cleaning=Cleaning(notes=notes),
+    features = ImageFeatures(shape=[*folders.size, folders.channels], dtype="uint8")
+    description = class_dataset(
+        classes, stored, (features, preprocessing), sorted(folders.splits), notes
     )
     return Prepared(description=description, profile=profile)
 
