@@ -137,7 +137,8 @@ class ModelIO:
         if self.clip_to_target_range:
             low = [float(v) for v in target.min]
             high = [float(v) for v in target.max]
-            x = ClipToRange(low, high, name=f"{prefix}clip_to_target_range")(x)
+            # float32 under mixed precision too: float16 would turn a $500,001 cap into inf
+            x = ClipToRange(low, high, dtype="float32", name=f"{prefix}clip_to_target_range")(x)
         return x
 
     def _transformed_head(

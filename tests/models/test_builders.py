@@ -119,6 +119,24 @@ def test_clip_to_target_range_keeps_predictions_inside_the_training_range(tmp_pa
     np.testing.assert_allclose(reloaded.predict(zeros, verbose=0), expected)
 
 
+def test_clip_to_target_range_keeps_float32_under_mixed_precision() -> None:
+    target = {"columns": ["price"], "mean": [200_000.0], "std": [100_000.0]}
+    target |= {"min": [15_000.0], "max": [500_001.0]}
+    spec = MlpSpec(units=[3], clip_to_target_range=True)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(spec, table_like_io("regression", target))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    standardized = model.get_layer("standardized")
+    kernel, _ = standardized.get_weights()
+    standardized.set_weights([np.zeros_like(kernel), np.array([2.9], dtype="float32")])
+    prediction = model.predict(np.zeros((1, 4, 1, 1), dtype=np.uint8), verbose=0)
+    # float16 holds nothing above 65,504: $490,000 would become inf, then the cap
+    assert prediction.dtype == np.float32
+    np.testing.assert_allclose(prediction, [[490_000.0]], rtol=1e-6)
+
+
 def test_clip_to_target_range_is_refused_where_it_cannot_apply() -> None:
     spec = MlpSpec(units=[3], clip_to_target_range=True)
     with pytest.raises(RecipeError, match="task is multiclass. Remove it"):
