@@ -39,13 +39,14 @@ from dltrain.data.folds import (
 )
 from dltrain.data.store import Features, PreparedDataset, resample_rows
 from dltrain.errors import TrainingFailed, TrainingInterrupted, UsageError
+from dltrain.evaluation.run_model import open_run
 from dltrain.faults import crash_point
 from dltrain.manifest import FeatureKind, Manifest, Sampling
 from dltrain.models import family_task
 from dltrain.models.saving import load_model
 from dltrain.recipe import LoadedRecipe
 from dltrain.recipe.data import SplitMethod
-from dltrain.recipe.schema import Recipe
+from dltrain.recipe.schema import EvaluateSpec, Recipe
 from dltrain.run_info import RunStatus, StopReason, TrialMarker
 from dltrain.runs import RunFolder
 from dltrain.tasks import Task
@@ -314,8 +315,13 @@ def _train_fold(
     except TrainingFailed:
         record.write(status=RunStatus.DIVERGED)
         raise
-    keras.backend.clear_session()  # the next fold builds its own graph; free this one's
     epoch = _kept_epoch(job.plan, trained.best_epoch, trained.epochs_run)
+    metrics = held_out_metrics(read_history(RunFolder(run_dir).history), epoch)
+    if not options.trial:  # a tune trial is scored by its objective alone
+        held_out = view.load_split("validation")
+        scores = held_out_scores(run_dir, held_out, loaded.recipe.evaluate)
+        metrics |= {k: v for k, v in scores.items() if k not in metrics}
+    keras.backend.clear_session()  # the next fold builds its own graph; free this one's
     return FoldResult(
         number=fold.number,
         run_dir=run_dir,
@@ -323,7 +329,7 @@ def _train_fold(
         held_out_examples=len(fold.held_out),
         epochs_run=trained.epochs_run,
         epoch=epoch,
-        metrics=held_out_metrics(read_history(RunFolder(run_dir).history), epoch),
+        metrics=metrics,
         seconds=trained.seconds,
         warnings=trained.warnings,
     )
@@ -351,6 +357,41 @@ def held_out_metrics(history: list[dict[str, float]], epoch: int) -> dict[str, f
     """
     row = history[epoch - 1]
     return {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
+
+
+# evaluate's headline metrics that a fold's table adds to Keras's (loss, accuracy, mae, rmse),
+# by task: a binary classifier's bar is often its positive class's F1, which Keras does not
+# log, and a forecast's is its error against the naive last-value forecast
+ADDED_METRICS: dict[Task, tuple[str, ...]] = {
+    Task.BINARY: ("f1", "precision", "recall", "roc_auc"),
+    Task.MULTICLASS: ("f1_macro",),
+    Task.REGRESSION: ("r2",),
+    Task.FORECASTING: ("mae_ratio_to_naive",),
+}
+
+
+def held_out_scores(
+    run_dir: Path, held_out: tuple[Features, np.ndarray], spec: EvaluateSpec
+) -> dict[str, float]:
+    """The task's ``ADDED_METRICS`` of a fold's saved model on the rows it held out, as evaluate
+    scores them (a binary classifier at the default threshold 0.5).
+
+    Args:
+        run_dir: the fold's finished run folder.
+        held_out: the fold's held-out inputs and targets.
+        spec: the recipe's evaluation settings (batch size, calibration bins).
+    """
+    from dltrain.evaluation.evaluate import score
+    from dltrain.evaluation.examples import Examples
+
+    run = open_run(run_dir)
+    x, y = held_out
+    model = load_model(run.files.model, compile=False)
+    outputs = run.predict(model, x, spec.batch_size)
+    examples = Examples(x, y, "held_out", {"kind": "fold", "run": str(run_dir)})
+    headline = score(run, examples, outputs, spec, None).report.metrics
+    names = ADDED_METRICS.get(Task(run.task), ())
+    return {k: float(v) for k in names if (v := headline.get(k)) is not None}
 
 
 def summarize(metrics: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:

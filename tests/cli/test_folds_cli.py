@@ -55,6 +55,13 @@ def test_folds_then_evaluate_and_predict_on_the_averaged_model(
     assert document["summary"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
     assert document["summary"]["accuracy"]["sd"] == pytest.approx(np.std(accuracies, ddof=1))
     assert "mean ± sd" in trained.stderr and "Fold 3/3" in trained.stderr
+    for fold, f1 in zip(document["folds"], fold_f1_scores(tmp_path, run), strict=True):
+        # evaluate's positive-class F1 beside Keras's metrics, from the fold model itself
+        assert fold["metrics"]["f1"] == pytest.approx(f1)
+        assert {"precision", "recall", "roc_auc"} <= set(fold["metrics"])
+    assert document["summary"]["f1"]["mean"] == pytest.approx(
+        np.mean([fold["metrics"]["f1"] for fold in document["folds"]])
+    )
     for k in (1, 2, 3):
         fold = run / "folds" / f"fold-{k}"
         assert (fold / "model.keras").is_file() and (fold / "history.csv").is_file()
@@ -75,6 +82,33 @@ def test_folds_then_evaluate_and_predict_on_the_averaged_model(
     with (tmp_path / "out.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and {r["prediction"] for r in rows} <= {"True", "False"}
+
+
+def fold_f1_scores(project: Path, run: Path) -> list[float]:
+    """Each fold model's F1 of the positive class on the rows its fold held out, by sklearn."""
+    from sklearn.metrics import f1_score
+
+    from dltrain.data.folds import assign_folds, pool_splits
+    from dltrain.data.store import open_store
+    from dltrain.models.saving import load_model
+    from dltrain.recipe import load_recipe
+    from dltrain.training.crossval import fold_request
+
+    recipe = load_recipe(project / "dltrain.yaml", [("train.folds", 3)]).recipe
+    dataset = open_store(project / "data" / "cv")
+    pool = pool_splits(
+        dataset.load_split("train", resample=False), dataset.load_split("validation")
+    )
+    _, request, _ = fold_request(recipe, dataset.manifest, dataset.manifest.task, pool)
+    scores = []
+    for fold in assign_folds(len(pool[1]), request):
+        model = load_model(run / "folds" / f"fold-{fold.number}" / "model.keras", compile=False)
+        inputs = dataset.manifest.model_inputs({k: v[fold.held_out] for k, v in pool[0].items()})
+        labels = pool[1][fold.held_out]
+        # the last column is P(positive), whether the model answers one column or two
+        positive = np.asarray(model.predict(inputs, verbose=0)).reshape(len(labels), -1)[:, -1]
+        scores.append(float(f1_score(labels == 1, positive >= 0.5)))
+    return scores
 
 
 def test_too_many_folds_for_the_data_is_a_clear_error(
