@@ -96,6 +96,8 @@ def metrics_section(document: MetricsDocument) -> list[str]:
         row += [metrics.get(name) for metrics in document.baselines.values()]
         rows.append(row)
     notes = [f"_Baselines: {note.rstrip('.')}._" for note in document.baseline_notes]
+    if document.tta is not None:  # the figures are of averaged views, not of one pass
+        notes.insert(0, f"_{document.tta.describe()}_")
     return markdown_table(header, rows) + [""] + ([*notes, ""] if notes else [])
 
 

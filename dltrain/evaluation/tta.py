@@ -75,6 +75,20 @@ class TtaViews:
             out = _shifted(out, dy, dx, self.fill)
         return np.ascontiguousarray(out)
 
+    def describe(self) -> str:
+        """One sentence for the report and the model card: the metrics are of averaged views.
+
+        Example:
+            >>> TtaViews(3, ((False, False), (True, False)), 2, 0.0, 7).describe()[-66:]
+            'the image (flips: none, horizontal; shifts of up to 2 px, seed 7).'
+        """
+        flips = ", ".join(_flip_name(h, v) for h, v in self.flips)
+        shifts = f"; shifts of up to {self.shift} px, seed {self.seed}" if self.shift else ""
+        return (
+            f"Test-time augmentation: each probability is the mean over {self.num_views} views "
+            f"of the image (flips: {flips}{shifts})."
+        )
+
     def to_json(self) -> dict[str, Any]:
         """As metrics.json records it."""
         return {

@@ -137,6 +137,8 @@ def test_evaluate_and_predict_average_the_views(trained: Path) -> None:
         }
         run_dir = Path(document["run"])
         assert json.loads((run_dir / "metrics.json").read_text())["tta"]["views"] == 3
+        report = (run_dir / "report.md").read_text()  # the report says what was measured
+        assert "mean over 3 views of the image (flips: none, vertical; shifts of up to 1" in report
         # the test split streamed shard by shard: the views are averaged per batch all the same
         code, out, err = invoke("evaluate", "--tta", "3", "--json", "--set", "train.input=stream")
         assert code == 0, err
@@ -150,6 +152,7 @@ def test_evaluate_and_predict_average_the_views(trained: Path) -> None:
             assert streamed["metrics"][name] == pytest.approx(value, abs=1e-6), name
         code, out, _ = invoke("evaluate", "--json")
         assert json.loads(out)["tta"] is None
+        assert "Test-time augmentation" not in (run_dir / "report.md").read_text()
         code, _, err = invoke("predict", "-i", images, "-o", "p.csv", "--tta", "3")
         assert code == 0, err
         code, _, err = invoke("predict", "--num-samples", "2", "-o", "g", "--tta", "3")
