@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dltrain.backend import keras, tf
-from dltrain.manifest import FeatureKind, Manifest
+from dltrain.backend import keras
+from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import augment, dense_stack, regularizer
 from dltrain.models.io import ModelIO
-from dltrain.models.mixing import mix_batches, one_hot_labels
+from dltrain.models.mixing import BlendingTraining
 from dltrain.recipe.models import CnnSpec
-from dltrain.training.hooks import TrainingHooks
 
 
 def build_cnn(spec: CnnSpec, io: ModelIO) -> keras.Model:
@@ -58,21 +57,7 @@ def build_cnn(spec: CnnSpec, io: ModelIO) -> keras.Model:
     return keras.Model(raw, io.head(x), name="cnn")
 
 
-class CnnTraining(TrainingHooks):
-    """A CNN trains as a predictor, except that MixUp and CutMix (``model.augmentation``) blend
-    its training batches: then every split's labels are one-hot rows (the loss and accuracy
-    read one kind of label throughout) and only the training batches are blended."""
+class CnnTraining(BlendingTraining):
+    """A CNN trains as any image classifier does (models/mixing.py)."""
 
     spec: CnnSpec
-
-    @property
-    def soft_labels(self) -> bool:
-        return self.spec.augmentation.mixes
-
-    def batches(
-        self, batches: tf.data.Dataset, manifest: Manifest, *, training: bool, seed: int
-    ) -> tf.data.Dataset:
-        if not self.soft_labels:
-            return batches
-        batches = one_hot_labels(batches, manifest.num_classes)
-        return mix_batches(batches, self.spec.augmentation, seed) if training else batches

@@ -23,7 +23,28 @@ from __future__ import annotations
 from typing import Any
 
 from dltrain.backend import tf
+from dltrain.manifest import Manifest
 from dltrain.recipe.models import AugmentationSpec
+from dltrain.training.hooks import TrainingHooks
+
+
+class BlendingTraining(TrainingHooks):
+    """An image classifier trains as a predictor, except that MixUp and CutMix
+    (``model.augmentation``) blend its training batches: then every split's labels are one-hot
+    rows (the loss and accuracy read one kind of label throughout) and only the training
+    batches are blended. The CNN and transfer families train so."""
+
+    @property
+    def soft_labels(self) -> bool:
+        return bool(self.spec.augmentation.mixes)
+
+    def batches(
+        self, batches: tf.data.Dataset, manifest: Manifest, *, training: bool, seed: int
+    ) -> tf.data.Dataset:
+        if not self.soft_labels:
+            return batches
+        batches = one_hot_labels(batches, manifest.num_classes)
+        return mix_batches(batches, self.spec.augmentation, seed) if training else batches
 
 
 def one_hot_labels(batches: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:

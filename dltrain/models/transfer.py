@@ -11,13 +11,14 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
-from dltrain.manifest import FeatureKind
-from dltrain.models.blocks import dense_stack
+from dltrain.manifest import FeatureKind, ImagePreprocessing
+from dltrain.models.blocks import augment, dense_stack
 from dltrain.models.io import ModelIO
+from dltrain.models.mixing import BlendingTraining
 from dltrain.recipe.models import Backbone, TransferSpec
 from dltrain.recipe.schema import ScheduleName, TrainSpec
 from dltrain.training.compile import CompileParts
-from dltrain.training.hooks import Phase, TrainingHooks
+from dltrain.training.hooks import Phase
 
 BACKBONE_LAYER = "backbone"
 
@@ -58,7 +59,10 @@ def build_transfer(spec: TransferSpec, io: ModelIO) -> keras.Model:
     features = io.image_features
     raw = keras.Input(shape=tuple(features.shape), dtype=features.dtype, name="input")
     app = APPLICATIONS[spec.backbone]
-    x = keras.layers.Resizing(spec.image_size, spec.image_size, name="resize")(raw)
+    # on the image's own pixels, before resizing: crop padding counts them, as --tta's views do
+    low, high = io.manifest.preprocessing_as(ImagePreprocessing).pixel_range
+    x = augment(raw, spec.augmentation, (float(low), float(high)))
+    x = keras.layers.Resizing(spec.image_size, spec.image_size, name="resize")(x)
     if features.shape[-1] == 1:
         x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
     if app.scale != 1.0 or app.offset:
@@ -161,9 +165,10 @@ def use_discriminative_rates(
     object.__setattr__(optimizer, "_backend_update_step", grouped)
 
 
-class TransferTraining(TrainingHooks):
+class TransferTraining(BlendingTraining):
     """Transfer learning trains in two phases: the head on a frozen backbone for
-    ``freeze_epochs``, then the unfrozen backbone too at a lower rate."""
+    ``freeze_epochs``, then the unfrozen backbone too at a lower rate; MixUp and CutMix blend
+    its training batches as a CNN's (models/mixing.py)."""
 
     spec: TransferSpec
 

@@ -318,6 +318,10 @@ class TransferSpec(PredictorBase):
     )
     dense: Widths = Field(default_factory=list, description="Dense layers on the backbone.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before the output layer.")
+    augmentation: AugmentationSpec = Field(
+        default_factory=AugmentationSpec,
+        description="As the cnn family's, on the image's own pixels before it is resized.",
+    )
 
 
 class GanSpec(ModelBase):

@@ -35,6 +35,24 @@ def test_grayscale_raw_pixels_in_probabilities_out() -> None:
     assert model.get_layer(BACKBONE_LAYER).trainable is False  # frozen while freeze_epochs > 0
 
 
+def test_augmentation_acts_on_the_raw_image_in_training_only() -> None:
+    augmentation = {"flip": "horizontal", "crop": {"padding": 2}, "mixup": {"alpha": 0.2}}
+    augmented = build_model(TransferSpec(**SMALL, augmentation=augmentation), image_io())
+    plain = build_model(TransferSpec(**SMALL), image_io())
+    names = [layer.name for layer in augmented.layers]
+    assert names.index("augment_flip") < names.index("augment_crop") < names.index("resize")
+    plain.set_weights(augmented.get_weights())  # the augmentation layers hold no weights
+    images = np.random.default_rng(1).integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
+    np.testing.assert_allclose(augmented.predict(images, verbose=0), plain(images), rtol=1e-5)
+    resized = keras.Model(augmented.input, augmented.get_layer("resize").output)
+    as_is = keras.layers.Resizing(32, 32)(images.astype("float32"))
+    np.testing.assert_allclose(resized(images, training=False), as_is, rtol=1e-6)  # idle
+    assert not np.allclose(resized(images, training=True), as_is)  # in training
+    # MixUp blends the training batches, as a CNN's (models/mixing.py)
+    assert TransferTraining(TransferSpec(augmentation=augmentation)).soft_labels
+    assert not TransferTraining(TransferSpec(**SMALL)).soft_labels
+
+
 def test_unfreezing_opens_the_top_layers_but_not_batch_norm() -> None:
     spec = TransferSpec(**SMALL, fine_tune_layers=10)
     model = build_model(spec, image_io())
