@@ -184,15 +184,31 @@ def _machine_fault(exc: Exception) -> DltrainError | None:
         return file_system_error(error)
     # TensorFlow's allocation failure, named rather than imported: this module stays light.
     if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if len(detail) > 300:
-            detail = detail[:300] + " …"
         return OutOfMemory(
-            f"The machine ran out of memory ({detail}). The model or a batch of the recipe does "
-            f"not fit: `dltrain train --dry-run` shows the model's size and the memory a batch "
-            f"takes; lower train.batch_size or the model's widths."
+            f"The machine ran out of memory ({_memory_detail(exc)}). The model or a batch of "
+            f"the recipe does not fit: `dltrain train --dry-run` shows the model's size and the "
+            f"memory a batch takes; lower train.batch_size or the model's widths. If the "
+            f"prepared splits are what fills the memory, `train.input: stream` reads them a "
+            f"shard at a time."
         )
     return None
+
+
+def _memory_detail(exc: Exception) -> str:
+    """What failed to allocate, in one line: TensorFlow's "OOM when allocating tensor with
+    shape[...]" line where its message has one (its first line is "Graph execution error:").
+
+    Example:
+        >>> _memory_detail(MemoryError("Graph execution error:\\n\\nOOM when allocating tensor "
+        ...     "with shape[128,64] and type float on /job:localhost/device:CPU:0 by allocator"))
+        'OOM when allocating tensor with shape[128,64] and type float'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    detail = next((line for line in lines if line.startswith("OOM when allocating")), lines[0])
+    detail = detail.split(" on /job:")[0]  # the device path says nothing to a user
+    return detail if len(detail) <= 300 else detail[:300] + " …"
 
 
 def workdir() -> Path:

@@ -353,3 +353,31 @@ def test_the_next_export_removes_what_a_killed_export_left(project: Path) -> Non
     assert code == 0, err
     assert not left.exists() and (left.parent / "saved_model").is_dir()
     assert all(p.exists() for p in foreign)
+
+
+class ResourceExhaustedError(Exception):
+    """Named as TensorFlow's: the boundary knows it by name, without importing TensorFlow."""
+
+
+def test_tensorflows_out_of_memory_names_the_tensor_and_the_fixes() -> None:
+    import io
+
+    import typer
+    from rich.console import Console
+
+    from dltrain.cli.common import reported_errors
+
+    message = (
+        "Graph execution error:\n\nDetected at node cnn_1/block1_conv1/convolution defined at "
+        "(most recent call last):\n  File fit.py\nOOM when allocating tensor with "
+        "shape[128,32,28,28] and type float on /job:localhost/replica:0/task:0/device:CPU:0 "
+        "by allocator cpu\n\t [[{{node cnn_1/block1_conv1/convolution}}]]"
+    )
+    out = io.StringIO()
+    with pytest.raises(typer.Exit) as stopped, reported_errors(Console(file=out, width=400)):
+        raise ResourceExhaustedError(message)
+    said = out.getvalue()
+    assert stopped.value.exit_code == 2
+    assert "out of memory" in said and "internal error" not in said
+    assert "(OOM when allocating tensor with shape[128,32,28,28] and type float)" in said
+    assert "train.batch_size" in said and "train.input: stream" in said
