@@ -1,9 +1,10 @@
 """Out-of-fold F1 of binary `dltrain train --folds K` runs, and of their combinations.
 
-`cross_validation.json` holds each fold's Keras metrics (loss, accuracy); a binary classifier's
-bar is often the positive class's F1, which Keras does not log. This script scores each fold's
-saved model on the rows that fold held out (rebuilt by dltrain's own fold code, and checked
-against the fold's recorded held-out accuracy and size), then reports per variant:
+`cross_validation.json` now holds each fold's F1, precision and recall at threshold 0.5 too
+(written after this script); what it adds is the threshold chosen on the other folds and the
+pairs of variants. It scores each fold's saved model on the rows that fold held out (rebuilt by
+dltrain's own fold code, and checked against the fold's recorded held-out accuracy and size),
+then reports per variant:
 
 - F1, precision and recall of the positive class at the default threshold 0.5, mean ± sd over
   folds;
