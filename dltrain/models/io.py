@@ -198,6 +198,11 @@ class ModelIO:
         """The range of scaled pixel values (what 0 and 255, or the data's range, become)."""
         return self.manifest.preprocessing_as(ImagePreprocessing).value_range()
 
+    def image_pixel_range(self) -> tuple[float, float]:
+        """The range of raw pixel values, before scaling (families that scale their own way)."""
+        low, high = self.manifest.preprocessing_as(ImagePreprocessing).pixel_range
+        return float(low), float(high)
+
     @property
     def image_features(self) -> ImageFeatures:
         """The image shape and dtype (families that only read images)."""

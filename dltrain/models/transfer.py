@@ -11,7 +11,7 @@ from typing import Any
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
-from dltrain.manifest import FeatureKind, ImagePreprocessing
+from dltrain.manifest import FeatureKind
 from dltrain.models.blocks import augment, dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.models.mixing import BlendingTraining
@@ -60,8 +60,7 @@ def build_transfer(spec: TransferSpec, io: ModelIO) -> keras.Model:
     raw = keras.Input(shape=tuple(features.shape), dtype=features.dtype, name="input")
     app = APPLICATIONS[spec.backbone]
     # on the image's own pixels, before resizing: crop padding counts them, as --tta's views do
-    low, high = io.manifest.preprocessing_as(ImagePreprocessing).pixel_range
-    x = augment(raw, spec.augmentation, (float(low), float(high)))
+    x = augment(raw, spec.augmentation, io.image_pixel_range())
     x = keras.layers.Resizing(spec.image_size, spec.image_size, name="resize")(x)
     if features.shape[-1] == 1:
         x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
