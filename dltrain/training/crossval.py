@@ -199,14 +199,15 @@ def cross_validate(
     folds = assign_folds(len(pool[1]), request)
     record = open_run_record(plan, workdir, options.tune)
     started = time.perf_counter()
-    results = [
+    trained = [
         _train_fold(
             loaded, workdir, console, _FoldJob(plan, pool, fold, len(folds), record), options
         )
         for fold in folds
     ]
+    results = [result for result, _ in trained]
     mean, sd = summarize([r.metrics for r in results])
-    model = average_models([load_model(RunFolder(r.run_dir).model, compile=False) for r in results])
+    model = average_models([fold_model for _, fold_model in trained])
     files = record.files
     seconds = time.perf_counter() - started
     result = CrossValidation(files.path, method, results, mean, sd, seconds, notes)
@@ -281,8 +282,9 @@ class _FoldJob:
 
 def _train_fold(
     loaded: LoadedRecipe, workdir: Path, console: Console, job: _FoldJob, options: FoldOptions
-) -> FoldResult:
-    """Train one fold into its own run folder inside the cross-validated run's."""
+) -> tuple[FoldResult, keras.Model]:
+    """Train one fold into its own run folder inside the cross-validated run's; return what it
+    did and its saved model (read once: scored here, averaged by the caller)."""
     fold, record, dataset = job.fold, job.record, job.plan.dataset
     if options.announce is not None:
         options.announce(fold, job.num_folds)
@@ -317,12 +319,13 @@ def _train_fold(
         raise
     epoch = _kept_epoch(job.plan, trained.best_epoch, trained.epochs_run)
     metrics = held_out_metrics(read_history(RunFolder(run_dir).history), epoch)
+    model = load_model(RunFolder(run_dir).model, compile=False)
     if not options.trial:  # a tune trial is scored by its objective alone
         held_out = view.load_split("validation")
-        scores = held_out_scores(run_dir, held_out, loaded.recipe.evaluate)
+        scores = held_out_scores(run_dir, model, held_out, loaded.recipe.evaluate)
         metrics |= {k: v for k, v in scores.items() if k not in metrics}
     keras.backend.clear_session()  # the next fold builds its own graph; free this one's
-    return FoldResult(
+    result = FoldResult(
         number=fold.number,
         run_dir=run_dir,
         train_examples=len(fold.train),
@@ -333,6 +336,7 @@ def _train_fold(
         seconds=trained.seconds,
         warnings=trained.warnings,
     )
+    return result, model
 
 
 def _kept_epoch(plan: RunPlan, best_epoch: int | None, epochs_run: int) -> int:
@@ -371,13 +375,14 @@ ADDED_METRICS: dict[Task, tuple[str, ...]] = {
 
 
 def held_out_scores(
-    run_dir: Path, held_out: tuple[Features, np.ndarray], spec: EvaluateSpec
+    run_dir: Path, model: keras.Model, held_out: tuple[Features, np.ndarray], spec: EvaluateSpec
 ) -> dict[str, float]:
     """The task's ``ADDED_METRICS`` of a fold's saved model on the rows it held out, as evaluate
     scores them (a binary classifier at the default threshold 0.5).
 
     Args:
         run_dir: the fold's finished run folder.
+        model: its saved model, loaded.
         held_out: the fold's held-out inputs and targets.
         spec: the recipe's evaluation settings (batch size, calibration bins).
     """
@@ -386,7 +391,6 @@ def held_out_scores(
 
     run = open_run(run_dir)
     x, y = held_out
-    model = load_model(run.files.model, compile=False)
     outputs = run.predict(model, x, spec.batch_size)
     examples = Examples(x, y, "held_out", {"kind": "fold", "run": str(run_dir)})
     headline = score(run, examples, outputs, spec, None).report.metrics
