@@ -16,7 +16,7 @@ from dltrain.models.blocks import augment, dense_stack
 from dltrain.models.io import ModelIO
 from dltrain.models.mixing import BlendingTraining
 from dltrain.recipe.models import Backbone, TransferSpec
-from dltrain.recipe.schema import ScheduleName, TrainSpec
+from dltrain.recipe.schema import ScheduleName, SchedulePace, TrainSpec
 from dltrain.training.compile import CompileParts
 from dltrain.training.hooks import Phase
 
@@ -181,6 +181,15 @@ class TransferTraining(BlendingTraining):
         freeze = self.spec.freeze_epochs
         if not 0 < freeze < train.epochs:
             return super().phases(train, initial_epoch)
+        if train.lr_schedule.pace == SchedulePace.TIME_BUDGET:
+            # Each phase compiles a schedule of its own; how the budget would split between
+            # them is a choice the recipe does not state.
+            raise RecipeError(
+                f"`train.lr_schedule.pace` is time_budget, but this model trains in two phases "
+                f"(frozen for model.freeze_epochs={freeze}, then fine-tuned), each with a "
+                f"schedule of its own, and one budget cannot pace both. Set model.freeze_epochs "
+                f"to 0, or remove pace to count each phase's schedule in epochs."
+            )
         fine_rate = train.optimizer.learning_rate * self.spec.fine_tune_learning_rate
         fine_train = train.model_copy(
             update={"optimizer": train.optimizer.model_copy(update={"learning_rate": fine_rate})}

@@ -33,6 +33,11 @@ class ScheduleName(StrEnum):
     ONE_CYCLE = "one_cycle"
 
 
+class SchedulePace(StrEnum):
+    EPOCHS = "epochs"
+    TIME_BUDGET = "time_budget"
+
+
 class SplitName(StrEnum):
     TRAIN = "train"
     VALIDATION = "validation"

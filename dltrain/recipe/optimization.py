@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from dltrain.recipe.averaging import EmaSpec
-from dltrain.recipe.choices import OptimizerName, ScheduleName
+from dltrain.recipe.choices import OptimizerName, ScheduleName, SchedulePace
 from dltrain.recipe.section import Section
 
 # Optimizers whose Keras class has a `momentum` argument (sgd's defaults to 0, plain SGD).
@@ -169,6 +169,12 @@ class ScheduleSpec(Section):
         description="one_cycle: momentum (momentum, nesterov) or beta_1 (adam, adamw, nadam, "
         "adamax) goes from the first value to the second while the rate rises and back while "
         "it falls; null keeps the optimizer's own.",
+    )
+    pace: SchedulePace = Field(
+        SchedulePace.EPOCHS,
+        description="epochs: the schedule spans train.epochs. time_budget: it also keeps pace "
+        "with train.time_budget, so it ends when the epochs or the budget run out, whichever "
+        "comes first (slow epochs no longer cut a decay short); needs train.time_budget.",
     )
     reduce_on_plateau: PlateauSpec = Field(default_factory=PlateauSpec)
 

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from dltrain.errors import UsageError
 from dltrain.recipe.averaging import SwaSpec
-from dltrain.recipe.choices import InputMode, ScheduleName, SplitName
+from dltrain.recipe.choices import InputMode, ScheduleName, SchedulePace, SplitName
 from dltrain.recipe.data import DataFormat, DataSpec, Scaling, SplitSpec
 from dltrain.recipe.fields import Duration
 from dltrain.recipe.gates import parse_gate
@@ -223,6 +223,24 @@ class TrainSpec(Section):
                 f"`train.swa.start_epoch` is {self.swa.start_epoch:g}, after the run's last "
                 f"epoch ({self.epochs}): nothing would be averaged. Expected an epoch up to "
                 f"{self.epochs}, or a fraction such as 0.75."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _paced_by_a_budget(self) -> TrainSpec:
+        schedule = self.lr_schedule
+        if schedule.pace != SchedulePace.TIME_BUDGET:
+            return self
+        if self.time_budget is None:
+            raise ValueError(
+                "`train.lr_schedule.pace` is time_budget, but the recipe sets no "
+                "`train.time_budget` to keep pace with. Set one (train.time_budget: 15m, or "
+                "--time-budget 15m), or remove pace to count the schedule in epochs."
+            )
+        if schedule.name == ScheduleName.CONSTANT and schedule.warmup_epochs == 0:
+            raise ValueError(
+                "`train.lr_schedule.pace` is time_budget, but the rate is constant: there is "
+                "no schedule to pace. Name a schedule (cosine, one_cycle, ...) or remove pace."
             )
         return self
 

@@ -25,7 +25,7 @@ from dltrain.faults import crash_point
 from dltrain.run_info import StopReason
 from dltrain.runs import RunFolder
 from dltrain.training.callbacks import Logs, TimeBudget
-from dltrain.training.schedules import PlateauState, ReduceOnPlateau
+from dltrain.training.schedules import PaceByTime, PlateauState, ReduceOnPlateau
 
 _HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 
@@ -71,6 +71,8 @@ class CheckpointState:
         early_stopping: where early stopping stood; None when it was off.
         reduce_on_plateau: where reduce-on-plateau stood; None when it was off (or the state
             was written by a dltrain that did not keep it).
+        schedule_progress: the share of the time budget a schedule paced by it had spent; None
+            when the schedule counts epochs only.
         stopped_by: why training ended after this epoch, before its last (early stopping, the
             time budget); None when it was to go on. A run killed while saving its model
             after such an epoch is finished, not trained further, by ``--resume``.
@@ -83,6 +85,7 @@ class CheckpointState:
     best_epoch: int | None
     early_stopping: StopperState | None
     reduce_on_plateau: PlateauState | None = None
+    schedule_progress: float | None = None
     stopped_by: StopReason | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -110,6 +113,8 @@ class CheckpointState:
                 "wait": plateau.wait,
                 "cooldown": plateau.cooldown,
             }
+        if self.schedule_progress is not None:
+            document["schedule_progress"] = self.schedule_progress
         if self.stopped_by is not None:
             document["stopped_by"] = self.stopped_by.value
         return document
@@ -125,6 +130,7 @@ class CheckpointState:
             stopper = document.get("early_stopping")
             plateau = document.get("reduce_on_plateau")
             stopped_by = document.get("stopped_by")
+            progress = document.get("schedule_progress")
             return cls(
                 epoch=int(document["epoch"]),
                 checkpoint=str(document["checkpoint"]),
@@ -147,6 +153,7 @@ class CheckpointState:
                     wait=int(plateau["wait"]),
                     cooldown=int(plateau["cooldown"]),
                 ),
+                schedule_progress=None if progress is None else float(progress),
                 stopped_by=None if stopped_by is None else StopReason(stopped_by),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -231,6 +238,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             weights it will restore, so a resumed or finished run restores the same ones.
         plateau: the run's reduce-on-plateau, whose state a resume carries over.
         budget: the run's time budget, which may end training before its last epoch.
+        pacer: what paces the schedule by the time budget, whose progress a resume carries over.
     """
 
     def __init__(
@@ -241,6 +249,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         stopper: ResumableEarlyStopping | None,
         plateau: ReduceOnPlateau | None = None,
         budget: TimeBudget | None = None,
+        pacer: PaceByTime | None = None,
     ):
         super().__init__()
         self.files = RunFolder(run_dir)
@@ -250,6 +259,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.stopper = stopper
         self.plateau = plateau
         self.budget = budget
+        self.pacer = pacer
         previous = load_state(run_dir)
         self.best: float | None = previous.best_value if previous else None
         self.best_epoch: int | None = previous.best_epoch if previous else None
@@ -286,6 +296,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             best_epoch=self.best_epoch,
             early_stopping=self.stopper.state() if self.stopper else None,
             reduce_on_plateau=self.plateau.state() if self.plateau else None,
+            schedule_progress=self.pacer.progress() if self.pacer else None,
             stopped_by=stop_reason(self.stopper, self.budget),
         )
         crash_point("train.state")

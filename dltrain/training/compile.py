@@ -2,7 +2,7 @@
 
 ``compile_parts`` is the one seam between the optimisation settings and the training loop: the
 optimizer (with its schedule), the loss, the metrics, the callbacks those settings need (reduce
-on plateau) and the class weights.
+on plateau, the time budget's pace, the momentum cycle) and the class weights.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from dltrain.training.averaging import ema_arguments
 from dltrain.training.losses import logged_names, make_loss, on_target_scale, training_metrics
 from dltrain.training.one_cycle import CYCLED_ATTRIBUTE, MomentumCycle, find_one_cycle
 from dltrain.training.optimizers import make_optimizer
-from dltrain.training.schedules import ReduceOnPlateau, find_plateau, make_schedule
+from dltrain.training.schedules import (
+    PaceByTime,
+    ReduceOnPlateau,
+    find_plateau,
+    find_time_paced,
+    make_schedule,
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,17 @@ def compile_parts(
                 f"which training does not log. Expected one of {', '.join(known)}."
             )
         callbacks.append(ReduceOnPlateau(plateau_spec))
+    pace = find_time_paced(schedule)
+    if pace is not None:
+        assert spec.time_budget is not None  # the recipe's validation asks for one
+        callbacks.append(PaceByTime(spec.time_budget))
     cycle = find_one_cycle(schedule)
     momenta = spec.lr_schedule.momentum_range
     attribute = CYCLED_ATTRIBUTE.get(spec.optimizer.name)
     if cycle is not None and momenta is not None and attribute is not None:
-        callbacks.append(MomentumCycle(cycle, attribute, high=momenta[0], low=momenta[1]))
+        callbacks.append(
+            MomentumCycle(cycle, attribute, high=momenta[0], low=momenta[1], pace=pace)
+        )
     return CompileParts(
         optimizer=make_optimizer(spec.optimizer, schedule, ema_arguments(spec)),
         loss=on_target_scale(

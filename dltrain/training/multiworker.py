@@ -31,7 +31,7 @@ from typing import Any
 from dltrain.backend import keras, tf
 from dltrain.errors import TrainingFailed, UsageError
 from dltrain.models import training_hooks
-from dltrain.recipe.schema import Recipe
+from dltrain.recipe.schema import Recipe, SchedulePace
 from dltrain.runs import PLOTS, TENSORBOARD
 from dltrain.training.callbacks import Logs
 from dltrain.training.device import cluster_from_env
@@ -72,6 +72,14 @@ def check_supported(recipe: Recipe, *, trial: bool = False) -> None:
         )
     if cluster is None:
         return
+    if recipe.train.lr_schedule.pace == SchedulePace.TIME_BUDGET:
+        # Each worker would pace by its own clock, so their rates, and then their weights,
+        # would drift apart.
+        raise UsageError(
+            f"TF_CONFIG asks for {cluster.num_workers} workers, but `train.lr_schedule.pace` is "
+            f"time_budget: each worker would pace the schedule by its own clock and train at "
+            f"its own rate. Remove pace (the schedule then counts epochs), or unset TF_CONFIG."
+        )
     reason = training_hooks(recipe.model).single_machine_reason
     if reason is not None:
         raise UsageError(

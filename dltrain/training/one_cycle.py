@@ -87,7 +87,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         down = _half_cosine(self.peak, self.peak / self.final_div_factor, after)
         return ops.where(step < rise, up, down)
 
-    def momentum(self, step: int, high: float, low: float) -> float:
+    def momentum(self, step: float, high: float, low: float) -> float:
         """The cycled momentum at ``step``: ``high`` → ``low`` while rising, back while falling."""
         rise, fall = self.rise_steps, self.total_steps - self.rise_steps
         if step < rise:
@@ -173,13 +173,18 @@ class MomentumCycle(keras.callbacks.Callback):
         attribute: ``momentum`` (SGD) or ``beta_1`` (Adam family).
         high: the momentum at the start and the end of the run.
         low: the momentum at the rate's peak.
+        pace: the run's ``TimePaced`` wrapper around the cycle, when the time budget paces it:
+            the momentum then follows the step the rate runs at, not the optimizer's.
     """
 
-    def __init__(self, schedule: OneCycle, attribute: str, high: float, low: float) -> None:
+    def __init__(
+        self, schedule: OneCycle, attribute: str, high: float, low: float, pace: Any = None
+    ) -> None:
         super().__init__()
         self.schedule = schedule
         self.attribute = attribute
         self.high, self.low = high, low
+        self.pace = pace
         self.value: CycledValue | None = None
 
     def _optimizer(self) -> Any:
@@ -200,7 +205,9 @@ class MomentumCycle(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
         if self.value is not None:
-            step = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
+            step: float = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
+            if self.pace is not None:
+                step = self.pace.step_at(step)
             self.value.variable.assign(self.schedule.momentum(step, self.high, self.low))
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:

@@ -9,12 +9,18 @@ Every schedule in the recipe becomes a Keras ``LearningRateSchedule`` over optim
   when a metric stalls. Keras's ``ReduceLROnPlateau`` assigns a float to the optimizer's rate,
   which fails when the optimizer holds a schedule; lowering a factor works with any schedule.
 
-Both wrappers are registered Keras objects, so a compiled model saves and loads with them.
+- ``TimePaced`` runs the schedule at the further of the optimizer's step and the share of the
+  time budget spent (``PaceByTime`` keeps that share), so a schedule paced by the budget ends
+  when the budget does even when epochs run slower than planned.
+
+The wrappers are registered Keras objects, so a compiled model saves and loads with them.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -22,7 +28,7 @@ import numpy as np
 
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
-from dltrain.recipe.choices import ScheduleName
+from dltrain.recipe.choices import ScheduleName, SchedulePace
 from dltrain.recipe.optimization import PlateauSpec, ScheduleSpec
 from dltrain.training.callbacks import Logs
 from dltrain.training.one_cycle import one_cycle
@@ -159,6 +165,121 @@ class PlateauScaled(keras.optimizers.schedules.LearningRateSchedule):
         config = dict(config)
         config["schedule"] = _schedules.deserialize(config["schedule"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class TimePaced(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule`` at the further of the optimizer's step and the time budget's progress.
+
+    The schedule is laid out over ``total_steps`` (the run's epochs × steps per epoch).
+    ``progress`` is the share of the time budget spent, which ``PaceByTime`` raises before every
+    batch; step ``s`` runs the schedule at ``max(s, progress × total_steps)``. So the schedule
+    ends when the epochs end or when the budget does, whichever comes first: slow epochs move
+    it along faster, but it never falls behind the steps.
+
+    Example: cosine over 20 epochs of 100 steps under a 10-minute budget, 5 minutes in at step
+    600: the rate is the cosine's at step 1,000 (half-way), not at step 600.
+
+    Args:
+        schedule: the schedule to pace, over ``total_steps``.
+        total_steps: the run's length in optimizer steps.
+        progress: the share of the budget already spent (0 for a fresh run).
+    """
+
+    def __init__(
+        self,
+        schedule: keras.optimizers.schedules.LearningRateSchedule,
+        total_steps: int,
+        progress: float = 0.0,
+    ) -> None:
+        self.schedule = schedule
+        self.total_steps = int(total_steps)
+        # A variable, as PlateauScaled's factor: the compiled train step reads it every step.
+        self.progress = keras.Variable(
+            float(progress),
+            trainable=False,
+            dtype="float32",
+            name="time_progress",
+            aggregation="only_first_replica",
+        )
+
+    def __call__(self, step: Any) -> Any:
+        ops = keras.ops
+        paced = ops.cast(self.progress, "float32") * float(self.total_steps)
+        return self.schedule(ops.maximum(ops.cast(step, "float32"), paced))
+
+    def step_at(self, step: int) -> float:
+        """The schedule's step that optimizer step ``step`` runs at now (for the momentum cycle)."""
+        return max(float(step), self.progress_now() * self.total_steps)
+
+    def progress_now(self) -> float:
+        """The share of the budget spent, as the schedule last heard it."""
+        return float(keras.ops.convert_to_numpy(self.progress))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "schedule": _schedules.serialize(self.schedule),
+            "total_steps": self.total_steps,
+            "progress": self.progress_now(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TimePaced:
+        config = dict(config)
+        config["schedule"] = _schedules.deserialize(config["schedule"])
+        return cls(**config)
+
+
+class PaceByTime(keras.callbacks.Callback):
+    """Tells the optimizer's ``TimePaced`` schedule how much of the time budget is spent.
+
+    The clock starts when training begins, as ``TimeBudget``'s does. A resumed run hands the
+    progress its checkpoint recorded to ``resume_from`` first; it then spreads the rest of the
+    schedule over its own budget (a resumed run gets a budget of its own).
+
+    Args:
+        seconds: the time budget.
+        clock: seconds from a fixed start (a test's own clock; ``time.perf_counter``).
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.clock = clock
+        self.schedule: TimePaced | None = None
+        self._started = 0.0
+        self._start_progress = 0.0
+        self._resume_from: float | None = None
+
+    def resume_from(self, progress: float) -> None:
+        """Start the next ``fit`` where a checkpointed run's schedule stood."""
+        self._resume_from = progress
+
+    def progress(self) -> float:
+        """The share of the schedule's time spent so far (0 before training begins)."""
+        return self.schedule.progress_now() if self.schedule is not None else 0.0
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        self.schedule = find_time_paced(getattr(optimizer, "_learning_rate", None))
+        if self.schedule is None:
+            raise ValueError(
+                "PaceByTime needs an optimizer whose learning rate holds a TimePaced schedule "
+                "(make_schedule builds one when lr_schedule.pace is time_budget)."
+            )
+        resumed, self._resume_from = self._resume_from, None
+        if resumed is not None:
+            self.schedule.progress.assign(resumed)
+        self._start_progress = self.schedule.progress_now()
+        self._started = self.clock()
+
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        if self.schedule is None:
+            return
+        spent = min(1.0, (self.clock() - self._started) / self.seconds)
+        start = self._start_progress
+        self.schedule.progress.assign(start + (1.0 - start) * spent)
 
 
 @dataclass(frozen=True)
@@ -318,6 +439,8 @@ def make_schedule(
         schedule = ConstantSchedule(learning_rate)
     if warmup_steps:
         schedule = LinearWarmup(schedule, warmup_steps, spec.warmup_start_factor)
+    if spec.pace == SchedulePace.TIME_BUDGET:
+        schedule = TimePaced(schedule, total_steps)
     if plateau:
         schedule = PlateauScaled(
             schedule, min_learning_rate=spec.reduce_on_plateau.min_learning_rate
@@ -366,6 +489,13 @@ def _base_schedule(
         return one_cycle(spec, learning_rate, decay_steps)
     # inverse time: lr0 / (1 + decay_rate · epoch), smoothly within an epoch
     return _schedules.InverseTimeDecay(learning_rate, steps_per_epoch, spec.decay_rate)
+
+
+def find_time_paced(learning_rate: Any) -> TimePaced | None:
+    """The time-paced wrapper a rate holds (inside a plateau wrapper), if any."""
+    while learning_rate is not None and not isinstance(learning_rate, TimePaced):
+        learning_rate = getattr(learning_rate, "schedule", None)
+    return learning_rate
 
 
 def find_plateau(learning_rate: Any) -> PlateauScaled | None:

@@ -21,7 +21,7 @@ from dltrain.training.checkpoints import (
 )
 from dltrain.training.compile import CompileParts
 from dltrain.training.plan import RunPlan
-from dltrain.training.schedules import ReduceOnPlateau
+from dltrain.training.schedules import PaceByTime, ReduceOnPlateau
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ def watch_training(
     plateau = next((c for c in parts.callbacks if isinstance(c, ReduceOnPlateau)), None)
     if plateau is not None and plan.state is not None and plan.state.reduce_on_plateau:
         plateau.resume_from(plan.state.reduce_on_plateau)
+    pacer = next((c for c in parts.callbacks if isinstance(c, PaceByTime)), None)
+    if pacer is not None and plan.state is not None and plan.state.schedule_progress is not None:
+        pacer.resume_from(plan.state.schedule_progress)
     budget = TimeBudget(spec.time_budget) if spec.time_budget else None
     if not plan.trial:
         checkpoint_monitor = spec.early_stopping.monitor if stopper is not None else "val_loss"
@@ -93,6 +96,7 @@ def watch_training(
                 stopper,
                 plateau,
                 budget,
+                pacer,
             )
         )
     callbacks.extend(plan.hooks.callbacks(files, plan.dataset))

@@ -144,6 +144,31 @@ def test_time_budget_stops_gracefully(project: Path) -> None:
     assert (run / "model.keras").is_file()
 
 
+def test_a_schedule_paced_by_the_budget_resumes_where_its_time_stood(project: Path) -> None:
+    paced = ("--time-budget", "1h", "--lr-schedule", "cosine")
+    pace = ("--set", "train.lr_schedule.pace=time_budget")
+    assert invoke("train", *paced, *pace)[0] == 0
+    (run,) = runs(project)
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert 0 < state["schedule_progress"] < 0.01  # seconds of an hour
+    rates = [float(row["learning_rate"]) for row in history(run)]
+    # an hour's budget: the epochs lead, epoch 2 ends two-thirds along the cosine
+    assert rates[1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 2 / 3)), rel=1e-3)
+    # as if killed after epoch 1 with 90% of the budget spent: the resumed epochs run at the
+    # cosine's last tenth, not where their steps are
+    simulate_kill_after_first_epoch(run)
+    state_path = run / "checkpoints" / "state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "schedule_progress": 0.9}))
+    code, _, err = invoke("train", "--resume", "--time-budget", "1h")
+    assert code == 0, err
+    resumed = [float(row["learning_rate"]) for row in history(run)]
+    end_of_cosine = 0.01 * 0.5 * (1 + math.cos(math.pi * 0.9))
+    assert resumed[0] == pytest.approx(rates[0])
+    assert all(rate <= end_of_cosine for rate in resumed[1:]), (resumed, end_of_cosine)
+    assert json.loads(state_path.read_text())["schedule_progress"] >= 0.9
+
+
 def test_bad_time_budget_is_a_recipe_error(project: Path) -> None:
     code, _, err = invoke("train", "--time-budget", "soon")
     assert code == 2 and "90s, 10m or 1h30m" in err

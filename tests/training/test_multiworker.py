@@ -55,12 +55,32 @@ def test_a_cluster_this_process_cannot_join_says_why(text: str, expected: str) -
 def test_a_tuning_trial_is_refused_across_machines(monkeypatch: pytest.MonkeyPatch) -> None:
     from dltrain.training.multiworker import check_supported
 
-    recipe: Any = SimpleNamespace(model=SimpleNamespace(family="cnn"))
+    recipe = cnn_recipe(pace="epochs")
     check_supported(recipe, trial=True)  # no TF_CONFIG: nothing to refuse
     monkeypatch.setenv("TF_CONFIG", tf_config({"worker": ["h1:1", "h2:1"]}, "worker", 1))
     check_supported(recipe)
     with pytest.raises(UsageError, match="Unset TF_CONFIG for dltrain tune"):
         check_supported(recipe, trial=True)
+
+
+def test_a_schedule_paced_by_each_workers_clock_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dltrain.training.multiworker import check_supported
+
+    paced = cnn_recipe(pace="time_budget")
+    check_supported(paced)  # one machine: one clock
+    monkeypatch.setenv("TF_CONFIG", tf_config({"worker": ["h1:1", "h2:1"]}, "worker", 0))
+    with pytest.raises(UsageError, match="own clock"):
+        check_supported(paced)
+
+
+def cnn_recipe(pace: str) -> Any:
+    """What check_supported reads of a recipe: the family and the schedule's pace."""
+    schedule = SimpleNamespace(pace=pace)
+    return SimpleNamespace(
+        model=SimpleNamespace(family="cnn"), train=SimpleNamespace(lr_schedule=schedule)
+    )
 
 
 def free_port() -> int:
