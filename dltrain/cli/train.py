@@ -348,4 +348,8 @@ def _timing_text(timing: EpochTime | None, not_timed: str | None) -> str:
         steps += f" + {timing.validation_steps:,} validation × {validation.mean * 1e3:,.1f} ms"
     epoch = f"{format_duration(timing.epoch_seconds)} ± {format_duration(timing.epoch_error)}"
     total = f"{format_duration(timing.total_seconds)} ± {format_duration(timing.total_error)}"
-    return f"≈ {epoch} per epoch ({steps}; {seen}), ≈ {total} for {timing.epochs} epochs"
+    text = f"≈ {epoch} per epoch ({steps}; {seen}), ≈ {total} for {timing.epochs} epochs"
+    if timing.budget_seconds is not None:
+        budget = format_duration(timing.budget_seconds)
+        text += f"; the {budget} time budget holds ≈ {timing.epochs_in_budget} of them"
+    return text

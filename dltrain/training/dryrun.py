@@ -22,6 +22,7 @@ from dltrain.recipe.schema import TrainSpec
 from dltrain.training.device import plan_devices
 from dltrain.training.optimizers import make_schedule
 from dltrain.training.plan import check_monitor, epoch_steps, open_prepared
+from dltrain.training.schedules import find_time_paced
 
 if TYPE_CHECKING:
     from dltrain.training.epoch_time import EpochTime
@@ -91,11 +92,6 @@ def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     plan = plan_devices(spec)
     size = measure_model(recipe.model, spec, ModelIO(dataset.manifest), plan.mixed_precision)
     steps = epoch_steps(dataset, spec.batch_size)
-    schedule = make_schedule(spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps)
-    points = sorted({*range(0, spec.epochs, max(1, spec.epochs // 10)), spec.epochs})
-    rates = [
-        (epoch, _rate_at(schedule, min(epoch * steps, spec.epochs * steps - 1))) for epoch in points
-    ]
     from dltrain.training.epoch_time import time_epoch, timing_refusal
 
     not_timed = timing_refusal(size, multiworker=plan.cluster is not None)
@@ -103,7 +99,7 @@ def dry_run(loaded: LoadedRecipe, workdir: Path) -> DryRun:
     return DryRun(
         size=size,
         steps_per_epoch=steps,
-        learning_rates=rates,
+        learning_rates=planned_rates(spec, steps, timing),
         device=plan.description,
         timing=timing,
         not_timed=not_timed,
@@ -242,6 +238,25 @@ def _cgroup_limit() -> int | None:
         if text.isdigit():
             return int(text)
     return None
+
+
+def planned_rates(spec: TrainSpec, steps: int, timing: EpochTime | None) -> list[tuple[int, float]]:
+    """The rate at the start of about ten epochs and at the last step, as the run would have it.
+
+    A schedule paced by the time budget is read at the share of the budget each epoch starts
+    at, from the timed epoch, so the plan shows it ending with the budget; untimed, the plan
+    is the epochs' alone.
+    """
+    schedule = make_schedule(spec.lr_schedule, spec.optimizer.learning_rate, spec.epochs, steps)
+    paced = find_time_paced(schedule)
+    points = sorted({*range(0, spec.epochs, max(1, spec.epochs // 10)), spec.epochs})
+    rates = []
+    for epoch in points:
+        if paced is not None and timing is not None and spec.time_budget:
+            spent = epoch * timing.epoch_seconds / spec.time_budget
+            paced.progress.assign(min(1.0, spent))
+        rates.append((epoch, _rate_at(schedule, min(epoch * steps, spec.epochs * steps - 1))))
+    return rates
 
 
 def _rate_at(schedule: object, step: int) -> float:

@@ -63,6 +63,7 @@ class EpochTime:
     train: StepTimes
     validation: StepTimes | None  # None: no validation split to time
     epochs: int
+    budget_seconds: float | None = None  # the recipe's train.time_budget
 
     @property
     def epoch_seconds(self) -> float:
@@ -82,6 +83,14 @@ class EpochTime:
     def total_error(self) -> float:
         return self.epoch_error * self.epochs  # one machine's bias, not independent per epoch
 
+    @property
+    def epochs_in_budget(self) -> int | None:
+        """Whole epochs the time budget holds at the estimated pace, at most the recipe's;
+        None without a budget."""
+        if self.budget_seconds is None:
+            return None
+        return min(self.epochs, int(self.budget_seconds // self.epoch_seconds))
+
     def to_json(self) -> dict[str, object]:
         val = self.validation
         return {
@@ -97,6 +106,8 @@ class EpochTime:
             "epochs": self.epochs,
             "total_seconds": self.total_seconds,
             "total_seconds_error": self.total_error,
+            "budget_seconds": self.budget_seconds,
+            "epochs_in_budget": self.epochs_in_budget,
         }
 
 
@@ -163,6 +174,7 @@ def time_epoch(loaded: LoadedRecipe, workdir: Path) -> EpochTime:
         train=StepTimes(tuple(timer.train[WARMUP_STEPS:])),
         validation=validation if validation and validation.seconds else None,
         epochs=plan.spec.epochs,
+        budget_seconds=plan.spec.time_budget,
     )
 
 

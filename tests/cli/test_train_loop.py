@@ -186,6 +186,18 @@ def test_dry_run_trains_nothing(project: Path) -> None:
     assert not (project / "runs").exists()
 
 
+def test_dry_run_says_what_the_time_budget_holds(project: Path) -> None:
+    code, out, err = invoke(
+        "train", "--dry-run", "--json", "--epochs", "100", "--time-budget", "2h"
+    )
+    assert code == 0, err
+    timing = json.loads(out)["timing"]
+    expected = min(100, int(7200 // timing["epoch_seconds"]))
+    assert timing["budget_seconds"] == 7200 and timing["epochs_in_budget"] == expected
+    shown = " ".join(err.replace("│", " ").split())  # the table may wrap the cell anywhere
+    assert f"time budget holds ≈ {expected} of them" in shown
+
+
 def test_dry_run_refuses_the_monitor_train_refuses(project: Path) -> None:
     # the project monitors val_accuracy, which an autoencoder never logs
     autoencoder = "model={family: autoencoder, architecture: conv, filters: [4]}"

@@ -19,6 +19,8 @@ from dltrain.tasks import Task
 from dltrain.training.callbacks import EpochStats
 from dltrain.training.checkpoints import CheckpointState
 from dltrain.training.compile import compile_parts
+from dltrain.training.dryrun import planned_rates
+from dltrain.training.epoch_time import EpochTime, StepTimes
 from dltrain.training.one_cycle import MomentumCycle
 from dltrain.training.schedules import PaceByTime, TimePaced, make_schedule
 from tests.manifests import manifest_of
@@ -146,6 +148,29 @@ def test_one_cycle_momentum_keeps_pace_with_its_rate() -> None:
     cycle.pace.progress.assign(0.25)  # the rate's peak: a quarter of the way
     peak = cycle.schedule.momentum(cycle.pace.step_at(0), 0.95, 0.85)
     assert peak == pytest.approx(0.85)
+
+
+def test_the_dry_run_plans_the_rate_by_the_timed_epoch() -> None:
+    spec = TrainSpec.model_validate(
+        {
+            "epochs": EPOCHS,
+            "time_budget": "20s",
+            "optimizer": {"learning_rate": LR0},
+            "lr_schedule": {"name": "cosine", "pace": "time_budget"},
+        }
+    )
+    # 4 steps of 1 s: 4 s an epoch, so the 20 s budget holds 5 of the 10 epochs
+    timing = EpochTime(STEPS, 0, 2, StepTimes((1.0,) * 5), None, EPOCHS, budget_seconds=20.0)
+    assert timing.epochs_in_budget == 5
+    plain = make_schedule(ScheduleSpec(name="cosine"), LR0, EPOCHS, STEPS)
+    planned = dict(planned_rates(spec, STEPS, timing))
+    for epoch in (0, 1, 3, 5, 8):
+        share = min(1.0, epoch / 5)  # of the budget, at the epoch's start
+        expected = rate(plain, max(epoch * STEPS, share * EPOCHS * STEPS))
+        assert planned[epoch] == pytest.approx(expected, rel=1e-5, abs=1e-9), epoch
+    # untimed, the plan is the epochs' own
+    untimed = dict(planned_rates(spec, STEPS, None))
+    assert untimed[3] == pytest.approx(rate(plain, 3 * STEPS), rel=1e-5)
 
 
 def test_a_paced_schedule_saves_and_loads_with_its_progress(tmp_path: Path) -> None:
