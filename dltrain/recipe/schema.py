@@ -242,6 +242,12 @@ class TrainSpec(Section):
                 "`train.lr_schedule.pace` is time_budget, but the rate is constant: there is "
                 "no schedule to pace. Name a schedule (cosine, one_cycle, ...) or remove pace."
             )
+        if self.deterministic:
+            raise ValueError(
+                "`train.deterministic` asks for identical reruns, but `train.lr_schedule.pace` "
+                "is time_budget: the rate then follows the clock, which no rerun repeats. "
+                "Remove one of the two."
+            )
         return self
 
     @model_validator(mode="after")

@@ -433,6 +433,13 @@ KEYS_AND_VALUES = [
         with_section(train={"time_budget": "forever"}),
     ),
     case(
+        "schedule paced by no budget",
+        "train",
+        ["`train.lr_schedule.pace` is time_budget", "no `train.time_budget`"],
+        "Set one (train.time_budget: 15m",
+        with_section(train={"lr_schedule": {"name": "cosine", "pace": "time_budget"}}),
+    ),
+    case(
         "gate that does not parse",
         "evaluate",
         ["accuracy>>0.9"],

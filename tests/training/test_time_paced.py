@@ -208,6 +208,14 @@ def test_pace_needs_a_budget_and_a_schedule() -> None:
         TrainSpec.model_validate({"lr_schedule": {"name": "cosine", "pace": "time_budget"}})
     with pytest.raises(ValidationError, match="no schedule to pace"):
         TrainSpec.model_validate({"time_budget": "1m", "lr_schedule": {"pace": "time_budget"}})
+    with pytest.raises(ValidationError, match="identical reruns"):
+        TrainSpec.model_validate(
+            {
+                "time_budget": "1m",
+                "deterministic": True,
+                "lr_schedule": {"name": "cosine", "pace": "time_budget"},
+            }
+        )
     # a warmup alone is something to pace
     TrainSpec.model_validate(
         {"time_budget": "1m", "lr_schedule": {"pace": "time_budget", "warmup_epochs": 1}}
