@@ -108,6 +108,18 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
+def step_variable(value: float, name: str) -> keras.Variable:
+    """A number a schedule reads and a callback changes between steps.
+
+    A variable, not a float: the compiled train step reads it on every step, so a change takes
+    effect without retracing. Only the first replica's copy is updated, as Keras does for the
+    optimizer's own learning-rate variable.
+    """
+    return keras.Variable(
+        float(value), trainable=False, dtype="float32", name=name, aggregation="only_first_replica"
+    )
+
+
 @keras.saving.register_keras_serializable(package="dltrain")
 class PlateauScaled(keras.optimizers.schedules.LearningRateSchedule):
     """``schedule(step) × factor``, where ``factor`` is lowered by ``ReduceOnPlateau``.
@@ -132,16 +144,7 @@ class PlateauScaled(keras.optimizers.schedules.LearningRateSchedule):
     ) -> None:
         self.schedule = schedule
         self.min_learning_rate = float(min_learning_rate)
-        # A variable, not a float: the compiled train step reads it on every step, so a
-        # reduction takes effect without retracing. Only the first replica's copy is updated,
-        # as Keras does for the optimizer's own learning-rate variable.
-        self.factor = keras.Variable(
-            float(factor),
-            trainable=False,
-            dtype="float32",
-            name="plateau_factor",
-            aggregation="only_first_replica",
-        )
+        self.factor = step_variable(factor, "plateau_factor")
 
     def __call__(self, step: Any) -> Any:
         ops = keras.ops
@@ -194,14 +197,7 @@ class TimePaced(keras.optimizers.schedules.LearningRateSchedule):
     ) -> None:
         self.schedule = schedule
         self.total_steps = int(total_steps)
-        # A variable, as PlateauScaled's factor: the compiled train step reads it every step.
-        self.progress = keras.Variable(
-            float(progress),
-            trainable=False,
-            dtype="float32",
-            name="time_progress",
-            aggregation="only_first_replica",
-        )
+        self.progress = step_variable(progress, "time_progress")
 
     def __call__(self, step: Any) -> Any:
         ops = keras.ops
@@ -260,9 +256,7 @@ class PaceByTime(keras.callbacks.Callback):
         return self.schedule.progress_now() if self.schedule is not None else 0.0
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
-        optimizer = self.model.optimizer
-        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        self.schedule = find_time_paced(getattr(optimizer, "_learning_rate", None))
+        self.schedule = find_time_paced(held_rate(self.model))
         if self.schedule is None:
             raise ValueError(
                 "PaceByTime needs an optimizer whose learning rate holds a TimePaced schedule "
@@ -339,10 +333,7 @@ class ReduceOnPlateau(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best, self.wait, self.cooldown_counter = None, 0, 0
-        optimizer = self.model.optimizer
-        # A mixed-precision LossScaleOptimizer holds the real optimizer as inner_optimizer.
-        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        self.schedule = find_plateau(getattr(optimizer, "_learning_rate", None))
+        self.schedule = find_plateau(held_rate(self.model))
         if self.schedule is None:
             raise ValueError(
                 "ReduceOnPlateau needs an optimizer whose learning rate is a PlateauScaled "
@@ -489,6 +480,14 @@ def _base_schedule(
         return one_cycle(spec, learning_rate, decay_steps)
     # inverse time: lr0 / (1 + decay_rate · epoch), smoothly within an epoch
     return _schedules.InverseTimeDecay(learning_rate, steps_per_epoch, spec.decay_rate)
+
+
+def held_rate(model: keras.Model) -> Any:
+    """The rate or schedule the model's optimizer holds (its own ``_learning_rate``)."""
+    optimizer = model.optimizer
+    # A mixed-precision LossScaleOptimizer holds the real optimizer as inner_optimizer.
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return getattr(optimizer, "_learning_rate", None)
 
 
 def find_time_paced(learning_rate: Any) -> TimePaced | None:

@@ -53,6 +53,18 @@ def rate(schedule: Any, step: float) -> float:
     return float(schedule(step))
 
 
+def paced_spec(schedule: str, budget: str, optimizer: str = "sgd") -> TrainSpec:
+    """A run of EPOCHS epochs whose ``schedule`` is paced by a ``budget``."""
+    return TrainSpec.model_validate(
+        {
+            "epochs": EPOCHS,
+            "time_budget": budget,
+            "optimizer": {"name": optimizer, "learning_rate": LR0},
+            "lr_schedule": {"name": schedule, "pace": "time_budget"},
+        }
+    )
+
+
 @pytest.mark.parametrize("spec", PACED, ids=lambda s: s.name.value)
 def test_the_rate_runs_at_the_further_of_steps_and_time(spec: ScheduleSpec) -> None:
     plain = make_schedule(spec, LR0, EPOCHS, STEPS)
@@ -66,14 +78,7 @@ def test_the_rate_runs_at_the_further_of_steps_and_time(spec: ScheduleSpec) -> N
 
 
 def test_pace_follows_the_budget_spent_and_a_resume_spreads_the_rest() -> None:
-    spec = TrainSpec.model_validate(
-        {
-            "epochs": EPOCHS,
-            "time_budget": "100s",
-            "optimizer": {"name": "sgd", "learning_rate": LR0},
-            "lr_schedule": {"name": "cosine", "pace": "time_budget"},
-        }
-    )
+    spec = paced_spec("cosine", "100s")
     parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=STEPS)
     (pacer,) = [c for c in parts.callbacks if isinstance(c, PaceByTime)]
     clock = pacer.clock = Clock()
@@ -102,14 +107,7 @@ def test_pace_follows_the_budget_spent_and_a_resume_spreads_the_rest() -> None:
 def test_fit_under_a_slow_clock_ends_the_decay_with_the_budget(tmp_path: Path) -> None:
     """Epochs twice as slow as planned: the paced cosine still reaches its end when the budget
     runs out, where the cosine counted in epochs would be half-way."""
-    spec = TrainSpec.model_validate(
-        {
-            "epochs": EPOCHS,
-            "time_budget": "20s",
-            "optimizer": {"name": "sgd", "learning_rate": LR0},
-            "lr_schedule": {"name": "cosine", "pace": "time_budget"},
-        }
-    )
+    spec = paced_spec("cosine", "20s")
     parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=STEPS)
     (pacer,) = [c for c in parts.callbacks if isinstance(c, PaceByTime)]
     clock = pacer.clock = Clock()
@@ -134,14 +132,7 @@ def test_fit_under_a_slow_clock_ends_the_decay_with_the_budget(tmp_path: Path) -
 
 
 def test_one_cycle_momentum_keeps_pace_with_its_rate() -> None:
-    spec = TrainSpec.model_validate(
-        {
-            "epochs": EPOCHS,
-            "time_budget": "100s",
-            "optimizer": {"name": "adam", "learning_rate": LR0},
-            "lr_schedule": {"name": "one_cycle", "pace": "time_budget"},
-        }
-    )
+    spec = paced_spec("one_cycle", "100s", optimizer="adam")
     parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=STEPS)
     (cycle,) = [c for c in parts.callbacks if isinstance(c, MomentumCycle)]
     assert cycle.pace is not None
@@ -151,14 +142,7 @@ def test_one_cycle_momentum_keeps_pace_with_its_rate() -> None:
 
 
 def test_the_dry_run_plans_the_rate_by_the_timed_epoch() -> None:
-    spec = TrainSpec.model_validate(
-        {
-            "epochs": EPOCHS,
-            "time_budget": "20s",
-            "optimizer": {"learning_rate": LR0},
-            "lr_schedule": {"name": "cosine", "pace": "time_budget"},
-        }
-    )
+    spec = paced_spec("cosine", "20s")
     # 4 steps of 1 s: 4 s an epoch, so the 20 s budget holds 5 of the 10 epochs
     timing = EpochTime(STEPS, 0, 2, StepTimes((1.0,) * 5), None, EPOCHS, budget_seconds=20.0)
     assert timing.epochs_in_budget == 5
