@@ -254,7 +254,7 @@ def planned_rates(spec: TrainSpec, steps: int, timing: EpochTime | None) -> list
     for epoch in points:
         if paced is not None and timing is not None and spec.time_budget:
             spent = epoch * timing.epoch_seconds / spec.time_budget
-            paced.progress.assign(min(1.0, spent))
+            paced.set_progress(min(1.0, spent))
         rates.append((epoch, _rate_at(schedule, min(epoch * steps, spec.epochs * steps - 1))))
     return rates
 

@@ -15,12 +15,15 @@ freeze at its first value; ``MomentumCycle`` replaces it with a variable the ste
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dltrain.backend import keras, tf
 from dltrain.recipe.choices import OptimizerName
 from dltrain.recipe.optimization import ScheduleSpec
 from dltrain.training.callbacks import Logs
+
+if TYPE_CHECKING:  # schedules.py imports this module
+    from dltrain.training.schedules import TimePaced
 
 # The attribute the cycled value replaces, by optimizer; the others have no momentum to cycle
 # (plain sgd has none, rmsprop's is another thing, adagrad keeps no moving average).
@@ -178,7 +181,12 @@ class MomentumCycle(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, schedule: OneCycle, attribute: str, high: float, low: float, pace: Any = None
+        self,
+        schedule: OneCycle,
+        attribute: str,
+        high: float,
+        low: float,
+        pace: TimePaced | None = None,
     ) -> None:
         super().__init__()
         self.schedule = schedule
@@ -205,9 +213,8 @@ class MomentumCycle(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
         if self.value is not None:
-            step: float = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
-            if self.pace is not None:
-                step = self.pace.step_at(step)
+            taken = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
+            step = taken if self.pace is None else self.pace.step_at(taken)
             self.value.variable.assign(self.schedule.momentum(step, self.high, self.low))
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:

@@ -71,7 +71,7 @@ def test_the_rate_runs_at_the_further_of_steps_and_time(spec: ScheduleSpec) -> N
     paced = make_schedule(spec.model_copy(update={"pace": "time_budget"}), LR0, EPOCHS, STEPS)
     assert isinstance(paced, TimePaced) and paced.total_steps == EPOCHS * STEPS
     for progress in (0.0, 0.3, 0.75, 1.0):
-        paced.progress.assign(progress)
+        paced.set_progress(progress)
         for step in (0, 3, 11, 25, 39):
             ahead = max(step, progress * EPOCHS * STEPS)
             assert rate(paced, step) == pytest.approx(rate(plain, ahead), rel=1e-5, abs=1e-9)
@@ -102,6 +102,15 @@ def test_pace_follows_the_budget_spent_and_a_resume_spreads_the_rest() -> None:
     clock.now += 50
     pacer.on_train_batch_begin(0)
     assert pacer.progress() == pytest.approx(0.8)
+    # a move under a 10,000th of the budget is not worth a variable write; a larger one is
+    written = pacer.schedule
+    assert written is not None
+    clock.now += 0.01
+    pacer.on_train_batch_begin(0)
+    assert float(written.progress) == pytest.approx(0.8) == pacer.progress()
+    clock.now += 1.0
+    pacer.on_train_batch_begin(0)
+    assert float(written.progress) == pytest.approx(0.8 + 0.4 * 1.01 / 100)
 
 
 def test_fit_under_a_slow_clock_ends_the_decay_with_the_budget(tmp_path: Path) -> None:
@@ -136,7 +145,7 @@ def test_one_cycle_momentum_keeps_pace_with_its_rate() -> None:
     parts = compile_parts(spec, Task.REGRESSION, NUMBERS, steps_per_epoch=STEPS)
     (cycle,) = [c for c in parts.callbacks if isinstance(c, MomentumCycle)]
     assert cycle.pace is not None
-    cycle.pace.progress.assign(0.25)  # the rate's peak: a quarter of the way
+    cycle.pace.set_progress(0.25)  # the rate's peak: a quarter of the way
     peak = cycle.schedule.momentum(cycle.pace.step_at(0), 0.95, 0.85)
     assert peak == pytest.approx(0.85)
 
@@ -162,7 +171,7 @@ def test_a_paced_schedule_saves_and_loads_with_its_progress(tmp_path: Path) -> N
         ScheduleSpec(name="cosine", warmup_epochs=1, pace="time_budget"), LR0, EPOCHS, STEPS
     )
     assert isinstance(paced, TimePaced)
-    paced.progress.assign(0.5)
+    paced.set_progress(0.5)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(paced), "mse")
     model.save(tmp_path / "m.keras")
