@@ -40,6 +40,10 @@ from dltrain.recipe.data import CategoryEncoding
 
 # A table model's raw inputs: one keras.Input per source column, by column name.
 RawInputs = dict[str, keras.KerasTensor]
+# The layer that scales raw numbers computes in float32 under mixed precision too: raw values
+# pass float16's 65,504 (incomes, sampling weights: inf, then NaN) and keep only about three
+# digits in bfloat16; scaled, they suit either.
+RAW_VALUES_DTYPE = "float32"
 
 
 def _layer_name(column: str) -> str:
@@ -95,6 +99,7 @@ def table_inputs(manifest: Manifest) -> tuple[RawInputs, Any]:
         x = keras.layers.Normalization(
             mean=[n.mean for n in numeric],
             variance=[n.variance for n in numeric],
+            dtype=RAW_VALUES_DTYPE,
             name="numeric_scaling",
         )(x)
         parts.append(x)
@@ -240,7 +245,11 @@ def sequence_inputs(manifest: Manifest) -> tuple[Any, Any]:
     preprocessing = manifest.preprocessing_as(SequencePreprocessing)
     raw = keras.Input(shape=tuple(features.shape), dtype="float32", name="window")
     scaled = keras.layers.Normalization(
-        axis=-1, mean=preprocessing.mean, variance=preprocessing.variance, name="scaling"
+        axis=-1,
+        mean=preprocessing.mean,
+        variance=preprocessing.variance,
+        dtype=RAW_VALUES_DTYPE,
+        name="scaling",
     )(raw)
     layout = manifest.series
     if layout is None or layout.window_rms is None:
