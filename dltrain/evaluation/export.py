@@ -38,7 +38,7 @@ from dltrain.evaluation.formats import (
 from dltrain.evaluation.run_model import RunModel, open_run
 from dltrain.evaluation.threshold import read_stored_threshold
 from dltrain.manifest import TableFeatures
-from dltrain.models.blocks import inference_copy
+from dltrain.models.blocks import float32_copy, inference_copy
 from dltrain.runs import RunFolder
 
 if TYPE_CHECKING:
@@ -238,11 +238,12 @@ def export_run(
     target = _target(run_dir, fmt, output, quantize)
     run = open_run(run_dir)
     logging.getLogger("absl").setLevel(logging.ERROR)  # renamed-parameter notices, not news
-    model = run.load_keras()
+    # what is exported: the model less its random augmentation, which acts only in training and
+    # whose random ops TFLite lacks; the check compares it with the model as trained. A model
+    # trained in bfloat16 is exported in float32 (``float32_copy``), and checked against that.
+    model = float32_copy(run.load_keras())
     x = sample_inputs(run, model)
     expected = np.asarray(model.predict_on_batch(x))
-    # what is exported: the model less its random augmentation, which acts only in training and
-    # whose random ops TFLite lacks; the check compares it with the model as trained
     inference = inference_copy(model)
     if fmt == ExportFormat.ONNX and len(model.inputs) != 1:
         _onnx(model, target)  # refuses with the reason, before anything is written

@@ -163,3 +163,24 @@ def inference_copy(model: keras.Model) -> keras.Model:
     return keras.models.clone_model(
         model, clone_function=lambda layer: layer, call_function=call, recursive=True
     )
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32 throughout, with the same weights; as it is if it does.
+
+    A model trained under ``mixed_bfloat16`` (``train.mixed_precision: on`` on a CPU) keeps
+    float32 weights but computes in bfloat16, which TFLite has no kernels for and few runtimes
+    run fast. An export is meant for any runtime, so it computes in float32 (as accurately as
+    the model's weights allow).
+    """
+    if all(layer.compute_dtype != "bfloat16" for layer in model._flatten_layers()):
+        return model
+
+    def in_float32(layer: Any) -> Any:
+        if layer.compute_dtype != "bfloat16":
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=in_float32, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -169,7 +169,9 @@ class TrainSpec(Section):
         False, description="Deterministic TensorFlow ops: identical reruns, somewhat slower."
     )
     mixed_precision: Switch = Field(
-        Switch.AUTO, description="auto: on for GPUs of compute capability >= 7.0, off on CPU."
+        Switch.AUTO,
+        description="auto: on for GPUs of compute capability >= 7.0, off on CPU. on: float16 "
+        "on GPUs, bfloat16 on CPUs (faster only where the CPU has bfloat16 instructions).",
     )
     jit_compile: Switch = Field(
         Switch.AUTO, description="XLA. auto: Keras's choice on GPU, off on CPU (slower there)."
