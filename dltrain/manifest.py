@@ -220,6 +220,9 @@ class NumericColumn(_Part):
     train_max: float | None = None
     train_missing: int
     expression: str | None = None  # a derived column, recomputed from raw inputs in the model
+    # The scaled training values' quantiles at 0, 1/64, ..., 1 (``QUANTILE_POINTS``): the bin
+    # edges of piecewise-linear embeddings. None in manifests written before they were kept.
+    quantiles: list[float] | None = None
 
 
 class CategoricalColumn(_Part):

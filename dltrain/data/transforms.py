@@ -26,6 +26,9 @@ from dltrain.recipe.data import (
 )
 
 RESERVOIR = 100_000
+# Each numeric column keeps its scaled training values' quantiles at 0, 1/64, ..., 1: the edges
+# piecewise-linear embeddings place their bins at (up to 64 bins a column).
+QUANTILE_POINTS = 65
 
 
 @dataclass
@@ -117,7 +120,8 @@ class NumericFit:
 
         Returns:
             ``fill``, clip ``low``/``high``, ``log`` ``shift``, then ``mean``/``variance`` for
-            Normalization; no ``expression`` (the caller sets it for a derived column).
+            Normalization, and the ``quantiles`` of the values so scaled; no ``expression``
+            (the caller sets it for a derived column).
         """
         self._trim()
         fill = self.fill_value(strategy, constant)
@@ -153,6 +157,14 @@ class NumericFit:
         if not self.count:
             lo, hi = filled, filled
         norm_mean, norm_var = _normalisation(scaling, mean, variance, (lo, hi))
+        quantiles = None
+        if len(self._sample):
+            scaled = (transform(self._sample) - norm_mean) / np.sqrt(norm_var)
+            # observed values, not interpolations: a count column's edges sit on its counts
+            points = np.quantile(
+                scaled, np.linspace(0.0, 1.0, QUANTILE_POINTS), method="inverted_cdf"
+            )
+            quantiles = [float(np.float32(q)) for q in points]  # as the model's float32 sees them
         return NumericColumn(
             column=self.name,
             missing=strategy,
@@ -168,6 +180,7 @@ class NumericFit:
             train_min=self.minimum if self.count else None,
             train_max=self.maximum if self.count else None,
             train_missing=self.missing,
+            quantiles=quantiles,
         )
 
     def _clip_bounds(self, outliers: Outliers, clean: CleanSpec) -> tuple[float, float]:

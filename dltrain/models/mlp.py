@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from dltrain.backend import keras
 from dltrain.errors import RecipeError
-from dltrain.manifest import TablePreprocessing
+from dltrain.manifest import NumericColumn, TablePreprocessing
 from dltrain.models.blocks import dense_stack
 from dltrain.models.io import ModelIO
-from dltrain.recipe.models import MlpSpec, NumericEmbeddingSpec
+from dltrain.recipe.models import MlpSpec, NumericEmbeddingKind, NumericEmbeddingSpec
 from dltrain.tasks import Task
 
 
@@ -79,7 +81,7 @@ def _tower(x: Any, io: ModelIO, spec: MlpSpec, prefix: str, raw: Any) -> Any:
 
 
 def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec, prefix: str = "") -> Any:
-    """Add periodic embeddings of the table's numeric block (it comes first) to the features."""
+    """Add embeddings of the table's numeric block (it comes first) to the features."""
     preprocessing = io.manifest.preprocessing
     numeric = preprocessing.numeric if isinstance(preprocessing, TablePreprocessing) else []
     if not numeric:
@@ -88,11 +90,33 @@ def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec, prefix: str 
             f"dataset holds {io.kind} features with no numeric column. Remove "
             "`model.numeric_embedding`, or prepare a table with numeric columns."
         )
-    ops = keras.ops
     count = len(numeric)
     numbers, rest = x[:, :count], x[:, count:]
-    # One row of frequencies per column (EinsumDense's kernel is (columns, frequencies)), so each
-    # column learns its own periods; Keras's own layers keep the saved model loadable as is.
+    if spec.kind == NumericEmbeddingKind.PIECEWISE_LINEAR:
+        encoded = PiecewiseLinearEncoding(
+            bin_edges(numeric, spec.bins), name=f"{prefix}numeric_bins"
+        )(numbers)
+    else:
+        encoded = _periodic(numbers, count, spec, prefix)
+    # Each column's code through its own dense layer (EinsumDense's kernel is (columns, code,
+    # dim)); Keras's own layers keep the saved model loadable as is.
+    embedded = keras.layers.EinsumDense(
+        "bnk,nkd->bnd",
+        output_shape=(count, spec.dim),
+        bias_axes="nd",
+        activation="relu",
+        name=f"{prefix}numeric_embedding",
+    )(encoded)
+    embedded = keras.layers.Flatten(name=f"{prefix}numeric_embedding_flatten")(embedded)
+    # The standardised numbers stay beside their embeddings: sums and differences of columns
+    # (with log scaling, ratios such as rooms per household) remain one linear step away.
+    parts = [numbers, embedded] + ([rest] if rest.shape[-1] else [])
+    return keras.layers.Concatenate(name=f"{prefix}embedded_features")(parts)
+
+
+def _periodic(numbers: Any, count: int, spec: NumericEmbeddingSpec, prefix: str) -> Any:
+    """[sin 2πcx, cos 2πcx] per column, with one row of trainable frequencies c per column."""
+    ops = keras.ops
     phase = keras.layers.EinsumDense(
         "bn,nk->bnk",
         output_shape=(count, spec.frequencies),
@@ -100,16 +124,78 @@ def _embed_numbers(x: Any, io: ModelIO, spec: NumericEmbeddingSpec, prefix: str 
         name=f"{prefix}numeric_frequencies",
     )(numbers)
     phase = 2.0 * math.pi * phase
-    periodic = ops.concatenate([ops.sin(phase), ops.cos(phase)], axis=-1)
-    embedded = keras.layers.EinsumDense(
-        "bnk,nkd->bnd",
-        output_shape=(count, spec.dim),
-        bias_axes="nd",
-        activation="relu",
-        name=f"{prefix}numeric_embedding",
-    )(periodic)
-    embedded = keras.layers.Flatten(name=f"{prefix}numeric_embedding_flatten")(embedded)
-    # The standardised numbers stay beside their embeddings: sums and differences of columns
-    # (with log scaling, ratios such as rooms per household) remain one linear step away.
-    parts = [numbers, embedded] + ([rest] if rest.shape[-1] else [])
-    return keras.layers.Concatenate(name=f"{prefix}embedded_features")(parts)
+    return ops.concatenate([ops.sin(phase), ops.cos(phase)], axis=-1)
+
+
+def bin_edges(numeric: list[NumericColumn], bins: int) -> list[list[float]]:
+    """Each column's bin edges: ``bins`` + 1 equally spaced quantiles of its scaled training
+    values, read off the quantiles prepare kept, repeated edges dropped (a column of few
+    distinct values gets fewer bins).
+
+    Raises:
+        RecipeError: the dataset was prepared before quantiles were kept.
+    """
+    stale = [n.column for n in numeric if not n.quantiles]
+    if stale:
+        raise RecipeError(
+            "`model.numeric_embedding.kind: piecewise_linear` places its bins at the training "
+            "split's quantiles, which this prepared dataset does not hold for "
+            f"{', '.join(stale[:5])} (it was prepared by an older dltrain, or those columns "
+            "have no value). Run `dltrain prepare --force` again, or use kind: periodic."
+        )
+    edges = []
+    for column in numeric:
+        assert column.quantiles is not None
+        kept = np.linspace(0.0, 1.0, len(column.quantiles))
+        wanted = np.interp(np.linspace(0.0, 1.0, bins + 1), kept, column.quantiles)
+        distinct = np.unique(wanted.astype(np.float32))
+        edges.append([float(e) for e in (distinct if len(distinct) > 1 else [0.0, 1.0])])
+    return edges
+
+
+@keras.saving.register_keras_serializable(package="dltrain")
+class PiecewiseLinearEncoding(keras.layers.Layer):
+    """Piecewise-linear encoding of each column (Gorishniy et al. 2022): per bin, 0 below it,
+    1 above it, and the position inside it; the first bin extends below its edge and the last
+    above, so values beyond the training range still move the code. Columns with fewer bins
+    than the widest are padded with bins that read 0.
+
+    Input (batch, columns); output (batch, columns, bins of the widest column).
+
+    Example:
+        >>> layer = PiecewiseLinearEncoding([[0.0, 1.0, 3.0]])
+        >>> keras.ops.convert_to_numpy(layer(np.array([[2.0]], "float32"))).tolist()
+        [[[1.0, 0.5]]]
+    """
+
+    def __init__(self, edges: list[list[float]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.edges = [list(map(float, e)) for e in edges]
+        width = max(len(e) for e in self.edges) - 1
+        lower = np.zeros((len(edges), width), np.float32)
+        span = np.ones((len(edges), width), np.float32)
+        mask = np.zeros((len(edges), width), np.float32)
+        first = np.zeros((len(edges), width), bool)
+        last = np.zeros((len(edges), width), bool)
+        for n, e in enumerate(self.edges):
+            bins = len(e) - 1
+            lower[n, :bins] = e[:-1]
+            span[n, :bins] = np.diff(e)
+            mask[n, :bins] = 1.0
+            first[n, 0] = True
+            last[n, bins - 1] = True
+        self._lower, self._span, self._mask = lower, span, mask
+        # the first bin has no floor and the last no ceiling
+        self._floor = np.where(first, -np.inf, 0.0).astype(np.float32)
+        self._ceiling = np.where(last, np.inf, 1.0).astype(np.float32)
+
+    def call(self, x: Any) -> Any:
+        ops = keras.ops
+        position = (ops.expand_dims(x, -1) - self._lower) / self._span
+        return ops.clip(position, self._floor, self._ceiling) * self._mask
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[Any, ...]:
+        return (*input_shape, self._lower.shape[1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "edges": self.edges}

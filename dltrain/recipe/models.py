@@ -129,22 +129,44 @@ class AugmentationSpec(Section):
         return self.mixup is not None or self.cutmix is not None
 
 
-class NumericEmbeddingSpec(Section):
-    """Periodic embeddings of a table's numbers (Gorishniy et al. 2022, "PLR").
+class NumericEmbeddingKind(StrEnum):
+    PERIODIC = "periodic"
+    PIECEWISE_LINEAR = "piecewise_linear"
 
-    Each numeric column x becomes relu(W [sin(2 pi c x), cos(2 pi c x)] + b), with its own
-    trainable frequencies c and its own W, before the hidden layers: an MLP then fits sharp,
-    non-monotone effects of one column (latitude and longitude, capital gains) that a plain
-    dense layer on the standardised number approximates poorly.
+
+MAX_EMBEDDING_BINS = 64  # the quantiles prepare keeps per column (data/transforms.py)
+
+
+class NumericEmbeddingSpec(Section):
+    """Embeddings of a table's numbers (Gorishniy et al. 2022, "PLR" and "Q-LR").
+
+    Each numeric column x becomes relu(W e(x) + b), with its own W, before the hidden layers,
+    where e(x) is either periodic, [sin(2 pi c x), cos(2 pi c x)] with trainable frequencies c,
+    or piecewise linear: one entry per bin between the training split's quantiles, 0 below the
+    bin, 1 above it, and the position inside it. An MLP then fits sharp, non-monotone effects
+    of one column (latitude and longitude, capital gains) that a plain dense layer on the
+    standardised number approximates poorly.
     """
 
-    frequencies: Width = Field(16, description="Trainable frequencies per numeric column.")
+    kind: NumericEmbeddingKind = Field(
+        NumericEmbeddingKind.PERIODIC,
+        description="periodic: trainable frequencies; piecewise_linear: bins between the "
+        "training split's quantiles (fixed at prepare).",
+    )
+    frequencies: Width = Field(16, description="periodic: trainable frequencies per column.")
+    bins: int = Field(
+        48,
+        ge=2,
+        le=MAX_EMBEDDING_BINS,
+        description="piecewise_linear: bins per column, between equally spaced quantiles (a "
+        "column with fewer distinct values gets fewer).",
+    )
     dim: Width = Field(16, description="Width of each column's embedding.")
     scale: float = Field(
         0.1,
         gt=0,
-        description="Standard deviation of the initial frequencies (inputs are standardised); "
-        "larger values let the first epochs fit finer detail.",
+        description="periodic: standard deviation of the initial frequencies (inputs are "
+        "standardised); larger values let the first epochs fit finer detail.",
     )
 
 
@@ -155,7 +177,9 @@ class MlpSpec(PredictorBase):
     )
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout after each hidden layer.")
     numeric_embedding: NumericEmbeddingSpec | None = Field(
-        None, description="Tables: embed each numeric column periodically (null: raw numbers)."
+        None,
+        description="Tables: embed each numeric column, periodically or piecewise linearly "
+        "(null: raw numbers).",
     )
     ensemble: int = Field(
         1,

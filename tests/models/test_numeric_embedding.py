@@ -1,4 +1,5 @@
-"""Periodic embeddings of a table's numbers: per-column frequencies, raw rows in, saved whole."""
+"""Embeddings of a table's numbers, periodic or piecewise linear: per column, raw rows in,
+saved whole."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pytest
 
 from dltrain.backend import keras
 from dltrain.data.prepare import prepare
+from dltrain.data.transforms import QUANTILE_POINTS
 from dltrain.errors import RecipeError
 from dltrain.models import build_model
 from dltrain.models.io import ModelIO
+from dltrain.models.mlp import PiecewiseLinearEncoding, bin_edges
 from dltrain.recipe.data import DataSpec
-from dltrain.recipe.models import MlpSpec, NumericEmbeddingSpec
+from dltrain.recipe.models import MlpSpec, NumericEmbeddingKind, NumericEmbeddingSpec
 from tests.models.test_builders import image_io
 
 
@@ -83,3 +86,62 @@ def test_numeric_embedding_needs_a_table_with_numbers() -> None:
     spec = MlpSpec(units=[4], numeric_embedding=NumericEmbeddingSpec())
     with pytest.raises(RecipeError, match="numeric_embedding.*holds image features"):
         build_model(spec, image_io())
+
+
+def test_prepare_keeps_each_columns_quantiles_on_the_scale_the_model_sees(
+    table_io: ModelIO,
+) -> None:
+    lat, rooms = table_io.manifest.preprocessing.numeric  # type: ignore[union-attr]
+    assert lat.quantiles is not None and len(lat.quantiles) == QUANTILE_POINTS
+    assert lat.quantiles == sorted(lat.quantiles)
+    # the ends are the training split's extremes, standardised as Normalization does
+    assert lat.train_min is not None and lat.train_max is not None
+    scale = np.sqrt(lat.variance)
+    assert lat.quantiles[0] == pytest.approx((lat.train_min - lat.mean) / scale, rel=1e-5)
+    assert lat.quantiles[-1] == pytest.approx((lat.train_max - lat.mean) / scale, rel=1e-5)
+    assert abs(lat.quantiles[QUANTILE_POINTS // 2]) < 0.3  # a uniform column's median: near 0
+    assert rooms.quantiles is not None and len(set(rooms.quantiles)) <= 8  # 8 distinct counts
+
+
+def test_piecewise_linear_bins_sit_at_the_training_quantiles(
+    table_io: ModelIO, tmp_path: Path
+) -> None:
+    embedding = NumericEmbeddingSpec(kind=NumericEmbeddingKind.PIECEWISE_LINEAR, bins=8, dim=3)
+    model = build_model(MlpSpec(units=[8], numeric_embedding=embedding), table_io)
+    lat_edges, rooms_edges = bin_edges(table_io.manifest.preprocessing.numeric, 8)  # type: ignore[union-attr]
+    assert len(lat_edges) == 9  # 8 bins of latitude, each an eighth of the training rows
+    assert len(rooms_edges) < 9  # 8 room counts: repeated quantiles merge
+    kernel, _ = model.get_layer("numeric_embedding").get_weights()
+    assert kernel.shape == (2, 8, 3)  # lat and rooms; the category stays one-hot
+    codes = keras.Model(model.inputs, model.get_layer("numeric_bins").output)
+    encoded = np.asarray(codes.predict(rows(50), verbose=0))
+    lat_code = encoded[:, 0, :]
+    # below a row's bin 1, above it 0, inside it its position: the code rises monotonically
+    assert (np.diff(lat_code, axis=1) <= 1e-6).all()
+    assert ((lat_code[:, 1:-1] >= 0) & (lat_code[:, 1:-1] <= 1)).all()
+    prediction = np.asarray(model.predict(rows(6), verbose=0))
+    assert np.isfinite(prediction).all()
+
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(rows(6), verbose=0), prediction, rtol=1e-5)
+
+
+def test_piecewise_linear_encoding_extends_its_outer_bins() -> None:
+    layer = PiecewiseLinearEncoding([[0.0, 1.0, 3.0], [-1.0, 1.0]])
+    x = np.array([[2.0, 0.0], [-5.0, 3.0], [5.0, -3.0]], "float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(x)),
+        [
+            [[1.0, 0.5], [0.5, 0.0]],  # inside bin 2; inside the one bin (the pad reads 0)
+            [[-5.0, 0.0], [2.0, 0.0]],  # below the first edge; above the last
+            [[1.0, 2.0], [-1.0, 0.0]],
+        ],
+    )
+
+
+def test_piecewise_linear_needs_quantiles_from_prepare(table_io: ModelIO) -> None:
+    manifest = table_io.manifest
+    numeric = [n.model_copy(update={"quantiles": None}) for n in manifest.preprocessing.numeric]  # type: ignore[union-attr]
+    with pytest.raises(RecipeError, match="prepare --force"):
+        bin_edges(numeric, 8)
