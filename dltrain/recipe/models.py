@@ -169,6 +169,23 @@ class NumericEmbeddingSpec(Section):
         "standardised); larger values let the first epochs fit finer detail.",
     )
 
+    @model_validator(mode="after")
+    def _keys_of_its_kind(self) -> NumericEmbeddingSpec:
+        # a key of the other kind would be silently ignored: the recipe would not say what runs
+        other = {
+            NumericEmbeddingKind.PERIODIC: {"bins"},
+            NumericEmbeddingKind.PIECEWISE_LINEAR: {"frequencies", "scale"},
+        }[self.kind]
+        stray = sorted(other & self.model_fields_set)
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} set {'does' if len(stray) == 1 else 'do'} nothing for "
+                f"kind: {self.kind.value} (frequencies and scale shape periodic embeddings, "
+                f"bins piecewise-linear ones). Remove {', '.join(stray)}, or set the kind "
+                f"{'they belong' if len(stray) > 1 else 'it belongs'} to."
+            )
+        return self
+
 
 class MlpSpec(PredictorBase):
     family: Literal["mlp"] = "mlp"

@@ -440,6 +440,13 @@ KEYS_AND_VALUES = [
         with_section(train={"lr_schedule": {"name": "cosine", "pace": "time_budget"}}),
     ),
     case(
+        "a periodic key for piecewise-linear embeddings",
+        "train",
+        ["`model.numeric_embedding`", "scale set does nothing for kind: piecewise_linear"],
+        "Remove scale, or set the kind it belongs to",
+        with_model(family="mlp", numeric_embedding={"kind": "piecewise_linear", "scale": 3}),
+    ),
+    case(
         "gate that does not parse",
         "evaluate",
         ["accuracy>>0.9"],
