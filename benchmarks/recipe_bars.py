@@ -134,7 +134,12 @@ def describe_model(recipe: dict[str, Any]) -> str:
     if family == "mlp":
         text = f"MLP {model['units']}, {model['activation']}, dropout {model['dropout']:.3g}"
         embedding = model.get("numeric_embedding")
-        if embedding:
+        if embedding and embedding.get("kind") == "piecewise_linear":
+            text += (
+                f", piecewise-linear numeric embeddings ({embedding['bins']} bins between "
+                f"training quantiles, dim {embedding['dim']})"
+            )
+        elif embedding:
             text += (
                 f", periodic numeric embeddings ({embedding['frequencies']} frequencies, "
                 f"dim {embedding['dim']}, scale {embedding['scale']:.3g})"
