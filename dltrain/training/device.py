@@ -47,9 +47,10 @@ class DevicePlan:
     def precision_policy(self) -> str:
         """Keras's dtype policy: float16 on GPUs (tensor cores), bfloat16 on CPUs.
 
-        CPUs have no fast float16 (the reference CNN trained 8x slower in it here), but recent
-        ones multiply bfloat16 natively: 1.6x faster than float32 for that CNN on an AMD EPYC
-        with AVX-512 BF16 (benchmarks/RESULTS.md, "Fashion-MNIST in bfloat16 on the CPU").
+        CPUs have no fast float16 (the Fashion-MNIST recipe's CNN trained 5.8x slower in it
+        than in float32), but recent ones multiply bfloat16 natively: that CNN trained 1.5x as
+        fast as in float32 on an AMD EPYC with AVX-512 BF16 (benchmarks/RESULTS.md,
+        "Fashion-MNIST in bfloat16 on the CPU").
         """
         if not self.mixed_precision:
             return "float32"
