@@ -171,12 +171,18 @@ class NumericEmbeddingSpec(Section):
 
     @model_validator(mode="after")
     def _keys_of_its_kind(self) -> NumericEmbeddingSpec:
-        # a key of the other kind would be silently ignored: the recipe would not say what runs
+        # a key of the other kind would be silently ignored: the recipe would not say what runs.
+        # Its default is no slip: a run's resolved recipe.yaml spells out every key.
         other = {
             NumericEmbeddingKind.PERIODIC: {"bins"},
             NumericEmbeddingKind.PIECEWISE_LINEAR: {"frequencies", "scale"},
         }[self.kind]
-        stray = sorted(other & self.model_fields_set)
+        fields = type(self).model_fields
+        stray = sorted(
+            key
+            for key in other & self.model_fields_set
+            if getattr(self, key) != fields[key].default
+        )
         if stray:
             raise ValueError(
                 f"{', '.join(stray)} set {'does' if len(stray) == 1 else 'do'} nothing for "

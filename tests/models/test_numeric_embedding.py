@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from dltrain.backend import keras
 from dltrain.data.prepare import prepare
@@ -145,3 +146,12 @@ def test_piecewise_linear_needs_quantiles_from_prepare(table_io: ModelIO) -> Non
     numeric = [n.model_copy(update={"quantiles": None}) for n in manifest.preprocessing.numeric]  # type: ignore[union-attr]
     with pytest.raises(RecipeError, match="prepare --force"):
         bin_edges(numeric, 8)
+
+
+def test_a_resolved_recipe_keeps_the_other_kinds_defaults_without_complaint() -> None:
+    # a run's recipe.yaml spells out every key, those of the other kind included
+    for kind in NumericEmbeddingKind:
+        resolved = NumericEmbeddingSpec(kind=kind).model_dump(mode="json")
+        assert NumericEmbeddingSpec.model_validate(resolved).kind == kind
+    with pytest.raises(ValidationError, match="bins set does nothing for kind: periodic"):
+        NumericEmbeddingSpec.model_validate({"kind": "periodic", "bins": 8})
