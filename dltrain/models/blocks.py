@@ -177,9 +177,10 @@ def float32_copy(model: keras.Model) -> keras.Model:
         return model
 
     def in_float32(layer: Any) -> Any:
-        if layer.compute_dtype != "bfloat16":
-            return layer.__class__.from_config(layer.get_config())
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+        config = layer.get_config()
+        if layer.compute_dtype == "bfloat16":
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=in_float32, recursive=True)
     copy.set_weights(model.get_weights())

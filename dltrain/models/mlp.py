@@ -172,22 +172,17 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.edges = [list(map(float, e)) for e in edges]
         width = max(len(e) for e in self.edges) - 1
-        lower = np.zeros((len(edges), width), np.float32)
-        span = np.ones((len(edges), width), np.float32)
-        mask = np.zeros((len(edges), width), np.float32)
-        first = np.zeros((len(edges), width), bool)
-        last = np.zeros((len(edges), width), bool)
+        shape = (len(edges), width)
+        self._lower, self._span = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+        self._mask, self._floor = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        self._ceiling = np.ones(shape, np.float32)
         for n, e in enumerate(self.edges):
             bins = len(e) - 1
-            lower[n, :bins] = e[:-1]
-            span[n, :bins] = np.diff(e)
-            mask[n, :bins] = 1.0
-            first[n, 0] = True
-            last[n, bins - 1] = True
-        self._lower, self._span, self._mask = lower, span, mask
-        # the first bin has no floor and the last no ceiling
-        self._floor = np.where(first, -np.inf, 0.0).astype(np.float32)
-        self._ceiling = np.where(last, np.inf, 1.0).astype(np.float32)
+            self._lower[n, :bins] = e[:-1]
+            self._span[n, :bins] = np.diff(e)
+            self._mask[n, :bins] = 1.0
+            # the first bin has no floor and the last no ceiling
+            self._floor[n, 0], self._ceiling[n, bins - 1] = -np.inf, np.inf
 
     def call(self, x: Any) -> Any:
         ops = keras.ops
